@@ -1,0 +1,305 @@
+"""Frame -> Action: parse and validate a Fractrade message, derive its key and cloid."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping, Union
+
+TRADE = "execute_hyperliquid_perp_trade"
+STOP_LOSS = "set_hyperliquid_perp_stop_loss"
+TAKE_PROFIT = "set_hyperliquid_perp_take_profit"
+ACTION_IDS = (TRADE, STOP_LOSS, TAKE_PROFIT)
+
+MAX_FRAME_BYTES = 1 << 20
+MAX_EXCERPT = 300
+_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_\-]{0,31}$")
+_MS_THRESHOLD = 10_000_000_000  # a timestamp above this is in milliseconds (year 2286 in seconds)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One validated action, with the key that makes it execute exactly once."""
+
+    action_id: str
+    symbol: str
+    side: str
+    size: Decimal | None
+    reduce_only: bool
+    trigger_price: Decimal | None
+    event_id: str
+    timestamp: float | None
+    leverage: int | None
+    ref_price: Decimal | None
+    server_execution: bool
+    received_at: float
+    agent_id: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        """sha256 of (action_id, event_id, symbol, side, size, trigger_price)."""
+        parts = (self.action_id, self.event_id, self.symbol, self.side, _canon(self.size), _canon(self.trigger_price))
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    @property
+    def cloid(self) -> str:
+        """The order's client id: the first 16 bytes of the key."""
+        return "0x" + self.key[:32]
+
+    @property
+    def is_buy(self) -> bool:
+        return self.side == "BUY"
+
+    @property
+    def kind(self) -> str:
+        """trade, stop_loss or take_profit."""
+        return {TRADE: "trade", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"}[self.action_id]
+
+    def age(self, now: float) -> float:
+        """Seconds since the signal was made (its timestamp), else since it was received."""
+        return now - (self.timestamp if self.timestamp is not None else self.received_at)
+
+    def describe(self) -> str:
+        """A short human label: 'trade BUY 0.01 BTC'."""
+        size = _canon(self.size) or "position"
+        text = f"{self.kind} {self.side} {size} {self.symbol}"
+        if self.trigger_price is not None:
+            text += f" @ {_canon(self.trigger_price)}"
+        return text
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A frame that is not a valid action; the reason is what the user sees."""
+
+    reason: str
+    digest: str
+    excerpt: str
+    received_at: float
+    event_id: str | None = None
+    action_id: str | None = None
+    symbol: str | None = None
+
+    @property
+    def key(self) -> str:
+        return "rejected:" + self.digest
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A well-formed message that is not an action (another type)."""
+
+    reason: str
+
+
+Parsed = Union[Action, Rejection, Ignored]
+
+
+class _Invalid(Exception):
+    """Raised inside the parser; becomes a Rejection."""
+
+
+def _canon(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    text = format(value.normalize(), "f")
+    return text
+
+
+def parse_frame(frame: str | bytes, received_at: float) -> Parsed:
+    """Turn one WebSocket frame into an Action, a Rejection with its reason, or Ignored. Never raises."""
+    raw = frame if isinstance(frame, bytes) else frame.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(raw).hexdigest()[:32]
+    excerpt = raw[:MAX_EXCERPT].decode("utf-8", "replace")
+    context: dict[str, str | None] = {}
+    try:
+        if len(raw) > MAX_FRAME_BYTES:
+            raise _Invalid(f"frame too large ({len(raw)} bytes; the limit is {MAX_FRAME_BYTES})")
+        message = _decode(raw)
+        return _parse_message(message, received_at, context)
+    except _Invalid as exc:
+        return Rejection(str(exc), digest, excerpt, received_at, **context)
+    except Exception as exc:  # a parser bug must never stop the receiver
+        return Rejection(f"could not parse: {type(exc).__name__}", digest, excerpt, received_at, **context)
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Invalid("not UTF-8 text") from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise _Invalid("not JSON: nested too deeply") from None
+    except (ValueError, _Invalid) as exc:
+        detail = str(exc).split(":")[0] if not isinstance(exc, _Invalid) else str(exc)
+        raise _Invalid(f"not JSON: {detail}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Invalid(f"{name} is not a number")
+
+
+def _parse_message(message: Any, received_at: float, context: dict) -> Parsed:
+    if not isinstance(message, dict):
+        raise _Invalid(f"message is {_type_name(message)}, not an object")
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        raise _Invalid("message has no string 'type'")
+    if kind.upper() != "ACTION":
+        return Ignored(f"message type '{kind[:40]}' is not an action")
+    data = _object(message, "data", "data")
+    action_id = data.get("action_id")
+    if not isinstance(action_id, str) or not action_id.strip():
+        raise _Invalid("data.action_id is missing")
+    action_id = action_id.strip().lower()
+    context["action_id"] = action_id[:80]
+    if action_id not in ACTION_IDS:
+        raise _Invalid(f"unknown action '{action_id[:80]}'; expected one of {', '.join(ACTION_IDS)}")
+    config = _object(data, "config", "data.config")
+    position = _object(config, "position", "config.position")
+    metadata = _object(config, "metadata", "config.metadata")
+    event_id = _event_id(metadata)
+    context["event_id"] = event_id
+    symbol = _symbol(position)
+    context["symbol"] = symbol
+    side = _side(position)
+    if action_id == TRADE:
+        size = _decimal(position.get("size"), "position.size", required=True)
+        trigger = None
+        reduce_only = _bool(position.get("reduce_only"), "position.reduce_only")
+    else:
+        size = _decimal(position.get("size"), "position.size", required=False, zero_ok=True)
+        size = None if size is None or size == 0 else size
+        trigger = _decimal(position.get("trigger_price"), "position.trigger_price", required=True)
+        reduce_only = True
+    return Action(
+        action_id=action_id,
+        symbol=symbol,
+        side=side,
+        size=size,
+        reduce_only=reduce_only,
+        trigger_price=trigger,
+        event_id=event_id,
+        timestamp=_timestamp(metadata.get("timestamp")),
+        leverage=_leverage(metadata.get("leverage")),
+        ref_price=_info_price(metadata.get("price")),
+        server_execution=_bool(metadata.get("server_execution"), "metadata.server_execution"),
+        received_at=received_at,
+        agent_id=_short_str(metadata.get("agent_id")),
+        config=config,
+    )
+
+
+def _type_name(value: Any) -> str:
+    """The JSON type of a value, with its article: 'an array', 'a string'."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _object(parent: Mapping, name: str, label: str) -> dict:
+    value = parent.get(name)
+    if value is None:
+        raise _Invalid(f"{label} is missing")
+    if not isinstance(value, dict):
+        raise _Invalid(f"{label} must be an object, not {_type_name(value)}")
+    return value
+
+
+def _event_id(metadata: Mapping) -> str:
+    value = metadata.get("event_id")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _Invalid("metadata.event_id is missing: without it an action cannot be executed exactly once")
+    text = str(value).strip()
+    if not text or len(text) > 200:
+        raise _Invalid("metadata.event_id must be a non-empty string of at most 200 characters")
+    return text
+
+
+def _symbol(position: Mapping) -> str:
+    value = position.get("symbol")
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("position.symbol is missing")
+    value = value.strip()
+    if not _SYMBOL.match(value):
+        raise _Invalid(f"position.symbol '{value[:40]}' is not a coin name")
+    return value
+
+
+def _side(position: Mapping) -> str:
+    value = position.get("side")
+    if not isinstance(value, str) or value.strip().upper() not in ("BUY", "SELL"):
+        shown = value[:20] if isinstance(value, str) else _type_name(value) if value is not None else "missing"
+        raise _Invalid(f"position.side must be BUY or SELL, not '{shown}'")
+    return value.strip().upper()
+
+
+def _decimal(value: Any, label: str, *, required: bool, zero_ok: bool = False) -> Decimal | None:
+    if value is None or value == "":
+        if required:
+            raise _Invalid(f"{label} is missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal, float)):
+        raise _Invalid(f"{label} must be a number or a numeric string, not {_type_name(value)}")
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else str(value))
+    except (InvalidOperation, ValueError):
+        raise _Invalid(f"{label} '{str(value)[:30]}' is not a number") from None
+    if not number.is_finite():
+        raise _Invalid(f"{label} '{str(value)[:30]}' is not a finite number")
+    if number < 0 or (number == 0 and not zero_ok):
+        raise _Invalid(f"{label} must be greater than 0, not {str(value)[:30]}")
+    if number.adjusted() > 15 or (number != 0 and number.adjusted() < -18):
+        raise _Invalid(f"{label} {str(value)[:30]} is out of range")
+    return number
+
+
+def _bool(value: Any, label: str) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    raise _Invalid(f"{label} must be true or false, not {_type_name(value)}")
+
+
+def _timestamp(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = _decimal(value, "metadata.timestamp", required=False)
+    if number is None:
+        return None
+    seconds = float(number) / 1000.0 if number > _MS_THRESHOLD else float(number)
+    if not math.isfinite(seconds) or seconds < 1_000_000_000:
+        raise _Invalid(f"metadata.timestamp {str(value)[:30]} is not a Unix time in seconds or milliseconds")
+    return seconds
+
+
+def _leverage(value: Any) -> int | None:
+    if value is None:
+        return None
+    number = _decimal(value, "metadata.leverage", required=False)
+    if number is None:
+        return None
+    if number != number.to_integral_value() or number < 1 or number > 1000:
+        raise _Invalid(f"metadata.leverage must be a whole number from 1 to 1000, not {str(value)[:30]}")
+    return int(number)
+
+
+def _info_price(value: Any) -> Decimal | None:
+    """metadata.price is information only: an unusable one is dropped, not fatal."""
+    try:
+        return _decimal(value, "metadata.price", required=False)
+    except _Invalid:
+        return None
+
+
+def _short_str(value: Any) -> str | None:
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)[:100]
+    return None

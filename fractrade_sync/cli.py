@@ -1,0 +1,212 @@
+"""Command line: run (default), check, status, health, send, demo; exit codes 0 / 1 / 78."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .config import ConfigError, default_state_dir, load_settings, merged_env
+from .logs import setup_logging
+from .service import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, FractradeExecutor
+from .watchdog import read_heartbeat
+
+FLAG_VARS = {
+    "ws_url": "FRAC_WS_URL",
+    "account": "HYPERLIQUID_PUBLIC_ADDRESS",
+    "api_url": "HYPERLIQUID_API_URL",
+    "env": "HYPERLIQUID_ENV",
+    "state_dir": "FRAC_STATE_DIR",
+    "log_level": "LOGLEVEL",
+    "log_format": "LOG_FORMAT",
+    "max_action_age": "FRAC_MAX_ACTION_AGE",
+}
+
+EPILOG = """\
+Secrets (FRAC_USER_TOKEN, HYPERLIQUID_PRIVATE_KEY) are read only from the environment or
+the .env file, never from flags, so they never show in the process list.
+
+examples:
+  fractrade-sync demo                      everything local, no keys: watch the whole flow
+  fractrade-sync check                     validate .env, reach Fractrade and Hyperliquid
+  fractrade-sync                           run the service (same as `run`)
+  fractrade-sync status --json             recent actions and their outcomes
+  fractrade-sync health || restart-it      for cron and monitors
+  fractrade-sync send actions.jsonl        push actions from a file through the same pipeline
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env-file", type=Path, help="the .env file to read (default: ./.env)")
+    parser.add_argument("--state-dir", help="journal and heartbeat directory (FRAC_STATE_DIR)")
+
+
+def _service_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ws-url", help="Fractrade WebSocket URL (FRAC_WS_URL)")
+    parser.add_argument("--account", help="the trading account address (HYPERLIQUID_PUBLIC_ADDRESS)")
+    parser.add_argument("--api-url", help="Hyperliquid API base URL (HYPERLIQUID_API_URL)")
+    parser.add_argument("--env", choices=("mainnet", "testnet"), help="HYPERLIQUID_ENV")
+    parser.add_argument("--log-level", help="LOGLEVEL: DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--log-format", choices=("text", "json"), help="LOG_FORMAT")
+    parser.add_argument("--max-action-age", help="seconds; older actions are never executed (FRAC_MAX_ACTION_AGE)")
+    parser.add_argument("--dry-run", action="store_true", help="build and log every order, send nothing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fractrade-sync",
+        description="Execute your Fractrade agent's actions on Hyperliquid with your own key.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the service (the default)", epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    _common(run)
+    _service_flags(run)
+    check = sub.add_parser("check", help="validate config, reach both endpoints, show the account")
+    _common(check)
+    _service_flags(check)
+    status = sub.add_parser("status", help="recent actions and their outcomes from the journal")
+    _common(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("-n", "--limit", type=int, default=20, help="how many actions (default 20)")
+    health = sub.add_parser("health", help="exit 0 when the running service's heartbeat is fresh and connected")
+    _common(health)
+    health.add_argument("--max-age", type=float, default=None, help="seconds a heartbeat stays fresh")
+    send = sub.add_parser("send", help="push actions from a JSON or JSONL file through the same pipeline")
+    _common(send)
+    _service_flags(send)
+    send.add_argument("file", type=Path, help="a JSON object, a JSON array of messages, or one message per line")
+    demo = sub.add_parser("demo", help="everything local, no credentials: simulator + signal server + service")
+    demo.add_argument("--quiet", action="store_true", help="only the timeline, no service log")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, str | None]:
+    flags = {var: getattr(args, name, None) for name, var in FLAG_VARS.items()}
+    if getattr(args, "dry_run", False):
+        flags["FRAC_DRY_RUN"] = "1"
+    return flags
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script; returns (and exits with) the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    handlers = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "health": cmd_health,
+                "send": cmd_send, "demo": cmd_demo}  # fmt: skip
+    try:
+        code = handlers[args.command or "run"](args)
+    except ConfigError as exc:
+        print(f"fractrade-sync: configuration error: {exc}", file=sys.stderr)
+        code = EXIT_CONFIG
+    except KeyboardInterrupt:
+        code = EXIT_FAILURE
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load_settings(_flags(args), env_file=args.env_file)
+    setup_logging(settings.log_level, settings.log_format, settings.secrets)
+    try:
+        return FractradeExecutor(settings).run()
+    except ConfigError:
+        raise
+    except Exception:
+        import logging
+
+        logging.getLogger("fractrade_sync").exception("fractrade-sync stopped on an unexpected error")
+        return EXIT_FAILURE
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    env = merged_env(env_file=args.env_file)
+    raw = args.state_dir or env.get("FRAC_STATE_DIR", "").strip()
+    return Path(raw).expanduser() if raw else default_state_dir()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .journal import Journal
+
+    path = _state_dir(args) / "journal.sqlite3"
+    if not path.exists():
+        print(f"no journal at {path}: the service has not run with this state dir", file=sys.stderr)
+        return EXIT_FAILURE
+    journal = Journal(path)
+    rows, counts = journal.recent(args.limit), journal.counts()
+    journal.close()
+    fields = ("received_at", "action_id", "symbol", "side", "size", "trigger_price", "state", "reason", "oid",
+              "filled_sz", "avg_px", "latency_ms", "event_id", "key")  # fmt: skip
+    if args.json:
+        print(json.dumps({"counts": counts, "actions": [{f: r.get(f) for f in fields} for r in rows]}, indent=2))
+        return EXIT_OK
+    print("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no actions yet"))
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["received_at"]))
+        what = " ".join(str(r[f]) for f in ("action_id", "side", "size", "symbol") if r.get(f)) or "(unparsed frame)"
+        if r.get("trigger_price"):
+            what += f" @ {r['trigger_price']}"
+        detail = f"filled {r['filled_sz']} @ {r['avg_px']}" if r.get("filled_sz") and r.get("avg_px") else ""
+        detail = " ".join(x for x in (detail, f"oid {r['oid']}" if r.get("oid") else "", r.get("reason") or "") if x)
+        print(f"{when}  {r['state']:<16} {what}  {detail}".rstrip())
+    return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    beat = read_heartbeat(_state_dir(args) / "heartbeat.json")
+    problem = health_problem(beat, args.max_age, time.time())
+    if problem:
+        print(f"unhealthy: {problem}")
+        return EXIT_FAILURE
+    print(f"healthy: pid {beat['pid']}, connected, queue {beat.get('queue_depth', 0)}")
+    return EXIT_OK
+
+
+def health_problem(beat: dict | None, max_age: float | None, now: float) -> str | None:
+    """Why the service is not healthy, or None."""
+    if not beat:
+        return "no heartbeat: the service is not running"
+    limit = max_age if max_age is not None else max(15.0, 3 * float(beat.get("heartbeat_interval", 5)))
+    age = now - float(beat.get("time", 0))
+    if age > limit:
+        return f"heartbeat is {age:.0f}s old (limit {limit:.0f}s)"
+    try:
+        os.kill(int(beat.get("pid", 0)), 0)
+    except (ProcessLookupError, ValueError):
+        return f"process {beat.get('pid')} is gone"
+    except PermissionError:
+        pass  # alive, owned by another user
+    if not beat.get("worker_alive"):
+        return "the worker thread is stuck or dead"
+    if not beat.get("connected"):
+        return "not connected to Fractrade"
+    return None
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from .sendfile import send_file
+
+    settings = load_settings(_flags(args), env_file=args.env_file, require_ws=False)
+    setup_logging(settings.log_level, settings.log_format, settings.secrets)
+    return send_file(settings, args.file)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import run_check
+
+    settings = load_settings(_flags(args), env_file=args.env_file)
+    setup_logging("WARNING", "text", settings.secrets)
+    return run_check(settings)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .sim.demo import run_demo
+
+    return run_demo(quiet=args.quiet)

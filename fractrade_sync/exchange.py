@@ -1,0 +1,222 @@
+"""Hyperliquid adapter: the one place that signs and sends, around the synchronous SDK."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import requests
+from eth_account import Account
+from hyperliquid.exchange import Exchange
+from hyperliquid.info import Info
+from hyperliquid.utils.error import ClientError, ServerError
+from hyperliquid.utils.signing import sign_l1_action
+from hyperliquid.utils.types import Cloid
+
+from .config import Settings
+from .rules import Asset, to_wire
+
+EMPTY_SPOT_META = {"universe": [], "tokens": []}
+
+
+class TransientError(Exception):
+    """The request may or may not have reached the exchange (network, timeout, 429, 5xx): check, then retry."""
+
+
+class UnknownSymbol(Exception):
+    """The coin is not a perp of the exchange's meta."""
+
+
+@dataclass(frozen=True)
+class Order:
+    """One order as it goes on the wire."""
+
+    asset: Asset
+    is_buy: bool
+    size: Decimal
+    limit_px: Decimal
+    reduce_only: bool
+    cloid: str | None
+    tif: str = "Ioc"
+    trigger_px: Decimal | None = None
+    tpsl: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The order wire, keys in the SDK's order (the signature hashes them as sent)."""
+        if self.trigger_px is not None:
+            order_type: dict = {"trigger": {"isMarket": True, "triggerPx": to_wire(self.trigger_px), "tpsl": self.tpsl}}
+        else:
+            order_type = {"limit": {"tif": self.tif}}
+        wire: dict[str, Any] = {
+            "a": self.asset.index,
+            "b": self.is_buy,
+            "p": to_wire(self.limit_px),
+            "s": to_wire(self.size),
+            "r": self.reduce_only,
+            "t": order_type,
+        }
+        if self.cloid:
+            wire["c"] = self.cloid
+        return wire
+
+    @property
+    def value(self) -> Decimal:
+        """Notional at the limit (or trigger) price, as the exchange measures its $10 minimum."""
+        return self.size * (self.trigger_px if self.trigger_px is not None else self.limit_px)
+
+
+@dataclass
+class NonceSource:
+    """Strictly increasing millisecond nonces: two requests in one millisecond must not collide."""
+
+    clock: Any = time.time
+    _last: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(int(self.clock() * 1000), self._last + 1)
+            return self._last
+
+
+class HyperliquidClient:
+    """Meta, mids, account state and signed requests; used only by the worker thread."""
+
+    def __init__(self, settings: Settings, logger: logging.Logger | None = None):
+        self.settings = settings
+        self.logger = logger or logging.getLogger("fractrade_sync.exchange")
+        self.address = settings.account_address
+        self.nonces = NonceSource()
+        self._wallet = Account.from_key(settings.private_key.reveal())
+        self._assets: dict[str, Asset] = {}
+        self._leverage: dict[str, tuple[str, int]] = {}
+        timeout = (min(3.05, settings.http_timeout), settings.http_timeout)
+        self.info = Info(settings.api_url, skip_ws=True, meta={"universe": []}, spot_meta=EMPTY_SPOT_META)
+        self.info.timeout = timeout
+        self.sdk = Exchange(
+            self._wallet,
+            settings.api_url,
+            meta={"universe": []},
+            spot_meta=EMPTY_SPOT_META,
+            account_address=settings.account_address,
+            timeout=timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"HyperliquidClient(api={self.settings.api_url!r}, account={self.address!r})"
+
+    # ---- reads -------------------------------------------------------------------------------
+    def _info(self, payload: dict) -> Any:
+        return self._call(self.info.post, "/info", payload)
+
+    def _call(self, fn, *args) -> Any:
+        """Run one SDK request; turn what it raises into TransientError or ClientError."""
+        try:
+            return fn(*args)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(f"network: {type(exc).__name__}") from None
+        except ServerError as exc:
+            raise TransientError(f"HTTP {exc.status_code} from the exchange") from None
+        except ClientError as exc:
+            if exc.status_code == 429:
+                raise TransientError("HTTP 429: rate limited by the exchange") from None
+            raise
+
+    def load_meta(self) -> dict[str, Asset]:
+        """Fetch the perp universe; index by name."""
+        meta = self._info({"type": "meta"})
+        assets = {
+            a["name"]: Asset(a["name"], i, int(a["szDecimals"]), int(a.get("maxLeverage", 50)))
+            for i, a in enumerate(meta["universe"])
+            if not a.get("isDelisted")
+        }
+        self._assets = assets
+        self.info.set_perp_meta(meta, 0)
+        self.sdk.info.set_perp_meta(meta, 0)
+        return assets
+
+    def asset(self, symbol: str) -> Asset:
+        """The asset for a symbol (exact, else case-insensitive), refreshing meta once when unknown."""
+        for attempt in range(2):
+            found = self._assets.get(symbol)
+            if found is None:
+                matches = [a for name, a in self._assets.items() if name.lower() == symbol.lower()]
+                found = matches[0] if len(matches) == 1 else None
+            if found is not None:
+                return found
+            if attempt == 0:
+                self.load_meta()
+        raise UnknownSymbol(f"unknown symbol '{symbol}': not a perp on this exchange")
+
+    def mid(self, coin: str) -> Decimal:
+        """The current mid price of a coin."""
+        mids = self._info({"type": "allMids"})
+        if coin not in mids:
+            raise TransientError(f"no mid price for {coin}")
+        return Decimal(str(mids[coin]))
+
+    def account_state(self) -> dict:
+        return self._info({"type": "clearinghouseState", "user": self.address})
+
+    def position(self, coin: str) -> Decimal:
+        """The signed position size on a coin (0 when flat); refreshes the leverage cache as a side effect."""
+        for item in self.account_state().get("assetPositions", []):
+            pos = item.get("position", {})
+            if pos.get("coin") == coin:
+                lev = pos.get("leverage") or {}
+                if "value" in lev:
+                    self._leverage[coin] = (lev.get("type", "cross"), int(lev["value"]))
+                return Decimal(str(pos.get("szi", "0")))
+        return Decimal(0)
+
+    def known_leverage(self, coin: str) -> tuple[str, int] | None:
+        """The leverage we know is set on a coin (from the account state or our own update)."""
+        return self._leverage.get(coin)
+
+    def open_orders(self) -> list[dict]:
+        return self._info({"type": "frontendOpenOrders", "user": self.address})
+
+    def order_status(self, cloid: str) -> dict:
+        """What the exchange knows of an order by its cloid ({'status': 'unknownOid'} when nothing)."""
+        return self._info({"type": "orderStatus", "user": self.address, "oid": cloid})
+
+    def user_role(self, address: str) -> dict:
+        return self._info({"type": "userRole", "user": address})
+
+    # ---- writes ------------------------------------------------------------------------------
+    def signed_payload(self, action: dict) -> dict:
+        """Sign an L1 action with a fresh nonce; the payload as it would be posted."""
+        nonce = self.nonces.next()
+        signature = sign_l1_action(self._wallet, action, None, nonce, None, self.settings.is_mainnet)
+        return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None, "expiresAfter": None}
+
+    def post(self, payload: dict) -> dict:
+        """POST a signed payload to /exchange."""
+        return self._call(self.sdk.post, "/exchange", payload)
+
+    def order_action(self, orders: list[Order]) -> dict:
+        return {"type": "order", "orders": [o.wire() for o in orders], "grouping": "na"}
+
+    def update_leverage(self, asset: Asset, leverage: int, is_cross: bool) -> dict:
+        """Set a coin's leverage; remembers it when the exchange accepts."""
+        action = {"type": "updateLeverage", "asset": asset.index, "isCross": is_cross, "leverage": leverage}
+        result = self.post(self.signed_payload(action))
+        if result.get("status") == "ok":
+            self._leverage[asset.name] = ("cross" if is_cross else "isolated", leverage)
+        return result
+
+    def cancel(self, asset: Asset, oids: list[int]) -> dict:
+        action = {"type": "cancel", "cancels": [{"a": asset.index, "o": oid} for oid in oids]}
+        return self.post(self.signed_payload(action))
+
+    def warm_up(self) -> None:
+        """Open the keep-alive connection before the first order needs it."""
+        self._info({"type": "allMids"})
+
+
+def cloid_obj(cloid: str) -> Cloid:
+    return Cloid.from_str(cloid)

@@ -1,0 +1,245 @@
+"""Action -> order -> outcome: what each action means on Hyperliquid, sent safely exactly once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from decimal import Decimal
+from typing import Callable
+
+from . import journal as J
+from .actions import Action
+from .config import Settings
+from .exchange import HyperliquidClient, Order, TransientError, UnknownSymbol
+from .journal import Journal, Outcome
+from .rules import MIN_ORDER_VALUE, Asset, round_price, round_size, slippage_price, to_wire
+
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # then give up: about 8 s of trying, each retry after a cloid check
+
+
+class Refused(Exception):
+    """Refused locally, before anything is sent; the message is the reason the user sees."""
+
+
+class Execution:
+    """Executes one action at a time on the worker thread; every path ends in an Outcome."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: HyperliquidClient,
+        journal: Journal,
+        logger: logging.Logger,
+        clock: Callable[[], float] = time.time,
+        stopping: threading.Event | None = None,
+    ):
+        self.settings = settings
+        self.client = client
+        self.journal = journal
+        self.logger = logger
+        self.clock = clock
+        self.stopping = stopping or threading.Event()
+
+    # ---- the three actions -------------------------------------------------------------------
+    def trade(self, action: Action) -> Outcome:
+        """A marketable IOC limit order at mid +/- slippage."""
+        asset = self._asset(action)
+        size = round_size(action.size, asset.sz_decimals)
+        if size <= 0:
+            raise Refused(f"size {action.size} rounds to 0 at {asset.sz_decimals} decimals for {asset.name}")
+        if action.reduce_only:
+            self._check_reduces(asset, action.is_buy, size)
+        if action.leverage is not None and not action.reduce_only:
+            self._ensure_leverage(asset, action.leverage)
+        mid = self.client.mid(asset.name)
+        px = slippage_price(mid, action.is_buy, self.settings.slippage, asset.sz_decimals)
+        order = Order(asset, action.is_buy, size, px, action.reduce_only, action.cloid, tif="Ioc")
+        self._check_value(order, mid)
+        return self.submit(action, order)
+
+    def protect(self, action: Action, tpsl: str) -> Outcome:
+        """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
+        asset = self._asset(action)
+        position = self.client.position(asset.name)
+        if position == 0:
+            raise Refused(f"no open {asset.name} position to protect")
+        if (position > 0) == action.is_buy:
+            held = "long" if position > 0 else "short"
+            raise Refused(f"a {action.side} {tpsl.upper()} would increase the {held} {asset.name} position")
+        size = abs(position) if action.size is None else min(round_size(action.size, asset.sz_decimals), abs(position))
+        if size <= 0:
+            raise Refused(f"size {action.size} rounds to 0 at {asset.sz_decimals} decimals for {asset.name}")
+        trigger = round_price(action.trigger_price, asset.sz_decimals, "nearest")
+        # the worst price the triggered market order may fill at: the trigger +/- slippage
+        limit = slippage_price(trigger, action.is_buy, self.settings.slippage, asset.sz_decimals)
+        order = Order(asset, action.is_buy, size, limit, True, action.cloid, trigger_px=trigger, tpsl=tpsl)
+        self._check_value(order, trigger)
+        outcome = self.submit(action, order)
+        if outcome.state == J.RESTING and outcome.oid is not None:
+            self._cancel_older_triggers(asset, tpsl, keep=outcome.oid)
+        return outcome
+
+    # ---- checks ------------------------------------------------------------------------------
+    def _asset(self, action: Action) -> Asset:
+        try:
+            return self.client.asset(action.symbol)
+        except UnknownSymbol as exc:
+            raise Refused(str(exc)) from None
+
+    def _check_value(self, order: Order, mid: Decimal) -> None:
+        if order.value < MIN_ORDER_VALUE:
+            raise Refused(f"order value ${order.value:.2f} is under Hyperliquid's $10 minimum")
+        cap = self.settings.max_order_usd
+        if cap is not None and not order.reduce_only and order.size * mid > cap:
+            raise Refused(f"order value ${order.size * mid:.2f} is over FRAC_MAX_ORDER_USD ${cap}")
+
+    def _check_reduces(self, asset: Asset, is_buy: bool, size: Decimal) -> None:
+        position = self.client.position(asset.name)
+        if position == 0:
+            raise Refused(f"reduce-only: no open {asset.name} position to reduce")
+        if (position > 0) == is_buy:
+            raise Refused(f"reduce-only: a {'BUY' if is_buy else 'SELL'} would increase the {asset.name} position")
+
+    def _ensure_leverage(self, asset: Asset, wanted: int) -> None:
+        target = min(wanted, asset.max_leverage, self.settings.max_leverage or wanted)
+        if target < wanted:
+            self.logger.warning(
+                "leverage %dx for %s capped to %dx (asset max %dx, FRAC_MAX_LEVERAGE %s)",
+                wanted, asset.name, target, asset.max_leverage, self.settings.max_leverage or "unset",
+            )  # fmt: skip
+        mode = self.settings.margin_mode
+        known = self.client.known_leverage(asset.name)
+        if known is None:
+            self.client.position(asset.name)  # read once: the account state carries the leverage of open positions
+            known = self.client.known_leverage(asset.name)
+        if known == (mode, target):
+            return
+        result = self._with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
+        if result.get("status") != "ok":
+            raise Refused(f"leverage update to {target}x refused: {_error_text(result)}")
+        self.logger.info("leverage for %s set to %dx %s", asset.name, target, mode)
+
+    # ---- sending, exactly once ---------------------------------------------------------------
+    def submit(self, action: Action, order: Order) -> Outcome:
+        """Journal 'submitting', send, and retry transient failures only after asking the exchange by cloid."""
+        payload = self.client.signed_payload(self.client.order_action([order]))
+        if self.settings.dry_run:
+            self.logger.info("dry run: would send %s", json.dumps(payload["action"], separators=(",", ":")))
+            return Outcome(J.SKIPPED, f"dry run: {_describe(order)} not sent")
+        self.journal.mark_submitting(action.key)
+        last = ""
+        for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
+            if attempt:
+                if self.stopping.wait(delay * random.uniform(0.8, 1.2)):
+                    pass  # shutting down: still do the one check below, then give up
+                seen = self.lookup(action)
+                if seen is not None:
+                    return seen
+                if self.stopping.is_set():
+                    return Outcome(J.FAILED, f"not sent again during shutdown after: {last}")
+                payload = self.client.signed_payload(self.client.order_action([order]))
+            try:
+                result = self.client.post(payload)
+            except TransientError as exc:
+                last = str(exc)
+                self.logger.warning(
+                    "%s: %s (attempt %d); checking cloid %s", action.describe(), exc, attempt + 1, order.cloid
+                )
+                continue
+            return self._order_outcome(action, order, result)
+        seen = self.lookup(action)
+        return seen or Outcome(J.FAILED, f"exchange unreachable after {len(RETRY_DELAYS) + 1} attempts: {last}")
+
+    def lookup(self, action: Action) -> Outcome | None:
+        """What the exchange did with this action's cloid; None when it never saw it."""
+        try:
+            status = self.client.order_status(action.cloid)
+        except TransientError:
+            return None
+        if status.get("status") != "order":
+            return None
+        info = status.get("order", {})
+        order = info.get("order", {})
+        state = info.get("status", "")
+        oid = order.get("oid")
+        orig = Decimal(str(order.get("origSz", "0")))
+        left = Decimal(str(order.get("sz", "0")))
+        filled = orig - left
+        if state == "open" or state == "triggered":
+            return Outcome(J.RESTING, "found on the exchange by cloid", oid=oid, filled_sz=to_wire(filled))
+        if state == "filled":
+            return Outcome(J.FILLED, "found on the exchange by cloid", oid=oid, filled_sz=to_wire(orig))
+        if filled > 0:
+            return Outcome(
+                J.PARTIALLY_FILLED, f"found on the exchange by cloid ({state})", oid=oid, filled_sz=to_wire(filled)
+            )
+        return Outcome(J.REJECTED, f"found on the exchange by cloid: {state}", oid=oid)
+
+    def _with_retries(self, call: Callable[[], dict]) -> dict:
+        """Retry an idempotent request (leverage, cancel) on transient errors."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return call()
+            except TransientError:
+                if delay is None or self.stopping.wait(delay):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _order_outcome(self, action: Action, order: Order, result: dict) -> Outcome:
+        latency = round((self.clock() - action.received_at) * 1000, 1)
+        if result.get("status") != "ok":
+            return Outcome(J.REJECTED, _error_text(result), latency_ms=latency)
+        statuses = result.get("response", {}).get("data", {}).get("statuses") or [{}]
+        status = statuses[0]
+        if isinstance(status, dict) and "filled" in status:
+            filled = status["filled"]
+            total = Decimal(str(filled.get("totalSz", "0")))
+            state = J.FILLED if total >= order.size else J.PARTIALLY_FILLED
+            return Outcome(state, "", filled.get("oid"), to_wire(total), str(filled.get("avgPx")), latency)
+        if isinstance(status, dict) and "resting" in status:
+            return Outcome(J.RESTING, "", status["resting"].get("oid"), latency_ms=latency)
+        if isinstance(status, dict) and "error" in status:
+            return Outcome(J.REJECTED, str(status["error"]), latency_ms=latency)
+        return Outcome(J.FAILED, f"unexpected answer from the exchange: {str(result)[:200]}", latency_ms=latency)
+
+    def _cancel_older_triggers(self, asset: Asset, tpsl: str, keep: int) -> None:
+        """After the new trigger rests, cancel the older ones of the same kind on the coin."""
+        kind = "Stop" if tpsl == "sl" else "Take Profit"
+        try:
+            orders = self.client.open_orders()
+            old = [
+                o["oid"]
+                for o in orders
+                if o.get("coin") == asset.name
+                and o.get("isTrigger")
+                and str(o.get("orderType", "")).startswith(kind)
+                and o.get("oid") != keep
+            ]
+            if old:
+                result = self._with_retries(lambda: self.client.cancel(asset, old))
+                self.logger.info(
+                    "replaced %s on %s: canceled older oids %s (%s)", tpsl, asset.name, old, result.get("status")
+                )
+        except TransientError as exc:
+            self.logger.error("could not cancel older %s orders on %s: %s; both stay live", tpsl, asset.name, exc)
+
+
+def _error_text(result: dict) -> str:
+    response = result.get("response")
+    if isinstance(response, str):
+        return response
+    if isinstance(response, dict):
+        statuses = response.get("data", {}).get("statuses") or []
+        for status in statuses:
+            if isinstance(status, dict) and "error" in status:
+                return str(status["error"])
+    return str(result.get("error") or result)[:300]
+
+
+def _describe(order: Order) -> str:
+    side = "BUY" if order.is_buy else "SELL"
+    extra = f" trigger {to_wire(order.trigger_px)} {order.tpsl}" if order.trigger_px is not None else ""
+    return f"{side} {to_wire(order.size)} {order.asset.name} @ {to_wire(order.limit_px)}{extra}"

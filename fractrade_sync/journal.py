@@ -1,0 +1,211 @@
+"""SQLite journal: every action's life, written before anything acts on it."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .actions import Action, Rejection
+
+RECEIVED = "received"
+SUBMITTING = "submitting"
+FILLED = "filled"
+PARTIALLY_FILLED = "partially_filled"
+RESTING = "resting"
+REJECTED = "rejected"
+SKIPPED = "skipped"
+FAILED = "failed"
+EXPIRED = "expired"
+OPEN_STATES = (RECEIVED, SUBMITTING)
+TERMINAL_STATES = (FILLED, PARTIALLY_FILLED, RESTING, REJECTED, SKIPPED, FAILED, EXPIRED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS actions (
+    key TEXT PRIMARY KEY,
+    action_id TEXT,
+    event_id TEXT,
+    symbol TEXT,
+    side TEXT,
+    size TEXT,
+    trigger_price TEXT,
+    cloid TEXT,
+    frame TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    oid INTEGER,
+    filled_sz TEXT,
+    avg_px TEXT,
+    latency_ms REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    action_ts REAL,
+    received_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS actions_state ON actions(state);
+CREATE INDEX IF NOT EXISTS actions_updated ON actions(updated_at);
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The terminal result of one action, as journaled and logged."""
+
+    state: str
+    reason: str = ""
+    oid: int | None = None
+    filled_sz: str | None = None
+    avg_px: str | None = None
+    latency_ms: float | None = None
+
+
+class Journal:
+    """The action journal; one SQLite connection per thread, WAL mode, 0600 file."""
+
+    def __init__(self, path: Path, clock=time.time):
+        self.path = Path(path)
+        self._clock = clock
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        ensure_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            old = os.umask(0o077)  # the -wal and -shm files SQLite creates stay private
+            try:
+                conn = sqlite3.connect(self.path, timeout=10.0, isolation_level="DEFERRED", check_same_thread=False)
+            finally:
+                os.umask(old)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash (kill -9); the cloid check on resume covers power loss.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.ProgrammingError:
+                pass  # closed from another thread already
+        self._local = threading.local()
+
+    def insert(self, action: Action, frame: str) -> bool:
+        """Record a new action as received; False when its key is already journaled (a duplicate)."""
+        now = self._clock()
+        with self._conn() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO actions (key, action_id, event_id, symbol, side, size, trigger_price, cloid,"
+                " frame, state, action_ts, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    action.key,
+                    action.action_id,
+                    action.event_id,
+                    action.symbol,
+                    action.side,
+                    None if action.size is None else str(action.size),
+                    None if action.trigger_price is None else str(action.trigger_price),
+                    action.cloid,
+                    frame,
+                    RECEIVED,
+                    action.timestamp,
+                    action.received_at,
+                    now,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def insert_rejection(self, rejection: Rejection) -> bool:
+        """Record a frame that is not a valid action, with its reason (once per identical frame)."""
+        with self._conn() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO actions (key, action_id, event_id, symbol, frame, state, reason,"
+                " received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    rejection.key,
+                    rejection.action_id,
+                    rejection.event_id,
+                    rejection.symbol,
+                    rejection.excerpt,
+                    REJECTED,
+                    rejection.reason,
+                    rejection.received_at,
+                    self._clock(),
+                ),
+            )
+            return cur.rowcount == 1
+
+    def mark_submitting(self, key: str) -> None:
+        """Committed before the order leaves: a crash after this line is reconciled by cloid."""
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE actions SET state=?, attempts=attempts+1, updated_at=? WHERE key=?",
+                (SUBMITTING, self._clock(), key),
+            )
+
+    def finish(self, key: str, outcome: Outcome) -> None:
+        """Record the action's terminal state."""
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE actions SET state=?, reason=?, oid=?, filled_sz=?, avg_px=?, latency_ms=?, updated_at=?"
+                " WHERE key=?",
+                (
+                    outcome.state,
+                    outcome.reason,
+                    outcome.oid,
+                    outcome.filled_sz,
+                    outcome.avg_px,
+                    outcome.latency_ms,
+                    self._clock(),
+                    key,
+                ),
+            )
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self._conn().execute("SELECT * FROM actions WHERE key=?", (key,)).fetchone()
+        return dict(row) if row else None
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Actions received or in flight but not finished, oldest first (for resume at start)."""
+        rows = self._conn().execute(
+            "SELECT * FROM actions WHERE state IN (?, ?) ORDER BY received_at, rowid", OPEN_STATES
+        )
+        return [dict(r) for r in rows]
+
+    def recent(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest actions, newest first."""
+        rows = self._conn().execute("SELECT * FROM actions ORDER BY received_at DESC, rowid DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """How many actions are in each state."""
+        rows = self._conn().execute("SELECT state, COUNT(*) FROM actions GROUP BY state")
+        return {state: n for state, n in rows}
+
+    def all(self) -> Iterator[dict[str, Any]]:
+        for row in self._conn().execute("SELECT * FROM actions ORDER BY rowid"):
+            yield dict(row)
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create the state directory 0700 (and tighten an existing one)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if (path.stat().st_mode & 0o777) != 0o700:
+        os.chmod(path, 0o700)

@@ -1,0 +1,84 @@
+"""Text or JSON logging, with every known secret redacted from every record."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import IO, Iterable
+
+LOGGER_NAME = "fractrade_sync"
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-9s %(message)s"
+# Stable JSON field names (documented in the README); extra fields come from `extra=` on each call.
+JSON_FIELDS = ("action_key", "action", "symbol", "side", "size", "outcome", "latency_ms", "oid", "avg_px", "reason")
+
+
+class RedactingFilter(logging.Filter):
+    """Replace any secret value in a record's message, arguments or exception text with '***'."""
+
+    def __init__(self, secrets: Iterable[str]):
+        super().__init__()
+        # a key is also seen without its 0x prefix; very short values would redact noise, so skip them
+        values = set()
+        for s in secrets:
+            if s and len(s) >= 8:
+                values.add(s)
+                if s.lower().startswith("0x"):
+                    values.add(s[2:])
+        self._secrets = sorted(values, key=len, reverse=True)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep the raw msg
+            message = str(record.msg)
+        record.msg, record.args = self._scrub(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._scrub(record.exc_text)
+        for name in JSON_FIELDS:
+            value = getattr(record, name, None)
+            if isinstance(value, str):
+                setattr(record, name, self._scrub(value))
+        return True
+
+
+def make_formatter(fmt: str) -> logging.Formatter:
+    """A text formatter, or python-json-logger's JSON formatter."""
+    if fmt == "json":
+        try:
+            from pythonjsonlogger.json import JsonFormatter
+        except ImportError:  # python-json-logger < 3
+            from pythonjsonlogger.jsonlogger import JsonFormatter
+        return JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s",
+            rename_fields={"levelname": "level", "asctime": "time", "threadName": "thread"},
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> logging.Handler:
+    """Install one handler on the root logger (replacing any we installed before); return it."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_fractrade", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler._fractrade = True  # type: ignore[attr-defined]
+    handler.setFormatter(make_formatter(fmt))
+    handler.addFilter(RedactingFilter(secrets))
+    root.addHandler(handler)
+    root.setLevel(level)
+    # third-party chatter stays at WARNING unless the user asked for DEBUG
+    third_party = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for name in ("urllib3", "websocket"):
+        logging.getLogger(name).setLevel(third_party)
+    return handler

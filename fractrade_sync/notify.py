@@ -1,0 +1,228 @@
+"""Optional webhook (FRAC_NOTIFY_URL): action outcomes and connection changes, posted from its own thread."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import requests
+
+if TYPE_CHECKING:
+    from .actions import Action
+    from .journal import Outcome
+
+TIMEOUT = (3, 5)  # (connect, read) seconds per POST
+ATTEMPTS = 3  # a 5xx, a 429 or a network error is retried; any other answer is final
+BACKOFF = (0.5, 1.5)  # seconds before the 2nd and the 3rd attempt
+MAX_LINE = 1900  # Discord refuses `content` over 2000 characters
+DROP_WARN_EVERY = 30.0  # seconds; one WARNING per burst of drops, not one per dropped message
+
+
+class Notifier:
+    """One thread, one bounded queue; the caller never waits on the webhook and never sees its errors."""
+
+    def __init__(self, url: str, account: str, logger: logging.Logger | None = None, max_queue: int = 1000):
+        self._url = url  # a Discord/Slack webhook URL is itself a secret: never logged, only its host
+        self.account = account
+        self.logger = logger or logging.getLogger("fractrade_sync.notify")
+        self.max_queue = max(1, int(max_queue))
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+        self._where = urlsplit(url).hostname or "webhook"
+        self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._deadline: float | None = None
+        self._last_drop_warning = float("-inf")
+        self._session = requests.Session()
+        # daemon: it holds no state worth saving (the journal has every outcome), and a webhook that hangs
+        # must never keep the process alive past supervisord's stopwaitsecs; stop() joins it with a bound.
+        self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
+
+    # ---- life ----------------------------------------------------------------------------------
+    def start(self) -> Notifier:
+        """Start the posting thread."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Post what is queued for at most `timeout` seconds, then join; what is left is dropped (and said)."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._deadline = time.monotonic() + max(0.0, timeout)
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(max(0.0, self._deadline - time.monotonic()) + 0.1)
+        left = self.pending + (1 if self._thread.is_alive() else 0)
+        if left:
+            self.logger.warning("webhook: %d notification(s) not sent before shutdown (%s)", left, self._where)
+        if self._thread.ident is None:  # never started: nothing else will close it
+            self._session.close()
+
+    @property
+    def pending(self) -> int:
+        """Notifications queued, not yet posted."""
+        with self._cond:
+            return len(self._queue)
+
+    # ---- the caller's side: build, enqueue, return -----------------------------------------------
+    def outcome(self, action: Action, outcome: Outcome) -> None:
+        """Queue one terminal action outcome."""
+        try:
+            self._put(outcome_payload(action, outcome, self.account))
+        except Exception:
+            self.logger.exception("webhook: could not queue an outcome (the service goes on)")
+
+    def connection(self, up: bool, detail: str) -> None:
+        """Queue a Fractrade connection loss (up=False) or recovery (up=True)."""
+        try:
+            self._put(connection_payload(up, detail, self.account))
+        except Exception:
+            self.logger.exception("webhook: could not queue a connection event (the service goes on)")
+
+    def _put(self, payload: dict[str, Any]) -> None:
+        with self._cond:
+            if self._closing:
+                self.logger.debug("webhook: stopped; not queued: %s", payload["text"])
+                return
+            if len(self._queue) >= self.max_queue:
+                self._queue.popleft()  # the oldest goes: the newest says the most about the present
+                self.dropped += 1
+                now = time.monotonic()
+                if now - self._last_drop_warning >= DROP_WARN_EVERY:
+                    self._last_drop_warning = now
+                    self.logger.warning(
+                        "webhook: queue full (%d); dropping the oldest notifications (%d dropped so far); "
+                        "is %s slow or down?",
+                        self.max_queue,
+                        self.dropped,
+                        self._where,
+                    )
+            self._queue.append(payload)
+            self._cond.notify()
+
+    # ---- the thread: dequeue, post with retries ------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait(1.0)
+                if not self._queue or self._past_deadline():
+                    break
+                payload = self._queue.popleft()
+            try:
+                self._post(payload)
+            except Exception:  # a bug here must not end the thread
+                self.failed += 1
+                self.logger.exception("webhook: unexpected error while posting")
+        self._session.close()
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _post(self, payload: dict[str, Any]) -> None:
+        """POST with up to ATTEMPTS tries; never raises for HTTP or network trouble."""
+        problem = ""
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                if not self._pause(BACKOFF[min(attempt - 1, len(BACKOFF) - 1)]):
+                    break
+            try:
+                response = self._session.post(self._url, json=payload, timeout=TIMEOUT)
+            except requests.RequestException as exc:
+                # the exception text carries the URL (a webhook token sits in its path): log its type only
+                problem = f"network error ({type(exc).__name__})"
+                continue
+            status = response.status_code
+            response.close()
+            if 200 <= status < 300:
+                self.sent += 1
+                return
+            problem = f"HTTP {status}"
+            if status != 429 and status < 500:
+                break  # a 4xx other than 429 will not get better by asking again
+        self.failed += 1
+        self.logger.warning(
+            "webhook: %s from %s; notification not delivered: %s", problem, self._where, payload["text"]
+        )
+
+    def _pause(self, seconds: float) -> bool:
+        """Back off, cut short by the stop deadline; False when there is no time left to retry."""
+        end = time.monotonic() + seconds
+        with self._cond:
+            while True:
+                if self._past_deadline():
+                    return False
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return True
+                wait = remaining if self._deadline is None else min(remaining, self._deadline - time.monotonic())
+                self._cond.wait(max(0.0, wait))
+
+
+# ---- payloads: only these fields, never a secret ---------------------------------------------------
+def _short(address: str) -> str:
+    return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
+
+
+def _line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 1] + "…"
+
+
+def outcome_payload(action: Action, outcome: Outcome, account: str) -> dict[str, Any]:
+    """The JSON for one action outcome: a human line as `text` (Slack) and `content` (Discord), plus fields."""
+    parts = [f"{action.describe()} -> {outcome.state}"]
+    if outcome.filled_sz and outcome.avg_px:
+        parts.append(f"filled {outcome.filled_sz} @ {outcome.avg_px}")
+    if outcome.oid is not None:
+        parts.append(f"oid {outcome.oid}")
+    if outcome.latency_ms is not None:
+        parts.append(f"{outcome.latency_ms:.0f} ms")
+    if outcome.reason:
+        parts.append(f"reason: {outcome.reason}")
+    line = _line(f"fractrade-sync {_short(account)}: " + "; ".join(parts))
+    return {
+        "text": line,
+        "content": line,
+        "event": "outcome",
+        "action": action.action_id,
+        "symbol": action.symbol,
+        "side": action.side,
+        "size": None if action.size is None else str(action.size),
+        "outcome": outcome.state,
+        "reason": outcome.reason or None,
+        "oid": outcome.oid,
+        "avg_px": None if outcome.avg_px is None else str(outcome.avg_px),
+        "latency_ms": None if outcome.latency_ms is None else round(float(outcome.latency_ms), 1),
+        "account": account,
+    }
+
+
+def connection_payload(up: bool, detail: str, account: str) -> dict[str, Any]:
+    """The JSON for a Fractrade connection change; `outcome` is "up" or "down", `reason` the detail."""
+    state = "up" if up else "down"
+    what = "connection to Fractrade restored" if up else "connection to Fractrade lost; reconnecting"
+    line = _line(f"fractrade-sync {_short(account)}: {what} ({detail})")
+    return {
+        "text": line,
+        "content": line,
+        "event": "connection",
+        "action": None,
+        "symbol": None,
+        "side": None,
+        "size": None,
+        "outcome": state,
+        "reason": detail,
+        "oid": None,
+        "avg_px": None,
+        "latency_ms": None,
+        "account": account,
+    }

@@ -1,0 +1,159 @@
+"""The receiver thread: Fractrade WebSocket frame -> Action -> journal row -> queue. Never calls the exchange."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import websocket
+
+from .actions import Action, Ignored, Rejection, parse_frame
+from .watchdog import Backoff
+
+if TYPE_CHECKING:
+    from .service import FractradeExecutor
+
+AUTH_STATUSES = (401, 403)
+
+
+class Receiver:
+    """Holds the WebSocket open and reconnects forever with backoff; callbacks stay thin."""
+
+    def __init__(self, service: FractradeExecutor):
+        self.service = service
+        self.settings = service.settings
+        self.logger = logging.getLogger("fractrade_sync.receiver")
+        self.backoff = Backoff(clock=time.monotonic)
+        self.connected = threading.Event()
+        self.last_activity = time.monotonic()
+        self.connected_at: float | None = None
+        self.reconnects = 0
+        self.auth_failed = False
+        self._stop = threading.Event()
+        self._app: websocket.WebSocketApp | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="receiver")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop receiving: close the socket and join."""
+        self._stop.set()
+        self.force_close("stopping")
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def force_close(self, why: str) -> None:
+        """Close the current connection (the watchdog's silence verdict, or stop); the loop reconnects."""
+        with self._lock:
+            app = self._app
+        if app is not None:
+            if why != "stopping":
+                self.logger.warning("closing the Fractrade connection: %s", why)
+            try:
+                app.close()
+            except Exception:
+                self.logger.debug("close failed", exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            app = websocket.WebSocketApp(
+                self.settings.ws_url,
+                header={"Authorization": f"Token {self.settings.user_token.reveal()}"},
+                on_open=self._on_open,
+                on_message=self._on_message,
+                on_error=self._on_error,
+                on_close=self._on_close,
+                on_pong=self._on_alive,
+                on_ping=self._on_alive,
+            )
+            with self._lock:
+                self._app = app
+            self.auth_failed = False
+            try:
+                app.run_forever(
+                    ping_interval=self.settings.ping_interval,
+                    ping_timeout=min(10.0, self.settings.ping_interval / 2),
+                    skip_utf8_validation=False,
+                )
+            except Exception:
+                self.logger.exception("WebSocket loop failed")
+            with self._lock:
+                self._app = None
+            was_up = self.connected.is_set()
+            self.connected.clear()
+            if self._stop.is_set():
+                break
+            if was_up:
+                self.service.notify_connection(False, "lost")
+            delay = self.backoff.next_delay(stable=self._was_stable())
+            self.reconnects += 1
+            level = logging.ERROR if self.auth_failed else logging.WARNING
+            self.logger.log(level, "reconnecting to Fractrade in %.2fs", delay)
+            self._stop.wait(delay)
+
+    def _was_stable(self) -> bool:
+        at, self.connected_at = self.connected_at, None
+        return at is not None and time.monotonic() - at >= self.backoff.stable_after
+
+    # ---- callbacks: parse, journal, enqueue, return ------------------------------------------
+    def _on_open(self, app: websocket.WebSocketApp) -> None:
+        self.connected_at = self.last_activity = time.monotonic()
+        self.connected.set()
+        self.logger.info("connected to Fractrade (%s)", self.settings.ws_url)
+        if self.reconnects:
+            self.service.notify_connection(True, "recovered")
+
+    def _on_alive(self, app: websocket.WebSocketApp, data: bytes = b"") -> None:
+        self.last_activity = time.monotonic()
+
+    def _on_message(self, app: websocket.WebSocketApp, frame: str | bytes) -> None:
+        self.last_activity = time.monotonic()
+        try:
+            self.service.accept_frame(frame)
+        except Exception:
+            self.logger.exception("could not take a frame (the receiver goes on)")
+
+    def _on_error(self, app: websocket.WebSocketApp, error: Exception) -> None:
+        status = getattr(error, "status_code", None)
+        if status in AUTH_STATUSES:
+            self.auth_failed = True
+            self.logger.error(
+                "Fractrade refused the connection (HTTP %s): authentication failed; check FRAC_USER_TOKEN", status
+            )
+        elif isinstance(error, websocket.WebSocketConnectionClosedException):
+            self.logger.info("Fractrade connection closed")
+        else:
+            self.logger.warning("Fractrade connection error: %s", _safe_error(error))
+
+    def _on_close(self, app: websocket.WebSocketApp, code: int | None, reason: str | None) -> None:
+        if self.connected.is_set():
+            self.logger.info("Fractrade connection closed (code %s)", code)
+
+
+def _safe_error(error: Exception) -> str:
+    """An error's text, short; secrets are scrubbed by the log filter too."""
+    return f"{type(error).__name__}: {error}"[:300]
+
+
+def take_frame(service: FractradeExecutor, frame: str | bytes, logger: logging.Logger) -> Action | None:
+    """Parse a frame, journal it, and return the Action to enqueue (None when rejected, ignored or a duplicate)."""
+    parsed = parse_frame(frame, service.clock())
+    if isinstance(parsed, Ignored):
+        logger.debug("ignored: %s", parsed.reason)
+        return None
+    if isinstance(parsed, Rejection):
+        service.journal.insert_rejection(parsed)
+        logger.warning("rejected frame: %s (frame %s…)", parsed.reason, parsed.excerpt[:120])
+        return None
+    text = frame if isinstance(frame, str) else frame.decode("utf-8")
+    if not service.journal.insert(parsed, text):
+        logger.info("duplicate %s (key %s…): already journaled, not executed again", parsed.describe(), parsed.key[:12])
+        return None
+    return parsed

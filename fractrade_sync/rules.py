@@ -1,0 +1,77 @@
+"""Hyperliquid's order rules, as pure functions on Decimals: rounding, minimum value, wire format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+
+# https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/tick-and-lot-size
+MAX_PERP_DECIMALS = 6
+SIG_FIGS = 5
+MIN_ORDER_VALUE = Decimal("10")
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One perp of the exchange's meta."""
+
+    name: str
+    index: int
+    sz_decimals: int
+    max_leverage: int
+
+
+def round_size(size: Decimal, sz_decimals: int) -> Decimal:
+    """Round a size down to the asset's lot: never more than the signal asked for."""
+    return size.quantize(Decimal(1).scaleb(-sz_decimals), rounding=ROUND_DOWN)
+
+
+def price_decimals(px: Decimal, sz_decimals: int) -> int:
+    """How many decimals a price may have: 5 significant figures and at most 6 - szDecimals."""
+    return max(0, min(MAX_PERP_DECIMALS - sz_decimals, SIG_FIGS - 1 - px.adjusted()))
+
+
+def round_price(px: Decimal, sz_decimals: int, mode: str = "nearest") -> Decimal:
+    """Round a price to a valid tick: 'up' (buys stay marketable), 'down' (sells), or 'nearest'."""
+    if px <= 0:
+        raise ValueError("price must be positive")
+    rounding = {"up": ROUND_CEILING, "down": ROUND_FLOOR, "nearest": ROUND_HALF_EVEN}[mode]
+    if px.adjusted() >= SIG_FIGS - 1:  # integer prices are always allowed
+        out = px.quantize(Decimal(1), rounding=rounding)
+    else:
+        out = px.quantize(Decimal(1).scaleb(-price_decimals(px, sz_decimals)), rounding=rounding)
+        if out.adjusted() != px.adjusted():  # rounding carried into a new digit (9.99999 -> 10.0000)
+            out = out.quantize(Decimal(1).scaleb(-price_decimals(out, sz_decimals)), rounding=rounding)
+    if out <= 0:  # a tiny sell price rounded down to zero: take the smallest tick instead
+        out = Decimal(1).scaleb(-price_decimals(px, sz_decimals))
+    return out
+
+
+def is_valid_price(px: Decimal, sz_decimals: int) -> bool:
+    """The exchange's check: integers always; else <= 5 significant figures and <= 6 - szDecimals decimals."""
+    if px <= 0:
+        return False
+    if px == px.to_integral_value():
+        return True
+    exponent = px.normalize().as_tuple().exponent
+    decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    digits = len(px.normalize().as_tuple().digits)
+    return decimals <= MAX_PERP_DECIMALS - sz_decimals and digits <= SIG_FIGS
+
+
+def is_valid_size(sz: Decimal, sz_decimals: int) -> bool:
+    """Positive, with at most szDecimals decimals."""
+    return sz > 0 and sz == sz.quantize(Decimal(1).scaleb(-sz_decimals), rounding=ROUND_DOWN)
+
+
+def slippage_price(mid: Decimal, is_buy: bool, slippage: Decimal, sz_decimals: int) -> Decimal:
+    """The limit price of a marketable IOC: mid +/- slippage, rounded away from the book's far side."""
+    if is_buy:
+        return round_price(mid * (1 + slippage), sz_decimals, "up")
+    return round_price(mid * (1 - slippage), sz_decimals, "down")
+
+
+def to_wire(value: Decimal) -> str:
+    """A number as the exchange hashes it: no exponent, no trailing zeros."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text

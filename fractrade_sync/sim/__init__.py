@@ -1,0 +1,1 @@
+"""Local stand-ins for Hyperliquid and Fractrade, for tests and `fractrade-sync demo`."""

@@ -1,0 +1,326 @@
+"""A minimal, synchronous RFC 6455 WebSocket server side for http.server handlers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import math
+import select
+import socket
+import struct
+import threading
+import time
+from email.message import Message
+
+# https://datatracker.ietf.org/doc/html/rfc6455#section-1.3
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_MESSAGE = 16 * 1024 * 1024
+_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0, 1, 2, 8, 9, 10
+_CONTINUE = object()  # a frame was handled but no message is complete yet
+_POLL_SLICE = 0.25  # seconds; a blocked recv re-checks close state this often
+
+
+class _ProtocolError(Exception):
+    """The peer broke RFC 6455; carries the close code to send."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    """Encode one unmasked, final server frame."""
+    n, b0 = len(payload), 0x80 | opcode
+    if n < 126:
+        return struct.pack("!BB", b0, n) + payload
+    if n < 65536:
+        return struct.pack("!BBH", b0, 126, n) + payload
+    return struct.pack("!BBQ", b0, 127, n) + payload
+
+
+def _unmask(data: bytes, mask: bytes) -> bytes:
+    """XOR data with the repeating 4-byte client mask."""
+    n = len(data)
+    if n == 0:
+        return b""
+    key = (mask * (n // 4 + 1))[:n]
+    value = int.from_bytes(data, "big") ^ int.from_bytes(key, "big")
+    return value.to_bytes(n, "big")
+
+
+def _close_payload(code: int, reason: str) -> bytes:
+    """Status code plus a UTF-8 reason cut to the 123 bytes a control frame allows."""
+    raw = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+    return struct.pack("!H", code) + raw
+
+
+class WebSocketConnection:
+    """One accepted WebSocket: thread-safe sends, one reader at a time."""
+
+    send_timeout = 10.0  # a peer that reads nothing for this long is dropped
+    close_timeout = 2.0  # how long recv waits for the peer's close reply
+
+    def __init__(self, handler: http.server.BaseHTTPRequestHandler, pending: bytes = b"") -> None:
+        self.request_headers: Message = handler.headers
+        self.path: str = handler.path
+        self._sock: socket.socket = handler.connection
+        # One fixed timeout for sendall; recv waits with poll(), so no thread
+        # ever changes the socket's timeout under another one.
+        self._sock.settimeout(self.send_timeout)
+        self._poller = select.poll()
+        self._poller.register(self._sock, select.POLLIN)
+        self._buf = bytearray(pending)
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._frags: list[bytes] = []
+        self._frag_opcode: int | None = None
+        self._frag_size = 0
+        self._close_sent = False
+        self._close_deadline = 0.0
+        self._eof = False
+
+    @property
+    def closed(self) -> bool:
+        """True after close/abort, a peer close, EOF or an I/O error."""
+        return self._close_sent or self._eof
+
+    def send_text(self, text: str) -> None:
+        """Send one text message; raises ConnectionError if closed."""
+        self._send(_OP_TEXT, text.encode("utf-8"))
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        """Send one frame under the send lock."""
+        with self._send_lock:
+            if self.closed:
+                raise ConnectionError("WebSocket connection is closed")
+            try:
+                self._sock.sendall(_frame(opcode, payload))
+            except OSError as exc:
+                # A partial frame leaves the stream unusable: drop it.
+                self._shutdown()
+                raise ConnectionError(f"WebSocket send failed: {exc}") from exc
+
+    def recv(self, timeout: float | None = None) -> str | None:
+        """Next message; None once closed; TimeoutError if none within timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._recv_lock:
+            while not self._eof:
+                try:
+                    frame = self._parse()
+                    if frame is None:
+                        self._fill(deadline)
+                        continue
+                    msg = self._handle(*frame)
+                except _ProtocolError as exc:
+                    self._fail(exc.code, exc.reason)
+                    return None
+                if msg is None or isinstance(msg, str):
+                    return msg
+            return None
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Send a close frame, then shut our sending side; recv drains the reply."""
+        with self._send_lock:
+            if self.closed:
+                return
+            try:
+                self._sock.sendall(_frame(_OP_CLOSE, _close_payload(code, reason)))
+            except OSError:
+                self._shutdown()
+                return
+            self._close_sent = True
+            self._close_deadline = time.monotonic() + self.close_timeout
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self._eof = True
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a close frame."""
+        try:
+            # Linger 0: the final close() sends RST instead of a graceful FIN.
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass  # already gone; _shutdown below marks us closed either way
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Mark closed and shut both directions; wakes a blocked reader."""
+        self._eof = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not connected any more: nothing left to shut
+        # The socket itself is closed by http.server when the handler returns,
+        # so no other thread can ever read from a reused file descriptor.
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Answer a protocol violation with a close frame and drop the connection."""
+        self._close_and_drop(_close_payload(code, reason))
+
+    def _close_and_drop(self, payload: bytes) -> None:
+        """Send a close frame unless one went already, then shut the socket."""
+        if not self.closed:
+            try:
+                self._send(_OP_CLOSE, payload)
+            except ConnectionError:
+                pass  # the peer is gone already; dropping is all that is left
+        self._shutdown()
+
+    def _fill(self, deadline: float | None) -> None:
+        """Read more bytes into the buffer, or set EOF, or raise TimeoutError."""
+        while not self._eof:
+            now = time.monotonic()
+            if self._close_sent and now >= self._close_deadline:
+                self._shutdown()  # the peer never answered our close
+                return
+            if deadline is not None and now >= deadline:
+                raise TimeoutError("no WebSocket message before the timeout")
+            wait = _POLL_SLICE
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            if not self._poller.poll(max(0, math.ceil(wait * 1000))):
+                continue
+            try:
+                data = self._sock.recv(65536)
+            except (BlockingIOError, InterruptedError, TimeoutError):
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._shutdown()
+                return
+            self._buf += data
+            return
+
+    def _parse(self) -> tuple[int, int, int, bytes] | None:
+        """Take one complete client frame off the buffer: (fin, rsv, opcode, payload)."""
+        buf = self._buf
+        if len(buf) < 2:
+            return None
+        b0, b1 = buf[0], buf[1]
+        n, pos = b1 & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                return None
+            (n,), pos = struct.unpack_from("!H", buf, 2), 4
+        elif n == 127:
+            if len(buf) < 10:
+                return None
+            (n,), pos = struct.unpack_from("!Q", buf, 2), 10
+        if n > MAX_MESSAGE:
+            raise _ProtocolError(1009, "frame too large")
+        if not b1 & 0x80:
+            raise _ProtocolError(1002, "client frames must be masked")
+        if len(buf) < pos + 4 + n:
+            return None
+        mask = bytes(buf[pos : pos + 4])
+        payload = _unmask(bytes(buf[pos + 4 : pos + 4 + n]), mask)
+        del buf[: pos + 4 + n]
+        return b0 & 0x80, b0 & 0x70, b0 & 0x0F, payload
+
+    def _handle(self, fin: int, rsv: int, opcode: int, payload: bytes) -> object:
+        """Apply one frame; return a complete message, None on close, else _CONTINUE."""
+        if rsv:
+            raise _ProtocolError(1002, "reserved bits set without an extension")
+        if opcode >= _OP_CLOSE:
+            if not fin or len(payload) > 125:
+                raise _ProtocolError(1002, "invalid control frame")
+            if opcode == _OP_CLOSE:
+                self._close_and_drop(payload[:2])  # echo the peer's status code
+                return None
+            if opcode == _OP_PING:
+                try:
+                    self._send(_OP_PONG, payload)
+                except ConnectionError:
+                    pass  # closing: a pong is no longer owed
+                return _CONTINUE
+            if opcode == _OP_PONG:
+                return _CONTINUE
+            raise _ProtocolError(1002, f"unknown opcode {opcode}")
+        if opcode == _OP_CONT:
+            if self._frag_opcode is None:
+                raise _ProtocolError(1002, "continuation without a started message")
+        elif opcode in (_OP_TEXT, _OP_BINARY):
+            if self._frag_opcode is not None:
+                raise _ProtocolError(1002, "new message before the last one finished")
+            self._frag_opcode = opcode
+        else:
+            raise _ProtocolError(1002, f"unknown opcode {opcode}")
+        self._frags.append(payload)
+        self._frag_size += len(payload)
+        if self._frag_size > MAX_MESSAGE:
+            raise _ProtocolError(1009, "message too large")
+        if not fin:
+            return _CONTINUE
+        data, kind = b"".join(self._frags), self._frag_opcode
+        self._frags, self._frag_opcode, self._frag_size = [], None, 0
+        if kind == _OP_BINARY:
+            return data.decode("utf-8", "replace")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _ProtocolError(1007, "text message is not valid UTF-8") from None
+
+
+def _valid_key(key: str) -> bool:
+    """A Sec-WebSocket-Key must be base64 of 16 bytes."""
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        return False
+
+
+def _take_buffered(handler: http.server.BaseHTTPRequestHandler) -> bytes:
+    """Bytes the handler's buffered reader already pulled past the headers."""
+    sock = handler.connection
+    timeout = sock.gettimeout()
+    sock.setblocking(False)  # peek must not wait: return only what is buffered
+    try:
+        data = handler.rfile.peek()
+        return handler.rfile.read(len(data)) if data else b""
+    except (BlockingIOError, OSError):
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
+def accept(handler: http.server.BaseHTTPRequestHandler) -> WebSocketConnection | None:
+    """Complete a WebSocket upgrade from do_GET, or answer 400 and return None."""
+    headers = handler.headers
+    key = headers.get("Sec-WebSocket-Key", "").strip()
+    tokens = {t.strip().lower() for t in headers.get("Connection", "").split(",")}
+    if (
+        handler.command != "GET"
+        or headers.get("Upgrade", "").strip().lower() != "websocket"
+        or "upgrade" not in tokens
+        or headers.get("Sec-WebSocket-Version", "").strip() != "13"
+        or not _valid_key(key)
+    ):
+        reject(handler, 400, "expected a WebSocket upgrade (RFC 6455, version 13)")
+        return None
+    digest = hashlib.sha1(key.encode("ascii") + _GUID).digest()
+    handler.protocol_version = "HTTP/1.1"
+    handler.close_connection = True  # the socket now speaks WebSocket, not HTTP
+    handler.send_response(101, "Switching Protocols")
+    handler.send_header("Upgrade", "websocket")
+    handler.send_header("Connection", "Upgrade")
+    handler.send_header("Sec-WebSocket-Accept", base64.b64encode(digest).decode("ascii"))
+    handler.end_headers()
+    return WebSocketConnection(handler, _take_buffered(handler))
+
+
+def reject(handler: http.server.BaseHTTPRequestHandler, status: int, body: str = "") -> None:
+    """Refuse a handshake with an HTTP status and a plain-text body."""
+    data = body.encode("utf-8")
+    handler.protocol_version = "HTTP/1.1"
+    handler.send_response(status)
+    handler.send_header("Content-Type", "text/plain; charset=utf-8")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    if data and handler.command != "HEAD":
+        handler.wfile.write(data)
+    handler.close_connection = True

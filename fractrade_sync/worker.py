@@ -1,0 +1,161 @@
+"""The worker thread: the only user of the SDK; takes Actions off the queue and journals each outcome."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import journal as J
+from .actions import Action
+from .exchange import TransientError
+from .execution import Refused
+from .journal import Outcome
+
+if TYPE_CHECKING:
+    from .service import FractradeExecutor
+
+STOP = object()  # the sentinel that ends the worker loop
+
+
+class ActionConfig(dict):
+    """The action's raw `config` dict (the seed's hook argument), carrying the parsed Action."""
+
+    def __init__(self, action: Action):
+        super().__init__(action.config)
+        self.action = action
+
+
+class Worker:
+    """One thread, one queue: dequeue -> prepare -> handle, one failing action never stops the loop."""
+
+    def __init__(self, service: FractradeExecutor, actions: queue.Queue):
+        self.service = service
+        self.queue = actions
+        self.logger = logging.getLogger("fractrade_sync.worker")
+        self.heartbeat = time.monotonic()
+        self.ready = threading.Event()
+        self.busy_since: float | None = None
+        self.deadline: float | None = None
+        self.abort = threading.Event()
+        self.left_behind = 0
+        self._thread = threading.Thread(target=self._run, name="worker")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, drain_timeout: float) -> int:
+        """Finish the order in flight, drain for at most drain_timeout, join; return actions left queued."""
+        self.deadline = time.monotonic() + drain_timeout
+        self.queue.put(STOP)
+        self._thread.join(drain_timeout)
+        if self._thread.is_alive():
+            self.abort.set()  # cut retry waits short; the order in flight still gets its answer or timeout
+            self._thread.join(self.service.settings.http_timeout * 2 + 1)
+        return self.left_behind + sum(1 for item in list(self.queue.queue) if item is not STOP)
+
+    def _run(self) -> None:
+        if not self._prepare():
+            return
+        while True:
+            try:
+                item = self.queue.get(timeout=0.5)
+            except queue.Empty:
+                self.heartbeat = time.monotonic()
+                continue
+            try:
+                if item is STOP:
+                    break
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    self.left_behind += 1  # stays 'received' in the journal, resumed at the next start
+                    continue
+                self.process(item)
+            except Exception:
+                self.logger.exception("worker: unexpected error (the loop goes on)")
+            finally:
+                self.heartbeat = time.monotonic()
+                self.queue.task_done()
+        self.logger.debug("worker stopped")
+
+    def _prepare(self) -> bool:
+        """Load the exchange's meta, retrying with backoff until it answers or we are stopped."""
+        delay = 0.5
+        while not self.abort.is_set() and self.deadline is None:
+            try:
+                self.service.prepare_exchange()
+                self.ready.set()
+                return True
+            except TransientError as exc:
+                self.logger.warning("Hyperliquid not reachable yet (%s); retrying in %.1fs", exc, delay)
+            except self.service.fatal_errors as exc:
+                self.service.fail(exc)
+                return False
+            except Exception as exc:
+                self.logger.exception("preparing the exchange failed; retrying in %.1fs", delay)
+                del exc
+            self.heartbeat = time.monotonic()
+            if self.abort.wait(delay):
+                break
+            delay = min(delay * 2, 30.0)
+        # stopped before the exchange was ready: everything queued stays in the journal for the next start
+        self.left_behind += sum(1 for item in list(self.queue.queue) if item is not STOP)
+        return False
+
+    def process(self, action: Action) -> Outcome:
+        """Decide, execute, journal and log one action."""
+        self.busy_since = time.monotonic()
+        try:
+            outcome = self.decide(action)
+        finally:
+            self.busy_since = None
+        self.service.journal.finish(action.key, outcome)
+        self.service.report(action, outcome)
+        return outcome
+
+    def decide(self, action: Action) -> Outcome:
+        """The action's outcome: expired, skipped, refused, or what the exchange did."""
+        svc = self.service
+        row = svc.journal.get(action.key)
+        if row is not None and row["state"] in J.TERMINAL_STATES:
+            return Outcome(row["state"], row["reason"] or "", row["oid"], row["filled_sz"], row["avg_px"])
+        if row is not None and row["state"] == J.SUBMITTING:
+            # we crashed with this order in flight: ask the exchange before anything else
+            seen = svc.execution.lookup(action)
+            if seen is not None:
+                return seen
+        age = action.age(svc.clock())
+        if age > svc.settings.max_action_age:
+            return Outcome(J.EXPIRED, f"{age:.0f}s old, over FRAC_MAX_ACTION_AGE={svc.settings.max_action_age:g}s")
+        if action.server_execution:
+            return Outcome(J.SKIPPED, "metadata.server_execution is true: the platform executes it")
+        refusal = svc.guard(action)
+        if refusal:
+            return Outcome(J.REJECTED, refusal)
+        try:
+            result: Any = self._dispatch(action)
+        except Refused as exc:
+            return Outcome(J.REJECTED, str(exc))
+        except TransientError as exc:
+            return Outcome(J.FAILED, f"exchange unreachable: {exc}")
+        except Exception as exc:
+            self.logger.exception("%s failed", action.describe())
+            return Outcome(J.FAILED, f"{type(exc).__name__}: {exc}"[:300])
+        if isinstance(result, Outcome):
+            return result
+        return Outcome(
+            J.SKIPPED, "handled by a custom hook that placed no order" if not result else "handled by a custom hook"
+        )
+
+    def _dispatch(self, action: Action) -> Any:
+        svc = self.service
+        config = ActionConfig(action)
+        if action.kind == "trade":
+            return svc.handle_hyperliquid_perp_trade(config)
+        if action.kind == "stop_loss":
+            return svc.handle_set_hyperliquid_perp_stop_loss(config)
+        return svc.handle_set_hyperliquid_perp_take_profit(config)

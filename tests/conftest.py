@@ -1,0 +1,144 @@
+"""Fixtures: the real simulator and signal server on 127.0.0.1, keys made at test time, a service factory."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from eth_account import Account
+
+from fractrade_sync.config import settings_from_mapping
+from fractrade_sync.service import FractradeExecutor
+from fractrade_sync.sim.hl_server import HyperliquidSimulator
+from fractrade_sync.sim.signal_server import SignalServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> object:
+    """Poll a condition with a deadline; fail the test with `what` when it never holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def trade_frame(symbol="BTC", size="0.01", side="BUY", event_id=None, ts=None, **meta) -> dict:
+    """A SPEC §5 trade message, stamped now."""
+    metadata = {"event_id": event_id or secrets.token_hex(8), "agent_id": "agent-1", "timestamp": ts or time.time(),
+                "price": 50000.0, "server_execution": False}  # fmt: skip
+    metadata.update(meta)
+    position = {"symbol": symbol, "size": size, "side": side, "reduce_only": metadata.pop("reduce_only", False)}
+    return {"type": "ACTION", "data": {"action_id": "execute_hyperliquid_perp_trade",
+                                       "config": {"position": position, "metadata": metadata}}}  # fmt: skip
+
+
+def protect_frame(kind="stop_loss", symbol="BTC", side="SELL", trigger="48500", size=None, event_id=None) -> dict:
+    """A SPEC §5 stop-loss / take-profit message."""
+    position = {"symbol": symbol, "side": side, "trigger_price": trigger}
+    if size is not None:
+        position["size"] = size
+    action_id = "SET_HYPERLIQUID_PERP_STOP_LOSS" if kind == "stop_loss" else "SET_HYPERLIQUID_PERP_TAKE_PROFIT"
+    metadata = {"event_id": event_id or secrets.token_hex(8), "timestamp": int(time.time() * 1000)}
+    return {"type": "action", "data": {"action_id": action_id, "config": {"position": position, "metadata": metadata}}}
+
+
+@pytest.fixture
+def wallet():
+    """A throwaway key, made now."""
+    return Account.create()
+
+
+@pytest.fixture
+def sim(wallet):
+    with HyperliquidSimulator() as simulator:
+        simulator.add_account(wallet.address, 100_000)
+        yield simulator
+
+
+@pytest.fixture
+def signals():
+    token = secrets.token_urlsafe(24)
+    with SignalServer(token=token) as server:
+        server.test_token = token  # the server never exposes it; the test keeps its own copy
+        yield server
+
+
+@pytest.fixture
+def env(tmp_path, sim, signals, wallet) -> dict[str, str]:
+    """A complete environment for a service against the local servers."""
+    return {
+        "FRAC_WS_URL": signals.url,
+        "FRAC_USER_TOKEN": signals.test_token,
+        "HYPERLIQUID_PRIVATE_KEY": wallet.key.hex() if wallet.key.hex().startswith("0x") else "0x" + wallet.key.hex(),
+        "HYPERLIQUID_PUBLIC_ADDRESS": wallet.address,
+        "HYPERLIQUID_API_URL": sim.url,
+        "FRAC_STATE_DIR": str(tmp_path / "state"),
+        "FRAC_HTTP_TIMEOUT": "2",
+        "FRAC_HEARTBEAT_INTERVAL": "0.2",
+        "FRAC_DRAIN_TIMEOUT": "5",
+    }
+
+
+@pytest.fixture
+def make_service(env):
+    """Start services (connected and ready) and stop them all at teardown."""
+    started: list[FractradeExecutor] = []
+
+    def make(cls=FractradeExecutor, wait=True, **overrides) -> FractradeExecutor:
+        settings = settings_from_mapping({**env, **overrides})
+        service = cls(settings).start()
+        started.append(service)
+        if wait:
+            wait_for(service.worker.ready.is_set, what="exchange ready")
+            wait_for(service.receiver.connected.is_set, what="connected to the signal server")
+        return service
+
+    yield make
+    for service in started:
+        service.stop(timeout=5)
+
+
+def journal_row(service: FractradeExecutor, key: str) -> dict | None:
+    return service.journal.get(key)
+
+
+def wait_state(service: FractradeExecutor, key: str, timeout: float = 10.0) -> dict:
+    """Wait until an action reaches a terminal state; return its journal row."""
+    from fractrade_sync.journal import TERMINAL_STATES
+
+    def done():
+        row = service.journal.get(key)
+        return row if row and row["state"] in TERMINAL_STATES else None
+
+    return wait_for(done, timeout, what=f"terminal state of {key[:12]}")
+
+
+def key_of(frame: dict) -> str:
+    from fractrade_sync.actions import parse_frame
+
+    return parse_frame(json.dumps(frame), time.time()).key
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run `python -m fractrade_sync ARGS` in a clean environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "fractrade_sync", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,265 @@
+"""The service end to end over real sockets: frame -> journal -> signed order on the simulator."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fractrade_sync.journal import FILLED, REJECTED
+from tests.conftest import ROOT, key_of, run_cli, trade_frame, wait_for, wait_state
+
+
+def test_spec_example_becomes_one_signed_ioc_order(make_service, sim, signals, wallet):
+    service = make_service()
+    frame = trade_frame(symbol="BTC", size="0.01", side="BUY", leverage=10)
+    signals.push(frame)
+    row = wait_state(service, key_of(frame))
+    assert row["state"] == FILLED, row
+    orders = sim.applied_orders(wallet.address)
+    assert len(orders) == 1
+    order = orders[0]
+    assert (order["coin"], order["is_buy"], order["sz"], order["tif"]) == ("BTC", True, "0.01", "Ioc")
+    assert order["cloid"] == "0x" + key_of(frame)[:32]
+    assert order["signer"].lower() == wallet.address.lower()
+    assert float(order["limit_px"]) > 50000  # marketable: above the mid
+    assert sim.positions(wallet.address) == {"BTC": "0.01"}
+    assert row["oid"] == order["oid"] and row["filled_sz"] == "0.01"
+
+
+def test_same_frame_twice_gives_one_order(make_service, sim, signals, wallet):
+    service = make_service()
+    frame = trade_frame()
+    signals.push(frame)
+    signals.push(frame)
+    later = trade_frame(size="0.02")
+    signals.push(later)
+    wait_state(service, key_of(later))
+    assert [o["sz"] for o in sim.applied_orders(wallet.address)] == ["0.01", "0.02"]
+
+
+def test_restart_with_same_state_dir_does_not_repeat(make_service, sim, signals, wallet):
+    first = make_service()
+    frame = trade_frame()
+    signals.push(frame)
+    wait_state(first, key_of(frame))
+    first.stop()
+    second = make_service()
+    signals.push(frame)
+    marker = trade_frame(symbol="ETH", size="0.01")
+    signals.push(marker)
+    wait_state(second, key_of(marker))
+    assert [o["coin"] for o in sim.applied_orders(wallet.address)] == ["BTC", "ETH"]
+
+
+def _malformed() -> list[tuple[object, str]]:
+    good = trade_frame()
+
+    def mutate(fn):
+        frame = json.loads(json.dumps(good))
+        fn(frame)
+        return frame
+
+    pos = lambda f: f["data"]["config"]["position"]  # noqa: E731
+    meta = lambda f: f["data"]["config"]["metadata"]  # noqa: E731
+    return [
+        ("not json at all", "not JSON"),
+        ('{"type": "ACTION", "data": []}', "data must be an object, not an array"),
+        ("[1, 2, 3]", "message is an array, not an object"),
+        ('{"data": {}}', "no string 'type'"),
+        (mutate(lambda f: f.pop("data")), "data is missing"),
+        (mutate(lambda f: f["data"].__setitem__("action_id", "withdraw_everything")), "unknown action"),
+        (mutate(lambda f: f["data"].pop("action_id")), "action_id is missing"),
+        (mutate(lambda f: f["data"].__setitem__("config", "x")), "config must be an object"),
+        (mutate(lambda f: f["data"]["config"].pop("position")), "config.position is missing"),
+        (mutate(lambda f: pos(f).pop("symbol")), "symbol is missing"),
+        (mutate(lambda f: pos(f).__setitem__("symbol", "BTC; DROP")), "is not a coin name"),
+        (mutate(lambda f: pos(f).__setitem__("side", "LONGISH")), "side must be BUY or SELL"),
+        (mutate(lambda f: pos(f).pop("size")), "size is missing"),
+        (mutate(lambda f: pos(f).__setitem__("size", "-1")), "must be greater than 0"),
+        (mutate(lambda f: pos(f).__setitem__("size", 0)), "must be greater than 0"),
+        (mutate(lambda f: pos(f).__setitem__("size", "lots")), "is not a number"),
+        (mutate(lambda f: pos(f).__setitem__("size", "NaN")), "not a finite number"),
+        (mutate(lambda f: pos(f).__setitem__("reduce_only", "yes")), "reduce_only must be true or false"),
+        (mutate(lambda f: meta(f).pop("event_id")), "event_id is missing"),
+        (mutate(lambda f: meta(f).__setitem__("leverage", 2.5)), "leverage must be a whole number"),
+        (mutate(lambda f: meta(f).__setitem__("server_execution", "false")), "server_execution must be true or false"),
+        (mutate(lambda f: meta(f).__setitem__("timestamp", "yesterday")), "timestamp"),
+        ("[" * 5000, "not JSON"),
+    ]
+
+
+def test_malformed_frames_are_rejected_with_reasons_and_the_next_executes(make_service, sim, signals, wallet):
+    service = make_service()
+    cases = _malformed()
+    assert len(cases) >= 20
+    for frame, _ in cases:
+        signals.push(frame)
+    good = trade_frame()
+    signals.push(good)
+    wait_state(service, key_of(good))
+    rows = [r for r in service.journal.all() if r["state"] == REJECTED]
+    reasons = [r["reason"] for r in rows]
+    for _, expected in cases:
+        assert any(expected in reason for reason in reasons), (expected, reasons)
+    assert len(sim.applied_orders(wallet.address)) == 1
+    assert service.receiver.is_alive() and service.receiver.connected.is_set()
+
+
+def test_unknown_symbol_is_rejected_by_the_worker(make_service, sim, signals, wallet):
+    service = make_service()
+    frame = trade_frame(symbol="NOPE")
+    signals.push(frame)
+    row = wait_state(service, key_of(frame))
+    assert row["state"] == REJECTED
+    assert "unknown symbol 'NOPE'" in row["reason"]
+    assert sim.applied_orders(wallet.address) == []
+
+
+def test_reconnects_after_the_server_drops_the_connection(make_service, sim, signals, wallet):
+    service = make_service()
+    assert signals.drop_all() == 1
+    wait_for(lambda: signals.connections_total >= 2 and signals.clients == 1, what="a reconnect")
+    frame = trade_frame()
+    signals.push(frame)
+    assert wait_state(service, key_of(frame))["state"] == FILLED
+    assert signals.received == []  # the client sends nothing but pings
+
+
+def test_auth_refusal_backs_off_without_spinning(make_service, signals, caplog):
+    signals.refuse_with = 401
+    service = make_service(wait=False)
+    wait_for(lambda: signals.auth_failures >= 3, timeout=10, what="three refused handshakes")
+    attempts = signals.auth_failures
+    assert attempts < 10  # backoff: 0.25-0.5, 0.5-1, 1-2 s ... not a storm
+    assert service.receiver.auth_failed
+    signals.refuse_with = None
+    wait_for(service.receiver.connected.is_set, timeout=20, what="connection after auth fixed")
+
+
+def test_stale_action_is_expired_not_executed(make_service, sim, signals, wallet):
+    service = make_service()
+    frame = trade_frame(ts=time.time() - 3600)
+    signals.push(frame)
+    row = wait_state(service, key_of(frame))
+    assert row["state"] == "expired" and "FRAC_MAX_ACTION_AGE" in row["reason"]
+    assert sim.applied_orders(wallet.address) == []
+
+
+def test_server_execution_is_skipped(make_service, sim, signals, wallet):
+    service = make_service()
+    frame = trade_frame(server_execution=True)
+    signals.push(frame)
+    row = wait_state(service, key_of(frame))
+    assert row["state"] == "skipped" and "server_execution" in row["reason"]
+    assert sim.applied_orders(wallet.address) == []
+
+
+def test_sigterm_exits_zero_after_an_orderly_stop(env, tmp_path, sim, signals, wallet):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fractrade_sync", "run"],
+        env={**_clean_env(), **env},
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert signals.wait_for_clients(1, timeout=20)
+        wait_for(lambda: run_cli(["health"], env, tmp_path).returncode == 0, timeout=20, interval=0.2, what="healthy")
+        frame = trade_frame()
+        signals.push(frame)
+        wait_for(lambda: len(sim.applied_orders(wallet.address)) == 1, what="order applied")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped" in err
+    assert env["FRAC_USER_TOKEN"] not in err and env["HYPERLIQUID_PRIVATE_KEY"][2:] not in err
+    assert not (tmp_path / "state" / "heartbeat.json").exists()
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
+
+
+BAD_CONFIG = [
+    ("FRAC_WS_URL", None, "FRAC_WS_URL: is not set"),
+    ("FRAC_WS_URL", "ftp://example.com/x", "scheme 'ftp' is not supported"),
+    ("FRAC_WS_URL", "ws://example.com/", "ws:// is only allowed for localhost"),
+    ("FRAC_USER_TOKEN", None, "FRAC_USER_TOKEN: is not set"),
+    ("FRAC_USER_TOKEN", "two words", "FRAC_USER_TOKEN: contains spaces"),
+    ("HYPERLIQUID_PRIVATE_KEY", None, "HYPERLIQUID_PRIVATE_KEY: is not set"),
+    ("HYPERLIQUID_PRIVATE_KEY", "0x1234", "HYPERLIQUID_PRIVATE_KEY: must be 0x followed by 64 hex digits"),
+    ("HYPERLIQUID_PRIVATE_KEY", "0x" + "0" * 64, "is not a valid secp256k1 private key"),
+    ("HYPERLIQUID_PUBLIC_ADDRESS", None, "HYPERLIQUID_PUBLIC_ADDRESS: is not set"),
+    ("HYPERLIQUID_PUBLIC_ADDRESS", "0xabc", "HYPERLIQUID_PUBLIC_ADDRESS: '0xabc' is not an address"),
+    ("HYPERLIQUID_ENV", "moon", "HYPERLIQUID_ENV: 'moon' is not one of: mainnet, testnet"),
+    ("HYPERLIQUID_API_URL", "http://example.com", "HYPERLIQUID_API_URL: http:// is only allowed for localhost"),
+    ("LOGLEVEL", "LOUD", "LOGLEVEL: 'LOUD' is not one of"),
+    ("LOG_FORMAT", "xml", "LOG_FORMAT: 'xml' is not one of: text, json"),
+    ("FRAC_DRY_RUN", "maybe", "FRAC_DRY_RUN: 'maybe' is not a boolean"),
+    ("FRAC_MAX_ACTION_AGE", "-5", "FRAC_MAX_ACTION_AGE: '-5' must be a number greater than 0"),
+    ("FRAC_MAX_ACTION_AGE", "soon", "FRAC_MAX_ACTION_AGE: 'soon' is not a number"),
+    ("FRAC_SLIPPAGE", "5", "FRAC_SLIPPAGE: '5' is a fraction"),
+    ("FRAC_MAX_LEVERAGE", "2.5", "FRAC_MAX_LEVERAGE: '2.5' must be a whole number"),
+]
+
+
+@pytest.mark.parametrize("var,value,expected", BAD_CONFIG, ids=[f"{v}={x}" for v, x, _ in BAD_CONFIG])
+def test_bad_configuration_exits_78_naming_the_variable(var, value, expected, tmp_path, wallet, monkeypatch, capsys):
+    from fractrade_sync.cli import main
+
+    good = {
+        "FRAC_WS_URL": "wss://app.fractrade.xyz",
+        "FRAC_USER_TOKEN": "tok-" + "a" * 20,
+        "HYPERLIQUID_PRIVATE_KEY": "0x" + wallet.key.hex().removeprefix("0x"),
+        "HYPERLIQUID_PUBLIC_ADDRESS": wallet.address,
+        "FRAC_STATE_DIR": str(tmp_path / "state"),
+    }
+    for name in list(good) + [v for v, _, _ in BAD_CONFIG]:
+        monkeypatch.delenv(name, raising=False)
+    if value is None:
+        good.pop(var)
+    else:
+        good[var] = value
+    for name, val in good.items():
+        monkeypatch.setenv(name, val)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    assert main(["run"]) == 78
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    if "HYPERLIQUID_PRIVATE_KEY" in good and len(good["HYPERLIQUID_PRIVATE_KEY"]) > 8:
+        assert good["HYPERLIQUID_PRIVATE_KEY"][2:] not in err[0]
+    assert not (tmp_path / "state").exists()  # failed before anything was created or connected
+
+
+def test_bad_configuration_exit_code_from_a_real_process(tmp_path):
+    result = run_cli(["run"], {"FRAC_WS_URL": "ftp://x"}, tmp_path)
+    assert result.returncode == 78
+    assert result.stderr.strip() == (
+        "fractrade-sync: configuration error: FRAC_WS_URL: scheme 'ftp' is not supported; "
+        "use wss://host/path (ws:// only for localhost)"
+    )
+
+
+def test_ws_url_path_rule():
+    from fractrade_sync.config import normalize_ws_url
+
+    assert normalize_ws_url("https://app.fractrade.xyz") == "wss://app.fractrade.xyz/ws/executor/"
+    assert normalize_ws_url("wss://app.fractrade.xyz/") == "wss://app.fractrade.xyz/ws/executor/"
+    assert normalize_ws_url("ws://127.0.0.1:8000/custom/") == "ws://127.0.0.1:8000/custom/"
+    assert normalize_ws_url("http://localhost:9") == "ws://localhost:9/ws/executor/"
+
+
+def test_python_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "fractrade_sync", "--help"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=30)  # fmt: skip
+    assert result.returncode == 0 and "demo" in result.stdout and "health" in result.stdout
