@@ -47,6 +47,12 @@ class Receiver:
         self._stop.set()
         self.force_close("stopping")
         if self._thread.is_alive():
+            self._thread.join(min(1.0, timeout))
+        if self._thread.is_alive():  # a close that raced the connect: cut the socket itself
+            with self._lock:
+                sock = self._app.sock if self._app is not None else None
+            if sock is not None:
+                sock.shutdown()
             self._thread.join(timeout)
 
     def force_close(self, why: str) -> None:

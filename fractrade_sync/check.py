@@ -1,0 +1,88 @@
+"""`fractrade-sync check`: validate the config, reach both endpoints, show the account and the key's rights."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import websocket
+
+from .config import Settings
+from .exchange import HyperliquidClient, TransientError
+
+EXIT_OK, EXIT_FRACTRADE, EXIT_HYPERLIQUID, EXIT_WALLET = 0, 2, 3, 4
+
+
+def check_fractrade(settings: Settings, timeout: float = 10.0) -> str | None:
+    """Open and close the WebSocket with the token; None when it works, else the reason."""
+    try:
+        ws = websocket.create_connection(
+            settings.ws_url,
+            header={"Authorization": f"Token {settings.user_token.reveal()}"},
+            timeout=timeout,
+        )
+    except websocket.WebSocketBadStatusException as exc:
+        if exc.status_code in (401, 403):
+            return f"authentication refused (HTTP {exc.status_code}): check FRAC_USER_TOKEN"
+        return f"handshake refused with HTTP {exc.status_code}"
+    except (OSError, websocket.WebSocketException) as exc:
+        return f"cannot connect: {type(exc).__name__}: {exc}"[:300]
+    ws.close()
+    return None
+
+
+def wallet_problem(settings: Settings, client: HyperliquidClient) -> str | None:
+    """Why the key may not trade for the account, or None."""
+    if not settings.is_agent_wallet:
+        return None
+    role = client.user_role(settings.signer_address)
+    user = str((role.get("data") or {}).get("user", "")).lower()
+    if role.get("role") == "agent" and user == settings.account_address:
+        return None
+    return (
+        f"the key's address {settings.signer_address} is not an API wallet approved for {settings.account_address}"
+        f" (role {role.get('role')!r})"
+    )
+
+
+def run_check(settings: Settings, out: TextIO | None = None) -> int:
+    """Print what works and what does not; exit 0, or 2 Fractrade, 3 Hyperliquid, 4 wallet not allowed."""
+    out = out or sys.stdout
+    print(f"config      ok (state dir {settings.state_dir}{', DRY RUN' if settings.dry_run else ''})", file=out)
+    problem = check_fractrade(settings)
+    print(f"fractrade   {'ok: ' + settings.ws_url if problem is None else 'FAILED: ' + problem}", file=out)
+    code = EXIT_OK if problem is None else EXIT_FRACTRADE
+    client = HyperliquidClient(settings)
+    try:
+        assets = client.load_meta()
+        state = client.account_state()
+        orders = client.open_orders()
+        wallet = wallet_problem(settings, client)
+    except (TransientError, OSError, ValueError, KeyError) as exc:
+        print(f"hyperliquid FAILED: {settings.api_url}: {exc}", file=out)
+        return code or EXIT_HYPERLIQUID
+    except Exception as exc:  # the SDK's ClientError and friends
+        print(f"hyperliquid FAILED: {settings.api_url}: {type(exc).__name__}: {exc}"[:300], file=out)
+        return code or EXIT_HYPERLIQUID
+    summary = state.get("marginSummary", {})
+    print(f"hyperliquid ok: {settings.api_url} ({len(assets)} perps)", file=out)
+    via = f" via API wallet {settings.signer_address}" if settings.is_agent_wallet else ""
+    print(f"account     {settings.account_address}{via}", file=out)
+    print(f"  value     ${summary.get('accountValue', '0')}  withdrawable ${state.get('withdrawable', '0')}", file=out)
+    positions = [p["position"] for p in state.get("assetPositions", [])]
+    print(f"  positions {len(positions)}", file=out)
+    for p in positions:
+        lev = p.get("leverage", {})
+        print(
+            f"    {p['coin']:<8} {p['szi']:>12} entry {p.get('entryPx')} {lev.get('value')}x {lev.get('type')}",
+            file=out,
+        )
+    print(f"  open orders {len(orders)}", file=out)
+    for o in orders:
+        trig = f" trigger {o.get('triggerPx')}" if o.get("isTrigger") else ""
+        print(f"    {o['coin']:<8} {o['side']} {o['sz']} @ {o['limitPx']} {o.get('orderType', '')}{trig}", file=out)
+    if wallet:
+        print(f"trading     NOT ALLOWED: {wallet}", file=out)
+        return code or EXIT_WALLET
+    print("trading     ok: the key may trade for this account", file=out)
+    return code

@@ -1,0 +1,145 @@
+"""`fractrade-sync demo`: the simulator, the signal server and the real service, a scripted session, a timeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+from eth_account import Account
+
+from ..actions import parse_frame
+from ..config import settings_from_mapping
+from ..journal import TERMINAL_STATES
+from ..logs import setup_logging
+from ..service import EXIT_FAILURE, EXIT_OK, FractradeExecutor
+from .hl_server import HyperliquidSimulator
+from .signal_server import SignalServer
+
+
+@dataclass
+class Step:
+    """One scripted signal, and an optional market move before it."""
+
+    title: str
+    frame: dict
+    before: Callable[[HyperliquidSimulator], None] | None = None
+
+
+def _frame(action_id: str, position: dict, **metadata) -> dict:
+    meta = {"event_id": secrets.token_hex(6), "agent_id": "demo-agent", "timestamp": int(time.time() * 1000)}
+    meta.update(metadata)
+    return {"type": "ACTION", "data": {"action_id": action_id, "config": {"position": position, "metadata": meta}}}
+
+
+def script() -> list[Step]:
+    """Open a BTC long with leverage, protect it, move the stop, close."""
+    trade, sl, tp = (
+        "execute_hyperliquid_perp_trade",
+        "set_hyperliquid_perp_stop_loss",
+        "set_hyperliquid_perp_take_profit",
+    )
+    return [
+        Step(
+            "open long 0.01 BTC at 10x",
+            _frame(trade, {"symbol": "BTC", "size": "0.01", "side": "BUY"}, leverage=10, price=50000.0),
+        ),  # fmt: skip
+        Step("stop loss at 48,500", _frame(sl, {"symbol": "BTC", "side": "SELL", "trigger_price": "48500"})),
+        Step("take profit at 55,000", _frame(tp, {"symbol": "BTC", "side": "SELL", "trigger_price": "55000"})),
+        Step(
+            "BTC rises to 52,000; move the stop loss to 50,500",
+            _frame(sl, {"symbol": "BTC", "side": "SELL", "trigger_price": "50500"}),
+            before=lambda sim: sim.set_mid("BTC", "52000"),
+        ),
+        Step("the same signal delivered again (ignored)", {}),
+        Step("close the long", _frame(trade, {"symbol": "BTC", "size": "0.01", "side": "SELL", "reduce_only": True})),
+    ]
+
+
+def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20.0) -> int:
+    """Run the scripted session against local servers; print the timeline; 0 when every step finished."""
+    out = out or sys.stdout
+    wallet = Account.create()
+    token = secrets.token_urlsafe(24)
+    with (
+        tempfile.TemporaryDirectory(prefix="fractrade-demo-") as state,
+        HyperliquidSimulator() as sim,
+        SignalServer(token) as signals,
+    ):
+        sim.add_account(wallet.address, 10_000)
+        env = {
+            "FRAC_WS_URL": signals.url,
+            "FRAC_USER_TOKEN": token,
+            "HYPERLIQUID_PRIVATE_KEY": "0x" + wallet.key.hex().removeprefix("0x"),
+            "HYPERLIQUID_PUBLIC_ADDRESS": wallet.address,
+            "HYPERLIQUID_API_URL": sim.url,
+            "FRAC_STATE_DIR": state,
+        }
+        settings = settings_from_mapping(env)
+        handler = None if quiet else setup_logging("INFO", "text", settings.secrets)
+        if quiet:
+            logging.getLogger("fractrade_sync").setLevel(logging.ERROR)
+        print(f"demo: simulated Hyperliquid at {sim.url}, Fractrade signals at {signals.url}", file=out)
+        print(f"demo: throwaway account {wallet.address} with $10,000 (no real keys, no network)\n", file=out)
+        service = FractradeExecutor(settings).start()
+        ok = False
+        try:
+            ok = _play(service, sim, signals, wallet.address, out, timeout)
+        finally:
+            service.stop()
+            if handler is not None:
+                logging.getLogger().removeHandler(handler)
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _play(service, sim, signals, address: str, out: TextIO, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not (service.worker.ready.is_set() and service.receiver.connected.is_set()):
+        if time.monotonic() > deadline or service.fatal is not None:
+            print("demo: the service did not become ready", file=out)
+            return False
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    previous: dict = {}
+    for step in script():
+        frame = step.frame or previous
+        if step.before:
+            step.before(sim)
+        signals.push(frame)
+        key = parse_frame(json.dumps(frame), time.time()).key
+        row = _wait_terminal(service, key, deadline)
+        if row is None:
+            print(f"demo: step '{step.title}' did not finish in time", file=out)
+            return False
+        detail = row["state"]
+        if row.get("filled_sz"):
+            detail += f" {row['filled_sz']} @ {row['avg_px']}"
+        if row.get("oid"):
+            detail += f" (oid {row['oid']})"
+        if row.get("latency_ms") is not None:
+            detail += f", {row['latency_ms']:.1f} ms"
+        if step.frame == {}:
+            detail = "journaled already: not executed again"
+        print(f"+{time.monotonic() - t0:6.2f}s  {step.title:<50} -> {detail}", file=out)
+        previous = frame
+    position = sim.positions(address) or {"BTC": "0 (flat)"}
+    print(f"\nfinal position: {', '.join(f'{k} {v}' for k, v in position.items())}", file=out)
+    triggers = [o for o in sim.open_orders(address)]
+    print(f"open orders: {len(triggers)}", file=out)
+    for order in triggers:
+        print(f"  {order}", file=out)
+    return True
+
+
+def _wait_terminal(service, key: str, deadline: float) -> dict | None:
+    while time.monotonic() < deadline:
+        row = service.journal.get(key)
+        if row and row["state"] in TERMINAL_STATES:
+            return row
+        time.sleep(0.01)
+    return None
