@@ -462,6 +462,28 @@ def test_stop_is_idempotent_and_prompt_with_a_sleeping_fault():
     sim.stop()
     sim.stop()
     assert time.monotonic() - started < 2
+    prefix = f"hl-sim-{sim.url.rsplit(':', 1)[1]}"
+    assert [t.name for t in threading.enumerate() if t.name.startswith(prefix)] == []
+
+
+def test_malformed_requests_and_signatures(sim, wallet):
+    order = {"a": 0, "b": True, "p": "50000", "s": "0.01", "r": False, "t": {"limit": {"tif": "Day"}}}
+    action = {"type": "order", "orders": [order], "grouping": "na"}
+    nonce = get_timestamp_ms()
+    resp = requests.post(
+        sim.url + "/exchange",
+        json={"action": action, "nonce": nonce, "signature": sign_l1_action(wallet, action, None, nonce, None, False)},
+        timeout=5,
+    )
+    assert resp.status_code == 422 and resp.text.startswith("Failed to deserialize the JSON body")
+    bad_sig = {"r": "0x1", "s": "0x2", "v": 5}
+    resp = requests.post(
+        sim.url + "/exchange", json={"action": action, "nonce": nonce, "signature": bad_sig}, timeout=5
+    )
+    assert resp.json() == {"status": "err", "response": "Unable to recover signer."}
+    assert sim.applied_orders() == []
+    order["t"] = {"limit": {"tif": "Gtc"}}  # the 422 spent no nonce: the same one now works
+    assert "filled" in statuses(post_signed(sim, wallet, action, nonce))[0]
 
 
 def test_ws_all_mids_with_websocket_client(sim):

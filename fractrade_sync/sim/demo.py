@@ -13,7 +13,7 @@ from typing import Callable, TextIO
 
 from eth_account import Account
 
-from ..actions import parse_frame
+from ..actions import STOP_LOSS, TAKE_PROFIT, TRADE, parse_frame
 from ..config import settings_from_mapping
 from ..journal import TERMINAL_STATES
 from ..logs import setup_logging
@@ -39,11 +39,7 @@ def _frame(action_id: str, position: dict, **metadata) -> dict:
 
 def script() -> list[Step]:
     """Open a BTC long with leverage, protect it, move the stop, close."""
-    trade, sl, tp = (
-        "execute_hyperliquid_perp_trade",
-        "set_hyperliquid_perp_stop_loss",
-        "set_hyperliquid_perp_take_profit",
-    )
+    trade, sl, tp = TRADE, STOP_LOSS, TAKE_PROFIT
     return [
         Step(
             "open long 0.01 BTC at 10x",
