@@ -15,7 +15,6 @@ from hyperliquid.exchange import Exchange
 from hyperliquid.info import Info
 from hyperliquid.utils.error import ClientError, ServerError
 from hyperliquid.utils.signing import sign_l1_action
-from hyperliquid.utils.types import Cloid
 
 from .config import Settings
 from .rules import Asset, to_wire
@@ -24,7 +23,11 @@ EMPTY_SPOT_META = {"universe": [], "tokens": []}
 
 
 class TransientError(Exception):
-    """The request may or may not have reached the exchange (network, timeout, 429, 5xx): check, then retry."""
+    """No usable answer (network, timeout, 429, 5xx). in_flight: the request may still be applied later."""
+
+    def __init__(self, message: str, in_flight: bool = True):
+        super().__init__(message)
+        self.in_flight = in_flight
 
 
 class UnknownSymbol(Exception):
@@ -122,8 +125,8 @@ class HyperliquidClient:
         except ServerError as exc:
             raise TransientError(f"HTTP {exc.status_code} from the exchange") from None
         except ClientError as exc:
-            if exc.status_code == 429:
-                raise TransientError("HTTP 429: rate limited by the exchange") from None
+            if exc.status_code == 429:  # refused at the door: nothing was applied
+                raise TransientError("HTTP 429: rate limited by the exchange", in_flight=False) from None
             raise
 
     def load_meta(self) -> dict[str, Asset]:
@@ -181,22 +184,32 @@ class HyperliquidClient:
         return self._info({"type": "frontendOpenOrders", "user": self.address})
 
     def order_status(self, cloid: str) -> dict:
-        """What the exchange knows of an order by its cloid ({'status': 'unknownOid'} when nothing)."""
+        """What the exchange knows of an order by its cloid ({'status': 'unknownOid'} when nothing); may raise."""
         return self._info({"type": "orderStatus", "user": self.address, "oid": cloid})
 
     def user_role(self, address: str) -> dict:
         return self._info({"type": "userRole", "user": address})
 
     # ---- writes ------------------------------------------------------------------------------
+    @property
+    def expiry_window(self) -> float:
+        """Seconds an L1 action stays valid: just past our own read timeout, so a request we gave up on
+        can provably no longer be applied once this has passed (then a cloid check is conclusive)."""
+        return self.settings.http_timeout + 1.0
+
     def signed_payload(self, action: dict) -> dict:
-        """Sign an L1 action with a fresh nonce; the payload as it would be posted."""
+        """Sign an L1 action with a fresh nonce and an expiresAfter; the payload as it would be posted."""
         nonce = self.nonces.next()
-        signature = sign_l1_action(self._wallet, action, None, nonce, None, self.settings.is_mainnet)
-        return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None, "expiresAfter": None}
+        expires = nonce + int(self.expiry_window * 1000)
+        signature = sign_l1_action(self._wallet, action, None, nonce, expires, self.settings.is_mainnet)
+        return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None, "expiresAfter": expires}
 
     def post(self, payload: dict) -> dict:
-        """POST a signed payload to /exchange."""
-        return self._call(self.sdk.post, "/exchange", payload)
+        """POST a signed payload to /exchange; an answer that is not the exchange's JSON is uncertain."""
+        result = self._call(self.sdk.post, "/exchange", payload)
+        if not isinstance(result, dict) or "status" not in result:
+            raise TransientError(f"unreadable answer from the exchange: {str(result)[:200]}")
+        return result
 
     def order_action(self, orders: list[Order]) -> dict:
         return {"type": "order", "orders": [o.wire() for o in orders], "grouping": "na"}
@@ -217,6 +230,3 @@ class HyperliquidClient:
         """Open the keep-alive connection before the first order needs it."""
         self._info({"type": "allMids"})
 
-
-def cloid_obj(cloid: str) -> Cloid:
-    return Cloid.from_str(cloid)

@@ -18,6 +18,7 @@ from .journal import Journal, Outcome
 from .rules import MIN_ORDER_VALUE, Asset, round_price, round_size, slippage_price, to_wire
 
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # then give up: about 8 s of trying, each retry after a cloid check
+SETTLE_MARGIN = 0.5  # seconds past an order's expiresAfter before its absence on the exchange is conclusive
 
 
 class Refused(Exception):
@@ -124,41 +125,58 @@ class Execution:
 
     # ---- sending, exactly once ---------------------------------------------------------------
     def submit(self, action: Action, order: Order) -> Outcome:
-        """Journal 'submitting', send, and retry transient failures only after asking the exchange by cloid."""
+        """Journal 'submitting', send; after an uncertain failure, resend only once the cloid is provably unseen."""
         payload = self.client.signed_payload(self.client.order_action([order]))
         if self.settings.dry_run:
             self.logger.info("dry run: would send %s", json.dumps(payload["action"], separators=(",", ":")))
             return Outcome(J.SKIPPED, f"dry run: {_describe(order)} not sent")
         self.journal.mark_submitting(action.key)
-        last = ""
+        last, settle_at = "", 0.0
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
             if attempt:
-                if self.stopping.wait(delay * random.uniform(0.8, 1.2)):
-                    pass  # shutting down: still do the one check below, then give up
-                seen = self.lookup(action)
+                self._pause(max(delay * random.uniform(0.8, 1.2), settle_at - self.clock()))
+                try:
+                    seen = self.lookup(action)
+                except TransientError as exc:
+                    last = f"cloid check failed: {exc}"
+                    continue  # never resend blind
                 if seen is not None:
                     return seen
                 if self.stopping.is_set():
-                    return Outcome(J.FAILED, f"not sent again during shutdown after: {last}")
+                    return Outcome(J.FAILED, f"not executed (checked by cloid); not resent during shutdown: {last}")
                 payload = self.client.signed_payload(self.client.order_action([order]))
+                self.journal.mark_submitting(action.key)  # its time bounds this resend's expiresAfter after a crash
             try:
                 result = self.client.post(payload)
             except TransientError as exc:
                 last = str(exc)
-                self.logger.warning(
-                    "%s: %s (attempt %d); checking cloid %s", action.describe(), exc, attempt + 1, order.cloid
-                )
+                # a request that may still be in flight can be applied until its expiresAfter: wait that out
+                settle_at = payload["expiresAfter"] / 1000 + SETTLE_MARGIN if exc.in_flight else 0.0
+                self.logger.warning("%s: %s (attempt %d); will check cloid %s", action.describe(), exc, attempt + 1,
+                                    order.cloid)  # fmt: skip
                 continue
             return self._order_outcome(action, order, result)
-        seen = self.lookup(action)
-        return seen or Outcome(J.FAILED, f"exchange unreachable after {len(RETRY_DELAYS) + 1} attempts: {last}")
+        self._pause(settle_at - self.clock())
+        try:
+            seen = self.lookup(action)
+        except TransientError as exc:
+            return Outcome(J.FAILED, f"outcome unknown, exchange unreachable ({exc}); check cloid {order.cloid}")
+        return seen or Outcome(
+            J.FAILED, f"not executed: exchange unreachable after {len(RETRY_DELAYS) + 1} attempts: {last}"
+        )
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stopping.wait(seconds)
+
+    def settle_then_lookup(self, action: Action, submitted_at: float) -> Outcome | None:
+        """After a crash with this order in flight: wait until it can no longer be applied, then ask by cloid."""
+        self._pause(submitted_at + self.client.expiry_window + SETTLE_MARGIN - self.clock())
+        return self.lookup(action)
 
     def lookup(self, action: Action) -> Outcome | None:
-        """What the exchange did with this action's cloid; None when it never saw it."""
-        try:
-            status = self.client.order_status(action.cloid)
-        except TransientError:
-            return None
+        """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError."""
+        status = self.client.order_status(action.cloid)
         if status.get("status") != "order":
             return None
         info = status.get("order", {})
@@ -168,15 +186,14 @@ class Execution:
         orig = Decimal(str(order.get("origSz", "0")))
         left = Decimal(str(order.get("sz", "0")))
         filled = orig - left
-        if state == "open" or state == "triggered":
-            return Outcome(J.RESTING, "found on the exchange by cloid", oid=oid, filled_sz=to_wire(filled))
+        found = "found on the exchange by cloid"
+        if state in ("open", "triggered"):
+            return Outcome(J.RESTING, found, oid=oid, filled_sz=to_wire(filled))
         if state == "filled":
-            return Outcome(J.FILLED, "found on the exchange by cloid", oid=oid, filled_sz=to_wire(orig))
+            return Outcome(J.FILLED, found, oid=oid, filled_sz=to_wire(orig))
         if filled > 0:
-            return Outcome(
-                J.PARTIALLY_FILLED, f"found on the exchange by cloid ({state})", oid=oid, filled_sz=to_wire(filled)
-            )
-        return Outcome(J.REJECTED, f"found on the exchange by cloid: {state}", oid=oid)
+            return Outcome(J.PARTIALLY_FILLED, f"{found} ({state})", oid=oid, filled_sz=to_wire(filled))
+        return Outcome(J.REJECTED, f"{found}: {state}", oid=oid)
 
     def _with_retries(self, call: Callable[[], dict]) -> dict:
         """Retry an idempotent request (leverage, cancel) on transient errors."""

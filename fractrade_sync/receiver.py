@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -46,26 +47,27 @@ class Receiver:
         """Stop receiving: close the socket and join."""
         self._stop.set()
         self.force_close("stopping")
-        if self._thread.is_alive():
-            self._thread.join(min(1.0, timeout))
-        if self._thread.is_alive():  # a close that raced the connect: cut the socket itself
-            with self._lock:
-                sock = self._app.sock if self._app is not None else None
-            if sock is not None:
-                sock.shutdown()
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self._thread.join(0.2)
+            self.force_close("stopping")  # a stop that raced a connect in progress
 
     def force_close(self, why: str) -> None:
-        """Close the current connection (the watchdog's silence verdict, or stop); the loop reconnects."""
+        """Cut the current connection (the watchdog's silence verdict, or stop); the loop reconnects."""
         with self._lock:
             app = self._app
-        if app is not None:
-            if why != "stopping":
-                self.logger.warning("closing the Fractrade connection: %s", why)
+        if app is None:
+            return
+        if why != "stopping":
+            self.logger.warning("closing the Fractrade connection: %s", why)
+        app.keep_running = False
+        raw = getattr(app.sock, "sock", None)
+        if raw is not None:
             try:
-                app.close()
-            except Exception:
-                self.logger.debug("close failed", exc_info=True)
+                # shutdown (not close) wakes the library's select() at once; a dead peer cannot block it
+                raw.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -124,8 +124,11 @@ class Worker:
         if row is not None and row["state"] in J.TERMINAL_STATES:
             return Outcome(row["state"], row["reason"] or "", row["oid"], row["filled_sz"], row["avg_px"])
         if row is not None and row["state"] == J.SUBMITTING:
-            # we crashed with this order in flight: ask the exchange before anything else
-            seen = svc.execution.lookup(action)
+            # we died with this order in flight: once it can no longer be applied, ask the exchange by cloid
+            try:
+                seen = svc.execution.settle_then_lookup(action, row["updated_at"])
+            except TransientError as exc:
+                return Outcome(J.FAILED, f"outcome unknown, exchange unreachable ({exc}); check cloid {action.cloid}")
             if seen is not None:
                 return seen
         age = action.age(svc.clock())

@@ -1,0 +1,412 @@
+"""A local Hyperliquid: /info, /exchange, /control and the /ws market-data socket.
+
+Speaks exactly what `hyperliquid-python-sdk` sends, checks every /exchange
+signature, and injects faults (5xx, 429, timeouts, dropped responses) on demand.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from eth_keys.exceptions import BadSignature
+from hyperliquid.utils import signing
+
+from fractrade_sync.sim import hl_views, wsserver
+from fractrade_sync.sim.hl_state import ExchangeError, HyperliquidState, fmt
+
+log = logging.getLogger(__name__)
+
+FAULTS = ("500", "429", "timeout", "drop")
+BAD_BODY = "Failed to deserialize the JSON body into the target type"
+APPROVE_AGENT_TYPES = [
+    {"name": "hyperliquidChain", "type": "string"},
+    {"name": "agentAddress", "type": "address"},
+    {"name": "agentName", "type": "string"},
+    {"name": "nonce", "type": "uint64"},
+]
+
+
+class HyperliquidSimulator:
+    """The simulated exchange on 127.0.0.1; `url` is the SDK's base_url."""
+
+    def __init__(self, host="127.0.0.1", port=0, *, mids=None):
+        self.state = HyperliquidState(mids)
+        self.latency_s = 0.0
+        self.timeout_s = 3.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._faults: collections.deque[tuple[str, str]] = collections.deque()
+        self._log: list[dict] = []
+        self._counts: collections.Counter = collections.Counter()
+        self._clients: dict[socket.socket, threading.Thread] = {}
+        self._ws: dict[object, bool] = {}  # connection -> subscribed to allMids
+        self._server = _Server((host, port), self)
+        self.url = f"http://{host}:{self._server.server_address[1]}"
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle --------------------------------------------------------
+    def start(self) -> HyperliquidSimulator:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"hl-sim-{self._server.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, drop every connection, join threads (bounded); idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()  # wakes injected sleeps and WebSocket loops
+        deadline = time.monotonic() + timeout
+        if self._thread is not None:
+            self._server.shutdown()
+        with self._lock:
+            conns, clients = list(self._ws), dict(self._clients)
+        for conn in conns:
+            conn.abort()
+        for sock in clients:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its handler
+        self._server.server_close()
+        for thread in [self._thread, *clients.values()]:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- accounts and market ----------------------------------------------
+    def add_account(self, address: str, usdc=100_000) -> None:
+        self.state.add_account(address, usdc)
+
+    def approve_agent(self, user: str, agent: str, name: str = "") -> None:
+        self.state.approve_agent(user, agent, name)
+
+    def set_mid(self, coin: str, px) -> None:
+        """Move a mid, fire what it crosses, and push allMids to /ws subscribers."""
+        self.state.set_mid(coin, px)
+        self._push_mids()
+
+    def set_liquidity(self, coin: str, sz) -> None:
+        self.state.set_liquidity(coin, sz)
+
+    def mids(self) -> dict[str, str]:
+        with self.state.lock:
+            return {c: fmt(px) for c, px in self.state.mids.items()}
+
+    # ---- faults -------------------------------------------------------------
+    def inject(self, kind: str, count: int = 1, path: str = "/exchange") -> None:
+        if kind not in FAULTS:
+            raise ValueError(f"fault kind {kind!r}: use one of {', '.join(FAULTS)}")
+        with self._lock:
+            self._faults.extend([(kind, path)] * count)
+
+    def reset_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, path: str) -> str | None:
+        with self._lock:
+            for i, (kind, fault_path) in enumerate(self._faults):
+                if fault_path == path:
+                    del self._faults[i]
+                    return kind
+        return None
+
+    # ---- inspection (copies) ---------------------------------------------------
+    def applied_orders(self, user: str | None = None) -> list[dict]:
+        with self.state.lock:
+            return [hl_views.applied(o) for o in self.state.orders if user is None or o.user == user.lower()]
+
+    def positions(self, user: str) -> dict[str, str]:
+        with self.state.lock:
+            return hl_views.positions(self.state, user)
+
+    def open_orders(self, user: str) -> list[dict]:
+        with self.state.lock:
+            return hl_views.open_orders(self.state, user)
+
+    def leverage(self, user: str, coin: str) -> dict:
+        with self.state.lock:
+            kind, value = self.state.lev(self.state.accounts[user.lower()], coin)
+            return {"type": kind, "value": value}
+
+    def exchange_log(self) -> list[dict]:
+        with self._lock:
+            return json.loads(json.dumps(self._log))
+
+    def request_count(self, path: str = "/exchange", type: str | None = None) -> int:
+        with self._lock:
+            return sum(n for (p, t), n in self._counts.items() if p == path and type in (None, t))
+
+    # ---- request handling (called from handler threads) -------------------------
+    def _count(self, path: str, body) -> None:
+        kind = None
+        if isinstance(body, dict):
+            action = body.get("action")
+            kind = action.get("type") if isinstance(action, dict) else body.get("type", body.get("op"))
+        with self._lock:
+            self._counts[(path, kind)] += 1
+
+    def _record(self, body, status: int, response, fault: str | None, signer=None) -> None:
+        action = body.get("action") if isinstance(body, dict) else None
+        if isinstance(response, dict) and response.get("status") == "err":
+            errors = [response.get("response")]
+        elif isinstance(response, dict) and response.get("status") == "ok":
+            statuses = (response["response"].get("data") or {}).get("statuses", [])
+            errors = [s["error"] for s in statuses if isinstance(s, dict) and "error" in s]
+        else:
+            errors = [response]
+        entry = {
+            "action_type": action.get("type") if isinstance(action, dict) else None,
+            "nonce": body.get("nonce") if isinstance(body, dict) else None,
+            "signer": signer,
+            "http_status": status,
+            "ok": status == 200 and isinstance(response, dict) and response.get("status") == "ok",
+            "errors": errors,
+            "response": response,
+            "fault": fault,
+        }
+        with self._lock:
+            self._log.append(entry)
+
+    def _exchange(self, body) -> tuple[int, object, str | None]:
+        """Verify and apply one /exchange body: (http status, answer, signer)."""
+        try:
+            action, nonce, sig = body["action"], body["nonce"], body["signature"]
+            vault, expires = body.get("vaultAddress"), body.get("expiresAfter")
+            kind = action["type"]
+        except (KeyError, TypeError) as exc:
+            return 422, f"{BAD_BODY}: missing field {exc}", None
+        signer = None
+        try:
+            if vault is not None:
+                raise ExchangeError(f"Vault not registered: {vault}")  # text unconfirmed
+            try:
+                signer = self._recover(kind, action, sig, nonce, expires).lower()
+            except (ValueError, KeyError, TypeError, BadSignature):
+                # A malformed signature: there is no address to name.
+                raise ExchangeError("Unable to recover signer.") from None
+            if kind == "approveAgent":
+                self.state.exchange_approve_agent(action, signer, nonce)
+                answer = {"type": "default"}
+            else:
+                answer = self.state.exchange(action, signer, nonce, expires)
+            return 200, {"status": "ok", "response": answer}, signer
+        except ExchangeError as exc:
+            return 200, {"status": "err", "response": str(exc)}, signer
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            return 422, f"{BAD_BODY}: {exc!r}", signer
+
+    @staticmethod
+    def _recover(kind, action, sig, nonce, expires) -> str:
+        # A local base_url is never MAINNET_API_URL, so the SDK signs as testnet.
+        if kind == "approveAgent":
+            # The SDK signs agentName "" and then drops the key when no name is given.
+            signed = {"agentName": "", **action}
+            return signing.recover_user_from_user_signed_action(
+                signed,
+                sig,
+                APPROVE_AGENT_TYPES,
+                "HyperliquidTransaction:ApproveAgent",
+                False,
+            )
+        return signing.recover_agent_or_user_from_l1_action(action, sig, None, nonce, expires, False)
+
+    def _control(self, body) -> tuple[int, object]:
+        """The /control API: the Python API above, as JSON."""
+        op = body.pop("op", None) if isinstance(body, dict) else None
+        ops = {
+            "add_account": self.add_account,
+            "approve_agent": self.approve_agent,
+            "set_mid": self.set_mid,
+            "set_liquidity": self.set_liquidity,
+            "inject": self.inject,
+            "reset_faults": self.reset_faults,
+            "set_latency": lambda seconds: setattr(self, "latency_s", float(seconds)),
+            "set_timeout": lambda seconds: setattr(self, "timeout_s", float(seconds)),
+            "mids": self.mids,
+            "applied_orders": self.applied_orders,
+            "positions": self.positions,
+            "open_orders": self.open_orders,
+            "leverage": self.leverage,
+            "exchange_log": self.exchange_log,
+            "request_count": self.request_count,
+        }
+        if op not in ops:
+            return 400, {"error": f"unknown op {op!r}; ops: {', '.join(ops)}"}
+        try:
+            result = ops[op](**body)
+        except (TypeError, ValueError, KeyError, ExchangeError) as exc:
+            return 400, {"error": f"{op}: {exc}"}
+        return 200, {"ok": True} if result is None else result
+
+    # ---- /ws ------------------------------------------------------------------
+    def _serve_ws(self, handler: BaseHTTPRequestHandler) -> None:
+        conn = wsserver.accept(handler)
+        if conn is None:
+            return
+        with self._lock:
+            self._ws[conn] = False
+        try:
+            while not self._stop.is_set() and not conn.closed:
+                try:
+                    text = conn.recv(timeout=0.2)
+                except TimeoutError:
+                    continue
+                if text is None:
+                    break
+                self._ws_message(conn, text)
+        finally:
+            with self._lock:
+                self._ws.pop(conn, None)
+            conn.abort()
+
+    def _ws_message(self, conn, text: str) -> None:
+        """Answer one client message as Hyperliquid's /ws does (allMids only)."""
+        try:
+            msg = json.loads(text)
+            method = msg["method"]
+        except (ValueError, KeyError, TypeError):
+            # Seen in third-party captures; the exact tail is unconfirmed.
+            _send(conn, {"channel": "error", "data": f"Error parsing JSON into valid websocket request: {text}"})
+            return
+        if method == "ping":
+            _send(conn, {"channel": "pong"})
+            return
+        sub = msg.get("subscription") or {}
+        if method not in ("subscribe", "unsubscribe") or sub.get("type") != "allMids":
+            _send(conn, {"channel": "error", "data": f"Invalid subscription {json.dumps(sub)}"})  # text unconfirmed
+            return
+        with self._lock:
+            self._ws[conn] = method == "subscribe"
+        _send(conn, {"channel": "subscriptionResponse", "data": {"method": method, "subscription": sub}})
+        if method == "subscribe":
+            _send(conn, {"channel": "allMids", "data": {"mids": self.mids()}})
+
+    def _push_mids(self) -> None:
+        with self._lock:
+            subscribers = [conn for conn, subscribed in self._ws.items() if subscribed]
+        message = {"channel": "allMids", "data": {"mids": self.mids()}}
+        for conn in subscribers:
+            _send(conn, message)
+
+
+def _send(conn, message: dict) -> None:
+    """Send one JSON message; a closed peer is noticed and dropped by its reader loop."""
+    try:
+        conn.send_text(json.dumps(message))
+    except ConnectionError:
+        log.debug("ws peer gone; dropping %s", message.get("channel"))
+
+
+class _Server(ThreadingHTTPServer):
+    """Tracks each connection's socket and thread so stop() can end and join them."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, sim: HyperliquidSimulator):
+        self.sim = sim
+        super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address):
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"hl-sim-{self.server_address[1]}-conn-{client_address[1]}",
+            daemon=True,
+        )
+        with self.sim._lock:
+            self.sim._clients[request] = thread
+        thread.start()
+
+    def shutdown_request(self, request):
+        with self.sim._lock:
+            self.sim._clients.pop(request, None)
+        super().shutdown_request(request)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's requests.Session expects
+    # headers and body go out in separate writes: without this, Nagle plus the client's delayed ACK adds ~40 ms
+    disable_nagle_algorithm = True
+    server_version = "hyperliquid-sim"
+
+    def log_message(self, fmt, *args) -> None:
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def do_GET(self) -> None:
+        sim: HyperliquidSimulator = self.server.sim
+        if urlsplit(self.path).path == "/ws":
+            sim._serve_ws(self)
+        else:
+            self._reply(404, "Not Found")
+
+    def do_POST(self) -> None:
+        sim: HyperliquidSimulator = self.server.sim
+        path = urlsplit(self.path).path
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        sim._count(path, body)
+        if sim.latency_s > 0:
+            sim._stop.wait(sim.latency_s)
+        fault = sim._take_fault(path)
+        if fault in ("500", "429"):  # refused before anything is applied
+            status, answer = (500, "Internal Server Error") if fault == "500" else (429, "")
+            if path == "/exchange":
+                sim._record(body, status, answer, fault)
+            self._reply(status, answer)
+            return
+        signer = None
+        if body is None and path in ("/info", "/exchange", "/control"):
+            status, answer = 422, f"{BAD_BODY}: expected a JSON object"
+        elif path == "/info":
+            with sim.state.lock:
+                sim.state.tick()
+                status, answer = hl_views.answer(sim.state, body)
+        elif path == "/exchange":
+            status, answer, signer = sim._exchange(body)
+            sim._record(body, status, answer, fault, signer)
+        elif path == "/control":
+            status, answer = sim._control(body)
+        else:
+            status, answer = 404, "Not Found"
+        if fault == "drop":  # applied; the answer is lost with the connection
+            self.close_connection = True
+            return
+        if fault == "timeout":
+            sim._stop.wait(sim.timeout_s)
+        self._reply(status, answer)
+
+    def _reply(self, status: int, answer) -> None:
+        if isinstance(answer, str):
+            data, ctype = answer.encode(), "text/plain; charset=utf-8"
+        else:
+            data, ctype = json.dumps(answer).encode(), "application/json"
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (e.g. its read timeout)

@@ -1,0 +1,493 @@
+"""The simulated Hyperliquid perp exchange: accounts, orders, rules, nonces, triggers.
+
+Pure state, no I/O; every public method takes the one lock. Error texts are
+Hyperliquid's own, from the API docs' "Error responses" page unless marked
+`# text unconfirmed`:
+https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/error-responses
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+ZERO = Decimal(0)
+DAY_MS = 86_400_000
+NONCES_KEPT = 100  # "Hyperliquid keeps the 100 highest nonces for each key"
+MIN_NOTIONAL = Decimal(10)
+
+# name, szDecimals, maxLeverage, default mid: one asset per szDecimals 0..5;
+# BTC, ETH, ATOM keep their mainnet asset ids 0, 1, 2.
+UNIVERSE = (
+    ("BTC", 5, 40, "50000"),
+    ("ETH", 4, 25, "3000"),
+    ("ATOM", 2, 10, "8.5"),
+    ("SOL", 2, 20, "150"),
+    ("DOGE", 0, 10, "0.2"),
+    ("BNB", 3, 10, "600"),
+    ("XRP", 1, 20, "0.6"),
+    ("kPEPE", 0, 10, "0.012"),
+    ("HYPE", 2, 10, "25"),
+)
+SZ_DECIMALS = {name: sz for name, sz, _lev, _mid in UNIVERSE}
+MAX_LEVERAGE = {name: lev for name, _sz, lev, _mid in UNIVERSE}
+COINS = [name for name, *_rest in UNIVERSE]
+
+
+class ExchangeError(Exception):
+    """An action refused as a whole: {"status": "err", "response": text}."""
+
+
+class _Bare(ValueError):
+    """An order error that Hyperliquid sends without the " asset=N" suffix."""
+
+
+@dataclass
+class Position:
+    szi: Decimal
+    entry_px: Decimal
+
+
+@dataclass
+class Order:
+    oid: int
+    user: str
+    signer: str
+    nonce: int
+    coin: str
+    is_buy: bool
+    sz: Decimal
+    limit_px: Decimal
+    tif: str | None
+    trigger: dict | None
+    reduce_only: bool
+    cloid: str | None
+    timestamp: int
+    status: str = "open"
+    status_ts: int = 0
+    filled_sz: Decimal = ZERO
+    filled_ntl: Decimal = ZERO
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.sz - self.filled_sz
+
+    @property
+    def avg_px(self) -> Decimal | None:
+        if not self.filled_sz:
+            return None
+        return (self.filled_ntl / self.filled_sz).quantize(Decimal("1e-8"))
+
+
+@dataclass
+class Account:
+    usdc: Decimal
+    positions: dict[str, Position] = field(default_factory=dict)
+    leverage: dict[str, tuple[str, int]] = field(default_factory=dict)
+    agents: dict[str, dict] = field(default_factory=dict)  # agent -> {name, validUntil}
+    scheduled_cancel: int | None = None
+
+
+def dec(text, what: str) -> Decimal:
+    """Parse a wire decimal string; ValueError names the field."""
+    try:
+        value = Decimal(str(text))
+    except (InvalidOperation, ValueError):
+        raise ValueError(what) from None
+    if not value.is_finite():
+        raise ValueError(what)
+    return value
+
+
+def _wire_asset(wire: dict) -> int:
+    """The asset of a well-formed order wire; TypeError (HTTP 422) for a malformed one."""
+    kind = wire.get("t") if isinstance(wire, dict) else None
+    ok = isinstance(kind, dict) and all(k in wire for k in "abpsr")
+    if ok and "limit" in kind:
+        ok = kind["limit"].get("tif") in ("Gtc", "Ioc", "Alo")
+    elif ok:
+        ok = {"triggerPx", "isMarket", "tpsl"} <= set(kind.get("trigger", {})) and kind["trigger"]["tpsl"] in (
+            "tp",
+            "sl",
+        )
+    if not ok:
+        raise TypeError(f"orders: invalid order {wire!r}")
+    return wire["a"]
+
+
+def decimals(x: Decimal) -> int:
+    return max(0, -x.normalize().as_tuple().exponent)
+
+
+def price_error(px: Decimal, sz_decimals: int) -> str | None:
+    """Hyperliquid's perp price rule, or None when px is valid."""
+    if px <= 0 or decimals(px) > 6 - sz_decimals:
+        return "Order has invalid price."
+    if px != px.to_integral_value() and len(px.normalize().as_tuple().digits) > 5:
+        # More than 5 significant figures is refused with the tick-size text
+        # (observed on testnet; e.g. "Price must be divisible by tick size. asset=3").
+        return "Price must be divisible by tick size."
+    return None
+
+
+class HyperliquidState:
+    """The exchange engine behind the simulator's /info and /exchange."""
+
+    def __init__(self, mids=None, clock=time.time):
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.mids = {name: Decimal(mid) for name, _sz, _lev, mid in UNIVERSE}
+        for coin, px in (mids or {}).items():
+            self.mids[coin] = dec(px, "mid")
+        self.liquidity: dict[str, Decimal | None] = {}
+        self.accounts: dict[str, Account] = {}
+        self.agent_owner: dict[str, str] = {}
+        self.nonces: dict[str, list[int]] = {}
+        self.orders: list[Order] = []
+        self.next_oid = 1
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ---- set-up and market ------------------------------------------------
+    def add_account(self, address: str, usdc=100_000) -> None:
+        with self.lock:
+            self.accounts[address.lower()] = Account(usdc=dec(usdc, "usdc"))
+
+    def approve_agent(self, user: str, agent: str, name: str = "") -> None:
+        user, agent = user.lower(), agent.lower()
+        with self.lock:
+            acct = self.accounts.get(user)
+            if acct is None:
+                raise ExchangeError(f"User or API Wallet {user} does not exist.")
+            # A new agent under the same name (or a new unnamed one) replaces the old.
+            for old, info in list(acct.agents.items()):
+                if info["name"] == name:
+                    del acct.agents[old]
+                    self.agent_owner.pop(old, None)
+            valid = self.now_ms() + 180 * DAY_MS
+            acct.agents[agent] = {"name": name, "validUntil": valid}
+            self.agent_owner[agent] = user
+
+    def set_mid(self, coin: str, px) -> None:
+        with self.lock:
+            if coin not in self.mids:
+                raise KeyError(f"unknown coin {coin!r}; known: {', '.join(COINS)}")
+            self.mids[coin] = dec(px, "mid")
+            self.tick()
+            self._match_resting(coin)
+
+    def set_liquidity(self, coin: str, sz) -> None:
+        """Cap every fill on coin at sz (None removes the cap)."""
+        with self.lock:
+            self.liquidity[coin] = None if sz is None else dec(sz, "liquidity")
+
+    # ---- nonces and signers -------------------------------------------------
+    def check_nonce_window(self, nonce: int) -> None:
+        now = self.now_ms()
+        low, high = now - 2 * DAY_MS, now + DAY_MS
+        if nonce <= low:
+            raise ExchangeError(f"Invalid nonce: nonce too low {nonce} < {low}")
+        if nonce >= high:
+            raise ExchangeError(f"Invalid nonce: nonce too high {nonce} > {high}")
+
+    def authorize(self, signer: str, nonce: int) -> str:
+        """Return the account signer trades for, and spend its nonce."""
+        signer = signer.lower()
+        user = signer if signer in self.accounts else self.agent_owner.get(signer)
+        if user is None:
+            raise ExchangeError(f"User or API Wallet {signer} does not exist.")
+        kept = self.nonces.setdefault(signer, [])
+        if nonce in kept:
+            raise ExchangeError(f"Invalid nonce: duplicate nonce {nonce}")
+        if len(kept) >= NONCES_KEPT and nonce <= kept[0]:
+            raise ExchangeError(f"Invalid nonce: nonce too low {nonce} < {kept[0]}")
+        kept.append(nonce)
+        kept.sort()
+        del kept[:-NONCES_KEPT]
+        return user
+
+    # ---- /exchange --------------------------------------------------------
+    def exchange(self, action: dict, signer: str, nonce: int, expires_after=None):
+        """Apply one signed L1 action; returns the "response" object."""
+        with self.lock:
+            self.tick()
+            self.check_nonce_window(nonce)
+            if expires_after is not None and expires_after < self.now_ms():
+                raise ExchangeError("Action already expired")  # text unconfirmed
+            kind = action.get("type")
+            if kind == "order":  # a malformed body is refused before any nonce is spent
+                for wire in action["orders"]:
+                    _wire_asset(wire)
+            user = self.authorize(signer, nonce)
+            if kind == "order":
+                return self._orders(action, user, signer.lower(), nonce)
+            if kind == "cancel":
+                return self._cancels(user, action["cancels"], "a", "o")
+            if kind == "cancelByCloid":
+                return self._cancels(user, action["cancels"], "asset", "cloid")
+            if kind == "updateLeverage":
+                return self._update_leverage(user, action)
+            if kind == "scheduleCancel":
+                self.accounts[user].scheduled_cancel = action.get("time")
+                return {"type": "default"}
+            raise ExchangeError(f"Unsupported action type {kind!r}")  # text unconfirmed
+
+    def exchange_approve_agent(self, action: dict, signer: str, nonce: int) -> None:
+        """The user-signed approveAgent action: only a funded account may approve."""
+        with self.lock:
+            self.check_nonce_window(nonce)
+            if signer.lower() not in self.accounts:
+                raise ExchangeError(f"Must deposit before performing actions. User: {signer}")
+            self.authorize(signer, nonce)
+            self.approve_agent(signer, action["agentAddress"], action.get("agentName", ""))
+
+    def _coin(self, asset) -> str:
+        if not isinstance(asset, int) or not 0 <= asset < len(COINS):
+            raise ExchangeError(f"Invalid asset {asset}")  # text unconfirmed
+        return COINS[asset]
+
+    def _orders(self, action, user, signer, nonce) -> dict:
+        if action.get("grouping", "na") not in ("na", "normalTpsl", "positionTpsl"):
+            raise ExchangeError("Invalid grouping")  # text unconfirmed
+        coins = [self._coin(wire["a"]) for wire in action["orders"]]  # all or nothing
+        statuses = []
+        for coin, wire in zip(coins, action["orders"], strict=True):
+            try:
+                statuses.append(self._place(user, signer, nonce, coin, wire))
+            except _Bare as exc:
+                statuses.append({"error": str(exc)})
+            except ValueError as exc:  # one refused order; the batch goes on
+                statuses.append({"error": f"{exc} asset={wire['a']}"})
+        self._match_resting(None)
+        return {"type": "order", "data": {"statuses": statuses}}
+
+    def _place(self, user, signer, nonce, coin, wire) -> dict:
+        """Check one order wire against the rules, then rest or fill it."""
+        order = self._parse(user, signer, nonce, coin, wire)
+        self._check(order)
+        mid = self.mids[coin]
+        crosses = order.limit_px >= mid if order.is_buy else order.limit_px <= mid
+        if order.tif == "Alo" and crosses:
+            bbo = f"{fmt(mid)}@{fmt(mid)}"
+            raise ValueError(f"Post only order would have immediately matched, bbo was {bbo}.")
+        if order.tif == "Ioc" and (not crosses or self._fill_qty(order) == 0):
+            raise ValueError("Order could not immediately match against any resting orders.")
+        self.next_oid += 1
+        self.orders.append(order)
+        ident = {"oid": order.oid, **({"cloid": order.cloid} if order.cloid else {})}
+        if order.trigger or order.tif == "Alo" or not crosses:
+            return {"resting": ident}
+        self._execute(order, mid)
+        if order.tif == "Ioc" and order.status == "open":
+            self._set_status(order, "canceled")  # the unfilled part of an IOC
+        if order.status == "open":
+            return {"resting": ident}  # a GTC partly filled; the rest rests
+        return {"filled": {"totalSz": fmt(order.filled_sz), "avgPx": fmt(order.avg_px), **ident}}
+
+    def _parse(self, user, signer, nonce, coin, wire) -> Order:
+        """Wire -> Order, enforcing the size and price formats."""
+        sz_dec = SZ_DECIMALS[coin]
+        sz = dec(wire["s"], "Order has invalid size.")
+        px = dec(wire["p"], "Order has invalid price.")
+        if sz == 0:
+            raise ValueError("Order has zero size.")  # text unconfirmed
+        if sz < 0 or decimals(sz) > sz_dec:
+            raise ValueError("Order has invalid size.")
+        if err := price_error(px, sz_dec):
+            raise ValueError(err)
+        trigger = wire["t"].get("trigger")
+        if trigger:
+            trigger = {
+                **trigger,
+                "triggerPx": dec(trigger["triggerPx"], "Order has invalid price."),
+            }
+            if err := price_error(trigger["triggerPx"], sz_dec):
+                raise ValueError(err)
+        now = self.now_ms()
+        return Order(
+            oid=self.next_oid,
+            user=user,
+            signer=signer,
+            nonce=nonce,
+            coin=coin,
+            is_buy=bool(wire["b"]),
+            sz=sz,
+            limit_px=px,
+            tif=None if trigger else wire["t"]["limit"]["tif"],
+            trigger=trigger,
+            reduce_only=bool(wire.get("r", False)),
+            cloid=wire.get("c"),
+            timestamp=now,
+            status_ts=now,
+        )
+
+    def _check(self, o: Order) -> None:
+        """The value, price-band, reduce-only and margin rules."""
+        acct, mid = self.accounts[o.user], self.mids[o.coin]
+        pos = acct.positions.get(o.coin)
+        szi = pos.szi if pos else ZERO
+        market_trigger = o.trigger and o.trigger["isMarket"]
+        ref_px = o.trigger["triggerPx"] if market_trigger else o.limit_px
+        # A reduce-only order that closes the whole position is exempt from $10.
+        closes_all = o.reduce_only and szi and (szi < 0) == o.is_buy and o.sz >= abs(szi)
+        if o.sz * ref_px < MIN_NOTIONAL and not closes_all:
+            raise ValueError("Order must have minimum value of $10.")
+        if abs(o.limit_px - mid) > mid * Decimal("0.8"):
+            # Hyperliquid sends this one without the " asset=N" suffix.
+            raise _Bare("Order price cannot be more than 80% away from the reference price")
+        if o.reduce_only and (szi == 0 or (szi > 0) == o.is_buy):
+            raise ValueError("Reduce only order would increase position.")
+        if not o.reduce_only:
+            grows = abs(szi + (o.sz if o.is_buy else -o.sz)) - abs(szi)
+            need = grows * o.limit_px / self.lev(acct, o.coin)[1]
+            if grows > 0 and need > self.available(o.user):
+                raise ValueError("Insufficient margin to place order.")
+
+    def _cancels(self, user, cancels, asset_key, id_key) -> dict:
+        statuses = []
+        for item in cancels:
+            coin = self._coin(item[asset_key])
+            found = [
+                o
+                for o in self.orders
+                if o.user == user
+                and o.coin == coin
+                and o.status == "open"
+                and (o.oid if id_key == "o" else o.cloid) == item[id_key]
+            ]
+            for order in found:
+                self._set_status(order, "canceled")
+            if found:
+                statuses.append("success")
+            else:
+                text = "Order was never placed, already canceled, or filled."
+                statuses.append({"error": f"{text} asset={item[asset_key]}"})
+        return {"type": "cancel", "data": {"statuses": statuses}}
+
+    def _update_leverage(self, user, action) -> dict:
+        coin, value = self._coin(action["asset"]), action["leverage"]
+        if not isinstance(value, int) or not 1 <= value <= MAX_LEVERAGE[coin]:
+            raise ExchangeError("Invalid leverage value")
+        kind = "cross" if action["isCross"] else "isolated"
+        self.accounts[user].leverage[coin] = (kind, value)
+        return {"type": "default"}
+
+    # ---- matching, fills, triggers ------------------------------------------
+    def _fill_qty(self, order: Order) -> Decimal:
+        """What can fill now: capped by the coin's liquidity and, if reduce-only, the position."""
+        qty, cap = order.remaining, self.liquidity.get(order.coin)
+        if cap is not None:
+            qty = min(qty, cap)
+        if order.reduce_only:
+            pos = self.accounts[order.user].positions.get(order.coin)
+            if pos is None or (pos.szi > 0) == order.is_buy:
+                return ZERO
+            qty = min(qty, abs(pos.szi))
+        return max(qty, ZERO)
+
+    def _execute(self, order: Order, px: Decimal) -> None:
+        acct = self.accounts[order.user]
+        qty = self._fill_qty(order)
+        if qty == 0:
+            if order.reduce_only:
+                self._set_status(order, "reduceOnlyCanceled")
+            return
+        self._apply_fill(acct, order.coin, qty if order.is_buy else -qty, px)
+        order.filled_sz += qty
+        order.filled_ntl += qty * px
+        if order.remaining == 0:
+            self._set_status(order, "filled")
+        elif order.reduce_only and order.coin not in acct.positions:
+            self._set_status(order, "reduceOnlyCanceled")  # nothing left to reduce
+
+    def _apply_fill(self, acct: Account, coin: str, delta: Decimal, px: Decimal) -> None:
+        pos = acct.positions.get(coin)
+        if pos is None or pos.szi == 0:
+            acct.positions[coin] = Position(delta, px)
+            return
+        new = pos.szi + delta
+        if (pos.szi > 0) == (delta > 0):  # adding: average the entry
+            pos.entry_px = (abs(pos.szi) * pos.entry_px + abs(delta) * px) / abs(new)
+            pos.entry_px = pos.entry_px.quantize(Decimal("1e-8")).normalize()
+        else:
+            closed = min(abs(delta), abs(pos.szi))
+            sign = 1 if pos.szi > 0 else -1
+            acct.usdc += closed * (px - pos.entry_px) * sign
+            if abs(delta) > abs(pos.szi):
+                pos.entry_px = px  # flipped: the new side starts at this fill
+        pos.szi = new
+        if new == 0:
+            del acct.positions[coin]
+
+    def _match_resting(self, only_coin: str | None) -> None:
+        """Fire crossed triggers and fill crossed resting limit orders."""
+        for order in [o for o in self.orders if o.status == "open"]:
+            if only_coin and order.coin != only_coin:
+                continue
+            mid = self.mids[order.coin]
+            if order.trigger:
+                tpx, tp = order.trigger["triggerPx"], order.trigger["tpsl"] == "tp"
+                # A sell stop protects a long: fires as the price falls to it.
+                up = tp != order.is_buy
+                if (mid >= tpx) if up else (mid <= tpx):
+                    self._execute(order, mid if order.trigger["isMarket"] else order.limit_px)
+                    if order.status == "open":
+                        self._set_status(order, "canceled")
+            elif (mid <= order.limit_px) if order.is_buy else (mid >= order.limit_px):
+                self._execute(order, order.limit_px)
+
+    def tick(self) -> None:
+        """Run scheduled cancels whose time has come (the dead man's switch)."""
+        now = self.now_ms()
+        for user, acct in self.accounts.items():
+            if acct.scheduled_cancel is not None and acct.scheduled_cancel <= now:
+                acct.scheduled_cancel = None
+                for order in self.orders:
+                    if order.user == user and order.status == "open":
+                        self._set_status(order, "scheduledCancel")
+
+    def _set_status(self, order: Order, status: str) -> None:
+        order.status, order.status_ts = status, self.now_ms()
+
+    # ---- margin -----------------------------------------------------------
+    def lev(self, acct: Account, coin: str) -> tuple[str, int]:
+        return acct.leverage.get(coin, ("cross", min(20, MAX_LEVERAGE[coin])))
+
+    def account_value(self, acct: Account) -> Decimal:
+        upnl = sum(
+            (p.szi * (self.mids[c] - p.entry_px) for c, p in acct.positions.items()),
+            ZERO,
+        )
+        return acct.usdc + upnl
+
+    def margin_used(self, acct: Account) -> Decimal:
+        return sum(
+            (abs(p.szi) * self.mids[c] / self.lev(acct, c)[1] for c, p in acct.positions.items()),
+            ZERO,
+        )
+
+    def available(self, user: str) -> Decimal:
+        """Free margin: value minus position margin minus resting orders' margin."""
+        acct = self.accounts.get(user) or Account(usdc=ZERO)
+        reserved = sum(
+            (
+                o.remaining * o.limit_px / self.lev(acct, o.coin)[1]
+                for o in self.orders
+                if o.user == user and o.status == "open" and not o.reduce_only
+            ),
+            ZERO,
+        )
+        return self.account_value(acct) - self.margin_used(acct) - reserved
+
+
+def fmt(x) -> str:
+    """Hyperliquid's float-string style: "50000.0", "0.01"."""
+    text = format(Decimal(x).normalize(), "f")
+    return text if "." in text else text + ".0"
+
+
+def usd(x) -> str:
+    return fmt(Decimal(x).quantize(Decimal("1e-6")))
