@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(send)
     _service_flags(send)
     send.add_argument("file", type=Path, help="a JSON object, a JSON array of messages, or one message per line")
+    kill = sub.add_parser("kill-switch", help="refuse every new opening trade (reduce-only, SL and TP still run)")
+    _common(kill)
+    kill.add_argument("state", nargs="?", choices=("on", "off", "status"), default="status")
     demo = sub.add_parser("demo", help="everything local, no credentials: simulator + signal server + service")
     demo.add_argument("--quiet", action="store_true", help="only the timeline, no service log")
     return parser
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "health": cmd_health,
-                "send": cmd_send, "demo": cmd_demo}  # fmt: skip
+                "send": cmd_send, "demo": cmd_demo, "kill-switch": cmd_kill_switch}  # fmt: skip
     try:
         code = handlers[args.command or "run"](args)
     except ConfigError as exc:
@@ -188,6 +191,22 @@ def health_problem(beat: dict | None, max_age: float | None, now: float) -> str 
     if not beat.get("connected"):
         return "not connected to Fractrade"
     return None
+
+
+def cmd_kill_switch(args: argparse.Namespace) -> int:
+    """The kill switch is a file in the state dir: a running service sees it at the next action."""
+    from .journal import ensure_private_dir
+
+    state_dir = _state_dir(args)
+    path = state_dir / "KILL"
+    if args.state == "on":
+        ensure_private_dir(state_dir)
+        path.write_text(f"kill switch set at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    elif args.state == "off":
+        path.unlink(missing_ok=True)
+    on = path.exists()
+    print(f"kill switch is {'ON: opening trades are refused' if on else 'off'} ({path})")
+    return EXIT_OK
 
 
 def cmd_send(args: argparse.Namespace) -> int:

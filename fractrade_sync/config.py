@@ -299,14 +299,16 @@ def settings_from_mapping(env: Mapping[str, str], require_ws: bool = True) -> Se
         if opt.get(var, "").strip():
             values[name] = parse_number(opt[var], var)
     if opt.get("FRAC_SLIPPAGE", "").strip():
-        slip = Decimal(str(parse_number(opt["FRAC_SLIPPAGE"], "FRAC_SLIPPAGE")))
+        parse_number(opt["FRAC_SLIPPAGE"], "FRAC_SLIPPAGE")
+        slip = Decimal(opt["FRAC_SLIPPAGE"].strip())
         if slip >= Decimal("0.5"):
             raise ConfigError("FRAC_SLIPPAGE", f"'{opt['FRAC_SLIPPAGE']}' is a fraction (0.01 = 1%) and must be < 0.5")
         values["slippage"] = slip
     if opt.get("FRAC_MAX_LEVERAGE", "").strip():
         values["max_leverage"] = parse_number(opt["FRAC_MAX_LEVERAGE"], "FRAC_MAX_LEVERAGE", integer=True)
     if opt.get("FRAC_MAX_ORDER_USD", "").strip():
-        values["max_order_usd"] = Decimal(str(parse_number(opt["FRAC_MAX_ORDER_USD"], "FRAC_MAX_ORDER_USD")))
+        parse_number(opt["FRAC_MAX_ORDER_USD"], "FRAC_MAX_ORDER_USD")
+        values["max_order_usd"] = Decimal(opt["FRAC_MAX_ORDER_USD"].strip())
     if opt.get("FRAC_ALLOWED_SYMBOLS", "").strip():
         symbols = frozenset(s.strip() for s in opt["FRAC_ALLOWED_SYMBOLS"].split(",") if s.strip())
         values["allowed_symbols"] = symbols

@@ -146,7 +146,8 @@ def test_exchange_rejection_is_quoted_verbatim(make_service, sim, signals, walle
         row = _run(service, signals, trade_frame(size="50"))  # $2.5M on a $100k account
     assert row["state"] == "rejected"
     assert row["reason"] == "Insufficient margin to place order. asset=0"
-    assert "trade BUY 50 BTC -> rejected" in caplog.text and "Insufficient margin to place order. asset=0" in caplog.text
+    assert "trade BUY 50 BTC -> rejected" in caplog.text
+    assert "Insufficient margin to place order. asset=0" in caplog.text
 
 
 def test_dry_run_builds_and_logs_but_sends_nothing(make_service, sim, signals, wallet, caplog):

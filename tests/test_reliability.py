@@ -1,0 +1,204 @@
+"""Exactly once under failure: fault injection, kill -9, redelivery, SIGTERM with a queue; the trader's guards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from tests.conftest import key_of, protect_frame, run_cli, trade_frame, wait_for, wait_state
+
+
+def _orders(sim, wallet) -> list[dict]:
+    return [o for o in sim.applied_orders(wallet.address) if "tif" in o and o.get("tif")]
+
+
+def test_500_500_429_then_success_gives_one_order(make_service, sim, signals, wallet):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    sim.inject("500", 2)
+    sim.inject("429", 1)
+    frame = trade_frame()
+    signals.push(frame)
+    row = wait_state(service, key_of(frame), timeout=20)
+    assert row["state"] == "filled"
+    assert len(sim.applied_orders(wallet.address)) == 1
+    assert [e["http_status"] for e in sim.exchange_log()] == [500, 500, 429, 200]
+    assert row["attempts"] == 4
+
+
+def test_applied_but_response_lost_gives_one_order(make_service, sim, signals, wallet):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    sim.inject("drop")
+    frame = trade_frame()
+    signals.push(frame)
+    row = wait_state(service, key_of(frame), timeout=20)
+    assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid"
+    assert len(sim.applied_orders(wallet.address)) == 1
+    assert sim.request_count("/exchange", "order") == 1
+
+
+def test_timeout_after_apply_gives_one_order(make_service, sim, signals, wallet):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    sim.timeout_s = 1.0
+    sim.inject("timeout")
+    frame = trade_frame()
+    signals.push(frame)
+    row = wait_state(service, key_of(frame), timeout=20)
+    assert row["state"] == "filled"
+    assert len(sim.applied_orders(wallet.address)) == 1
+
+
+def test_exchange_down_for_good_fails_cleanly_and_provably_unexecuted(make_service, sim, signals, wallet):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.3")
+    sim.inject("429", 100)
+    frame = trade_frame()
+    signals.push(frame)
+    row = wait_state(service, key_of(frame), timeout=30)
+    assert row["state"] == "failed"
+    assert row["reason"].startswith("not executed: exchange unreachable after 6 attempts: HTTP 429")
+    assert sim.applied_orders(wallet.address) == []
+
+
+def test_redelivery_after_reconnect_gives_one_order(make_service, sim, signals, wallet):
+    service = make_service()
+    frame = trade_frame()
+    signals.push(frame)
+    wait_state(service, key_of(frame))
+    signals.drop_all()
+    wait_for(lambda: signals.connections_total >= 2 and signals.clients == 1, what="reconnect")
+    signals.push(frame)
+    marker = trade_frame(symbol="ETH", size="0.1")
+    signals.push(marker)
+    wait_state(service, key_of(marker))
+    assert [o["coin"] for o in sim.applied_orders(wallet.address)] == ["BTC", "ETH"]
+
+
+def _start(env, cwd, **extra) -> subprocess.Popen:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
+    return subprocess.Popen([sys.executable, "-m", "fractrade_sync", "run"], env={**clean, **env, **extra}, cwd=cwd,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _journal_states(env) -> dict[str, str]:
+    conn = sqlite3.connect(os.path.join(env["FRAC_STATE_DIR"], "journal.sqlite3"), timeout=5)
+    try:
+        return dict(conn.execute("SELECT key, state FROM actions"))
+    finally:
+        conn.close()
+
+
+def _healthy(env, cwd) -> bool:
+    return run_cli(["health"], env, cwd).returncode == 0
+
+
+def test_kill_9_with_an_order_in_flight_then_restart_gives_one_order(env, tmp_path, sim, signals, wallet):
+    proc = _start(env, tmp_path)
+    try:
+        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
+        sim.latency_s = 1.5  # the exchange is slow: the order is in flight when we kill
+        frame = trade_frame()
+        signals.push(frame)
+        wait_for(lambda: _journal_states(env).get(key_of(frame)) == "submitting", what="order in flight")
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    sim.latency_s = 0
+    again = _start(env, tmp_path)
+    try:
+        wait_for(lambda: _journal_states(env).get(key_of(frame)) == "filled", timeout=20, what="reconciled")
+    finally:
+        again.send_signal(signal.SIGTERM)
+        _, err = again.communicate(timeout=20)
+    assert len(sim.applied_orders(wallet.address)) == 1
+    assert sim.request_count("/exchange", "order") == 1  # asked by cloid, not resent
+    assert "1 action(s) resumed" in err
+
+
+def test_sigterm_with_a_queue_and_a_slow_exchange_loses_and_doubles_nothing(env, tmp_path, sim, signals, wallet):
+    proc = _start(env, tmp_path, FRAC_DRAIN_TIMEOUT="1")
+    try:
+        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
+        sim.latency_s = 1.5
+        frames = [trade_frame(size=f"0.0{i}") for i in range(1, 6)]
+        for frame in frames:
+            signals.push(frame)
+        wait_for(lambda: sim.request_count("/exchange", "order") >= 1, what="first order in flight")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    states = _journal_states(env)
+    assert states[key_of(frames[0])] == "filled"  # the one in flight completed
+    left = [states[key_of(f)] for f in frames[1:]]
+    assert set(left) <= {"received", "filled"} and "received" in left
+    assert "action(s) left in the journal; they resume at the next start" in err
+    sim.latency_s = 0
+    again = _start(env, tmp_path)
+    try:
+        wait_for(lambda: all(s == "filled" for s in _journal_states(env).values()), timeout=20, what="all filled")
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(20) == 0
+    assert sorted(o["sz"] for o in sim.applied_orders(wallet.address)) == ["0.01", "0.02", "0.03", "0.04", "0.05"]
+
+
+def test_actions_left_at_shutdown_expire_when_too_old_at_restart(env, tmp_path, sim, signals, wallet):
+    proc = _start(env, tmp_path, FRAC_DRAIN_TIMEOUT="0.5")
+    try:
+        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
+        sim.latency_s = 1.0
+        frames = [trade_frame(size=f"0.0{i}", ts=time.time() - 50) for i in range(1, 4)]
+        for frame in frames:
+            signals.push(frame)
+        wait_for(lambda: sim.request_count("/exchange", "order") >= 1, what="first order in flight")
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    sim.latency_s = 0
+    again = _start(env, tmp_path, FRAC_MAX_ACTION_AGE="10")
+    try:
+        wait_for(lambda: "received" not in _journal_states(env).values(), timeout=20, what="resumed")
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(20)
+    states = [_journal_states(env)[key_of(f)] for f in frames]
+    assert states[0] == "filled" and set(states[1:]) == {"expired"}
+    assert len(sim.applied_orders(wallet.address)) == 1
+
+
+def test_kill_switch_refuses_opening_trades_but_protects_and_reduces(make_service, env, tmp_path, sim, signals, wallet):
+    service = make_service()
+    wait_state(service, key_of(_push(signals, trade_frame(size="0.02"))))
+    result = run_cli(["kill-switch", "on"], env, tmp_path)
+    assert result.returncode == 0 and "kill switch is ON" in result.stdout
+    opening = wait_state(service, key_of(_push(signals, trade_frame(size="0.01"))))
+    assert opening["state"] == "rejected" and opening["reason"].startswith("kill switch is on")
+    stop = wait_state(service, key_of(_push(signals, protect_frame("stop_loss"))))
+    reduce = wait_state(service, key_of(_push(signals, trade_frame(side="SELL", size="0.01", reduce_only=True))))
+    assert stop["state"] == "resting" and reduce["state"] == "filled"
+    assert run_cli(["kill-switch", "off"], env, tmp_path).returncode == 0
+    assert wait_state(service, key_of(_push(signals, trade_frame(size="0.01"))))["state"] == "filled"
+
+
+def test_caps_refuse_with_reasons(make_service, sim, signals, wallet):
+    service = make_service(FRAC_MAX_ORDER_USD="1000", FRAC_ALLOWED_SYMBOLS="BTC,ETH")
+    big = wait_state(service, key_of(_push(signals, trade_frame(size="0.05"))))
+    assert big["state"] == "rejected" and big["reason"] == "order value $2500.00 is over FRAC_MAX_ORDER_USD $1000"
+    other = wait_state(service, key_of(_push(signals, trade_frame(symbol="SOL", size="1"))))
+    assert other["reason"] == "symbol SOL is not in FRAC_ALLOWED_SYMBOLS"
+    assert wait_state(service, key_of(_push(signals, trade_frame(size="0.01"))))["state"] == "filled"
+    assert len(sim.applied_orders(wallet.address)) == 1
+
+
+def _push(signals, frame: dict) -> dict:
+    signals.push(frame)
+    return frame
