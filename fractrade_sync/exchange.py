@@ -176,8 +176,13 @@ class HyperliquidClient:
                 return Decimal(str(pos.get("szi", "0")))
         return Decimal(0)
 
-    def known_leverage(self, coin: str) -> tuple[str, int] | None:
-        """The leverage we know is set on a coin (from the account state or our own update)."""
+    def leverage(self, coin: str) -> tuple[str, int] | None:
+        """The leverage set on a coin: cached, else read once from the exchange (activeAssetData)."""
+        if coin not in self._leverage:
+            data = self._info({"type": "activeAssetData", "user": self.address, "coin": coin})
+            lev = data.get("leverage") if isinstance(data, dict) else None
+            if isinstance(lev, dict) and "value" in lev:
+                self._leverage[coin] = (lev.get("type", "cross"), int(lev["value"]))
         return self._leverage.get(coin)
 
     def open_orders(self) -> list[dict]:

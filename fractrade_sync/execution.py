@@ -112,11 +112,7 @@ class Execution:
                 wanted, asset.name, target, asset.max_leverage, self.settings.max_leverage or "unset",
             )  # fmt: skip
         mode = self.settings.margin_mode
-        known = self.client.known_leverage(asset.name)
-        if known is None:
-            self.client.position(asset.name)  # read once: the account state carries the leverage of open positions
-            known = self.client.known_leverage(asset.name)
-        if known == (mode, target):
+        if self.client.leverage(asset.name) == (mode, target):
             return
         result = self._with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
         if result.get("status") != "ok":

@@ -240,6 +240,7 @@ def answer(st: HyperliquidState, body: dict):
         "frontendOpenOrders": lambda: [frontend(o) for o in mine],
         "orderStatus": lambda: _order_status(st, user, body.get("oid")),
         "userRole": lambda: _user_role(st, user),
+        "activeAssetData": lambda: _active_asset_data(st, user, str(body.get("coin", ""))),
         "extraAgents": lambda: [
             {"name": a["name"], "address": addr, "validUntil": a["validUntil"]}
             for addr, a in (st.accounts[user.lower()].agents.items() if user.lower() in st.accounts else [])
@@ -252,6 +253,16 @@ def answer(st: HyperliquidState, body: dict):
             f"unknown variant `{kind}`"  # text unconfirmed past the first sentence
         )
     return 200, views[kind]()
+
+
+def _active_asset_data(st: HyperliquidState, user: str, coin: str) -> dict:
+    """The user's leverage setting on one coin, position or not (what the trade form shows)."""
+    acct = st.accounts.get(user.lower())
+    if acct is None or coin not in st.mids:
+        return {}
+    kind, value = st.lev(acct, coin)
+    return {"user": user.lower(), "coin": coin, "leverage": {"type": kind, "value": value},
+            "markPx": fmt(st.mids[coin])}  # fmt: skip
 
 
 def positions(st: HyperliquidState, user: str) -> dict[str, str]:
