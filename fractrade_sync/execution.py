@@ -15,7 +15,7 @@ from .actions import Action
 from .config import Settings
 from .exchange import HyperliquidClient, Order, TransientError, UnknownSymbol
 from .journal import Journal, Outcome
-from .rules import MIN_ORDER_VALUE, Asset, round_price, round_size, slippage_price, to_wire
+from .rules import MIN_ORDER_VALUE, Asset, price_problem, round_price, round_size, slippage_price, to_wire
 
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # then give up: about 8 s of trying, each retry after a cloid check
 SETTLE_MARGIN = 0.5  # seconds past an order's expiresAfter before its absence on the exchange is conclusive
@@ -58,6 +58,7 @@ class Execution:
         mid = self.client.mid(asset.name)
         px = slippage_price(mid, action.is_buy, self.settings.slippage, asset.sz_decimals)
         order = Order(asset, action.is_buy, size, px, action.reduce_only, action.cloid, tif="Ioc")
+        self._check_price(px, mid, action.is_buy)
         self._check_value(order, mid)
         return self.submit(action, order)
 
@@ -77,6 +78,8 @@ class Execution:
         # the worst price the triggered market order may fill at: the trigger +/- slippage
         limit = slippage_price(trigger, action.is_buy, self.settings.slippage, asset.sz_decimals)
         order = Order(asset, action.is_buy, size, limit, True, action.cloid, trigger_px=trigger, tpsl=tpsl)
+        self._check_price(trigger, self.client.mid(asset.name))
+        self._check_price(limit, trigger, action.is_buy)
         self._check_value(order, trigger)
         outcome = self.submit(action, order)
         if outcome.state == J.RESTING and outcome.oid is not None:
@@ -89,6 +92,11 @@ class Execution:
             return self.client.asset(action.symbol)
         except UnknownSymbol as exc:
             raise Refused(str(exc)) from None
+
+    def _check_price(self, px: Decimal, reference: Decimal, is_buy: bool | None = None) -> None:
+        problem = price_problem(px, reference, is_buy)
+        if problem:
+            raise Refused(problem)
 
     def _check_value(self, order: Order, mid: Decimal) -> None:
         if order.value < MIN_ORDER_VALUE:

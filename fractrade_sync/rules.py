@@ -75,3 +75,15 @@ def to_wire(value: Decimal) -> str:
     """A number as the exchange hashes it: no exponent, no trailing zeros."""
     text = format(value.normalize(), "f")
     return "0" if text in ("-0", "") else text
+
+
+MAX_DISTANCE = Decimal("0.8")  # "Order price cannot be more than 80% away from the reference price"
+
+
+def price_problem(px: Decimal, reference: Decimal, is_buy: bool | None = None) -> str | None:
+    """Why a rounded limit price cannot be sent (too far from the reference, or not marketable), or None."""
+    if abs(px - reference) > reference * MAX_DISTANCE:
+        return f"the nearest valid price {to_wire(px)} is more than 80% away from {to_wire(reference)}"
+    if is_buy is not None and (px < reference if is_buy else px > reference):
+        return f"no valid marketable price: {to_wire(px)} against a mid of {to_wire(reference)}"
+    return None

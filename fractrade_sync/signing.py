@@ -1,0 +1,81 @@
+"""Fast L1 signing: the SDK's `sign_l1_action`, byte for byte, without eth_account's generic EIP-712 path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import coincurve
+import msgpack
+
+try:  # pycryptodome comes with eth-account (via eth-keyfile); called directly it skips eth_hash's dispatch
+    from Crypto.Hash import keccak as _keccak
+
+    def keccak(data: bytes) -> bytes:
+        return _keccak.new(data=data, digest_bits=256).digest()
+
+except ImportError:  # pragma: no cover - eth_hash picks whatever backend is installed
+    from eth_hash.auto import keccak
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+# EIP-712 (https://eips.ethereum.org/EIPS/eip-712) for the SDK's `l1_payload`: the domain and the Agent type are
+# fixed, so their hashes are constants; only the Agent's connectionId (the action hash) changes per request.
+_DOMAIN_TYPE_HASH = keccak(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+DOMAIN_SEPARATOR = keccak(_DOMAIN_TYPE_HASH + keccak(b"Exchange") + keccak(b"1") + _word(1337) + _word(0))
+AGENT_TYPE_HASH = keccak(b"Agent(string source,bytes32 connectionId)")
+_SOURCE_HASH = {True: keccak(b"a"), False: keccak(b"b")}  # phantom agent source: "a" mainnet, "b" testnet
+
+
+def action_hash(action: Any, vault_address: str | None, nonce: int, expires_after: int | None) -> bytes:
+    """The SDK's `action_hash`: keccak of msgpack(action) + nonce + vault + expiresAfter."""
+    data = msgpack.packb(action) + nonce.to_bytes(8, "big")
+    if vault_address is None:
+        data += b"\x00"
+    else:
+        data += b"\x01" + bytes.fromhex(vault_address[2:] if vault_address.startswith("0x") else vault_address)
+    if expires_after is not None:
+        data += b"\x00" + expires_after.to_bytes(8, "big")
+    return keccak(data)
+
+
+def l1_digest(action: Any, vault_address: str | None, nonce: int, expires_after: int | None, is_mainnet: bool) -> bytes:
+    """The EIP-712 digest the SDK signs for an L1 action (the phantom Agent struct)."""
+    connection_id = action_hash(action, vault_address, nonce, expires_after)
+    struct_hash = keccak(AGENT_TYPE_HASH + _SOURCE_HASH[bool(is_mainnet)] + connection_id)
+    return keccak(b"\x19\x01" + DOMAIN_SEPARATOR + struct_hash)
+
+
+class FastSigner:
+    """Signs L1 actions with libsecp256k1 (coincurve); the key never shows in repr, str or pickles."""
+
+    __slots__ = ("_key", "address")
+
+    def __init__(self, private_key_hex: str):
+        raw = bytes.fromhex(private_key_hex[2:] if private_key_hex.startswith(("0x", "0X")) else private_key_hex)
+        self._key = coincurve.PrivateKey(raw)
+        public = self._key.public_key.format(compressed=False)[1:]
+        self.address = "0x" + keccak(public)[-20:].hex()  # lower-case; compare case-insensitively
+
+    def __repr__(self) -> str:
+        return "FastSigner(***)"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("a FastSigner is not serialisable")
+
+    def sign_l1(
+        self, action: Any, vault_address: str | None, nonce: int, expires_after: int | None, is_mainnet: bool
+    ) -> dict[str, Any]:
+        """What `hyperliquid.utils.signing.sign_l1_action` returns for the same arguments."""
+        digest = l1_digest(action, vault_address, nonce, expires_after, is_mainnet)
+        signature = self._key.sign_recoverable(digest, hasher=None)  # r(32) s(32) recid(1), RFC 6979, low s
+        # eth_utils.to_hex(int) is hex(int): no zero padding, as the SDK sends r and s
+        return {
+            "r": hex(int.from_bytes(signature[:32], "big")),
+            "s": hex(int.from_bytes(signature[32:64], "big")),
+            "v": 27 + signature[64],
+        }
