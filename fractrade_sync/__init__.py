@@ -1,7 +1,13 @@
 """fractrade-sync: execute a Fractrade agent's actions on Hyperliquid with your own key."""
 
 __version__ = "0.1.0"
-
-from .service import FractradeExecutor  # noqa: E402
-
 __all__ = ["FractradeExecutor", "__version__"]
+
+
+def __getattr__(name: str):
+    # lazy, so `fractrade-sync health` (run by cron every minute) does not import the SDK
+    if name == "FractradeExecutor":
+        from .service import FractradeExecutor
+
+        return FractradeExecutor
+    raise AttributeError(name)

@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import ConfigError, default_state_dir, load_settings, merged_env
+from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, default_state_dir, load_settings, merged_env
 from .logs import setup_logging
-from .service import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, FractradeExecutor
 from .watchdog import read_heartbeat
 
 FLAG_VARS = {
@@ -116,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .service import FractradeExecutor
+
     settings = load_settings(_flags(args), env_file=args.env_file)
     setup_logging(settings.log_level, settings.log_format, settings.secrets)
     try:

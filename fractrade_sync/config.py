@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 78  # sysexits: 78 = EX_CONFIG
 EXECUTOR_PATH = "/ws/executor/"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUE_WORDS = {"1", "true", "yes", "on"}

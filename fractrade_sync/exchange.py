@@ -14,12 +14,15 @@ from eth_account import Account
 from hyperliquid.exchange import Exchange
 from hyperliquid.info import Info
 from hyperliquid.utils.error import ClientError, ServerError
-from hyperliquid.utils.signing import sign_l1_action
 
 from .config import Settings
+from .market import MidsFeed
 from .rules import Asset, to_wire
+from .signing import FastSigner
 
 EMPTY_SPOT_META = {"universe": [], "tokens": []}
+STALE_NOTICE_EVERY = 60.0  # seconds between two "mids cache stale" warnings: a dead feed must not flood the log
+MIDS_READY_WAIT = 3.0  # warm_up waits this long for the feed's first snapshot, then goes on (REST fallback)
 
 
 class TransientError(Exception):
@@ -95,6 +98,10 @@ class HyperliquidClient:
         self.address = settings.account_address
         self.nonces = NonceSource()
         self._wallet = Account.from_key(settings.private_key.reveal())
+        self.signer = FastSigner(settings.private_key.reveal())
+        self.feed = MidsFeed(settings.api_url, logging.getLogger("fractrade_sync.market"))  # started by start_feed()
+        self._stale_notice_at = float("-inf")
+        self._stale_unnoticed = 0
         self._assets: dict[str, Asset] = {}
         self._leverage: dict[str, tuple[str, int]] = {}
         timeout = (min(3.05, settings.http_timeout), settings.http_timeout)
@@ -108,6 +115,18 @@ class HyperliquidClient:
             account_address=settings.account_address,
             timeout=timeout,
         )
+        # one keep-alive connection for /info and /exchange, so warming it up warms the order path too
+        self.sdk.session.close()
+        self.sdk.session = self.info.session
+
+    def start_feed(self) -> None:
+        """Start the live mids cache (idempotent); call close() at shutdown."""
+        self.feed.start()
+
+    def close(self) -> None:
+        """Stop the mids feed and close the HTTP connection (idempotent)."""
+        self.feed.stop()
+        self.info.session.close()
 
     def __repr__(self) -> str:
         return f"HyperliquidClient(api={self.settings.api_url!r}, account={self.address!r})"
@@ -156,11 +175,30 @@ class HyperliquidClient:
         raise UnknownSymbol(f"unknown symbol '{symbol}': not a perp on this exchange")
 
     def mid(self, coin: str) -> Decimal:
-        """The current mid price of a coin."""
+        """The current mid price of a coin: from the live feed when fresh, else one REST allMids."""
+        cached = self.feed.get(coin)
+        if cached is not None:
+            return cached
         mids = self._info({"type": "allMids"})
         if coin not in mids:
             raise TransientError(f"no mid price for {coin}")
+        self._stale_notice(coin)
         return Decimal(str(mids[coin]))
+
+    def _stale_notice(self, coin: str) -> None:
+        if not self.feed.started:  # no feed by design (check, scripts): REST is the plan, not a fallback
+            self.logger.debug("mids for %s fetched over REST (no feed)", coin)
+            return
+        now = time.monotonic()
+        if now - self._stale_notice_at < STALE_NOTICE_EVERY:
+            self._stale_unnoticed += 1
+            return
+        more = f"; {self._stale_unnoticed} more since the last notice" if self._stale_unnoticed else ""
+        self.logger.warning(
+            "mids cache stale/missing for %s; fetched over REST (feed last alive %.1fs ago, bound %.0fs%s)",
+            coin, self.feed.age(), self.feed.max_age, more,
+        )  # fmt: skip
+        self._stale_notice_at, self._stale_unnoticed = now, 0
 
     def account_state(self) -> dict:
         return self._info({"type": "clearinghouseState", "user": self.address})
@@ -206,7 +244,7 @@ class HyperliquidClient:
         """Sign an L1 action with a fresh nonce and an expiresAfter; the payload as it would be posted."""
         nonce = self.nonces.next()
         expires = nonce + int(self.expiry_window * 1000)
-        signature = sign_l1_action(self._wallet, action, None, nonce, expires, self.settings.is_mainnet)
+        signature = self.signer.sign_l1(action, None, nonce, expires, self.settings.is_mainnet)
         return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None, "expiresAfter": expires}
 
     def post(self, payload: dict) -> dict:
@@ -232,6 +270,8 @@ class HyperliquidClient:
         return self.post(self.signed_payload(action))
 
     def warm_up(self) -> None:
-        """Open the keep-alive connection before the first order needs it."""
+        """Open the keep-alive connection before the first order needs it; give the feed its first snapshot."""
         self._info({"type": "allMids"})
-
+        if self.feed.started and not self.feed.wait_ready(MIDS_READY_WAIT):
+            self.logger.warning("mids feed not live after %.0fs (%s); mids come over REST until it is", MIDS_READY_WAIT,
+                                self.feed.url)  # fmt: skip

@@ -7,9 +7,9 @@ import logging
 import time
 from pathlib import Path
 
-from .config import ConfigError, Settings
+from .config import EXIT_FAILURE, EXIT_OK, ConfigError, Settings
 from .journal import FAILED, RECEIVED, SUBMITTING
-from .service import EXIT_FAILURE, EXIT_OK, FractradeExecutor
+from .service import FractradeExecutor
 
 
 def read_frames(path: Path) -> list[str]:

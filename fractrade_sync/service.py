@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from . import journal as J
 from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action, parse_frame
-from .config import ConfigError, Settings, load_settings
+from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
 from .exchange import HyperliquidClient
 from .execution import Execution, Refused
 from .journal import Journal, Outcome, ensure_private_dir
@@ -22,8 +22,6 @@ from .notify import Notifier
 from .receiver import Receiver, take_frame
 from .watchdog import Watchdog
 from .worker import Worker
-
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 78
 
 
 class FractradeExecutor:

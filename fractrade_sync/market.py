@@ -1,0 +1,212 @@
+"""The mids feed thread: Hyperliquid's allMids market-data WebSocket -> a live {coin: mid} cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Callable
+
+import websocket
+
+from .watchdog import Backoff
+
+# Staleness bound. Hyperliquid pushes allMids on every block (sub-second on mainnet) and only when a mid changes,
+# so a quiet socket is not a stale one: a mid counts as fresh while the subscribed socket has proven itself alive
+# (an allMids push or an answer to our ping) within this many seconds. Past it, the client fetches over REST.
+MAX_MID_AGE = 5.0
+PING_INTERVAL = 30.0  # the server drops a connection that has sent nothing for 60 s; ping well inside that
+RECV_SLICE = 0.5  # recv() timeout: how often the loop looks at the stop flag and the ping schedule
+SUBSCRIBE = json.dumps({"method": "subscribe", "subscription": {"type": "allMids"}})
+PING = json.dumps({"method": "ping"})
+
+
+def mids_ws_url(api_url: str) -> str:
+    """The market-data socket of an API base URL, as the SDK derives it: http->ws, https->wss, path /ws."""
+    base = api_url.rstrip("/")
+    scheme, sep, rest = base.partition("://")
+    ws_scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
+    return f"{ws_scheme}{sep}{rest}/ws"
+
+
+class MidsFeed:
+    """One thread holds the allMids subscription open (ping, reconnect with backoff); get() is lock-free."""
+
+    def __init__(
+        self,
+        api_url: str,
+        logger: logging.Logger | None = None,
+        *,
+        max_age: float = MAX_MID_AGE,
+        ping_interval: float = PING_INTERVAL,
+        connect_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.url = mids_ws_url(api_url)
+        self.logger = logger or logging.getLogger("fractrade_sync.market")
+        self.max_age = max_age
+        self.ping_interval = ping_interval
+        # in a quiet market nothing is pushed: ping after half the staleness bound of silence to prove liveness
+        self.idle_ping = min(ping_interval, max_age / 2)
+        self.dead_after = max(3 * self.idle_ping, 10.0)  # silent this long despite our pings: reconnect
+        self.connect_timeout = connect_timeout
+        self.clock = clock
+        self.backoff = Backoff(clock=clock)
+        self.connected = threading.Event()
+        self.ready = threading.Event()  # set once the first snapshot of mids has arrived
+        self.messages = 0
+        self.reconnects = 0
+        # the reader thread swaps in a whole new dict per push, so readers need no lock (reference reads are atomic)
+        self._mids: dict[str, str] = {}
+        self._alive_at = float("-inf")  # last message on a subscribed socket
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ws: websocket.WebSocket | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"MidsFeed({self.url!r}, coins={len(self._mids)}, connected={self.connected.is_set()})"
+
+    # ---- reading -------------------------------------------------------------------------------
+    def get(self, coin: str, max_age: float | None = None) -> Decimal | None:
+        """The coin's mid if the feed proved it current within max_age seconds; None when missing or stale."""
+        bound = self.max_age if max_age is None else max_age
+        if self.clock() - self._alive_at > bound:
+            return None
+        raw = self._mids.get(coin)
+        if raw is None:
+            return None
+        try:
+            return Decimal(str(raw))
+        except (InvalidOperation, TypeError):
+            return None
+
+    def age(self) -> float:
+        """Seconds since the feed last proved itself alive (inf before the first message)."""
+        return self.clock() - self._alive_at
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    # ---- life ----------------------------------------------------------------------------------
+    def start(self) -> MidsFeed:
+        """Start the feed thread (once; later calls do nothing)."""
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="mids-feed")
+                self._thread.start()
+        return self
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to timeout for the first snapshot of mids."""
+        return self.ready.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the socket and join the thread (bounded)."""
+        self._stop.set()
+        self._cut()
+        thread = self._thread
+        if thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            thread.join(0.2)
+            self._cut()  # a stop that raced a connect in progress
+        if thread.is_alive():
+            self.logger.warning("mids feed did not stop within %.1fs", timeout)
+
+    def _cut(self) -> None:
+        """Shut the raw socket down: wakes a blocked recv() or connect at once."""
+        with self._lock:
+            ws = self._ws
+        raw = getattr(ws, "sock", None)
+        if raw is not None:
+            try:
+                raw.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    # ---- the thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ws = websocket.WebSocket()
+            with self._lock:
+                self._ws = ws
+            connected_at = None
+            try:
+                if self._stop.is_set():
+                    break
+                ws.connect(self.url, timeout=self.connect_timeout)
+                ws.send(SUBSCRIBE)
+                connected_at = self.clock()
+                self.connected.set()
+                self.logger.info("mids feed connected (%s)", self.url)
+                self._serve(ws)
+            except (websocket.WebSocketException, OSError, ValueError) as exc:
+                if not self._stop.is_set():
+                    self.logger.warning("mids feed: %s: %s", type(exc).__name__, str(exc)[:200])
+            except Exception:
+                self.logger.exception("mids feed loop failed")
+            finally:
+                self.connected.clear()
+                with self._lock:
+                    self._ws = None
+                ws.shutdown()
+            if self._stop.is_set():
+                break
+            stable = connected_at is not None and self.clock() - connected_at >= self.backoff.stable_after
+            delay = self.backoff.next_delay(stable=stable)
+            self.reconnects += 1
+            self.logger.warning("mids feed lost; reconnecting in %.2fs (mids fall back to REST meanwhile)", delay)
+            self._stop.wait(delay)
+        self.logger.debug("mids feed stopped")
+
+    def _serve(self, ws: websocket.WebSocket) -> None:
+        """Read pushes until the socket fails, goes silent or we stop; ping on schedule."""
+        ws.settimeout(RECV_SLICE)
+        last_ping = last_message = self.clock()
+        snapshot_here = False  # a pong vouches for the mids only once this socket has delivered its own snapshot
+        while not self._stop.is_set():
+            try:
+                text = ws.recv()
+            except websocket.WebSocketTimeoutException:
+                text = None
+            now = self.clock()
+            if text:
+                last_message = now
+                channel = self._on_message(text)
+                if channel == "allMids":
+                    snapshot_here = True
+                    self._alive_at = now
+                    self.ready.set()
+                elif channel == "pong" and snapshot_here:
+                    self._alive_at = now  # the subscription is live and no mid changed since the last push
+            silent = now - last_message
+            if silent > self.dead_after:
+                raise websocket.WebSocketTimeoutException(f"no message for {silent:.0f}s despite pings")
+            since_ping = now - last_ping
+            if since_ping >= self.ping_interval or (silent >= self.idle_ping and since_ping >= self.idle_ping):
+                ws.send(PING)
+                last_ping = now
+
+    def _on_message(self, text: str | bytes) -> str | None:
+        """Take one message; returns its channel ('allMids' only when it carried a usable snapshot)."""
+        try:
+            msg = json.loads(text)
+            channel = msg.get("channel")
+        except (ValueError, AttributeError):
+            self.logger.debug("mids feed: unreadable message %r", text[:120])
+            return None
+        self.messages += 1
+        if channel == "allMids":
+            mids = (msg.get("data") or {}).get("mids")
+            if not isinstance(mids, dict):
+                return None
+            self._mids = mids  # swap, never mutate: get() may be reading the old one
+        elif channel == "error":
+            self.logger.warning("mids feed: the exchange says %s", str(msg.get("data"))[:200])
+        return channel
