@@ -202,3 +202,40 @@ def test_caps_refuse_with_reasons(make_service, sim, signals, wallet):
 def _push(signals, frame: dict) -> dict:
     signals.push(frame)
     return frame
+
+
+def test_a_second_instance_on_the_same_state_dir_is_refused(make_service, env):
+    import pytest
+
+    from fractrade_sync.config import ConfigError, settings_from_mapping
+    from fractrade_sync.service import FractradeExecutor
+
+    make_service()
+    with pytest.raises(ConfigError, match="FRAC_STATE_DIR: another fractrade-sync is running"):
+        FractradeExecutor(settings_from_mapping(env)).start()
+
+
+def test_second_sigint_exits_at_once_and_keeps_the_journal(env, tmp_path, sim, signals, wallet):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
+    log = tmp_path / "service.log"
+    with open(log, "w") as err:
+        run_env = {**clean, **env, "FRAC_DRAIN_TIMEOUT": "30"}
+        proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync"], env=run_env, cwd=tmp_path, stderr=err)
+    try:
+        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
+        sim.latency_s = 1.0
+        frames = [trade_frame(size=f"0.0{i}") for i in range(1, 4)]
+        for frame in frames:
+            signals.push(frame)
+        wait_for(lambda: sim.request_count("/exchange", "order") >= 1, what="first order in flight")
+        proc.send_signal(signal.SIGINT)
+        wait_for(lambda: "stopping:" in log.read_text(), timeout=5, what="orderly stop begun")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert "second SIGINT: exiting now" in log.read_text()
+    states = _journal_states(env)
+    assert all(key_of(f) in states for f in frames)  # nothing received was lost
