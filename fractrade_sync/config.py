@@ -88,7 +88,7 @@ class Settings:
     margin_mode: str = "cross"
     max_order_usd: Decimal | None = None
     allowed_symbols: frozenset[str] | None = None
-    notify_url: str | None = None
+    notify_url: str | None = field(default=None, repr=False)  # Slack/Discord webhook URLs carry a token
 
     @property
     def is_agent_wallet(self) -> bool:
@@ -102,8 +102,12 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The raw secret values, for log redaction only."""
-        return tuple(s.reveal() for s in (self.user_token, self.private_key) if s.reveal())
+        """The raw secret values (and the webhook's token-bearing path), for log redaction only."""
+        values = [s.reveal() for s in (self.user_token, self.private_key) if s.reveal()]
+        if self.notify_url:
+            parts = urlsplit(self.notify_url)
+            values += [self.notify_url, parts.path + ("?" + parts.query if parts.query else "")]
+        return tuple(v for v in values if len(v) > 1)
 
     @property
     def journal_path(self) -> Path:
