@@ -55,6 +55,22 @@ def _service_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="build and log every order, send nothing")
 
 
+EXAMPLES = {
+    "run": "  fractrade-sync run\n  fractrade-sync run --dry-run --log-format json\n",
+    "check": "  fractrade-sync check\n  fractrade-sync check --env-file /etc/fractrade/.env\n",
+    "status": "  fractrade-sync status\n  fractrade-sync status --json -n 100 | jq '.counts'\n",
+    "health": "  fractrade-sync health || echo restart it\n  fractrade-sync health --max-age 30\n",
+    "send": "  fractrade-sync send actions.jsonl\n  fractrade-sync send one-action.json --dry-run\n",
+    "kill-switch": "  fractrade-sync kill-switch on\n  fractrade-sync kill-switch status\n",
+    "demo": "  fractrade-sync demo\n  fractrade-sync demo --quiet\n",
+}
+
+
+def _sub(sub, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, epilog="examples:\n" + EXAMPLES[name],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fractrade-sync",
@@ -63,28 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run the service (the default)", epilog=EPILOG,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    run = _sub(sub, "run", "run the service (the default)")
     _common(run)
     _service_flags(run)
-    check = sub.add_parser("check", help="validate config, reach both endpoints, show the account")
+    check = _sub(sub, "check", "validate config, reach both endpoints, show the account (exit 2/3/4 tell what failed)")
     _common(check)
     _service_flags(check)
-    status = sub.add_parser("status", help="recent actions and their outcomes from the journal")
+    status = _sub(sub, "status", "recent actions and their outcomes from the journal")
     _common(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("-n", "--limit", type=int, default=20, help="how many actions (default 20)")
-    health = sub.add_parser("health", help="exit 0 when the running service's heartbeat is fresh and connected")
+    health = _sub(sub, "health", "exit 0 when the running service's heartbeat is fresh and connected")
     _common(health)
     health.add_argument("--max-age", type=float, default=None, help="seconds a heartbeat stays fresh")
-    send = sub.add_parser("send", help="push actions from a JSON or JSONL file through the same pipeline")
+    send = _sub(sub, "send", "push actions from a JSON or JSONL file through the same pipeline")
     _common(send)
     _service_flags(send)
     send.add_argument("file", type=Path, help="a JSON object, a JSON array of messages, or one message per line")
-    kill = sub.add_parser("kill-switch", help="refuse every new opening trade (reduce-only, SL and TP still run)")
+    kill = _sub(sub, "kill-switch", "refuse every new opening trade (reduce-only, SL and TP still run)")
     _common(kill)
     kill.add_argument("state", nargs="?", choices=("on", "off", "status"), default="status")
-    demo = sub.add_parser("demo", help="everything local, no credentials: simulator + signal server + service")
+    demo = _sub(sub, "demo", "everything local, no credentials: simulator + signal server + service")
     demo.add_argument("--quiet", action="store_true", help="only the timeline, no service log")
     return parser
 

@@ -93,3 +93,16 @@ def test_health_without_a_running_service_is_unhealthy(env, tmp_path):
 def test_status_without_a_journal(env, tmp_path):
     result = run_cli(["status"], env, tmp_path)
     assert result.returncode == 1 and "no journal at" in result.stderr
+
+
+def test_every_command_has_help_with_examples(capsys):
+    import pytest
+
+    from fractrade_sync.cli import EXAMPLES, main
+
+    for command in EXAMPLES:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: fractrade-sync {command}" in out and f"examples:\n  fractrade-sync {command}" in out
