@@ -263,3 +263,44 @@ def test_python_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "fractrade_sync", "--help"], capture_output=True, text=True,
                             cwd=ROOT, timeout=30)  # fmt: skip
     assert result.returncode == 0 and "demo" in result.stdout and "health" in result.stdout
+
+
+def test_a_silent_connection_is_cut_and_reopened(make_service, signals):
+    service = make_service(FRAC_PING_INTERVAL="30", FRAC_SILENCE_TIMEOUT="1")
+    wait_for(lambda: signals.connections_total >= 2, timeout=10, what="the watchdog's reconnect")
+    wait_for(service.receiver.connected.is_set, what="connected again")
+
+
+def test_hostile_frames_through_the_whole_receive_path(make_service, sim, signals, wallet):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    service = make_service()
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+        max_leaves=20,
+    )
+    text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(
+        st.one_of(
+            text,
+            json_values.map(lambda v: json.dumps(v)),
+            json_values.map(
+                lambda v: json.dumps(
+                    {"type": "ACTION", "data": {"action_id": "execute_hyperliquid_perp_trade", "config": v}}
+                )
+            ),
+        )
+    )
+    def push(frame):
+        signals.push(frame)
+
+    push()
+    good = trade_frame()
+    signals.push(good)
+    assert wait_state(service, key_of(good), timeout=20)["state"] == FILLED
+    assert service.receiver.is_alive() and service.worker.is_alive()
+    assert [o["coin"] for o in sim.applied_orders(wallet.address)] == ["BTC"]
