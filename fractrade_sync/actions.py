@@ -6,9 +6,12 @@ import hashlib
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Union
+
+from .rules import canonical
 
 TRADE = "execute_hyperliquid_perp_trade"
 STOP_LOSS = "set_hyperliquid_perp_stop_loss"
@@ -18,6 +21,7 @@ ACTION_IDS = (TRADE, STOP_LOSS, TAKE_PROFIT)
 MAX_FRAME_BYTES = 1 << 20
 MAX_EXCERPT = 300
 _SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_\-]{0,31}$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^[+-]?(nan|inf|infinity)$", re.IGNORECASE)
 _MS_THRESHOLD = 10_000_000_000  # a timestamp above this is in milliseconds (year 2286 in seconds)
 
 
@@ -105,10 +109,8 @@ class _Invalid(Exception):
 
 
 def _canon(value: Decimal | None) -> str:
-    if value is None:
-        return ""
-    text = format(value.normalize(), "f")
-    return text
+    """Exact canonical text ('0.010' and '0.01' agree; no rounding to the decimal context)."""
+    return "" if value is None else canonical(value)
 
 
 def parse_frame(frame: str | bytes, received_at: float) -> Parsed:
@@ -134,12 +136,23 @@ def _decode(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise _Invalid("not UTF-8 text") from None
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        message = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
     except RecursionError:
         raise _Invalid("not JSON: nested too deeply") from None
     except (ValueError, _Invalid) as exc:
         detail = str(exc).split(":")[0] if not isinstance(exc, _Invalid) else str(exc)
         raise _Invalid(f"not JSON: {detail}") from None
+    if "\\u" in text and not _encodable(message):  # a \ud800 escape decodes to a string UTF-8 cannot hold
+        raise _Invalid("not JSON: a lone surrogate \\u escape")
+    return message
+
+
+def _encodable(message: Any) -> bool:
+    try:
+        json.dumps(message, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse_constant(name: str) -> Any:
@@ -152,7 +165,7 @@ def _parse_message(message: Any, received_at: float, context: dict) -> Parsed:
     kind = message.get("type")
     if not isinstance(kind, str):
         raise _Invalid("message has no string 'type'")
-    if kind.upper() != "ACTION":
+    if not kind.isascii() or kind.upper() != "ACTION":
         return Ignored(f"message type '{kind[:40]}' is not an action")
     data = _object(message, "data", "data")
     action_id = data.get("action_id")
@@ -160,7 +173,7 @@ def _parse_message(message: Any, received_at: float, context: dict) -> Parsed:
         raise _Invalid("data.action_id is missing")
     action_id = action_id.strip().lower()
     context["action_id"] = action_id[:80]
-    if action_id not in ACTION_IDS:
+    if not action_id.isascii() or action_id not in ACTION_IDS:
         raise _Invalid(f"unknown action '{action_id[:80]}'; expected one of {', '.join(ACTION_IDS)}")
     config = _object(data, "config", "data.config")
     position = _object(config, "position", "config.position")
@@ -234,7 +247,7 @@ def _symbol(position: Mapping) -> str:
 
 def _side(position: Mapping) -> str:
     value = position.get("side")
-    if not isinstance(value, str) or value.strip().upper() not in ("BUY", "SELL"):
+    if not isinstance(value, str) or not value.isascii() or value.strip().upper() not in ("BUY", "SELL"):
         shown = value[:20] if isinstance(value, str) else _type_name(value) if value is not None else "missing"
         raise _Invalid(f"position.side must be BUY or SELL, not '{shown}'")
     return value.strip().upper()
@@ -247,6 +260,8 @@ def _decimal(value: Any, label: str, *, required: bool, zero_ok: bool = False) -
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal, float)):
         raise _Invalid(f"{label} must be a number or a numeric string, not {_type_name(value)}")
+    if isinstance(value, str) and not _NUMBER.match(value.strip()):
+        raise _Invalid(f"{label} '{value[:30]}' is not a number")
     try:
         number = Decimal(value.strip() if isinstance(value, str) else str(value))
     except (InvalidOperation, ValueError):
@@ -275,7 +290,7 @@ def _timestamp(value: Any) -> float | None:
     if number is None:
         return None
     seconds = float(number) / 1000.0 if number > _MS_THRESHOLD else float(number)
-    if not math.isfinite(seconds) or seconds < 1_000_000_000:
+    if not math.isfinite(seconds) or seconds < 1_000_000_000 or seconds > time.time() + 86_400:
         raise _Invalid(f"metadata.timestamp {str(value)[:30]} is not a Unix time in seconds or milliseconds")
     return seconds
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -191,7 +192,10 @@ def parse_address(raw: str, var: str = "HYPERLIQUID_PUBLIC_ADDRESS") -> str:
     """A 0x-prefixed 20-byte hex address, lower-cased."""
     value = raw.strip()
     if not _ADDRESS.match(value):
-        raise ConfigError(var, f"'{value[:60]}' is not an address; use 0x followed by 40 hex digits")
+        if _HEX_KEY.match(value) or len(value) > 42:  # a key pasted in the wrong place must not be echoed
+            raise ConfigError(var, f"is not an address ({len(value)} characters, not shown; is it a key?); "
+                                   "use 0x followed by 40 hex digits")  # fmt: skip
+        raise ConfigError(var, f"'{value}' is not an address; use 0x followed by 40 hex digits")
     return value.lower()
 
 
@@ -213,7 +217,10 @@ def parse_number(raw: str, var: str, *, minimum: float = 0.0, integer: bool = Fa
         raise ConfigError(var, f"'{raw}' must be a number greater than {minimum:g}")
     if integer and value != value.to_integral_value():
         raise ConfigError(var, f"'{raw}' must be a whole number")
-    return int(value) if integer else float(value)
+    result = int(value) if integer else float(value)
+    if not math.isfinite(result) or result <= minimum or result > 1e9:
+        raise ConfigError(var, f"'{raw}' is out of range; use a number greater than {minimum:g} and at most 1e9")
+    return result
 
 
 def parse_choice(raw: str, var: str, choices: tuple[str, ...], upper: bool = False) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,7 +118,12 @@ class HyperliquidClient:
         )
         # one keep-alive connection for /info and /exchange, so warming it up warms the order path too
         self.sdk.session.close()
-        self.sdk.session = self.info.session
+        self.sdk.session = session = self.info.session
+        # requests re-reads proxy and CA-bundle variables from the environment on every request (about half a
+        # millisecond of the order path): read them once, now, and stop looking
+        session.proxies.update(requests.utils.get_environ_proxies(settings.api_url))
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.trust_env = False
 
     def start_feed(self) -> None:
         """Start the live mids cache (idempotent); call close() at shutdown."""

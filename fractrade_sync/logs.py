@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import IO, Iterable
 
@@ -12,28 +13,29 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-9s %(message)s"
 JSON_FIELDS = ("action_key", "action", "symbol", "side", "size", "outcome", "latency_ms", "oid", "avg_px", "reason")
 
 
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
 class RedactingFilter(logging.Filter):
-    """Replace any secret value in a record's message, arguments or exception text with '***'."""
+    """Replace any secret value in a record's message, arguments, exception text or extra fields with '***'."""
 
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
-        # a key is also seen without its 0x prefix; very short values would redact noise, so skip them
+        # a key is also seen without its 0x prefix and in either hex case; very short values would redact noise
         values = set()
         for s in secrets:
             if s and len(s) >= 8:
                 values.add(s)
                 if s.lower().startswith("0x"):
                     values.add(s[2:])
-        self._secrets = sorted(values, key=len, reverse=True)
+        ordered = sorted(values, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE) if ordered else None
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+        return self._pattern.sub("***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        if self._pattern is None:
             return True
         try:
             message = record.getMessage()
@@ -44,9 +46,11 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self._scrub(record.exc_text)
-        for name in JSON_FIELDS:
-            value = getattr(record, name, None)
-            if isinstance(value, str):
+            record.exc_info = None  # formatters (the JSON one too) then print the scrubbed exc_text
+        if record.stack_info:
+            record.stack_info = self._scrub(record.stack_info)
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD and isinstance(value, str):
                 setattr(record, name, self._scrub(value))
         return True
 

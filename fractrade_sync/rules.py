@@ -71,10 +71,17 @@ def slippage_price(mid: Decimal, is_buy: bool, slippage: Decimal, sz_decimals: i
     return round_price(mid * (1 - slippage), sz_decimals, "down")
 
 
+def canonical(value: Decimal) -> str:
+    """Exact decimal text with no exponent and no trailing zeros (no rounding to the decimal context)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "", "-") else text
+
+
 def to_wire(value: Decimal) -> str:
     """A number as the exchange hashes it: no exponent, no trailing zeros."""
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "") else text
+    return canonical(value)
 
 
 MAX_DISTANCE = Decimal("0.8")  # "Order price cannot be more than 80% away from the reference price"

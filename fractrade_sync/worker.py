@@ -131,9 +131,11 @@ class Worker:
                 return Outcome(J.FAILED, f"outcome unknown, exchange unreachable ({exc}); check cloid {action.cloid}")
             if seen is not None:
                 return seen
-        age = action.age(svc.clock())
-        if age > svc.settings.max_action_age:
-            return Outcome(J.EXPIRED, f"{age:.0f}s old, over FRAC_MAX_ACTION_AGE={svc.settings.max_action_age:g}s")
+        age, limit = action.age(svc.clock()), svc.settings.max_action_age
+        if age > limit:
+            return Outcome(J.EXPIRED, f"{age:.0f}s old, over FRAC_MAX_ACTION_AGE={limit:g}s")
+        if age < -limit:  # it would never expire: a broken clock, ours or the agent's
+            return Outcome(J.REJECTED, f"metadata.timestamp is {-age:.0f}s in the future; check the clocks")
         if action.server_execution:
             return Outcome(J.SKIPPED, "metadata.server_execution is true: the platform executes it")
         refusal = svc.guard(action)

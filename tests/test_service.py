@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -304,3 +305,13 @@ def test_hostile_frames_through_the_whole_receive_path(make_service, sim, signal
     assert wait_state(service, key_of(good), timeout=20)["state"] == FILLED
     assert service.receiver.is_alive() and service.worker.is_alive()
     assert [o["coin"] for o in sim.applied_orders(wallet.address)] == ["BTC"]
+
+
+def test_action_from_the_future_is_refused(make_service, sim, signals, wallet):
+    service = make_service()
+    frame = trade_frame(ts=time.time() + 600)
+    signals.push(frame)
+    row = wait_state(service, key_of(frame))
+    assert row["state"] == REJECTED
+    assert re.fullmatch(r"metadata.timestamp is (599|600)s in the future; check the clocks", row["reason"])
+    assert sim.applied_orders(wallet.address) == []

@@ -1,0 +1,232 @@
+"""Logging: text and JSON output, and no secret in any part of any record."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import Callable
+
+import pytest
+from eth_account import Account
+
+from fractrade_sync.logs import JSON_FIELDS, LOGGER_NAME, RedactingFilter, setup_logging
+
+TOKEN = "frac-token-5f3a9c1e7b2d4f60"
+
+
+@pytest.fixture
+def key() -> str:
+    raw = Account.create().key.hex()
+    return raw if raw.startswith("0x") else "0x" + raw
+
+
+@pytest.fixture
+def install(key) -> Callable[..., io.StringIO]:
+    """setup_logging on a StringIO; the handler is removed and the root level restored afterwards."""
+    root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", "urllib3", "websocket")}
+    handlers: list[logging.Handler] = []
+
+    def _install(fmt: str = "text", level_name: str = "DEBUG", secrets=None) -> io.StringIO:
+        stream = io.StringIO()
+        handlers.append(setup_logging(level_name, fmt, (TOKEN, key) if secrets is None else secrets, stream))
+        return stream
+
+    yield _install
+    for handler in handlers:
+        root.removeHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture
+def log() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME + ".test")
+
+
+def json_lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def no_secret(text: str, key: str) -> None:
+    assert TOKEN not in text
+    assert key not in text and key[2:] not in text
+    assert key[2:].upper() not in text
+
+
+def raise_with(message: str) -> None:
+    try:
+        raise RuntimeError(message)
+    except RuntimeError:
+        logging.getLogger(LOGGER_NAME + ".test").exception("order failed")
+
+
+# ---- redaction ---------------------------------------------------------------------------------
+
+
+def cases(key: str) -> list[tuple[str, tuple, dict]]:
+    """(msg, args, extra) triples that each carry a secret somewhere."""
+    return [
+        (f"token is {TOKEN}", (), {}),
+        ("header Authorization: Token %s", (TOKEN,), {}),
+        ("signing with %s", (key,), {}),
+        ("signing with %s", (key[2:],), {}),  # without 0x
+        ("%s|%s", (TOKEN, key), {}),
+        ("config %r", ({"FRAC_USER_TOKEN": TOKEN, "key": key},), {}),
+        ("embedded:" + key + "tail", (), {}),
+        ("outcome", (), {"reason": f"exchange said: bad signature from {key}"}),
+        ("outcome", (), {"action_key": TOKEN}),
+        ("outcome", (), {"avg_px": key[2:]}),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("index", range(10))
+def test_secret_in_message_args_or_extra_is_redacted(install, log, key, fmt, index):
+    stream = install(fmt)
+    msg, args, extra = cases(key)[index]
+    log.info(msg, *args, extra=extra)
+    text = stream.getvalue()
+    no_secret(text, key)
+    if not extra or fmt == "json":
+        assert "***" in text
+    if fmt == "json":
+        (record,) = json_lines(stream)
+        for name in extra:
+            assert "***" in record[name]
+
+
+def test_secret_in_exception_text_is_redacted(install, log, key):
+    stream = install("text")
+    raise_with(f"cannot sign with {key} / {key[2:]} for {TOKEN}")
+    text = stream.getvalue()
+    assert "RuntimeError: cannot sign with *** / *** for ***" in text
+    assert "Traceback" in text
+    no_secret(text, key)
+
+
+def test_exc_info_given_explicitly_is_redacted(install, log, key):
+    stream = install("text")
+    error = ValueError(f"bad token {TOKEN}")
+    log.error("handshake failed: %s", error, exc_info=(type(error), error, None))
+    no_secret(stream.getvalue(), key)
+    assert stream.getvalue().count("***") == 2
+
+
+def test_secret_in_exception_text_is_redacted_in_json(install, log, key):
+    stream = install("json")
+    raise_with(f"cannot sign with {key} for {TOKEN}")
+    no_secret(stream.getvalue(), key)
+    (record,) = json_lines(stream)
+    assert "RuntimeError: cannot sign with *** for ***" in record["exc_info"]
+
+
+def test_secret_in_any_extra_field_is_redacted_in_json(install, log, key):
+    stream = install("json")
+    log.info("frame", extra={"frame": f'{{"token": "{TOKEN}"}}', "detail": key})
+    no_secret(stream.getvalue(), key)
+
+
+def test_key_is_redacted_in_either_hex_case(install, log, key):
+    stream = install("text", secrets=(TOKEN, "0x" + key[2:].upper()))
+    log.info("key bytes %s", key[2:].lower())
+    no_secret(stream.getvalue(), key)
+
+
+def test_message_without_secrets_is_untouched(install, log, key):
+    stream = install("text")
+    log.info("trade BUY %s %s -> %s", "0.01", "BTC", "filled")
+    assert stream.getvalue().rstrip().endswith("trade BUY 0.01 BTC -> filled")
+    assert "***" not in stream.getvalue()
+
+
+def test_short_secrets_are_not_redacted():
+    """Values under 8 characters would redact noise ('unused' is the placeholder token of `send`)."""
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "token unused in 0.01 BTC", (), None)
+    assert RedactingFilter(["unused", "", "0.01"]).filter(record)
+    assert record.getMessage() == "token unused in 0.01 BTC"
+
+
+def test_filter_survives_a_bad_format_string(key):
+    """A wrong %-format must not hide a secret (nor raise): the raw msg is scrubbed instead."""
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "bad %d format " + TOKEN, ("not a number",), None)
+    assert RedactingFilter([TOKEN, key]).filter(record)
+    assert (record.getMessage(), record.args) == ("bad %d format ***", None)
+
+
+def test_filter_without_secrets_keeps_the_record():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "a %s", ("b",), None)
+    assert RedactingFilter([]).filter(record)
+    assert (record.msg, record.args) == ("a %s", ("b",))
+
+
+# ---- formats and levels ----------------------------------------------------------------------------
+
+
+def test_json_lines_are_parseable_with_stable_fields(install, log):
+    stream = install("json", "INFO")
+    extra = {
+        "action_key": "ab" * 32,
+        "action": "execute_hyperliquid_perp_trade",
+        "symbol": "BTC",
+        "side": "BUY",
+        "size": "0.01",
+        "outcome": "filled",
+        "latency_ms": 12.5,
+        "oid": 77,
+        "avg_px": "50010",
+        "reason": "",
+    }
+    assert set(extra) == set(JSON_FIELDS)
+    log.info("trade BUY 0.01 BTC -> filled", extra=extra)
+    log.warning('quote " and \\ backslash and\nnewline')
+    first, second = json_lines(stream)
+    assert first["message"] == "trade BUY 0.01 BTC -> filled"
+    assert first["level"] == "INFO" and second["level"] == "WARNING"
+    assert first["time"] and isinstance(first["time"], str)
+    assert first["name"] == LOGGER_NAME + ".test"
+    assert "thread" in first
+    for name, value in extra.items():
+        assert first[name] == value
+    assert isinstance(first["latency_ms"], float) and isinstance(first["oid"], int)
+    assert second["message"] == 'quote " and \\ backslash and\nnewline'
+
+
+def test_text_format(install, log):
+    stream = install("text", "INFO")
+    log.warning("reconnecting in %.2fs", 0.5)
+    line = stream.getvalue().strip()
+    assert "WARNING" in line and "MainThread" in line and line.endswith("reconnecting in 0.50s")
+    assert not line.startswith("{")
+
+
+def test_level_is_applied(install, log):
+    stream = install("text", "WARNING")
+    log.info("hidden")
+    log.debug("hidden too")
+    log.error("shown")
+    assert "hidden" not in stream.getvalue() and "shown" in stream.getvalue()
+    assert logging.getLogger("urllib3").level == logging.WARNING
+
+
+def test_debug_lets_third_party_debug_through(install):
+    install("text", "DEBUG")
+    assert logging.getLogger("urllib3").level == logging.DEBUG
+    assert logging.getLogger("websocket").level == logging.DEBUG
+
+
+def test_setup_replaces_its_own_handler_only(install, log):
+    root = logging.getLogger()
+    other = logging.NullHandler()
+    root.addHandler(other)
+    try:
+        first = install("text")
+        second = install("json")
+        ours = [h for h in root.handlers if getattr(h, "_fractrade", False)]
+        assert len(ours) == 1
+        assert other in root.handlers
+        log.info("once")
+        assert first.getvalue() == "" and json_lines(second)[0]["message"] == "once"
+    finally:
+        root.removeHandler(other)
