@@ -83,7 +83,6 @@ class Receiver:
             )
             with self._lock:
                 self._app = app
-            self.auth_failed = False
             try:
                 app.run_forever(
                     ping_interval=self.settings.ping_interval,
@@ -112,6 +111,7 @@ class Receiver:
 
     # ---- callbacks: parse, journal, enqueue, return ------------------------------------------
     def _on_open(self, app: websocket.WebSocketApp) -> None:
+        self.auth_failed = False
         self.connected_at = self.last_activity = time.monotonic()
         self.connected.set()
         self.logger.info("connected to Fractrade (%s)", self.settings.ws_url)

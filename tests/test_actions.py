@@ -181,7 +181,9 @@ def test_timestamp_seconds_or_milliseconds(stamp, seconds):
     assert action(meta(trade(), timestamp=stamp)).timestamp == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("stamp", [10_000_000_000, 1_732_450_000_123_456, time.time() + 2 * 86_400])
+@pytest.mark.parametrize(
+    "stamp", [10_000_000_000, 1_732_450_000_123_456, time.time() + 2 * 86_400], ids=["s", "us", "2d"]
+)
 def test_far_future_timestamps_are_rejected(stamp):
     # year 2286 in seconds, microseconds read as milliseconds, two days ahead: it would never expire
     got = parse_frame(dump(meta(trade(), timestamp=stamp)), NOW)
