@@ -178,6 +178,15 @@ class Journal:
                 ),
             )
 
+    def prune(self, older_than: float) -> int:
+        """Delete finished actions last touched before a wall-clock time; open ones are never pruned."""
+        with self._conn() as conn:
+            cur = conn.execute(
+                f"DELETE FROM actions WHERE updated_at < ? AND state IN ({','.join('?' * len(TERMINAL_STATES))})",
+                (older_than, *TERMINAL_STATES),
+            )
+            return cur.rowcount
+
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._conn().execute("SELECT * FROM actions WHERE key=?", (key,)).fetchone()
         return dict(row) if row else None

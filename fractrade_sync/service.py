@@ -23,6 +23,8 @@ from .receiver import Receiver, take_frame
 from .watchdog import Watchdog
 from .worker import Worker
 
+JOURNAL_RETENTION = 90 * 86_400.0
+
 
 class FractradeExecutor:
     """The service. Override the three handle_* hooks to change what an action does (worker thread)."""
@@ -62,6 +64,10 @@ class FractradeExecutor:
         ensure_private_dir(self.settings.state_dir)
         self._take_lock()
         self.journal = Journal(self.settings.journal_path, clock=self.clock)
+        # months of uptime: keep 90 days of finished actions (far past any redelivery; they expire after 60 s)
+        pruned = self.journal.prune(self.clock() - JOURNAL_RETENTION)
+        if pruned:
+            self.logger.info("journal: pruned %d finished action(s) older than 90 days", pruned)
         self.client = HyperliquidClient(self.settings, logging.getLogger("fractrade_sync.exchange"))
         self.execution = Execution(
             self.settings, self.client, self.journal, self.logger, clock=self.clock, stopping=self.worker.abort

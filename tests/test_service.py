@@ -315,3 +315,21 @@ def test_action_from_the_future_is_refused(make_service, sim, signals, wallet):
     assert row["state"] == REJECTED
     assert re.fullmatch(r"metadata.timestamp is (599|600)s in the future; check the clocks", row["reason"])
     assert sim.applied_orders(wallet.address) == []
+
+
+def test_journal_prunes_only_old_finished_actions(tmp_path):
+    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.journal import Journal, Outcome
+
+    now = [1_800_000_000.0]
+    journal = Journal(tmp_path / "j.sqlite3", clock=lambda: now[0])
+    old_done, old_open, new_done = (parse_frame(json.dumps(trade_frame()), now[0]) for _ in range(3))
+    for action in (old_done, old_open):
+        journal.insert(action, "{}")
+    journal.finish(old_done.key, Outcome("filled"))
+    now[0] += 100 * 86_400
+    journal.insert(new_done, "{}")
+    journal.finish(new_done.key, Outcome("filled"))
+    assert journal.prune(now[0] - 90 * 86_400) == 1
+    assert journal.get(old_done.key) is None
+    assert journal.get(old_open.key)["state"] == "received" and journal.get(new_done.key)["state"] == "filled"
