@@ -63,6 +63,20 @@ class Outcome:
     latency_ms: float | None = None
 
 
+def outcome_line(action: Action, outcome: Outcome) -> str:
+    """The one human line for an action's outcome: 'trade BUY 0.01 BTC -> filled; filled 0.01 @ 50000.0; …'."""
+    parts = [f"{action.describe()} -> {outcome.state}"]
+    if outcome.filled_sz:
+        parts.append(f"filled {outcome.filled_sz} @ {outcome.avg_px}")
+    if outcome.oid is not None:
+        parts.append(f"oid {outcome.oid}")
+    if outcome.latency_ms is not None:
+        parts.append(f"{outcome.latency_ms:.1f} ms")
+    if outcome.reason:
+        parts.append(f"reason: {outcome.reason}")
+    return "; ".join(parts)
+
+
 class Journal:
     """The action journal; one SQLite connection per thread, WAL mode, 0600 file."""
 

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .journal import outcome_line
+
 if TYPE_CHECKING:
     from .actions import Action
     from .journal import Outcome
@@ -179,16 +181,7 @@ def _line(text: str) -> str:
 
 def outcome_payload(action: Action, outcome: Outcome, account: str) -> dict[str, Any]:
     """The JSON for one action outcome: a human line as `text` (Slack) and `content` (Discord), plus fields."""
-    parts = [f"{action.describe()} -> {outcome.state}"]
-    if outcome.filled_sz and outcome.avg_px:
-        parts.append(f"filled {outcome.filled_sz} @ {outcome.avg_px}")
-    if outcome.oid is not None:
-        parts.append(f"oid {outcome.oid}")
-    if outcome.latency_ms is not None:
-        parts.append(f"{outcome.latency_ms:.0f} ms")
-    if outcome.reason:
-        parts.append(f"reason: {outcome.reason}")
-    line = _line(f"fractrade-sync {_short(account)}: " + "; ".join(parts))
+    line = _line(f"fractrade-sync {_short(account)}: " + outcome_line(action, outcome))
     return {
         "text": line,
         "content": line,

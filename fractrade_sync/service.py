@@ -17,7 +17,7 @@ from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action, parse_frame
 from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
 from .exchange import HyperliquidClient
 from .execution import Execution, Refused
-from .journal import Journal, Outcome, ensure_private_dir
+from .journal import Journal, Outcome, ensure_private_dir, outcome_line
 from .notify import Notifier
 from .receiver import Receiver, take_frame
 from .watchdog import Watchdog
@@ -218,15 +218,6 @@ class FractradeExecutor:
 
     def report(self, action: Action, outcome: Outcome) -> None:
         """One INFO line per action with the essentials (and stable JSON fields)."""
-        parts = [f"{action.describe()} -> {outcome.state}"]
-        if outcome.filled_sz:
-            parts.append(f"filled {outcome.filled_sz} @ {outcome.avg_px}")
-        if outcome.oid is not None:
-            parts.append(f"oid {outcome.oid}")
-        if outcome.latency_ms is not None:
-            parts.append(f"{outcome.latency_ms:.1f} ms")
-        if outcome.reason:
-            parts.append(f"reason: {outcome.reason}")
         extra = {
             "action_key": action.key,
             "action": action.action_id,
@@ -240,7 +231,7 @@ class FractradeExecutor:
             "reason": outcome.reason,
         }
         level = logging.WARNING if outcome.state in (J.FAILED,) else logging.INFO
-        self.logger.log(level, "; ".join(parts), extra=extra)
+        self.logger.log(level, outcome_line(action, outcome), extra=extra)
         if self.notifier is not None:
             self.notifier.outcome(action, outcome)
 
