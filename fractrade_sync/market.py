@@ -167,7 +167,7 @@ class MidsFeed:
 
     def _serve(self, ws: websocket.WebSocket) -> None:
         """Read pushes until the socket fails, goes silent or we stop; ping on schedule."""
-        ws.settimeout(RECV_SLICE)
+        ws.settimeout(min(RECV_SLICE, self.idle_ping / 2))  # wake often enough to keep the ping schedule
         last_ping = last_message = self.clock()
         snapshot_here = False  # a pong vouches for the mids only once this socket has delivered its own snapshot
         while not self._stop.is_set():

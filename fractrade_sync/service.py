@@ -85,6 +85,7 @@ class FractradeExecutor:
         self._started = True
         if self.notifier is not None:
             self.notifier.start()
+        self.client.start_feed()  # live mids over the market-data WebSocket: one round trip per order
         self.worker.start()
         if receive:
             self.receiver.start()
@@ -101,6 +102,8 @@ class FractradeExecutor:
         self.logger.info("stopping: no new actions; draining %d queued for up to %.0fs", self.queue.qsize(), drain)
         self.receiver.stop()
         left = self.worker.stop(drain)
+        if self.client is not None:
+            self.client.close()
         self.watchdog.stop()
         try:
             self.settings.heartbeat_path.unlink()

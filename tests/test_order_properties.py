@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fractrade_sync.sim.hl_state import COINS
-from tests.conftest import key_of, protect_frame, trade_frame, wait_state
+from tests.conftest import key_of, protect_frame, trade_frame, wait_for, wait_state
 
 # what the exchange would say if the client got price or size wrong
 RULE_ERRORS = ("invalid price", "invalid size", "tick size", "minimum value", "Order price cannot be", "zero size")
@@ -54,6 +54,8 @@ def test_orders_always_pass_price_and_size_rules(make_service, sim, signals):
     def check(scenario):
         coin, mid, size, kind, side, reduce_only, move, leverage, whole = scenario
         sim.set_mid(coin, str(mid))
+        # the service prices from its live mids feed: let the push arrive (a real market moves continuously)
+        wait_for(lambda: service.client.feed.get(coin) == mid, what=f"{coin} mid {mid} on the feed")
         if kind == "trade":
             meta = {} if leverage is None else {"leverage": leverage}
             frame = trade_frame(symbol=coin, size=str(size), side=side, reduce_only=reduce_only, ts=time.time(), **meta)
