@@ -9,6 +9,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any, Mapping, Union
 
 from .rules import canonical
@@ -44,7 +45,7 @@ class Action:
     agent_id: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
+    @cached_property  # the frozen dataclass has a __dict__; cached_property writes to it directly
     def key(self) -> str:
         """sha256 of (action_id, event_id, symbol, side, size, trigger_price)."""
         parts = (self.action_id, self.event_id, self.symbol, self.side, _canon(self.size), _canon(self.trigger_price))
@@ -89,7 +90,7 @@ class Rejection:
     action_id: str | None = None
     symbol: str | None = None
 
-    @property
+    @cached_property  # the frozen dataclass has a __dict__; cached_property writes to it directly
     def key(self) -> str:
         return "rejected:" + self.digest
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import os
 import threading
@@ -20,9 +22,11 @@ from .config import Settings
 from .market import MidsFeed
 from .rules import Asset, to_wire
 from .signing import FastSigner
+from .transport import NotSent, OrderChannel
 
 EMPTY_SPOT_META = {"universe": [], "tokens": []}
 STALE_NOTICE_EVERY = 60.0  # seconds between two "mids cache stale" warnings: a dead feed must not flood the log
+KEEP_WARM_AFTER = 30.0  # seconds of an idle order connection before a keep-warm request
 MIDS_READY_WAIT = 3.0  # warm_up waits this long for the feed's first snapshot, then goes on (REST fallback)
 
 
@@ -124,15 +128,21 @@ class HyperliquidClient:
         session.proxies.update(requests.utils.get_environ_proxies(settings.api_url))
         session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         session.trust_env = False
+        # orders go over their own persistent connection, written in one sendall (requests costs ~1 ms here);
+        # behind a proxy they stay on requests, which knows how to speak to it
+        proxied = bool(session.proxies)
+        self.channel = None if proxied else OrderChannel(settings.api_url, *timeout, verify=session.verify)
 
     def start_feed(self) -> None:
         """Start the live mids cache (idempotent); call close() at shutdown."""
         self.feed.start()
 
     def close(self) -> None:
-        """Stop the mids feed and close the HTTP connection (idempotent)."""
+        """Stop the mids feed and close the HTTP connections (idempotent)."""
         self.feed.stop()
         self.info.session.close()
+        if self.channel is not None:
+            self.channel.close()
 
     def __repr__(self) -> str:
         return f"HyperliquidClient(api={self.settings.api_url!r}, account={self.address!r})"
@@ -255,10 +265,40 @@ class HyperliquidClient:
 
     def post(self, payload: dict) -> dict:
         """POST a signed payload to /exchange; an answer that is not the exchange's JSON is uncertain."""
-        result = self._call(self.sdk.post, "/exchange", payload)
+        result = self._call(self.sdk.post, "/exchange", payload) if self.channel is None else self._send(payload)
         if not isinstance(result, dict) or "status" not in result:
             raise TransientError(f"unreadable answer from the exchange: {str(result)[:200]}")
         return result
+
+    def keep_warm(self, idle: float = KEEP_WARM_AFTER) -> None:
+        """Worker thread, when idle: a light request on an order connection unused for `idle` seconds, so the
+        server never closes it and the next order does not pay a new TCP (and TLS) handshake."""
+        if self.channel is None or time.monotonic() - self.channel.last_used < idle:
+            return
+        try:
+            self.channel.post("/info", {"type": "clearinghouseState", "user": self.address})
+        except (NotSent, OSError, http.client.HTTPException) as exc:
+            self.logger.debug("keep-warm request failed (%s); the next order reconnects", type(exc).__name__)
+
+    def _send(self, payload: dict) -> Any:
+        """POST over the order channel, mapping failures exactly as _call maps the SDK's."""
+        try:
+            status, data = self.channel.post("/exchange", payload)
+        except NotSent as exc:  # the connection could not even be opened: nothing left this process
+            raise TransientError(f"network: {exc}", in_flight=False) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransientError(f"network: {type(exc).__name__}") from None
+        text = data.decode("utf-8", "replace")
+        if status == 429:  # refused at the door: nothing was applied
+            raise TransientError("HTTP 429: rate limited by the exchange", in_flight=False)
+        if status >= 500:
+            raise TransientError(f"HTTP {status} from the exchange")
+        if status >= 400:
+            raise ClientError(status, None, text, None, None)
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
 
     def order_action(self, orders: list[Order]) -> dict:
         return {"type": "order", "orders": [o.wire() for o in orders], "grouping": "na"}
@@ -278,6 +318,11 @@ class HyperliquidClient:
     def warm_up(self) -> None:
         """Open the keep-alive connection before the first order needs it; give the feed its first snapshot."""
         self._info({"type": "allMids"})
+        if self.channel is not None:
+            try:
+                self.channel.connect()
+            except NotSent as exc:
+                raise TransientError(f"network: {exc}", in_flight=False) from None
         if self.feed.started and not self.feed.wait_ready(MIDS_READY_WAIT):
             self.logger.warning("mids feed not live after %.0fs (%s); mids come over REST until it is", MIDS_READY_WAIT,
                                 self.feed.url)  # fmt: skip

@@ -43,6 +43,7 @@ class FractradeExecutor:
         self.worker = Worker(self, self.queue)
         self.watchdog = Watchdog(self)
         self.fatal: Exception | None = None
+        self.resumed: set[str] = set()  # keys queued from the journal at start (the worker re-reads their rows)
         self._wake = threading.Event()
         self._signals: list[int] = []
         self._stop_lock = threading.Lock()
@@ -180,6 +181,7 @@ class FractradeExecutor:
         for row in self.journal.unfinished():
             parsed = parse_frame(row["frame"], row["received_at"])
             if isinstance(parsed, Action) and parsed.key == row["key"]:
+                self.resumed.add(parsed.key)
                 self.queue.put(parsed)
                 count += 1
             else:

@@ -67,6 +67,7 @@ class Worker:
                 item = self.queue.get(timeout=0.5)
             except queue.Empty:
                 self.heartbeat = time.monotonic()
+                self.service.client.keep_warm()
                 continue
             try:
                 if item is STOP:
@@ -120,7 +121,9 @@ class Worker:
     def decide(self, action: Action) -> Outcome:
         """The action's outcome: expired, skipped, refused, or what the exchange did."""
         svc = self.service
-        row = svc.journal.get(action.key)
+        # a live action's row is the 'received' one the receiver just committed; only resumed ones need reading
+        row = svc.journal.get(action.key) if action.key in svc.resumed else None
+        svc.resumed.discard(action.key)
         if row is not None and row["state"] in J.TERMINAL_STATES:
             return Outcome(row["state"], row["reason"] or "", row["oid"], row["filled_sz"], row["avg_px"])
         if row is not None and row["state"] == J.SUBMITTING:

@@ -1,0 +1,92 @@
+"""The order channel: one persistent connection, reconnects, failure mapping, keep-warm."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from fractrade_sync.config import settings_from_mapping
+from fractrade_sync.exchange import HyperliquidClient, TransientError
+from fractrade_sync.transport import NotSent, OrderChannel
+
+
+class _Closing(BaseHTTPRequestHandler):
+    """Answers every POST, then closes the connection (as a server does with an idle keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+    connections: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        _Closing.connections.append(self.client_address)
+        body = b'{"status":"ok"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def closing_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Closing)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    _Closing.connections = []
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_a_closed_connection_is_reopened_for_the_next_request(closing_server):
+    channel = OrderChannel(f"http://127.0.0.1:{closing_server.server_address[1]}", 1.0, 1.0)
+    for _ in range(3):
+        assert channel.post("/exchange", {"a": 1}) == (200, b'{"status":"ok"}')
+    assert len({port for _, port in _Closing.connections}) == 3  # a new connection each time the server closed
+    channel.close()
+
+
+def test_nothing_listening_is_not_sent():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    channel = OrderChannel(f"http://127.0.0.1:{port}", 0.5, 0.5)
+    with pytest.raises(NotSent):
+        channel.post("/exchange", {})
+
+
+def test_client_maps_a_refused_connection_to_not_in_flight(env, sim):
+    settings = settings_from_mapping({**env, "HYPERLIQUID_API_URL": sim.url})
+    client = HyperliquidClient(settings)
+    sim.stop()  # nothing listens any more
+    with pytest.raises(TransientError) as info:
+        client.post({"action": {}, "nonce": 1, "signature": {}})
+    assert info.value.in_flight is False
+
+
+def test_keep_warm_uses_the_order_connection_only_when_idle(env, sim):
+    client = HyperliquidClient(settings_from_mapping(env))
+    client.load_meta()
+    client.warm_up()
+    before = sim.request_count("/info")
+    client.keep_warm()  # just used: nothing sent
+    assert sim.request_count("/info") == before
+    client.keep_warm(idle=0)
+    assert sim.request_count("/info") == before + 1
+    client.close()
+
+
+def test_behind_a_proxy_orders_stay_on_requests(env, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    client = HyperliquidClient(settings_from_mapping({**env, "HYPERLIQUID_API_URL": "http://localhost:1"}))
+    assert client.channel is None
+    client.close()
