@@ -80,8 +80,11 @@ def outcome_line(action: Action, outcome: Outcome) -> str:
 class Journal:
     """The action journal; one SQLite connection per thread, WAL mode, 0600 file."""
 
-    def __init__(self, path: Path, clock=time.time):
+    def __init__(self, path: Path, clock=time.time, autocheckpoint: bool = True):
         self.path = Path(path)
+        # the service checkpoints from its watchdog thread instead, so a WAL checkpoint's fsync never stalls
+        # a commit on the order path
+        self._autocheckpoint = autocheckpoint
         self._clock = clock
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -105,6 +108,8 @@ class Journal:
             conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a process crash (kill -9); the cloid check on resume covers power loss.
             conn.execute("PRAGMA synchronous=NORMAL")
+            if not self._autocheckpoint:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -191,6 +196,10 @@ class Journal:
                     key,
                 ),
             )
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database without blocking writers (PASSIVE)."""
+        self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def prune(self, older_than: float) -> int:
         """Delete finished actions last touched before a wall-clock time; open ones are never pruned."""

@@ -64,7 +64,7 @@ class FractradeExecutor:
         """Open the journal, resume what was left, start worker, receiver (unless receive=False) and watchdog."""
         ensure_private_dir(self.settings.state_dir)
         self._take_lock()
-        self.journal = Journal(self.settings.journal_path, clock=self.clock)
+        self.journal = Journal(self.settings.journal_path, clock=self.clock, autocheckpoint=False)
         # months of uptime: keep 90 days of finished actions (far past any redelivery; they expire after 60 s)
         pruned = self.journal.prune(self.clock() - JOURNAL_RETENTION)
         if pruned:

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from .service import FractradeExecutor
 
 
+CHECKPOINT_EVERY = 5.0  # seconds between the journal's WAL checkpoints
+
+
 @dataclass
 class Backoff:
     """Exponential backoff with jitter: sub-second first retry, capped, reset after a stable connection."""
@@ -67,6 +70,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog")
         self._last_beat = 0.0
+        self._last_checkpoint = time.monotonic()
 
     def start(self) -> None:
         self._thread.start()
@@ -94,6 +98,9 @@ class Watchdog:
         if now - self._last_beat >= self.settings.heartbeat_interval:
             self._last_beat = now
             write_private_json(self.settings.heartbeat_path, self.status())
+        if now - self._last_checkpoint >= CHECKPOINT_EVERY:
+            self._last_checkpoint = now
+            self.service.journal.checkpoint()  # off the order path: the hot connections never checkpoint
 
     def status(self) -> dict[str, Any]:
         """The heartbeat's content: what `health` needs to decide."""

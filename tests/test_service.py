@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -333,3 +334,21 @@ def test_journal_prunes_only_old_finished_actions(tmp_path):
     assert journal.prune(now[0] - 90 * 86_400) == 1
     assert journal.get(old_done.key) is None
     assert journal.get(old_open.key)["state"] == "received" and journal.get(new_done.key)["state"] == "filled"
+
+
+def test_the_watchdog_checkpoints_the_journal_off_the_order_path(make_service, signals, monkeypatch):
+    from fractrade_sync import watchdog
+    from fractrade_sync.journal import Journal
+
+    calls = []
+    original = Journal.checkpoint
+    monkeypatch.setattr(watchdog, "CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(Journal, "checkpoint", lambda self: calls.append(threading.current_thread().name) or
+                        original(self))  # fmt: skip
+    service = make_service()
+    frame = trade_frame()
+    signals.push(frame)
+    wait_state(service, key_of(frame))
+    wait_for(lambda: len(calls) >= 2, what="two checkpoints")
+    assert set(calls) == {"watchdog"}
+    assert service.journal._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
