@@ -60,7 +60,10 @@ class Execution:
         order = Order(asset, action.is_buy, size, px, action.reduce_only, action.cloid, tif="Ioc")
         self._check_price(px, mid, action.is_buy)
         self._check_value(order, mid)
-        return self.submit(action, order)
+        outcome = self.submit(action, order)
+        if outcome.state in (J.FILLED, J.PARTIALLY_FILLED) and self.journal.has_resting_protection(asset.name):
+            self._cancel_orphaned_protection(asset)
+        return outcome
 
     def protect(self, action: Action, tpsl: str) -> Outcome:
         """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
@@ -83,7 +86,8 @@ class Execution:
         self._check_value(order, trigger)
         outcome = self.submit(action, order)
         if outcome.state == J.RESTING and outcome.oid is not None:
-            self._cancel_older_triggers(asset, tpsl, keep=outcome.oid)
+            kind = "Stop" if tpsl == "sl" else "Take Profit"
+            self._cancel_triggers(asset, f"replaced {tpsl} on {asset.name}", kind=kind, keep=outcome.oid)
         return outcome
 
     # ---- checks ------------------------------------------------------------------------------
@@ -226,26 +230,34 @@ class Execution:
             return Outcome(J.REJECTED, str(status["error"]), latency_ms=latency)
         return Outcome(J.FAILED, f"unexpected answer from the exchange: {str(result)[:200]}", latency_ms=latency)
 
-    def _cancel_older_triggers(self, asset: Asset, tpsl: str, keep: int) -> None:
-        """After the new trigger rests, cancel the older ones of the same kind on the coin."""
-        kind = "Stop" if tpsl == "sl" else "Take Profit"
+    def _cancel_orphaned_protection(self, asset: Asset) -> None:
+        """A trade left the coin flat: its stop loss / take profit would otherwise act on the next position."""
         try:
-            orders = self.client.open_orders()
+            if self.client.position(asset.name) != 0:
+                return
+        except TransientError as exc:
+            self.logger.warning("could not check the %s position after a trade (%s); triggers left as they are",
+                                asset.name, exc)  # fmt: skip
+            return
+        self._cancel_triggers(asset, f"{asset.name} position closed, its protection is void")
+
+    def _cancel_triggers(self, asset: Asset, why: str, kind: str = "", keep: int | None = None) -> None:
+        """Cancel the reduce-only trigger orders on a coin (of one kind, but the one to keep)."""
+        try:
             old = [
                 o["oid"]
-                for o in orders
+                for o in self.client.open_orders()
                 if o.get("coin") == asset.name
                 and o.get("isTrigger")
+                and o.get("reduceOnly", True)
                 and str(o.get("orderType", "")).startswith(kind)
                 and o.get("oid") != keep
             ]
             if old:
                 result = self._with_retries(lambda: self.client.cancel(asset, old))
-                self.logger.info(
-                    "replaced %s on %s: canceled older oids %s (%s)", tpsl, asset.name, old, result.get("status")
-                )
+                self.logger.info("%s: canceled trigger oids %s (%s)", why, old, result.get("status"))
         except TransientError as exc:
-            self.logger.error("could not cancel older %s orders on %s: %s; both stay live", tpsl, asset.name, exc)
+            self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, exc)
 
 
 def _error_text(result: dict) -> str:

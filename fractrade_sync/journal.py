@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .actions import Action, Rejection
+from .actions import STOP_LOSS, TAKE_PROFIT, Action, Rejection
 
 RECEIVED = "received"
 SUBMITTING = "submitting"
@@ -209,6 +209,18 @@ class Journal:
                 (older_than, *TERMINAL_STATES),
             )
             return cur.rowcount
+
+    def has_resting_protection(self, symbol: str) -> bool:
+        """Whether a stop loss or take profit on this coin was ever left resting (it may still be live)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT 1 FROM actions WHERE state=? AND action_id IN (?, ?) AND symbol=? COLLATE NOCASE LIMIT 1",
+                (RESTING, STOP_LOSS, TAKE_PROFIT, symbol),
+            )
+            .fetchone()
+        )
+        return row is not None
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._conn().execute("SELECT * FROM actions WHERE key=?", (key,)).fetchone()

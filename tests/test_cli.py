@@ -19,6 +19,7 @@ def test_demo_runs_the_scripted_session_and_exits_zero(tmp_path):
     assert "-> filled 0.01 @ 50000" in out and "-> resting" in out
     assert "journaled already: not executed again" in out
     assert "final position: BTC 0 (flat)" in out
+    assert "open orders: 0 (the close canceled the stop loss and take profit)" in out
 
 
 def test_check_reports_account_and_rights(env, tmp_path, sim, signals, wallet):

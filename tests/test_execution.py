@@ -184,3 +184,24 @@ def test_nonce_source_is_strictly_increasing_on_a_frozen_clock():
     source = NonceSource(clock=lambda: 1_700_000_000.0)
     values = [source.next() for _ in range(1000)]
     assert values == list(range(1_700_000_000_000, 1_700_000_000_000 + 1000))
+
+
+def test_closing_a_position_cancels_its_stop_loss_and_take_profit(make_service, sim, signals, wallet, caplog):
+    service = make_service()
+    _run(service, signals, trade_frame(size="0.02"))
+    _run(service, signals, protect_frame("stop_loss", trigger="48500"))
+    _run(service, signals, protect_frame("take_profit", trigger="55000"))
+    _run(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))  # partly closed: still protected
+    assert len(sim.open_orders(wallet.address)) == 2
+    with caplog.at_level(logging.INFO, logger="fractrade_sync"):
+        _run(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))
+    assert sim.positions(wallet.address) == {} and sim.open_orders(wallet.address) == []
+    assert "BTC position closed, its protection is void: canceled trigger oids" in caplog.text
+
+
+def test_a_trade_without_protection_costs_no_extra_request(make_service, sim, signals, wallet):
+    service = make_service()
+    _run(service, signals, trade_frame(size="0.01"))
+    before = sim.request_count("/info")
+    _run(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))
+    assert sim.request_count("/info") - before == 1  # the reduce-only check's position read, nothing more

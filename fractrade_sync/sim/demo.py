@@ -125,10 +125,11 @@ def _play(service, sim, signals, address: str, out: TextIO, timeout: float) -> b
         previous = frame
     position = sim.positions(address) or {"BTC": "0 (flat)"}
     print(f"\nfinal position: {', '.join(f'{k} {v}' for k, v in position.items())}", file=out)
-    triggers = [o for o in sim.open_orders(address)]
-    print(f"open orders: {len(triggers)}", file=out)
-    for order in triggers:
-        print(f"  {order}", file=out)
+    orders = sim.open_orders(address)
+    print(f"open orders: {len(orders)}" + (" (the close canceled the stop loss and take profit)" if not orders else ""),
+          file=out)  # fmt: skip
+    for o in orders:
+        print(f"  {o['coin']} {o['orderType']} {o['sz']} trigger {o.get('triggerPx')} (oid {o['oid']})", file=out)
     return True
 
 
