@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from decimal import Decimal, InvalidOperation
@@ -12,7 +11,7 @@ from typing import Callable
 
 import websocket
 
-from .watchdog import Backoff
+from .watchdog import Backoff, cut
 
 # Staleness bound. Hyperliquid pushes allMids on every block (sub-second on mainnet) and only when a mid changes,
 # so a quiet socket is not a stale one: a mid counts as fresh while the subscribed socket has proven itself alive
@@ -123,12 +122,7 @@ class MidsFeed:
         """Shut the raw socket down: wakes a blocked recv() or connect at once."""
         with self._lock:
             ws = self._ws
-        raw = getattr(ws, "sock", None)
-        if raw is not None:
-            try:
-                raw.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
+        cut(getattr(ws, "sock", None))
 
     # ---- the thread ----------------------------------------------------------------------------
     def _run(self) -> None:

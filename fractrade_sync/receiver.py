@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 import websocket
 
 from .actions import Action, Ignored, Rejection, parse_frame
-from .watchdog import Backoff
+from .watchdog import Backoff, cut
 
 if TYPE_CHECKING:
     from .service import FractradeExecutor
@@ -61,13 +60,7 @@ class Receiver:
         if why != "stopping":
             self.logger.warning("closing the Fractrade connection: %s", why)
         app.keep_running = False
-        raw = getattr(app.sock, "sock", None)
-        if raw is not None:
-            try:
-                # shutdown (not close) wakes the library's select() at once; a dead peer cannot block it
-                raw.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
+        cut(getattr(app.sock, "sock", None))  # wakes the library's select() at once; a dead peer cannot block it
 
     def _run(self) -> None:
         while not self._stop.is_set():

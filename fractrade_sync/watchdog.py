@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,16 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+def cut(sock: socket.socket | None) -> None:
+    """Shut a socket down (not close): wakes a select() or recv() blocked on it in another thread at once."""
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
 
 
 def write_private_json(path: Path, data: dict[str, Any]) -> None:

@@ -76,10 +76,21 @@ def test_redelivery_after_reconnect_gives_one_order(make_service, sim, signals, 
     assert [o["coin"] for o in sim.applied_orders(wallet.address)] == ["BTC", "ETH"]
 
 
-def _start(env, cwd, **extra) -> subprocess.Popen:
+def _start(env, cwd, stderr=subprocess.PIPE, **extra) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
     return subprocess.Popen([sys.executable, "-m", "fractrade_sync", "run"], env={**clean, **env, **extra}, cwd=cwd,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=stderr, text=True)  # fmt: skip
+
+
+def _queue_behind_a_slow_order(env, cwd, sim, signals, latency: float, count: int, **frame_args) -> list[dict]:
+    """Once the service is healthy: slow the exchange, push `count` trades, return when the first is in flight."""
+    wait_for(lambda: _healthy(env, cwd), timeout=20, interval=0.1, what="healthy")
+    sim.latency_s = latency
+    frames = [trade_frame(size=f"0.0{i}", **frame_args) for i in range(1, count + 1)]
+    for frame in frames:
+        signals.push(frame)
+    wait_for(lambda: sim.request_count("/exchange", "order") >= 1, what="first order in flight")
+    return frames
 
 
 def _journal_states(env) -> dict[str, str]:
@@ -122,12 +133,7 @@ def test_kill_9_with_an_order_in_flight_then_restart_gives_one_order(env, tmp_pa
 def test_sigterm_with_a_queue_and_a_slow_exchange_loses_and_doubles_nothing(env, tmp_path, sim, signals, wallet):
     proc = _start(env, tmp_path, FRAC_DRAIN_TIMEOUT="1")
     try:
-        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
-        sim.latency_s = 1.5
-        frames = [trade_frame(size=f"0.0{i}") for i in range(1, 6)]
-        for frame in frames:
-            signals.push(frame)
-        wait_for(lambda: sim.request_count("/exchange", "order") >= 1, what="first order in flight")
+        frames = _queue_behind_a_slow_order(env, tmp_path, sim, signals, 1.5, 5)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -152,12 +158,7 @@ def test_sigterm_with_a_queue_and_a_slow_exchange_loses_and_doubles_nothing(env,
 def test_actions_left_at_shutdown_expire_when_too_old_at_restart(env, tmp_path, sim, signals, wallet):
     proc = _start(env, tmp_path, FRAC_DRAIN_TIMEOUT="0.5")
     try:
-        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
-        sim.latency_s = 1.0
-        frames = [trade_frame(size=f"0.0{i}", ts=time.time() - 50) for i in range(1, 4)]
-        for frame in frames:
-            signals.push(frame)
-        wait_for(lambda: sim.request_count("/exchange", "order") >= 1, what="first order in flight")
+        frames = _queue_behind_a_slow_order(env, tmp_path, sim, signals, 1.0, 3, ts=time.time() - 50)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     finally:
@@ -216,18 +217,11 @@ def test_a_second_instance_on_the_same_state_dir_is_refused(make_service, env):
 
 
 def test_second_sigint_exits_at_once_and_keeps_the_journal(env, tmp_path, sim, signals, wallet):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
     log = tmp_path / "service.log"
     with open(log, "w") as err:
-        run_env = {**clean, **env, "FRAC_DRAIN_TIMEOUT": "30"}
-        proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync"], env=run_env, cwd=tmp_path, stderr=err)
+        proc = _start(env, tmp_path, stderr=err, FRAC_DRAIN_TIMEOUT="30")
     try:
-        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
-        sim.latency_s = 1.0
-        frames = [trade_frame(size=f"0.0{i}") for i in range(1, 4)]
-        for frame in frames:
-            signals.push(frame)
-        wait_for(lambda: sim.request_count("/exchange", "order") >= 1, what="first order in flight")
+        frames = _queue_behind_a_slow_order(env, tmp_path, sim, signals, 1.0, 3)
         proc.send_signal(signal.SIGINT)
         wait_for(lambda: "stopping:" in log.read_text(), timeout=5, what="orderly stop begun")
         proc.send_signal(signal.SIGINT)
