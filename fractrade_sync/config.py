@@ -163,7 +163,8 @@ def normalize_api_url(raw: str, var: str = "HYPERLIQUID_API_URL") -> str:
     """An http(s) base URL without a trailing slash; https required off loopback."""
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(var, f"'{raw}' is not an http(s) URL; use https://host")
+        shown = "(not shown: a webhook URL carries its token)" if var == "FRAC_NOTIFY_URL" else f"'{raw}'"
+        raise ConfigError(var, f"{shown} is not an http(s) URL; use https://host")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(var, f"http:// is only allowed for localhost, not '{parts.hostname}'; use https://")
     return raw.strip().rstrip("/")

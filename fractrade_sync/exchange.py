@@ -26,6 +26,7 @@ from .transport import NotSent, OrderChannel
 
 EMPTY_SPOT_META = {"universe": [], "tokens": []}
 STALE_NOTICE_EVERY = 60.0  # seconds between two "mids cache stale" warnings: a dead feed must not flood the log
+LEVERAGE_TTL = 60.0  # seconds a cached leverage is trusted on the order path (the UI can change it)
 KEEP_WARM_AFTER = 30.0  # seconds of an idle order connection before a keep-warm request
 MIDS_READY_WAIT = 3.0  # warm_up waits this long for the feed's first snapshot, then goes on (REST fallback)
 
@@ -94,6 +95,10 @@ class NonceSource:
             return self._last
 
 
+def _asset_data(user: str, coin: str) -> dict:
+    return {"type": "activeAssetData", "user": user, "coin": coin}
+
+
 class HyperliquidClient:
     """Meta, mids, account state and signed requests; used only by the worker thread."""
 
@@ -108,7 +113,7 @@ class HyperliquidClient:
         self._stale_notice_at = float("-inf")
         self._stale_unnoticed = 0
         self._assets: dict[str, Asset] = {}
-        self._leverage: dict[str, tuple[str, int]] = {}
+        self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read)
         timeout = (min(3.05, settings.http_timeout), settings.http_timeout)
         self.info = Info(settings.api_url, skip_ws=True, meta={"universe": []}, spot_meta=EMPTY_SPOT_META)
         self.info.timeout = timeout
@@ -197,7 +202,7 @@ class HyperliquidClient:
             return cached
         mids = self._info({"type": "allMids"})
         if coin not in mids:
-            raise TransientError(f"no mid price for {coin}")
+            raise UnknownSymbol(f"no mid price for {coin} on this exchange")
         self._stale_notice(coin)
         return Decimal(str(mids[coin]))
 
@@ -226,18 +231,23 @@ class HyperliquidClient:
             if pos.get("coin") == coin:
                 lev = pos.get("leverage") or {}
                 if "value" in lev:
-                    self._leverage[coin] = (lev.get("type", "cross"), int(lev["value"]))
+                    self._leverage[coin] = (lev.get("type", "cross"), int(lev["value"]), time.monotonic())
                 return Decimal(str(pos.get("szi", "0")))
         return Decimal(0)
 
     def leverage(self, coin: str) -> tuple[str, int] | None:
-        """The leverage set on a coin: cached, else read once from the exchange (activeAssetData)."""
-        if coin not in self._leverage:
-            data = self._info({"type": "activeAssetData", "user": self.address, "coin": coin})
-            lev = data.get("leverage") if isinstance(data, dict) else None
-            if isinstance(lev, dict) and "value" in lev:
-                self._leverage[coin] = (lev.get("type", "cross"), int(lev["value"]))
-        return self._leverage.get(coin)
+        """The leverage set on a coin (it can change in the UI too): cached for LEVERAGE_TTL, else read
+        (activeAssetData); keep_warm() refreshes the cache while idle, so the order path rarely pays for it."""
+        cached = self._leverage.get(coin)
+        if cached is None or time.monotonic() - cached[2] > LEVERAGE_TTL:
+            self._remember_leverage(coin, self._info(_asset_data(self.address, coin)))
+            cached = self._leverage.get(coin)
+        return None if cached is None else (cached[0], cached[1])
+
+    def _remember_leverage(self, coin: str, data: Any) -> None:
+        lev = data.get("leverage") if isinstance(data, dict) else None
+        if isinstance(lev, dict) and "value" in lev:
+            self._leverage[coin] = (lev.get("type", "cross"), int(lev["value"]), time.monotonic())
 
     def open_orders(self) -> list[dict]:
         return self._info({"type": "frontendOpenOrders", "user": self.address})
@@ -271,13 +281,19 @@ class HyperliquidClient:
         return result
 
     def keep_warm(self, idle: float = KEEP_WARM_AFTER) -> None:
-        """Worker thread, when idle: a light request on an order connection unused for `idle` seconds, so the
-        server never closes it and the next order does not pay a new TCP (and TLS) handshake."""
+        """Worker thread, when idle: on an order connection unused for `idle` seconds, refresh the cached leverages
+        (or send one light request), so the server never closes it and the next order pays no new handshake."""
         if self.channel is None or time.monotonic() - self.channel.last_used < idle:
             return
+        stale = [coin for coin, (_, _, at) in self._leverage.items() if time.monotonic() - at >= idle]
         try:
-            self.channel.post("/info", {"type": "clearinghouseState", "user": self.address})
-        except (NotSent, OSError, http.client.HTTPException) as exc:
+            for coin in stale:
+                status, body = self.channel.post("/info", _asset_data(self.address, coin))
+                if status == 200:
+                    self._remember_leverage(coin, json.loads(body))
+            if not stale:
+                self.channel.post("/info", {"type": "clearinghouseState", "user": self.address})
+        except (NotSent, OSError, ValueError, http.client.HTTPException) as exc:
             self.logger.debug("keep-warm request failed (%s); the next order reconnects", type(exc).__name__)
 
     def _send(self, payload: dict) -> Any:
@@ -308,7 +324,7 @@ class HyperliquidClient:
         action = {"type": "updateLeverage", "asset": asset.index, "isCross": is_cross, "leverage": leverage}
         result = self.post(self.signed_payload(action))
         if result.get("status") == "ok":
-            self._leverage[asset.name] = ("cross" if is_cross else "isolated", leverage)
+            self._leverage[asset.name] = ("cross" if is_cross else "isolated", leverage, time.monotonic())
         return result
 
     def cancel(self, asset: Asset, oids: list[int]) -> dict:

@@ -18,11 +18,17 @@ from .journal import Journal, Outcome
 from .rules import MIN_ORDER_VALUE, Asset, price_problem, round_price, round_size, slippage_price, to_wire
 
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # then give up: about 8 s of trying, each retry after a cloid check
-SETTLE_MARGIN = 0.5  # seconds past an order's expiresAfter before its absence on the exchange is conclusive
+# seconds past an order's expiresAfter before its absence on the exchange is conclusive; it also absorbs the
+# difference between this machine's clock and the exchange's (keep NTP running)
+SETTLE_MARGIN = 1.0
 
 
 class Refused(Exception):
     """Refused locally, before anything is sent; the message is the reason the user sees."""
+
+
+class Unfinished(Exception):
+    """Stopping: the action stays in the journal ('submitting') and is settled by cloid at the next start."""
 
 
 class Execution:
@@ -51,18 +57,16 @@ class Execution:
         size = round_size(action.size, asset.sz_decimals)
         if size <= 0:
             raise Refused(f"size {action.size} rounds to 0 at {asset.sz_decimals} decimals for {asset.name}")
-        if action.reduce_only:
-            self._check_reduces(asset, action.is_buy, size)
-        if action.leverage is not None and not action.reduce_only:
-            self._ensure_leverage(asset, action.leverage)
-        mid = self.client.mid(asset.name)
+        position = self._check_reduces(asset, action.is_buy) if action.reduce_only else None
+        mid = self._mid(asset)
         px = slippage_price(mid, action.is_buy, self.settings.slippage, asset.sz_decimals)
         order = Order(asset, action.is_buy, size, px, action.reduce_only, action.cloid, tif="Ioc")
         self._check_price(px, mid, action.is_buy)
-        self._check_value(order, mid)
+        self._check_value(order, mid, closes_all=position is not None and size >= abs(position))
+        if action.leverage is not None and not action.reduce_only:
+            self._ensure_leverage(asset, action.leverage)  # after every local check: a refused trade changes nothing
         outcome = self.submit(action, order)
-        if outcome.state in (J.FILLED, J.PARTIALLY_FILLED) and self.journal.has_resting_protection(asset.name):
-            self._cancel_orphaned_protection(asset)
+        self.after(action, outcome)
         return outcome
 
     def protect(self, action: Action, tpsl: str) -> Outcome:
@@ -81,14 +85,29 @@ class Execution:
         # the worst price the triggered market order may fill at: the trigger +/- slippage
         limit = slippage_price(trigger, action.is_buy, self.settings.slippage, asset.sz_decimals)
         order = Order(asset, action.is_buy, size, limit, True, action.cloid, trigger_px=trigger, tpsl=tpsl)
-        self._check_price(trigger, self.client.mid(asset.name))
+        self._check_price(trigger, self._mid(asset))
         self._check_price(limit, trigger, action.is_buy)
-        self._check_value(order, trigger)
+        self._check_value(order, trigger, closes_all=size >= abs(position))
         outcome = self.submit(action, order)
-        if outcome.state == J.RESTING and outcome.oid is not None:
-            kind = "Stop" if tpsl == "sl" else "Take Profit"
-            self._cancel_triggers(asset, f"replaced {tpsl} on {asset.name}", kind=kind, keep=outcome.oid)
+        self.after(action, outcome)
         return outcome
+
+    def after(self, action: Action, outcome: Outcome) -> None:
+        """Keep protection consistent once the exchange took an order (live, or found by cloid on resume):
+        a new stop loss / take profit replaces the older ones of its kind; a trade that leaves the coin flat, or
+        opens it from flat, cancels the triggers left from the previous position. Never changes the outcome."""
+        if self.settings.dry_run:
+            return
+        try:
+            asset = self.client.asset(action.symbol)
+            if action.kind != "trade":
+                if outcome.state == J.RESTING and outcome.oid is not None:
+                    tpsl, kind = ("sl", "Stop") if action.kind == "stop_loss" else ("tp", "Take Profit")
+                    self._cancel_triggers(asset, f"replaced {tpsl} on {asset.name}", kind=kind, keep=outcome.oid)
+            elif outcome.state in (J.FILLED, J.PARTIALLY_FILLED) and self.journal.has_resting_protection(asset.name):
+                self._cancel_orphaned_protection(asset, action, outcome)
+        except Exception:  # cleanup must never turn a fill into a failure
+            self.logger.exception("protection cleanup after %s failed; the order itself stands", action.describe())
 
     # ---- checks ------------------------------------------------------------------------------
     def _asset(self, action: Action) -> Asset:
@@ -102,19 +121,28 @@ class Execution:
         if problem:
             raise Refused(problem)
 
-    def _check_value(self, order: Order, mid: Decimal) -> None:
-        if order.value < MIN_ORDER_VALUE:
+    def _mid(self, asset: Asset) -> Decimal:
+        try:
+            return self.client.mid(asset.name)
+        except UnknownSymbol as exc:
+            raise Refused(str(exc)) from None
+
+    def _check_value(self, order: Order, mid: Decimal, closes_all: bool = False) -> None:
+        # Hyperliquid exempts a reduce-only order that closes the whole position from its $10 minimum
+        if order.value < MIN_ORDER_VALUE and not closes_all:
             raise Refused(f"order value ${order.value:.2f} is under Hyperliquid's $10 minimum")
         cap = self.settings.max_order_usd
         if cap is not None and not order.reduce_only and order.size * mid > cap:
             raise Refused(f"order value ${order.size * mid:.2f} is over FRAC_MAX_ORDER_USD ${cap}")
 
-    def _check_reduces(self, asset: Asset, is_buy: bool, size: Decimal) -> None:
+    def _check_reduces(self, asset: Asset, is_buy: bool) -> Decimal:
+        """The position a reduce-only trade reduces; refused when there is none to reduce."""
         position = self.client.position(asset.name)
         if position == 0:
             raise Refused(f"reduce-only: no open {asset.name} position to reduce")
         if (position > 0) == is_buy:
             raise Refused(f"reduce-only: a {'BUY' if is_buy else 'SELL'} would increase the {asset.name} position")
+        return position
 
     def _ensure_leverage(self, asset: Asset, wanted: int) -> None:
         target = min(wanted, asset.max_leverage, self.settings.max_leverage or wanted)
@@ -125,6 +153,9 @@ class Execution:
             )  # fmt: skip
         mode = self.settings.margin_mode
         if self.client.leverage(asset.name) == (mode, target):
+            return
+        if self.settings.dry_run:
+            self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
             return
         result = self._with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
         if result.get("status") != "ok":
@@ -142,7 +173,7 @@ class Execution:
         last, settle_at = "", 0.0
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
             if attempt:
-                self._pause(max(delay * random.uniform(0.8, 1.2), settle_at - self.clock()))
+                self._settle(max(delay * random.uniform(0.8, 1.2), settle_at - self.clock()), settle_at)
                 try:
                     seen = self.lookup(action)
                 except TransientError as exc:
@@ -151,7 +182,11 @@ class Execution:
                 if seen is not None:
                     return seen
                 if self.stopping.is_set():
-                    return Outcome(J.FAILED, f"not executed (checked by cloid); not resent during shutdown: {last}")
+                    raise Unfinished("not executed (checked by cloid); it is resumed at the next start")
+                age = action.age(self.clock())
+                if age > self.settings.max_action_age:
+                    return Outcome(J.EXPIRED, f"not executed (checked by cloid): {age:.0f}s old, over "
+                                              f"FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")  # fmt: skip
                 payload = self.client.signed_payload(self.client.order_action([order]))
                 self.journal.mark_submitting(action.key)  # its time bounds this resend's expiresAfter after a crash
             try:
@@ -164,7 +199,7 @@ class Execution:
                                     order.cloid)  # fmt: skip
                 continue
             return self._order_outcome(action, order, result)
-        self._pause(settle_at - self.clock())
+        self._settle(settle_at - self.clock(), settle_at)
         try:
             seen = self.lookup(action)
         except TransientError as exc:
@@ -173,13 +208,15 @@ class Execution:
             J.FAILED, f"not executed: exchange unreachable after {len(RETRY_DELAYS) + 1} attempts: {last}"
         )
 
-    def _pause(self, seconds: float) -> None:
-        if seconds > 0:
-            self.stopping.wait(seconds)
+    def _settle(self, seconds: float, settle_at: float) -> None:
+        """Wait; a shutdown that cuts the wait short before settle_at leaves the action for the next start."""
+        if seconds > 0 and self.stopping.wait(seconds) and self.clock() < settle_at:
+            raise Unfinished("stopped with an order that may still be in flight; settled by cloid at the next start")
 
     def settle_then_lookup(self, action: Action, submitted_at: float) -> Outcome | None:
         """After a crash with this order in flight: wait until it can no longer be applied, then ask by cloid."""
-        self._pause(submitted_at + self.client.expiry_window + SETTLE_MARGIN - self.clock())
+        settle_at = submitted_at + self.client.expiry_window + SETTLE_MARGIN
+        self._settle(settle_at - self.clock(), settle_at)
         return self.lookup(action)
 
     def lookup(self, action: Action) -> Outcome | None:
@@ -203,13 +240,13 @@ class Execution:
             return Outcome(J.PARTIALLY_FILLED, f"{found} ({state})", oid=oid, filled_sz=to_wire(filled))
         return Outcome(J.REJECTED, f"{found}: {state}", oid=oid)
 
-    def _with_retries(self, call: Callable[[], dict]) -> dict:
-        """Retry an idempotent request (leverage, cancel) on transient errors."""
+    def _with_retries(self, call: Callable[[], dict], abortable: bool = True) -> dict:
+        """Retry an idempotent request (leverage, cancel) on transient errors; bounded (~8 s of waits)."""
         for delay in (*RETRY_DELAYS, None):
             try:
                 return call()
             except TransientError:
-                if delay is None or self.stopping.wait(delay):
+                if delay is None or (self.stopping.wait(delay) if abortable else time.sleep(delay)):
                     raise
         raise AssertionError("unreachable")
 
@@ -230,16 +267,18 @@ class Execution:
             return Outcome(J.REJECTED, str(status["error"]), latency_ms=latency)
         return Outcome(J.FAILED, f"unexpected answer from the exchange: {str(result)[:200]}", latency_ms=latency)
 
-    def _cancel_orphaned_protection(self, asset: Asset) -> None:
-        """A trade left the coin flat: its stop loss / take profit would otherwise act on the next position."""
-        try:
-            if self.client.position(asset.name) != 0:
-                return
-        except TransientError as exc:
-            self.logger.warning("could not check the %s position after a trade (%s); triggers left as they are",
-                                asset.name, exc)  # fmt: skip
+    def _cancel_orphaned_protection(self, asset: Asset, action: Action, outcome: Outcome) -> None:
+        """Triggers left from a previous position would act on the next one: cancel them when this trade closed
+        the coin, or opened it from flat (the new position's own protection always comes after)."""
+        position = self.client.position(asset.name)
+        filled = Decimal(outcome.filled_sz or "0") * (1 if action.is_buy else -1)
+        if position == 0:
+            why = "position closed, its protection is void"
+        elif not action.reduce_only and position == filled:
+            why = "position opened from flat: triggers of the previous position canceled"
+        else:
             return
-        self._cancel_triggers(asset, f"{asset.name} position closed, its protection is void")
+        self._cancel_triggers(asset, f"{asset.name} {why}")
 
     def _cancel_triggers(self, asset: Asset, why: str, kind: str = "", keep: int | None = None) -> None:
         """Cancel the reduce-only trigger orders on a coin (of one kind, but the one to keep)."""
@@ -254,7 +293,7 @@ class Execution:
                 and o.get("oid") != keep
             ]
             if old:
-                result = self._with_retries(lambda: self.client.cancel(asset, old))
+                result = self._with_retries(lambda: self.client.cancel(asset, old), abortable=False)
                 self.logger.info("%s: canceled trigger oids %s (%s)", why, old, result.get("status"))
         except TransientError as exc:
             self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, exc)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .service import FractradeExecutor
 
 AUTH_STATUSES = (401, 403)
+HANDSHAKE_TIMEOUT = 30.0  # seconds for the TCP connect, the TLS and WebSocket handshakes, and any one socket call
 
 
 class Receiver:
@@ -63,6 +64,9 @@ class Receiver:
         cut(getattr(app.sock, "sock", None))  # wakes the library's select() at once; a dead peer cannot block it
 
     def _run(self) -> None:
+        # WebSocketApp takes its socket timeout only from the library's default: without one, a server that accepts
+        # but never answers the handshake would hold this thread forever (the select() loop is bounded by pings)
+        websocket.setdefaulttimeout(HANDSHAKE_TIMEOUT)
         while not self._stop.is_set():
             app = websocket.WebSocketApp(
                 self.settings.ws_url,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import journal as J
 from .actions import Action
 from .exchange import TransientError
-from .execution import Refused
+from .execution import Refused, Unfinished
 from .journal import Outcome
 
 if TYPE_CHECKING:
@@ -107,11 +107,15 @@ class Worker:
         self.left_behind += sum(1 for item in list(self.queue.queue) if item is not STOP)
         return False
 
-    def process(self, action: Action) -> Outcome:
+    def process(self, action: Action) -> Outcome | None:
         """Decide, execute, journal and log one action."""
         self.busy_since = time.monotonic()
         try:
             outcome = self.decide(action)
+        except Unfinished as exc:
+            self.left_behind += 1  # stays 'submitting' in the journal; the next start settles it by cloid
+            self.logger.warning("%s: %s", action.describe(), exc)
+            return None
         finally:
             self.busy_since = None
         self.service.journal.finish(action.key, outcome)
@@ -126,13 +130,19 @@ class Worker:
         svc.resumed.discard(action.key)
         if row is not None and row["state"] in J.TERMINAL_STATES:
             return Outcome(row["state"], row["reason"] or "", row["oid"], row["filled_sz"], row["avg_px"])
-        if row is not None and row["state"] == J.SUBMITTING:
-            # we died with this order in flight: once it can no longer be applied, ask the exchange by cloid
+        if row is not None:
+            # resumed: ask the exchange by cloid before anything else. A 'submitting' row died with its order in
+            # flight: wait until that order can no longer be applied. A 'received' one was never sent, unless an
+            # OS crash lost its 'submitting' commit, and a reboot outlasts any order's expiry: ask at once.
             try:
-                seen = svc.execution.settle_then_lookup(action, row["updated_at"])
+                if row["state"] == J.SUBMITTING:
+                    seen = svc.execution.settle_then_lookup(action, row["updated_at"])
+                else:
+                    seen = svc.execution.lookup(action)
             except TransientError as exc:
                 return Outcome(J.FAILED, f"outcome unknown, exchange unreachable ({exc}); check cloid {action.cloid}")
             if seen is not None:
+                svc.execution.after(action, seen)
                 return seen
         age, limit = action.age(svc.clock()), svc.settings.max_action_age
         if age > limit:
@@ -148,6 +158,8 @@ class Worker:
             result: Any = self._dispatch(action)
         except Refused as exc:
             return Outcome(J.REJECTED, str(exc))
+        except Unfinished:
+            raise
         except TransientError as exc:
             return Outcome(J.FAILED, f"exchange unreachable: {exc}")
         except Exception as exc:

@@ -231,7 +231,11 @@ BAD = [
     ("FRAC_SLIPPAGE", "0.5", "'0.5' is a fraction (0.01 = 1%) and must be < 0.5"),
     ("FRAC_MAX_LEVERAGE", "2.5", "'2.5' must be a whole number"),
     ("FRAC_MARGIN_MODE", "portfolio", "'portfolio' is not one of: cross, isolated"),
-    ("FRAC_NOTIFY_URL", "mailto:me@example.com", "'mailto:me@example.com' is not an http(s) URL; use https://host"),
+    (
+        "FRAC_NOTIFY_URL",
+        "mailto:me@example.com",
+        "(not shown: a webhook URL carries its token) is not an http(s) URL; use https://host",
+    ),
 ]
 
 

@@ -1,0 +1,158 @@
+"""Regression tests for money-path edge cases found in review: each once lost, doubled or surprised."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from fractrade_sync import exchange, receiver
+from fractrade_sync.config import settings_from_mapping
+from fractrade_sync.service import FractradeExecutor
+from tests.conftest import key_of, protect_frame, trade_frame, wait_for, wait_state
+
+
+def _run(service, signals, frame) -> dict:
+    signals.push(frame)
+    return wait_state(service, key_of(frame))
+
+
+def _triggers(sim, wallet) -> list[tuple]:
+    return [(o["orderType"], o["triggerPx"]) for o in sim.open_orders(wallet.address) if o.get("isTrigger")]
+
+
+def test_dry_run_never_touches_leverage(make_service, sim, signals, wallet):
+    service = make_service(FRAC_DRY_RUN="1")
+    before = sim.leverage(wallet.address, "BTC")
+    assert _run(service, signals, trade_frame(leverage=33))["state"] == "skipped"
+    assert sim.leverage(wallet.address, "BTC") == before and sim.request_count("/exchange") == 0
+
+
+def test_a_refused_trade_leaves_leverage_alone(make_service, sim, signals, wallet):
+    service = make_service(FRAC_MAX_ORDER_USD="1000")
+    before = sim.leverage(wallet.address, "BTC")
+    row = _run(service, signals, trade_frame(size="0.05", leverage=40))
+    assert row["state"] == "rejected" and "FRAC_MAX_ORDER_USD" in row["reason"]
+    assert sim.leverage(wallet.address, "BTC") == before
+
+
+def test_a_leverage_changed_elsewhere_is_noticed(make_service, sim, signals, wallet, monkeypatch):
+    monkeypatch.setattr(exchange, "LEVERAGE_TTL", 0.0)  # instead of waiting a minute
+    service = make_service()
+    _run(service, signals, trade_frame(leverage=10))
+    with sim.state.lock:  # the trader sets 3x in Hyperliquid's UI
+        sim.state.accounts[wallet.address.lower()].leverage["BTC"] = ("cross", 3)
+    _run(service, signals, trade_frame(leverage=10))
+    assert sim.leverage(wallet.address, "BTC") == {"type": "cross", "value": 10}
+
+
+def test_retries_never_send_a_stale_action(make_service, sim, signals, wallet):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5", FRAC_MAX_ACTION_AGE="3")
+    sim.inject("500", 3)
+    frame = trade_frame(ts=time.time() - 2)  # fresh when taken, stale by the second resend
+    row = wait_state(service, key_of(_push(signals, frame)), timeout=30)
+    assert row["state"] == "expired" and row["reason"].startswith("not executed (checked by cloid)")
+    assert sim.applied_orders(wallet.address) == []
+
+
+def test_a_stop_during_the_settle_wait_leaves_the_order_for_the_next_start(env, sim, signals, wallet):
+    settings = settings_from_mapping({**env, "FRAC_HTTP_TIMEOUT": "0.5"})
+    first = FractradeExecutor(settings).start()
+    wait_for(first.worker.ready.is_set, what="ready")
+    wait_for(first.receiver.connected.is_set, what="connected")
+    sim.timeout_s = 1.0
+    sim.inject("timeout")  # applied, answered after our read timeout
+    frame = _push(signals, trade_frame())
+    wait_for(lambda: sim.request_count("/exchange", "order") == 1, what="the order in flight")
+    first.stop(timeout=0.1)  # the drain ends during the settle wait: nothing may be concluded yet
+    second = FractradeExecutor(settings).start()
+    try:
+        row = wait_state(second, key_of(frame), timeout=20)
+    finally:
+        second.stop(timeout=2)
+    assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid"
+    assert len(sim.applied_orders(wallet.address)) == 1
+
+
+def test_resume_after_a_crash_between_a_new_stop_loss_and_the_cancel_of_the_old(env, sim, signals, wallet):
+    settings = settings_from_mapping(env)
+    first = FractradeExecutor(settings).start()
+    wait_for(first.worker.ready.is_set, what="ready")
+    wait_for(first.receiver.connected.is_set, what="connected")
+    wait_state(first, key_of(_push(signals, trade_frame(size="0.02"))))
+    wait_state(first, key_of(_push(signals, protect_frame("stop_loss", trigger="48000"))))
+    second_sl = protect_frame("stop_loss", trigger="49000")
+    # die right after the exchange rested the new stop loss: no cancel, no terminal journal row
+    first.execution.after = lambda *args: None
+    finish = first.journal.finish
+    first.journal.finish = lambda key, outcome: None if key == key_of(second_sl) else finish(key, outcome)
+    signals.push(second_sl)
+    wait_for(lambda: len(_triggers(sim, wallet)) == 2, what="the second stop loss resting")
+    first.stop(timeout=2)
+    again = FractradeExecutor(settings).start()
+    try:
+        row = wait_state(again, key_of(second_sl), timeout=20)
+        wait_for(lambda: len(_triggers(sim, wallet)) == 1, what="the older stop loss canceled")
+    finally:
+        again.stop(timeout=2)
+    assert row["state"] == "resting" and _triggers(sim, wallet) == [("Stop Market", "49000.0")]
+
+
+def test_a_take_profit_left_by_a_fired_stop_loss_never_closes_the_next_position(make_service, sim, signals, wallet):
+    service = make_service()
+    _run(service, signals, trade_frame(size="0.02"))
+    _run(service, signals, protect_frame("stop_loss", trigger="48000"))
+    _run(service, signals, protect_frame("take_profit", trigger="55000"))
+    sim.set_mid("BTC", 47900)  # the stop loss fires on the exchange: flat, the take profit stays
+    assert sim.positions(wallet.address) == {} and len(_triggers(sim, wallet)) == 1
+    sim.set_mid("BTC", 50000)
+    wait_for(lambda: service.client.feed.get("BTC") == 50000, what="the feed's new mid")
+    _run(service, signals, trade_frame(size="0.02"))  # a new long, from flat
+    assert _triggers(sim, wallet) == []
+    sim.set_mid("BTC", 55100)
+    assert sim.positions(wallet.address) == {"BTC": "0.02"}
+
+
+def test_a_position_under_ten_dollars_can_still_be_closed_and_protected(make_service, sim, signals, wallet):
+    service = make_service()
+    _run(service, signals, trade_frame(size="0.0003"))  # ~$15
+    sim.set_mid("BTC", 30000)  # now ~$9
+    wait_for(lambda: service.client.feed.get("BTC") == 30000, what="the feed's new mid")
+    assert _run(service, signals, protect_frame("stop_loss", trigger="25000"))["state"] == "resting"
+    assert _run(service, signals, trade_frame(side="SELL", size="0.0003", reduce_only=True))["state"] == "filled"
+    assert sim.positions(wallet.address) == {}
+
+
+def test_a_server_that_never_answers_the_handshake_is_retried(make_service, env, monkeypatch):
+    monkeypatch.setattr(receiver, "HANDSHAKE_TIMEOUT", 0.5)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept():
+        listener.settimeout(0.2)
+        while len(accepted) < 3:
+            try:
+                accepted.append(listener.accept()[0])  # and never answer
+            except OSError:
+                if listener.fileno() < 0:
+                    return
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        service = make_service(wait=False, FRAC_WS_URL=f"ws://127.0.0.1:{listener.getsockname()[1]}")
+        wait_for(lambda: len(accepted) >= 3, timeout=15, what="three handshake attempts")
+        service.stop(timeout=5)
+        assert not service.receiver.is_alive()
+    finally:
+        listener.close()
+        thread.join(5)
+        for sock in accepted:
+            sock.close()
+
+
+def _push(signals, frame: dict) -> dict:
+    signals.push(frame)
+    return frame
