@@ -114,7 +114,7 @@ def journal_row(service: FractradeExecutor, key: str) -> dict | None:
     return service.journal.get(key)
 
 
-def wait_state(service: FractradeExecutor, key: str, timeout: float = 10.0) -> dict:
+def wait_state(service: FractradeExecutor, key: str, timeout: float = 20.0) -> dict:
     """Wait until an action reaches a terminal state; return its journal row."""
     from fractrade_sync.journal import TERMINAL_STATES
 

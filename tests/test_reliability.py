@@ -90,6 +90,7 @@ def _queue_behind_a_slow_order(env, cwd, sim, signals, latency: float, count: in
     for frame in frames:
         signals.push(frame)
     wait_for(lambda: sim.request_count("/exchange", "order") >= 1, what="first order in flight")
+    wait_for(lambda: all(key_of(f) in _journal_states(env) for f in frames), what="every frame journaled")
     return frames
 
 
