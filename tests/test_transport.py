@@ -90,3 +90,36 @@ def test_behind_a_proxy_orders_stay_on_requests(env, monkeypatch):
     client = HyperliquidClient(settings_from_mapping({**env, "HYPERLIQUID_API_URL": "http://localhost:1"}))
     assert client.channel is None
     client.close()
+
+
+def test_what_the_sdk_raises_on_info_is_mapped(env, sim):
+    # the SDK raises ClientError(429, None, "", ...) on a 429 with an empty body, ServerError on a 5xx
+    client = HyperliquidClient(settings_from_mapping(env))
+    sim.inject("429", path="/info")
+    with pytest.raises(TransientError, match="HTTP 429") as info:
+        client.order_status("0x" + "0" * 32)
+    assert info.value.in_flight is False
+    sim.inject("500", path="/info")
+    with pytest.raises(TransientError, match="HTTP 500"):
+        client.account_state()
+    assert client.order_status("0x" + "0" * 32) == {"status": "unknownOid"}
+    client.close()
+
+
+def test_exchange_faults_on_the_order_channel_are_mapped(env, sim):
+    client = HyperliquidClient(settings_from_mapping(env))
+    client.warm_up()
+    payload = {"action": {"type": "noop"}, "nonce": 1, "signature": {}}
+    sim.inject("429")
+    with pytest.raises(TransientError, match="HTTP 429") as info:
+        client.post(payload)
+    assert info.value.in_flight is False
+    sim.inject("500")
+    with pytest.raises(TransientError, match="HTTP 500") as info:
+        client.post(payload)
+    assert info.value.in_flight is True
+    sim.inject("drop")
+    with pytest.raises(TransientError, match="network") as info:
+        client.post(payload)
+    assert info.value.in_flight is True
+    client.close()
