@@ -39,8 +39,6 @@ class Backoff:
         self.attempts = min(self.attempts + 1, 32)
         return self.rand(ceiling / 2, ceiling)  # "equal jitter": never zero, never a synchronized storm
 
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 def cut(sock: socket.socket | None) -> None:

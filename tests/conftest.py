@@ -110,10 +110,6 @@ def make_service(env):
         service.stop(timeout=5)
 
 
-def journal_row(service: FractradeExecutor, key: str) -> dict | None:
-    return service.journal.get(key)
-
-
 def wait_state(service: FractradeExecutor, key: str, timeout: float = 20.0) -> dict:
     """Wait until an action reaches a terminal state; return its journal row."""
     from fractrade_sync.journal import TERMINAL_STATES
@@ -123,6 +119,18 @@ def wait_state(service: FractradeExecutor, key: str, timeout: float = 20.0) -> d
         return row if row and row["state"] in TERMINAL_STATES else None
 
     return wait_for(done, timeout, what=f"terminal state of {key[:12]}")
+
+
+def push(signals: SignalServer, frame: dict) -> dict:
+    """Push a frame; return it (to wait on its key)."""
+    signals.push(frame)
+    return frame
+
+
+def run_frame(service: FractradeExecutor, signals: SignalServer, frame: dict) -> dict:
+    """Push a frame and wait for its action's terminal journal row."""
+    signals.push(frame)
+    return wait_state(service, key_of(frame))
 
 
 def key_of(frame: dict) -> str:

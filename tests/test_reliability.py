@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import key_of, protect_frame, run_cli, trade_frame, wait_for, wait_state
+from tests.conftest import key_of, protect_frame, push, run_cli, trade_frame, wait_for, wait_state
 
 
 def _orders(sim, wallet) -> list[dict]:
@@ -179,31 +179,26 @@ def test_actions_left_at_shutdown_expire_when_too_old_at_restart(env, tmp_path, 
 
 def test_kill_switch_refuses_opening_trades_but_protects_and_reduces(make_service, env, tmp_path, sim, signals, wallet):
     service = make_service()
-    wait_state(service, key_of(_push(signals, trade_frame(size="0.02"))))
+    wait_state(service, key_of(push(signals, trade_frame(size="0.02"))))
     result = run_cli(["kill-switch", "on"], env, tmp_path)
     assert result.returncode == 0 and "kill switch is ON" in result.stdout
-    opening = wait_state(service, key_of(_push(signals, trade_frame(size="0.01"))))
+    opening = wait_state(service, key_of(push(signals, trade_frame(size="0.01"))))
     assert opening["state"] == "rejected" and opening["reason"].startswith("kill switch is on")
-    stop = wait_state(service, key_of(_push(signals, protect_frame("stop_loss"))))
-    reduce = wait_state(service, key_of(_push(signals, trade_frame(side="SELL", size="0.01", reduce_only=True))))
+    stop = wait_state(service, key_of(push(signals, protect_frame("stop_loss"))))
+    reduce = wait_state(service, key_of(push(signals, trade_frame(side="SELL", size="0.01", reduce_only=True))))
     assert stop["state"] == "resting" and reduce["state"] == "filled"
     assert run_cli(["kill-switch", "off"], env, tmp_path).returncode == 0
-    assert wait_state(service, key_of(_push(signals, trade_frame(size="0.01"))))["state"] == "filled"
+    assert wait_state(service, key_of(push(signals, trade_frame(size="0.01"))))["state"] == "filled"
 
 
 def test_caps_refuse_with_reasons(make_service, sim, signals, wallet):
     service = make_service(FRAC_MAX_ORDER_USD="1000", FRAC_ALLOWED_SYMBOLS="BTC,ETH")
-    big = wait_state(service, key_of(_push(signals, trade_frame(size="0.05"))))
+    big = wait_state(service, key_of(push(signals, trade_frame(size="0.05"))))
     assert big["state"] == "rejected" and big["reason"] == "order value $2500.00 is over FRAC_MAX_ORDER_USD $1000"
-    other = wait_state(service, key_of(_push(signals, trade_frame(symbol="SOL", size="1"))))
+    other = wait_state(service, key_of(push(signals, trade_frame(symbol="SOL", size="1"))))
     assert other["reason"] == "symbol SOL is not in FRAC_ALLOWED_SYMBOLS"
-    assert wait_state(service, key_of(_push(signals, trade_frame(size="0.01"))))["state"] == "filled"
+    assert wait_state(service, key_of(push(signals, trade_frame(size="0.01"))))["state"] == "filled"
     assert len(sim.applied_orders(wallet.address)) == 1
-
-
-def _push(signals, frame: dict) -> dict:
-    signals.push(frame)
-    return frame
 
 
 def test_a_second_instance_on_the_same_state_dir_is_refused(make_service, env):

@@ -9,12 +9,7 @@ import time
 from fractrade_sync import exchange, receiver
 from fractrade_sync.config import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, trade_frame, wait_for, wait_state
-
-
-def _run(service, signals, frame) -> dict:
-    signals.push(frame)
-    return wait_state(service, key_of(frame))
+from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
 
 
 def _triggers(sim, wallet) -> list[tuple]:
@@ -24,14 +19,14 @@ def _triggers(sim, wallet) -> list[tuple]:
 def test_dry_run_never_touches_leverage(make_service, sim, signals, wallet):
     service = make_service(FRAC_DRY_RUN="1")
     before = sim.leverage(wallet.address, "BTC")
-    assert _run(service, signals, trade_frame(leverage=33))["state"] == "skipped"
+    assert run_frame(service, signals, trade_frame(leverage=33))["state"] == "skipped"
     assert sim.leverage(wallet.address, "BTC") == before and sim.request_count("/exchange") == 0
 
 
 def test_a_refused_trade_leaves_leverage_alone(make_service, sim, signals, wallet):
     service = make_service(FRAC_MAX_ORDER_USD="1000")
     before = sim.leverage(wallet.address, "BTC")
-    row = _run(service, signals, trade_frame(size="0.05", leverage=40))
+    row = run_frame(service, signals, trade_frame(size="0.05", leverage=40))
     assert row["state"] == "rejected" and "FRAC_MAX_ORDER_USD" in row["reason"]
     assert sim.leverage(wallet.address, "BTC") == before
 
@@ -39,10 +34,10 @@ def test_a_refused_trade_leaves_leverage_alone(make_service, sim, signals, walle
 def test_a_leverage_changed_elsewhere_is_noticed(make_service, sim, signals, wallet, monkeypatch):
     monkeypatch.setattr(exchange, "LEVERAGE_TTL", 0.0)  # instead of waiting a minute
     service = make_service()
-    _run(service, signals, trade_frame(leverage=10))
+    run_frame(service, signals, trade_frame(leverage=10))
     with sim.state.lock:  # the trader sets 3x in Hyperliquid's UI
         sim.state.accounts[wallet.address.lower()].leverage["BTC"] = ("cross", 3)
-    _run(service, signals, trade_frame(leverage=10))
+    run_frame(service, signals, trade_frame(leverage=10))
     assert sim.leverage(wallet.address, "BTC") == {"type": "cross", "value": 10}
 
 
@@ -50,7 +45,7 @@ def test_retries_never_send_a_stale_action(make_service, sim, signals, wallet):
     service = make_service(FRAC_HTTP_TIMEOUT="0.5", FRAC_MAX_ACTION_AGE="3")
     sim.inject("500", 3)
     frame = trade_frame(ts=time.time() - 2)  # fresh when taken, stale by the second resend
-    row = wait_state(service, key_of(_push(signals, frame)), timeout=30)
+    row = wait_state(service, key_of(push(signals, frame)), timeout=30)
     assert row["state"] == "expired" and row["reason"].startswith("not executed (checked by cloid)")
     assert sim.applied_orders(wallet.address) == []
 
@@ -62,7 +57,7 @@ def test_a_stop_during_the_settle_wait_leaves_the_order_for_the_next_start(env, 
     wait_for(first.receiver.connected.is_set, what="connected")
     sim.timeout_s = 1.0
     sim.inject("timeout")  # applied, answered after our read timeout
-    frame = _push(signals, trade_frame())
+    frame = push(signals, trade_frame())
     wait_for(lambda: sim.request_count("/exchange", "order") == 1, what="the order in flight")
     first.stop(timeout=0.1)  # the drain ends during the settle wait: nothing may be concluded yet
     second = FractradeExecutor(settings).start()
@@ -79,8 +74,8 @@ def test_resume_after_a_crash_between_a_new_stop_loss_and_the_cancel_of_the_old(
     first = FractradeExecutor(settings).start()
     wait_for(first.worker.ready.is_set, what="ready")
     wait_for(first.receiver.connected.is_set, what="connected")
-    wait_state(first, key_of(_push(signals, trade_frame(size="0.02"))))
-    wait_state(first, key_of(_push(signals, protect_frame("stop_loss", trigger="48000"))))
+    wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
+    wait_state(first, key_of(push(signals, protect_frame("stop_loss", trigger="48000"))))
     second_sl = protect_frame("stop_loss", trigger="49000")
     # die right after the exchange rested the new stop loss: no cancel, no terminal journal row
     first.execution.after = lambda *args: None
@@ -100,14 +95,14 @@ def test_resume_after_a_crash_between_a_new_stop_loss_and_the_cancel_of_the_old(
 
 def test_a_take_profit_left_by_a_fired_stop_loss_never_closes_the_next_position(make_service, sim, signals, wallet):
     service = make_service()
-    _run(service, signals, trade_frame(size="0.02"))
-    _run(service, signals, protect_frame("stop_loss", trigger="48000"))
-    _run(service, signals, protect_frame("take_profit", trigger="55000"))
+    run_frame(service, signals, trade_frame(size="0.02"))
+    run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
+    run_frame(service, signals, protect_frame("take_profit", trigger="55000"))
     sim.set_mid("BTC", 47900)  # the stop loss fires on the exchange: flat, the take profit stays
     assert sim.positions(wallet.address) == {} and len(_triggers(sim, wallet)) == 1
     sim.set_mid("BTC", 50000)
     wait_for(lambda: service.client.feed.get("BTC") == 50000, what="the feed's new mid")
-    _run(service, signals, trade_frame(size="0.02"))  # a new long, from flat
+    run_frame(service, signals, trade_frame(size="0.02"))  # a new long, from flat
     assert _triggers(sim, wallet) == []
     sim.set_mid("BTC", 55100)
     assert sim.positions(wallet.address) == {"BTC": "0.02"}
@@ -115,11 +110,11 @@ def test_a_take_profit_left_by_a_fired_stop_loss_never_closes_the_next_position(
 
 def test_a_position_under_ten_dollars_can_still_be_closed_and_protected(make_service, sim, signals, wallet):
     service = make_service()
-    _run(service, signals, trade_frame(size="0.0003"))  # ~$15
+    run_frame(service, signals, trade_frame(size="0.0003"))  # ~$15
     sim.set_mid("BTC", 30000)  # now ~$9
     wait_for(lambda: service.client.feed.get("BTC") == 30000, what="the feed's new mid")
-    assert _run(service, signals, protect_frame("stop_loss", trigger="25000"))["state"] == "resting"
-    assert _run(service, signals, trade_frame(side="SELL", size="0.0003", reduce_only=True))["state"] == "filled"
+    assert run_frame(service, signals, protect_frame("stop_loss", trigger="25000"))["state"] == "resting"
+    assert run_frame(service, signals, trade_frame(side="SELL", size="0.0003", reduce_only=True))["state"] == "filled"
     assert sim.positions(wallet.address) == {}
 
 
@@ -151,8 +146,3 @@ def test_a_server_that_never_answers_the_handshake_is_retried(make_service, env,
         thread.join(5)
         for sock in accepted:
             sock.close()
-
-
-def _push(signals, frame: dict) -> dict:
-    signals.push(frame)
-    return frame
