@@ -31,20 +31,6 @@ def check_fractrade(settings: Settings, timeout: float = 10.0) -> str | None:
     return None
 
 
-def wallet_problem(settings: Settings, client: HyperliquidClient) -> str | None:
-    """Why the key may not trade for the account, or None."""
-    if not settings.is_agent_wallet:
-        return None
-    role = client.user_role(settings.signer_address)
-    user = str((role.get("data") or {}).get("user", "")).lower()
-    if role.get("role") == "agent" and user == settings.account_address:
-        return None
-    return (
-        f"the key's address {settings.signer_address} is not an API wallet approved for {settings.account_address}"
-        f" (role {role.get('role')!r})"
-    )
-
-
 def run_check(settings: Settings, out: TextIO | None = None) -> int:
     """Print what works and what does not; exit 0, or 2 Fractrade, 3 Hyperliquid, 4 wallet not allowed."""
     out = out or sys.stdout
@@ -57,7 +43,7 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
         assets = client.load_meta()
         state = client.account_state()
         orders = client.open_orders()
-        wallet = wallet_problem(settings, client)
+        wallet = client.wallet_problem()
     except (TransientError, OSError, ValueError, KeyError) as exc:
         print(f"hyperliquid FAILED: {settings.api_url}: {exc}", file=out)
         return code or EXIT_HYPERLIQUID

@@ -256,8 +256,19 @@ class HyperliquidClient:
         """What the exchange knows of an order by its cloid ({'status': 'unknownOid'} when nothing); may raise."""
         return self._info({"type": "orderStatus", "user": self.address, "oid": cloid})
 
-    def user_role(self, address: str) -> dict:
-        return self._info({"type": "userRole", "user": address})
+    def wallet_problem(self) -> str | None:
+        """Why the key may not trade for the account (asked of the exchange: userRole), or None."""
+        settings = self.settings
+        if not settings.is_agent_wallet:
+            return None
+        role = self._info({"type": "userRole", "user": settings.signer_address})
+        user = str((role.get("data") or {}).get("user", "")).lower()
+        if role.get("role") == "agent" and user == settings.account_address:
+            return None
+        return (
+            f"the key's address {settings.signer_address} is not an API wallet approved for "
+            f"{settings.account_address} (exchange says role={role.get('role')!r})"
+        )
 
     # ---- writes ------------------------------------------------------------------------------
     @property

@@ -198,16 +198,13 @@ class FractradeExecutor:
     def prepare_exchange(self) -> None:
         """Worker thread, before the first action: meta, the wallet's right to trade, a warm connection."""
         assets = self.client.load_meta()
-        if self.settings.is_agent_wallet:
-            role = self.client.user_role(self.settings.signer_address)
-            user = str((role.get("data") or {}).get("user", "")).lower()
-            if role.get("role") != "agent" or user != self.settings.account_address:
-                raise ConfigError(
-                    "HYPERLIQUID_PRIVATE_KEY",
-                    f"its address {self.settings.signer_address} is not an API wallet approved for "
-                    f"{self.settings.account_address} (exchange says role={role.get('role')!r}); approve it on "
-                    "Hyperliquid (API page) or set HYPERLIQUID_PUBLIC_ADDRESS to the key's own address",
-                )
+        problem = self.client.wallet_problem()
+        if problem:
+            raise ConfigError(
+                "HYPERLIQUID_PRIVATE_KEY",
+                f"{problem}; approve it on Hyperliquid (API page) or set HYPERLIQUID_PUBLIC_ADDRESS to the key's "
+                "own address",
+            )
         self.client.warm_up()
         self.logger.info("Hyperliquid ready: %d perps", len(assets))
 
