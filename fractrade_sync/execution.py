@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from decimal import Decimal
-from typing import Callable
+from typing import Any, Callable
 
 from . import journal as J
 from .actions import Action
@@ -57,14 +57,14 @@ class Execution:
         size = round_size(action.size, asset.sz_decimals)
         if size <= 0:
             raise Refused(f"size {action.size} rounds to 0 at {asset.sz_decimals} decimals for {asset.name}")
-        position = self._check_reduces(asset, action.is_buy) if action.reduce_only else None
-        mid = self._mid(asset)
+        position = self._check_reduces(action, asset) if action.reduce_only else None
+        mid = self._mid(action, asset)
         px = slippage_price(mid, action.is_buy, self.settings.slippage, asset.sz_decimals)
         order = Order(asset, action.is_buy, size, px, action.reduce_only, action.cloid, tif="Ioc")
         self._check_price(px, mid, action.is_buy)
         self._check_value(order, mid, closes_all=position is not None and size >= abs(position))
         if action.leverage is not None and not action.reduce_only:
-            self._ensure_leverage(asset, action.leverage)  # after every local check: a refused trade changes nothing
+            self._ensure_leverage(action, asset)  # after every local check: a refused trade changes nothing
         outcome = self.submit(action, order)
         self.after(action, outcome)
         return outcome
@@ -72,7 +72,7 @@ class Execution:
     def protect(self, action: Action, tpsl: str) -> Outcome:
         """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
         asset = self._asset(action)
-        position = self.client.position(asset.name)
+        position = self._read(action, lambda: self.client.position(asset.name))
         if position == 0:
             raise Refused(f"no open {asset.name} position to protect")
         if (position > 0) == action.is_buy:
@@ -85,7 +85,7 @@ class Execution:
         # the worst price the triggered market order may fill at: the trigger +/- slippage
         limit = slippage_price(trigger, action.is_buy, self.settings.slippage, asset.sz_decimals)
         order = Order(asset, action.is_buy, size, limit, True, action.cloid, trigger_px=trigger, tpsl=tpsl)
-        self._check_price(trigger, self._mid(asset))
+        self._check_price(trigger, self._mid(action, asset))
         self._check_price(limit, trigger, action.is_buy)
         self._check_value(order, trigger, closes_all=size >= abs(position))
         outcome = self.submit(action, order)
@@ -121,11 +121,26 @@ class Execution:
         if problem:
             raise Refused(problem)
 
-    def _mid(self, asset: Asset) -> Decimal:
+    def _mid(self, action: Action, asset: Asset) -> Decimal:
         try:
-            return self.client.mid(asset.name)
+            return self._read(action, lambda: self.client.mid(asset.name))
         except UnknownSymbol as exc:
             raise Refused(str(exc)) from None
+
+    def _read(self, action: Action, call: Callable[[], Any]) -> Any:
+        """A read the order depends on (position, mid, leverage): retried on network errors, 429 and 5xx like any
+        request (submit() checks the action's age again before sending, so the waiting never sends a stale order)."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return call()
+            except TransientError as exc:
+                if delay is None:
+                    raise
+                self.logger.warning("%s: %s; retrying the read in %.1fs", action.describe(), exc, delay)
+                if self.stopping.wait(delay):
+                    raise Unfinished("stopped while the exchange was unreachable; nothing was sent, the action is "
+                                     "resumed at the next start") from None  # fmt: skip
+        raise AssertionError("unreachable")
 
     def _check_value(self, order: Order, mid: Decimal, closes_all: bool = False) -> None:
         # Hyperliquid exempts a reduce-only order that closes the whole position from its $10 minimum
@@ -135,16 +150,18 @@ class Execution:
         if cap is not None and not order.reduce_only and order.size * mid > cap:
             raise Refused(f"order value ${order.size * mid:.2f} is over FRAC_MAX_ORDER_USD ${cap}")
 
-    def _check_reduces(self, asset: Asset, is_buy: bool) -> Decimal:
+    def _check_reduces(self, action: Action, asset: Asset) -> Decimal:
         """The position a reduce-only trade reduces; refused when there is none to reduce."""
-        position = self.client.position(asset.name)
+        is_buy = action.is_buy
+        position = self._read(action, lambda: self.client.position(asset.name))
         if position == 0:
             raise Refused(f"reduce-only: no open {asset.name} position to reduce")
         if (position > 0) == is_buy:
             raise Refused(f"reduce-only: a {'BUY' if is_buy else 'SELL'} would increase the {asset.name} position")
         return position
 
-    def _ensure_leverage(self, asset: Asset, wanted: int) -> None:
+    def _ensure_leverage(self, action: Action, asset: Asset) -> None:
+        wanted = action.leverage
         target = min(wanted, asset.max_leverage, self.settings.max_leverage or wanted)
         if target < wanted:
             self.logger.warning(
@@ -152,7 +169,7 @@ class Execution:
                 wanted, asset.name, target, asset.max_leverage, self.settings.max_leverage or "unset",
             )  # fmt: skip
         mode = self.settings.margin_mode
-        if self.client.leverage(asset.name) == (mode, target):
+        if self._read(action, lambda: self.client.leverage(asset.name)) == (mode, target):
             return
         if self.settings.dry_run:
             self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
@@ -169,6 +186,10 @@ class Execution:
         if self.settings.dry_run:
             self.logger.info("dry run: would send %s", json.dumps(payload["action"], separators=(",", ":")))
             return Outcome(J.SKIPPED, f"dry run: {_describe(order)} not sent")
+        age = action.age(self.clock())
+        if age > self.settings.max_action_age:  # retried reads or a leverage update took that long: too late now
+            return Outcome(J.EXPIRED, f"not sent: {age:.0f}s old, over FRAC_MAX_ACTION_AGE="
+                                      f"{self.settings.max_action_age:g}s")  # fmt: skip
         self.journal.mark_submitting(action.key)
         last, settle_at = "", 0.0
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
@@ -240,8 +261,8 @@ class Execution:
             return Outcome(J.PARTIALLY_FILLED, f"{found} ({state})", oid=oid, filled_sz=to_wire(filled))
         return Outcome(J.REJECTED, f"{found}: {state}", oid=oid)
 
-    def _with_retries(self, call: Callable[[], dict], abortable: bool = True) -> dict:
-        """Retry an idempotent request (leverage, cancel) on transient errors; bounded (~8 s of waits)."""
+    def _with_retries(self, call: Callable[[], Any], abortable: bool = True) -> Any:
+        """Retry an idempotent request (leverage, cancel, a read) on transient errors; bounded (~8 s of waits)."""
         for delay in (*RETRY_DELAYS, None):
             try:
                 return call()
@@ -270,7 +291,7 @@ class Execution:
     def _cancel_orphaned_protection(self, asset: Asset, action: Action, outcome: Outcome) -> None:
         """Triggers left from a previous position would act on the next one: cancel them when this trade closed
         the coin, or opened it from flat (the new position's own protection always comes after)."""
-        position = self.client.position(asset.name)
+        position = self._with_retries(lambda: self.client.position(asset.name), abortable=False)
         filled = Decimal(outcome.filled_sz or "0") * (1 if action.is_buy else -1)
         if position == 0:
             why = "position closed, its protection is void"
@@ -285,7 +306,7 @@ class Execution:
         try:
             old = [
                 o["oid"]
-                for o in self.client.open_orders()
+                for o in self._with_retries(self.client.open_orders, abortable=False)
                 if o.get("coin") == asset.name
                 and o.get("isTrigger")
                 and o.get("reduceOnly", True)

@@ -40,7 +40,6 @@ class Backoff:
         return self.rand(ceiling / 2, ceiling)  # "equal jitter": never zero, never a synchronized storm
 
 
-
 def cut(sock: socket.socket | None) -> None:
     """Shut a socket down (not close): wakes a select() or recv() blocked on it in another thread at once."""
     if sock is None:

@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import key_of, protect_frame, push, run_cli, trade_frame, wait_for, wait_state
+from fractrade_sync.config import settings_from_mapping
+from fractrade_sync.service import FractradeExecutor
+from tests.conftest import key_of, protect_frame, push, run_cli, run_frame, trade_frame, wait_for, wait_state
 
 
 def _orders(sim, wallet) -> list[dict]:
@@ -60,6 +62,50 @@ def test_exchange_down_for_good_fails_cleanly_and_provably_unexecuted(make_servi
     assert row["state"] == "failed"
     assert row["reason"].startswith("not executed: exchange unreachable after 6 attempts: HTTP 429")
     assert sim.applied_orders(wallet.address) == []
+
+
+def test_reads_before_the_order_are_retried_like_the_order(make_service, sim, signals, wallet):
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.02"))
+    run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
+    reads = sim.request_count("/info")
+    sim.inject("500", count=2, path="/info")  # the position read of the reduce-only close fails twice
+    row = run_frame(service, signals, trade_frame(side="SELL", size="0.02", reduce_only=True))
+    assert row["state"] == "filled", row
+    # then the position read of the cleanup: the stop loss of the closed position is canceled
+    assert sim.request_count("/info") >= reads + 4 and sim.open_orders(wallet.address) == []
+
+
+def test_an_action_that_aged_out_while_reads_were_retried_is_not_sent(make_service, sim, signals, wallet):
+    service = make_service(FRAC_MAX_ACTION_AGE="3")
+    run_frame(service, signals, trade_frame(size="0.02"))
+    orders = sim.request_count("/exchange", "order")
+    sim.inject("500", count=4, path="/info")  # 0.2 + 0.5 + 1.0 + 2.0 s of retries
+    row = run_frame(service, signals, trade_frame(side="SELL", size="0.02", reduce_only=True))
+    assert row["state"] == "expired" and row["reason"].startswith("not sent: "), row
+    assert row["reason"].endswith("s old, over FRAC_MAX_ACTION_AGE=3s"), row
+    assert sim.request_count("/exchange", "order") == orders and sim.positions(wallet.address) == {"BTC": "0.02"}
+
+
+def test_a_stop_while_reads_are_retried_leaves_the_action_for_the_next_start(env, sim, signals, wallet):
+    settings = settings_from_mapping(env)
+    first = FractradeExecutor(settings).start()
+    wait_for(first.worker.ready.is_set, what="ready")
+    wait_for(first.receiver.connected.is_set, what="connected")
+    wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
+    sim.inject("500", count=100, path="/info")
+    reads = sim.request_count("/info")
+    frame = push(signals, trade_frame(side="SELL", size="0.02", reduce_only=True))
+    wait_for(lambda: sim.request_count("/info") >= reads + 2, what="the position read failing, then retried")
+    first.stop(timeout=2)
+    assert first.journal.get(key_of(frame))["state"] == "received"
+    sim.reset_faults()
+    again = FractradeExecutor(settings).start()
+    try:
+        row = wait_state(again, key_of(frame))
+    finally:
+        again.stop(timeout=2)
+    assert row["state"] == "filled" and sim.positions(wallet.address) == {}
 
 
 def test_redelivery_after_reconnect_gives_one_order(make_service, sim, signals, wallet):

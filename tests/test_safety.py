@@ -102,7 +102,8 @@ def test_a_take_profit_left_by_a_fired_stop_loss_never_closes_the_next_position(
     assert sim.positions(wallet.address) == {} and len(_triggers(sim, wallet)) == 1
     sim.set_mid("BTC", 50000)
     wait_for(lambda: service.client.feed.get("BTC") == 50000, what="the feed's new mid")
-    run_frame(service, signals, trade_frame(size="0.02"))  # a new long, from flat
+    row = run_frame(service, signals, trade_frame(size="0.02"))  # a new long, from flat
+    assert row["state"] == "filled", row
     assert _triggers(sim, wallet) == []
     sim.set_mid("BTC", 55100)
     assert sim.positions(wallet.address) == {"BTC": "0.02"}

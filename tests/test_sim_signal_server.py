@@ -73,9 +73,7 @@ def test_handshake_with_token_receives_pushed_frames(server, connect):
     assert server.push([1, 2]) == 1
     assert json.loads(ws.recv()) == [1, 2]
     assert server.connections_total == 1
-    assert server.handshake_log == [
-        {"path": PATH, "authorization_ok": True, "status": 101}
-    ]
+    assert server.handshake_log == [{"path": PATH, "authorization_ok": True, "status": 101}]
     assert server.received == []
 
 
@@ -92,9 +90,7 @@ def test_wrong_or_missing_token_is_401(server, connect):
 
 def test_wrong_path_is_404(server, connect):
     assert status_of(connect, path="/ws/other/") == 404
-    assert server.handshake_log == [
-        {"path": "/ws/other/", "authorization_ok": True, "status": 404}
-    ]
+    assert server.handshake_log == [{"path": "/ws/other/", "authorization_ok": True, "status": 404}]
 
 
 def test_refuse_with_403(server, connect):
@@ -108,9 +104,7 @@ def test_refuse_with_403(server, connect):
 
 def test_plain_get_is_400(server):
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
-        sock.sendall(
-            f"GET {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Token {TOKEN}\r\n\r\n".encode()
-        )
+        sock.sendall(f"GET {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Token {TOKEN}\r\n\r\n".encode())
         assert sock.recv(1024).startswith(b"HTTP/1.1 400")
     assert wait_until(lambda: [e["status"] for e in server.handshake_log] == [400])
 
@@ -130,9 +124,7 @@ def test_websocketapp_pings_get_pongs(server):
         header=[f"Authorization: Token {TOKEN}"],
         on_pong=lambda app, data: ponged.set(),
     )
-    thread = threading.Thread(
-        target=app.run_forever, kwargs={"ping_interval": 0.2, "ping_timeout": 0.1}
-    )
+    thread = threading.Thread(target=app.run_forever, kwargs={"ping_interval": 0.2, "ping_timeout": 0.1})
     thread.start()
     try:
         assert ponged.wait(5)

@@ -42,6 +42,7 @@ class HyperliquidSimulator:
         self.timeout_s = 3.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._mids_order = threading.Lock()  # serializes allMids snapshots and pushes
         self._faults: collections.deque[tuple[str, str]] = collections.deque()
         self._log: list[dict] = []
         self._counts: collections.Counter = collections.Counter()
@@ -297,14 +298,16 @@ class HyperliquidSimulator:
             self._ws[conn] = method == "subscribe"
         _send(conn, {"channel": "subscriptionResponse", "data": {"method": method, "subscription": sub}})
         if method == "subscribe":
-            _send(conn, {"channel": "allMids", "data": {"mids": self.mids()}})
+            with self._mids_order:  # a snapshot never overtakes a newer push
+                _send(conn, {"channel": "allMids", "data": {"mids": self.mids()}})
 
     def _push_mids(self) -> None:
-        with self._lock:
-            subscribers = [conn for conn, subscribed in self._ws.items() if subscribed]
-        message = {"channel": "allMids", "data": {"mids": self.mids()}}
-        for conn in subscribers:
-            _send(conn, message)
+        with self._mids_order:  # pushes leave in the order the mids moved, as on the exchange
+            with self._lock:
+                subscribers = [conn for conn, subscribed in self._ws.items() if subscribed]
+            message = {"channel": "allMids", "data": {"mids": self.mids()}}
+            for conn in subscribers:
+                _send(conn, message)
 
 
 def _send(conn, message: dict) -> None:
