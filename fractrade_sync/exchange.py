@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 import requests
 from eth_account import Account
@@ -284,9 +284,16 @@ class HyperliquidClient:
         signature = self.signer.sign_l1(action, None, nonce, expires, self.settings.is_mainnet)
         return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None, "expiresAfter": expires}
 
-    def post(self, payload: dict) -> dict:
-        """POST a signed payload to /exchange; an answer that is not the exchange's JSON is uncertain."""
-        result = self._call(self.sdk.post, "/exchange", payload) if self.channel is None else self._send(payload)
+    def post(self, payload: dict, on_sent: Callable[[], None] | None = None) -> dict:
+        """POST a signed payload to /exchange; an answer that is not the exchange's JSON is uncertain.
+        on_sent (which must not raise) runs as the request leaves: after the write on the order channel, just
+        before it through the SDK (behind a proxy)."""
+        if self.channel is None:
+            if on_sent is not None:
+                on_sent()
+            result = self._call(self.sdk.post, "/exchange", payload)
+        else:
+            result = self._send(payload, on_sent)
         if not isinstance(result, dict) or "status" not in result:
             raise TransientError(f"unreadable answer from the exchange: {str(result)[:200]}")
         return result
@@ -307,10 +314,10 @@ class HyperliquidClient:
         except (NotSent, OSError, ValueError, http.client.HTTPException) as exc:
             self.logger.debug("keep-warm request failed (%s); the next order reconnects", type(exc).__name__)
 
-    def _send(self, payload: dict) -> Any:
+    def _send(self, payload: dict, on_sent: Callable[[], None] | None = None) -> Any:
         """POST over the order channel, mapping failures exactly as _call maps the SDK's."""
         try:
-            status, data = self.channel.post("/exchange", payload)
+            status, data = self.channel.post("/exchange", payload, on_sent)
         except NotSent as exc:  # the connection could not even be opened: nothing left this process
             raise TransientError(f"network: {exc}", in_flight=False) from None
         except (OSError, http.client.HTTPException) as exc:

@@ -190,8 +190,8 @@ class Execution:
         if age > self.settings.max_action_age:  # retried reads or a leverage update took that long: too late now
             return Outcome(J.EXPIRED, f"not sent: {age:.0f}s old, over FRAC_MAX_ACTION_AGE="
                                       f"{self.settings.max_action_age:g}s")  # fmt: skip
-        self.journal.mark_submitting(action.key)
         last, settle_at = "", 0.0
+        on_sent = lambda: self._mark_submitting(action)  # noqa: E731
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
             if attempt:
                 self._settle(max(delay * random.uniform(0.8, 1.2), settle_at - self.clock()), settle_at)
@@ -209,9 +209,11 @@ class Execution:
                     return Outcome(J.EXPIRED, f"not executed (checked by cloid): {age:.0f}s old, over "
                                               f"FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")  # fmt: skip
                 payload = self.client.signed_payload(self.client.order_action([order]))
-                self.journal.mark_submitting(action.key)  # its time bounds this resend's expiresAfter after a crash
+            # the write-ahead record (one append) that this order may be in flight; its time bounds the order's
+            # expiresAfter after a crash. The 'submitting' commit itself follows as the request travels (on_sent).
+            self.journal.note_sending(action.key)
             try:
-                result = self.client.post(payload)
+                result = self.client.post(payload, on_sent)
             except TransientError as exc:
                 last = str(exc)
                 # a request that may still be in flight can be applied until its expiresAfter: wait that out
@@ -228,6 +230,13 @@ class Execution:
         return seen or Outcome(
             J.FAILED, f"not executed: exchange unreachable after {len(RETRY_DELAYS) + 1} attempts: {last}"
         )
+
+    def _mark_submitting(self, action: Action) -> None:
+        try:
+            self.journal.mark_submitting(action.key)
+        except Exception as exc:  # the order is on its way: its in-flight note already covers a crash
+            self.logger.error("%s: journal 'submitting' not recorded (%s); the in-flight note stands in for it",
+                              action.describe(), exc)  # fmt: skip
 
     def _settle(self, seconds: float, settle_at: float) -> None:
         """Wait; a shutdown that cuts the wait short before settle_at leaves the action for the next start."""

@@ -73,6 +73,10 @@ class FractradeExecutor:
         self.execution = Execution(
             self.settings, self.client, self.journal, self.logger, clock=self.clock, stopping=self.worker.abort
         )
+        adopted = self.journal.adopt_inflight()  # orders a crash left in flight: settled by cloid first
+        if adopted:
+            self.logger.warning("%d action(s) had an order in flight when the last run ended: checking them by cloid",
+                                adopted)  # fmt: skip
         resumed = self._resume()
         mode = " (DRY RUN: nothing is sent)" if self.settings.dry_run else ""
         self.logger.info(

@@ -8,7 +8,7 @@ import select
 import socket
 import ssl
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 
@@ -77,8 +77,9 @@ class OrderChannel:
             return False
         return not readable  # nothing is due on an idle keep-alive connection: readable means closed
 
-    def post(self, path: str, payload: Any) -> tuple[int, bytes]:
-        """(status, body). NotSent: nothing left; any other OSError/HTTPException: the request may be in flight."""
+    def post(self, path: str, payload: Any, on_sent: Callable[[], None] | None = None) -> tuple[int, bytes]:
+        """(status, body). NotSent: nothing left; any other OSError/HTTPException: the request may be in flight.
+        on_sent runs once the request is written, while it travels (it must not raise)."""
         self.last_used = time.monotonic()
         body = json.dumps(payload, separators=(",", ":")).encode()
         if not self._usable():
@@ -86,6 +87,8 @@ class OrderChannel:
         request = f"POST {self.base_path}{path} HTTP/1.1\r\n{self._head}{len(body)}\r\n\r\n".encode() + body
         try:
             self._sock.sendall(request)
+            if on_sent is not None:
+                on_sent()
             response = http.client.HTTPResponse(self._sock, method="POST")
             response.begin()
             data = response.read()

@@ -128,9 +128,11 @@ def push(signals: SignalServer, frame: dict) -> dict:
 
 
 def run_frame(service: FractradeExecutor, signals: SignalServer, frame: dict) -> dict:
-    """Push a frame and wait for its action's terminal journal row."""
+    """Push a frame and wait for its action's terminal journal row, and for the worker to have logged it."""
     signals.push(frame)
-    return wait_state(service, key_of(frame))
+    row = wait_state(service, key_of(frame))
+    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the outcome reported")  # it follows the commit
+    return row
 
 
 def key_of(frame: dict) -> str:

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 from fractrade_sync.config import settings_from_mapping
@@ -175,6 +176,31 @@ def test_kill_9_with_an_order_in_flight_then_restart_gives_one_order(env, tmp_pa
     assert len(sim.applied_orders(wallet.address)) == 1
     assert sim.request_count("/exchange", "order") == 1  # asked by cloid, not resent
     assert "1 action(s) resumed" in err
+
+
+def test_a_crash_between_the_order_write_and_its_submitting_commit_is_settled_by_cloid(env, sim, signals, wallet):
+    settings = settings_from_mapping(env)
+    first = FractradeExecutor(settings).start()
+    wait_for(first.worker.ready.is_set, what="ready")
+    wait_for(first.receiver.connected.is_set, what="connected")
+    dead = threading.Event()  # the worker stops dead right after writing the order: no commit, no answer read
+    first.journal.mark_submitting = lambda key: dead.wait(30)
+    frame = push(signals, trade_frame())
+    wait_for(lambda: sim.request_count("/exchange", "order") == 1, what="the order written")
+    assert first.journal.get(key_of(frame))["state"] == "received"  # only the in-flight note knows
+    first.receiver.stop()
+    first._release_lock()  # the process is gone, as far as the state dir can tell
+    started = time.time()
+    second = FractradeExecutor(settings).start()
+    try:
+        row = wait_state(second, key_of(frame), timeout=20)
+    finally:
+        second.stop(timeout=2)
+        dead.set()
+        first.stop(timeout=5)
+    assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid"
+    assert row["updated_at"] - started >= settings.http_timeout + 1  # it waited out the order's expiresAfter first
+    assert len(sim.applied_orders(wallet.address)) == 1 and sim.request_count("/exchange", "order") == 1
 
 
 def test_sigterm_with_a_queue_and_a_slow_exchange_loses_and_doubles_nothing(env, tmp_path, sim, signals, wallet):

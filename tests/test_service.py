@@ -352,3 +352,52 @@ def test_the_watchdog_checkpoints_the_journal_off_the_order_path(make_service, s
     wait_for(lambda: len(calls) >= 2, what="two checkpoints")
     assert set(calls) == {"watchdog"}
     assert service.journal._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+
+
+def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path):
+    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.journal import Journal, Outcome
+
+    now = [1_800_000_000.0]
+    journal = Journal(tmp_path / "j.sqlite3", clock=lambda: now[0])
+    sent, done, queued = (parse_frame(json.dumps(trade_frame()), now[0]) for _ in range(3))
+    for action in (sent, done, queued):
+        journal.insert(action, "{}")
+    now[0] += 5
+    journal.note_sending(done.key)
+    journal.finish(done.key, Outcome("filled"))
+    now[0] += 5
+    journal.note_sending(sent.key)  # the crash comes before its 'submitting' commit
+    with open(journal.inflight_path, "ab") as notes:
+        notes.write(b"0123 17")  # a torn last line is skipped
+    journal.close()
+
+    again = Journal(tmp_path / "j.sqlite3")
+    assert again.adopt_inflight() == 1
+    row = again.get(sent.key)
+    assert row["state"] == "submitting" and row["updated_at"] == now[0]  # the note's time bounds its expiresAfter
+    assert again.get(done.key)["state"] == "filled" and again.get(queued.key)["state"] == "received"
+    assert again.inflight_path.stat().st_size == 0 and again.adopt_inflight() == 0
+    assert oct(again.inflight_path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tmp_path, monkeypatch):
+    from fractrade_sync import journal as J
+    from fractrade_sync.actions import parse_frame
+
+    monkeypatch.setattr(J, "INFLIGHT_LIMIT", 200)
+    journal = J.Journal(tmp_path / "j.sqlite3")
+    actions = [parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(8)]
+    for action in actions[:3]:
+        journal.insert(action, "{}")
+        journal.note_sending(action.key)
+        journal.finish(action.key, J.Outcome("filled"))
+    assert journal.inflight_path.stat().st_size > 200
+    journal.insert(actions[3], "{}")
+    journal.note_sending(actions[3].key)  # all before it finished: emptied first, then noted
+    assert journal.inflight_path.read_text().split()[0] == actions[3].key
+    for action in actions[4:]:  # actions[3] never finishes (a stop left it in flight): nothing is emptied
+        journal.insert(action, "{}")
+        journal.note_sending(action.key)
+        journal.finish(action.key, J.Outcome("filled"))
+    assert journal.inflight_path.read_text().split()[0::2] == [a.key for a in actions[3:]]
