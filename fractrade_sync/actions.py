@@ -117,8 +117,6 @@ def _canon(value: Decimal | None) -> str:
 def parse_frame(frame: str | bytes, received_at: float) -> Parsed:
     """Turn one WebSocket frame into an Action, a Rejection with its reason, or Ignored. Never raises."""
     raw = frame if isinstance(frame, bytes) else frame.encode("utf-8", "surrogatepass")
-    digest = hashlib.sha256(raw).hexdigest()[:32]
-    excerpt = raw[:MAX_EXCERPT].decode("utf-8", "replace")
     context: dict[str, str | None] = {}
     try:
         if len(raw) > MAX_FRAME_BYTES:
@@ -126,9 +124,11 @@ def parse_frame(frame: str | bytes, received_at: float) -> Parsed:
         message = _decode(raw)
         return _parse_message(message, received_at, context)
     except _Invalid as exc:
-        return Rejection(str(exc), digest, excerpt, received_at, **context)
+        reason = str(exc)
     except Exception as exc:  # a parser bug must never stop the receiver
-        return Rejection(f"could not parse: {type(exc).__name__}", digest, excerpt, received_at, **context)
+        reason = f"could not parse: {type(exc).__name__}"
+    digest = hashlib.sha256(raw).hexdigest()[:32]
+    return Rejection(reason, digest, raw[:MAX_EXCERPT].decode("utf-8", "replace"), received_at, **context)
 
 
 def _decode(raw: bytes) -> Any:
@@ -137,7 +137,7 @@ def _decode(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise _Invalid("not UTF-8 text") from None
     try:
-        message = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        message = _DECODER.decode(text)
     except RecursionError:
         raise _Invalid("not JSON: nested too deeply") from None
     except (ValueError, _Invalid) as exc:
@@ -158,6 +158,9 @@ def _encodable(message: Any) -> bool:
 
 def _refuse_constant(name: str) -> Any:
     raise _Invalid(f"{name} is not a number")
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)  # stateless: shared, built once
 
 
 def _parse_message(message: Any, received_at: float, context: dict) -> Parsed:

@@ -21,7 +21,7 @@ from .journal import Journal, Outcome, ensure_private_dir, outcome_line
 from .notify import Notifier
 from .receiver import Receiver, take_frame
 from .watchdog import Watchdog
-from .worker import Worker
+from .worker import ActionQueue, Worker
 
 JOURNAL_RETENTION = 90 * 86_400.0
 
@@ -35,7 +35,7 @@ class FractradeExecutor:
         self.settings = settings
         self.clock = clock
         self.logger = logging.getLogger("fractrade_sync")
-        self.queue: queue.Queue = queue.Queue()
+        self.queue: queue.Queue = ActionQueue()
         self.journal: Journal | None = None
         self.client: HyperliquidClient | None = None
         self.execution: Execution | None = None

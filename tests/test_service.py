@@ -401,3 +401,27 @@ def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tm
         journal.note_sending(action.key)
         journal.finish(action.key, J.Outcome("filled"))
     assert journal.inflight_path.read_text().split()[0::2] == [a.key for a in actions[3:]]
+
+
+def test_the_action_queue_keeps_queue_queues_contract():
+    import queue
+
+    from fractrade_sync.worker import ActionQueue
+
+    q = ActionQueue()
+    assert isinstance(q, queue.Queue) and q.empty() and q.unfinished_tasks == 0
+    for item in range(3):
+        q.put(item)
+    assert q.qsize() == 3 and q.unfinished_tasks == 3
+    assert [q.get(timeout=1) for _ in range(3)] == [0, 1, 2]  # FIFO
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
+    joined = threading.Event()
+    threading.Thread(target=lambda: (q.join(), joined.set())).start()
+    q.task_done()
+    q.task_done()
+    assert not joined.wait(0.05)  # one task still unfinished
+    q.task_done()
+    assert joined.wait(2) and q.unfinished_tasks == 0
+    with pytest.raises(ValueError):
+        q.task_done()
