@@ -44,6 +44,7 @@ class Action:
     received_at: float
     agent_id: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    frame: str = field(default="", compare=False, repr=False)  # the frame's text, as journaled
 
     @cached_property  # the frozen dataclass has a __dict__; cached_property writes to it directly
     def key(self) -> str:
@@ -121,8 +122,8 @@ def parse_frame(frame: str | bytes, received_at: float) -> Parsed:
     try:
         if len(raw) > MAX_FRAME_BYTES:
             raise _Invalid(f"frame too large ({len(raw)} bytes; the limit is {MAX_FRAME_BYTES})")
-        message = _decode(raw)
-        return _parse_message(message, received_at, context)
+        message, text = _decode(raw)
+        return _parse_message(message, text, received_at, context)
     except _Invalid as exc:
         reason = str(exc)
     except Exception as exc:  # a parser bug must never stop the receiver
@@ -131,7 +132,7 @@ def parse_frame(frame: str | bytes, received_at: float) -> Parsed:
     return Rejection(reason, digest, raw[:MAX_EXCERPT].decode("utf-8", "replace"), received_at, **context)
 
 
-def _decode(raw: bytes) -> Any:
+def _decode(raw: bytes) -> tuple[Any, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -145,7 +146,7 @@ def _decode(raw: bytes) -> Any:
         raise _Invalid(f"not JSON: {detail}") from None
     if "\\u" in text and not _encodable(message):  # a \ud800 escape decodes to a string UTF-8 cannot hold
         raise _Invalid("not JSON: a lone surrogate \\u escape")
-    return message
+    return message, text
 
 
 def _encodable(message: Any) -> bool:
@@ -163,7 +164,7 @@ def _refuse_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)  # stateless: shared, built once
 
 
-def _parse_message(message: Any, received_at: float, context: dict) -> Parsed:
+def _parse_message(message: Any, text: str, received_at: float, context: dict) -> Parsed:
     if not isinstance(message, dict):
         raise _Invalid(f"message is {_type_name(message)}, not an object")
     kind = message.get("type")
@@ -211,6 +212,7 @@ def _parse_message(message: Any, received_at: float, context: dict) -> Parsed:
         received_at=received_at,
         agent_id=_short_str(metadata.get("agent_id")),
         config=config,
+        frame=text,
     )
 
 

@@ -233,7 +233,7 @@ class Execution:
 
     def _mark_submitting(self, action: Action) -> None:
         try:
-            self.journal.mark_submitting(action.key)
+            self.journal.mark_submitting(action)
         except Exception as exc:  # the order is on its way: its in-flight note already covers a crash
             self.logger.error("%s: journal 'submitting' not recorded (%s); the in-flight note stands in for it",
                               action.describe(), exc)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .actions import STOP_LOSS, TAKE_PROFIT, Action, Rejection
+from .actions import STOP_LOSS, TAKE_PROFIT, Action, Rejection, parse_frame
 
 RECEIVED = "received"
 SUBMITTING = "submitting"
@@ -90,6 +91,13 @@ class Journal:
         self._inflight_fd: int | None = None
         self._inflight_size = 0
         self._inflight_open: set[str] = set()  # noted keys whose terminal state is not committed yet
+        # The receiver's write-ahead record: each new action's frame, appended (one write(2)) before it is queued.
+        # Its row is committed by the worker: 'submitting' as the order leaves, or its outcome. At start and after
+        # an orderly stop, record_received() turns notes without a row into 'received' rows and empties the file.
+        self.received_path = self.path.with_name(self.path.name + ".received")
+        self._received_fd: int | None = None
+        self._received_size = 0
+        self._noted: set[str] = set()  # noted keys whose row is not committed yet (the receiver's duplicate check)
         # the service checkpoints from its watchdog thread instead, so a WAL checkpoint's fsync never stalls
         # a commit on the order path
         self._autocheckpoint = autocheckpoint
@@ -124,10 +132,12 @@ class Journal:
         return conn
 
     def close(self) -> None:
-        """Close every thread's connection (and the in-flight notes file)."""
-        fd, self._inflight_fd = self._inflight_fd, None
-        if fd is not None:
-            os.close(fd)
+        """Close every thread's connection (and the notes files)."""
+        for name in ("_inflight_fd", "_received_fd"):
+            fd = getattr(self, name)
+            setattr(self, name, None)
+            if fd is not None:
+                os.close(fd)
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
@@ -137,30 +147,76 @@ class Journal:
                 pass  # closed from another thread already
         self._local = threading.local()
 
-    def insert(self, action: Action, frame: str) -> bool:
+    # ---- the receiver's side -------------------------------------------------------------------
+    def is_known(self, key: str) -> bool:
+        """Whether an action was already taken: noted and queued, or journaled (then never executed again)."""
+        if key in self._noted:
+            return True
+        return self._conn().execute("SELECT 1 FROM actions WHERE key=?", (key,)).fetchone() is not None
+
+    def note_received(self, action: Action) -> None:
+        """Receiver thread, before queueing a new action: one append of its frame (survives kill -9; recorded as
+        'received' at the next start if no row was committed). Far cheaper than a commit on the order path."""
+        if self._received_fd is None:
+            self._received_fd = _open_notes(self.received_path)
+            self._received_size = os.fstat(self._received_fd).st_size
+        if not self._noted and self._received_size > INFLIGHT_LIMIT:
+            os.ftruncate(self._received_fd, 0)  # every frame in it has its row committed
+            self._received_size = 0
+        line = json.dumps([action.received_at, action.frame], ensure_ascii=False).encode("utf-8", "surrogatepass")
+        os.write(self._received_fd, line + b"\n")
+        self._received_size += len(line) + 1
+        self._noted.add(action.key)
+
+    def record_received(self) -> int:
+        """At start and after an orderly stop: the noted frames without a row become 'received' rows (resumed at
+        the next start); then the notes are emptied. Returns the rows added."""
+        try:
+            raw = self.received_path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        added = 0
+        for line in raw.splitlines():
+            try:
+                received_at, text = json.loads(line.decode("utf-8", "surrogatepass"))
+                parsed = parse_frame(text, float(received_at))
+            except (ValueError, TypeError):
+                continue  # a torn last line (power loss)
+            if isinstance(parsed, Action):
+                added += self.insert(parsed, text, updated_at=parsed.received_at)
+        fd = os.open(self.received_path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, 0)  # only once the rows above are committed
+        finally:
+            os.close(fd)
+        self._noted.clear()
+        return added
+
+    def insert(self, action: Action, frame: str, updated_at: float | None = None) -> bool:
         """Record a new action as received; False when its key is already journaled (a duplicate)."""
-        now = self._clock()
         with self._conn() as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO actions (key, action_id, event_id, symbol, side, size, trigger_price, cloid,"
-                " frame, state, action_ts, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    action.key,
-                    action.action_id,
-                    action.event_id,
-                    action.symbol,
-                    action.side,
-                    None if action.size is None else str(action.size),
-                    None if action.trigger_price is None else str(action.trigger_price),
-                    action.cloid,
-                    frame,
-                    RECEIVED,
-                    action.timestamp,
-                    action.received_at,
-                    now,
-                ),
-            )
-            return cur.rowcount == 1
+            return self._insert(conn, action, frame, updated_at).rowcount == 1
+
+    def _insert(self, conn: sqlite3.Connection, action: Action, frame: str, updated_at: float | None = None):
+        return conn.execute(
+            "INSERT OR IGNORE INTO actions (key, action_id, event_id, symbol, side, size, trigger_price, cloid,"
+            " frame, state, action_ts, received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                action.key,
+                action.action_id,
+                action.event_id,
+                action.symbol,
+                action.side,
+                None if action.size is None else str(action.size),
+                None if action.trigger_price is None else str(action.trigger_price),
+                action.cloid,
+                frame,
+                RECEIVED,
+                action.timestamp,
+                action.received_at,
+                self._clock() if updated_at is None else updated_at,
+            ),
+        )
 
     def insert_rejection(self, rejection: Rejection) -> bool:
         """Record a frame that is not a valid action, with its reason (once per identical frame)."""
@@ -186,11 +242,7 @@ class Journal:
         """Worker thread, just before an order request is written: one append to the in-flight notes, so a crash
         from here on is settled by cloid at the next start (adopt_inflight). Far cheaper than a commit."""
         if self._inflight_fd is None:
-            old = os.umask(0o077)
-            try:
-                self._inflight_fd = os.open(self.inflight_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            finally:
-                os.umask(old)
+            self._inflight_fd = _open_notes(self.inflight_path)
             self._inflight_size = os.fstat(self._inflight_fd).st_size
         if not self._inflight_open and self._inflight_size > INFLIGHT_LIMIT:
             os.ftruncate(self._inflight_fd, 0)  # every note in it belongs to an action whose outcome is committed
@@ -228,17 +280,23 @@ class Journal:
             os.close(fd)
         return changed
 
-    def mark_submitting(self, key: str) -> None:
-        """Committed as the order leaves (note_sending covers the moment before it): shown by status, counted."""
-        with self._conn() as conn:
+    def mark_submitting(self, action: Action) -> None:
+        """Committed as the order leaves (note_sending covers the moment before it): shown by status, counted.
+        Creates the action's row when the receiver only noted it."""
+        with self._conn() as conn:  # one commit
+            if action.key in self._noted:
+                self._insert(conn, action, action.frame)
             conn.execute(
                 "UPDATE actions SET state=?, attempts=attempts+1, updated_at=? WHERE key=?",
-                (SUBMITTING, self._clock(), key),
+                (SUBMITTING, self._clock(), action.key),
             )
+        self._noted.discard(action.key)
 
-    def finish(self, key: str, outcome: Outcome) -> None:
-        """Record the action's terminal state."""
-        with self._conn() as conn:
+    def finish(self, key: str, outcome: Outcome, action: Action | None = None) -> None:
+        """Record the action's terminal state (creating its row when the receiver only noted the action)."""
+        with self._conn() as conn:  # one commit
+            if action is not None and key in self._noted:
+                self._insert(conn, action, action.frame)
             conn.execute(
                 "UPDATE actions SET state=?, reason=?, oid=?, filled_sz=?, avg_px=?, latency_ms=?, updated_at=?"
                 " WHERE key=?",
@@ -254,6 +312,7 @@ class Journal:
                 ),
             )
         self._inflight_open.discard(key)  # committed: its in-flight note is no longer needed
+        self._noted.discard(key)
 
     def checkpoint(self) -> None:
         """Copy the WAL back into the database without blocking writers (PASSIVE)."""
@@ -311,3 +370,12 @@ def ensure_private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if (path.stat().st_mode & 0o777) != 0o700:
         os.chmod(path, 0o700)
+
+
+def _open_notes(path: Path) -> int:
+    """An append-only notes file, private (0600)."""
+    old = os.umask(0o077)
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    finally:
+        os.umask(old)

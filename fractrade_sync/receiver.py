@@ -148,7 +148,8 @@ def _safe_error(error: Exception) -> str:
 
 
 def take_frame(service: FractradeExecutor, frame: str | bytes, logger: logging.Logger) -> Action | None:
-    """Parse a frame, journal it, and return the Action to enqueue (None when rejected, ignored or a duplicate)."""
+    """Parse a frame; a new action is noted (one append, its write-ahead record) and returned to be queued.
+    None when rejected (journaled with its reason), ignored or a duplicate (already noted or journaled)."""
     parsed = parse_frame(frame, service.clock())
     if isinstance(parsed, Ignored):
         logger.debug("ignored: %s", parsed.reason)
@@ -157,8 +158,8 @@ def take_frame(service: FractradeExecutor, frame: str | bytes, logger: logging.L
         service.journal.insert_rejection(parsed)
         logger.warning("rejected frame: %s (frame %s…)", parsed.reason, parsed.excerpt[:120])
         return None
-    text = frame if isinstance(frame, str) else frame.decode("utf-8")
-    if not service.journal.insert(parsed, text):
+    if service.journal.is_known(parsed.key):
         logger.info("duplicate %s (key %s…): already journaled, not executed again", parsed.describe(), parsed.key[:12])
         return None
+    service.journal.note_received(parsed)
     return parsed

@@ -47,7 +47,8 @@ def send_file(settings: Settings, path: Path, timeout: float = 120.0) -> int:
             if service.queue.unfinished_tasks == 0 and service.worker.ready.is_set():
                 break
             time.sleep(0.05)
-        states = [service.journal.get(key)["state"] for key in keys]
+        rows = [service.journal.get(key) for key in keys]
+        states = [row["state"] if row else RECEIVED for row in rows]  # no row yet: still only noted, queued
     finally:
         service.stop()
     if service.fatal is not None:

@@ -73,6 +73,9 @@ class FractradeExecutor:
         self.execution = Execution(
             self.settings, self.client, self.journal, self.logger, clock=self.clock, stopping=self.worker.abort
         )
+        recorded = self.journal.record_received()  # frames a crash left noted but not journaled
+        if recorded:
+            self.logger.warning("%d action(s) received by the last run were not journaled yet: recorded now", recorded)
         adopted = self.journal.adopt_inflight()  # orders a crash left in flight: settled by cloid first
         if adopted:
             self.logger.warning("%d action(s) had an order in flight when the last run ended: checking them by cloid",
@@ -107,6 +110,8 @@ class FractradeExecutor:
         self.logger.info("stopping: no new actions; draining %d queued for up to %.0fs", self.queue.qsize(), drain)
         self.receiver.stop()
         left = self.worker.stop(drain)
+        if not self.receiver.is_alive():  # (else it may still append: the next start records them)
+            self.journal.record_received()  # what was queued but not taken becomes 'received' rows, resumed next start
         if self.client is not None:
             self.client.close()
         self.watchdog.stop()
@@ -193,7 +198,8 @@ class FractradeExecutor:
         return count
 
     def accept_frame(self, frame: str | bytes) -> Action | None:
-        """Receiver thread: parse, journal (committed), then enqueue. Returns the queued Action."""
+        """Receiver thread: parse, note (the write-ahead record of the journal), then enqueue. Returns the queued
+        Action (None: rejected, ignored, a duplicate)."""
         action = take_frame(self, frame, self.receiver.logger)
         if action is not None:
             self.queue.put(action)

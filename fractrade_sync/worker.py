@@ -177,7 +177,7 @@ class Worker:
             return None
         finally:
             self.busy_since = None
-        self.service.journal.finish(action.key, outcome)
+        self.service.journal.finish(action.key, outcome, action)
         self.service.report(action, outcome)
         return outcome
 

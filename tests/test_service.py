@@ -425,3 +425,34 @@ def test_the_action_queue_keeps_queue_queues_contract():
     assert joined.wait(2) and q.unfinished_tasks == 0
     with pytest.raises(ValueError):
         q.task_done()
+
+
+def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path):
+    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.journal import Journal, Outcome
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    sent, refused, queued, done = (parse_frame(json.dumps(trade_frame()), 1_800_000_000.0 + i) for i in range(4))
+    journal.insert(done, done.frame)
+    journal.finish(done.key, Outcome("filled"))
+    for action in (sent, refused, queued):
+        assert not journal.is_known(action.key)
+        journal.note_received(action)
+        assert journal.is_known(action.key) and journal.get(action.key) is None  # known before any commit
+    assert journal.is_known(done.key)
+    journal.mark_submitting(sent)  # the worker's first commit creates the row
+    assert (journal.get(sent.key)["state"], journal.get(sent.key)["attempts"]) == ("submitting", 1)
+    journal.finish(refused.key, Outcome("rejected", "too small"), refused)
+    assert journal.get(refused.key)["state"] == "rejected" and journal.get(refused.key)["frame"] == refused.frame
+    journal.note_received(done)  # (a row exists already: recording it again changes nothing)
+    with open(journal.received_path, "ab") as notes:
+        notes.write(b'[1800000000.0, "{\\"ty')  # a torn last line is skipped
+    journal.close()
+
+    again = Journal(tmp_path / "j.sqlite3")
+    assert again.record_received() == 1
+    row = again.get(queued.key)
+    assert row["state"] == "received" and row["received_at"] == row["updated_at"] == queued.received_at
+    assert row["frame"] == queued.frame and again.get(done.key)["state"] == "filled"
+    assert again.received_path.stat().st_size == 0 and again.record_received() == 0
+    assert oct(again.received_path.stat().st_mode & 0o777) == "0o600"
