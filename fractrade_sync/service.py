@@ -44,6 +44,7 @@ class FractradeExecutor:
         self.watchdog = Watchdog(self)
         self.fatal: Exception | None = None
         self.resumed: set[str] = set()  # keys queued from the journal at start (the worker re-reads their rows)
+        self._kill_switch = os.fspath(settings.kill_switch_path)  # checked before every opening trade
         self._wake = threading.Event()
         self._signals: list[int] = []
         self._stop_lock = threading.Lock()
@@ -81,6 +82,7 @@ class FractradeExecutor:
             self.logger.warning("%d action(s) had an order in flight when the last run ended: checking them by cloid",
                                 adopted)  # fmt: skip
         resumed = self._resume()
+        self.journal.load_key_filter()  # the receiver's duplicate check, without a read per new action
         mode = " (DRY RUN: nothing is sent)" if self.settings.dry_run else ""
         self.logger.info(
             "fractrade-sync starting for account %s%s; api %s; %d action(s) resumed%s",
@@ -224,7 +226,7 @@ class FractradeExecutor:
         if allowed is not None and action.symbol not in allowed:
             return f"symbol {action.symbol} is not in FRAC_ALLOWED_SYMBOLS"
         opening = action.kind == "trade" and not action.reduce_only
-        if opening and self.settings.kill_switch_path.exists():
+        if opening and os.path.exists(self._kill_switch):
             return f"kill switch is on ({self.settings.kill_switch_path}): opening trades are refused"
         return None
 

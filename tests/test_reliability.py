@@ -12,6 +12,7 @@ import threading
 import time
 
 from fractrade_sync.config import settings_from_mapping
+from fractrade_sync.journal import _records
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import key_of, protect_frame, push, run_cli, run_frame, trade_frame, wait_for, wait_state
 
@@ -147,8 +148,8 @@ def _taken(env) -> set[str]:
     notes = os.path.join(env["FRAC_STATE_DIR"], "journal.sqlite3.received")
     noted = set()
     if os.path.exists(notes):
-        with open(notes, encoding="utf-8") as lines:
-            noted = {key_of(json.loads(json.loads(line)[1])) for line in lines if line.endswith("\n")}
+        with open(notes, "rb") as raw:
+            noted = {key_of(json.loads(text)) for _, text in _records(raw.read())}
     return noted | set(_journal_states(env))
 
 

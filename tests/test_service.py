@@ -432,7 +432,10 @@ def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path):
     from fractrade_sync.journal import Journal, Outcome
 
     journal = Journal(tmp_path / "j.sqlite3")
-    sent, refused, queued, done = (parse_frame(json.dumps(trade_frame()), 1_800_000_000.0 + i) for i in range(4))
+    sent, refused, done = (parse_frame(json.dumps(trade_frame()), 1_800_000_000.0 + i) for i in range(3))
+    multiline = json.dumps(trade_frame(agent_id="agent é ✓"), indent=1, ensure_ascii=False)
+    queued = parse_frame(multiline, 1_800_000_003.0)  # newlines and non-ASCII in the frame: recorded byte for byte
+    assert "\n" in queued.frame
     journal.insert(done, done.frame)
     journal.finish(done.key, Outcome("filled"))
     for action in (sent, refused, queued):
@@ -446,7 +449,7 @@ def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path):
     assert journal.get(refused.key)["state"] == "rejected" and journal.get(refused.key)["frame"] == refused.frame
     journal.note_received(done)  # (a row exists already: recording it again changes nothing)
     with open(journal.received_path, "ab") as notes:
-        notes.write(b'[1800000000.0, "{\\"ty')  # a torn last line is skipped
+        notes.write(b'1800000000.0 500\n{"ty')  # a torn last record is skipped
     journal.close()
 
     again = Journal(tmp_path / "j.sqlite3")
@@ -456,3 +459,26 @@ def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path):
     assert row["frame"] == queued.frame and again.get(done.key)["state"] == "filled"
     assert again.received_path.stat().st_size == 0 and again.record_received() == 0
     assert oct(again.received_path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_key_filter_never_calls_a_known_key_new(tmp_path):
+    import secrets as s
+
+    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.journal import Journal, KeyFilter
+
+    keys = KeyFilter()
+    added = [s.token_hex(32) for _ in range(20_000)] + ["rejected:" + s.token_hex(16), "odd key"]
+    for key in added:
+        keys.add(key)
+    assert all(keys.may_contain(key) for key in added)
+    assert sum(keys.may_contain(s.token_hex(32)) for _ in range(20_000)) < 20  # false "maybe": rare
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    old, new = (parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(2))
+    journal.insert(old, old.frame)
+    journal.load_key_filter()
+    assert journal.is_known(old.key) and not journal.is_known(new.key)
+    journal.note_received(new)
+    journal.mark_submitting(new)  # no longer noted: the filter (then the read) still knows it
+    assert journal.is_known(new.key)
