@@ -110,6 +110,14 @@ def make_service(env):
         service.stop(timeout=5)
 
 
+def start_ready(settings) -> FractradeExecutor:
+    """Start a service the test stops itself (e.g. to play a crash), once connected and ready."""
+    service = FractradeExecutor(settings).start()
+    wait_for(service.worker.ready.is_set, what="exchange ready")
+    wait_for(service.receiver.connected.is_set, what="connected to the signal server")
+    return service
+
+
 def wait_state(service: FractradeExecutor, key: str, timeout: float = 20.0) -> dict:
     """Wait until an action reaches a terminal state; return its journal row."""
     from fractrade_sync.journal import TERMINAL_STATES

@@ -14,7 +14,17 @@ import time
 from fractrade_sync.config import settings_from_mapping
 from fractrade_sync.journal import _records
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, push, run_cli, run_frame, trade_frame, wait_for, wait_state
+from tests.conftest import (
+    key_of,
+    protect_frame,
+    push,
+    run_cli,
+    run_frame,
+    start_ready,
+    trade_frame,
+    wait_for,
+    wait_state,
+)
 
 
 def _orders(sim, wallet) -> list[dict]:
@@ -92,9 +102,7 @@ def test_an_action_that_aged_out_while_reads_were_retried_is_not_sent(make_servi
 
 def test_a_stop_while_reads_are_retried_leaves_the_action_for_the_next_start(env, sim, signals, wallet):
     settings = settings_from_mapping(env)
-    first = FractradeExecutor(settings).start()
-    wait_for(first.worker.ready.is_set, what="ready")
-    wait_for(first.receiver.connected.is_set, what="connected")
+    first = start_ready(settings)
     wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
     sim.inject("500", count=100, path="/info")
     reads = sim.request_count("/info")
@@ -165,21 +173,30 @@ def _healthy(env, cwd) -> bool:
     return run_cli(["health"], env, cwd).returncode == 0
 
 
-def test_kill_9_with_an_order_in_flight_then_restart_gives_one_order(env, tmp_path, sim, signals, wallet):
-    proc = _start(env, tmp_path)
+def _kill_9_then_restart(proc, env, tmp_path, sim, ready) -> subprocess.Popen:
+    """Once ready() holds, kill -9 the service; restart it on the same state dir with a fast exchange."""
     try:
-        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
-        sim.latency_s = 1.5  # the exchange is slow: the order is in flight when we kill
-        frame = trade_frame()
-        signals.push(frame)
-        wait_for(lambda: _journal_states(env).get(key_of(frame)) == "submitting", what="order in flight")
+        ready()
         proc.kill()
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
     sim.latency_s = 0
-    again = _start(env, tmp_path)
+    return _start(env, tmp_path)
+
+
+def test_kill_9_with_an_order_in_flight_then_restart_gives_one_order(env, tmp_path, sim, signals, wallet):
+    proc = _start(env, tmp_path)
+    frame = trade_frame()
+
+    def in_flight():
+        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
+        sim.latency_s = 1.5  # the exchange is slow: the order is in flight when we kill
+        signals.push(frame)
+        wait_for(lambda: _journal_states(env).get(key_of(frame)) == "submitting", what="order in flight")
+
+    again = _kill_9_then_restart(proc, env, tmp_path, sim, in_flight)
     try:
         wait_for(lambda: _journal_states(env).get(key_of(frame)) == "filled", timeout=20, what="reconciled")
     finally:
@@ -192,9 +209,7 @@ def test_kill_9_with_an_order_in_flight_then_restart_gives_one_order(env, tmp_pa
 
 def test_a_crash_between_the_order_write_and_its_submitting_commit_is_settled_by_cloid(env, sim, signals, wallet):
     settings = settings_from_mapping(env)
-    first = FractradeExecutor(settings).start()
-    wait_for(first.worker.ready.is_set, what="ready")
-    wait_for(first.receiver.connected.is_set, what="connected")
+    first = start_ready(settings)
     dead = threading.Event()  # the worker stops dead right after writing the order: no commit, no answer read
     first.journal.mark_submitting = lambda key: dead.wait(30)
     frame = push(signals, trade_frame())
@@ -242,16 +257,13 @@ def test_sigterm_with_a_queue_and_a_slow_exchange_loses_and_doubles_nothing(env,
 
 def test_kill_9_with_a_queue_behind_an_order_in_flight_loses_and_doubles_nothing(env, tmp_path, sim, signals, wallet):
     proc = _start(env, tmp_path)
-    try:
-        frames = _queue_behind_a_slow_order(env, tmp_path, sim, signals, 1.5, 5)
+    frames = []
+
+    def queued():
+        frames.extend(_queue_behind_a_slow_order(env, tmp_path, sim, signals, 1.5, 5))
         assert len(_journal_states(env)) < 5  # the queued ones are only noted: no commit on their way in
-        proc.kill()
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    sim.latency_s = 0
-    again = _start(env, tmp_path)
+
+    again = _kill_9_then_restart(proc, env, tmp_path, sim, queued)
     try:
         wait_for(lambda: [_journal_states(env).get(key_of(f)) for f in frames] == ["filled"] * 5, timeout=30,
                  what="all recorded and filled")  # fmt: skip

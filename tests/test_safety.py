@@ -9,7 +9,7 @@ import time
 from fractrade_sync import exchange, receiver
 from fractrade_sync.config import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
+from tests.conftest import key_of, protect_frame, push, run_frame, start_ready, trade_frame, wait_for, wait_state
 
 
 def _triggers(sim, wallet) -> list[tuple]:
@@ -52,9 +52,7 @@ def test_retries_never_send_a_stale_action(make_service, sim, signals, wallet):
 
 def test_a_stop_during_the_settle_wait_leaves_the_order_for_the_next_start(env, sim, signals, wallet):
     settings = settings_from_mapping({**env, "FRAC_HTTP_TIMEOUT": "0.5"})
-    first = FractradeExecutor(settings).start()
-    wait_for(first.worker.ready.is_set, what="ready")
-    wait_for(first.receiver.connected.is_set, what="connected")
+    first = start_ready(settings)
     sim.timeout_s = 1.0
     sim.inject("timeout")  # applied, answered after our read timeout
     frame = push(signals, trade_frame())
@@ -71,9 +69,7 @@ def test_a_stop_during_the_settle_wait_leaves_the_order_for_the_next_start(env, 
 
 def test_resume_after_a_crash_between_a_new_stop_loss_and_the_cancel_of_the_old(env, sim, signals, wallet):
     settings = settings_from_mapping(env)
-    first = FractradeExecutor(settings).start()
-    wait_for(first.worker.ready.is_set, what="ready")
-    wait_for(first.receiver.connected.is_set, what="connected")
+    first = start_ready(settings)
     wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
     wait_state(first, key_of(push(signals, protect_frame("stop_loss", trigger="48000"))))
     second_sl = protect_frame("stop_loss", trigger="49000")

@@ -354,6 +354,16 @@ def test_the_watchdog_checkpoints_the_journal_off_the_order_path(make_service, s
     assert service.journal._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
 
 
+def _reopen_after_a_torn_note(journal, notes_path, torn: bytes):
+    """A crash (power loss) tore the last note: close the journal and open it again, as the next start does."""
+    from fractrade_sync.journal import Journal
+
+    with open(notes_path, "ab") as notes:
+        notes.write(torn)  # the torn last note is skipped
+    journal.close()
+    return Journal(journal.path)
+
+
 def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path):
     from fractrade_sync.actions import parse_frame
     from fractrade_sync.journal import Journal, Outcome
@@ -368,11 +378,7 @@ def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path):
     journal.finish(done.key, Outcome("filled"))
     now[0] += 5
     journal.note_sending(sent.key)  # the crash comes before its 'submitting' commit
-    with open(journal.inflight_path, "ab") as notes:
-        notes.write(b"0123 17")  # a torn last line is skipped
-    journal.close()
-
-    again = Journal(tmp_path / "j.sqlite3")
+    again = _reopen_after_a_torn_note(journal, journal.inflight_path, b"0123 17")
     assert again.adopt_inflight() == 1
     row = again.get(sent.key)
     assert row["state"] == "submitting" and row["updated_at"] == now[0]  # the note's time bounds its expiresAfter
@@ -448,11 +454,7 @@ def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path):
     journal.finish(refused.key, Outcome("rejected", "too small"), refused)
     assert journal.get(refused.key)["state"] == "rejected" and journal.get(refused.key)["frame"] == refused.frame
     journal.note_received(done)  # (a row exists already: recording it again changes nothing)
-    with open(journal.received_path, "ab") as notes:
-        notes.write(b'1800000000.0 500\n{"ty')  # a torn last record is skipped
-    journal.close()
-
-    again = Journal(tmp_path / "j.sqlite3")
+    again = _reopen_after_a_torn_note(journal, journal.received_path, b'1800000000.0 500\n{"ty')
     assert again.record_received() == 1
     row = again.get(queued.key)
     assert row["state"] == "received" and row["received_at"] == row["updated_at"] == queued.received_at
