@@ -211,7 +211,7 @@ class Execution:
                 payload = self.client.signed_payload(self.client.order_action([order]))
             # the write-ahead record (one append) that this order may be in flight; its time bounds the order's
             # expiresAfter after a crash. The 'submitting' commit itself follows as the request travels (on_sent).
-            self.journal.note_sending(action.key)
+            self.journal.note_sending(action.key, payload["expiresAfter"])
             try:
                 result = self.client.post(payload, on_sent)
             except TransientError as exc:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -24,6 +26,7 @@ FAILED = "failed"
 EXPIRED = "expired"
 OPEN_STATES = (RECEIVED, SUBMITTING)
 TERMINAL_STATES = (FILLED, PARTIALLY_FILLED, RESTING, REJECTED, SKIPPED, FAILED, EXPIRED)
+log = logging.getLogger("fractrade_sync.journal")
 INFLIGHT_LIMIT = 256 * 1024  # the in-flight notes file is emptied past this size once nothing noted is open
 KEY_FILTER_BITS = 1 << 22  # 512 KB: below 0.01% false "maybe"s up to 100,000 keys, 14% at a million
 
@@ -100,6 +103,7 @@ class Journal:
         self._received_size = 0
         self._noted: set[str] = set()  # noted keys whose row is not committed yet (the receiver's duplicate check)
         self._keys: KeyFilter | None = None  # every journaled or noted key, once load_key_filter() ran
+        self._take_lock = threading.Lock()
         # the service checkpoints from its watchdog thread instead, so a WAL checkpoint's fsync never stalls
         # a commit on the order path
         self._autocheckpoint = autocheckpoint
@@ -169,9 +173,18 @@ class Journal:
             return False
         return self._conn().execute("SELECT 1 FROM actions WHERE key=?", (key,)).fetchone() is not None
 
+    def take_new(self, action: Action) -> bool:
+        """Receiver side: note a new action and return True; False when it is a duplicate (already noted or
+        journaled). Check and note are one step under a lock, whoever calls it."""
+        with self._take_lock:
+            if self.is_known(action.key):
+                return False
+            self.note_received(action)
+            return True
+
     def note_received(self, action: Action) -> None:
-        """Receiver thread, before queueing a new action: one append of its frame (survives kill -9; recorded as
-        'received' at the next start if no row was committed). Far cheaper than a commit on the order path."""
+        """Before queueing a new action: one append of its frame (survives kill -9; recorded as 'received' at the
+        next start if no row was committed). Far cheaper than a commit on the order path."""
         if self._received_fd is None:
             self._received_fd = _open_notes(self.received_path)
             self._received_size = os.fstat(self._received_fd).st_size
@@ -180,29 +193,32 @@ class Journal:
             self._received_size = 0
         frame = action.frame.encode("utf-8", "surrogatepass")
         record = b"%r %d\n%b\n" % (action.received_at, len(frame), frame)  # no escaping: a header, then the bytes
-        self._noted.add(action.key)
+        self._received_size = _append(self._received_fd, self.received_path, record, self._received_size)
+        self._noted.add(action.key)  # only once the note is whole: a failed one leaves the action unknown
         if self._keys is not None:
             self._keys.add(action.key)
-        os.write(self._received_fd, record)
-        self._received_size += len(record)
 
     def record_received(self) -> int:
         """At start and after an orderly stop: the noted frames without a row become 'received' rows (resumed at
-        the next start); then the notes are emptied. Returns the rows added."""
+        the next start); then the notes are emptied. Returns the rows added. Notes that do not read back whole
+        are kept aside, with an ERROR, never emptied."""
         try:
             raw = self.received_path.read_bytes()
         except FileNotFoundError:
             return 0
+        records, whole = _records(raw)
         added = 0
-        for received_at, text in _records(raw):
+        for received_at, text in records:
             parsed = parse_frame(text, received_at)
             if isinstance(parsed, Action):
                 added += self.insert(parsed, text, updated_at=parsed.received_at)
-        fd = os.open(self.received_path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, 0)  # only once the rows above are committed
-        finally:
-            os.close(fd)
+                continue
+            whole = False
+            reason = parsed.reason if isinstance(parsed, Rejection) else "not an action"
+            log.error("a frame noted by the last run no longer reads as an action (%s); journaled as rejected", reason)
+            if isinstance(parsed, Rejection):
+                self.insert_rejection(parsed)
+        _settle_notes(self.received_path, whole)
         self._noted.clear()
         return added
 
@@ -252,46 +268,50 @@ class Journal:
             )
             return cur.rowcount == 1
 
-    def note_sending(self, key: str) -> None:
-        """Worker thread, just before an order request is written: one append to the in-flight notes, so a crash
-        from here on is settled by cloid at the next start (adopt_inflight). Far cheaper than a commit."""
+    def note_sending(self, key: str, expires_after_ms: int) -> None:
+        """Worker thread, just before an order request is written: one append (key, time, the order's
+        expiresAfter) to the in-flight notes, so a crash from here on is settled by cloid at the next start
+        (adopt_inflight). Far cheaper than a commit."""
         if self._inflight_fd is None:
             self._inflight_fd = _open_notes(self.inflight_path)
             self._inflight_size = os.fstat(self._inflight_fd).st_size
         if not self._inflight_open and self._inflight_size > INFLIGHT_LIMIT:
             os.ftruncate(self._inflight_fd, 0)  # every note in it belongs to an action whose outcome is committed
             self._inflight_size = 0
-        line = f"{key} {self._clock():.3f}\n".encode()
-        os.write(self._inflight_fd, line)
-        self._inflight_size += len(line)
+        line = b"%s %.3f %d\n" % (key.encode(), self._clock(), expires_after_ms)
+        self._inflight_size = _append(self._inflight_fd, self.inflight_path, line, self._inflight_size)
         self._inflight_open.add(key)
 
-    def adopt_inflight(self) -> int:
-        """At start, before resuming: every action noted as in flight and not finished becomes 'submitting' (the
-        latest note's time bounds its expiresAfter); then the notes are emptied. Returns the rows changed."""
+    def adopt_inflight(self, expiry_window: float) -> int:
+        """At start, after record_received and before resuming: every action noted as in flight and not finished
+        becomes 'submitting', its time set so that time + expiry_window is its order's expiresAfter (or later);
+        then the notes are emptied (kept aside, with an ERROR, when they do not read back whole). Returns the
+        rows changed."""
         try:
-            text = self.inflight_path.read_text("utf-8", "replace")
+            raw = self.inflight_path.read_bytes()
         except FileNotFoundError:
             return 0
-        latest: dict[str, float] = {}
-        for line in text.splitlines():
-            key, _, at = line.partition(" ")
-            try:
-                latest[key] = max(float(at), latest.get(key, 0.0))
-            except ValueError:
-                continue  # a torn last line (power loss): its order cannot outlive the reboot anyway
+        bounds: dict[str, float] = {}
+        whole = True
+        for line in raw.splitlines():
+            match = _INFLIGHT_NOTE.match(line)
+            if match is None:
+                whole = False
+                continue
+            key, at, expires = match.group(1).decode(), float(match.group(2)), int(match.group(3))
+            bounds[key] = max(at, expires / 1000 - expiry_window, bounds.get(key, 0.0))
         changed = 0
         with self._conn() as conn:
-            for key, at in latest.items():
+            for key, bound in bounds.items():
                 changed += conn.execute(
                     "UPDATE actions SET state=?, updated_at=MAX(updated_at, ?) WHERE key=? AND state IN (?, ?)",
-                    (SUBMITTING, at, key, *OPEN_STATES),
+                    (SUBMITTING, bound, key, *OPEN_STATES),
                 ).rowcount
-        fd = os.open(self.inflight_path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, 0)  # only once the rows above are committed
-        finally:
-            os.close(fd)
+                if conn.execute("SELECT 1 FROM actions WHERE key=?", (key,)).fetchone() is None:
+                    whole = False
+                    log.error("an order with cloid 0x%s may be on the exchange, and nothing in the journal "
+                              "says what it was: check it on Hyperliquid", key[:32])  # fmt: skip
+        _settle_notes(self.inflight_path, whole)
         return changed
 
     def mark_submitting(self, action: Action) -> None:
@@ -386,8 +406,13 @@ def ensure_private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
-def _records(raw: bytes) -> Iterator[tuple[float, str]]:
-    """The received notes' records, b"<received_at> <length>\\n<frame>\\n", up to a torn one (power loss)."""
+_INFLIGHT_NOTE = re.compile(rb"([0-9a-f]{64}) ([0-9]{9,}\.[0-9]{3}) ([0-9]{12,})")
+
+
+def _records(raw: bytes) -> tuple[list[tuple[float, str]], bool]:
+    """The received notes' records, b"<received_at> <length>\\n<frame>\\n"; and whether all of raw read back
+    (a torn record, after a power loss, ends the reading)."""
+    records: list[tuple[float, str]] = []
     at = 0
     while at < len(raw):
         end = raw.find(b"\n", at)
@@ -395,11 +420,36 @@ def _records(raw: bytes) -> Iterator[tuple[float, str]]:
             received_at, length = raw[at:end].split(b" ")
             start, stop = end + 1, end + 1 + int(length)
             if end < 0 or raw[stop : stop + 1] != b"\n":
-                return
-            yield float(received_at), raw[start:stop].decode("utf-8", "surrogatepass")
+                return records, False
+            records.append((float(received_at), raw[start:stop].decode("utf-8", "surrogatepass")))
         except ValueError:
-            return
+            return records, False
         at = stop + 1
+    return records, True
+
+
+def _append(fd: int, path: Path, data: bytes, size: int) -> int:
+    """Append one whole note; a short write (disk full) is undone and raised, never left torn mid-file."""
+    written = os.write(fd, data)
+    if written != len(data):
+        os.ftruncate(fd, size)
+        raise OSError(f"short write to {path} ({written} of {len(data)} bytes)")
+    return size + written
+
+
+def _settle_notes(path: Path, whole: bool) -> None:
+    """Once their content is committed to the journal: empty a notes file, or, when it did not all read back,
+    keep it aside for a human (the service goes on with a fresh one)."""
+    if whole:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+        return
+    aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+    os.replace(path, aside)
+    log.error("%s did not read back whole; kept as %s for inspection", path.name, aside.name)
 
 
 def _open_notes(path: Path) -> int:

@@ -158,8 +158,7 @@ def take_frame(service: FractradeExecutor, frame: str | bytes, logger: logging.L
         service.journal.insert_rejection(parsed)
         logger.warning("rejected frame: %s (frame %s…)", parsed.reason, parsed.excerpt[:120])
         return None
-    if service.journal.is_known(parsed.key):
+    if not service.journal.take_new(parsed):
         logger.info("duplicate %s (key %s…): already journaled, not executed again", parsed.describe(), parsed.key[:12])
         return None
-    service.journal.note_received(parsed)
     return parsed

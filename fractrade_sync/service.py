@@ -66,10 +66,6 @@ class FractradeExecutor:
         ensure_private_dir(self.settings.state_dir)
         self._take_lock()
         self.journal = Journal(self.settings.journal_path, clock=self.clock, autocheckpoint=False)
-        # months of uptime: keep 90 days of finished actions (far past any redelivery; they expire after 60 s)
-        pruned = self.journal.prune(self.clock() - JOURNAL_RETENTION)
-        if pruned:
-            self.logger.info("journal: pruned %d finished action(s) older than 90 days", pruned)
         self.client = HyperliquidClient(self.settings, logging.getLogger("fractrade_sync.exchange"))
         self.execution = Execution(
             self.settings, self.client, self.journal, self.logger, clock=self.clock, stopping=self.worker.abort
@@ -77,10 +73,15 @@ class FractradeExecutor:
         recorded = self.journal.record_received()  # frames a crash left noted but not journaled
         if recorded:
             self.logger.warning("%d action(s) received by the last run were not journaled yet: recorded now", recorded)
-        adopted = self.journal.adopt_inflight()  # orders a crash left in flight: settled by cloid first
+        adopted = self.journal.adopt_inflight(self.client.expiry_window)  # orders a crash left in flight
         if adopted:
             self.logger.warning("%d action(s) had an order in flight when the last run ended: checking them by cloid",
                                 adopted)  # fmt: skip
+        # months of uptime: keep 90 days of finished actions (far past any redelivery; they expire after 60 s).
+        # Only now: a note of a long-finished action must find its row still there, not come back as new.
+        pruned = self.journal.prune(self.clock() - JOURNAL_RETENTION)
+        if pruned:
+            self.logger.info("journal: pruned %d finished action(s) older than 90 days", pruned)
         resumed = self._resume()
         self.journal.load_key_filter()  # the receiver's duplicate check, without a read per new action
         mode = " (DRY RUN: nothing is sent)" if self.settings.dry_run else ""
@@ -112,8 +113,12 @@ class FractradeExecutor:
         self.logger.info("stopping: no new actions; draining %d queued for up to %.0fs", self.queue.qsize(), drain)
         self.receiver.stop()
         left = self.worker.stop(drain)
+        stuck = [name for name, part in (("receiver", self.receiver), ("worker", self.worker)) if part.is_alive()]
         if not self.receiver.is_alive():  # (else it may still append: the next start records them)
-            self.journal.record_received()  # what was queued but not taken becomes 'received' rows, resumed next start
+            try:  # what was queued but not taken becomes 'received' rows, resumed at the next start
+                self.journal.record_received()
+            except Exception:
+                self.logger.exception("could not record the queued actions now; the next start records them")
         if self.client is not None:
             self.client.close()
         self.watchdog.stop()
@@ -121,9 +126,11 @@ class FractradeExecutor:
             self.settings.heartbeat_path.unlink()
         except FileNotFoundError:
             pass
-        if self.journal is not None:
+        if stuck:  # they may still write: the journal stays open and the state dir locked until the process ends
+            self.logger.warning("stopped while the %s thread(s) still run; the journal stays open", ", ".join(stuck))
+        else:
             self.journal.close()
-        self._release_lock()
+            self._release_lock()
         if left:
             self.logger.warning("stopped with %d action(s) left in the journal; they resume at the next start", left)
         else:

@@ -184,7 +184,8 @@ class Worker:
     def decide(self, action: Action) -> Outcome:
         """The action's outcome: expired, skipped, refused, or what the exchange did."""
         svc = self.service
-        # a live action's row is the 'received' one the receiver just committed; only resumed ones need reading
+        # a live action was just noted by the receiver (its row comes with the worker's first commit); only
+        # resumed ones have a row to read
         row = svc.journal.get(action.key) if action.key in svc.resumed else None
         svc.resumed.discard(action.key)
         if row is not None and row["state"] in J.TERMINAL_STATES:

@@ -10,7 +10,7 @@ import time
 from decimal import Decimal
 
 from eth_account import Account
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fractrade_sync.sim.hl_state import COINS
@@ -51,6 +51,9 @@ def test_orders_always_pass_price_and_size_rules(make_service, sim, signals):
 
     @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(scenarios())
+    # both sides are always covered, whatever the random draws: one order that fills, one refused locally
+    @example(("BTC", Decimal(50000), Decimal("0.01"), "trade", "BUY", False, Decimal("0.1"), None, False))
+    @example(("BTC", Decimal(50000), Decimal("0.00001"), "trade", "BUY", False, Decimal("0.1"), None, False))
     def check(scenario):
         coin, mid, size, kind, side, reduce_only, move, leverage, whole = scenario
         sim.set_mid(coin, str(mid))

@@ -157,7 +157,7 @@ def _taken(env) -> set[str]:
     noted = set()
     if os.path.exists(notes):
         with open(notes, "rb") as raw:
-            noted = {key_of(json.loads(text)) for _, text in _records(raw.read())}
+            noted = {key_of(json.loads(text)) for _, text in _records(raw.read())[0]}
     return noted | set(_journal_states(env))
 
 
@@ -272,6 +272,34 @@ def test_kill_9_with_a_queue_behind_an_order_in_flight_loses_and_doubles_nothing
         _, err = again.communicate(timeout=20)
     assert sorted(o["sz"] for o in sim.applied_orders(wallet.address)) == ["0.01", "0.02", "0.03", "0.04", "0.05"]
     assert "not journaled yet: recorded now" in err and "had an order in flight when the last run ended" in err
+
+
+def test_a_crash_after_months_never_brings_back_a_finished_action(env, tmp_path, sim, signals, wallet):
+    proc = _start(env, tmp_path)
+    old, stop_loss = trade_frame(size="0.01"), protect_frame(trigger="45000")
+
+    def protected():
+        wait_for(lambda: _healthy(env, tmp_path), timeout=20, interval=0.1, what="healthy")
+        for frame, state in ((old, "filled"), (stop_loss, "resting")):
+            signals.push(frame)
+            wait_for(lambda: _journal_states(env).get(key_of(frame)) == state, what=state)  # noqa: B023
+
+    again = _kill_9_then_restart(proc, env, tmp_path, sim, protected)  # the notes still hold both frames
+    again.send_signal(signal.SIGTERM)
+    again.wait(20)
+    conn = sqlite3.connect(os.path.join(env["FRAC_STATE_DIR"], "journal.sqlite3"))
+    with conn:  # the trade finished 91 days ago, so the next start prunes it
+        conn.execute("UPDATE actions SET updated_at=? WHERE key=?", (time.time() - 91 * 86_400, key_of(old)))
+    conn.close()
+    with open(os.path.join(env["FRAC_STATE_DIR"], "journal.sqlite3.received"), "wb") as notes:  # as if still there
+        frames = [json.dumps(f).encode() for f in (old, stop_loss)]
+        notes.write(b"".join(b"%r %d\n%b\n" % (time.time() - 91 * 86_400, len(f), f) for f in frames))
+    service = start_ready(settings_from_mapping(env))
+    try:
+        assert service.journal.get(key_of(old)) is None and service.journal.unfinished() == []  # pruned, not back
+    finally:
+        service.stop(timeout=5)
+    assert [o["orderType"] for o in sim.open_orders(wallet.address) if o.get("isTrigger")] == ["Stop Market"]
 
 
 def test_actions_left_at_shutdown_expire_when_too_old_at_restart(env, tmp_path, sim, signals, wallet):

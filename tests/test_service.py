@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -374,17 +376,20 @@ def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path):
     for action in (sent, done, queued):
         journal.insert(action, "{}")
     now[0] += 5
-    journal.note_sending(done.key)
+    journal.note_sending(done.key, int(now[0] * 1000) + 3000)
     journal.finish(done.key, Outcome("filled"))
     now[0] += 5
-    journal.note_sending(sent.key)  # the crash comes before its 'submitting' commit
+    journal.note_sending(sent.key, int(now[0] * 1000) + 5000)  # the crash comes before its 'submitting' commit
     again = _reopen_after_a_torn_note(journal, journal.inflight_path, b"0123 17")
-    assert again.adopt_inflight() == 1
+    assert again.adopt_inflight(3.0) == 1  # what read back is adopted; the file, torn, is kept aside
     row = again.get(sent.key)
-    assert row["state"] == "submitting" and row["updated_at"] == now[0]  # the note's time bounds its expiresAfter
+    # the resume waits until updated_at + the 3 s window: the order's own expiresAfter (the window has shrunk)
+    assert row["state"] == "submitting" and row["updated_at"] == now[0] + 2
     assert again.get(done.key)["state"] == "filled" and again.get(queued.key)["state"] == "received"
-    assert again.inflight_path.stat().st_size == 0 and again.adopt_inflight() == 0
-    assert oct(again.inflight_path.stat().st_mode & 0o777) == "0o600"
+    assert not again.inflight_path.exists() and again.adopt_inflight(3.0) == 0
+    (aside,) = tmp_path.glob("j.sqlite3.inflight.unreadable-*")
+    assert aside.read_bytes().endswith(b"0123 17")
+    assert oct(aside.stat().st_mode & 0o777) == "0o600"
 
 
 def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tmp_path, monkeypatch):
@@ -396,17 +401,17 @@ def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tm
     actions = [parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(8)]
     for action in actions[:3]:
         journal.insert(action, "{}")
-        journal.note_sending(action.key)
+        journal.note_sending(action.key, 1_800_000_003_000)
         journal.finish(action.key, J.Outcome("filled"))
     assert journal.inflight_path.stat().st_size > 200
     journal.insert(actions[3], "{}")
-    journal.note_sending(actions[3].key)  # all before it finished: emptied first, then noted
+    journal.note_sending(actions[3].key, 1_800_000_003_000)  # all before it finished: emptied first, then noted
     assert journal.inflight_path.read_text().split()[0] == actions[3].key
     for action in actions[4:]:  # actions[3] never finishes (a stop left it in flight): nothing is emptied
         journal.insert(action, "{}")
-        journal.note_sending(action.key)
+        journal.note_sending(action.key, 1_800_000_003_000)
         journal.finish(action.key, J.Outcome("filled"))
-    assert journal.inflight_path.read_text().split()[0::2] == [a.key for a in actions[3:]]
+    assert [line.split()[0] for line in journal.inflight_path.read_text().splitlines()] == [a.key for a in actions[3:]]
 
 
 def test_the_action_queue_keeps_queue_queues_contract():
@@ -459,8 +464,9 @@ def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path):
     row = again.get(queued.key)
     assert row["state"] == "received" and row["received_at"] == row["updated_at"] == queued.received_at
     assert row["frame"] == queued.frame and again.get(done.key)["state"] == "filled"
-    assert again.received_path.stat().st_size == 0 and again.record_received() == 0
-    assert oct(again.received_path.stat().st_mode & 0o777) == "0o600"
+    assert not again.received_path.exists() and again.record_received() == 0  # the torn file is kept aside
+    assert len(list(tmp_path.glob("j.sqlite3.received.unreadable-*"))) == 1
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in tmp_path.glob("j.sqlite3.*"))
 
 
 def test_the_key_filter_never_calls_a_known_key_new(tmp_path):
@@ -484,3 +490,35 @@ def test_the_key_filter_never_calls_a_known_key_new(tmp_path):
     journal.note_received(new)
     journal.mark_submitting(new)  # no longer noted: the filter (then the read) still knows it
     assert journal.is_known(new.key)
+
+
+def test_a_note_that_cannot_be_written_whole_leaves_the_action_new(tmp_path, monkeypatch):
+    from fractrade_sync import journal as J
+    from fractrade_sync.actions import parse_frame
+
+    journal = J.Journal(tmp_path / "j.sqlite3")
+    journal.load_key_filter()
+    first, action = (parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(2))
+    assert journal.take_new(first)
+    size = journal.received_path.stat().st_size
+    write = os.write
+    monkeypatch.setattr(J.os, "write", lambda fd, data: write(fd, data[:10]))  # the disk fills up mid-note
+    with pytest.raises(OSError, match="short write"):
+        journal.take_new(action)
+    assert journal.received_path.stat().st_size == size  # undone: nothing torn mid-file
+    monkeypatch.setattr(J.os, "write", write)
+    assert not journal.is_known(action.key) and journal.take_new(action)  # the redelivery is taken, not a duplicate
+    journal.close()
+    again = J.Journal(tmp_path / "j.sqlite3")
+    assert again.record_received() == 2
+
+
+def test_a_failing_record_at_stop_still_ends_the_service(make_service, monkeypatch):
+    service = make_service()
+
+    def disk_full():
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(service.journal, "record_received", disk_full)
+    service.stop(timeout=1)  # logs it; the notes stay for the next start
+    assert not service.watchdog.is_alive() and service._lock_fd is None
