@@ -198,6 +198,13 @@ class Journal:
         if self._keys is not None:
             self._keys.add(action.key)
 
+    def commit_received(self, action: Action) -> None:
+        """Receiver thread, right after queueing a noted action: its 'received' row, for status and anyone reading
+        the journal (the worker's own first commit creates it if it gets there first)."""
+        with self._conn() as conn:
+            self._insert(conn, action, action.frame)
+        self._noted.discard(action.key)
+
     def record_received(self) -> int:
         """At start and after an orderly stop: the noted frames without a row become 'received' rows (resumed at
         the next start); then the notes are emptied. Returns the rows added. Notes that do not read back whole

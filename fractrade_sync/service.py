@@ -207,11 +207,15 @@ class FractradeExecutor:
         return count
 
     def accept_frame(self, frame: str | bytes) -> Action | None:
-        """Receiver thread: parse, note (the write-ahead record of the journal), then enqueue. Returns the queued
-        Action (None: rejected, ignored, a duplicate)."""
+        """Receiver thread: parse, note (the journal's write-ahead record), enqueue, then commit its 'received' row
+        while the worker prices and signs. Returns the queued Action (None: rejected, ignored, a duplicate)."""
         action = take_frame(self, frame, self.receiver.logger)
         if action is not None:
             self.queue.put(action)
+            try:
+                self.journal.commit_received(action)
+            except Exception:  # the note stands in for the row: recorded at the next start at the latest
+                self.receiver.logger.exception("could not commit the 'received' row of %s", action.describe())
         return action
 
     def prepare_exchange(self) -> None:
