@@ -118,6 +118,15 @@ def start_ready(settings) -> FractradeExecutor:
     return service
 
 
+def restart_until_done(settings, key: str, timeout: float = 20.0) -> dict:
+    """Start a service on the same state dir (the next start), wait for an action's terminal row, stop it."""
+    service = FractradeExecutor(settings).start()
+    try:
+        return wait_state(service, key, timeout)
+    finally:
+        service.stop(timeout=2)
+
+
 def wait_state(service: FractradeExecutor, key: str, timeout: float = 20.0) -> dict:
     """Wait until an action reaches a terminal state; return its journal row."""
     from fractrade_sync.journal import TERMINAL_STATES

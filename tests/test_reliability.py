@@ -18,6 +18,7 @@ from tests.conftest import (
     key_of,
     protect_frame,
     push,
+    restart_until_done,
     run_cli,
     run_frame,
     start_ready,
@@ -111,11 +112,7 @@ def test_a_stop_while_reads_are_retried_leaves_the_action_for_the_next_start(env
     first.stop(timeout=2)
     assert first.journal.get(key_of(frame))["state"] == "received"
     sim.reset_faults()
-    again = FractradeExecutor(settings).start()
-    try:
-        row = wait_state(again, key_of(frame))
-    finally:
-        again.stop(timeout=2)
+    row = restart_until_done(settings, key_of(frame))
     assert row["state"] == "filled" and sim.positions(wallet.address) == {}
 
 
@@ -218,11 +215,9 @@ def test_a_crash_between_a_frames_note_and_its_received_commit_loses_nothing(env
     assert first.journal.get(key_of(frame)) is None  # only its note knows it
     first.receiver.stop()
     first._release_lock()
-    second = FractradeExecutor(settings).start()
     try:
-        row = wait_state(second, key_of(frame))
+        row = restart_until_done(settings, key_of(frame))
     finally:
-        second.stop(timeout=2)
         dead.set()
         first.stop(timeout=5)
     assert row["state"] == "filled" and len(sim.applied_orders(wallet.address)) == 1
@@ -240,11 +235,9 @@ def test_a_crash_between_the_order_write_and_its_submitting_commit_is_settled_by
     first.receiver.stop()
     first._release_lock()  # the process is gone, as far as the state dir can tell
     started = time.time()
-    second = FractradeExecutor(settings).start()
     try:
-        row = wait_state(second, key_of(frame), timeout=20)
+        row = restart_until_done(settings, key_of(frame))
     finally:
-        second.stop(timeout=2)
         dead.set()
         first.stop(timeout=5)
     assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid"
@@ -372,7 +365,6 @@ def test_a_second_instance_on_the_same_state_dir_is_refused(make_service, env):
     import pytest
 
     from fractrade_sync.config import ConfigError, settings_from_mapping
-    from fractrade_sync.service import FractradeExecutor
 
     make_service()
     with pytest.raises(ConfigError, match="FRAC_STATE_DIR: another fractrade-sync is running"):

@@ -9,7 +9,17 @@ import time
 from fractrade_sync import exchange, receiver
 from fractrade_sync.config import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, push, run_frame, start_ready, trade_frame, wait_for, wait_state
+from tests.conftest import (
+    key_of,
+    protect_frame,
+    push,
+    restart_until_done,
+    run_frame,
+    start_ready,
+    trade_frame,
+    wait_for,
+    wait_state,
+)
 
 
 def _triggers(sim, wallet) -> list[tuple]:
@@ -58,11 +68,7 @@ def test_a_stop_during_the_settle_wait_leaves_the_order_for_the_next_start(env, 
     frame = push(signals, trade_frame())
     wait_for(lambda: sim.request_count("/exchange", "order") == 1, what="the order in flight")
     first.stop(timeout=0.1)  # the drain ends during the settle wait: nothing may be concluded yet
-    second = FractradeExecutor(settings).start()
-    try:
-        row = wait_state(second, key_of(frame), timeout=20)
-    finally:
-        second.stop(timeout=2)
+    row = restart_until_done(settings, key_of(frame))
     assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid"
     assert len(sim.applied_orders(wallet.address)) == 1
 
