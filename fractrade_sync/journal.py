@@ -88,16 +88,18 @@ class Journal:
 
     def __init__(self, path: Path, clock=time.time, autocheckpoint: bool = True):
         self.path = Path(path)
-        # "<key> <time>" lines appended just before each order request is written: the write-ahead record that an
-        # order may be in flight (one write(2), survives kill -9). The 'submitting' commit follows while the request
-        # travels; at start, adopt_inflight() turns any note into 'submitting', settled by cloid before anything.
+        # "<key> <time> <expiresAfter>" lines appended just before each order request is written: the write-ahead
+        # record that an order may be in flight (one write(2), survives kill -9). The 'submitting' commit follows
+        # while the request travels; at start, adopt_inflight() turns any note into 'submitting', settled by cloid
+        # before anything.
         self.inflight_path = self.path.with_name(self.path.name + ".inflight")
         self._inflight_fd: int | None = None
         self._inflight_size = 0
         self._inflight_open: set[str] = set()  # noted keys whose terminal state is not committed yet
         # The receiver's write-ahead record: each new action's frame, appended (one write(2)) before it is queued.
-        # Its row is committed by the worker: 'submitting' as the order leaves, or its outcome. At start and after
-        # an orderly stop, record_received() turns notes without a row into 'received' rows and empties the file.
+        # Its row is committed right after ('received', by the receiver) or by the worker's first commit, whichever
+        # comes first. At start and after an orderly stop, record_received() turns notes without a row into
+        # 'received' rows and empties the file.
         self.received_path = self.path.with_name(self.path.name + ".received")
         self._received_fd: int | None = None
         self._received_size = 0
