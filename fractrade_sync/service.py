@@ -207,15 +207,18 @@ class FractradeExecutor:
         return count
 
     def accept_frame(self, frame: str | bytes) -> Action | None:
-        """Receiver thread: parse, note (the journal's write-ahead record), enqueue, then commit its 'received' row
-        while the worker prices and signs. Returns the queued Action (None: rejected, ignored, a duplicate)."""
+        """Receiver thread: parse, note (the journal's write-ahead record), enqueue; then, unless the worker takes
+        it at once (its first commit, within the millisecond, creates the row), commit its 'received' row so the
+        journal shows it while it waits. Returns the queued Action (None: rejected, ignored, a duplicate)."""
         action = take_frame(self, frame, self.receiver.logger)
         if action is not None:
+            at_once = self.worker.waiting and self.queue.qsize() == 0
             self.queue.put(action)
-            try:
-                self.journal.commit_received(action)
-            except Exception:  # the note stands in for the row: recorded at the next start at the latest
-                self.receiver.logger.exception("could not commit the 'received' row of %s", action.describe())
+            if not at_once:  # (a commit now would only slow the worker's signing down: they share the GIL)
+                try:
+                    self.journal.commit_received(action)
+                except Exception:  # the note stands in for the row: recorded at the next start at the latest
+                    self.receiver.logger.exception("could not commit the 'received' row of %s", action.describe())
         return action
 
     def prepare_exchange(self) -> None:

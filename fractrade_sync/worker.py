@@ -90,6 +90,7 @@ class Worker:
         self.heartbeat = time.monotonic()
         self.ready = threading.Event()
         self.busy_since: float | None = None
+        self.waiting = False  # blocked on an empty queue: the next action is taken at once
         self.deadline: float | None = None
         self.abort = threading.Event()
         self.left_behind = 0
@@ -122,11 +123,14 @@ class Worker:
             return
         while True:
             try:
+                self.waiting = True
                 item = self.queue.get(timeout=0.5)
             except queue.Empty:
+                self.waiting = False
                 self.heartbeat = time.monotonic()
                 self.service.client.keep_warm()
                 continue
+            self.waiting = False
             try:
                 if item is STOP:
                     self._stop_queued = False
