@@ -456,7 +456,7 @@ def _settle_notes(path: Path, whole: bool) -> None:
         finally:
             os.close(fd)
         return
-    aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+    aside = path.with_name(f"{path.name}.unreadable-{time.time_ns()}")
     os.replace(path, aside)
     log.error("%s did not read back whole; kept as %s for inspection", path.name, aside.name)
 

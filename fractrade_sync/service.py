@@ -208,8 +208,9 @@ class FractradeExecutor:
 
     def accept_frame(self, frame: str | bytes) -> Action | None:
         """Receiver thread: parse, note (the journal's write-ahead record), enqueue; then, unless the worker takes
-        it at once (its first commit, within the millisecond, creates the row), commit its 'received' row so the
-        journal shows it while it waits. Returns the queued Action (None: rejected, ignored, a duplicate)."""
+        it at once (its first commit creates the row: as the order leaves, or with the outcome), commit its
+        'received' row so the journal shows it while it waits. Returns the queued Action (None: rejected, ignored,
+        a duplicate)."""
         action = take_frame(self, frame, self.receiver.logger)
         if action is not None:
             at_once = self.worker.waiting and self.queue.qsize() == 0
