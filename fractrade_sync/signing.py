@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Callable
 
 import coincurve
 import msgpack
 
+
+def _reused_state_keccak(reference: Callable[[bytes], bytes]) -> Callable[[bytes], bytes] | None:
+    """Keccak-256 over one reused state of pycryptodome's C core: reset, absorb, digest, three foreign calls per
+    hash instead of building a hash object, a smart pointer and a buffer each time (3 us against 11 us here; the
+    order path hashes three times). None, and the public API stays in use, unless it matches `reference`."""
+    try:
+        from Crypto.Hash.keccak import _raw_keccak_lib as lib
+        from Crypto.Util._raw_api import (
+            VoidPointer,
+            c_size_t,
+            c_ubyte,
+            c_uint8_ptr,
+            create_string_buffer,
+            get_raw_buffer,
+        )
+
+        state = VoidPointer()
+        if lib.keccak_init(state.address_of(), c_size_t(64), c_ubyte(24)):  # capacity 2 x 32 bytes, 24 rounds
+            return None
+        handle, out, size, lock = state.get(), create_string_buffer(32), c_size_t(32), threading.Lock()
+
+        def reused(data: bytes) -> bytes:
+            with lock:
+                if (
+                    lib.keccak_reset(handle)
+                    or lib.keccak_absorb(handle, c_uint8_ptr(data), c_size_t(len(data)))
+                    or lib.keccak_digest(handle, out, size, c_ubyte(0x01))  # 0x01: Keccak's padding, not SHA-3's
+                ):
+                    raise ValueError("keccak failed")
+                return get_raw_buffer(out)
+
+        samples = (b"", b"abc", bytes(range(256)) * 3)
+        return reused if all(reused(sample) == reference(sample) for sample in samples) else None
+    except Exception:  # pragma: no cover - another pycryptodome: the public API it is
+        return None
+
+
 try:  # pycryptodome comes with eth-account (via eth-keyfile); called directly it skips eth_hash's dispatch
     from Crypto.Hash import keccak as _keccak
 
-    def keccak(data: bytes) -> bytes:
+    def _object_keccak(data: bytes) -> bytes:
         return _keccak.new(data=data, digest_bits=256).digest()
+
+    keccak = _reused_state_keccak(_object_keccak) or _object_keccak
 
 except ImportError:  # pragma: no cover - eth_hash picks whatever backend is installed
     from eth_hash.auto import keccak

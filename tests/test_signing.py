@@ -97,3 +97,16 @@ def test_key_never_shows():
     assert bare not in repr(fast) and bare not in str(fast) and "***" in repr(fast)
     with pytest.raises(TypeError):
         pickle.dumps(fast)
+
+
+def test_the_reused_state_keccak_agrees_with_eth_hash():
+    import os
+
+    from eth_hash.auto import keccak as reference
+
+    from fractrade_sync import signing
+
+    assert signing.keccak.__name__ == "reused"  # the fast path is the one in use here
+    for size in [0, 1, 31, 32, 33, 135, 136, 137, 1000, 5000]:  # around Keccak-256's 136-byte rate
+        data = os.urandom(size)
+        assert signing.keccak(data) == reference(data)
