@@ -27,7 +27,7 @@ EXPIRED = "expired"
 OPEN_STATES = (RECEIVED, SUBMITTING)
 TERMINAL_STATES = (FILLED, PARTIALLY_FILLED, RESTING, REJECTED, SKIPPED, FAILED, EXPIRED)
 log = logging.getLogger("fractrade_sync.journal")
-INFLIGHT_LIMIT = 256 * 1024  # the in-flight notes file is emptied past this size once nothing noted is open
+NOTES_LIMIT = 256 * 1024  # a notes file is emptied past this size once nothing noted in it is still needed
 KEY_FILTER_BITS = 1 << 22  # 512 KB: below 0.01% false "maybe"s up to 100,000 keys, 14% at a million
 
 _SCHEMA = """
@@ -92,17 +92,15 @@ class Journal:
         # record that an order may be in flight (one write(2), survives kill -9). The 'submitting' commit follows
         # while the request travels; at start, adopt_inflight() turns any note into 'submitting', settled by cloid
         # before anything.
-        self.inflight_path = self.path.with_name(self.path.name + ".inflight")
-        self._inflight_fd: int | None = None
-        self._inflight_size = 0
+        self._inflight = _Notes(self.path.with_name(self.path.name + ".inflight"))
+        self.inflight_path = self._inflight.path
         self._inflight_open: set[str] = set()  # noted keys whose terminal state is not committed yet
         # The receiver's write-ahead record: each new action's frame, appended (one write(2)) before it is queued.
         # Its row is committed right after ('received', by the receiver) or by the worker's first commit, whichever
         # comes first. At start and after an orderly stop, record_received() turns notes without a row into
         # 'received' rows and empties the file.
-        self.received_path = self.path.with_name(self.path.name + ".received")
-        self._received_fd: int | None = None
-        self._received_size = 0
+        self._received = _Notes(self.path.with_name(self.path.name + ".received"))
+        self.received_path = self._received.path
         self._noted: set[str] = set()  # noted keys whose row is not committed yet (the receiver's duplicate check)
         self._keys: KeyFilter | None = None  # every journaled or noted key, once load_key_filter() ran
         self._take_lock = threading.Lock()
@@ -141,11 +139,8 @@ class Journal:
 
     def close(self) -> None:
         """Close every thread's connection (and the notes files)."""
-        for name in ("_inflight_fd", "_received_fd"):
-            fd = getattr(self, name)
-            setattr(self, name, None)
-            if fd is not None:
-                os.close(fd)
+        self._inflight.close()
+        self._received.close()
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
@@ -187,15 +182,9 @@ class Journal:
     def note_received(self, action: Action) -> None:
         """Before queueing a new action: one append of its frame (survives kill -9; recorded as 'received' at the
         next start if no row was committed). Far cheaper than a commit on the order path."""
-        if self._received_fd is None:
-            self._received_fd = _open_notes(self.received_path)
-            self._received_size = os.fstat(self._received_fd).st_size
-        if not self._noted and self._received_size > INFLIGHT_LIMIT:
-            os.ftruncate(self._received_fd, 0)  # every frame in it has its row committed
-            self._received_size = 0
         frame = action.frame.encode("utf-8", "surrogatepass")
         record = b"%r %d\n%b\n" % (action.received_at, len(frame), frame)  # no escaping: a header, then the bytes
-        self._received_size = _append(self._received_fd, self.received_path, record, self._received_size)
+        self._received.append(record, may_empty=not self._noted)  # (empty: every frame in it has its row)
         self._noted.add(action.key)  # only once the note is whole: a failed one leaves the action unknown
         if self._keys is not None:
             self._keys.add(action.key)
@@ -211,9 +200,8 @@ class Journal:
         """At start and after an orderly stop: the noted frames without a row become 'received' rows (resumed at
         the next start); then the notes are emptied. Returns the rows added. Notes that do not read back whole
         are kept aside, with an ERROR, never emptied."""
-        try:
-            raw = self.received_path.read_bytes()
-        except FileNotFoundError:
+        raw = self._received.read()
+        if raw is None:
             return 0
         records, whole = _records(raw)
         added = 0
@@ -227,7 +215,7 @@ class Journal:
             log.error("a frame noted by the last run no longer reads as an action (%s); journaled as rejected", reason)
             if isinstance(parsed, Rejection):
                 self.insert_rejection(parsed)
-        _settle_notes(self.received_path, whole)
+        self._received.settle(whole)
         self._noted.clear()
         return added
 
@@ -281,14 +269,9 @@ class Journal:
         """Worker thread, just before an order request is written: one append (key, time, the order's
         expiresAfter) to the in-flight notes, so a crash from here on is settled by cloid at the next start
         (adopt_inflight). Far cheaper than a commit."""
-        if self._inflight_fd is None:
-            self._inflight_fd = _open_notes(self.inflight_path)
-            self._inflight_size = os.fstat(self._inflight_fd).st_size
-        if not self._inflight_open and self._inflight_size > INFLIGHT_LIMIT:
-            os.ftruncate(self._inflight_fd, 0)  # every note in it belongs to an action whose outcome is committed
-            self._inflight_size = 0
         line = b"%s %.3f %d\n" % (key.encode(), self._clock(), expires_after_ms)
-        self._inflight_size = _append(self._inflight_fd, self.inflight_path, line, self._inflight_size)
+        # (empty: every note in it belongs to an action whose outcome is committed)
+        self._inflight.append(line, may_empty=not self._inflight_open)
         self._inflight_open.add(key)
 
     def adopt_inflight(self, expiry_window: float) -> int:
@@ -296,9 +279,8 @@ class Journal:
         becomes 'submitting', its time set so that time + expiry_window is its order's expiresAfter (or later);
         then the notes are emptied (kept aside, with an ERROR, when they do not read back whole). Returns the
         rows changed."""
-        try:
-            raw = self.inflight_path.read_bytes()
-        except FileNotFoundError:
+        raw = self._inflight.read()
+        if raw is None:
             return 0
         bounds: dict[str, float] = {}
         whole = True
@@ -320,7 +302,7 @@ class Journal:
                     whole = False
                     log.error("an order with cloid 0x%s may be on the exchange, and nothing in the journal "
                               "says what it was: check it on Hyperliquid", key[:32])  # fmt: skip
-        _settle_notes(self.inflight_path, whole)
+        self._inflight.settle(whole)
         return changed
 
     def mark_submitting(self, action: Action) -> None:
@@ -437,37 +419,62 @@ def _records(raw: bytes) -> tuple[list[tuple[float, str]], bool]:
     return records, True
 
 
-def _append(fd: int, path: Path, data: bytes, size: int) -> int:
-    """Append one whole note; a short write (disk full) is undone and raised, never left torn mid-file."""
-    written = os.write(fd, data)
-    if written != len(data):
-        os.ftruncate(fd, size)
-        raise OSError(f"short write to {path} ({written} of {len(data)} bytes)")
-    return size + written
+class _Notes:
+    """An append-only notes file of the journal (0600), opened at the first note. Used by one thread at a time:
+    the receiver's by the receiver, the in-flight one by the worker (and both at start, before those run)."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._size = 0
 
-def _settle_notes(path: Path, whole: bool) -> None:
-    """Once their content is committed to the journal: empty a notes file, or, when it did not all read back,
-    keep it aside for a human (the service goes on with a fresh one)."""
-    if whole:
-        fd = os.open(path, os.O_WRONLY)
+    def append(self, data: bytes, may_empty: bool) -> None:
+        """Append one whole note; first empty the file if it is past NOTES_LIMIT and `may_empty` (nothing noted
+        in it is still needed). A short write (disk full) is undone and raised, never left torn mid-file."""
+        if self._fd is None:
+            old = os.umask(0o077)
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            finally:
+                os.umask(old)
+            self._size = os.fstat(self._fd).st_size
+        if may_empty and self._size > NOTES_LIMIT:
+            os.ftruncate(self._fd, 0)
+            self._size = 0
+        written = os.write(self._fd, data)
+        if written != len(data):
+            os.ftruncate(self._fd, self._size)
+            raise OSError(f"short write to {self.path} ({written} of {len(data)} bytes)")
+        self._size += written
+
+    def read(self) -> bytes | None:
+        """The whole file, or None when there is none."""
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def settle(self, whole: bool) -> None:
+        """Once its content is committed to the journal: empty the file, or, when it did not all read back, keep
+        it aside for a human (the service goes on with a fresh one)."""
+        if not whole:
+            self.close()  # the next note opens the fresh file, not the one kept aside
+            aside = self.path.with_name(f"{self.path.name}.unreadable-{time.time_ns()}")
+            os.replace(self.path, aside)
+            log.error("%s did not read back whole; kept as %s for inspection", self.path.name, aside.name)
+            return
+        fd = self._fd if self._fd is not None else os.open(self.path, os.O_WRONLY)
         try:
             os.ftruncate(fd, 0)
         finally:
+            if fd != self._fd:
+                os.close(fd)
+        self._size = 0
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
             os.close(fd)
-        return
-    aside = path.with_name(f"{path.name}.unreadable-{time.time_ns()}")
-    os.replace(path, aside)
-    log.error("%s did not read back whole; kept as %s for inspection", path.name, aside.name)
-
-
-def _open_notes(path: Path) -> int:
-    """An append-only notes file, private (0600)."""
-    old = os.umask(0o077)
-    try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    finally:
-        os.umask(old)
 
 
 class KeyFilter:

@@ -396,7 +396,7 @@ def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tm
     from fractrade_sync import journal as J
     from fractrade_sync.actions import parse_frame
 
-    monkeypatch.setattr(J, "INFLIGHT_LIMIT", 200)
+    monkeypatch.setattr(J, "NOTES_LIMIT", 200)
     journal = J.Journal(tmp_path / "j.sqlite3")
     actions = [parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(8)]
     for action in actions[:3]:
