@@ -72,7 +72,7 @@ class Execution:
     def protect(self, action: Action, tpsl: str) -> Outcome:
         """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
         asset = self._asset(action)
-        position = self._read(action, lambda: self.client.position(asset.name))
+        position = self._with_retries(lambda: self.client.position(asset.name), reading_for=action)
         if position == 0:
             raise Refused(f"no open {asset.name} position to protect")
         if (position > 0) == action.is_buy:
@@ -123,24 +123,9 @@ class Execution:
 
     def _mid(self, action: Action, asset: Asset) -> Decimal:
         try:
-            return self._read(action, lambda: self.client.mid(asset.name))
+            return self._with_retries(lambda: self.client.mid(asset.name), reading_for=action)
         except UnknownSymbol as exc:
             raise Refused(str(exc)) from None
-
-    def _read(self, action: Action, call: Callable[[], Any]) -> Any:
-        """A read the order depends on (position, mid, leverage): retried on network errors, 429 and 5xx like any
-        request (submit() checks the action's age again before sending, so the waiting never sends a stale order)."""
-        for delay in (*RETRY_DELAYS, None):
-            try:
-                return call()
-            except TransientError as exc:
-                if delay is None:
-                    raise
-                self.logger.warning("%s: %s; retrying the read in %.1fs", action.describe(), exc, delay)
-                if self.stopping.wait(delay):
-                    raise Unfinished("stopped while the exchange was unreachable; nothing was sent, the action is "
-                                     "resumed at the next start") from None  # fmt: skip
-        raise AssertionError("unreachable")
 
     def _check_value(self, order: Order, mid: Decimal, closes_all: bool = False) -> None:
         # Hyperliquid exempts a reduce-only order that closes the whole position from its $10 minimum
@@ -153,7 +138,7 @@ class Execution:
     def _check_reduces(self, action: Action, asset: Asset) -> Decimal:
         """The position a reduce-only trade reduces; refused when there is none to reduce."""
         is_buy = action.is_buy
-        position = self._read(action, lambda: self.client.position(asset.name))
+        position = self._with_retries(lambda: self.client.position(asset.name), reading_for=action)
         if position == 0:
             raise Refused(f"reduce-only: no open {asset.name} position to reduce")
         if (position > 0) == is_buy:
@@ -169,7 +154,7 @@ class Execution:
                 wanted, asset.name, target, asset.max_leverage, self.settings.max_leverage or "unset",
             )  # fmt: skip
         mode = self.settings.margin_mode
-        if self._read(action, lambda: self.client.leverage(asset.name)) == (mode, target):
+        if self._with_retries(lambda: self.client.leverage(asset.name), reading_for=action) == (mode, target):
             return
         if self.settings.dry_run:
             self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
@@ -270,13 +255,23 @@ class Execution:
             return Outcome(J.PARTIALLY_FILLED, f"{found} ({state})", oid=oid, filled_sz=to_wire(filled))
         return Outcome(J.REJECTED, f"{found}: {state}", oid=oid)
 
-    def _with_retries(self, call: Callable[[], Any], abortable: bool = True) -> Any:
-        """Retry an idempotent request (leverage, cancel, a read) on transient errors; bounded (~8 s of waits)."""
+    def _with_retries(self, call: Callable[[], Any], abortable: bool = True, reading_for: Action | None = None) -> Any:
+        """Retry an idempotent request (leverage, cancel, a read) on transient errors; bounded (~8 s of waits).
+        reading_for: a read an action's order depends on (position, mid, leverage), retried like the order itself:
+        each retry is logged, and a stop leaves the action for the next start (submit() checks its age again
+        before sending, so the waiting never sends a stale order)."""
         for delay in (*RETRY_DELAYS, None):
             try:
                 return call()
-            except TransientError:
-                if delay is None or (self.stopping.wait(delay) if abortable else time.sleep(delay)):
+            except TransientError as exc:
+                if delay is None:
+                    raise
+                if reading_for is not None:
+                    self.logger.warning("%s: %s; retrying the read in %.1fs", reading_for.describe(), exc, delay)
+                if self.stopping.wait(delay) if abortable else time.sleep(delay):
+                    if reading_for is not None:
+                        raise Unfinished("stopped while the exchange was unreachable; nothing was sent, the action "
+                                         "is resumed at the next start") from None  # fmt: skip
                     raise
         raise AssertionError("unreachable")
 
