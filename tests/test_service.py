@@ -94,6 +94,7 @@ def _malformed() -> list[tuple[object, str]]:
         (mutate(lambda f: meta(f).__setitem__("server_execution", "false")), "server_execution must be true or false"),
         (mutate(lambda f: meta(f).__setitem__("timestamp", "yesterday")), "timestamp"),
         ("[" * 5000, "not JSON"),
+        (b'{"type": "ACTION", "data": "\xc3("}', "not UTF-8 text"),  # a text frame that is not UTF-8
     ]
 
 

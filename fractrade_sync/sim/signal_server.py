@@ -149,9 +149,9 @@ class SignalServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def push(self, frame: str | dict | list) -> int:
-        """Send a frame (str as is, else JSON) to every open connection; return how many got it."""
-        text = frame if isinstance(frame, str) else json.dumps(frame)
+    def push(self, frame: str | bytes | dict | list) -> int:
+        """Send a text frame (str or bytes as is, else JSON) to every open connection; return how many got it."""
+        text = frame if isinstance(frame, (str, bytes)) else json.dumps(frame)
         with self._cond:
             conns = list(self._conns)
         sent = 0

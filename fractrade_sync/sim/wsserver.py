@@ -86,9 +86,10 @@ class WebSocketConnection:
         """True after close/abort, a peer close, EOF or an I/O error."""
         return self._close_sent or self._eof
 
-    def send_text(self, text: str) -> None:
-        """Send one text message; raises ConnectionError if closed."""
-        self._send(_OP_TEXT, text.encode("utf-8"))
+    def send_text(self, text: str | bytes) -> None:
+        """Send one text message; raises ConnectionError if closed. Bytes go as they are, even when they are not
+        UTF-8: what a broken server could send."""
+        self._send(_OP_TEXT, text if isinstance(text, bytes) else text.encode("utf-8"))
 
     def _send(self, opcode: int, payload: bytes) -> None:
         """Send one frame under the send lock."""
