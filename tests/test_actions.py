@@ -238,6 +238,16 @@ def test_other_message_types_are_ignored(frame):
 # ---- the action key and cloid ----------------------------------------------------------------------
 
 
+BARE = dump(trade())
+
+
+@pytest.mark.parametrize("text", [BARE, "  " + BARE + "\r\n", "\n" + BARE, BARE + " "])
+def test_blanks_around_the_object_are_allowed_and_change_nothing(text):
+    """The C scanner takes a bare object; with blanks around it, json's own decode does, to the same Action."""
+    parsed = parse(text)
+    assert isinstance(parsed, Action) and parsed == parse(BARE) and parsed.key == parse(BARE).key
+
+
 def test_key_is_stable_and_hex():
     first, second = action(trade()), parse_frame(dump(trade()).encode(), NOW + 100)
     assert first.key == second.key
@@ -340,6 +350,10 @@ REASONS = [
     ("", "not JSON: Expecting value"),
     ("{", "not JSON: Expecting property name enclosed in double quotes"),
     ('{"a": 1} x', "not JSON: Extra data"),
+    ('{"a": 1}}', "not JSON: Extra data"),  # starts and ends like one object: the scanner's fast path
+    ('{"a": 1} {"b": 2}', "not JSON: Extra data"),
+    ('{"a": [1, 2}', "not JSON: Expecting ',' delimiter"),
+    ('{"a": tru}', "not JSON: Expecting value"),
     ("{'type': 'action'}", "not JSON: Expecting property name enclosed in double quotes"),
     ('{"a": ' + "9" * 5000 + "}", "not JSON: Exceeds the limit (4300 digits) for integer string conversion"),
     # message level
