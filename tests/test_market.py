@@ -50,6 +50,19 @@ def test_feed_gets_mids_from_the_simulator_and_follows_set_mid(sim):
     assert not feed.connected.is_set()
 
 
+def test_a_message_that_is_not_utf8_or_json_is_skipped_and_the_feed_goes_on(sim):
+    feed = MidsFeed(sim.url).start()
+    try:
+        wait_for(feed.ready.is_set, 5, what="first allMids snapshot")
+        for bad in (b'{"channel": "allMids", "data": {"mids": {"BTC": "\xff"}}}', "not json", '{"channel": 1}'):
+            assert sim.push_ws_raw(bad) == 1
+        sim.set_mid("BTC", "50500")
+        wait_for(lambda: feed.get("BTC") == Decimal("50500"), 5, what="the mid pushed after the bad messages")
+        assert feed.reconnects == 0  # the connection stayed up
+    finally:
+        feed.stop()
+
+
 def test_quiet_feed_stays_fresh_through_pings(sim):
     """No mid changes: pongs on the live subscription keep the cache usable past the staleness bound."""
     feed = MidsFeed(sim.url, max_age=0.4).start()

@@ -301,6 +301,21 @@ class HyperliquidSimulator:
             with self._mids_order:  # a snapshot never overtakes a newer push
                 _send(conn, {"channel": "allMids", "data": {"mids": self.mids()}})
 
+    def push_ws_raw(self, text: str | bytes) -> int:
+        """Send one text frame as it is (bytes may be anything) to every allMids subscriber: what a broken feed
+        could send. Returns how many got it."""
+        with self._mids_order:
+            with self._lock:
+                subscribers = [conn for conn, subscribed in self._ws.items() if subscribed]
+            sent = 0
+            for conn in subscribers:
+                try:
+                    conn.send_text(text)
+                    sent += 1
+                except ConnectionError:
+                    log.debug("ws peer gone; raw frame not sent")
+            return sent
+
     def _push_mids(self) -> None:
         with self._mids_order:  # pushes leave in the order the mids moved, as on the exchange
             with self._lock:
