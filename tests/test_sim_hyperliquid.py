@@ -506,6 +506,27 @@ def test_ws_all_mids_with_websocket_client(sim):
         ws.close()
 
 
+def test_the_ticker_pushes_allmids_as_large_and_as_often_as_hyperliquid(sim):
+    ws = websocket.create_connection(sim.url.replace("http", "ws") + "/ws", timeout=5)
+    try:
+        ws.send(json.dumps({"method": "subscribe", "subscription": {"type": "allMids"}}))
+        ws.recv(), ws.recv()  # the subscription answer, the snapshot
+        sim.start_ticker(interval=0.02, spot_coins=450)
+        sim.start_ticker(interval=0.02, spot_coins=450)  # a second start changes nothing
+        started, pushes = time.monotonic(), [ws.recv() for _ in range(10)]
+        assert time.monotonic() - started < 2  # every 20 ms, not once per set_mid
+        mids = [json.loads(push)["data"]["mids"] for push in pushes]
+        assert all(len(m) == len(mids[0]) >= 450 + 4 for m in mids)
+        assert len(pushes[-1]) > 8_000  # bytes: about the size of the real allMids
+        assert len({m["@0"] + m["@1"] + m["@2"] for m in mids}) > 1  # the spot-style mids move
+        assert all(m["BTC"] == "50000.0" for m in mids)  # the perps do not
+        assert Info(sim.url, skip_ws=True).all_mids()["@449"] == mids[-1]["@449"]  # REST says the same
+    finally:
+        ws.close()
+    sim.stop()
+    assert not sim._ticker.is_alive()
+
+
 def test_ws_all_mids_with_the_sdk(sim):
     info = Info(sim.url)  # skip_ws=False: the SDK's WebsocketManager connects to /ws
     seen = []

@@ -12,6 +12,7 @@ import logging
 import socket
 import threading
 import time
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -51,6 +52,7 @@ class HyperliquidSimulator:
         self._server = _Server((host, port), self)
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
+        self._ticker: threading.Thread | None = None
 
     # ---- lifecycle --------------------------------------------------------
     def start(self) -> HyperliquidSimulator:
@@ -81,7 +83,7 @@ class HyperliquidSimulator:
             except OSError:
                 pass  # already closed by its handler
         self._server.server_close()
-        for thread in [self._thread, *clients.values()]:
+        for thread in [self._thread, self._ticker, *clients.values()]:
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -107,8 +109,39 @@ class HyperliquidSimulator:
         self.state.set_liquidity(coin, sz)
 
     def mids(self) -> dict[str, str]:
+        """What allMids says: the perps' mids, then the spot-style ones the ticker adds."""
         with self.state.lock:
-            return {c: fmt(px) for c, px in self.state.mids.items()}
+            return {c: fmt(px) for mids in (self.state.mids, self.state.spot_mids) for c, px in mids.items()}
+
+    def start_ticker(self, interval: float = 0.07, spot_coins: int = 500) -> None:
+        """Market data as on Hyperliquid: allMids pushed whole to /ws subscribers every `interval` seconds (a
+        block is about 70 ms), carrying `spot_coins` spot-style "@N" mids besides the perps, so each push is as
+        large as the real one (10 KB or so). One "@N" mid moves per push; the perps' mids move only by set_mid,
+        so trading is unaffected. Runs until stop(); a second start is a no-op."""
+        with self._lock:
+            if self._ticker is not None:
+                return
+            with self.state.lock:
+                for i in range(spot_coins):
+                    # five significant figures over several magnitudes, as spot prices run: 0.0014286 .. 1428.6
+                    px = (Decimal(1 + i % 97) / 7).scaleb(i % 7 - 3).quantize(Decimal(10) ** (i % 7 - 7))
+                    self.state.spot_mids.setdefault(f"@{i}", px)
+            self._ticker = threading.Thread(target=self._tick, args=(float(interval),), name="hl-sim-ticker",
+                                            daemon=True)  # fmt: skip
+            self._ticker.start()
+
+    def _tick(self, interval: float) -> None:
+        step = 0
+        while not self._stop.wait(interval):
+            with self.state.lock:
+                spots = self.state.spot_mids
+                if spots:
+                    coin = f"@{step % len(spots)}"
+                    if coin in spots:
+                        tick = Decimal(1).scaleb(spots[coin].as_tuple().exponent)  # its last digit
+                        spots[coin] += tick if step % 2 else -tick
+            step += 1
+            self._push_mids()
 
     # ---- faults -------------------------------------------------------------
     def inject(self, kind: str, count: int = 1, path: str = "/exchange") -> None:
@@ -236,6 +269,7 @@ class HyperliquidSimulator:
             "add_account": self.add_account,
             "approve_agent": self.approve_agent,
             "set_mid": self.set_mid,
+            "start_ticker": self.start_ticker,
             "set_liquidity": self.set_liquidity,
             "inject": self.inject,
             "reset_faults": self.reset_faults,

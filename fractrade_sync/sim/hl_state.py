@@ -142,6 +142,7 @@ class HyperliquidState:
         for coin, px in (mids or {}).items():
             self.mids[coin] = dec(px, "mid")
         self.liquidity: dict[str, Decimal | None] = {}
+        self.spot_mids: dict[str, Decimal] = {}  # "@N" markets that are not perps here: allMids carries them only
         self.accounts: dict[str, Account] = {}
         self.agent_owner: dict[str, str] = {}
         self.nonces: dict[str, list[int]] = {}

@@ -222,7 +222,7 @@ def answer(st: HyperliquidState, body: dict):
         "meta": lambda: _meta(),
         "spotMeta": lambda: SPOT_META,
         "metaAndAssetCtxs": lambda: [_meta(), _ctxs(st)],
-        "allMids": lambda: {c: fmt(px) for c, px in st.mids.items()},
+        "allMids": lambda: {c: fmt(px) for mids in (st.mids, st.spot_mids) for c, px in mids.items()},
         "clearinghouseState": lambda: _clearinghouse(st, user),
         "openOrders": lambda: [
             {
