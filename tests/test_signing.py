@@ -110,3 +110,29 @@ def test_the_reused_state_keccak_agrees_with_eth_hash():
     for size in [0, 1, 31, 32, 33, 135, 136, 137, 1000, 5000]:  # around Keccak-256's 136-byte rate
         data = os.urandom(size)
         assert signing.keccak(data) == reference(data)
+
+
+def test_the_direct_signer_is_coincurves_signature_from_any_thread():
+    import os
+    import threading
+
+    import coincurve
+
+    key = os.urandom(32)
+    fast, public = FastSigner(key.hex()), coincurve.PrivateKey(key)
+    assert fast._sign.__name__ == "direct"  # the fast path is the one in use here
+    digests = [os.urandom(32) for _ in range(200)]
+    expected = [public.sign_recoverable(d, hasher=None) for d in digests]
+    results: dict[int, list[bytes]] = {}
+
+    def sign_all(n: int) -> None:
+        results[n] = [fast._sign(d) for d in digests]
+
+    threads = [threading.Thread(target=sign_all, args=(n,)) for n in range(4)]  # one set of buffers, shared
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[n] == expected for n in range(4))
+    with pytest.raises(ValueError, match="32 bytes"):
+        fast._sign(b"short")
