@@ -339,32 +339,22 @@ class HyperliquidSimulator:
         """Send one text frame as it is (bytes may be anything) to every allMids subscriber: what a broken feed
         could send. Returns how many got it."""
         with self._mids_order:
-            with self._lock:
-                subscribers = [conn for conn, subscribed in self._ws.items() if subscribed]
-            sent = 0
-            for conn in subscribers:
-                try:
-                    conn.send_text(text)
-                    sent += 1
-                except ConnectionError:
-                    log.debug("ws peer gone; raw frame not sent")
-            return sent
+            return wsserver.broadcast(self._subscribers(), text)
 
     def _push_mids(self) -> None:
         with self._mids_order:  # pushes leave in the order the mids moved, as on the exchange
-            with self._lock:
-                subscribers = [conn for conn, subscribed in self._ws.items() if subscribed]
-            message = {"channel": "allMids", "data": {"mids": self.mids()}}
-            for conn in subscribers:
-                _send(conn, message)
+            subscribers = self._subscribers()
+            if subscribers:
+                wsserver.broadcast(subscribers, json.dumps({"channel": "allMids", "data": {"mids": self.mids()}}))
+
+    def _subscribers(self) -> list:
+        with self._lock:
+            return [conn for conn, subscribed in self._ws.items() if subscribed]
 
 
 def _send(conn, message: dict) -> None:
     """Send one JSON message; a closed peer is noticed and dropped by its reader loop."""
-    try:
-        conn.send_text(json.dumps(message))
-    except ConnectionError:
-        log.debug("ws peer gone; dropping %s", message.get("channel"))
+    wsserver.broadcast([conn], json.dumps(message))
 
 
 class _Server(ThreadingHTTPServer):

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from fractrade_sync.sim.wsserver import WebSocketConnection, accept, reject
+from fractrade_sync.sim.wsserver import WebSocketConnection, accept, broadcast, reject
 
 if TYPE_CHECKING:
     from typing import Self  # annotations only: runtime stays 3.10-compatible
@@ -154,14 +154,7 @@ class SignalServer:
         text = frame if isinstance(frame, (str, bytes)) else json.dumps(frame)
         with self._cond:
             conns = list(self._conns)
-        sent = 0
-        for conn in conns:
-            try:
-                conn.send_text(text)
-                sent += 1
-            except ConnectionError:
-                logger.debug("signal server: push skipped a closed connection")
-        return sent
+        return broadcast(conns, text)
 
     def wait_for_clients(self, n: int = 1, timeout: float = 10.0) -> bool:
         """Wait until at least n connections are open; False on timeout."""

@@ -12,6 +12,7 @@ import struct
 import threading
 import time
 from email.message import Message
+from typing import Iterable
 
 # https://datatracker.ietf.org/doc/html/rfc6455#section-1.3
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -325,3 +326,16 @@ def reject(handler: http.server.BaseHTTPRequestHandler, status: int, body: str =
     if data and handler.command != "HEAD":
         handler.wfile.write(data)
     handler.close_connection = True
+
+
+def broadcast(conns: Iterable[WebSocketConnection], text: str | bytes) -> int:
+    """Send one text frame to each connection; a closed one is skipped (its reader loop drops it). Returns how
+    many got it."""
+    sent = 0
+    for conn in conns:
+        try:
+            conn.send_text(text)
+            sent += 1
+        except ConnectionError:
+            pass  # closed meanwhile: its reader loop notices and drops it
+    return sent
