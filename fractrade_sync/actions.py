@@ -141,6 +141,8 @@ def _decode(raw: bytes) -> tuple[Any, str]:
         message = _scan_whole(text)
     except RecursionError:
         raise _Invalid("not JSON: nested too deeply") from None
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent past what a Decimal can hold
+        raise _Invalid("not JSON: a number out of range") from None
     except (ValueError, _Invalid) as exc:
         detail = str(exc).split(":")[0] if not isinstance(exc, _Invalid) else str(exc)
         raise _Invalid(f"not JSON: {detail}") from None

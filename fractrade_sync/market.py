@@ -173,12 +173,16 @@ class MidsFeed:
                 text = None
             except UnicodeDecodeError:  # one message that is not UTF-8: skipped, the stream itself is intact
                 self.logger.debug("mids feed: a message that is not UTF-8 text, skipped")
-                text = None
+                text, snapshot_here = None, False  # it may have been a push: see below
             now = self.clock()
             if text:
                 last_message = now
                 channel = self._on_message(text)
-                if channel == "allMids":
+                if channel is None:
+                    # unreadable, or an allMids without its mids: if a push was lost, the cache is behind, so pongs
+                    # stop vouching for it until a whole allMids arrives (meanwhile mids go stale -> REST)
+                    snapshot_here = False
+                elif channel == "allMids":
                     snapshot_here = True
                     self._alive_at = now
                     self.ready.set()

@@ -354,6 +354,7 @@ REASONS = [
     ('{"a": 1} {"b": 2}', "not JSON: Extra data"),
     ('{"a": [1, 2}', "not JSON: Expecting ',' delimiter"),
     ('{"a": tru}', "not JSON: Expecting value"),
+    ('{"a": 1e999999999999999999999}', "not JSON: a number out of range"),
     ("{'type': 'action'}", "not JSON: Expecting property name enclosed in double quotes"),
     ('{"a": ' + "9" * 5000 + "}", "not JSON: Exceeds the limit (4300 digits) for integer string conversion"),
     # message level

@@ -63,6 +63,23 @@ def test_a_message_that_is_not_utf8_or_json_is_skipped_and_the_feed_goes_on(sim)
         feed.stop()
 
 
+def test_after_an_unreadable_push_pongs_no_longer_vouch_for_the_old_mids(sim):
+    """A push that cannot be read may have carried new mids: the cache must go stale (REST) rather than let pongs
+    keep an old price fresh, until the next whole allMids."""
+    feed = MidsFeed(sim.url, max_age=0.4).start()
+    try:
+        wait_for(feed.ready.is_set, 5, what="first allMids snapshot")
+        assert feed.get("BTC") == Decimal("50000")
+        sim.state.set_mid("BTC", "60000")  # the exchange moved; its push is the unreadable one below
+        assert sim.push_ws_raw(b'{"channel": "allMids", "data": {"mids": {"BTC": "60000.0", "X": "\xff"}}}') == 1
+        wait_for(lambda: feed.get("BTC") is None, 3, what="the old mid going stale despite pongs")
+        sim.set_mid("BTC", "60001")  # the next whole push vouches again
+        wait_for(lambda: feed.get("BTC") == Decimal("60001"), 5, what="the next push")
+        assert feed.reconnects == 0
+    finally:
+        feed.stop()
+
+
 def test_quiet_feed_stays_fresh_through_pings(sim):
     """No mid changes: pongs on the live subscription keep the cache usable past the staleness bound."""
     feed = MidsFeed(sim.url, max_age=0.4).start()

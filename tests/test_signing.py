@@ -134,5 +134,11 @@ def test_the_direct_signer_is_coincurves_signature_from_any_thread():
     for thread in threads:
         thread.join()
     assert all(results[n] == expected for n in range(4))
-    with pytest.raises(ValueError, match="32 bytes"):
+    with pytest.raises(ValueError, match="32 bytes") as raised:
         fast._sign(b"short")
+    import traceback
+
+    frames = traceback.walk_tb(raised.value.__traceback__.tb_next)  # the signer's own frames, not this test's
+    shown = "".join(traceback.StackSummary.extract(frames, capture_locals=True).format())
+    assert "secret = <cdata" in shown  # its locals are shown, the key is not
+    assert key.hex() not in shown and repr(key)[2:-1] not in shown

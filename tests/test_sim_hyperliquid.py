@@ -527,6 +527,20 @@ def test_the_ticker_pushes_allmids_as_large_and_as_often_as_hyperliquid(sim):
     assert not sim._ticker.is_alive()
 
 
+def test_the_tickers_mids_go_down_and_up_again_and_its_interval_is_checked(sim):
+    with pytest.raises(ValueError, match="interval"):
+        sim.start_ticker(interval=0)
+    sim.start_ticker(interval=0.002, spot_coins=4)  # an even count: each coin comes up on the same step parity
+    seen = set()
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 and time.monotonic() < deadline:
+        seen.add(sim.mids()["@0"])
+        time.sleep(0.003)
+    time.sleep(0.1)  # a dozen rounds more
+    seen.add(sim.mids()["@0"])
+    assert len(seen) == 2  # two values, back and forth: no drift
+
+
 def test_ws_all_mids_with_the_sdk(sim):
     info = Info(sim.url)  # skip_ws=False: the SDK's WebsocketManager connects to /ws
     seen = []

@@ -118,6 +118,8 @@ class HyperliquidSimulator:
         block is about 70 ms), carrying `spot_coins` spot-style "@N" mids besides the perps, so each push is as
         large as the real one (10 KB or so). One "@N" mid moves per push; the perps' mids move only by set_mid,
         so trading is unaffected. Runs until stop(); a second start is a no-op."""
+        if not interval > 0:
+            raise ValueError(f"interval must be over 0 seconds, not {interval}")
         with self._lock:
             if self._ticker is not None:
                 return
@@ -139,7 +141,7 @@ class HyperliquidSimulator:
                     coin = f"@{step % len(spots)}"
                     if coin in spots:
                         tick = Decimal(1).scaleb(spots[coin].as_tuple().exponent)  # its last digit
-                        spots[coin] += tick if step % 2 else -tick
+                        spots[coin] += tick if (step // len(spots)) % 2 else -tick  # down one round, up the next
             step += 1
             self._push_mids()
 
