@@ -122,8 +122,8 @@ class Notifier:
             try:
                 self._post(payload)
             except Exception:  # a bug here must not end the thread
-                self.failed += 1
                 self.logger.exception("webhook: unexpected error while posting")
+                self.failed += 1
         self._session.close()
 
     def _past_deadline(self) -> bool:
@@ -150,10 +150,10 @@ class Notifier:
             problem = f"HTTP {status}"
             if status != 429 and status < 500:
                 break  # a 4xx other than 429 will not get better by asking again
-        self.failed += 1
         self.logger.warning(
             "webhook: %s from %s; notification not delivered: %s", problem, self._where, payload["text"]
         )
+        self.failed += 1  # after the line: whoever watches the count finds it logged
 
     def _pause(self, seconds: float) -> bool:
         """Back off, cut short by the stop deadline; False when there is no time left to retry."""
