@@ -137,11 +137,10 @@ class HyperliquidSimulator:
         while not self._stop.wait(interval):
             with self.state.lock:
                 spots = self.state.spot_mids
-                if spots:
+                if spots:  # "@0" .. "@N-1", one per push in turn
                     coin = f"@{step % len(spots)}"
-                    if coin in spots:
-                        tick = Decimal(1).scaleb(spots[coin].as_tuple().exponent)  # its last digit
-                        spots[coin] += tick if (step // len(spots)) % 2 else -tick  # down one round, up the next
+                    tick = Decimal(1).scaleb(spots[coin].as_tuple().exponent)  # its last digit
+                    spots[coin] += tick if (step // len(spots)) % 2 else -tick  # down one round, up the next
             step += 1
             self._push_mids()
 
