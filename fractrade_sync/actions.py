@@ -91,9 +91,7 @@ class Rejection:
     action_id: str | None = None
     symbol: str | None = None
 
-    @cached_property  # the frozen dataclass has a __dict__; cached_property writes to it directly
-    def key(self) -> str:
-        return "rejected:" + self.digest
+    key = property(lambda self: "rejected:" + self.digest)
 
 
 @dataclass(frozen=True)

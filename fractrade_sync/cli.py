@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, default_state_dir, load_settings, merged_env
+from .heartbeat import health_problem, read_heartbeat
 from .logs import setup_logging
-from .watchdog import read_heartbeat
+from .state import StatePaths, ensure_private_dir
 
 FLAG_VARS = {
     "ws_url": "FRAC_WS_URL",
@@ -145,26 +145,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
+def _paths(args: argparse.Namespace) -> StatePaths:
+    """The state paths a command acts on (status, health and the kill switch need no secrets)."""
     env = merged_env(env_file=args.env_file)
     raw = args.state_dir or env.get("FRAC_STATE_DIR", "").strip()
-    return Path(raw).expanduser() if raw else default_state_dir()
+    return StatePaths(Path(raw).expanduser() if raw else default_state_dir())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .journal import Journal
+    from .outcome import row_fields
 
-    path = _state_dir(args) / "journal.sqlite3"
+    path = _paths(args).journal
     if not path.exists():
         print(f"no journal at {path}: the service has not run with this state dir", file=sys.stderr)
         return EXIT_FAILURE
     journal = Journal(path)
     rows, counts = journal.recent(args.limit), journal.counts()
     journal.close()
-    fields = ("received_at", "action_id", "symbol", "side", "size", "trigger_price", "state", "reason", "oid",
-              "filled_sz", "avg_px", "latency_ms", "event_id", "key")  # fmt: skip
     if args.json:
-        print(json.dumps({"counts": counts, "actions": [{f: r.get(f) for f in fields} for r in rows]}, indent=2))
+        actions = [{"received_at": r["received_at"], "event_id": r["event_id"], **row_fields(r)} for r in rows]
+        print(json.dumps({"counts": counts, "actions": actions}, indent=2))
         return EXIT_OK
     print("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no actions yet"))
     for r in rows:
@@ -179,7 +180,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    beat = read_heartbeat(_state_dir(args) / "heartbeat.json")
+    beat = read_heartbeat(_paths(args).heartbeat)
     problem = health_problem(beat, args.max_age, time.time())
     if problem:
         print(f"unhealthy: {problem}")
@@ -188,35 +189,12 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def health_problem(beat: dict | None, max_age: float | None, now: float) -> str | None:
-    """Why the service is not healthy, or None."""
-    if not beat:
-        return "no heartbeat: the service is not running"
-    limit = max_age if max_age is not None else max(15.0, 3 * float(beat.get("heartbeat_interval", 5)))
-    age = now - float(beat.get("time", 0))
-    if age > limit:
-        return f"heartbeat is {age:.0f}s old (limit {limit:.0f}s)"
-    try:
-        os.kill(int(beat.get("pid", 0)), 0)
-    except (ProcessLookupError, ValueError):
-        return f"process {beat.get('pid')} is gone"
-    except PermissionError:
-        pass  # alive, owned by another user
-    if not beat.get("worker_alive"):
-        return "the worker thread is stuck or dead"
-    if not beat.get("connected"):
-        return "not connected to Fractrade"
-    return None
-
-
 def cmd_kill_switch(args: argparse.Namespace) -> int:
     """The kill switch is a file in the state dir: a running service sees it at the next action."""
-    from .journal import ensure_private_dir
-
-    state_dir = _state_dir(args)
-    path = state_dir / "KILL"
+    paths = _paths(args)
+    path = paths.kill_switch
     if args.state == "on":
-        ensure_private_dir(state_dir)
+        ensure_private_dir(paths.dir)
         path.write_text(f"kill switch set at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     elif args.state == "off":
         path.unlink(missing_ok=True)

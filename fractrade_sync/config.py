@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
+from .state import StatePaths
+
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 78  # sysexits: 78 = EX_CONFIG
 EXECUTOR_PATH = "/ws/executor/"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -111,16 +113,9 @@ class Settings:
         return tuple(v for v in values if len(v) > 1)
 
     @property
-    def journal_path(self) -> Path:
-        return self.state_dir / "journal.sqlite3"
-
-    @property
-    def heartbeat_path(self) -> Path:
-        return self.state_dir / "heartbeat.json"
-
-    @property
-    def kill_switch_path(self) -> Path:
-        return self.state_dir / "KILL"
+    def paths(self) -> StatePaths:
+        """Where the journal, heartbeat, lock and kill switch live."""
+        return StatePaths(self.state_dir)
 
 
 def is_loopback(host: str | None) -> bool:

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from decimal import Decimal
 from typing import Any, Callable
 
-from . import journal as J
+from . import outcome as J
 from .actions import Action
+from .backoff import exchange_retries
 from .config import Settings
-from .exchange import HyperliquidClient, Order, TransientError, UnknownSymbol
-from .journal import Journal, Outcome
-from .rules import MIN_ORDER_VALUE, Asset, price_problem, round_price, round_size, slippage_price, to_wire
+from .exchange import HyperliquidClient, TransientError, UnknownSymbol
+from .journal import Journal
+from .outcome import Outcome
+from .rules import (
+    MIN_ORDER_VALUE,
+    Asset,
+    Order,
+    order_action,
+    price_problem,
+    round_price,
+    round_size,
+    slippage_price,  # fmt: skip
+    to_wire,
+)
 
-RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # then give up: about 8 s of trying, each retry after a cloid check
+RETRIES = exchange_retries().tries  # then give up: about 8 s of trying, each retry after a cloid check
 # seconds past an order's expiresAfter before its absence on the exchange is conclusive; it also absorbs the
 # difference between this machine's clock and the exchange's (keep NTP running)
 SETTLE_MARGIN = 1.0
@@ -167,7 +178,7 @@ class Execution:
     # ---- sending, exactly once ---------------------------------------------------------------
     def submit(self, action: Action, order: Order) -> Outcome:
         """Journal 'submitting', send; after an uncertain failure, resend only once the cloid is provably unseen."""
-        payload = self.client.signed_payload(self.client.order_action([order]))
+        payload = self.client.signed_payload(order_action([order]))
         if self.settings.dry_run:
             self.logger.info("dry run: would send %s", json.dumps(payload["action"], separators=(",", ":")))
             return Outcome(J.SKIPPED, f"dry run: {_describe(order)} not sent")
@@ -176,10 +187,9 @@ class Execution:
             return Outcome(J.EXPIRED, f"not sent: {age:.0f}s old, over FRAC_MAX_ACTION_AGE="
                                       f"{self.settings.max_action_age:g}s")  # fmt: skip
         last, settle_at = "", 0.0
-        on_sent = lambda: self._mark_submitting(action)  # noqa: E731
-        for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
+        for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
             if attempt:
-                self._settle(max(delay * random.uniform(0.8, 1.2), settle_at - self.clock()), settle_at)
+                self._settle(max(delay, settle_at - self.clock()), settle_at)
                 try:
                     seen = self.lookup(action)
                 except TransientError as exc:
@@ -193,10 +203,10 @@ class Execution:
                 if age > self.settings.max_action_age:
                     return Outcome(J.EXPIRED, f"not executed (checked by cloid): {age:.0f}s old, over "
                                               f"FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")  # fmt: skip
-                payload = self.client.signed_payload(self.client.order_action([order]))
-            # the write-ahead record (one append) that this order may be in flight; its time bounds the order's
-            # expiresAfter after a crash. The 'submitting' commit itself follows as the request travels (on_sent).
-            self.journal.note_sending(action.key, payload["expiresAfter"])
+                payload = self.client.signed_payload(order_action([order]))
+            # the write-ahead record that this order may be in flight; the 'submitting' commit follows as the
+            # request travels (on_sent)
+            on_sent = self.journal.sending(action, payload["expiresAfter"])
             try:
                 result = self.client.post(payload, on_sent)
             except TransientError as exc:
@@ -213,15 +223,8 @@ class Execution:
         except TransientError as exc:
             return Outcome(J.FAILED, f"outcome unknown, exchange unreachable ({exc}); check cloid {order.cloid}")
         return seen or Outcome(
-            J.FAILED, f"not executed: exchange unreachable after {len(RETRY_DELAYS) + 1} attempts: {last}"
+            J.FAILED, f"not executed: exchange unreachable after {RETRIES + 1} attempts: {last}"
         )
-
-    def _mark_submitting(self, action: Action) -> None:
-        try:
-            self.journal.mark_submitting(action)
-        except Exception as exc:  # the order is on its way: its in-flight note already covers a crash
-            self.logger.error("%s: journal 'submitting' not recorded (%s); the in-flight note stands in for it",
-                              action.describe(), exc)  # fmt: skip
 
     def _settle(self, seconds: float, settle_at: float) -> None:
         """Wait; a shutdown that cuts the wait short before settle_at leaves the action for the next start."""
@@ -260,7 +263,7 @@ class Execution:
         reading_for: a read an action's order depends on (position, mid, leverage), retried like the order itself:
         each retry is logged, and a stop leaves the action for the next start (submit() checks its age again
         before sending, so the waiting never sends a stale order)."""
-        for delay in (*RETRY_DELAYS, None):
+        for delay in (*exchange_retries().delays(), None):
             try:
                 return call()
             except TransientError as exc:

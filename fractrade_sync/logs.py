@@ -7,10 +7,12 @@ import re
 import sys
 from typing import IO, Iterable
 
+from .outcome import OUTCOME_FIELDS
+
 LOGGER_NAME = "fractrade_sync"
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-9s %(message)s"
-# Stable JSON field names (documented in the README); extra fields come from `extra=` on each call.
-JSON_FIELDS = ("action_key", "action", "symbol", "side", "size", "outcome", "latency_ms", "oid", "avg_px", "reason")
+# Stable JSON field names of an outcome line (documented in the README), from `extra=` on its call.
+JSON_FIELDS = OUTCOME_FIELDS
 
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

@@ -11,7 +11,8 @@ from typing import Callable
 
 import websocket
 
-from .watchdog import Backoff, cut
+from .backoff import reconnect
+from .transport import cut
 
 # Staleness bound. Hyperliquid pushes allMids on every block (sub-second on mainnet) and only when a mid changes,
 # so a quiet socket is not a stale one: a mid counts as fresh while the subscribed socket has proven itself alive
@@ -32,7 +33,8 @@ def mids_ws_url(api_url: str) -> str:
 
 
 class MidsFeed:
-    """One thread holds the allMids subscription open (ping, reconnect with backoff); get() is lock-free."""
+    """One thread holds the allMids subscription open (ping, reconnect with backoff); get() is lock-free.
+    The service starts and stops it like its other threads."""
 
     def __init__(
         self,
@@ -53,7 +55,7 @@ class MidsFeed:
         self.dead_after = max(3 * self.idle_ping, 10.0)  # silent this long despite our pings: reconnect
         self.connect_timeout = connect_timeout
         self.clock = clock
-        self.backoff = Backoff(clock=clock)
+        self.backoff = reconnect()
         self.connected = threading.Event()
         self.ready = threading.Event()  # set once the first snapshot of mids has arrived
         self.messages = 0

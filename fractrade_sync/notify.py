@@ -11,15 +11,14 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .journal import outcome_line
+from .backoff import webhook
+from .outcome import OUTCOME_FIELDS, outcome_fields, outcome_line
 
 if TYPE_CHECKING:
     from .actions import Action
-    from .journal import Outcome
+    from .outcome import Outcome
 
-TIMEOUT = (3, 5)  # (connect, read) seconds per POST
-ATTEMPTS = 3  # a 5xx, a 429 or a network error is retried; any other answer is final
-BACKOFF = (0.5, 1.5)  # seconds before the 2nd and the 3rd attempt
+TIMEOUT = (3, 5)  # (connect, read) seconds per POST; a 5xx, a 429 or a network error is retried (backoff.webhook)
 MAX_LINE = 1900  # Discord refuses `content` over 2000 characters
 DROP_WARN_EVERY = 30.0  # seconds; one WARNING per burst of drops, not one per dropped message
 
@@ -130,12 +129,11 @@ class Notifier:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _post(self, payload: dict[str, Any]) -> None:
-        """POST with up to ATTEMPTS tries; never raises for HTTP or network trouble."""
+        """POST, retried on the webhook schedule; never raises for HTTP or network trouble."""
         problem = ""
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                if not self._pause(BACKOFF[min(attempt - 1, len(BACKOFF) - 1)]):
-                    break
+        for delay in (0.0, *webhook().delays()):
+            if delay and not self._pause(delay):
+                break
             try:
                 response = self._session.post(self._url, json=payload, timeout=TIMEOUT)
             except requests.RequestException as exc:
@@ -180,42 +178,14 @@ def _line(text: str) -> str:
 
 
 def outcome_payload(action: Action, outcome: Outcome, account: str) -> dict[str, Any]:
-    """The JSON for one action outcome: a human line as `text` (Slack) and `content` (Discord), plus fields."""
+    """The JSON for one action outcome: a human line as `text` (Slack) and `content` (Discord), plus its fields."""
     line = _line(f"fractrade-sync {_short(account)}: " + outcome_line(action, outcome))
-    return {
-        "text": line,
-        "content": line,
-        "event": "outcome",
-        "action": action.action_id,
-        "symbol": action.symbol,
-        "side": action.side,
-        "size": None if action.size is None else str(action.size),
-        "outcome": outcome.state,
-        "reason": outcome.reason or None,
-        "oid": outcome.oid,
-        "avg_px": None if outcome.avg_px is None else str(outcome.avg_px),
-        "latency_ms": None if outcome.latency_ms is None else round(float(outcome.latency_ms), 1),
-        "account": account,
-    }
+    return {"text": line, "content": line, "event": "outcome", **outcome_fields(action, outcome), "account": account}
 
 
 def connection_payload(up: bool, detail: str, account: str) -> dict[str, Any]:
     """The JSON for a Fractrade connection change; `outcome` is "up" or "down", `reason` the detail."""
-    state = "up" if up else "down"
     what = "connection to Fractrade restored" if up else "connection to Fractrade lost; reconnecting"
     line = _line(f"fractrade-sync {_short(account)}: {what} ({detail})")
-    return {
-        "text": line,
-        "content": line,
-        "event": "connection",
-        "action": None,
-        "symbol": None,
-        "side": None,
-        "size": None,
-        "outcome": state,
-        "reason": detail,
-        "oid": None,
-        "avg_px": None,
-        "latency_ms": None,
-        "account": account,
-    }
+    fields = dict.fromkeys(OUTCOME_FIELDS, None) | {"outcome": "up" if up else "down", "reason": detail}
+    return {"text": line, "content": line, "event": "connection", **fields, "account": account}

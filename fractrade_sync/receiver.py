@@ -1,32 +1,37 @@
-"""The receiver thread: Fractrade WebSocket frame -> Action -> journal row -> queue. Never calls the exchange."""
+"""The receiver thread and its intake: Fractrade WebSocket frame -> Action -> journal -> queue. Never calls the
+exchange."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import websocket
 
 from .actions import Action, Ignored, Rejection, parse_frame
-from .watchdog import Backoff, cut
-
-if TYPE_CHECKING:
-    from .service import FractradeExecutor
+from .backoff import reconnect
+from .config import Settings
+from .journal import Journal
+from .transport import cut
 
 AUTH_STATUSES = (401, 403)
 HANDSHAKE_TIMEOUT = 30.0  # seconds for the TCP connect, the TLS and WebSocket handshakes, and any one socket call
 
 
 class Receiver:
-    """Holds the WebSocket open and reconnects forever with backoff; callbacks stay thin."""
+    """Holds the WebSocket open and reconnects forever with backoff; callbacks stay thin: each frame goes to
+    `on_frame` (the intake), each connection loss and recovery to `on_connection(up, what)`."""
 
-    def __init__(self, service: FractradeExecutor):
-        self.service = service
-        self.settings = service.settings
+    def __init__(self, settings: Settings, on_frame: Callable[[bytes], object],
+                 on_connection: Callable[[bool, str], None]):  # fmt: skip
+        self.settings = settings
+        self.on_frame = on_frame
+        self.on_connection = on_connection
         self.logger = logging.getLogger("fractrade_sync.receiver")
-        self.backoff = Backoff(clock=time.monotonic)
+        self.backoff = reconnect()
         self.connected = threading.Event()
         self.last_activity = time.monotonic()
         self.connected_at: float | None = None
@@ -98,7 +103,7 @@ class Receiver:
             if self._stop.is_set():
                 break
             if was_up:
-                self.service.notify_connection(False, "lost")
+                self.on_connection(False, "lost")
             delay = self.backoff.next_delay(stable=self._was_stable())
             self.reconnects += 1
             level = logging.ERROR if self.auth_failed else logging.WARNING
@@ -116,7 +121,7 @@ class Receiver:
         self.connected.set()
         self.logger.info("connected to Fractrade (%s)", self.settings.ws_url)
         if self.reconnects:
-            self.service.notify_connection(True, "recovered")
+            self.on_connection(True, "recovered")
 
     def _on_alive(self, app: websocket.WebSocketApp, data: bytes = b"") -> None:
         self.last_activity = time.monotonic()
@@ -124,7 +129,7 @@ class Receiver:
     def _on_message(self, app: websocket.WebSocketApp, frame: str | bytes) -> None:
         self.last_activity = time.monotonic()
         try:
-            self.service.accept_frame(frame)
+            self.on_frame(frame)
         except Exception:
             self.logger.exception("could not take a frame (the receiver goes on)")
 
@@ -150,18 +155,38 @@ def _safe_error(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"[:300]
 
 
-def take_frame(service: FractradeExecutor, frame: str | bytes, logger: logging.Logger) -> Action | None:
-    """Parse a frame; a new action is noted (one append, its write-ahead record) and returned to be queued.
-    None when rejected (journaled with its reason), ignored or a duplicate (already noted or journaled)."""
-    parsed = parse_frame(frame, service.clock())
-    if isinstance(parsed, Ignored):
-        logger.debug("ignored: %s", parsed.reason)
-        return None
-    if isinstance(parsed, Rejection):
-        service.journal.insert_rejection(parsed)
-        logger.warning("rejected frame: %s (frame %s…)", parsed.reason, parsed.excerpt[:120])
-        return None
-    if not service.journal.take_new(parsed):
-        logger.info("duplicate %s (key %s…): already journaled, not executed again", parsed.describe(), parsed.key[:12])
-        return None
-    return parsed
+class Intake:
+    """Frame -> Action -> journal -> queue: parse; a new action is noted (its write-ahead record) and queued; then,
+    unless the worker takes it at once (its first commit creates the row: as the order leaves, or with the
+    outcome), its 'received' row is committed so the journal shows it while it waits."""
+
+    def __init__(self, journal: Journal, actions: queue.Queue, worker_idle: Callable[[], bool],
+                 clock: Callable[[], float] = time.time):  # fmt: skip
+        self.journal = journal
+        self.queue = actions
+        self.worker_idle = worker_idle
+        self.clock = clock
+        self.logger = logging.getLogger("fractrade_sync.receiver")
+
+    def __call__(self, frame: str | bytes) -> Action | None:
+        """The queued Action; None when rejected (journaled with its reason), ignored or a duplicate."""
+        parsed = parse_frame(frame, self.clock())
+        if isinstance(parsed, Ignored):
+            self.logger.debug("ignored: %s", parsed.reason)
+            return None
+        if isinstance(parsed, Rejection):
+            self.journal.reject(parsed)
+            self.logger.warning("rejected frame: %s (frame %s…)", parsed.reason, parsed.excerpt[:120])
+            return None
+        if not self.journal.admit(parsed):
+            self.logger.info("duplicate %s (key %s…): already journaled, not executed again", parsed.describe(),
+                             parsed.key[:12])  # fmt: skip
+            return None
+        at_once = self.worker_idle()
+        self.queue.put(parsed)
+        if not at_once:  # (a commit now would only slow the worker's signing down: they share the GIL)
+            try:
+                self.journal.enqueued(parsed)
+            except Exception:  # the note stands in for the row: recorded at the next start at the latest
+                self.logger.exception("could not commit the 'received' row of %s", parsed.describe())
+        return parsed

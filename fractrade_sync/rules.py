@@ -1,9 +1,12 @@
-"""Hyperliquid's order rules, as pure functions on Decimals: rounding, minimum value, wire format."""
+"""Hyperliquid's order rules, as pure functions on Decimals: rounding, minimum value; the order and its wire."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+
+from hyperliquid.utils.signing import order_request_to_order_wire, order_wires_to_order_action
+from hyperliquid.utils.types import Cloid
 
 # https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/tick-and-lot-size
 MAX_PERP_DECIMALS = 6
@@ -94,3 +97,39 @@ def price_problem(px: Decimal, reference: Decimal, is_buy: bool | None = None) -
     if is_buy is not None and (px < reference if is_buy else px > reference):
         return f"no valid marketable price: {to_wire(px)} against a mid of {to_wire(reference)}"
     return None
+
+
+@dataclass(frozen=True)
+class Order:
+    """One order as it goes on the wire."""
+
+    asset: Asset
+    is_buy: bool
+    size: Decimal
+    limit_px: Decimal
+    reduce_only: bool
+    cloid: str | None
+    tif: str = "Ioc"
+    trigger_px: Decimal | None = None
+    tpsl: str | None = None
+
+    def wire(self) -> dict:
+        """The SDK's order wire for this order (what the signature hashes)."""
+        if self.trigger_px is not None:
+            kind: dict = {"trigger": {"isMarket": True, "triggerPx": float(self.trigger_px), "tpsl": self.tpsl}}
+        else:
+            kind = {"limit": {"tif": self.tif}}
+        request = {"coin": self.asset.name, "is_buy": self.is_buy, "sz": float(self.size),
+                   "limit_px": float(self.limit_px), "order_type": kind, "reduce_only": self.reduce_only,
+                   "cloid": None if self.cloid is None else Cloid.from_str(self.cloid)}  # fmt: skip
+        return order_request_to_order_wire(request, self.asset.index)  # type: ignore[arg-type]
+
+    @property
+    def value(self) -> Decimal:
+        """Notional at the limit (or trigger) price, as the exchange measures its $10 minimum."""
+        return self.size * (self.trigger_px if self.trigger_px is not None else self.limit_px)
+
+
+def order_action(orders: list[Order]) -> dict:
+    """The SDK's `order` action for these orders."""
+    return order_wires_to_order_action([o.wire() for o in orders])

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .config import EXIT_FAILURE, EXIT_OK, ConfigError, Settings
-from .journal import FAILED, RECEIVED, SUBMITTING
+from .outcome import FAILED, RECEIVED, SUBMITTING
 from .service import FractradeExecutor
 
 

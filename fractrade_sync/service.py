@@ -1,8 +1,7 @@
-"""FractradeExecutor: wires the threads, handles signals, start/stop/run; the hooks users override."""
+"""FractradeExecutor: builds the parts and wires the threads; signals, start/stop/run; the hooks users override."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -12,18 +11,20 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from . import journal as J
 from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action, parse_frame
 from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
 from .exchange import HyperliquidClient
 from .execution import Execution, Refused
-from .journal import Journal, Outcome, ensure_private_dir, outcome_line
+from .heartbeat import remove_heartbeat
+from .journal import Journal
+from .market import MidsFeed
 from .notify import Notifier
-from .receiver import Receiver, take_frame
+from .outcome import Outcome
+from .pipeline import Pipeline
+from .receiver import Intake, Receiver
+from .state import StateLock, ensure_private_dir
 from .watchdog import Watchdog
-from .worker import ActionQueue, Worker
-
-JOURNAL_RETENTION = 90 * 86_400.0
+from .worker import Worker
 
 
 class FractradeExecutor:
@@ -31,27 +32,22 @@ class FractradeExecutor:
 
     fatal_errors: tuple[type[Exception], ...] = (ConfigError,)
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time):
-        self.settings = settings
+    def __init__(self, settings: Settings | None = None, *, clock: Callable[[], float] = time.time):
+        self.settings = settings if settings is not None else load_settings()  # no argument: the environment
         self.clock = clock
         self.logger = logging.getLogger("fractrade_sync")
-        self.queue: queue.Queue = ActionQueue()
-        self.journal: Journal | None = None
-        self.client: HyperliquidClient | None = None
-        self.execution: Execution | None = None
-        self.receiver = Receiver(self)
-        self.worker = Worker(self, self.queue)
-        self.watchdog = Watchdog(self)
+        self.queue: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()  # set when a stop cuts the drain short: retry waits end, nothing new is sent
+        self.notifier = Notifier(self.settings.notify_url, self.settings.account_address) if self.settings.notify_url \
+            else None  # fmt: skip
         self.fatal: Exception | None = None
-        self.resumed: set[str] = set()  # keys queued from the journal at start (the worker re-reads their rows)
-        self._kill_switch = os.fspath(settings.kill_switch_path)  # checked before every opening trade
+        self.journal: Journal | None = None
+        self.feed = self.client = self.execution = self.intake = self.worker = self.receiver = self.watchdog = None
+        self._lock = StateLock(self.settings.paths.lock)
         self._wake = threading.Event()
         self._signals: list[int] = []
         self._stop_lock = threading.Lock()
-        self._started = False
-        self._stopped = False
-        self._lock_fd: int | None = None
-        self.notifier = Notifier(settings.notify_url, settings.account_address) if settings.notify_url else None
+        self._started = self._stopped = False
 
     @classmethod
     def from_env(
@@ -62,45 +58,39 @@ class FractradeExecutor:
 
     # ---- life ----------------------------------------------------------------------------------
     def start(self, receive: bool = True) -> FractradeExecutor:
-        """Open the journal, resume what was left, start worker, receiver (unless receive=False) and watchdog."""
-        ensure_private_dir(self.settings.state_dir)
-        self._take_lock()
-        self.journal = Journal(self.settings.journal_path, clock=self.clock, autocheckpoint=False)
-        self.client = HyperliquidClient(self.settings, logging.getLogger("fractrade_sync.exchange"))
-        self.execution = Execution(
-            self.settings, self.client, self.journal, self.logger, clock=self.clock, stopping=self.worker.abort
-        )
-        recorded = self.journal.record_received()  # frames a crash left noted but not journaled
-        if recorded:
-            self.logger.warning("%d action(s) received by the last run were not journaled yet: recorded now", recorded)
-        adopted = self.journal.adopt_inflight(self.client.expiry_window)  # orders a crash left in flight
-        if adopted:
-            self.logger.warning("%d action(s) had an order in flight when the last run ended: checking them by cloid",
-                                adopted)  # fmt: skip
-        # months of uptime: keep 90 days of finished actions (far past any redelivery; they expire after 60 s).
-        # Only now: a note of a long-finished action must find its row still there, not come back as new.
-        pruned = self.journal.prune(self.clock() - JOURNAL_RETENTION)
-        if pruned:
-            self.logger.info("journal: pruned %d finished action(s) older than 90 days", pruned)
-        resumed = self._resume()
-        self.journal.load_key_filter()  # the receiver's duplicate check, without a read per new action
-        mode = " (DRY RUN: nothing is sent)" if self.settings.dry_run else ""
+        """Open the journal (recovering what the last run left), build the parts, start the threads."""
+        settings = self.settings
+        ensure_private_dir(settings.state_dir)
+        if not self._lock.acquire():
+            raise ConfigError("FRAC_STATE_DIR", f"another fractrade-sync is running with {settings.state_dir}; "
+                                                "stop it first")  # fmt: skip
+        self.feed = MidsFeed(settings.api_url, logging.getLogger("fractrade_sync.market"))
+        self.client = client = HyperliquidClient(settings, self.feed)
+        self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
+        self.execution = Execution(settings, client, self.journal, self.logger, self.clock, self.stopping)
+        hooks = {"trade": self.handle_hyperliquid_perp_trade, "stop_loss": self.handle_set_hyperliquid_perp_stop_loss,
+                 "take_profit": self.handle_set_hyperliquid_perp_take_profit}  # fmt: skip
+        listeners = [self.notifier.outcome] if self.notifier is not None else []
+        pipeline = Pipeline(settings, self.journal, self.execution, hooks, listeners, self.clock)
+        self.worker = Worker(self.queue, pipeline, prepare=client.prepare, idle=client.keep_warm, on_fatal=self.fail,
+                             fatal=self.fatal_errors, stopping=self.stopping)  # fmt: skip
+        self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock)
+        self.receiver = Receiver(settings, self.intake, self._on_connection)
+        self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal)
+        for item in resumed:  # oldest first, before anything new
+            self.queue.put(item)
         self.logger.info(
             "fractrade-sync starting for account %s%s; api %s; %d action(s) resumed%s",
-            self.settings.account_address,
-            " via API wallet " + self.settings.signer_address if self.settings.is_agent_wallet else "",
-            self.settings.api_url,
-            resumed,
-            mode,
+            settings.account_address,
+            " via API wallet " + settings.signer_address if settings.is_agent_wallet else "",
+            settings.api_url,
+            len(resumed),
+            " (DRY RUN: nothing is sent)" if settings.dry_run else "",
         )
         self._started = True
-        if self.notifier is not None:
-            self.notifier.start()
-        self.client.start_feed()  # live mids over the market-data WebSocket: one round trip per order
-        self.worker.start()
-        if receive:
-            self.receiver.start()
-        self.watchdog.start()
+        for part in (self.notifier, self.feed, self.worker, self.receiver if receive else None, self.watchdog):
+            if part is not None:
+                part.start()
         return self
 
     def stop(self, timeout: float | None = None) -> int:
@@ -112,25 +102,22 @@ class FractradeExecutor:
         drain = self.settings.drain_timeout if timeout is None else timeout
         self.logger.info("stopping: no new actions; draining %d queued for up to %.0fs", self.queue.qsize(), drain)
         self.receiver.stop()
-        left = self.worker.stop(drain)
+        left = self.worker.stop(drain, grace=self.settings.http_timeout * 2 + 1)
         stuck = [name for name, part in (("receiver", self.receiver), ("worker", self.worker)) if part.is_alive()]
         if not self.receiver.is_alive():  # (else it may still append: the next start records them)
             try:  # what was queued but not taken becomes 'received' rows, resumed at the next start
-                self.journal.record_received()
+                self.journal.record_noted()
             except Exception:
                 self.logger.exception("could not record the queued actions now; the next start records them")
-        if self.client is not None:
-            self.client.close()
+        self.feed.stop()
+        self.client.close()
         self.watchdog.stop()
-        try:
-            self.settings.heartbeat_path.unlink()
-        except FileNotFoundError:
-            pass
+        remove_heartbeat(self.settings.paths.heartbeat)
         if stuck:  # they may still write: the journal stays open and the state dir locked until the process ends
             self.logger.warning("stopped while the %s thread(s) still run; the journal stays open", ", ".join(stuck))
         else:
             self.journal.close()
-            self._release_lock()
+            self._lock.release()
         if left:
             self.logger.warning("stopped with %d action(s) left in the journal; they resume at the next start", left)
         else:
@@ -159,6 +146,16 @@ class FractradeExecutor:
         self.fatal = exc
         self._wake.set()
 
+    def accept_frame(self, frame: str | bytes) -> Action | None:
+        """Take one frame as if received (`send`, scripts): the queued Action, or None."""
+        return self.intake(frame)
+
+    def _on_connection(self, up: bool, what: str) -> None:
+        """The receiver's connection went down or came back."""
+        self.logger.debug("connection %s", what)
+        if self.notifier is not None:
+            self.notifier.connection(up, what)
+
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
@@ -172,103 +169,6 @@ class FractradeExecutor:
             os._exit(EXIT_FAILURE)
         self._signals.append(signum)
         self._wake.set()
-
-    def _take_lock(self) -> None:
-        path = self.settings.state_dir / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigError(
-                "FRAC_STATE_DIR", f"another fractrade-sync is running with {self.settings.state_dir}; stop it first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
-
-    def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    # ---- the pipeline ----------------------------------------------------------------------------
-    def _resume(self) -> int:
-        """Queue what the journal says was received but not finished (oldest first)."""
-        count = 0
-        for row in self.journal.unfinished():
-            parsed = parse_frame(row["frame"], row["received_at"])
-            if isinstance(parsed, Action) and parsed.key == row["key"]:
-                self.resumed.add(parsed.key)
-                self.queue.put(parsed)
-                count += 1
-            else:
-                self.journal.finish(row["key"], Outcome(J.FAILED, "journal row could not be read back"))
-        return count
-
-    def accept_frame(self, frame: str | bytes) -> Action | None:
-        """Receiver thread: parse, note (the journal's write-ahead record), enqueue; then, unless the worker takes
-        it at once (its first commit creates the row: as the order leaves, or with the outcome), commit its
-        'received' row so the journal shows it while it waits. Returns the queued Action (None: rejected, ignored,
-        a duplicate)."""
-        action = take_frame(self, frame, self.receiver.logger)
-        if action is not None:
-            at_once = self.worker.waiting and self.queue.qsize() == 0
-            self.queue.put(action)
-            if not at_once:  # (a commit now would only slow the worker's signing down: they share the GIL)
-                try:
-                    self.journal.commit_received(action)
-                except Exception:  # the note stands in for the row: recorded at the next start at the latest
-                    self.receiver.logger.exception("could not commit the 'received' row of %s", action.describe())
-        return action
-
-    def prepare_exchange(self) -> None:
-        """Worker thread, before the first action: meta, the wallet's right to trade, a warm connection."""
-        assets = self.client.load_meta()
-        problem = self.client.wallet_problem()
-        if problem:
-            raise ConfigError(
-                "HYPERLIQUID_PRIVATE_KEY",
-                f"{problem}; approve it on Hyperliquid (API page) or set HYPERLIQUID_PUBLIC_ADDRESS to the key's "
-                "own address",
-            )
-        self.client.warm_up()
-        self.logger.info("Hyperliquid ready: %d perps", len(assets))
-
-    def guard(self, action: Action) -> str | None:
-        """The trader's own limits; a refusal reason, or None."""
-        allowed = self.settings.allowed_symbols
-        if allowed is not None and action.symbol not in allowed:
-            return f"symbol {action.symbol} is not in FRAC_ALLOWED_SYMBOLS"
-        opening = action.kind == "trade" and not action.reduce_only
-        if opening and os.path.exists(self._kill_switch):
-            return f"kill switch is on ({self.settings.kill_switch_path}): opening trades are refused"
-        return None
-
-    def report(self, action: Action, outcome: Outcome) -> None:
-        """One INFO line per action with the essentials (and stable JSON fields)."""
-        extra = {
-            "action_key": action.key,
-            "action": action.action_id,
-            "symbol": action.symbol,
-            "side": action.side,
-            "size": None if action.size is None else str(action.size),
-            "outcome": outcome.state,
-            "latency_ms": outcome.latency_ms,
-            "oid": outcome.oid,
-            "avg_px": outcome.avg_px,
-            "reason": outcome.reason,
-        }
-        level = logging.WARNING if outcome.state in (J.FAILED,) else logging.INFO
-        self.logger.log(level, outcome_line(action, outcome), extra=extra)
-        if self.notifier is not None:
-            self.notifier.outcome(action, outcome)
-
-    def notify_connection(self, up: bool, what: str) -> None:
-        """The receiver's connection went down or came back."""
-        self.logger.debug("connection %s", what)
-        if self.notifier is not None:
-            self.notifier.connection(up, what)
 
     # ---- the seed's hooks (worker thread) ----------------------------------------------------------
     def handle_hyperliquid_perp_trade(self, config: Mapping[str, Any]) -> Outcome:

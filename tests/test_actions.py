@@ -614,15 +614,16 @@ def test_fuzz_journal_round_trip(journal: Journal, frame):
     result = parse_frame(text, NOW)
     if isinstance(result, Action):
         known = journal.get(result.key) is not None
-        assert journal.insert(result, text) is (not known)
-        assert journal.insert(result, text) is False
+        assert journal.admit(result) is (not known)
+        journal.enqueued(result)
+        assert journal.admit(result) is False
         row = journal.get(result.key)
         assert (row["cloid"], row["symbol"], row["side"]) == (result.cloid, result.symbol, result.side)
         assert row["state"] == "received"
     elif isinstance(result, Rejection):
         known = journal.get(result.key) is not None
-        assert journal.insert_rejection(result) is (not known)
-        assert journal.insert_rejection(result) is False
+        assert journal.reject(result) is (not known)
+        assert journal.reject(result) is False
         row = journal.get(result.key)
         assert (row["state"], row["reason"]) == (REJECTED, result.reason)
 
@@ -632,7 +633,7 @@ def test_fuzz_journal_round_trip(journal: Journal, frame):
 def test_fuzz_journal_takes_every_rejection_of_raw_frames(journal: Journal, frame):
     result = parse_frame(frame, NOW)
     assume(isinstance(result, Rejection))
-    journal.insert_rejection(result)
+    journal.reject(result)
     assert journal.get(result.key)["state"] == REJECTED
 
 
@@ -644,10 +645,12 @@ def test_lone_surrogate_in_event_id_is_rejected_or_keyed(journal: Journal):
     result = parse_frame(text, NOW)
     if isinstance(result, Action):
         assert re.fullmatch(r"[0-9a-f]{64}", result.key)
-        assert journal.insert(result, text) is True
+        assert journal.admit(result) is True
+        journal.enqueued(result)
+        assert journal.get(result.key)["frame"] == text
     else:
         assert isinstance(result, Rejection)
-        assert journal.insert_rejection(result) is True
+        assert journal.reject(result) is True
 
 
 @pytest.mark.parametrize(
@@ -662,7 +665,7 @@ def test_lone_surrogate_in_event_id_is_rejected_or_keyed(journal: Journal):
 def test_lone_surrogate_rejection_can_be_journaled(journal: Journal, text):
     result = parse_frame(text, NOW)
     assert isinstance(result, Rejection)
-    assert journal.insert_rejection(result) is True
+    assert journal.reject(result) is True
     result.reason.encode("utf-8")
 
 

@@ -80,7 +80,7 @@ def test_send_file_runs_actions_through_the_pipeline(env, tmp_path, sim, wallet)
     status = run_cli(["status", "--json"], env, tmp_path)
     data = json.loads(status.stdout)
     assert data["counts"] == {"filled": 2, "rejected": 1}
-    assert {a["state"] for a in data["actions"]} == {"filled", "rejected"}
+    assert {a["outcome"] for a in data["actions"]} == {"filled", "rejected"}
     text = run_cli(["status"], env, tmp_path).stdout
     assert "totals: filled 2, rejected 1" in text and "data.action_id is missing" in text
 

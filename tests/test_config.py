@@ -86,7 +86,7 @@ def test_defaults(env, no_file, account):
     assert not s.is_agent_wallet
     assert s.user_token.reveal() == TOKEN
     assert s.secrets == (TOKEN, env["HYPERLIQUID_PRIVATE_KEY"])
-    assert s.journal_path == s.state_dir / "journal.sqlite3"
+    assert s.paths.journal == s.state_dir / "journal.sqlite3"
 
 
 def test_env_file_alone_is_enough(env, tmp_path):

@@ -172,6 +172,8 @@ def test_json_lines_are_parseable_with_stable_fields(install, log):
         "symbol": "BTC",
         "side": "BUY",
         "size": "0.01",
+        "trigger_price": None,
+        "filled_sz": "0.01",
         "outcome": "filled",
         "latency_ms": 12.5,
         "oid": 77,

@@ -15,18 +15,12 @@ from tests.conftest import key_of, trade_frame, wait_for, wait_state
 @pytest.fixture
 def live(make_service):
     """A connected, ready service whose client's mids feed is live; the feed is closed at teardown."""
-    services = []
-
     def make(**overrides):
         service = make_service(**overrides)
-        service.client.start_feed()  # idempotent: a no-op once the service starts the feed itself
-        services.append(service)
-        wait_for(service.client.feed.ready.is_set, 5, what="first allMids snapshot")
+        wait_for(service.feed.ready.is_set, 5, what="first allMids snapshot")
         return service
 
-    yield make
-    for service in services:
-        service.client.close()
+    return make
 
 
 def test_ws_url_is_derived_like_the_sdk():

@@ -11,12 +11,11 @@ from decimal import Decimal
 import pytest
 
 from fractrade_sync.actions import TRADE, Action
-from fractrade_sync.journal import FILLED, Outcome
 from fractrade_sync.notify import Notifier
+from fractrade_sync.outcome import FILLED, OUTCOME_FIELDS, Outcome
 from tests.conftest import key_of, trade_frame, wait_for
 
-FIELDS = {"text", "content", "event", "action", "symbol", "side", "size", "outcome", "reason", "oid", "avg_px",
-          "latency_ms", "account"}  # fmt: skip
+FIELDS = {"text", "content", "event", "account", *OUTCOME_FIELDS}  # the outcome's fields, listed once
 
 
 class Webhook:

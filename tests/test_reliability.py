@@ -12,7 +12,7 @@ import threading
 import time
 
 from fractrade_sync.config import settings_from_mapping
-from fractrade_sync.journal import _records
+from fractrade_sync.notes import read_records
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import (
     key_of,
@@ -154,7 +154,7 @@ def _taken(env) -> set[str]:
     noted = set()
     if os.path.exists(notes):
         with open(notes, "rb") as raw:
-            noted = {key_of(json.loads(text)) for _, text in _records(raw.read())[0]}
+            noted = {key_of(json.loads(text)) for _, text in read_records(raw.read())[0]}
     return noted | set(_journal_states(env))
 
 
@@ -208,13 +208,13 @@ def test_a_crash_between_a_frames_note_and_its_received_commit_loses_nothing(env
     settings = settings_from_mapping(env)
     first = start_ready(settings)
     dead = threading.Event()  # the process dies right after noting and queueing the frame
-    first.journal.commit_received = lambda action: None
-    first.worker.process = lambda action: dead.wait(30)
+    first.journal.enqueued = lambda action: None
+    first.worker.handle = lambda action: dead.wait(30)
     frame = push(signals, trade_frame())
     wait_for(lambda: key_of(frame) in _taken(env), what="the frame noted")
     assert first.journal.get(key_of(frame)) is None  # only its note knows it
     first.receiver.stop()
-    first._release_lock()
+    first._lock.release()
     try:
         row = restart_until_done(settings, key_of(frame))
     finally:
@@ -228,13 +228,14 @@ def test_a_crash_between_the_order_write_and_its_submitting_commit_is_settled_by
     settings = settings_from_mapping(env)
     first = start_ready(settings)
     dead = threading.Event()  # the worker stops dead right after writing the order: no commit, no answer read
-    first.journal.mark_submitting = lambda key: dead.wait(30)
+    sending = first.journal.sending  # the note is written; the 'submitting' commit as the order leaves never is
+    first.journal.sending = lambda action, expires: sending(action, expires) and (lambda: dead.wait(30))
     frame = push(signals, trade_frame())
     wait_for(lambda: sim.request_count("/exchange", "order") == 1, what="the order written")
     row = first.journal.get(key_of(frame))
     assert row is None or row["state"] == "received"  # only the notes know the order is in flight
     first.receiver.stop()
-    first._release_lock()  # the process is gone, as far as the state dir can tell
+    first._lock.release()  # the process is gone, as far as the state dir can tell
     started = time.time()
     try:
         row = restart_until_done(settings, key_of(frame))

@@ -82,7 +82,7 @@ def test_resume_after_a_crash_between_a_new_stop_loss_and_the_cancel_of_the_old(
     # die right after the exchange rested the new stop loss: no cancel, no terminal journal row
     first.execution.after = lambda *args: None
     finish = first.journal.finish
-    first.journal.finish = lambda key, outcome: None if key == key_of(second_sl) else finish(key, outcome)
+    first.journal.finish = lambda action, outcome: None if action.key == key_of(second_sl) else finish(action, outcome)
     signals.push(second_sl)
     wait_for(lambda: len(_triggers(sim, wallet)) == 2, what="the second stop loss resting")
     first.stop(timeout=2)

@@ -47,7 +47,7 @@ def test_secrets_never_appear_in_logs_files_or_process_args(fmt, env, tmp_path, 
         for frame in frames:
             signals.push(frame)
         signals.push("{not json")
-        wait_for(lambda: run_cli(["status", "--json"], env, tmp_path).stdout.count('"state"') >= 6, timeout=30)
+        wait_for(lambda: run_cli(["status", "--json"], env, tmp_path).stdout.count('"outcome"') >= 6, timeout=30)
         signals.drop_all()  # a reconnect, logged
         wait_for(lambda: signals.connections_total >= 2, timeout=10)
         proc.send_signal(signal.SIGTERM)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from fractrade_sync.journal import FILLED, REJECTED
+from fractrade_sync.outcome import FILLED, REJECTED
 from tests.conftest import ROOT, key_of, run_cli, trade_frame, wait_for, wait_state
 
 
@@ -321,19 +321,26 @@ def test_action_from_the_future_is_refused(make_service, sim, signals, wallet):
     assert sim.applied_orders(wallet.address) == []
 
 
+def _journaled(journal, action) -> None:
+    """An action the receiver took: noted, queued, and its 'received' row committed."""
+    assert journal.admit(action)
+    journal.enqueued(action)
+
+
 def test_journal_prunes_only_old_finished_actions(tmp_path):
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal, Outcome
+    from fractrade_sync.journal import Journal
+    from fractrade_sync.outcome import Outcome
 
     now = [1_800_000_000.0]
     journal = Journal(tmp_path / "j.sqlite3", clock=lambda: now[0])
     old_done, old_open, new_done = (parse_frame(json.dumps(trade_frame()), now[0]) for _ in range(3))
     for action in (old_done, old_open):
-        journal.insert(action, "{}")
-    journal.finish(old_done.key, Outcome("filled"))
+        _journaled(journal, action)
+    journal.finish(old_done, Outcome("filled"))
     now[0] += 100 * 86_400
-    journal.insert(new_done, "{}")
-    journal.finish(new_done.key, Outcome("filled"))
+    _journaled(journal, new_done)
+    journal.finish(new_done, Outcome("filled"))
     assert journal.prune(now[0] - 90 * 86_400) == 1
     assert journal.get(old_done.key) is None
     assert journal.get(old_open.key)["state"] == "received" and journal.get(new_done.key)["state"] == "filled"
@@ -357,161 +364,142 @@ def test_the_watchdog_checkpoints_the_journal_off_the_order_path(make_service, s
     assert service.journal._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
 
 
-def _reopen_after_a_torn_note(journal, notes_path, torn: bytes):
+def _reopen_after_a_torn_note(journal, notes_path, torn: bytes, clock=time.time):
     """A crash (power loss) tore the last note: close the journal and open it again, as the next start does."""
     from fractrade_sync.journal import Journal
 
     with open(notes_path, "ab") as notes:
         notes.write(torn)  # the torn last note is skipped
     journal.close()
-    return Journal(journal.path)
+    return Journal.open(journal.path, 3.0, clock=clock)
 
 
-def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path):
+def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path, caplog):
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal, Outcome
+    from fractrade_sync.journal import Journal
+    from fractrade_sync.outcome import Outcome
 
     now = [1_800_000_000.0]
     journal = Journal(tmp_path / "j.sqlite3", clock=lambda: now[0])
     sent, done, queued = (parse_frame(json.dumps(trade_frame()), now[0]) for _ in range(3))
     for action in (sent, done, queued):
-        journal.insert(action, "{}")
+        _journaled(journal, action)
     now[0] += 5
-    journal.note_sending(done.key, int(now[0] * 1000) + 3000)
-    journal.finish(done.key, Outcome("filled"))
+    journal.sending(done, int(now[0] * 1000) + 3000)
+    journal.finish(done, Outcome("filled"))
     now[0] += 5
-    journal.note_sending(sent.key, int(now[0] * 1000) + 5000)  # the crash comes before its 'submitting' commit
-    again = _reopen_after_a_torn_note(journal, journal.inflight_path, b"0123 17")
-    assert again.adopt_inflight(3.0) == 1  # what read back is adopted; the file, torn, is kept aside
-    row = again.get(sent.key)
-    # the resume waits until updated_at + the 3 s window: the order's own expiresAfter (the window has shrunk)
-    assert row["state"] == "submitting" and row["updated_at"] == now[0] + 2
-    assert again.get(done.key)["state"] == "filled" and again.get(queued.key)["state"] == "received"
-    assert not again.inflight_path.exists() and again.adopt_inflight(3.0) == 0
+    journal.sending(sent, int(now[0] * 1000) + 5000)  # the crash comes before its 'submitting' commit
+    inflight = tmp_path / "j.sqlite3.inflight"
+    again, resumed = _reopen_after_a_torn_note(journal, inflight, b"0123 17", clock=lambda: now[0])
+    assert "1 action(s) had an order in flight when the last run ended" in caplog.text
+    # what read back is adopted; the file, torn, is kept aside. The resume of the one in flight waits until
+    # since + the 3 s window: the order's own expiresAfter (the window has shrunk)
+    assert [(r.action.key, r.state, r.since) for r in resumed] == [
+        (sent.key, "submitting", now[0] + 2), (queued.key, "received", now[0] - 10)]  # fmt: skip
+    assert again.get(done.key)["state"] == "filled" and not inflight.exists()
     (aside,) = tmp_path.glob("j.sqlite3.inflight.unreadable-*")
     assert aside.read_bytes().endswith(b"0123 17")
     assert oct(aside.stat().st_mode & 0o777) == "0o600"
 
 
 def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tmp_path, monkeypatch):
-    from fractrade_sync import journal as J
+    from fractrade_sync import notes
     from fractrade_sync.actions import parse_frame
+    from fractrade_sync.journal import Journal
+    from fractrade_sync.outcome import Outcome
 
-    monkeypatch.setattr(J, "NOTES_LIMIT", 200)
-    journal = J.Journal(tmp_path / "j.sqlite3")
+    monkeypatch.setattr(notes, "NOTES_LIMIT", 200)
+    journal = Journal(tmp_path / "j.sqlite3")
+    inflight = tmp_path / "j.sqlite3.inflight"
     actions = [parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(8)]
     for action in actions[:3]:
-        journal.insert(action, "{}")
-        journal.note_sending(action.key, 1_800_000_003_000)
-        journal.finish(action.key, J.Outcome("filled"))
-    assert journal.inflight_path.stat().st_size > 200
-    journal.insert(actions[3], "{}")
-    journal.note_sending(actions[3].key, 1_800_000_003_000)  # all before it finished: emptied first, then noted
-    assert journal.inflight_path.read_text().split()[0] == actions[3].key
+        _journaled(journal, action)
+        journal.sending(action, 1_800_000_003_000)
+        journal.finish(action, Outcome("filled"))
+    assert inflight.stat().st_size > 200
+    _journaled(journal, actions[3])
+    journal.sending(actions[3], 1_800_000_003_000)  # all before it finished: emptied first, then noted
+    assert inflight.read_text().split()[0] == actions[3].key
     for action in actions[4:]:  # actions[3] never finishes (a stop left it in flight): nothing is emptied
-        journal.insert(action, "{}")
-        journal.note_sending(action.key, 1_800_000_003_000)
-        journal.finish(action.key, J.Outcome("filled"))
-    assert [line.split()[0] for line in journal.inflight_path.read_text().splitlines()] == [a.key for a in actions[3:]]
+        _journaled(journal, action)
+        journal.sending(action, 1_800_000_003_000)
+        journal.finish(action, Outcome("filled"))
+    assert [line.split()[0] for line in inflight.read_text().splitlines()] == [a.key for a in actions[3:]]
 
 
-def test_the_action_queue_keeps_queue_queues_contract():
-    import queue
-
-    from fractrade_sync.worker import ActionQueue
-
-    q = ActionQueue()
-    assert isinstance(q, queue.Queue) and q.empty() and q.unfinished_tasks == 0
-    for item in range(3):
-        q.put(item)
-    assert q.qsize() == 3 and q.unfinished_tasks == 3
-    assert [q.get(timeout=1) for _ in range(3)] == [0, 1, 2]  # FIFO
-    with pytest.raises(queue.Empty):
-        q.get(timeout=0.01)
-    joined = threading.Event()
-    threading.Thread(target=lambda: (q.join(), joined.set())).start()
-    q.task_done()
-    q.task_done()
-    assert not joined.wait(0.05)  # one task still unfinished
-    q.task_done()
-    assert joined.wait(2) and q.unfinished_tasks == 0
-    with pytest.raises(ValueError):
-        q.task_done()
-
-
-def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path):
+def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path, caplog):
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal, Outcome
+    from fractrade_sync.journal import Journal
+    from fractrade_sync.notes import received_note
+    from fractrade_sync.outcome import Outcome
 
     journal = Journal(tmp_path / "j.sqlite3")
     sent, refused, done = (parse_frame(json.dumps(trade_frame()), 1_800_000_000.0 + i) for i in range(3))
     multiline = json.dumps(trade_frame(agent_id="agent é ✓"), indent=1, ensure_ascii=False)
     queued = parse_frame(multiline, 1_800_000_003.0)  # newlines and non-ASCII in the frame: recorded byte for byte
     assert "\n" in queued.frame
-    journal.insert(done, done.frame)
-    journal.finish(done.key, Outcome("filled"))
+    _journaled(journal, done)
+    journal.finish(done, Outcome("filled"))
     for action in (sent, refused, queued):
         assert not journal.is_known(action.key)
-        journal.note_received(action)
+        assert journal.admit(action)
         assert journal.is_known(action.key) and journal.get(action.key) is None  # known before any commit
-    assert journal.is_known(done.key)
-    journal.mark_submitting(sent)  # the worker's first commit creates the row
+    assert journal.is_known(done.key) and not journal.admit(done)
+    journal.sending(sent, 1_800_000_003_000)()  # the worker's first commit creates the row
     assert (journal.get(sent.key)["state"], journal.get(sent.key)["attempts"]) == ("submitting", 1)
-    journal.finish(refused.key, Outcome("rejected", "too small"), refused)
+    journal.finish(refused, Outcome("rejected", "too small"))
     assert journal.get(refused.key)["state"] == "rejected" and journal.get(refused.key)["frame"] == refused.frame
-    journal.note_received(done)  # (a row exists already: recording it again changes nothing)
-    again = _reopen_after_a_torn_note(journal, journal.received_path, b'1800000000.0 500\n{"ty')
-    assert again.record_received() == 1
+    received = tmp_path / "j.sqlite3.received"
+    # a note of an action that has its row already (as after a crash right after its commit) changes nothing
+    torn = received_note(done.received_at, done.frame) + b'1800000000.0 500\n{"ty'
+    again, resumed = _reopen_after_a_torn_note(journal, received, torn)
+    assert "1 action(s) received by the last run were not journaled yet: recorded now" in caplog.text
     row = again.get(queued.key)
     assert row["state"] == "received" and row["received_at"] == row["updated_at"] == queued.received_at
     assert row["frame"] == queued.frame and again.get(done.key)["state"] == "filled"
-    assert not again.received_path.exists() and again.record_received() == 0  # the torn file is kept aside
+    assert [(r.action.key, r.state) for r in resumed] == [(sent.key, "submitting"), (queued.key, "received")]
+    assert not received.exists() and again.record_noted() == 0  # the torn file is kept aside
     assert len(list(tmp_path.glob("j.sqlite3.received.unreadable-*"))) == 1
-    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in tmp_path.glob("j.sqlite3.*"))
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in tmp_path.glob("j.sqlite3*"))
 
 
-def test_the_key_filter_never_calls_a_known_key_new(tmp_path):
-    import secrets as s
-
+def test_a_key_is_known_from_its_note_on_and_after_a_restart(tmp_path):
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal, KeyFilter
-
-    keys = KeyFilter()
-    added = [s.token_hex(32) for _ in range(20_000)] + ["rejected:" + s.token_hex(16), "odd key"]
-    for key in added:
-        keys.add(key)
-    assert all(keys.may_contain(key) for key in added)
-    assert sum(keys.may_contain(s.token_hex(32)) for _ in range(20_000)) < 20  # false "maybe": rare
+    from fractrade_sync.journal import Journal
+    from fractrade_sync.outcome import Outcome
 
     journal = Journal(tmp_path / "j.sqlite3")
     old, new = (parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(2))
-    journal.insert(old, old.frame)
-    journal.load_key_filter()
-    assert journal.is_known(old.key) and not journal.is_known(new.key)
-    journal.note_received(new)
-    journal.mark_submitting(new)  # no longer noted: the filter (then the read) still knows it
-    assert journal.is_known(new.key)
+    assert journal.admit(old)
+    journal.finish(old, Outcome("filled"))  # its row, created by the finish itself
+    journal.close()
+    journal = Journal(tmp_path / "j.sqlite3")  # a new process: only the row knows it
+    assert journal.is_known(old.key) and not journal.admit(old) and not journal.is_known(new.key)
+    assert journal.admit(new)
+    journal.sending(new, 1_800_000_003_000)()  # no longer noted: its row knows it
+    assert journal.is_known(new.key) and not journal.admit(new)
 
 
 def test_a_note_that_cannot_be_written_whole_leaves_the_action_new(tmp_path, monkeypatch):
-    from fractrade_sync import journal as J
+    from fractrade_sync import notes
     from fractrade_sync.actions import parse_frame
+    from fractrade_sync.journal import Journal
 
-    journal = J.Journal(tmp_path / "j.sqlite3")
-    journal.load_key_filter()
+    journal = Journal(tmp_path / "j.sqlite3")
+    received = tmp_path / "j.sqlite3.received"
     first, action = (parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(2))
-    assert journal.take_new(first)
-    size = journal.received_path.stat().st_size
+    assert journal.admit(first)
+    size = received.stat().st_size
     write = os.write
-    monkeypatch.setattr(J.os, "write", lambda fd, data: write(fd, data[:10]))  # the disk fills up mid-note
+    monkeypatch.setattr(notes.os, "write", lambda fd, data: write(fd, data[:10]))  # the disk fills up mid-note
     with pytest.raises(OSError, match="short write"):
-        journal.take_new(action)
-    assert journal.received_path.stat().st_size == size  # undone: nothing torn mid-file
-    monkeypatch.setattr(J.os, "write", write)
-    assert not journal.is_known(action.key) and journal.take_new(action)  # the redelivery is taken, not a duplicate
+        journal.admit(action)
+    assert received.stat().st_size == size  # undone: nothing torn mid-file
+    monkeypatch.setattr(notes.os, "write", write)
+    assert not journal.is_known(action.key) and journal.admit(action)  # the redelivery is taken, not a duplicate
     journal.close()
-    again = J.Journal(tmp_path / "j.sqlite3")
-    assert again.record_received() == 2
+    again = Journal(tmp_path / "j.sqlite3")
+    assert again.record_noted() == 2
 
 
 def test_a_failing_record_at_stop_still_ends_the_service(make_service, monkeypatch):
@@ -520,6 +508,6 @@ def test_a_failing_record_at_stop_still_ends_the_service(make_service, monkeypat
     def disk_full():
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(service.journal, "record_received", disk_full)
+    monkeypatch.setattr(service.journal, "record_noted", disk_full)
     service.stop(timeout=1)  # logs it; the notes stay for the next start
-    assert not service.watchdog.is_alive() and service._lock_fd is None
+    assert not service.watchdog.is_alive() and not service._lock.held

@@ -10,7 +10,7 @@ from hyperliquid.utils.signing import recover_agent_or_user_from_l1_action, sign
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fractrade_sync.signing import FastSigner
+from fractrade_sync.signing import FastSigner, NonceSource
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -99,46 +99,56 @@ def test_key_never_shows():
         pickle.dumps(fast)
 
 
-def test_the_reused_state_keccak_agrees_with_eth_hash():
-    import os
-
-    from eth_hash.auto import keccak as reference
-
-    from fractrade_sync import signing
-
-    assert signing.keccak.__name__ == "reused"  # the fast path is the one in use here
-    for size in [0, 1, 31, 32, 33, 135, 136, 137, 1000, 5000]:  # around Keccak-256's 136-byte rate
-        data = os.urandom(size)
-        assert signing.keccak(data) == reference(data)
-
-
-def test_the_direct_signer_is_coincurves_signature_from_any_thread():
-    import os
+def test_signing_from_four_threads_at_once_gives_the_sdks_signatures():
     import threading
 
-    import coincurve
-
-    key = os.urandom(32)
-    fast, public = FastSigner(key.hex()), coincurve.PrivateKey(key)
-    assert fast._sign.__name__ == "direct"  # the fast path is the one in use here
-    digests = [os.urandom(32) for _ in range(200)]
-    expected = [public.sign_recoverable(d, hasher=None) for d in digests]
-    results: dict[int, list[bytes]] = {}
+    wallet = Account.create()
+    fast = FastSigner(wallet.key.hex())
+    action = {"type": "order", "orders": [], "grouping": "na"}
+    jobs = [(nonce, nonce % 2 == 0) for nonce in range(100)]
+    expected = [sign_l1_action(wallet, action, None, nonce, None, mainnet) for nonce, mainnet in jobs]
+    results: dict[int, list[dict]] = {}
+    start = threading.Barrier(4)
 
     def sign_all(n: int) -> None:
-        results[n] = [fast._sign(d) for d in digests]
+        start.wait()
+        results[n] = [fast.sign_l1(action, None, nonce, None, mainnet) for nonce, mainnet in jobs]
 
-    threads = [threading.Thread(target=sign_all, args=(n,)) for n in range(4)]  # one set of buffers, shared
+    threads = [threading.Thread(target=sign_all, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert all(results[n] == expected for n in range(4))
-    with pytest.raises(ValueError, match="32 bytes") as raised:
-        fast._sign(b"short")
-    import traceback
+    assert [results.get(n) for n in range(4)] == [expected] * 4
 
-    frames = traceback.walk_tb(raised.value.__traceback__.tb_next)  # the signer's own frames, not this test's
-    shown = "".join(traceback.StackSummary.extract(frames, capture_locals=True).format())
-    assert "secret = <cdata" in shown  # its locals are shown, the key is not
-    assert key.hex() not in shown and repr(key)[2:-1] not in shown
+
+def test_nonces_strictly_increase_under_a_frozen_clock_from_several_threads():
+    import threading
+
+    nonces = NonceSource(clock=lambda: 1_700_000_000.0)  # the same millisecond, every time
+    results: dict[int, list[int]] = {}
+    start = threading.Barrier(4)
+
+    def draw(n: int) -> None:
+        start.wait()
+        results[n] = [nonces.next() for _ in range(500)]
+
+    threads = [threading.Thread(target=draw, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[n] == sorted(set(results[n])) for n in range(4))  # each thread sees them increase
+    drawn = sorted(nonce for n in range(4) for nonce in results[n])
+    assert drawn == list(range(1_700_000_000_000, 1_700_000_000_000 + 2000))  # no two alike, none skipped
+    assert nonces.next() == 1_700_000_000_000 + 2000
+
+
+def test_nonces_follow_the_clock_when_it_moves_ahead():
+    now = [1_700_000_000.0]
+    nonces = NonceSource(clock=lambda: now[0])
+    assert nonces.next() == 1_700_000_000_000
+    now[0] += 5.0
+    assert nonces.next() == 1_700_000_005_000
+    now[0] -= 60.0  # a clock stepped back never takes a nonce backwards
+    assert nonces.next() == 1_700_000_005_001

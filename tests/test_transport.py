@@ -11,7 +11,7 @@ import pytest
 
 from fractrade_sync.config import settings_from_mapping
 from fractrade_sync.exchange import HyperliquidClient, TransientError
-from fractrade_sync.transport import NotSent, OrderChannel, compact_json
+from fractrade_sync.transport import NotSent, OrderChannel, ProxyChannel, compact_json
 
 
 class _Closing(BaseHTTPRequestHandler):
@@ -75,8 +75,7 @@ def test_client_maps_a_refused_connection_to_not_in_flight(env, sim):
 
 def test_keep_warm_uses_the_order_connection_only_when_idle(env, sim):
     client = HyperliquidClient(settings_from_mapping(env))
-    client.load_meta()
-    client.warm_up()
+    client.prepare()
     before = sim.request_count("/info")
     client.keep_warm()  # just used: nothing sent
     assert sim.request_count("/info") == before
@@ -89,12 +88,11 @@ def test_behind_a_proxy_orders_stay_on_requests(env, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "")
     client = HyperliquidClient(settings_from_mapping({**env, "HYPERLIQUID_API_URL": "http://localhost:1"}))
-    assert client.channel is None
+    assert isinstance(client.http, ProxyChannel)
     client.close()
 
 
-def test_what_the_sdk_raises_on_info_is_mapped(env, sim):
-    # the SDK raises ClientError(429, None, "", ...) on a 429 with an empty body, ServerError on a 5xx
+def test_what_the_exchange_answers_on_info_is_mapped(env, sim):
     client = HyperliquidClient(settings_from_mapping(env))
     sim.inject("429", path="/info")
     with pytest.raises(TransientError, match="HTTP 429") as info:
@@ -109,7 +107,7 @@ def test_what_the_sdk_raises_on_info_is_mapped(env, sim):
 
 def test_exchange_faults_on_the_order_channel_are_mapped(env, sim):
     client = HyperliquidClient(settings_from_mapping(env))
-    client.warm_up()
+    client.prepare()
     payload = {"action": {"type": "noop"}, "nonce": 1, "signature": {}}
     sim.inject("429")
     with pytest.raises(TransientError, match="HTTP 429") as info:

@@ -15,8 +15,8 @@ from eth_account import Account
 
 from ..actions import STOP_LOSS, TAKE_PROFIT, TRADE, parse_frame
 from ..config import EXIT_FAILURE, EXIT_OK, settings_from_mapping
-from ..journal import TERMINAL_STATES
 from ..logs import setup_logging
+from ..outcome import TERMINAL_STATES
 from ..service import FractradeExecutor
 from .hl_server import HyperliquidSimulator
 from .signal_server import SignalServer

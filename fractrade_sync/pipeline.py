@@ -1,0 +1,126 @@
+"""Action -> Outcome, on the worker thread: resume, staleness, the trader's guards, the hook; journal and report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, Mapping, Sequence, Union
+
+from .actions import Action
+from .config import Settings
+from .exchange import TransientError
+from .execution import Execution, Refused, Unfinished
+from .journal import Journal, Resumed
+from .outcome import EXPIRED, FAILED, REJECTED, SKIPPED, SUBMITTING, Outcome, outcome_fields, outcome_line
+
+Item = Union[Action, Resumed]
+Hook = Callable[["ActionConfig"], Any]
+
+
+class ActionConfig(dict):
+    """The action's raw `config` dict (the seed's hook argument), carrying the parsed Action."""
+
+    def __init__(self, action: Action):
+        super().__init__(action.config)
+        self.action = action
+
+
+class Pipeline:
+    """The worker's handler: one action (live, or resumed from the journal) to its one terminal outcome."""
+
+    def __init__(self, settings: Settings, journal: Journal, execution: Execution, hooks: Mapping[str, Hook],
+                 on_outcome: Sequence[Callable[[Action, Outcome], None]] = (),
+                 clock: Callable[[], float] = time.time):  # fmt: skip
+        self.settings = settings
+        self.journal = journal
+        self.execution = execution
+        self.hooks = hooks  # kind (trade, stop_loss, take_profit) -> the service's overridable handle_* method
+        self.on_outcome = tuple(on_outcome)
+        self.clock = clock
+        self.logger = logging.getLogger("fractrade_sync")
+        self._kill_switch = os.fspath(settings.paths.kill_switch)
+
+    def __call__(self, item: Item) -> bool:
+        """Decide, journal and report one action; False when it is left for the next start (a stop came first)."""
+        action = item.action if isinstance(item, Resumed) else item
+        try:
+            outcome = self.decide(item)
+        except Unfinished as exc:  # it stays 'received' or 'submitting' in the journal; the next start settles it
+            self.logger.warning("%s: %s", action.describe(), exc)
+            return False
+        self.journal.finish(action, outcome)
+        self.report(action, outcome)
+        return True
+
+    def decide(self, item: Item) -> Outcome:
+        """The action's outcome: found on the exchange (resumed), expired, skipped, refused, or what it did."""
+        if isinstance(item, Resumed):
+            seen = self._resume(item)
+            if seen is not None:
+                return seen
+            action = item.action
+        else:
+            action = item
+        age, limit = action.age(self.clock()), self.settings.max_action_age
+        if age > limit:
+            return Outcome(EXPIRED, f"{age:.0f}s old, over FRAC_MAX_ACTION_AGE={limit:g}s")
+        if age < -limit:  # it would never expire: a broken clock, ours or the agent's
+            return Outcome(REJECTED, f"metadata.timestamp is {-age:.0f}s in the future; check the clocks")
+        if action.server_execution:
+            return Outcome(SKIPPED, "metadata.server_execution is true: the platform executes it")
+        refusal = self.guard(action)
+        if refusal:
+            return Outcome(REJECTED, refusal)
+        return self._run_hook(action)
+
+    def _resume(self, item: Resumed) -> Outcome | None:
+        """Ask the exchange by cloid before anything else. A 'submitting' action died with its order in flight:
+        wait until that order can no longer be applied. A 'received' one was never sent, unless an OS crash lost
+        its 'submitting' commit, and a reboot outlasts any order's expiry: ask at once."""
+        action, execution = item.action, self.execution
+        try:
+            if item.state == SUBMITTING:
+                seen = execution.settle_then_lookup(action, item.since)
+            else:
+                seen = execution.lookup(action)
+        except TransientError as exc:
+            return Outcome(FAILED, f"outcome unknown, exchange unreachable ({exc}); check cloid {action.cloid}")
+        if seen is not None:
+            execution.after(action, seen)
+        return seen
+
+    def guard(self, action: Action) -> str | None:
+        """The trader's own limits; a refusal reason, or None."""
+        allowed = self.settings.allowed_symbols
+        if allowed is not None and action.symbol not in allowed:
+            return f"symbol {action.symbol} is not in FRAC_ALLOWED_SYMBOLS"
+        opening = action.kind == "trade" and not action.reduce_only
+        if opening and os.path.exists(self._kill_switch):
+            return f"kill switch is on ({self.settings.paths.kill_switch}): opening trades are refused"
+        return None
+
+    def _run_hook(self, action: Action) -> Outcome:
+        """Call the action's hook; what it raises or returns becomes the outcome."""
+        try:
+            result = self.hooks[action.kind](ActionConfig(action))
+        except Refused as exc:
+            return Outcome(REJECTED, str(exc))
+        except Unfinished:
+            raise
+        except TransientError as exc:
+            return Outcome(FAILED, f"exchange unreachable: {exc}")
+        except Exception as exc:
+            self.logger.exception("%s failed", action.describe())
+            return Outcome(FAILED, f"{type(exc).__name__}: {exc}"[:300])
+        if isinstance(result, Outcome):
+            return result
+        placed = "handled by a custom hook" if result else "handled by a custom hook that placed no order"
+        return Outcome(SKIPPED, placed)
+
+    def report(self, action: Action, outcome: Outcome) -> None:
+        """One INFO line per action with the essentials (its OUTCOME_FIELDS in a JSON log); then the notifiers."""
+        level = logging.WARNING if outcome.state == FAILED else logging.INFO
+        self.logger.log(level, outcome_line(action, outcome), extra=outcome_fields(action, outcome))
+        for listener in self.on_outcome:
+            listener(action, outcome)
