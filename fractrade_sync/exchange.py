@@ -22,7 +22,8 @@ from .transport import NotSent, OrderChannel, ProxyChannel
 STALE_NOTICE_EVERY = 60.0  # seconds between two "mids cache stale" warnings: a dead feed must not flood the log
 LEVERAGE_TTL = 60.0  # seconds a cached leverage is trusted on the order path (the UI can change it)
 KEEP_WARM_AFTER = 30.0  # seconds of an idle connection before a keep-warm request
-MIDS_READY_WAIT = 3.0  # warm_up waits this long for the feed's first snapshot, then goes on (REST fallback)
+MIDS_READY_WAIT = 3.0  # prepare() waits this long for the feed's first snapshot, then goes on (REST fallback)
+META_RELOAD_EVERY = 60.0  # an unknown symbol reloads meta at most this often: a flood of them costs one request
 
 
 class TransientError(Exception):
@@ -54,6 +55,7 @@ class HyperliquidClient:
         self._stale_notice_at = float("-inf")
         self._stale_unnoticed = 0
         self._assets: dict[str, Asset] = {}
+        self._meta_at = float("-inf")  # monotonic time meta was last loaded
         self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read)
         timeouts = (min(3.05, settings.http_timeout), settings.http_timeout)
         # requests re-reads proxy and CA-bundle variables on every request: read them once, now
@@ -87,6 +89,8 @@ class HyperliquidClient:
             raise TransientError("HTTP 429: rate limited by the exchange", in_flight=False)
         if status >= 500:
             raise TransientError(f"HTTP {status} from the exchange")
+        if status in (408, 425, 499):  # a gateway gave up waiting: the request may have reached the exchange
+            raise TransientError(f"HTTP {status} from a gateway")
         if status >= 400:
             raise ClientError(status, None, text, None, None)
         try:
@@ -108,6 +112,7 @@ class HyperliquidClient:
     def load_meta(self) -> dict[str, Asset]:
         """Fetch the perp universe; index by name."""
         meta = self._info({"type": "meta"})
+        self._meta_at = time.monotonic()
         self._assets = {
             a["name"]: Asset(a["name"], i, int(a["szDecimals"]), int(a.get("maxLeverage", 50)))
             for i, a in enumerate(meta["universe"])
@@ -116,7 +121,8 @@ class HyperliquidClient:
         return self._assets
 
     def asset(self, symbol: str) -> Asset:
-        """The asset for a symbol (exact, else case-insensitive), refreshing meta once when unknown."""
+        """The asset for a symbol (exact, else case-insensitive); an unknown one reloads meta, at most once a
+        META_RELOAD_EVERY (a coin listed since)."""
         for attempt in range(2):
             found = self._assets.get(symbol)
             if found is None:
@@ -124,7 +130,7 @@ class HyperliquidClient:
                 found = matches[0] if len(matches) == 1 else None
             if found is not None:
                 return found
-            if attempt == 0:
+            if attempt == 0 and time.monotonic() - self._meta_at >= META_RELOAD_EVERY:
                 self.load_meta()
         raise UnknownSymbol(f"unknown symbol '{symbol}': not a perp on this exchange")
 
@@ -178,8 +184,13 @@ class HyperliquidClient:
 
     def _remember_leverage(self, coin: str, data: Any) -> None:
         lev = data.get("leverage") if isinstance(data, dict) else None
-        if isinstance(lev, dict) and "value" in lev:
-            self._leverage[coin] = (lev.get("type", "cross"), int(lev["value"]), time.monotonic())
+        if not isinstance(lev, dict) or "value" not in lev:
+            return
+        try:
+            value = int(lev["value"])
+        except (TypeError, ValueError):  # e.g. null: unreadable, not "no leverage"
+            raise TransientError(f"unreadable leverage for {coin} from the exchange: {str(lev)[:80]}") from None
+        self._leverage[coin] = (lev.get("type", "cross"), value, time.monotonic())
 
     def open_orders(self) -> list[dict]:
         return self._info({"type": "frontendOpenOrders", "user": self.address})
@@ -209,10 +220,13 @@ class HyperliquidClient:
         can provably no longer be applied once this has passed (then a cloid check is conclusive)."""
         return self.settings.http_timeout + 1.0
 
-    def signed_payload(self, action: dict) -> dict:
-        """Sign an L1 action with a fresh nonce and an expiresAfter; the payload as it would be posted."""
+    def signed_payload(self, action: dict, deadline: float | None = None) -> dict:
+        """Sign an L1 action with a fresh nonce and an expiresAfter (never past `deadline`, a wall-clock time: the
+        exchange applies nothing of a stale action); the payload as it would be posted."""
         nonce = self.nonces.next()
         expires = nonce + int(self.expiry_window * 1000)
+        if deadline is not None:
+            expires = max(nonce + 1, min(expires, int(deadline * 1000)))
         signature = self.signer.sign_l1(action, None, nonce, expires, self.settings.is_mainnet)
         return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None, "expiresAfter": expires}
 

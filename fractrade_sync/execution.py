@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from . import outcome as J
 from .actions import Action
+from .answers import error_text, order_outcome, status_outcome
 from .backoff import exchange_retries
 from .config import Settings
 from .exchange import HyperliquidClient, TransientError, UnknownSymbol
@@ -75,7 +76,9 @@ class Execution:
         self._check_price(px, mid, action.is_buy)
         self._check_value(order, mid, closes_all=position is not None and size >= abs(position))
         if action.leverage is not None and not action.reduce_only:
-            self._ensure_leverage(action, asset)  # after every local check: a refused trade changes nothing
+            late = self._ensure_leverage(action, asset)  # after every local check: a refused trade changes nothing
+            if late is not None:
+                return late
         outcome = self.submit(action, order)
         self.after(action, outcome)
         return outcome
@@ -156,7 +159,8 @@ class Execution:
             raise Refused(f"reduce-only: a {'BUY' if is_buy else 'SELL'} would increase the {asset.name} position")
         return position
 
-    def _ensure_leverage(self, action: Action, asset: Asset) -> None:
+    def _ensure_leverage(self, action: Action, asset: Asset) -> Outcome | None:
+        """Update the coin's leverage when it differs; EXPIRED (and no update) when the action went stale."""
         wanted = action.leverage
         target = min(wanted, asset.max_leverage, self.settings.max_leverage or wanted)
         if target < wanted:
@@ -166,26 +170,33 @@ class Execution:
             )  # fmt: skip
         mode = self.settings.margin_mode
         if self._with_retries(lambda: self.client.leverage(asset.name), reading_for=action) == (mode, target):
-            return
-        if self.settings.dry_run:
-            self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
-            return
+            return None
+        late = self._expired(action, "not sent")  # the reads took that long: a stale trade changes nothing
+        if late is not None or self.settings.dry_run:
+            if late is None:
+                self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
+            return late
         result = self._with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
         if result.get("status") != "ok":
-            raise Refused(f"leverage update to {target}x refused: {_error_text(result)}")
+            raise Refused(f"leverage update to {target}x refused: {error_text(result)}")
         self.logger.info("leverage for %s set to %dx %s", asset.name, target, mode)
+        return None
 
     # ---- sending, exactly once ---------------------------------------------------------------
     def submit(self, action: Action, order: Order) -> Outcome:
         """Journal 'submitting', send; after an uncertain failure, resend only once the cloid is provably unseen."""
-        payload = self.client.signed_payload(order_action([order]))
+        deadline = self._deadline(action)
+        try:
+            body = order_action([order])
+        except ValueError as exc:  # a number the wire cannot carry exactly
+            return Outcome(J.REJECTED, str(exc))
+        payload = self.client.signed_payload(body, deadline)
         if self.settings.dry_run:
             self.logger.info("dry run: would send %s", json.dumps(payload["action"], separators=(",", ":")))
             return Outcome(J.SKIPPED, f"dry run: {_describe(order)} not sent")
-        age = action.age(self.clock())
-        if age > self.settings.max_action_age:  # retried reads or a leverage update took that long: too late now
-            return Outcome(J.EXPIRED, f"not sent: {age:.0f}s old, over FRAC_MAX_ACTION_AGE="
-                                      f"{self.settings.max_action_age:g}s")  # fmt: skip
+        late = self._expired(action, "not sent")  # retried reads or a leverage update took that long
+        if late is not None:
+            return late
         last, settle_at = "", 0.0
         for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
             if attempt:
@@ -194,16 +205,16 @@ class Execution:
                     seen = self.lookup(action)
                 except TransientError as exc:
                     last = f"cloid check failed: {exc}"
+                    self.logger.warning("%s: %s; asking again before anything is sent", action.describe(), last)
                     continue  # never resend blind
                 if seen is not None:
                     return seen
                 if self.stopping.is_set():
                     raise Unfinished("not executed (checked by cloid); it is resumed at the next start")
-                age = action.age(self.clock())
-                if age > self.settings.max_action_age:
-                    return Outcome(J.EXPIRED, f"not executed (checked by cloid): {age:.0f}s old, over "
-                                              f"FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")  # fmt: skip
-                payload = self.client.signed_payload(order_action([order]))
+                late = self._expired(action, "not executed (checked by cloid)")
+                if late is not None:
+                    return late
+                payload = self.client.signed_payload(body, deadline)
             # the write-ahead record that this order may be in flight; the 'submitting' commit follows as the
             # request travels (on_sent)
             on_sent = self.journal.sending(action, payload["expiresAfter"])
@@ -216,7 +227,7 @@ class Execution:
                 self.logger.warning("%s: %s (attempt %d); will check cloid %s", action.describe(), exc, attempt + 1,
                                     order.cloid)  # fmt: skip
                 continue
-            return self._order_outcome(action, order, result)
+            return order_outcome(result, order.size, round((self.clock() - action.received_at) * 1000, 1))
         self._settle(settle_at - self.clock(), settle_at)
         try:
             seen = self.lookup(action)
@@ -225,6 +236,17 @@ class Execution:
         return seen or Outcome(
             J.FAILED, f"not executed: exchange unreachable after {RETRIES + 1} attempts: {last}"
         )
+
+    def _deadline(self, action: Action) -> float:
+        """The wall-clock time after which the action is stale: no order of it may be applied after that."""
+        return self.clock() - action.age(self.clock()) + self.settings.max_action_age
+
+    def _expired(self, action: Action, what: str) -> Outcome | None:
+        """EXPIRED when the action is now older than FRAC_MAX_ACTION_AGE, else None."""
+        age = action.age(self.clock())
+        if age <= self.settings.max_action_age:
+            return None
+        return Outcome(J.EXPIRED, f"{what}: {age:.0f}s old, over FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")
 
     def _settle(self, seconds: float, settle_at: float) -> None:
         """Wait; a shutdown that cuts the wait short before settle_at leaves the action for the next start."""
@@ -239,24 +261,7 @@ class Execution:
 
     def lookup(self, action: Action) -> Outcome | None:
         """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError."""
-        status = self.client.order_status(action.cloid)
-        if status.get("status") != "order":
-            return None
-        info = status.get("order", {})
-        order = info.get("order", {})
-        state = info.get("status", "")
-        oid = order.get("oid")
-        orig = Decimal(str(order.get("origSz", "0")))
-        left = Decimal(str(order.get("sz", "0")))
-        filled = orig - left
-        found = "found on the exchange by cloid"
-        if state in ("open", "triggered"):
-            return Outcome(J.RESTING, found, oid=oid, filled_sz=to_wire(filled))
-        if state == "filled":
-            return Outcome(J.FILLED, found, oid=oid, filled_sz=to_wire(orig))
-        if filled > 0:
-            return Outcome(J.PARTIALLY_FILLED, f"{found} ({state})", oid=oid, filled_sz=to_wire(filled))
-        return Outcome(J.REJECTED, f"{found}: {state}", oid=oid)
+        return status_outcome(self.client.order_status(action.cloid))
 
     def _with_retries(self, call: Callable[[], Any], abortable: bool = True, reading_for: Action | None = None) -> Any:
         """Retry an idempotent request (leverage, cancel, a read) on transient errors; bounded (~8 s of waits).
@@ -277,23 +282,6 @@ class Execution:
                                          "is resumed at the next start") from None  # fmt: skip
                     raise
         raise AssertionError("unreachable")
-
-    def _order_outcome(self, action: Action, order: Order, result: dict) -> Outcome:
-        latency = round((self.clock() - action.received_at) * 1000, 1)
-        if result.get("status") != "ok":
-            return Outcome(J.REJECTED, _error_text(result), latency_ms=latency)
-        statuses = result.get("response", {}).get("data", {}).get("statuses") or [{}]
-        status = statuses[0]
-        if isinstance(status, dict) and "filled" in status:
-            filled = status["filled"]
-            total = Decimal(str(filled.get("totalSz", "0")))
-            state = J.FILLED if total >= order.size else J.PARTIALLY_FILLED
-            return Outcome(state, "", filled.get("oid"), to_wire(total), str(filled.get("avgPx")), latency)
-        if isinstance(status, dict) and "resting" in status:
-            return Outcome(J.RESTING, "", status["resting"].get("oid"), latency_ms=latency)
-        if isinstance(status, dict) and "error" in status:
-            return Outcome(J.REJECTED, str(status["error"]), latency_ms=latency)
-        return Outcome(J.FAILED, f"unexpected answer from the exchange: {str(result)[:200]}", latency_ms=latency)
 
     def _cancel_orphaned_protection(self, asset: Asset, action: Action, outcome: Outcome) -> None:
         """Triggers left from a previous position would act on the next one: cancel them when this trade closed
@@ -325,18 +313,6 @@ class Execution:
                 self.logger.info("%s: canceled trigger oids %s (%s)", why, old, result.get("status"))
         except TransientError as exc:
             self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, exc)
-
-
-def _error_text(result: dict) -> str:
-    response = result.get("response")
-    if isinstance(response, str):
-        return response
-    if isinstance(response, dict):
-        statuses = response.get("data", {}).get("statuses") or []
-        for status in statuses:
-            if isinstance(status, dict) and "error" in status:
-                return str(status["error"])
-    return str(result.get("error") or result)[:300]
 
 
 def _describe(order: Order) -> str:

@@ -44,6 +44,9 @@ def health_problem(beat: dict | None, max_age: float | None, now: float) -> str 
         return f"process {beat.get('pid')} is gone"
     except PermissionError:
         pass  # alive, owned by another user
+    for name, state in (beat.get("threads") or {}).items():
+        if state != "ok":
+            return f"the {name} thread is {state}"
     if not beat.get("worker_alive"):
         return "the worker thread is stuck or dead"
     if not beat.get("connected"):

@@ -3,8 +3,9 @@
 `Journal.open()` runs the whole recovery in order and returns the actions to resume; after that each action
 passes through a few verbs: `admit` (receiver: the write-ahead note, or False for a duplicate), `enqueued`
 (its 'received' row while it waits), `sending` (worker: the in-flight note before an order is written; the
-'submitting' commit as it travels), `finish` (its terminal state). `_write` is the one place that creates an
-action's row. The notes files (notes.py) are invisible to the rest of the service."""
+'submitting' commit as it travels), `finish` (its terminal state). `_insert` is the one statement that creates a
+row, and `_write` the one place a live action's row is created. The notes files (notes.py) are invisible to the
+rest of the service."""
 
 from __future__ import annotations
 

@@ -88,6 +88,15 @@ class Notifier:
         except Exception:
             self.logger.exception("webhook: could not queue a connection event (the service goes on)")
 
+    def alert(self, problem: str) -> None:
+        """Queue an alert: something needs a human (a thread died; the service stops)."""
+        try:
+            line = _line(f"fractrade-sync {_short(self.account)}: ALERT: {problem}")
+            fields = dict.fromkeys(OUTCOME_FIELDS, None) | {"outcome": "alert", "reason": problem}
+            self._put({"text": line, "content": line, "event": "alert", **fields, "account": self.account})
+        except Exception:
+            self.logger.exception("webhook: could not queue an alert (the service goes on)")
+
     def _put(self, payload: dict[str, Any]) -> None:
         with self._cond:
             if self._closing:

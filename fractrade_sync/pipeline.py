@@ -15,6 +15,7 @@ from .journal import Journal, Resumed
 from .outcome import EXPIRED, FAILED, REJECTED, SKIPPED, SUBMITTING, Outcome, outcome_fields, outcome_line
 
 Item = Union[Action, Resumed]
+FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this machine's clock (NTP keeps both close)
 Hook = Callable[["ActionConfig"], Any]
 
 
@@ -65,7 +66,7 @@ class Pipeline:
         age, limit = action.age(self.clock()), self.settings.max_action_age
         if age > limit:
             return Outcome(EXPIRED, f"{age:.0f}s old, over FRAC_MAX_ACTION_AGE={limit:g}s")
-        if age < -limit:  # it would never expire: a broken clock, ours or the agent's
+        if age < -FUTURE_TOLERANCE:  # a broken clock, ours or the agent's: its age would be wrong everywhere
             return Outcome(REJECTED, f"metadata.timestamp is {-age:.0f}s in the future; check the clocks")
         if action.server_execution:
             return Outcome(SKIPPED, "metadata.server_execution is true: the platform executes it")

@@ -48,6 +48,10 @@ class Receiver:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop receiving: close the socket and join."""
         self._stop.set()

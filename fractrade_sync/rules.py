@@ -122,7 +122,15 @@ class Order:
         request = {"coin": self.asset.name, "is_buy": self.is_buy, "sz": float(self.size),
                    "limit_px": float(self.limit_px), "order_type": kind, "reduce_only": self.reduce_only,
                    "cloid": None if self.cloid is None else Cloid.from_str(self.cloid)}  # fmt: skip
-        return order_request_to_order_wire(request, self.asset.index)  # type: ignore[arg-type]
+        wire = order_request_to_order_wire(request, self.asset.index)  # type: ignore[arg-type]
+        # the SDK's float_to_wire goes through a float: past 2**26 a fraction can come back with other digits
+        sent = {"size": (wire["s"], self.size), "price": (wire["p"], self.limit_px)}
+        if self.trigger_px is not None:
+            sent["trigger price"] = (wire["t"]["trigger"]["triggerPx"], self.trigger_px)  # type: ignore[index]
+        for name, (text, value) in sent.items():
+            if text != to_wire(value):
+                raise ValueError(f"{name} {to_wire(value)} cannot be sent exactly (the SDK's wire would round it)")
+        return wire
 
     @property
     def value(self) -> Decimal:

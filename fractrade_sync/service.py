@@ -27,6 +27,10 @@ from .watchdog import Watchdog
 from .worker import Worker
 
 
+class ThreadFailure(RuntimeError):
+    """A thread of the service died or is stuck: it stops with a non-zero exit, so its supervisor restarts it."""
+
+
 class FractradeExecutor:
     """The service. Override the three handle_* hooks to change what an action does (worker thread)."""
 
@@ -76,7 +80,7 @@ class FractradeExecutor:
                              fatal=self.fatal_errors, stopping=self.stopping)  # fmt: skip
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock)
         self.receiver = Receiver(settings, self.intake, self._on_connection)
-        self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal)
+        self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal, self._thread_failed)
         for item in resumed:  # oldest first, before anything new
             self.queue.put(item)
         self.logger.info(
@@ -100,9 +104,12 @@ class FractradeExecutor:
                 return 0
             self._stopped = True
         drain = self.settings.drain_timeout if timeout is None else timeout
+        grace = self.settings.http_timeout * 2 + 1
+        if isinstance(self.fatal, ThreadFailure):  # nothing to drain into: a dead or stuck worker
+            drain, grace = min(drain, 1.0), 1.0
         self.logger.info("stopping: no new actions; draining %d queued for up to %.0fs", self.queue.qsize(), drain)
         self.receiver.stop()
-        left = self.worker.stop(drain, grace=self.settings.http_timeout * 2 + 1)
+        left = self.worker.stop(drain, grace)
         stuck = [name for name, part in (("receiver", self.receiver), ("worker", self.worker)) if part.is_alive()]
         if not self.receiver.is_alive():  # (else it may still append: the next start records them)
             try:  # what was queued but not taken becomes 'received' rows, resumed at the next start
@@ -136,15 +143,27 @@ class FractradeExecutor:
                 self._wake.clear()
         finally:
             self.stop()
-        if self.fatal is not None:
-            self.logger.error("%s", self.fatal)
-            return EXIT_CONFIG if isinstance(self.fatal, ConfigError) else EXIT_FAILURE
-        return EXIT_OK
+        if self.fatal is None:
+            return EXIT_OK
+        self.logger.error("%s", self.fatal)
+        if isinstance(self.fatal, ThreadFailure) and self.worker.is_alive():  # it would hold the process forever
+            logging.shutdown()
+            os._exit(EXIT_FAILURE)
+        return EXIT_CONFIG if isinstance(self.fatal, ConfigError) else EXIT_FAILURE
 
     def fail(self, exc: Exception) -> None:
         """A fatal error on a thread (a wallet not allowed to trade): the main thread stops the service."""
         self.fatal = exc
         self._wake.set()
+
+    def _thread_failed(self, problem: str) -> None:
+        """The watchdog found a thread dead or stuck: alert, then stop with a non-zero exit (once)."""
+        if self._stopped or self.fatal is not None:
+            return
+        self.logger.error("%s: stopping (exit 1) so that the supervisor restarts the service", problem)
+        if self.notifier is not None:
+            self.notifier.alert(problem)
+        self.fail(ThreadFailure(problem))
 
     def accept_frame(self, frame: str | bytes) -> Action | None:
         """Take one frame as if received (`send`, scripts): the queued Action, or None."""

@@ -24,9 +24,8 @@ class NotSent(Exception):
 
 
 class OrderChannel:
-    """POST JSON over one persistent connection. requests costs ~1 ms per call here (environment, hooks,
-    adapters, headers and body in two writes); this writes the whole request in one sendall and lets
-    http.client parse the answer. Used only by the worker thread."""
+    """POST JSON over one persistent connection: the whole request in one sendall, the answer parsed by
+    http.client (BENCHMARKS.md: why not requests). Used by one thread at a time."""
 
     def __init__(self, api_url: str, connect_timeout: float, read_timeout: float, verify: str | bool = True):
         parts = urlsplit(api_url)

@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .config import Settings
 from .heartbeat import write_heartbeat
@@ -16,15 +16,19 @@ from .receiver import Receiver
 from .worker import Worker
 
 CHECKPOINT_EVERY = 5.0  # seconds between the journal's WAL checkpoints
+# a worker busy with one action longer than 16 HTTP timeouts plus this is stuck: an order's worst case, every
+# attempt timing out, waiting out its expiry and checked by cloid, is about 13 timeouts
+STUCK_MARGIN = 60.0
 
 
 class Watchdog:
-    """Every second: cut a silent connection, judge the worker, write the heartbeat, checkpoint the journal."""
+    """Every second: cut a silent connection, judge the threads, write the heartbeat, checkpoint the journal."""
 
     def __init__(self, settings: Settings, receiver: Receiver, worker: Worker, actions: queue.Queue,
-                 journal: Journal, interval: float = 1.0):  # fmt: skip
+                 journal: Journal, on_failure: Callable[[str], None], interval: float = 1.0):  # fmt: skip
         self.settings = settings
         self.receiver, self.worker, self.queue, self.journal = receiver, worker, actions, journal
+        self.on_failure = on_failure  # a thread died or is stuck: the service stops with a non-zero exit
         self.interval = interval
         self.logger = logging.getLogger("fractrade_sync.watchdog")
         self._stop = threading.Event()
@@ -55,6 +59,10 @@ class Watchdog:
         now = time.monotonic()
         if receiver.connected.is_set() and now - receiver.last_activity > self.settings.silence_timeout:
             receiver.force_close(f"no frame and no pong for {now - receiver.last_activity:.0f}s")
+        threads = self.threads()
+        for name, state in threads.items():
+            if state != "ok":
+                self.on_failure(f"the {name} thread is {state}")
         if now - self._last_beat >= self.settings.heartbeat_interval:
             self._last_beat = now
             write_heartbeat(self.settings.paths.heartbeat, self.status())
@@ -62,22 +70,34 @@ class Watchdog:
             self._last_checkpoint = now
             self.journal.checkpoint()  # off the order path: the hot connections never checkpoint
 
+    def threads(self) -> dict[str, str]:
+        """Each watched thread: 'ok', 'dead' (ended while the service runs) or 'stuck' (the worker, busy too long)."""
+        worker, now = self.worker, time.monotonic()
+        stuck_after = self.settings.http_timeout * 16 + STUCK_MARGIN
+        busy = worker.busy_since
+        if not worker.is_alive():
+            state = "dead"
+        elif (busy is not None and now - busy > stuck_after) or now - worker.heartbeat > stuck_after:
+            state = "stuck"
+        else:
+            state = "ok"
+        states = {"worker": state}
+        if self.receiver.started:
+            states["receiver"] = "ok" if self.receiver.is_alive() else "dead"
+        return states
+
     def status(self) -> dict[str, Any]:
         """The heartbeat's content: what `health` needs to decide."""
-        worker = self.worker
         now = time.monotonic()
-        busy = worker.busy_since
-        stuck_after = self.settings.http_timeout * 8 + 30  # longer than any order with all its retries
-        worker_ok = (
-            worker.is_alive() and (busy is None or now - busy < stuck_after) and now - worker.heartbeat < stuck_after
-        )
+        threads = self.threads()
         return {
             "pid": os.getpid(),
             "time": time.time(),
             "connected": self.receiver.connected.is_set(),
             "seconds_since_activity": round(now - self.receiver.last_activity, 1),
-            "worker_alive": worker_ok,
-            "exchange_ready": worker.ready.is_set(),
+            "worker_alive": threads["worker"] == "ok",
+            "threads": threads,
+            "exchange_ready": self.worker.ready.is_set(),
             "queue_depth": self.queue.qsize(),
             "reconnects": self.receiver.reconnects,
             "heartbeat_interval": self.settings.heartbeat_interval,

@@ -398,3 +398,34 @@ def test_second_sigint_exits_at_once_and_keeps_the_journal(env, tmp_path, sim, s
         again.send_signal(signal.SIGTERM)
         assert again.wait(20) == 0
     assert len(sim.applied_orders(wallet.address)) == 3
+
+
+# ---- "unknown" is not "no": only the exchange's explicit answer counts -----------------------------------
+
+
+def test_an_unreadable_cloid_lookup_is_never_taken_for_never_executed(make_service, sim, signals, wallet, caplog):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    sim.inject("drop")  # applied; the answer is lost
+    # the lookups then get a gateway's HTML page, a null, and an answer of another shape, each with HTTP 200
+    sim.inject("html", path="/info")
+    sim.inject("answer", path="/info", answer="null")
+    sim.inject("answer", path="/info", answer='{"status": "maintenance"}')
+    frame = trade_frame()
+    signals.push(frame)
+    row = wait_state(service, key_of(frame), timeout=30)
+    assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid", row
+    assert sim.request_count("/exchange", "order") == 1 and len(sim.applied_orders(wallet.address)) == 1
+    assert "cloid check failed: unreadable answer from the exchange (HTTP 200): '<html>" in caplog.text
+    assert "orderStatus answered neither an order nor unknownOid: {'status': 'maintenance'}" in caplog.text
+
+
+def test_unreadable_lookups_until_the_end_leave_the_outcome_unknown_not_failed_as_unsent(make_service, sim, signals,
+                                                                                       wallet):  # fmt: skip
+    service = make_service(FRAC_HTTP_TIMEOUT="0.3")
+    sim.inject("drop")
+    sim.inject("html", count=100, path="/info")
+    frame = trade_frame()
+    signals.push(frame)
+    row = wait_state(service, key_of(frame), timeout=40)
+    assert row["state"] == "failed" and row["reason"].startswith("outcome unknown, exchange unreachable"), row
+    assert sim.request_count("/exchange", "order") == 1  # never sent a second time

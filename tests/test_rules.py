@@ -240,3 +240,17 @@ def test_to_wire_of_a_rounded_price_parses_to_a_valid_price(px, szd):
     out = round_price(px, szd)
     assert D(to_wire(out)) == out
     assert is_valid_price(D(to_wire(out)), szd)
+
+
+def test_the_order_wire_is_the_sdks_and_refuses_what_it_cannot_carry_exactly():
+    from fractrade_sync.rules import Asset, Order
+
+    btc = Asset("BTC", 0, 5, 50)
+    order = Order(btc, True, Decimal("0.01234"), Decimal("95123.4"), False, "0x" + "ab" * 16)
+    assert order.wire() == {"a": 0, "b": True, "p": "95123.4", "s": "0.01234", "r": False,
+                            "t": {"limit": {"tif": "Ioc"}}, "c": "0x" + "ab" * 16}  # fmt: skip
+    trigger = Order(btc, False, Decimal("2"), Decimal("43650"), True, None, trigger_px=Decimal("48500"), tpsl="sl")
+    assert trigger.wire()["t"] == {"trigger": {"isMarket": True, "triggerPx": "48500", "tpsl": "sl"}}
+    huge = Order(Asset("PEPE", 9, 0, 5), True, Decimal("472245243.576"), Decimal("0.000012"), False, None)
+    with pytest.raises(ValueError, match=r"size 472245243.576 cannot be sent exactly"):
+        huge.wire()

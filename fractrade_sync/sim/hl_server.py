@@ -24,7 +24,10 @@ from fractrade_sync.sim.hl_state import ExchangeError, HyperliquidState, fmt
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("500", "429", "timeout", "drop")
+FAULTS = ("500", "429", "timeout", "drop", "html", "answer")
+# A gateway in front of the exchange (Cloudflare, a proxy) can answer 200 with its own HTML page; Hyperliquid's own
+# API answers JSON only (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint).
+GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>bad gateway</body></html>"
 BAD_BODY = "Failed to deserialize the JSON body into the target type"
 APPROVE_AGENT_TYPES = [
     {"name": "hyperliquidChain", "type": "string"},
@@ -44,7 +47,7 @@ class HyperliquidSimulator:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._mids_order = threading.Lock()  # serializes allMids snapshots and pushes
-        self._faults: collections.deque[tuple[str, str]] = collections.deque()
+        self._faults: collections.deque[tuple[str, str, str | None]] = collections.deque()
         self._log: list[dict] = []
         self._counts: collections.Counter = collections.Counter()
         self._clients: dict[socket.socket, threading.Thread] = {}
@@ -145,23 +148,26 @@ class HyperliquidSimulator:
             self._push_mids()
 
     # ---- faults -------------------------------------------------------------
-    def inject(self, kind: str, count: int = 1, path: str = "/exchange") -> None:
+    def inject(self, kind: str, count: int = 1, path: str = "/exchange", answer: str | None = None) -> None:
+        """The next `count` requests to `path` fail so: 500 / 429 (refused, nothing applied), timeout (applied,
+        answered late), drop (applied, answer lost), html (applied, a gateway's HTML page instead of the answer),
+        answer (applied, `answer` as the JSON text instead of the real one)."""
         if kind not in FAULTS:
             raise ValueError(f"fault kind {kind!r}: use one of {', '.join(FAULTS)}")
         with self._lock:
-            self._faults.extend([(kind, path)] * count)
+            self._faults.extend([(kind, path, answer)] * count)
 
     def reset_faults(self) -> None:
         with self._lock:
             self._faults.clear()
 
-    def _take_fault(self, path: str) -> str | None:
+    def _take_fault(self, path: str) -> tuple[str | None, str | None]:
         with self._lock:
-            for i, (kind, fault_path) in enumerate(self._faults):
+            for i, (kind, fault_path, answer) in enumerate(self._faults):
                 if fault_path == path:
                     del self._faults[i]
-                    return kind
-        return None
+                    return kind, answer
+        return None, None
 
     # ---- inspection (copies) ---------------------------------------------------
     def applied_orders(self, user: str | None = None) -> list[dict]:
@@ -210,6 +216,7 @@ class HyperliquidSimulator:
         entry = {
             "action_type": action.get("type") if isinstance(action, dict) else None,
             "nonce": body.get("nonce") if isinstance(body, dict) else None,
+            "expiresAfter": body.get("expiresAfter") if isinstance(body, dict) else None,
             "signer": signer,
             "http_status": status,
             "ok": status == 200 and isinstance(response, dict) and response.get("status") == "ok",
@@ -412,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
         sim._count(path, body)
         if sim.latency_s > 0:
             sim._stop.wait(sim.latency_s)
-        fault = sim._take_fault(path)
+        fault, fault_answer = sim._take_fault(path)
         if fault in ("500", "429"):  # refused before anything is applied
             status, answer = (500, "Internal Server Error") if fault == "500" else (429, "")
             if path == "/exchange":
@@ -438,11 +445,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "timeout":
             sim._stop.wait(sim.timeout_s)
+        if fault == "html":
+            self._reply(200, GATEWAY_PAGE, "text/html")
+            return
+        if fault == "answer":
+            self._reply(200, fault_answer or "", "application/json")
+            return
         self._reply(status, answer)
 
-    def _reply(self, status: int, answer) -> None:
+    def _reply(self, status: int, answer, content_type: str = "text/plain; charset=utf-8") -> None:
         if isinstance(answer, str):
-            data, ctype = answer.encode(), "text/plain; charset=utf-8"
+            data, ctype = answer.encode(), content_type
         else:
             data, ctype = json.dumps(answer).encode(), "application/json"
         try:

@@ -1,0 +1,89 @@
+"""A thread that dies or hangs never leaves a RUNNING service that trades nothing: alert, exit 1, restart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from fractrade_sync.config import settings_from_mapping
+from fractrade_sync.heartbeat import health_problem
+from fractrade_sync.service import FractradeExecutor
+from tests.conftest import key_of, trade_frame, wait_for, wait_state
+from tests.test_notify import webhook  # noqa: F401 - the fixture
+
+
+class _Exits(FractradeExecutor):
+    def handle_hyperliquid_perp_trade(self, config):
+        sys.exit(3)  # a hook that ends its thread: SystemExit is not an Exception, no loop guard catches it
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death is the point
+def test_a_worker_that_dies_stops_the_service_with_exit_1_after_an_alert(env, signals, webhook):  # noqa: F811
+    service = _Exits(settings_from_mapping({**env, "FRAC_NOTIFY_URL": webhook.url}))
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(service.run()))
+    runner.start()
+    try:
+        wait_for(lambda: service.worker is not None and service.worker.ready.is_set(), what="exchange ready")
+        wait_for(lambda: service.receiver.connected.is_set(), what="connected")
+        frame = trade_frame()
+        signals.push(frame)
+        runner.join(20)
+    finally:
+        service.stop(timeout=1)
+    assert not runner.is_alive() and codes == [1]
+    (alert,) = webhook.events("alert")
+    assert alert["reason"] == "the worker thread is dead" and "ALERT: the worker thread is dead" in alert["text"]
+    again = FractradeExecutor(settings_from_mapping(env)).start()  # what it was doing is resumed at the next start
+    try:
+        assert wait_state(again, key_of(frame))["state"] == "filled"
+    finally:
+        again.stop(timeout=2)
+
+
+STUCK_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    from fractrade_sync import watchdog
+    from fractrade_sync.logs import setup_logging
+    from fractrade_sync.service import FractradeExecutor
+    watchdog.STUCK_MARGIN = 0.0  # stuck after 16 HTTP timeouts: 3.2 s here
+
+    class Stuck(FractradeExecutor):
+        def handle_hyperliquid_perp_trade(self, config):
+            threading.Event().wait()  # a hook that never returns
+
+    setup_logging("INFO", "text")
+    sys.exit(Stuck().run())
+""")
+
+
+def test_a_stuck_worker_stops_the_process_with_exit_1(env, tmp_path, signals):
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_SCRIPT)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
+    proc = subprocess.Popen([sys.executable, str(script)], env={**clean, **env, "FRAC_HTTP_TIMEOUT": "0.2"},
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: signals.clients == 1, timeout=20, what="the service connected")
+        time.sleep(0.5)  # the worker ready (meta, first mids)
+        signals.push(trade_frame())
+        _, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    assert "the worker thread is stuck: stopping (exit 1) so that the supervisor restarts the service" in err
+
+
+def test_health_names_the_thread_that_died():
+    beat = {"pid": os.getpid(), "time": time.time(), "connected": True, "worker_alive": True,
+            "threads": {"worker": "ok", "receiver": "dead"}}  # fmt: skip
+    assert health_problem(beat, None, time.time()) == "the receiver thread is dead"
+    beat["threads"]["receiver"] = "ok"
+    assert health_problem(beat, None, time.time()) is None
