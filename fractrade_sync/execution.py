@@ -25,7 +25,7 @@ from .rules import (
     price_problem,
     round_price,
     round_size,
-    slippage_price,  # fmt: skip
+    slippage_price,
     to_wire,
 )
 
@@ -172,10 +172,11 @@ class Execution:
         if self._with_retries(lambda: self.client.leverage(asset.name), reading_for=action) == (mode, target):
             return None
         late = self._expired(action, "not sent")  # the reads took that long: a stale trade changes nothing
-        if late is not None or self.settings.dry_run:
-            if late is None:
-                self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
+        if late is not None:
             return late
+        if self.settings.dry_run:
+            self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
+            return None
         result = self._with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
         if result.get("status") != "ok":
             raise Refused(f"leverage update to {target}x refused: {error_text(result)}")
@@ -239,7 +240,8 @@ class Execution:
 
     def _deadline(self, action: Action) -> float:
         """The wall-clock time after which the action is stale: no order of it may be applied after that."""
-        return self.clock() - action.age(self.clock()) + self.settings.max_action_age
+        now = self.clock()
+        return now - action.age(now) + self.settings.max_action_age
 
     def _expired(self, action: Action, what: str) -> Outcome | None:
         """EXPIRED when the action is now older than FRAC_MAX_ACTION_AGE, else None."""

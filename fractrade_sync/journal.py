@@ -177,14 +177,15 @@ class Journal:
 
     def finish(self, action: Action, outcome: Outcome) -> None:
         """Record the action's terminal state."""
-        o = outcome
-        self._write(action, _FINISH, (o.state, o.reason, o.oid, o.filled_sz, o.avg_px, o.latency_ms, self._clock(),
-                                      action.key))  # fmt: skip
+        self._write(action, _FINISH, self._finish_params(action.key, outcome))
         self._in_flight.discard(action.key)  # committed: its in-flight note is no longer needed
 
-    def _finish(self, key: str, o: Outcome) -> None:
+    def _finish(self, key: str, outcome: Outcome) -> None:
         with self._conn() as conn:
-            conn.execute(_FINISH, (o.state, o.reason, o.oid, o.filled_sz, o.avg_px, o.latency_ms, self._clock(), key))
+            conn.execute(_FINISH, self._finish_params(key, outcome))
+
+    def _finish_params(self, key: str, o: Outcome) -> tuple:
+        return (o.state, o.reason, o.oid, o.filled_sz, o.avg_px, o.latency_ms, self._clock(), key)
 
     def _write(self, action: Action, sql: str | None = None, params: tuple = ()) -> None:
         """One commit: the action's row, created here when only its note existed, then `sql`."""

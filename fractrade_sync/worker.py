@@ -58,7 +58,11 @@ class Worker:
         if self._thread.is_alive():
             self.stopping.set()  # cut retry waits short; the order in flight still gets its answer or timeout
             self._thread.join(grace)
-        return self.left_behind + max(0, self.queue.qsize() - (1 if self._stop_queued else 0))
+        return self.left_behind + self._queued()
+
+    def _queued(self) -> int:
+        """Items waiting in the queue (not the STOP sentinel)."""
+        return max(0, self.queue.qsize() - (1 if self._stop_queued else 0))
 
     def _run(self) -> None:
         if not self._prepare():
@@ -117,5 +121,5 @@ class Worker:
             if self.stopping.wait(delay):
                 break
         # stopped before the exchange was ready: everything queued stays in the journal for the next start
-        self.left_behind += max(0, self.queue.qsize() - (1 if self._stop_queued else 0))
+        self.left_behind += self._queued()
         return False
