@@ -57,6 +57,21 @@ def status_outcome(status: Any) -> Outcome | None:
     return Outcome(REJECTED, f"{FOUND}: {state}", oid=oid)
 
 
+def nonce_refusal(result: dict) -> str | None:
+    """'used' when the exchange refused a request because its nonce was used already, 'low' when the nonce left the
+    window (it can never be used again either); else None. Hyperliquid's texts: "Invalid nonce: duplicate nonce
+    <n>", "Invalid nonce: nonce too low <n> < <least>" (as public clients quote them; the docs describe the rule:
+    https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/nonces-and-api-wallets)."""
+    if result.get("status") != "err":
+        return None
+    text = str(result.get("response", ""))
+    if text.startswith("Invalid nonce: duplicate nonce"):
+        return "used"
+    if text.startswith("Invalid nonce: nonce too low"):
+        return "low"
+    return None
+
+
 def error_text(result: dict) -> str:
     """The exchange's reason for refusing a request, verbatim."""
     response = result.get("response")

@@ -8,7 +8,7 @@ from typing import TextIO
 import websocket
 
 from .config import Settings
-from .exchange import HyperliquidClient, TransientError
+from .exchange import CLOCK_WARN, HyperliquidClient, TransientError
 
 EXIT_OK, EXIT_FRACTRADE, EXIT_HYPERLIQUID, EXIT_WALLET = 0, 2, 3, 4
 
@@ -29,6 +29,16 @@ def check_fractrade(settings: Settings, timeout: float = 10.0) -> str | None:
         return f"cannot connect: {type(exc).__name__}: {exc}"[:300]
     ws.close()
     return None
+
+
+def clock_line(offset: float | None) -> str:
+    """This machine's clock against the exchange's, as `check` says it."""
+    if offset is None:
+        return "offset to the exchange unknown (its answer carried no time)"
+    if abs(offset) <= CLOCK_WARN:
+        return f"ok ({offset:+.2f}s to the exchange's)"
+    side = "behind" if offset > 0 else "ahead of"
+    return f"{abs(offset):.1f}s {side} the exchange's: WARNING, action ages and order expiries depend on it (fix: NTP)"
 
 
 def run_check(settings: Settings, out: TextIO | None = None) -> int:
@@ -52,6 +62,7 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
         return code or EXIT_HYPERLIQUID
     summary = state.get("marginSummary", {})
     print(f"hyperliquid ok: {settings.api_url} ({len(assets)} perps)", file=out)
+    print(f"clock       {clock_line(client.clock_offset)}", file=out)
     via = f" via API wallet {settings.signer_address}" if settings.is_agent_wallet else ""
     print(f"account     {settings.account_address}{via}", file=out)
     print(f"  value     ${summary.get('accountValue', '0')}  withdrawable ${state.get('withdrawable', '0')}", file=out)

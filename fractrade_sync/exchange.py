@@ -13,6 +13,7 @@ from typing import Any, Callable
 import requests
 from hyperliquid.utils.error import ClientError
 
+from .backoff import exchange_retries
 from .config import ConfigError, Settings
 from .market import MidsFeed
 from .rules import Asset
@@ -24,6 +25,9 @@ LEVERAGE_TTL = 60.0  # seconds a cached leverage is trusted on the order path (t
 KEEP_WARM_AFTER = 30.0  # seconds of an idle connection before a keep-warm request
 MIDS_READY_WAIT = 3.0  # prepare() waits this long for the feed's first snapshot, then goes on (REST fallback)
 META_RELOAD_EVERY = 60.0  # an unknown symbol reloads meta at most this often: a flood of them costs one request
+CLOCK_WARN = 1.0  # seconds of clock offset to the exchange that earn a warning: ages and expiries depend on it
+CLOCK_WARN_EVERY = 600.0  # seconds between two such warnings while it lasts
+CLOCK_MEASURE_EVERY = 300.0  # while idle, the offset is measured again this often
 
 
 class TransientError(Exception):
@@ -57,6 +61,8 @@ class HyperliquidClient:
         self._assets: dict[str, Asset] = {}
         self._meta_at = float("-inf")  # monotonic time meta was last loaded
         self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read)
+        self.clock_offset: float | None = None  # seconds the exchange's clock is ahead of ours (None: not measured)
+        self._clock_warned_at = self._clock_measured_at = float("-inf")
         timeouts = (min(3.05, settings.http_timeout), settings.http_timeout)
         # requests re-reads proxy and CA-bundle variables on every request: read them once, now
         proxies = requests.utils.get_environ_proxies(settings.api_url)
@@ -162,7 +168,25 @@ class HyperliquidClient:
         self._stale_notice_at, self._stale_unnoticed = now, 0
 
     def account_state(self) -> dict:
-        return self._info({"type": "clearinghouseState", "user": self.address})
+        """clearinghouseState; its "time" (the exchange's clock, in ms) measures the clock offset on the way."""
+        sent = time.time()
+        state = self._info({"type": "clearinghouseState", "user": self.address})
+        if isinstance(state, dict) and isinstance(state.get("time"), (int, float)):
+            self._measured_clock(state["time"] / 1000 - (sent + time.time()) / 2)
+        return state
+
+    def _measured_clock(self, offset: float) -> None:
+        """Remember the offset to the exchange's clock; warn (at most every CLOCK_WARN_EVERY) when over CLOCK_WARN.
+        https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint/perpetuals (the answer's
+        "time"; which instant it is, the request's or the last block's, is not documented: a block lags < 1 s)."""
+        self.clock_offset = offset
+        now = self._clock_measured_at = time.monotonic()
+        if abs(offset) > CLOCK_WARN and now - self._clock_warned_at >= CLOCK_WARN_EVERY:
+            self._clock_warned_at = now
+            self.logger.warning(
+                "this machine's clock is %.1fs %s the exchange's: action ages and order expiries depend on it; "
+                "fix the clock (NTP: timedatectl set-ntp true)", abs(offset), "behind" if offset > 0 else "ahead of",
+            )  # fmt: skip
 
     def position(self, coin: str) -> Decimal:
         """The signed position size on a coin (0 when flat); refreshes the leverage cache as a side effect."""
@@ -216,19 +240,30 @@ class HyperliquidClient:
     # ---- writes ------------------------------------------------------------------------------
     @property
     def expiry_window(self) -> float:
-        """Seconds an L1 action stays valid: just past our own read timeout, so a request we gave up on
-        can provably no longer be applied once this has passed (then a cloid check is conclusive)."""
-        return self.settings.http_timeout + 1.0
+        """Seconds an L1 action stays valid: long enough for every identical resend of the retry schedule (one
+        nonce: applied once at most); the action's own deadline caps it (signed_payload)."""
+        retries = exchange_retries()
+        return self.settings.http_timeout * (retries.tries + 1) + 1.25 * sum(retries.delays()) + 1.0
 
     def signed_payload(self, action: dict, deadline: float | None = None) -> dict:
         """Sign an L1 action with a fresh nonce and an expiresAfter (never past `deadline`, a wall-clock time: the
-        exchange applies nothing of a stale action); the payload as it would be posted."""
+        exchange applies nothing of a stale action); the payload as it would be posted. expiresAfter is judged by
+        the exchange's clock: the measured offset is added."""
         nonce = self.nonces.next()
-        expires = nonce + int(self.expiry_window * 1000)
+        offset_ms = int((self.clock_offset or 0.0) * 1000)
+        expires = nonce + offset_ms + int(self.expiry_window * 1000)
         if deadline is not None:
-            expires = max(nonce + 1, min(expires, int(deadline * 1000)))
+            expires = max(nonce + offset_ms + 1, min(expires, int(deadline * 1000) + offset_ms))
         signature = self.signer.sign_l1(action, None, nonce, expires, self.settings.is_mainnet)
         return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None, "expiresAfter": expires}
+
+    def noop(self, nonce: int) -> dict:
+        """The signed noop that spends `nonce`: once the exchange takes it, no other action signed with that nonce
+        can ever be applied; when the nonce is used already, the exchange refuses it ("Invalid nonce: duplicate
+        nonce"). No expiresAfter: a late noop is harmless. The payload as it would be posted (resend it as is)."""
+        action = {"type": "noop"}
+        signature = self.signer.sign_l1(action, None, nonce, None, self.settings.is_mainnet)
+        return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None}
 
     def update_leverage(self, asset: Asset, leverage: int, is_cross: bool) -> dict:
         """Set a coin's leverage; remembers it when the exchange accepts."""
@@ -253,7 +288,7 @@ class HyperliquidClient:
                 f"{problem}; approve it on Hyperliquid (API page) or set HYPERLIQUID_PUBLIC_ADDRESS to the key's "
                 "own address",
             )
-        self._info({"type": "allMids"})  # the order path's connection is open now
+        self.account_state()  # the order path's connection is open now, and the clock offset measured
         feed = self.feed
         if feed is not None and feed.started and not feed.wait_ready(MIDS_READY_WAIT):
             self.logger.warning("mids feed not live after %.0fs (%s); mids come over REST until it is", MIDS_READY_WAIT,
@@ -265,11 +300,12 @@ class HyperliquidClient:
         send one light request), so the server never closes it and the next order pays no new handshake."""
         if time.monotonic() - self.http.last_used < idle:
             return
-        stale = [coin for coin, (_, _, at) in self._leverage.items() if time.monotonic() - at >= idle]
+        now = time.monotonic()
+        stale = [coin for coin, (_, _, at) in self._leverage.items() if now - at >= idle]
         try:
             for coin in stale:
                 self._remember_leverage(coin, self._info(_asset_data(self.address, coin)))
-            if not stale:
+            if not stale or now - self._clock_measured_at >= CLOCK_MEASURE_EVERY:
                 self.account_state()
         except (TransientError, ClientError) as exc:
             self.logger.debug("keep-warm request failed (%s); the next order reconnects", type(exc).__name__)

@@ -20,7 +20,17 @@ from typing import Any, Callable, Iterator
 
 from .actions import STOP_LOSS, TAKE_PROFIT, Action, Rejection, parse_frame
 from .notes import NotesFile, inflight_note, read_inflight, read_records, received_note
-from .outcome import FAILED, OPEN_STATES, RECEIVED, REJECTED, RESTING, SUBMITTING, TERMINAL_STATES, Outcome
+from .outcome import (
+    FAILED,
+    OPEN_STATES,
+    RECEIVED,
+    REJECTED,
+    RESTING,
+    SUBMITTING,
+    TERMINAL_STATES,
+    UNKNOWN,
+    Outcome,
+)
 from .state import ensure_private_dir
 
 log = logging.getLogger("fractrade_sync.journal")
@@ -31,22 +41,24 @@ CREATE TABLE IF NOT EXISTS actions (
     key TEXT PRIMARY KEY, action_id TEXT, event_id TEXT, symbol TEXT, side TEXT, size TEXT, trigger_price TEXT,
     cloid TEXT, frame TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, oid INTEGER, filled_sz TEXT, avg_px TEXT,
     latency_ms REAL, attempts INTEGER NOT NULL DEFAULT 0, action_ts REAL, received_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL, nonce INTEGER
 );
 CREATE INDEX IF NOT EXISTS actions_state ON actions(state);
 CREATE INDEX IF NOT EXISTS actions_updated ON actions(updated_at);
 """
+_SENT = "UPDATE actions SET state=?, nonce=?, attempts=attempts+1, updated_at=? WHERE key=?"
 _FINISH = "UPDATE actions SET state=?, reason=?, oid=?, filled_sz=?, avg_px=?, latency_ms=?, updated_at=? WHERE key=?"
 
 
 @dataclass(frozen=True)
 class Resumed:
-    """An action the last run left unfinished: 'received' (never sent) or 'submitting' (an order may be in flight
-    since `since`, a wall-clock time)."""
+    """An action left unfinished: 'received' (never sent), 'submitting' (an order may be in flight since `since`, a
+    wall-clock time) or 'unknown' (the exchange did not say what became of it)."""
 
     action: Action
     state: str
     since: float
+    nonce: int | None = None  # the nonce of the order that may be in flight (None: never sent, or an older run's)
 
 
 class Journal:
@@ -70,6 +82,8 @@ class Journal:
         self.path.chmod(0o600)
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+            if "nonce" not in {row[1] for row in conn.execute("PRAGMA table_info(actions)")}:
+                conn.execute("ALTER TABLE actions ADD COLUMN nonce INTEGER")  # a journal of an older version
 
     @classmethod
     def open(cls, path: Path, expiry_window: float, clock: Callable[[], float] = time.time) -> tuple[Journal, list]:
@@ -90,7 +104,7 @@ class Journal:
         for row in journal.unfinished():
             action = parse_frame(row["frame"], row["received_at"])
             if isinstance(action, Action) and action.key == row["key"]:
-                resumed.append(Resumed(action, row["state"], row["updated_at"]))
+                resumed.append(Resumed(action, row["state"], row["updated_at"], row["nonce"]))
             else:
                 journal._finish(row["key"], Outcome(FAILED, "journal row could not be read back"))
         return journal, resumed
@@ -158,17 +172,17 @@ class Journal:
         with self._conn() as conn:
             return _insert(conn, columns) == 1
 
-    def sending(self, action: Action, expires_after_ms: int) -> Callable[[], None]:
+    def sending(self, action: Action, expires_after_ms: int, nonce: int) -> Callable[[], None]:
         """Worker, just before an order request is written: the in-flight note (a crash from here on is settled by
-        cloid at the next start). Returns what to call as the request leaves: the 'submitting' commit."""
-        note = inflight_note(action.key, self._clock(), expires_after_ms)
+        its nonce and cloid at the next start). Returns what to call as the request leaves: the 'submitting'
+        commit."""
+        note = inflight_note(action.key, self._clock(), expires_after_ms, nonce, action.received_at, action.frame)
         self._inflight.append(note, may_empty=not self._in_flight)  # (empty: every noted order is finished)
         self._in_flight.add(action.key)
 
         def sent() -> None:
             try:
-                self._write(action, "UPDATE actions SET state=?, attempts=attempts+1, updated_at=? WHERE key=?",
-                            (SUBMITTING, self._clock(), action.key))  # fmt: skip
+                self._write(action, _SENT, (SUBMITTING, nonce, self._clock(), action.key))
             except Exception as exc:  # the order is on its way: its in-flight note already covers a crash
                 log.error("%s: journal 'submitting' not recorded (%s); the in-flight note stands in for it",
                           action.describe(), exc)  # fmt: skip
@@ -223,23 +237,33 @@ class Journal:
         return added
 
     def _adopt_inflight(self, expiry_window: float) -> int:
-        """Every action noted in flight and not finished becomes 'submitting', its time set so that time +
-        expiry_window is its order's expiresAfter (or later); then the notes are settled. Returns the rows changed."""
+        """Every action noted in flight and not finished becomes 'submitting' with its order's nonce, its time set
+        so that time + expiry_window is the order's expiresAfter (or later); one with no row (a power loss took its
+        received note and its row) gets one from the note's frame. Then the notes are settled. Returns the rows
+        changed."""
         raw = self._inflight.read()
         if raw is None:
             return 0
-        bounds, whole = read_inflight(raw, expiry_window)
+        notes, whole = read_inflight(raw, expiry_window)
         changed = 0
+        marks = ",".join("?" * len(OPEN_STATES))
         with self._conn() as conn:
-            for key, bound in bounds.items():
-                changed += conn.execute(
-                    "UPDATE actions SET state=?, updated_at=MAX(updated_at, ?) WHERE key=? AND state IN (?, ?)",
-                    (SUBMITTING, bound, key, *OPEN_STATES),
-                ).rowcount
+            for key, note in notes.items():
                 if conn.execute("SELECT 1 FROM actions WHERE key=?", (key,)).fetchone() is None:
-                    whole = False
-                    log.error("an order with cloid 0x%s may be on the exchange, and nothing in the journal "
-                              "says what it was: check it on Hyperliquid", key[:32])  # fmt: skip
+                    parsed = parse_frame(note.frame, note.received_at) if note.frame is not None else None
+                    if not isinstance(parsed, Action) or parsed.key != key:
+                        whole = False
+                        log.error("an order with cloid 0x%s may be on the exchange, and nothing in the journal "
+                                  "says what it was: check it on Hyperliquid", key[:32])  # fmt: skip
+                        continue
+                    _insert(conn, _action_columns(parsed, note.bound))
+                    log.warning("%s: in flight when the last run ended, and not in the journal (a power loss?): "
+                                "recorded from its in-flight note", parsed.describe())  # fmt: skip
+                changed += conn.execute(
+                    f"UPDATE actions SET state=?, nonce=COALESCE(?, nonce), updated_at=MAX(updated_at, ?) "
+                    f"WHERE key=? AND state IN ({marks})",
+                    (SUBMITTING, note.nonce, note.bound, key, *OPEN_STATES),
+                ).rowcount
         self._inflight.settle(whole)
         return changed
 
@@ -266,8 +290,20 @@ class Journal:
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Actions received or in flight but not finished, oldest first."""
-        sql = "SELECT * FROM actions WHERE state IN (?, ?) ORDER BY received_at, rowid"
+        marks = ",".join("?" * len(OPEN_STATES))
+        sql = f"SELECT * FROM actions WHERE state IN ({marks}) ORDER BY received_at, rowid"
         return [dict(r) for r in self._conn().execute(sql, OPEN_STATES)]
+
+    def unsettled(self, checked_before: float) -> list[Resumed]:
+        """Actions whose outcome the exchange has not told yet ('unknown'), last looked at before a wall-clock
+        time, oldest first."""
+        sql = "SELECT * FROM actions WHERE state=? AND updated_at < ? ORDER BY received_at, rowid"
+        found = []
+        for row in self._conn().execute(sql, (UNKNOWN, checked_before)):
+            action = parse_frame(row["frame"], row["received_at"])
+            if isinstance(action, Action) and action.key == row["key"]:
+                found.append(Resumed(action, UNKNOWN, row["updated_at"], row["nonce"]))
+        return found
 
     def recent(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest actions, newest first."""

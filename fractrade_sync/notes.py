@@ -1,8 +1,9 @@
 """The journal's write-ahead notes: one append each (it survives kill -9), read back into rows at the next start.
 
 Two files beside the journal, each written by one thread at a time: `.received` holds each new action's frame,
-appended by the receiver before the action is queued; `.inflight` holds "<key> <time> <expiresAfter>", appended
-by the worker just before an order request is written. Only journal.py uses this module."""
+appended by the receiver before the action is queued; `.inflight` holds "<key> <time> <expiresAfter> <nonce>" and
+the action's frame, appended by the worker just before an order request is written (with the frame, a power loss
+that takes the received note and the row still leaves what the order was). Only journal.py uses this module."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import logging
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("fractrade_sync.journal")
 NOTES_LIMIT = 256 * 1024  # a notes file is emptied past this size once nothing noted in it is still needed
-_INFLIGHT_NOTE = re.compile(rb"([0-9a-f]{64}) ([0-9]{9,}\.[0-9]{3}) ([0-9]{12,})")
+# "<key> <time> <expiresAfter>" (older runs), or "... <nonce> <received_at> <frame length>" and the frame's line
+_INFLIGHT_NOTE = re.compile(rb"([0-9a-f]{64}) ([0-9]{9,}\.[0-9]{3}) ([0-9]{12,})(?: ([0-9]+) (\S+) ([0-9]+))?$")
 
 
 class NotesFile:
@@ -99,21 +102,47 @@ def read_records(raw: bytes) -> tuple[list[tuple[float, str]], bool]:
     return records, True
 
 
-def inflight_note(key: str, at: float, expires_after_ms: int) -> bytes:
-    """One order's in-flight note."""
-    return b"%s %.3f %d\n" % (key.encode(), at, expires_after_ms)
+def inflight_note(key: str, at: float, expires_after_ms: int, nonce: int, received_at: float, frame: str) -> bytes:
+    """One order's in-flight note: its header line, then its frame's."""
+    data = frame.encode("utf-8", "surrogatepass")
+    return b"%s %.3f %d %d %r %d\n%b\n" % (key.encode(), at, expires_after_ms, nonce, received_at, len(data), data)
 
 
-def read_inflight(raw: bytes, expiry_window: float) -> tuple[dict[str, float], bool]:
-    """{key: the time from which `expiry_window` reaches the order's expiresAfter (or later)}, and whether every
-    line read back."""
-    bounds: dict[str, float] = {}
+@dataclass
+class InFlight:
+    """What an in-flight note says of one order: the time from which `expiry_window` reaches its expiresAfter (or
+    later), its nonce and the action's frame (None in an older run's notes)."""
+
+    bound: float
+    nonce: int | None = None
+    received_at: float | None = None
+    frame: str | None = None
+
+
+def read_inflight(raw: bytes, expiry_window: float) -> tuple[dict[str, InFlight], bool]:
+    """{key: InFlight} (the latest note of each key), and whether every note read back whole."""
+    found: dict[str, InFlight] = {}
     whole = True
-    for line in raw.splitlines():
+    at = 0
+    while at < len(raw):
+        end = raw.find(b"\n", at)
+        line = raw[at:] if end < 0 else raw[at:end]
+        at = len(raw) if end < 0 else end + 1
         match = _INFLIGHT_NOTE.match(line)
         if match is None:
             whole = False
             continue
-        key, at, expires = match.group(1).decode(), float(match.group(2)), int(match.group(3))
-        bounds[key] = max(at, expires / 1000 - expiry_window, bounds.get(key, 0.0))
-    return bounds, whole
+        key, noted, expires = match.group(1).decode(), float(match.group(2)), int(match.group(3))
+        bound = max(noted, expires / 1000 - expiry_window, found[key].bound if key in found else 0.0)
+        note = InFlight(bound)
+        if match.group(4) is not None:
+            length = int(match.group(6))
+            frame = raw[at : at + length]
+            if len(frame) < length or raw[at + length : at + length + 1] != b"\n":
+                whole = False  # torn by a power loss: the header still says an order may be in flight
+            else:
+                text = frame.decode("utf-8", "surrogatepass")
+                note = InFlight(bound, int(match.group(4)), float(match.group(5)), text)
+            at += length + 1
+        found[key] = note
+    return found, whole

@@ -17,7 +17,10 @@ REJECTED = "rejected"
 SKIPPED = "skipped"
 FAILED = "failed"
 EXPIRED = "expired"
-OPEN_STATES = (RECEIVED, SUBMITTING)
+# the exchange did not say what became of an order that may be in flight: not final, settled by cloid and nonce as
+# soon as the exchange answers (the journal ends with the truth)
+UNKNOWN = "unknown"
+OPEN_STATES = (RECEIVED, SUBMITTING, UNKNOWN)
 TERMINAL_STATES = (FILLED, PARTIALLY_FILLED, RESTING, REJECTED, SKIPPED, FAILED, EXPIRED)
 
 # The outcome's fields, by the names every channel uses: the JSON log, the webhook and `status --json`.

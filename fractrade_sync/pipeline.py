@@ -12,10 +12,11 @@ from .config import Settings
 from .exchange import TransientError
 from .execution import Execution, Refused, Unfinished
 from .journal import Journal, Resumed
-from .outcome import EXPIRED, FAILED, REJECTED, SKIPPED, SUBMITTING, Outcome, outcome_fields, outcome_line
+from .outcome import EXPIRED, FAILED, RECEIVED, REJECTED, SKIPPED, UNKNOWN, Outcome, outcome_fields, outcome_line
 
 Item = Union[Action, Resumed]
 FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this machine's clock (NTP keeps both close)
+RECHECK_EVERY = 30.0  # seconds between two attempts to settle an action whose outcome the exchange has not told
 Hook = Callable[["ActionConfig"], Any]
 
 
@@ -51,8 +52,17 @@ class Pipeline:
             self.logger.warning("%s: %s", action.describe(), exc)
             return False
         self.journal.finish(action, outcome)
-        self.report(action, outcome)
+        if outcome.state == UNKNOWN and isinstance(item, Resumed) and item.state == UNKNOWN:
+            self.logger.debug("%s: still unknown (%s)", action.describe(), outcome.reason)  # reported once already
+        else:
+            self.report(action, outcome)
         return True
+
+    def recheck(self) -> None:
+        """Worker, when idle: try again to settle the actions whose outcome is unknown (at most every
+        RECHECK_EVERY each); a settled one is reported like any outcome."""
+        for item in self.journal.unsettled(self.clock() - RECHECK_EVERY):
+            self(item)
 
     def decide(self, item: Item) -> Outcome:
         """The action's outcome: found on the exchange (resumed), expired, skipped, refused, or what it did."""
@@ -76,17 +86,18 @@ class Pipeline:
         return self._run_hook(action)
 
     def _resume(self, item: Resumed) -> Outcome | None:
-        """Ask the exchange by cloid before anything else. A 'submitting' action died with its order in flight:
-        wait until that order can no longer be applied. A 'received' one was never sent, unless an OS crash lost
-        its 'submitting' commit, and a reboot outlasts any order's expiry: ask at once."""
+        """Ask the exchange before anything else. A 'submitting' or 'unknown' action has an order that may be in
+        flight: settled by its nonce (a noop) and cloid. A 'received' one was never sent, unless an OS crash lost
+        its in-flight note: ask by cloid."""
         action, execution = item.action, self.execution
         try:
-            if item.state == SUBMITTING:
-                seen = execution.settle_then_lookup(action, item.since)
-            else:
+            if item.state == RECEIVED:
                 seen = execution.lookup(action)
+            else:
+                seen = execution.settle(action, item.nonce, item.since)
         except TransientError as exc:
-            return Outcome(FAILED, f"outcome unknown, exchange unreachable ({exc}); check cloid {action.cloid}")
+            return Outcome(UNKNOWN, f"outcome unknown ({exc}); settled by cloid {action.cloid} as soon as the "
+                                    "exchange answers")  # fmt: skip
         if seen is not None:
             execution.after(action, seen)
         return seen

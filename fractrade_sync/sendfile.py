@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .config import EXIT_FAILURE, EXIT_OK, ConfigError, Settings
-from .outcome import FAILED, RECEIVED, SUBMITTING
+from .outcome import FAILED, RECEIVED, SUBMITTING, UNKNOWN
 from .service import FractradeExecutor
 
 
@@ -53,6 +53,6 @@ def send_file(settings: Settings, path: Path, timeout: float = 120.0) -> int:
         service.stop()
     if service.fatal is not None:
         raise service.fatal
-    failed = sum(1 for state in states if state in (FAILED, RECEIVED, SUBMITTING))
+    failed = sum(1 for state in states if state in (FAILED, RECEIVED, SUBMITTING, UNKNOWN))
     logger.info("send: %d frame(s) read, %d new action(s), %d not completed", len(frames), len(keys), failed)
     return EXIT_FAILURE if failed else EXIT_OK

@@ -76,8 +76,8 @@ class FractradeExecutor:
                  "take_profit": self.handle_set_hyperliquid_perp_take_profit}  # fmt: skip
         listeners = [self.notifier.outcome] if self.notifier is not None else []
         pipeline = Pipeline(settings, self.journal, self.execution, hooks, listeners, self.clock)
-        self.worker = Worker(self.queue, pipeline, prepare=client.prepare, idle=client.keep_warm, on_fatal=self.fail,
-                             fatal=self.fatal_errors, stopping=self.stopping)  # fmt: skip
+        self.worker = Worker(self.queue, pipeline, prepare=client.prepare, idle=(client.keep_warm, pipeline.recheck),
+                             on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping)  # fmt: skip
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock)
         self.receiver = Receiver(settings, self.intake, self._on_connection)
         self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal, self._thread_failed)

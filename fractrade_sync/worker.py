@@ -6,7 +6,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .backoff import preparation
 from .exchange import TransientError
@@ -18,11 +18,11 @@ class Worker:
     """One thread, one queue: prepare once, then dequeue -> handle; one failing item never stops the loop.
 
     `handle(item)` returns False when it left the item for the next start; `prepare()` is retried with backoff
-    until it succeeds (an exception of `fatal` ends the thread through `on_fatal`); `idle()` runs when the queue
-    has been empty for a while. `stopping` is set when a stop cuts the drain short."""
+    until it succeeds (an exception of `fatal` ends the thread through `on_fatal`); the `idle` steps run when the
+    queue has been empty for a while. `stopping` is set when a stop cuts the drain short."""
 
     def __init__(self, actions: queue.Queue, handle: Callable[[Any], bool], *, prepare: Callable[[], None],
-                 idle: Callable[[], None], on_fatal: Callable[[Exception], None],
+                 idle: Sequence[Callable[[], None]], on_fatal: Callable[[Exception], None],
                  fatal: tuple[type[Exception], ...] = (), stopping: threading.Event | None = None):  # fmt: skip
         self.queue = actions
         self.handle, self.prepare, self.idle = handle, prepare, idle
@@ -74,7 +74,8 @@ class Worker:
             except queue.Empty:
                 self.waiting = False
                 self.heartbeat = time.monotonic()
-                self._guarded(self.idle)
+                for step in self.idle:
+                    self._guarded(step)
                 continue
             self.waiting = False
             try:

@@ -128,12 +128,12 @@ def restart_until_done(settings, key: str, timeout: float = 20.0) -> dict:
 
 
 def wait_state(service: FractradeExecutor, key: str, timeout: float = 20.0) -> dict:
-    """Wait until an action reaches a terminal state; return its journal row."""
-    from fractrade_sync.journal import TERMINAL_STATES
+    """Wait until an action reaches a terminal state (or 'unknown', reported as it is); return its journal row."""
+    from fractrade_sync.journal import TERMINAL_STATES, UNKNOWN
 
     def done():
         row = service.journal.get(key)
-        return row if row and row["state"] in TERMINAL_STATES else None
+        return row if row and row["state"] in (*TERMINAL_STATES, UNKNOWN) else None
 
     return wait_for(done, timeout, what=f"terminal state of {key[:12]}")
 

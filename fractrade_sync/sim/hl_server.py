@@ -24,7 +24,7 @@ from fractrade_sync.sim.hl_state import ExchangeError, HyperliquidState, fmt
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("500", "429", "timeout", "drop", "html", "answer")
+FAULTS = ("500", "429", "timeout", "drop", "html", "answer", "hold")
 # A gateway in front of the exchange (Cloudflare, a proxy) can answer 200 with its own HTML page; Hyperliquid's own
 # API answers JSON only (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint).
 GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>bad gateway</body></html>"
@@ -151,11 +151,17 @@ class HyperliquidSimulator:
     def inject(self, kind: str, count: int = 1, path: str = "/exchange", answer: str | None = None) -> None:
         """The next `count` requests to `path` fail so: 500 / 429 (refused, nothing applied), timeout (applied,
         answered late), drop (applied, answer lost), html (applied, a gateway's HTML page instead of the answer),
-        answer (applied, `answer` as the JSON text instead of the real one)."""
+        answer (applied, `answer` as the JSON text instead of the real one), hold (held in transit for timeout_s
+        seconds, then applied: the client has given up on it by then, and may have sent more meanwhile)."""
         if kind not in FAULTS:
             raise ValueError(f"fault kind {kind!r}: use one of {', '.join(FAULTS)}")
         with self._lock:
             self._faults.extend([(kind, path, answer)] * count)
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """The exchange's clock runs `seconds` ahead of this machine's (negative: behind)."""
+        with self.state.lock:
+            self.state.clock_offset = float(seconds)
 
     def reset_faults(self) -> None:
         with self._lock:
@@ -283,6 +289,7 @@ class HyperliquidSimulator:
             "reset_faults": self.reset_faults,
             "set_latency": lambda seconds: setattr(self, "latency_s", float(seconds)),
             "set_timeout": lambda seconds: setattr(self, "timeout_s", float(seconds)),
+            "set_clock_offset": self.set_clock_offset,
             "mids": self.mids,
             "applied_orders": self.applied_orders,
             "positions": self.positions,
@@ -426,6 +433,8 @@ class _Handler(BaseHTTPRequestHandler):
                 sim._record(body, status, answer, fault)
             self._reply(status, answer)
             return
+        if fault == "hold":  # still on its way: everything sent after it meanwhile arrives first
+            sim._stop.wait(sim.timeout_s)
         signer = None
         if body is None and path in ("/info", "/exchange", "/control"):
             status, answer = 422, f"{BAD_BODY}: expected a JSON object"

@@ -138,6 +138,7 @@ class HyperliquidState:
     def __init__(self, mids=None, clock=time.time):
         self.lock = threading.RLock()
         self.clock = clock
+        self.clock_offset = 0.0  # seconds the exchange's clock is ahead of this machine's (set_clock_offset)
         self.mids = {name: Decimal(mid) for name, _sz, _lev, mid in UNIVERSE}
         for coin, px in (mids or {}).items():
             self.mids[coin] = dec(px, "mid")
@@ -150,7 +151,8 @@ class HyperliquidState:
         self.next_oid = 1
 
     def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        """The exchange's clock: nonces' window, expiresAfter and timestamps are judged by it, not the client's."""
+        return int((self.clock() + self.clock_offset) * 1000)
 
     # ---- set-up and market ------------------------------------------------
     def add_account(self, address: str, usdc=100_000) -> None:
@@ -231,6 +233,11 @@ class HyperliquidState:
                 return self._cancels(user, action["cancels"], "asset", "cloid")
             if kind == "updateLeverage":
                 return self._update_leverage(user, action)
+            if kind == "noop":
+                # "This action does not do anything (no operation), but causes the nonce to be marked as used."
+                # https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/exchange-endpoint
+                # (#invalidate-pending-nonce-noop); the answer {"status":"ok","response":{"type":"default"}}
+                return {"type": "default"}
             if kind == "scheduleCancel":
                 self.accounts[user].scheduled_cancel = action.get("time")
                 return {"type": "default"}
