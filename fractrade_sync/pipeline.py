@@ -16,6 +16,9 @@ from .outcome import EXPIRED, FAILED, RECEIVED, REJECTED, SKIPPED, UNKNOWN, Outc
 
 Item = Union[Action, Resumed]
 FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this machine's clock (NTP keeps both close)
+# after an unclean stop, actions created up to this long after the start are looked up too (the agent's clock may be
+# a little ahead of ours; a restart takes longer than that anyway)
+UNCLEAN_MARGIN = 2.0
 RECHECK_EVERY = 30.0  # seconds between two attempts to settle an action whose outcome the exchange has not told
 Hook = Callable[["ActionConfig"], Any]
 
@@ -33,13 +36,15 @@ class Pipeline:
 
     def __init__(self, settings: Settings, journal: Journal, execution: Execution, hooks: Mapping[str, Hook],
                  on_outcome: Sequence[Callable[[Action, Outcome], None]] = (),
-                 clock: Callable[[], float] = time.time):  # fmt: skip
+                 clock: Callable[[], float] = time.time, unclean_since: float | None = None):  # fmt: skip
         self.settings = settings
         self.journal = journal
         self.execution = execution
         self.hooks = hooks  # kind (trade, stop_loss, take_profit) -> the service's overridable handle_* method
         self.on_outcome = tuple(on_outcome)
         self.clock = clock
+        # the start of a run after an unclean stop: what the last run sent may be missing from the journal
+        self.unclean_since = unclean_since
         self.logger = logging.getLogger("fractrade_sync")
         self._kill_switch = os.fspath(settings.paths.kill_switch)
 
@@ -73,6 +78,9 @@ class Pipeline:
             action = item.action
         else:
             action = item
+            seen = self._sent_before_an_unclean_stop(action)
+            if seen is not None:
+                return seen
         age, limit = action.age(self.clock()), self.settings.max_action_age
         if age > limit:
             return Outcome(EXPIRED, f"{age:.0f}s old, over FRAC_MAX_ACTION_AGE={limit:g}s")
@@ -100,6 +108,26 @@ class Pipeline:
                                     "exchange answers")  # fmt: skip
         if seen is not None:
             execution.after(action, seen)
+        return seen
+
+    def _sent_before_an_unclean_stop(self, action: Action) -> Outcome | None:
+        """After an unclean stop (a power loss can take the journal's last writes with it), an action created before
+        this start may be one the last run executed: asked by cloid before it is sent."""
+        since = self.unclean_since
+        if since is None:
+            return None
+        now = self.clock()
+        if now - action.age(now) > since + UNCLEAN_MARGIN or action.age(now) > self.settings.max_action_age:
+            return None  # created since (the last run never saw it), or stale anyway
+        try:
+            seen = self.execution.lookup(action)
+        except TransientError as exc:
+            return Outcome(UNKNOWN, f"sent before an unclean stop? the cloid check failed ({exc}); settled by cloid "
+                                    f"{action.cloid} as soon as the exchange answers")  # fmt: skip
+        if seen is not None:
+            self.logger.warning("%s: executed by the last run, whose journal lost it (unclean stop): %s",
+                                action.describe(), seen.state)  # fmt: skip
+            self.execution.after(action, seen)
         return seen
 
     def guard(self, action: Action) -> str | None:

@@ -68,6 +68,10 @@ class FractradeExecutor:
         if not self._lock.acquire():
             raise ConfigError("FRAC_STATE_DIR", f"another fractrade-sync is running with {settings.state_dir}; "
                                                 "stop it first")  # fmt: skip
+        unclean_since = self.clock() if self._lock.unclean else None
+        if unclean_since is not None:
+            self.logger.warning("the last run did not stop in order (killed, crashed or a power loss): actions sent "
+                                "before this start are looked up by cloid before anything is sent")  # fmt: skip
         self.feed = MidsFeed(settings.api_url, logging.getLogger("fractrade_sync.market"))
         self.client = client = HyperliquidClient(settings, self.feed)
         self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
@@ -75,7 +79,7 @@ class FractradeExecutor:
         hooks = {"trade": self.handle_hyperliquid_perp_trade, "stop_loss": self.handle_set_hyperliquid_perp_stop_loss,
                  "take_profit": self.handle_set_hyperliquid_perp_take_profit}  # fmt: skip
         listeners = [self.notifier.outcome] if self.notifier is not None else []
-        pipeline = Pipeline(settings, self.journal, self.execution, hooks, listeners, self.clock)
+        pipeline = Pipeline(settings, self.journal, self.execution, hooks, listeners, self.clock, unclean_since)
         self.worker = Worker(self.queue, pipeline, prepare=client.prepare, idle=(client.keep_warm, pipeline.recheck),
                              on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping)  # fmt: skip
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock)

@@ -39,11 +39,16 @@ def ensure_private_dir(path: Path) -> None:
 
 
 class StateLock:
-    """One service per state dir: an exclusive flock held while it runs, with the holder's pid in the file."""
+    """One service per state dir: an exclusive flock held while it runs, with the holder's pid in the file.
+
+    The pid is also the run's unclean-stop marker: written and made durable (fsync, file and directory) the moment
+    the lock is taken, removed only by an orderly release. A pid found at acquire means the last run did not stop
+    in order (kill -9, a crash, a power loss, even in its first seconds): `unclean` is then True."""
 
     def __init__(self, path: Path):
         self.path = path
         self._fd: int | None = None
+        self.unclean = False
 
     def acquire(self) -> bool:
         """Take the lock; False when another process holds it."""
@@ -53,8 +58,11 @@ class StateLock:
         except BlockingIOError:
             os.close(fd)
             return False
+        self.unclean = bool(os.pread(fd, 32, 0).strip())
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        os.fsync(fd)
+        _fsync_dir(self.path.parent)
         self._fd = fd
         return True
 
@@ -62,7 +70,31 @@ class StateLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def release(self) -> None:
+    def release(self, orderly: bool = True) -> None:
+        """Let go of the lock; an orderly release first clears the pid (the next start is a clean one)."""
         fd, self._fd = self._fd, None
-        if fd is not None:
+        if fd is None:
+            return
+        try:
+            if orderly:
+                os.ftruncate(fd, 0)
+                os.fsync(fd)
+        finally:
             os.close(fd)
+
+
+def recorded_pid(path: Path) -> int | None:
+    """The pid a running (or uncleanly stopped) service recorded under its lock; None when none is recorded."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -226,7 +226,7 @@ def test_a_crash_between_a_frames_note_and_its_received_commit_loses_nothing(env
     wait_for(lambda: key_of(frame) in _taken(env), what="the frame noted")
     assert first.journal.get(key_of(frame)) is None  # only its note knows it
     first.receiver.stop()
-    first._lock.release()
+    first._lock.release(orderly=False)
     try:
         row = restart_until_done(settings, key_of(frame))
     finally:
@@ -247,7 +247,7 @@ def test_a_crash_between_the_order_write_and_its_submitting_commit_is_settled_by
     row = first.journal.get(key_of(frame))
     assert row is None or row["state"] == "received"  # only the notes know the order is in flight
     first.receiver.stop()
-    first._lock.release()  # the process is gone, as far as the state dir can tell
+    first._lock.release(orderly=False)  # the process is gone, as far as the state dir can tell
     started = time.time()
     try:
         row = restart_until_done(settings, key_of(frame))
