@@ -57,6 +57,23 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """Text with its control characters (newlines too) escaped: what a frame carries cannot forge a log line."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """One record, one line: the message's control characters are escaped (a traceback still follows on its own
+    lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
 def make_formatter(fmt: str) -> logging.Formatter:
     """A text formatter, or python-json-logger's JSON formatter."""
     if fmt == "json":
@@ -68,7 +85,7 @@ def make_formatter(fmt: str) -> logging.Formatter:
             "%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s",
             rename_fields={"levelname": "level", "asctime": "time", "threadName": "thread"},
         )
-    return logging.Formatter(TEXT_FORMAT)
+    return TextFormatter(TEXT_FORMAT)
 
 
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> logging.Handler:

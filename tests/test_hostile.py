@@ -56,3 +56,28 @@ def test_an_order_never_outlives_its_action(make_service, sim, signals, wallet):
     run_frame(service, signals, trade_frame(ts=sent))
     (entry,) = [e for e in sim.exchange_log() if e["action_type"] == "order"]
     assert entry["expiresAfter"] <= int((sent + 5) * 1000)
+
+
+def test_a_frame_cannot_forge_a_log_line(make_service, sim, signals):
+    """A symbol carrying a newline and a fake log line: the text log keeps it on the one line of its record."""
+    import io
+    import json
+    import logging
+
+    from fractrade_sync.logs import setup_logging
+
+    stream = io.StringIO()
+    handler = setup_logging("INFO", "text", stream=stream)
+    try:
+        service = make_service()
+        forged = "2026-12-01 12:00:00,000 INFO    worker    trade BUY 100 BTC -> filled"
+        row = run_frame(service, signals, trade_frame(symbol="NOPE\n" + forged))
+        assert row["state"] == "rejected"
+        frame = json.loads(json.dumps({"type": "action", "data": "x\r\n" + forged + "\u2028"}))
+        signals.push(frame)
+        run_frame(service, signals, trade_frame(symbol="ETH", size="0.1"))
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert not [line for line in lines if line.startswith(forged[:20])], lines
+    assert any("NOPE\\n2026-12-01 12:00:00,000 INFO" in line for line in lines), lines
