@@ -47,6 +47,8 @@ def health_problem(beat: dict | None, max_age: float | None, now: float) -> str 
     for name, state in (beat.get("threads") or {}).items():
         if state != "ok":
             return f"the {name} thread is {state}"
+    if beat.get("storage"):
+        return f"actions are not executed: {beat['storage']}"
     if not beat.get("worker_alive"):
         return "the worker thread is stuck or dead"
     if not beat.get("connected"):

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -34,6 +35,8 @@ from .outcome import (
 from .state import ensure_private_dir
 
 log = logging.getLogger("fractrade_sync.journal")
+REJECTS_PER_MINUTE = 100  # rejected frames journaled a minute at most (the rest are logged only)
+REJECT_TEXT = 300  # characters of each text kept of a rejected frame
 RETENTION = 90 * 86_400.0  # finished actions are kept 90 days: far past any redelivery (they expire after 60 s)
 
 _SCHEMA = """
@@ -48,6 +51,19 @@ CREATE INDEX IF NOT EXISTS actions_updated ON actions(updated_at);
 """
 _SENT = "UPDATE actions SET state=?, nonce=?, attempts=attempts+1, updated_at=? WHERE key=?"
 _FINISH = "UPDATE actions SET state=?, reason=?, oid=?, filled_sz=?, avg_px=?, latency_ms=?, updated_at=? WHERE key=?"
+
+
+class Unwritable(Exception):
+    """The journal (its notes or its database) cannot be written: disk full, a read-only or vanished state dir.
+    Nothing that would need the record may happen: exactly-once cannot be promised without it."""
+
+
+@contextmanager
+def _writing(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        raise Unwritable(f"the journal cannot be written ({what}: {exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,8 @@ class Journal:
         self._noted: set[str] = set()  # noted by the receiver, no row yet (the duplicate check sees them)
         self._in_flight: set[str] = set()  # noted in flight, terminal state not committed yet
         self._admit_lock = threading.Lock()
+        self._rejects = [0, 0]  # [the current minute, rejected frames seen in it]
+        self.rejects_per_minute = REJECTS_PER_MINUTE
         # the service checkpoints from its watchdog instead, so a WAL checkpoint's fsync never stalls the order path
         self._autocheckpoint = autocheckpoint
         self._clock = clock
@@ -145,7 +163,7 @@ class Journal:
     def admit(self, action: Action) -> bool:
         """Receiver: note a new action's frame before it is queued (one append, its write-ahead record) and return
         True; False for a duplicate (already noted or journaled: never executed again)."""
-        with self._admit_lock:
+        with self._admit_lock, _writing("its received note"):
             if self.is_known(action.key):
                 return False
             self._received.append(received_note(action.received_at, action.frame), may_empty=not self._noted)
@@ -164,12 +182,24 @@ class Journal:
         self._write(action)
 
     def reject(self, rejection: Rejection) -> bool:
-        """Record a frame that is not a valid action, with its reason (once per identical frame)."""
+        """Record a frame that is not a valid action, with its reason (once per identical frame; each text at most
+        REJECT_TEXT characters; at most REJECTS_PER_MINUTE rows a minute: a flood of junk cannot fill the disk).
+        False when it was not recorded (seen before, or over the limit)."""
+        minute = int(self._clock() // 60)
+        if self._rejects[0] != minute:
+            if self._rejects[1] > self.rejects_per_minute:
+                log.warning("%d rejected frames in a minute were not journaled (at most %d a minute are)",
+                            self._rejects[1] - self.rejects_per_minute, self.rejects_per_minute)  # fmt: skip
+            self._rejects = [minute, 0]
+        self._rejects[1] += 1
+        if self._rejects[1] > self.rejects_per_minute:
+            return False
         columns = {"key": rejection.key, "action_id": rejection.action_id, "event_id": rejection.event_id,
                    "symbol": rejection.symbol, "frame": rejection.excerpt, "state": REJECTED,
                    "reason": rejection.reason, "received_at": rejection.received_at,
                    "updated_at": self._clock()}  # fmt: skip
-        with self._conn() as conn:
+        columns = {name: value[:REJECT_TEXT] if isinstance(value, str) else value for name, value in columns.items()}
+        with _writing("a rejected frame"), self._conn() as conn:
             return _insert(conn, columns) == 1
 
     def sending(self, action: Action, expires_after_ms: int, nonce: int) -> Callable[[], None]:
@@ -177,7 +207,8 @@ class Journal:
         its nonce and cloid at the next start). Returns what to call as the request leaves: the 'submitting'
         commit."""
         note = inflight_note(action.key, self._clock(), expires_after_ms, nonce, action.received_at, action.frame)
-        self._inflight.append(note, may_empty=not self._in_flight)  # (empty: every noted order is finished)
+        with _writing("the order's in-flight note"):
+            self._inflight.append(note, may_empty=not self._in_flight)  # (empty: every noted order is finished)
         self._in_flight.add(action.key)
 
         def sent() -> None:
@@ -191,7 +222,8 @@ class Journal:
 
     def finish(self, action: Action, outcome: Outcome) -> None:
         """Record the action's terminal state."""
-        self._write(action, _FINISH, self._finish_params(action.key, outcome))
+        with _writing("an outcome"):
+            self._write(action, _FINISH, self._finish_params(action.key, outcome))
         self._in_flight.discard(action.key)  # committed: its in-flight note is no longer needed
 
     def _finish(self, key: str, outcome: Outcome) -> None:

@@ -11,7 +11,7 @@ from .actions import Action
 from .config import Settings
 from .exchange import TransientError
 from .execution import Execution, Refused, Unfinished
-from .journal import Journal, Resumed
+from .journal import Journal, Resumed, Unwritable
 from .outcome import EXPIRED, FAILED, RECEIVED, REJECTED, SKIPPED, UNKNOWN, Outcome, outcome_fields, outcome_line
 
 Item = Union[Action, Resumed]
@@ -36,7 +36,8 @@ class Pipeline:
 
     def __init__(self, settings: Settings, journal: Journal, execution: Execution, hooks: Mapping[str, Hook],
                  on_outcome: Sequence[Callable[[Action, Outcome], None]] = (),
-                 clock: Callable[[], float] = time.time, unclean_since: float | None = None):  # fmt: skip
+                 clock: Callable[[], float] = time.time, unclean_since: float | None = None,
+                 on_storage: Callable[[str | None], None] = lambda problem: None):  # fmt: skip
         self.settings = settings
         self.journal = journal
         self.execution = execution
@@ -45,6 +46,7 @@ class Pipeline:
         self.clock = clock
         # the start of a run after an unclean stop: what the last run sent may be missing from the journal
         self.unclean_since = unclean_since
+        self.on_storage = on_storage
         self.logger = logging.getLogger("fractrade_sync")
         self._kill_switch = os.fspath(settings.paths.kill_switch)
 
@@ -56,7 +58,14 @@ class Pipeline:
         except Unfinished as exc:  # it stays 'received' or 'submitting' in the journal; the next start settles it
             self.logger.warning("%s: %s", action.describe(), exc)
             return False
-        self.journal.finish(action, outcome)
+        except Unwritable as exc:  # before its order left: nothing was sent
+            outcome = Outcome(FAILED, f"not executed: {exc}")
+            self.on_storage(str(exc))
+        try:
+            self.journal.finish(action, outcome)
+        except Unwritable as exc:  # what happened is still told, on every channel
+            self.logger.error("%s: its outcome (%s) is not journaled: %s", action.describe(), outcome.state, exc)
+            self.on_storage(str(exc))
         if outcome.state == UNKNOWN and isinstance(item, Resumed) and item.state == UNKNOWN:
             self.logger.debug("%s: still unknown (%s)", action.describe(), outcome.reason)  # reported once already
         else:
@@ -146,7 +155,7 @@ class Pipeline:
             result = self.hooks[action.kind](ActionConfig(action))
         except Refused as exc:
             return Outcome(REJECTED, str(exc))
-        except Unfinished:
+        except (Unfinished, Unwritable):
             raise
         except TransientError as exc:
             return Outcome(FAILED, f"exchange unreachable: {exc}")

@@ -14,7 +14,7 @@ import websocket
 from .actions import Action, Ignored, Rejection, parse_frame
 from .backoff import reconnect
 from .config import Settings
-from .journal import Journal
+from .journal import Journal, Unwritable
 from .transport import cut
 
 AUTH_STATUSES = (401, 403)
@@ -165,11 +165,14 @@ class Intake:
     outcome), its 'received' row is committed so the journal shows it while it waits."""
 
     def __init__(self, journal: Journal, actions: queue.Queue, worker_idle: Callable[[], bool],
-                 clock: Callable[[], float] = time.time):  # fmt: skip
+                 clock: Callable[[], float] = time.time,
+                 on_storage: Callable[[str | None], None] = lambda problem: None):  # fmt: skip
         self.journal = journal
         self.queue = actions
         self.worker_idle = worker_idle
         self.clock = clock
+        self.on_storage = on_storage  # the journal cannot be written (a reason), or can again (None)
+        self._unwritable = False
         self.logger = logging.getLogger("fractrade_sync.receiver")
 
     def __call__(self, frame: str | bytes) -> Action | None:
@@ -179,10 +182,24 @@ class Intake:
             self.logger.debug("ignored: %s", parsed.reason)
             return None
         if isinstance(parsed, Rejection):
-            self.journal.reject(parsed)
             self.logger.warning("rejected frame: %s (frame %s…)", parsed.reason, parsed.excerpt[:120])
+            try:
+                self.journal.reject(parsed)
+            except Unwritable as exc:
+                self.logger.error("the rejected frame was not journaled: %s", exc)
             return None
-        if not self.journal.admit(parsed):
+        try:
+            admitted = self.journal.admit(parsed)
+        except Unwritable as exc:
+            self.logger.error("%s NOT executed: %s; exactly-once cannot be promised without it", parsed.describe(),
+                              exc)  # fmt: skip
+            self._unwritable = True
+            self.on_storage(f"{exc}: {parsed.describe()} not executed")
+            return None
+        if self._unwritable:
+            self._unwritable = False
+            self.on_storage(None)
+        if not admitted:
             self.logger.info("duplicate %s (key %s…): already journaled, not executed again", parsed.describe(),
                              parsed.key[:12])  # fmt: skip
             return None

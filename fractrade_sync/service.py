@@ -52,6 +52,7 @@ class FractradeExecutor:
         self._signals: list[int] = []
         self._stop_lock = threading.Lock()
         self._started = self._stopped = False
+        self.storage_problem: str | None = None  # why the journal cannot be written now (health fails meanwhile)
 
     @classmethod
     def from_env(
@@ -79,12 +80,14 @@ class FractradeExecutor:
         hooks = {"trade": self.handle_hyperliquid_perp_trade, "stop_loss": self.handle_set_hyperliquid_perp_stop_loss,
                  "take_profit": self.handle_set_hyperliquid_perp_take_profit}  # fmt: skip
         listeners = [self.notifier.outcome] if self.notifier is not None else []
-        pipeline = Pipeline(settings, self.journal, self.execution, hooks, listeners, self.clock, unclean_since)
+        pipeline = Pipeline(settings, self.journal, self.execution, hooks, listeners, self.clock, unclean_since,
+                            self._storage)  # fmt: skip
         self.worker = Worker(self.queue, pipeline, prepare=client.prepare, idle=(client.keep_warm, pipeline.recheck),
                              on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping)  # fmt: skip
-        self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock)
+        self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock, self._storage)
         self.receiver = Receiver(settings, self.intake, self._on_connection)
-        self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal, self._thread_failed)
+        self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal, self._thread_failed,
+                                 storage=lambda: self.storage_problem)  # fmt: skip
         for item in resumed:  # oldest first, before anything new
             self.queue.put(item)
         self.logger.info(
@@ -168,6 +171,20 @@ class FractradeExecutor:
         if self.notifier is not None:
             self.notifier.alert(problem)
         self.fail(ThreadFailure(problem))
+
+    def _storage(self, problem: str | None) -> None:
+        """The journal cannot be written (nothing that needs it is executed meanwhile): say so on every channel and
+        fail `health`, until it can again."""
+        was, self.storage_problem = self.storage_problem, problem
+        if problem is None:
+            if was is not None:
+                self.logger.warning("the journal can be written again: actions execute again")
+            return
+        if was is None:  # once per episode; every action refused meanwhile has its own ERROR line
+            self.logger.error("%s; free space in %s (actions are not executed until then)", problem,
+                              self.settings.state_dir)  # fmt: skip
+            if self.notifier is not None:
+                self.notifier.alert(f"{problem}; free space in {self.settings.state_dir}")
 
     def accept_frame(self, frame: str | bytes) -> Action | None:
         """Take one frame as if received (`send`, scripts): the queued Action, or None."""

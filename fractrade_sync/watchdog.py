@@ -16,20 +16,24 @@ from .receiver import Receiver
 from .worker import Worker
 
 CHECKPOINT_EVERY = 5.0  # seconds between the journal's WAL checkpoints
-# a worker busy with one action longer than 16 HTTP timeouts plus this is stuck: an order's worst case, every
-# attempt timing out, waiting out its expiry and checked by cloid, is about 13 timeouts
-STUCK_MARGIN = 60.0
+# a worker busy with one action longer than STUCK_TIMEOUTS HTTP timeouts plus STUCK_MARGIN s is stuck. An action's
+# worst case, every request timing out: two orders, each sent 6 times, a noop sent 6 times, 6 cloid checks (36
+# timeouts), and their retry waits (about 60 s)
+STUCK_TIMEOUTS = 40
+STUCK_MARGIN = 90.0
 
 
 class Watchdog:
     """Every second: cut a silent connection, judge the threads, write the heartbeat, checkpoint the journal."""
 
     def __init__(self, settings: Settings, receiver: Receiver, worker: Worker, actions: queue.Queue,
-                 journal: Journal, on_failure: Callable[[str], None], interval: float = 1.0):  # fmt: skip
+                 journal: Journal, on_failure: Callable[[str], None], interval: float = 1.0,
+                 storage: Callable[[], str | None] = lambda: None):  # fmt: skip
         self.settings = settings
         self.receiver, self.worker, self.queue, self.journal = receiver, worker, actions, journal
         self.on_failure = on_failure  # a thread died or is stuck: the service stops with a non-zero exit
         self.interval = interval
+        self.storage = storage  # why the journal cannot be written now, or None
         self.logger = logging.getLogger("fractrade_sync.watchdog")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog")
@@ -73,7 +77,7 @@ class Watchdog:
     def threads(self) -> dict[str, str]:
         """Each watched thread: 'ok', 'dead' (ended while the service runs) or 'stuck' (the worker, busy too long)."""
         worker, now = self.worker, time.monotonic()
-        stuck_after = self.settings.http_timeout * 16 + STUCK_MARGIN
+        stuck_after = self.settings.http_timeout * STUCK_TIMEOUTS + STUCK_MARGIN
         busy = worker.busy_since
         if not worker.is_alive():
             state = "dead"
@@ -101,4 +105,5 @@ class Watchdog:
             "queue_depth": self.queue.qsize(),
             "reconnects": self.receiver.reconnects,
             "heartbeat_interval": self.settings.heartbeat_interval,
+            "storage": self.storage(),
         }

@@ -484,7 +484,7 @@ def test_a_key_is_known_from_its_note_on_and_after_a_restart(tmp_path):
 def test_a_note_that_cannot_be_written_whole_leaves_the_action_new(tmp_path, monkeypatch):
     from fractrade_sync import notes
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal
+    from fractrade_sync.journal import Journal, Unwritable
 
     journal = Journal(tmp_path / "j.sqlite3")
     received = tmp_path / "j.sqlite3.received"
@@ -493,7 +493,7 @@ def test_a_note_that_cannot_be_written_whole_leaves_the_action_new(tmp_path, mon
     size = received.stat().st_size
     write = os.write
     monkeypatch.setattr(notes.os, "write", lambda fd, data: write(fd, data[:10]))  # the disk fills up mid-note
-    with pytest.raises(OSError, match="short write"):
+    with pytest.raises(Unwritable, match="short write"):
         journal.admit(action)
     assert received.stat().st_size == size  # undone: nothing torn mid-file
     monkeypatch.setattr(notes.os, "write", write)

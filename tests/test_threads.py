@@ -52,7 +52,8 @@ STUCK_SCRIPT = textwrap.dedent("""
     from fractrade_sync import watchdog
     from fractrade_sync.logs import setup_logging
     from fractrade_sync.service import FractradeExecutor
-    watchdog.STUCK_MARGIN = 0.0  # stuck after 16 HTTP timeouts: 3.2 s here
+    watchdog.STUCK_MARGIN = 0.0
+    watchdog.STUCK_TIMEOUTS = 16  # stuck after 16 HTTP timeouts: 3.2 s here
 
     class Stuck(FractradeExecutor):
         def handle_hyperliquid_perp_trade(self, config):
