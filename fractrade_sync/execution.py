@@ -321,8 +321,9 @@ class Execution:
         """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError."""
         return status_outcome(self.client.order_status(action.cloid))
 
-    def _with_retries(self, call: Callable[[], Any], abortable: bool = True, reading_for: Action | None = None) -> Any:
-        """Retry an idempotent request (leverage, cancel, a read) on transient errors; bounded (~8 s of waits).
+    def _with_retries(self, call: Callable[[], Any], reading_for: Action | None = None) -> Any:
+        """Retry an idempotent request (leverage, cancel, a read) on transient errors; bounded (~8 s of waits), and a
+        stop ends the waiting (a cleanup cut short is logged; its triggers stay live).
         reading_for: a read an action's order depends on (position, mid, leverage), retried like the order itself:
         each retry is logged, and a stop leaves the action for the next start (submit() checks its age again
         before sending, so the waiting never sends a stale order)."""
@@ -334,7 +335,7 @@ class Execution:
                     raise
                 if reading_for is not None:
                     self.logger.warning("%s: %s; retrying the read in %.1fs", reading_for.describe(), exc, delay)
-                if self.stopping.wait(delay) if abortable else time.sleep(delay):
+                if self.stopping.wait(delay):
                     if reading_for is not None:
                         raise Unfinished("stopped while the exchange was unreachable; nothing was sent, the action "
                                          "is resumed at the next start") from None  # fmt: skip
@@ -344,7 +345,7 @@ class Execution:
     def _cancel_orphaned_protection(self, asset: Asset, action: Action, outcome: Outcome) -> None:
         """Triggers left from a previous position would act on the next one: cancel them when this trade closed
         the coin, or opened it from flat (the new position's own protection always comes after)."""
-        position = self._with_retries(lambda: self.client.position(asset.name), abortable=False)
+        position = self._with_retries(lambda: self.client.position(asset.name))
         filled = Decimal(outcome.filled_sz or "0") * (1 if action.is_buy else -1)
         if position == 0:
             why = "position closed, its protection is void"
@@ -359,7 +360,7 @@ class Execution:
         try:
             old = [
                 o["oid"]
-                for o in self._with_retries(self.client.open_orders, abortable=False)
+                for o in self._with_retries(self.client.open_orders)
                 if o.get("coin") == asset.name
                 and o.get("isTrigger")
                 and o.get("reduceOnly", True)
@@ -367,7 +368,7 @@ class Execution:
                 and o.get("oid") != keep
             ]
             if old:
-                result = self._with_retries(lambda: self.client.cancel(asset, old), abortable=False)
+                result = self._with_retries(lambda: self.client.cancel(asset, old))
                 self.logger.info("%s: canceled trigger oids %s (%s)", why, old, result.get("status"))
         except TransientError as exc:
             self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, exc)

@@ -110,13 +110,16 @@ class FractradeExecutor:
             if self._stopped or not self._started:
                 return 0
             self._stopped = True
-        drain = self.settings.drain_timeout if timeout is None else timeout
-        grace = self.settings.http_timeout * 2 + 1
+        # one budget for the whole stop (FRAC_DRAIN_TIMEOUT, below supervisord's stopwaitsecs): the drain, then the
+        # order in flight (its request ends by its timeout), then a short tail; what is left resumes next start
+        budget = self.settings.drain_timeout if timeout is None else timeout
+        ends = time.monotonic() + budget
+        grace = min(self.settings.http_timeout + 1.0, max(1.0, budget / 2))
         if isinstance(self.fatal, ThreadFailure):  # nothing to drain into: a dead or stuck worker
-            drain, grace = min(drain, 1.0), 1.0
-        self.logger.info("stopping: no new actions; draining %d queued for up to %.0fs", self.queue.qsize(), drain)
-        self.receiver.stop()
-        left = self.worker.stop(drain, grace)
+            grace = 1.0
+        self.logger.info("stopping: no new actions; draining %d queued for up to %.0fs", self.queue.qsize(), budget)
+        self.receiver.stop(timeout=min(2.0, budget / 4))
+        left = self.worker.stop(max(0.1, ends - time.monotonic() - grace), grace)
         stuck = [name for name, part in (("receiver", self.receiver), ("worker", self.worker)) if part.is_alive()]
         if not self.receiver.is_alive():  # (else it may still append: the next start records them)
             try:  # what was queued but not taken becomes 'received' rows, resumed at the next start
@@ -137,7 +140,7 @@ class FractradeExecutor:
         else:
             self.logger.info("stopped: nothing left to execute")
         if self.notifier is not None:
-            self.notifier.stop()
+            self.notifier.stop(timeout=min(3.0, max(0.5, ends - time.monotonic())))
         return left
 
     def run(self) -> int:
@@ -151,6 +154,9 @@ class FractradeExecutor:
         finally:
             self.stop()
         if self.fatal is None:
+            if self.worker.is_alive() or self.receiver.is_alive():  # a request outlived the budget: its note settles it
+                logging.shutdown()
+                os._exit(EXIT_OK)
             return EXIT_OK
         self.logger.error("%s", self.fatal)
         if isinstance(self.fatal, ThreadFailure) and self.worker.is_alive():  # it would hold the process forever

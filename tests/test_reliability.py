@@ -259,8 +259,38 @@ def test_a_crash_between_the_order_write_and_its_submitting_commit_is_settled_by
     assert len(sim.applied_orders(wallet.address)) == 1 and sim.request_count("/exchange", "order") == 1
 
 
+def test_the_whole_stop_fits_its_budget_with_an_order_hanging_and_the_rest_resumes(env, tmp_path, sim, signals,
+                                                                                   wallet):  # fmt: skip
+    """FRAC_DRAIN_TIMEOUT bounds the whole stop, inside supervisord's stopwaitsecs, even when the order in flight
+    hangs far longer (its own timeout here: 20 s). The next start settles it by its nonce: never twice."""
+    proc = _start(env, tmp_path, FRAC_DRAIN_TIMEOUT="3", FRAC_HTTP_TIMEOUT="20")
+    try:
+        frames = _queue_behind_a_slow_order(env, tmp_path, sim, signals, 8.0, 3)
+        sim.latency_s = 0  # (only the order already on its way hangs)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert took < 3 + 1.5, (took, err)
+    assert _journal_states(env)[key_of(frames[0])] == "submitting"  # its outcome unknown yet: settled next start
+    again = _start(env, tmp_path)
+    try:
+        wait_for(lambda: all(_journal_states(env).get(key_of(f)) == "filled" for f in frames), timeout=30,
+                 what="all filled")  # fmt: skip
+        wait_for(lambda: len([e for e in sim.exchange_log() if e["action_type"] == "order"]) == 4, timeout=15,
+                 what="the hung order to arrive, late")  # fmt: skip
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(20) == 0
+    assert sorted(o["sz"] for o in sim.applied_orders(wallet.address)) == ["0.01", "0.02", "0.03"]
+
+
 def test_sigterm_with_a_queue_and_a_slow_exchange_loses_and_doubles_nothing(env, tmp_path, sim, signals, wallet):
-    proc = _start(env, tmp_path, FRAC_DRAIN_TIMEOUT="1")
+    proc = _start(env, tmp_path, FRAC_DRAIN_TIMEOUT="4")
     try:
         frames = _queue_behind_a_slow_order(env, tmp_path, sim, signals, 1.5, 5)
         proc.send_signal(signal.SIGTERM)
