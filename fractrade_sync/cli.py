@@ -1,9 +1,11 @@
-"""Command line: run (default), check, status, health, send, demo; exit codes 0 / 1 / 78."""
+"""Command line: run (default), check, status, health, pid, send, kill-switch, demo; exit codes 0 / 1 / 78."""
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Sequence
 from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, default_state_dir, load_settings, merged_env
 from .heartbeat import health_problem, read_heartbeat
 from .logs import setup_logging
-from .state import StatePaths, ensure_private_dir
+from .state import StatePaths, ensure_private_dir, recorded_pid
 
 FLAG_VARS = {
     "ws_url": "FRAC_WS_URL",
@@ -60,6 +62,7 @@ EXAMPLES = {
     "check": "  fractrade-sync check\n  fractrade-sync check --env-file /etc/fractrade/.env\n",
     "status": "  fractrade-sync status\n  fractrade-sync status --json -n 100 | jq '.counts'\n",
     "health": "  fractrade-sync health || echo restart it\n  fractrade-sync health --max-age 30\n",
+    "pid": '  fractrade-sync pid\n  pid=$(fractrade-sync pid) && kill -TERM "$pid"\n',
     "send": "  fractrade-sync send actions.jsonl\n  fractrade-sync send one-action.json --dry-run\n",
     "kill-switch": "  fractrade-sync kill-switch on\n  fractrade-sync kill-switch status\n",
     "demo": "  fractrade-sync demo\n  fractrade-sync demo --quiet\n",
@@ -92,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     health = _sub(sub, "health", "exit 0 when the running service's heartbeat is fresh and connected")
     _common(health)
     health.add_argument("--max-age", type=float, default=None, help="seconds a heartbeat stays fresh")
+    pid = _sub(sub, "pid", "print the pid of the service running with this state dir; exit 1 when none runs")
+    _common(pid)
     send = _sub(sub, "send", "push actions from a JSON or JSONL file through the same pipeline")
     _common(send)
     _service_flags(send)
@@ -118,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "health": cmd_health,
-                "send": cmd_send, "demo": cmd_demo, "kill-switch": cmd_kill_switch}  # fmt: skip
+                "pid": cmd_pid, "send": cmd_send, "demo": cmd_demo, "kill-switch": cmd_kill_switch}  # fmt: skip
     try:
         code = handlers[args.command or "run"](args)
     except ConfigError as exc:
@@ -189,6 +194,19 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pid(args: argparse.Namespace) -> int:
+    """For scripts (the cron watchdog) and people: the pid to signal, only when it is really the running service."""
+    paths = _paths(args)
+    pid = live_service_pid(paths)
+    if pid is not None:
+        print(pid)
+        return EXIT_OK
+    stale = recorded_pid(paths.lock)
+    why = f" (pid {stale} in {paths.lock} was left by a run that did not stop in order)" if stale else ""
+    print(f"no fractrade-sync is running with {paths.dir}{why}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def cmd_kill_switch(args: argparse.Namespace) -> int:
     """The kill switch is a file in the state dir: a running service sees it at the next action."""
     paths = _paths(args)
@@ -199,8 +217,92 @@ def cmd_kill_switch(args: argparse.Namespace) -> int:
     elif args.state == "off":
         path.unlink(missing_ok=True)
     on = path.exists()
-    print(f"kill switch is {'ON: opening trades are refused' if on else 'off'} ({path})")
+    pid = live_service_pid(paths)
+    if pid is None:
+        service = "no service is running with this state dir"
+    else:
+        service = f"the service running there, pid {pid}, {'refuses' if on else 'accepts'} opening trades now"
+    state = "ON: opening trades are refused" if on else "off: opening trades are allowed"
+    print(f"kill switch is {state} in {paths.dir} ({service})")
     return EXIT_OK
+
+
+def live_service_pid(paths: StatePaths) -> int | None:
+    """The pid recorded under the state dir's lock, only while that very process is alive and holds the lock.
+
+    A pid left by an unclean stop (the lock free, the pid perhaps reused by a stranger) is None: never signal it.
+    Linux shows which open file holds a flock (/proc/<pid>/fdinfo), so the check takes no lock and cannot make a
+    service starting at that moment fail. Where that cannot be read (another user's process, no /proc): the lock
+    is held by someone (a shared-lock probe) and the pid is a live process whose command line names fractrade-sync."""
+    pid = recorded_pid(paths.lock)
+    if not pid:
+        return None
+    holds = _holds_flock(pid, paths.lock)
+    if holds is None:
+        holds = _lock_is_held(paths.lock) and _runs_fractrade_sync(pid)
+    return pid if holds else None
+
+
+def _holds_flock(pid: int, lock: Path) -> bool | None:
+    """True when process `pid` has `lock` open with an exclusive flock on it; None when this cannot be told."""
+    try:
+        want = os.stat(lock)
+    except OSError:
+        return False
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        fds = os.listdir(fd_dir)
+    except FileNotFoundError:
+        return False if os.path.isdir("/proc/self/fd") else None  # gone (or no /proc here)
+    except OSError:
+        return None  # another user's process
+    unsure = False
+    for fd in fds:
+        try:
+            st = os.stat(fd_dir / fd)
+            if (st.st_dev, st.st_ino) != (want.st_dev, want.st_ino):
+                continue
+            lines = Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+        except OSError:
+            continue  # closed meanwhile
+        if any(line.startswith("lock:") and " FLOCK " in line and " WRITE " in line for line in lines):
+            return True
+        unsure = True  # open without a lock line: not holding it, or a kernel that does not show locks (< 4.1)
+    return None if unsure else False
+
+
+def _lock_is_held(lock: Path) -> bool:
+    """Someone holds the lock: a shared lock cannot be had (taken and dropped at once when it can)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (closing drops a lock just taken)
+    return False
+
+
+def _runs_fractrade_sync(pid: int) -> bool:
+    """`pid` is a live process whose command line names fractrade-sync (without /proc: just alive)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    except OSError:
+        return False
+    return b"fractrade_sync" in args or b"fractrade-sync" in args
 
 
 def cmd_send(args: argparse.Namespace) -> int:

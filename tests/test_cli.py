@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 from eth_account import Account
 
-from tests.conftest import run_cli, trade_frame
+from tests.conftest import run_cli, trade_frame, wait_for
 
 
 def test_demo_runs_the_scripted_session_and_exits_zero(tmp_path):
@@ -107,3 +113,113 @@ def test_every_command_has_help_with_examples(capsys):
         assert exit_info.value.code == 0
         out = capsys.readouterr().out
         assert f"usage: fractrade-sync {command}" in out and f"examples:\n  fractrade-sync {command}" in out
+
+
+# ---- which process is the service: `pid`, and what the kill switch says about it ---------------------------------
+@contextlib.contextmanager
+def running_service(env: dict[str, str], cwd: Path):
+    """`python -m fractrade_sync run` for real; yields its process once `pid` names it; stops it in order."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
+    with open(cwd / "service.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync", "run"], env={**base, **env}, cwd=cwd,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
+    try:
+        wait_for(lambda: run_cli(["pid"], env, cwd).stdout.strip() == str(proc.pid) or proc.poll() is not None,
+                 timeout=30, interval=0.2, what="`pid` to name the service")  # fmt: skip
+        assert proc.poll() is None, (cwd / "service.log").read_text()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@contextlib.contextmanager
+def stranger(*argv: str):
+    """An unrelated live process (its command line is argv)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)", *argv],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_pid_names_the_running_service_and_never_a_stale_pid(env, tmp_path, sim, signals):
+    state = Path(env["FRAC_STATE_DIR"])
+    nothing = run_cli(["pid"], env, tmp_path)
+    assert nothing.returncode == 1 and nothing.stdout == "", nothing
+    assert nothing.stderr.strip() == f"no fractrade-sync is running with {state}"
+
+    # an unclean stop's pid under a free lock, reused by a live process even named like the service: not it
+    state.mkdir(mode=0o700)
+    with stranger("-m", "fractrade_sync", "run") as other:
+        (state / "lock").write_text(str(other.pid))
+        stale = run_cli(["pid"], env, tmp_path)
+        assert stale.returncode == 1 and stale.stdout == "", stale
+        assert f"pid {other.pid} in {state / 'lock'} was left by a run that did not stop in order" in stale.stderr
+        assert other.poll() is None
+
+    with running_service(env, tmp_path) as service:
+        result = run_cli(["pid"], env, tmp_path)
+        assert result.returncode == 0 and result.stdout == f"{service.pid}\n", result
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(30) == 0
+    after = run_cli(["pid"], env, tmp_path)  # an orderly stop leaves no pid under the lock
+    assert after.returncode == 1 and after.stderr.strip() == f"no fractrade-sync is running with {state}", after
+
+
+def test_kill_switch_says_which_state_dir_and_whether_a_service_runs_there(env, tmp_path, sim, signals):
+    state = Path(env["FRAC_STATE_DIR"])
+    with running_service(env, tmp_path) as service:
+        on = run_cli(["kill-switch", "on"], env, tmp_path)
+        assert on.returncode == 0 and (state / "KILL").exists()
+        running = f"in {state} (the service running there, pid {service.pid},"
+        assert on.stdout == f"kill switch is ON: opening trades are refused {running} refuses opening trades now)\n"
+        off = run_cli(["kill-switch", "off"], env, tmp_path)
+        assert off.returncode == 0 and not (state / "KILL").exists()
+        assert off.stdout == f"kill switch is off: opening trades are allowed {running} accepts opening trades now)\n"
+    # the same state dir, no service; and a stale pid under the free lock does not count as one
+    with stranger("fractrade-sync") as other:
+        (state / "lock").write_text(str(other.pid))
+        for command, word in (("on", "ON: opening trades are refused"), ("status", "ON: opening trades are refused"),
+                              ("off", "off: opening trades are allowed")):  # fmt: skip
+            result = run_cli(["kill-switch", command], env, tmp_path)
+            assert result.returncode == 0
+            assert result.stdout == f"kill switch is {word} in {state} (no service is running with this state dir)\n"
+    elsewhere = tmp_path / "other-state"
+    result = run_cli(["kill-switch", "on", "--state-dir", str(elsewhere)], env, tmp_path)
+    assert f"in {elsewhere} (no service is running with this state dir)" in result.stdout
+    assert (elsewhere / "KILL").exists() and not (state / "KILL").exists()
+
+
+def test_live_service_pid_without_fdinfo_falls_back_to_the_lock_and_the_command_line(tmp_path, monkeypatch):
+    # where /proc/<pid>/fd cannot be read (another user's process): the lock must be held, and the recorded pid must
+    # be a live process named fractrade-sync
+    from fractrade_sync import cli
+    from fractrade_sync.state import StateLock, StatePaths
+
+    paths = StatePaths(tmp_path)
+    with stranger("fractrade_sync") as named, stranger("sleep") as unnamed:
+        for fdinfo in (True, False):
+            if not fdinfo:
+                monkeypatch.setattr(cli, "_holds_flock", lambda pid, lock: None)
+            paths.lock.write_text(str(named.pid))  # lock free: a stale pid
+            assert cli.live_service_pid(paths) is None
+            lock = StateLock(paths.lock)
+            assert lock.acquire()  # held by this process, its pid recorded
+            try:
+                if fdinfo:  # (the fallback would ask whether pytest's command line names fractrade-sync)
+                    assert cli.live_service_pid(paths) == os.getpid()
+                paths.lock.write_text(str(unnamed.pid))  # held, but the recorded pid is a stranger
+                assert cli.live_service_pid(paths) is None
+                paths.lock.write_text(str(named.pid))  # held; the pid is named like the service but holds nothing
+                assert cli.live_service_pid(paths) == (None if fdinfo else named.pid)
+            finally:
+                lock.release()

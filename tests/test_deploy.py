@@ -228,24 +228,92 @@ def test_cron_starts_a_dead_service_leaves_a_healthy_one_and_restarts_a_stale_on
     assert len(sim.applied_orders(wallet.address)) == 1  # the restart repeated nothing
 
 
-def test_cron_kills_a_process_that_ignores_sigterm(cron):
-    # a wedged "service": alive, ignoring SIGTERM, writing no heartbeat -> SIGKILL after STOP_WAIT, then start
-    wedged = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
-                               "signal.SIG_IGN); print('ready', flush=True); time.sleep(60)", "fractrade_sync"],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+# a wedged "service": it holds the state dir's lock with its pid in it (as the service does), ignores SIGTERM and
+# writes no heartbeat
+WEDGED = """
+import fcntl, os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+os.ftruncate(fd, 0)
+os.pwrite(fd, str(os.getpid()).encode(), 0)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    """A process that prints 'ready' once it is set up."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, **kwargs)
+    assert proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_cron_kills_a_process_that_ignores_sigterm(cron, env):
+    # SIGKILL after STOP_WAIT, then a start (which finds the pid left under the lock: an unclean stop)
+    lock = Path(env["FRAC_STATE_DIR"]) / "lock"
+    lock.parent.mkdir(mode=0o700)
+    wedged = spawn([sys.executable, "-c", WEDGED, str(lock), "fractrade_sync"])
     try:
-        assert wedged.stdout.readline() == "ready\n"
-        cron.pid_file.write_text(str(wedged.pid))
         result = cron.run(STOP_WAIT="1")
         assert result.returncode == 0, result
         assert f"pid {wedged.pid} still running after 1s: SIGKILL" in result.stdout
         assert wedged.wait(5) == -signal.SIGKILL
         assert cron.pid() != wedged.pid
         wait_for(lambda: healthy(cron.home), timeout=15, interval=0.2, what="health OK after the start")
+        assert "the last run did not stop in order" in cron.log_file.read_text()
     finally:
-        if wedged.poll() is None:
-            wedged.kill()
-            wedged.wait(5)
+        end(wedged)
+
+
+def test_cron_never_signals_a_stranger_named_like_the_service(cron, env):
+    # The service is down and its pid has gone to `tail -f fractrade-sync.log` (here: a sleep by that name), the
+    # pid file still naming it. A name match would stop it; the cron script starts the service and leaves it be.
+    stranger = spawn(["bash", "-c", 'echo ready; exec -a "tail -f fractrade-sync.log" sleep 30'])
+    try:
+        wait_for(lambda: "tail -f fractrade-sync.log" in Path(f"/proc/{stranger.pid}/cmdline").read_text(),
+                 what="the exec")  # fmt: skip
+        cron.pid_file.write_text(str(stranger.pid))
+        result = cron.run(STOP_WAIT="1")
+        assert result.returncode == 0 and "started fractrade-sync" in result.stdout, result
+        assert f"stopping pid {stranger.pid}" not in result.stdout
+        assert stranger.poll() is None and alive(stranger.pid)
+        service = cron.pid()
+        assert service != stranger.pid
+        wait_for(lambda: healthy(cron.home), timeout=15, interval=0.2, what="health OK after the start")
+        assert run_cli(["pid"], {}, cwd=cron.home).stdout.strip() == str(service)
+        assert stranger.poll() is None
+    finally:
+        end(stranger)
+
+
+def test_cron_never_signals_a_stale_pid_under_the_lock(cron, env):
+    # kill -9 left the service's pid in <state dir>/lock (and in the pid file); the pid now belongs to another
+    # process, alive and even named fractrade_sync, but the lock is free: not the service, never signalled.
+    state = Path(env["FRAC_STATE_DIR"])
+    state.mkdir(mode=0o700)
+    stranger = spawn([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)",
+                      "-m", "fractrade_sync", "run"])  # fmt: skip
+    try:
+        (state / "lock").write_text(str(stranger.pid))
+        cron.pid_file.write_text(str(stranger.pid))
+        result = cron.run(STOP_WAIT="1")
+        assert result.returncode == 0 and "started fractrade-sync" in result.stdout, result
+        assert "stopping pid" not in result.stdout and "SIGKILL" not in result.stdout
+        assert stranger.poll() is None and alive(stranger.pid)
+        wait_for(lambda: healthy(cron.home), timeout=15, interval=0.2, what="health OK after the start")
+        assert cron.pid() != stranger.pid
+        assert int((state / "lock").read_text()) == cron.pid()  # the new service took the lock, the stale pid gone
+        assert "the last run did not stop in order" in cron.log_file.read_text()
+        assert stranger.poll() is None
+    finally:
+        end(stranger)
 
 
 def test_cron_does_nothing_while_another_run_holds_the_lock(cron):
