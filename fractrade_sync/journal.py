@@ -3,9 +3,9 @@
 `Journal.open()` runs the whole recovery in order and returns the actions to resume; after that each action
 passes through a few verbs: `admit` (receiver: the write-ahead note, or False for a duplicate), `enqueued`
 (its 'received' row while it waits), `sending` (worker: the in-flight note before an order is written; the
-'submitting' commit as it travels), `finish` (its terminal state). `_insert` is the one statement that creates a
-row, and `_write` the one place a live action's row is created. The notes files (notes.py) are invisible to the
-rest of the service."""
+'submitting' commit as it travels), `finish` (its terminal state). `table.insert` is the one statement that
+creates a row, and `_write` the one place a live action's row is created; table.py holds the schema and the reads.
+The notes files (notes.py) are invisible to the rest of the service."""
 
 from __future__ import annotations
 
@@ -15,43 +15,26 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
-from .actions import STOP_LOSS, TAKE_PROFIT, Action, Rejection, parse_frame
+from .actions import Action, Rejection, parse_frame
 from .notes import NotesFile, inflight_note, read_inflight, read_records, received_note
 from .outcome import (
     FAILED,
     OPEN_STATES,
-    RECEIVED,
     REJECTED,
-    RESTING,
     SUBMITTING,
     TERMINAL_STATES,
-    UNKNOWN,
     Outcome,
 )
 from .state import ensure_private_dir
+from .table import FINISH, SENT, Reads, Resumed, action_columns, create, insert
 
 log = logging.getLogger("fractrade_sync.journal")
 REJECTS_PER_MINUTE = 100  # rejected frames journaled a minute at most (the rest are logged only)
 REJECT_TEXT = 300  # characters of each text kept of a rejected frame
 RETENTION = 90 * 86_400.0  # finished actions are kept 90 days: far past any redelivery (they expire after 60 s)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS actions (
-    key TEXT PRIMARY KEY, action_id TEXT, event_id TEXT, symbol TEXT, side TEXT, size TEXT, trigger_price TEXT,
-    cloid TEXT, frame TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, oid INTEGER, filled_sz TEXT, avg_px TEXT,
-    latency_ms REAL, attempts INTEGER NOT NULL DEFAULT 0, action_ts REAL, received_at REAL NOT NULL,
-    updated_at REAL NOT NULL, nonce INTEGER
-);
-CREATE INDEX IF NOT EXISTS actions_state ON actions(state);
-CREATE INDEX IF NOT EXISTS actions_updated ON actions(updated_at);
-"""
-_SENT = "UPDATE actions SET state=?, nonce=?, attempts=attempts+1, updated_at=? WHERE key=?"
-_FINISH = "UPDATE actions SET state=?, reason=?, oid=?, filled_sz=?, avg_px=?, latency_ms=?, updated_at=? WHERE key=?"
-
 
 class Unwritable(Exception):
     """The journal (its notes or its database) cannot be written: disk full, a read-only or vanished state dir.
@@ -66,18 +49,7 @@ def _writing(what: str) -> Iterator[None]:
         raise Unwritable(f"the journal cannot be written ({what}: {exc})") from exc
 
 
-@dataclass(frozen=True)
-class Resumed:
-    """An action left unfinished: 'received' (never sent), 'submitting' (an order may be in flight since `since`, a
-    wall-clock time) or 'unknown' (the exchange did not say what became of it)."""
-
-    action: Action
-    state: str
-    since: float
-    nonce: int | None = None  # the nonce of the order that may be in flight (None: never sent, or an older run's)
-
-
-class Journal:
+class Journal(Reads):
     """The action journal; one SQLite connection per thread, WAL mode, 0600 file."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time, autocheckpoint: bool = True):
@@ -99,9 +71,7 @@ class Journal:
         self.path.touch(mode=0o600)
         self.path.chmod(0o600)
         with self._conn() as conn:
-            conn.executescript(_SCHEMA)
-            if "nonce" not in {row[1] for row in conn.execute("PRAGMA table_info(actions)")}:
-                conn.execute("ALTER TABLE actions ADD COLUMN nonce INTEGER")  # a journal of an older version
+            create(conn)
 
     @classmethod
     def open(cls, path: Path, expiry_window: float, clock: Callable[[], float] = time.time) -> tuple[Journal, list]:
@@ -200,7 +170,7 @@ class Journal:
                    "updated_at": self._clock()}  # fmt: skip
         columns = {name: value[:REJECT_TEXT] if isinstance(value, str) else value for name, value in columns.items()}
         with _writing("a rejected frame"), self._conn() as conn:
-            return _insert(conn, columns) == 1
+            return insert(conn, columns) == 1
 
     def sending(self, action: Action, expires_after_ms: int, nonce: int) -> Callable[[], None]:
         """Worker, just before an order request is written: the in-flight note (a crash from here on is settled by
@@ -213,7 +183,7 @@ class Journal:
 
         def sent() -> None:
             try:
-                self._write(action, _SENT, (SUBMITTING, nonce, self._clock(), action.key))
+                self._write(action, SENT, (SUBMITTING, nonce, self._clock(), action.key))
             except Exception as exc:  # the order is on its way: its in-flight note already covers a crash
                 log.error("%s: journal 'submitting' not recorded (%s); the in-flight note stands in for it",
                           action.describe(), exc)  # fmt: skip
@@ -223,12 +193,12 @@ class Journal:
     def finish(self, action: Action, outcome: Outcome) -> None:
         """Record the action's terminal state."""
         with _writing("an outcome"):
-            self._write(action, _FINISH, self._finish_params(action.key, outcome))
+            self._write(action, FINISH, self._finish_params(action.key, outcome))
         self._in_flight.discard(action.key)  # committed: its in-flight note is no longer needed
 
     def _finish(self, key: str, outcome: Outcome) -> None:
         with self._conn() as conn:
-            conn.execute(_FINISH, self._finish_params(key, outcome))
+            conn.execute(FINISH, self._finish_params(key, outcome))
 
     def _finish_params(self, key: str, o: Outcome) -> tuple:
         return (o.state, o.reason, o.oid, o.filled_sz, o.avg_px, o.latency_ms, self._clock(), key)
@@ -237,7 +207,7 @@ class Journal:
         """One commit: the action's row, created here when only its note existed, then `sql`."""
         with self._conn() as conn:
             if action.key in self._noted:
-                _insert(conn, _action_columns(action, self._clock()))
+                insert(conn, action_columns(action, self._clock()))
             if sql:
                 conn.execute(sql, params)
         self._noted.discard(action.key)
@@ -256,7 +226,7 @@ class Journal:
             for received_at, text in records:
                 parsed = parse_frame(text, received_at)
                 if isinstance(parsed, Action):
-                    added += _insert(conn, _action_columns(parsed, parsed.received_at))
+                    added += insert(conn, action_columns(parsed, parsed.received_at))
                     continue
                 whole = False
                 reason = parsed.reason if isinstance(parsed, Rejection) else "not an action"
@@ -288,7 +258,7 @@ class Journal:
                         log.error("an order with cloid 0x%s may be on the exchange, and nothing in the journal "
                                   "says what it was: check it on Hyperliquid", key[:32])  # fmt: skip
                         continue
-                    _insert(conn, _action_columns(parsed, note.bound))
+                    insert(conn, action_columns(parsed, note.bound))
                     log.warning("%s: in flight when the last run ended, and not in the journal (a power loss?): "
                                 "recorded from its in-flight note", parsed.describe())  # fmt: skip
                 changed += conn.execute(
@@ -309,57 +279,3 @@ class Journal:
     def checkpoint(self) -> None:
         """Copy the WAL back into the database without blocking writers (PASSIVE)."""
         self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-    # ---- reads -----------------------------------------------------------------------------------
-    def has_resting_protection(self, symbol: str) -> bool:
-        """Whether a stop loss or take profit on this coin was ever left resting (it may still be live)."""
-        sql = "SELECT 1 FROM actions WHERE state=? AND action_id IN (?, ?) AND symbol=? COLLATE NOCASE LIMIT 1"
-        return self._conn().execute(sql, (RESTING, STOP_LOSS, TAKE_PROFIT, symbol)).fetchone() is not None
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        row = self._conn().execute("SELECT * FROM actions WHERE key=?", (key,)).fetchone()
-        return dict(row) if row else None
-
-    def unfinished(self) -> list[dict[str, Any]]:
-        """Actions received or in flight but not finished, oldest first."""
-        marks = ",".join("?" * len(OPEN_STATES))
-        sql = f"SELECT * FROM actions WHERE state IN ({marks}) ORDER BY received_at, rowid"
-        return [dict(r) for r in self._conn().execute(sql, OPEN_STATES)]
-
-    def unsettled(self, checked_before: float) -> list[Resumed]:
-        """Actions whose outcome the exchange has not told yet ('unknown'), last looked at before a wall-clock
-        time, oldest first."""
-        sql = "SELECT * FROM actions WHERE state=? AND updated_at < ? ORDER BY received_at, rowid"
-        found = []
-        for row in self._conn().execute(sql, (UNKNOWN, checked_before)):
-            action = parse_frame(row["frame"], row["received_at"])
-            if isinstance(action, Action) and action.key == row["key"]:
-                found.append(Resumed(action, UNKNOWN, row["updated_at"], row["nonce"]))
-        return found
-
-    def recent(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest actions, newest first."""
-        rows = self._conn().execute("SELECT * FROM actions ORDER BY received_at DESC, rowid DESC LIMIT ?", (limit,))
-        return [dict(r) for r in rows]
-
-    def counts(self) -> dict[str, int]:
-        """How many actions are in each state."""
-        return {state: n for state, n in self._conn().execute("SELECT state, COUNT(*) FROM actions GROUP BY state")}
-
-    def all(self) -> Iterator[dict[str, Any]]:
-        for row in self._conn().execute("SELECT * FROM actions ORDER BY rowid"):
-            yield dict(row)
-
-
-def _action_columns(action: Action, updated_at: float) -> dict[str, Any]:
-    return {"key": action.key, "action_id": action.action_id, "event_id": action.event_id, "symbol": action.symbol,
-            "side": action.side, "size": None if action.size is None else str(action.size),
-            "trigger_price": None if action.trigger_price is None else str(action.trigger_price),
-            "cloid": action.cloid, "frame": action.frame, "state": RECEIVED, "action_ts": action.timestamp,
-            "received_at": action.received_at, "updated_at": updated_at}  # fmt: skip
-
-
-def _insert(conn: sqlite3.Connection, columns: dict[str, Any]) -> int:
-    """INSERT OR IGNORE one row; 1 when it was new."""
-    sql = f"INSERT OR IGNORE INTO actions ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})"
-    return conn.execute(sql, tuple(columns.values())).rowcount

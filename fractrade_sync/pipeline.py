@@ -10,9 +10,10 @@ from typing import Any, Callable, Mapping, Sequence, Union
 from .actions import Action
 from .config import Settings
 from .exchange import TransientError
-from .execution import Execution, Refused, Unfinished
+from .execution import Execution, Refused
 from .journal import Journal, Resumed, Unwritable
 from .outcome import EXPIRED, FAILED, RECEIVED, REJECTED, SKIPPED, UNKNOWN, Outcome, outcome_fields, outcome_line
+from .sending import Unfinished
 
 Item = Union[Action, Resumed]
 FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this machine's clock (NTP keeps both close)
@@ -109,9 +110,9 @@ class Pipeline:
         action, execution = item.action, self.execution
         try:
             if item.state == RECEIVED:
-                seen = execution.lookup(action)
+                seen = execution.sender.lookup(action)
             else:
-                seen = execution.settle(action, item.nonce, item.since)
+                seen = execution.sender.settle(action, item.nonce, item.since)
         except TransientError as exc:
             return Outcome(UNKNOWN, f"outcome unknown ({exc}); settled by cloid {action.cloid} as soon as the "
                                     "exchange answers")  # fmt: skip
@@ -129,7 +130,7 @@ class Pipeline:
         if now - action.age(now) > since + UNCLEAN_MARGIN or action.age(now) > self.settings.max_action_age:
             return None  # created since (the last run never saw it), or stale anyway
         try:
-            seen = self.execution.lookup(action)
+            seen = self.execution.sender.lookup(action)
         except TransientError as exc:
             return Outcome(UNKNOWN, f"sent before an unclean stop? the cloid check failed ({exc}); settled by cloid "
                                     f"{action.cloid} as soon as the exchange answers")  # fmt: skip

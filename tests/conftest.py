@@ -129,7 +129,7 @@ def restart_until_done(settings, key: str, timeout: float = 20.0) -> dict:
 
 def wait_state(service: FractradeExecutor, key: str, timeout: float = 20.0) -> dict:
     """Wait until an action reaches a terminal state (or 'unknown', reported as it is); return its journal row."""
-    from fractrade_sync.journal import TERMINAL_STATES, UNKNOWN
+    from fractrade_sync.outcome import TERMINAL_STATES, UNKNOWN
 
     def done():
         row = service.journal.get(key)

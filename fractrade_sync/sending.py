@@ -1,0 +1,185 @@
+"""Sending one order exactly once, by the exchange's own guarantees and never by this machine's clock.
+
+Hyperliquid applies a nonce once per signer: an uncertain failure (a timeout, a lost answer, a 5xx) resends the
+identical signed order, and the exchange's answer to it is the truth. When resending cannot decide (the order
+expired, the exchange stays unreachable), a noop with the order's nonce does: taken, the order can never land;
+refused as used, it landed and is found by cloid. Only then is a new order signed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Callable
+
+from . import outcome as J
+from .actions import Action
+from .answers import error_text, nonce_refusal, order_outcome, status_outcome
+from .backoff import exchange_retries
+from .config import Settings
+from .exchange import HyperliquidClient, TransientError
+from .journal import Journal
+from .outcome import Outcome
+from .rules import Order, order_action, to_wire
+
+FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the first is certainly not applied
+# seconds an order the exchange applied may take to show by cloid on /info (an assumption: RELIABILITY.md)
+INFO_LAG = 8.0
+# only for an older run's in-flight note without a nonce: seconds past its expiresAfter before a cloid check counts
+SETTLE_MARGIN = 1.0
+
+
+class Unfinished(Exception):
+    """Stopping: the action stays in the journal ('received' or 'submitting') and is settled at the next start."""
+
+
+class Sender:
+    """Sends an action's order on the worker thread; every path ends in an Outcome, Unfinished or TransientError."""
+
+    def __init__(self, settings: Settings, client: HyperliquidClient, journal: Journal, logger: logging.Logger,
+                 clock: Callable[[], float], stopping: threading.Event):  # fmt: skip
+        self.settings, self.client, self.journal, self.logger = settings, client, journal, logger
+        self.clock, self.stopping = clock, stopping
+
+    def submit(self, action: Action, order: Order) -> Outcome:
+        """Journal 'submitting' and send; exactly once by the exchange's own guarantee, never by this machine's
+        clock: an uncertain failure resends the identical signed order (one nonce: the exchange applies it once at
+        most), and when that cannot decide, a noop with the nonce does. Only then is a new order signed."""
+        deadline = self.deadline(action)
+        try:
+            body = order_action([order])
+        except ValueError as exc:  # a number the wire cannot carry exactly
+            return Outcome(J.REJECTED, str(exc))
+        payload = self.client.signed_payload(body, deadline)
+        if self.settings.dry_run:
+            self.logger.info("dry run: would send %s", json.dumps(payload["action"], separators=(",", ":")))
+            return Outcome(J.SKIPPED, f"dry run: {_describe(order)} not sent")
+        why = "not sent"  # retried reads or a leverage update took that long
+        for round_ in range(FRESH_ORDERS):
+            late = self.expired(action, why)
+            if late is not None:
+                return late
+            if round_:
+                if self.stopping.is_set():
+                    raise Unfinished(f"{why}; the action is resumed at the next start")
+                payload = self.client.signed_payload(body, deadline)
+            try:
+                outcome, why = self._send(action, order, payload)
+            except TransientError as exc:
+                return Outcome(J.UNKNOWN, f"outcome unknown ({exc}); settled by cloid {order.cloid} and nonce "
+                                          f"{payload['nonce']} as soon as the exchange answers")  # fmt: skip
+            if outcome is not None:
+                return outcome
+        return Outcome(J.FAILED, why)
+
+    def _send(self, action: Action, order: Order, payload: dict) -> tuple[Outcome | None, str]:
+        """Send one signed order, resending it identically after an uncertain failure: (its outcome, "") or
+        (None, why it was certainly not applied). Raises TransientError when that cannot be known yet."""
+        maybe, last, attempt = False, "", 0  # maybe: a send of it may have reached the exchange
+        for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
+            if attempt and (self.stopping.wait(delay) or self.expired(action, "") is not None):
+                break
+            on_sent = self.journal.sending(action, payload["expiresAfter"], payload["nonce"])
+            try:
+                result = self.client.post(payload, on_sent)
+            except TransientError as exc:
+                maybe, last = maybe or exc.in_flight, str(exc)
+                then = "resending the identical signed order" if maybe else "retrying"
+                self.logger.warning("%s: %s (attempt %d); %s", action.describe(), exc, attempt + 1, then)
+                continue
+            if not maybe or result.get("status") == "ok":  # its answer, or the answer to its identical resend
+                return order_outcome(result, order.size, round((self.clock() - action.received_at) * 1000, 1)), ""
+            if nonce_refusal(result) is not None:  # the nonce is spent (or out of the window): the fate is frozen
+                self.logger.info("%s: a resend found nonce %d spent: %s", action.describe(), payload["nonce"],
+                                 error_text(result))  # fmt: skip
+                return self._frozen(action), "not executed: the exchange shows no order with its cloid"
+            last = f"resend refused: {error_text(result)}"  # e.g. expired: says nothing of the first one
+            break
+        if not maybe:
+            if self.stopping.is_set():
+                raise Unfinished("not sent; the action is resumed at the next start")
+            return None, f"not executed: exchange unreachable after {attempt + 1} attempts: {last}"
+        seen = self.void(action, payload["nonce"])
+        return seen, "" if seen is not None else f"not executed ({last}; its nonce invalidated by a noop)"
+
+    def void(self, action: Action, nonce: int) -> Outcome | None:
+        """Settle an order that may be in flight with a noop of its nonce. Taken: the order was never applied and
+        now never can be (None). Refused as used or too low: the order's fate is frozen, and it is found by cloid
+        (or had no effect: None). TransientError when the exchange gives no usable answer."""
+        payload, last = self.client.noop(nonce), ""
+        for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
+            if attempt and self.stopping.wait(delay):
+                raise Unfinished(f"stopped while settling nonce {nonce}; settled at the next start")
+            try:
+                result = self.client.post(payload)
+            except TransientError as exc:
+                last = str(exc)
+                self.logger.warning("%s: noop for nonce %d: %s; asking again", action.describe(), nonce, exc)
+                continue
+            if result.get("status") == "ok":
+                self.logger.info("%s: nonce %d invalidated by a noop: its order was never applied", action.describe(),
+                                 nonce)  # fmt: skip
+                return None
+            if nonce_refusal(result) is not None:
+                return self._frozen(action)
+            raise TransientError(f"noop for nonce {nonce} refused: {error_text(result)}")
+        raise TransientError(f"noop for nonce {nonce} unanswered: {last}")
+
+    def _frozen(self, action: Action) -> Outcome | None:
+        """The order's nonce is spent: it was applied, or never will be. Asked by cloid over INFO_LAG (an applied
+        order may take that long to show); None only when the exchange kept saying it has no such order: it had
+        no effect. An unreadable answer is never that: TransientError when the last one could not be read."""
+        start = time.monotonic()
+        for delay in (*exchange_retries().delays(), None):
+            try:
+                seen = self.lookup(action)
+            except TransientError as exc:
+                if delay is None:
+                    raise
+                self.logger.warning("%s: cloid check failed: %s; asking again", action.describe(), exc)
+            else:
+                if seen is not None:
+                    return seen
+                if delay is None or time.monotonic() - start >= INFO_LAG:
+                    return None
+            if self.stopping.wait(delay):
+                raise Unfinished("stopped while asking the exchange by cloid; settled at the next start")
+        raise AssertionError("unreachable")
+
+    def deadline(self, action: Action) -> float:
+        """The wall-clock time after which the action is stale: no order of it may be applied after that."""
+        now = self.clock()
+        return now - action.age(now) + self.settings.max_action_age
+
+    def expired(self, action: Action, what: str) -> Outcome | None:
+        """EXPIRED when the action is now older than FRAC_MAX_ACTION_AGE, else None."""
+        age = action.age(self.clock())
+        if age <= self.settings.max_action_age:
+            return None
+        return Outcome(J.EXPIRED, f"{what}: {age:.0f}s old, over FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")
+
+    def settle(self, item_action: Action, nonce: int | None, since: float) -> Outcome | None:
+        """What became of an order left in flight (by a crash, or an unknown outcome): by its nonce when known
+        (a noop), else, for an older run's note, wait until it can no longer be applied and ask by cloid. None:
+        never applied. Raises TransientError."""
+        seen = self.lookup(item_action)
+        if seen is not None:
+            return seen
+        if nonce is not None:
+            return self.void(item_action, nonce)
+        settle_at = since + self.client.expiry_window + SETTLE_MARGIN
+        wait = settle_at - self.clock()
+        if wait > 0 and self.stopping.wait(wait) and self.clock() < settle_at:
+            raise Unfinished("stopped with an order that may still be in flight; settled at the next start")
+        return self.lookup(item_action)
+
+    def lookup(self, action: Action) -> Outcome | None:
+        """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError."""
+        return status_outcome(self.client.order_status(action.cloid))
+
+
+def _describe(order: Order) -> str:
+    side = "BUY" if order.is_buy else "SELL"
+    extra = f" trigger {to_wire(order.trigger_px)} {order.tpsl}" if order.trigger_px is not None else ""
+    return f"{side} {to_wire(order.size)} {order.asset.name} @ {to_wire(order.limit_px)}{extra}"
