@@ -7,7 +7,7 @@ from typing import TextIO
 
 import websocket
 
-from .config import Settings
+from .config import Settings, redact_url
 from .exchange import CLOCK_WARN, HyperliquidClient, TransientError
 
 EXIT_OK, EXIT_FRACTRADE, EXIT_HYPERLIQUID, EXIT_WALLET = 0, 2, 3, 4
@@ -49,19 +49,20 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
     print(f"fractrade   {'ok: ' + settings.ws_url if problem is None else 'FAILED: ' + problem}", file=out)
     code = EXIT_OK if problem is None else EXIT_FRACTRADE
     client = HyperliquidClient(settings)
+    api = redact_url(settings.api_url)  # printed, not logged: the log's redaction does not reach it
     try:
         assets = client.load_meta()
         state = client.account_state()
         orders = client.open_orders()
         wallet = client.wallet_problem()
     except (TransientError, OSError, ValueError, KeyError) as exc:
-        print(f"hyperliquid FAILED: {settings.api_url}: {exc}", file=out)
+        print(f"hyperliquid FAILED: {api}: {exc}", file=out)
         return code or EXIT_HYPERLIQUID
     except Exception as exc:  # the SDK's ClientError and friends
-        print(f"hyperliquid FAILED: {settings.api_url}: {type(exc).__name__}: {exc}"[:300], file=out)
+        print(f"hyperliquid FAILED: {api}: {type(exc).__name__}: {exc}"[:300], file=out)
         return code or EXIT_HYPERLIQUID
     summary = state.get("marginSummary", {})
-    print(f"hyperliquid ok: {settings.api_url} ({len(assets)} perps)", file=out)
+    print(f"hyperliquid ok: {api} ({len(assets)} perps)", file=out)
     print(f"clock       {clock_line(client.clock_offset)}", file=out)
     via = f" via API wallet {settings.signer_address}" if settings.is_agent_wallet else ""
     print(f"account     {settings.account_address}{via}", file=out)

@@ -2,61 +2,41 @@
 
 from __future__ import annotations
 
-import ipaddress
-import math
+import logging
 import os
-import re
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+import stat
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
 from .state import StatePaths
+from .values import (  # ConfigError and Secret are imported from here by the rest of the package
+    _KNOWN_SECRETS,
+    LOG_LEVELS,
+    ConfigError,
+    Secret,
+    _key_shaped,
+    _secret_values,
+    normalize_api_url,
+    normalize_ws_url,
+    parse_address,
+    parse_bool,
+    parse_choice,
+    parse_number,
+    parse_private_key,
+    parse_symbols,
+    redact_url,
+    show_value,
+    url_secrets,
+)
+
+logger = logging.getLogger("fractrade_sync.config")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 78  # sysexits: 78 = EX_CONFIG
-EXECUTOR_PATH = "/ws/executor/"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off", ""}
-
-
-class ConfigError(Exception):
-    """A configuration value is missing or wrong; names the variable and the fix, never its secret value."""
-
-    def __init__(self, variable: str, message: str):
-        super().__init__(f"{variable}: {message}")
-        self.variable = variable
-        self.message = message
-
-
-class Secret:
-    """A string that never shows itself: repr and str are '***'."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        """The real value, for the one place that must use it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self):
-        raise TypeError("a Secret is not serialisable")
 
 
 def default_state_dir() -> Path:
@@ -92,6 +72,15 @@ class Settings:
     max_order_usd: Decimal | None = None
     allowed_symbols: frozenset[str] | None = None
     notify_url: str | None = field(default=None, repr=False)  # Slack/Discord webhook URLs carry a token
+    url_secrets: tuple[str, ...] = field(default=(), repr=False)  # credentials in the API or proxy URLs
+
+    def __repr__(self) -> str:  # the dataclass keeps this one: URLs are shown without their credentials
+        shown = []
+        for f in fields(self):
+            if f.repr:
+                value = getattr(self, f.name)
+                shown.append(f"{f.name}={(redact_url(value) if f.name.endswith('_url') else value)!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def is_agent_wallet(self) -> bool:
@@ -105,11 +94,13 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The raw secret values (and the webhook's token-bearing path), for log redaction only."""
+        """The raw secret values (the webhook's token-bearing path, API and proxy URL credentials), for log
+        redaction only."""
         values = [s.reveal() for s in (self.user_token, self.private_key) if s.reveal()]
         if self.notify_url:
             parts = urlsplit(self.notify_url)
             values += [self.notify_url, parts.path + ("?" + parts.query if parts.query else "")]
+        values += [v for v in self.url_secrets if v not in values]
         return tuple(v for v in values if len(v) > 1)
 
     @property
@@ -118,118 +109,15 @@ class Settings:
         return StatePaths(self.state_dir)
 
 
-def is_loopback(host: str | None) -> bool:
-    """True for localhost and loopback addresses."""
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def normalize_ws_url(raw: str) -> str:
-    """Map http(s) to ws(s), require wss:// off loopback, append the executor path when none."""
-    var = "FRAC_WS_URL"
-    raw = raw.strip()
-    parts = urlsplit(raw)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
-    if scheme not in ("ws", "wss"):
-        shown = parts.scheme or "(none)"
-        raise ConfigError(var, f"scheme '{shown}' is not supported; use wss://host/path (ws:// only for localhost)")
-    try:
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError(var, f"not a valid URL ({exc}); use wss://host/path") from None
-    if not host:
-        raise ConfigError(var, "the URL has no host; use wss://host/path")
-    if parts.username or parts.password:
-        raise ConfigError(var, "credentials in the URL are not allowed; put the token in FRAC_USER_TOKEN")
-    if scheme == "ws" and not is_loopback(host):
-        raise ConfigError(var, f"ws:// is only allowed for localhost, not '{host}'; use wss://")
-    path = parts.path if parts.path not in ("", "/") else EXECUTOR_PATH
-    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
-
-
-def normalize_api_url(raw: str, var: str = "HYPERLIQUID_API_URL") -> str:
-    """An http(s) base URL without a trailing slash; https required off loopback."""
-    parts = urlsplit(raw.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = "(not shown: a webhook URL carries its token)" if var == "FRAC_NOTIFY_URL" else f"'{raw}'"
-        raise ConfigError(var, f"{shown} is not an http(s) URL; use https://host")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ConfigError(var, f"http:// is only allowed for localhost, not '{parts.hostname}'; use https://")
-    return raw.strip().rstrip("/")
-
-
-_HEX_KEY = re.compile(r"^0x[0-9a-fA-F]{64}$")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-
-
-def parse_private_key(raw: str) -> tuple[Secret, str]:
-    """Validate a 0x-hex private key; return it as a Secret with its address."""
-    from eth_account import Account
-
-    var = "HYPERLIQUID_PRIVATE_KEY"
-    value = raw.strip()
-    if not _HEX_KEY.match(value):
-        raise ConfigError(var, "must be 0x followed by 64 hex digits (the value is not shown)")
-    try:
-        address = Account.from_key(value).address
-    except Exception:  # eth_keys raises ValidationError for 0 or >= the curve order
-        raise ConfigError(var, "is not a valid secp256k1 private key (the value is not shown)") from None
-    return Secret(value), address
-
-
-def parse_address(raw: str, var: str = "HYPERLIQUID_PUBLIC_ADDRESS") -> str:
-    """A 0x-prefixed 20-byte hex address, lower-cased."""
-    value = raw.strip()
-    if not _ADDRESS.match(value):
-        if _HEX_KEY.match(value) or len(value) > 42:  # a key pasted in the wrong place must not be echoed
-            raise ConfigError(var, f"is not an address ({len(value)} characters, not shown; is it a key?); "
-                                   "use 0x followed by 40 hex digits")  # fmt: skip
-        raise ConfigError(var, f"'{value}' is not an address; use 0x followed by 40 hex digits")
-    return value.lower()
-
-
-def parse_bool(raw: str, var: str) -> bool:
-    word = raw.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ConfigError(var, f"'{raw}' is not a boolean; use 1/0, true/false, yes/no or on/off")
-
-
-def parse_number(raw: str, var: str, *, minimum: float = 0.0, integer: bool = False) -> float:
-    try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        raise ConfigError(var, f"'{raw}' is not a number") from None
-    if not value.is_finite() or value <= Decimal(str(minimum)):
-        raise ConfigError(var, f"'{raw}' must be a number greater than {minimum:g}")
-    if integer and value != value.to_integral_value():
-        raise ConfigError(var, f"'{raw}' must be a whole number")
-    result = int(value) if integer else float(value)
-    if not math.isfinite(result) or result <= minimum or result > 1e9:
-        raise ConfigError(var, f"'{raw}' is out of range; use a number greater than {minimum:g} and at most 1e9")
-    return result
-
-
-def parse_choice(raw: str, var: str, choices: tuple[str, ...], upper: bool = False) -> str:
-    value = raw.strip().upper() if upper else raw.strip().lower()
-    if value not in choices:
-        raise ConfigError(var, f"'{raw}' is not one of: {', '.join(choices)}")
-    return value
-
-
 def read_env_file(path: Path) -> dict[str, str]:
-    """Variables from a .env file (python-dotenv), empty when the file does not exist."""
+    """Variables from a .env file (python-dotenv), empty when the file does not exist. A file other users may read
+    or change (it holds the key) is warned about, by name only, each time it is read."""
     if not path.is_file():
         return {}
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        logger.warning("%s is open to other users (mode %03o) and may hold your key and token: run `chmod 600 %s`",
+                       path, mode, path)  # fmt: skip
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
@@ -266,8 +154,22 @@ def _required(env: Mapping[str, str], var: str, hint: str) -> str:
 
 
 def settings_from_mapping(env: Mapping[str, str], require_ws: bool = True) -> Settings:
-    """Validate every variable in a plain mapping; raise ConfigError on the first bad one."""
+    """Validate every variable in a plain mapping; raise ConfigError on the first bad one, never quoting a value
+    that may be a secret (show_value), nor any piece of this mapping's secrets."""
     opt = {k: v for k, v in env.items() if isinstance(v, str)}
+    known = _secret_values(opt)
+    token = _KNOWN_SECRETS.set(known)
+    try:
+        return _settings(opt, require_ws)
+    except ConfigError as err:  # a last guard, should a message ever quote a secret after all
+        if any(s.lower() in str(err).lower() for s in known):
+            raise ConfigError(err.variable, "is not valid (the value is not shown: it may be a secret)") from None
+        raise
+    finally:
+        _KNOWN_SECRETS.reset(token)
+
+
+def _settings(opt: dict[str, str], require_ws: bool) -> Settings:
     if not require_ws:  # `send` and `check --no-ws` never connect to Fractrade
         opt.setdefault("FRAC_WS_URL", "ws://127.0.0.1/")
         opt.setdefault("FRAC_USER_TOKEN", "unused")
@@ -294,7 +196,10 @@ def settings_from_mapping(env: Mapping[str, str], require_ws: bool = True) -> Se
         margin_mode=parse_choice(opt.get("FRAC_MARGIN_MODE") or "cross", "FRAC_MARGIN_MODE", ("cross", "isolated")),
     )
     if opt.get("FRAC_STATE_DIR", "").strip():
-        values["state_dir"] = Path(opt["FRAC_STATE_DIR"].strip()).expanduser()
+        state_dir = Path(opt["FRAC_STATE_DIR"].strip()).expanduser()
+        if any(_key_shaped(part) for part in state_dir.parts):  # it would be shown by every status line
+            raise ConfigError("FRAC_STATE_DIR", "looks like a key or token, not a directory (the value is not shown)")
+        values["state_dir"] = state_dir
     numbers = {
         "FRAC_MAX_ACTION_AGE": "max_action_age",
         "FRAC_DRAIN_TIMEOUT": "drain_timeout",
@@ -310,7 +215,8 @@ def settings_from_mapping(env: Mapping[str, str], require_ws: bool = True) -> Se
         parse_number(opt["FRAC_SLIPPAGE"], "FRAC_SLIPPAGE")
         slip = Decimal(opt["FRAC_SLIPPAGE"].strip())
         if slip >= Decimal("0.5"):
-            raise ConfigError("FRAC_SLIPPAGE", f"'{opt['FRAC_SLIPPAGE']}' is a fraction (0.01 = 1%) and must be < 0.5")
+            shown = show_value(opt["FRAC_SLIPPAGE"])
+            raise ConfigError("FRAC_SLIPPAGE", f"{shown} is a fraction (0.01 = 1%) and must be < 0.5")
         values["slippage"] = slip
     if opt.get("FRAC_MAX_LEVERAGE", "").strip():
         values["max_leverage"] = parse_number(opt["FRAC_MAX_LEVERAGE"], "FRAC_MAX_LEVERAGE", integer=True)
@@ -318,8 +224,8 @@ def settings_from_mapping(env: Mapping[str, str], require_ws: bool = True) -> Se
         parse_number(opt["FRAC_MAX_ORDER_USD"], "FRAC_MAX_ORDER_USD")
         values["max_order_usd"] = Decimal(opt["FRAC_MAX_ORDER_USD"].strip())
     if opt.get("FRAC_ALLOWED_SYMBOLS", "").strip():
-        symbols = frozenset(s.strip() for s in opt["FRAC_ALLOWED_SYMBOLS"].split(",") if s.strip())
-        values["allowed_symbols"] = symbols
+        values["allowed_symbols"] = parse_symbols(opt["FRAC_ALLOWED_SYMBOLS"])
     if opt.get("FRAC_NOTIFY_URL", "").strip():
         values["notify_url"] = normalize_api_url(opt["FRAC_NOTIFY_URL"], "FRAC_NOTIFY_URL")
+    values["url_secrets"] = url_secrets(api_url, opt)
     return Settings(**values)

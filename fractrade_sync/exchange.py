@@ -14,7 +14,7 @@ import requests
 from hyperliquid.utils.error import ClientError
 
 from .backoff import exchange_retries
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, redact_url
 from .market import MidsFeed
 from .rules import Asset
 from .signing import FastSigner, NonceSource
@@ -78,7 +78,7 @@ class HyperliquidClient:
         self.http.close()
 
     def __repr__(self) -> str:
-        return f"HyperliquidClient(api={self.settings.api_url!r}, account={self.address!r})"
+        return f"HyperliquidClient(api={redact_url(self.settings.api_url)!r}, account={self.address!r})"
 
     # ---- the one post path ---------------------------------------------------------------------------
     def request(self, path: str, payload: dict, on_sent: Callable[[], None] | None = None) -> Any:

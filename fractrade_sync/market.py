@@ -13,6 +13,7 @@ import websocket
 
 from .backoff import reconnect
 from .transport import cut
+from .values import redact_url
 
 # Staleness bound. Hyperliquid pushes allMids on every block (sub-second on mainnet) and only when a mid changes,
 # so a quiet socket is not a stale one: a mid counts as fresh while the subscribed socket has proven itself alive
@@ -69,7 +70,7 @@ class MidsFeed:
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return f"MidsFeed({self.url!r}, coins={len(self._mids)}, connected={self.connected.is_set()})"
+        return f"MidsFeed({redact_url(self.url)!r}, coins={len(self._mids)}, connected={self.connected.is_set()})"
 
     # ---- reading -------------------------------------------------------------------------------
     def get(self, coin: str, max_age: float | None = None) -> Decimal | None:
@@ -142,7 +143,7 @@ class MidsFeed:
                 ws.send(SUBSCRIBE)
                 connected_at = self.clock()
                 self.connected.set()
-                self.logger.info("mids feed connected (%s)", self.url)
+                self.logger.info("mids feed connected (%s)", redact_url(self.url))
                 self._serve(ws)
             except (websocket.WebSocketException, OSError, ValueError) as exc:
                 if not self._stop.is_set():

@@ -1,0 +1,284 @@
+"""One variable's text -> a checked value, or a ConfigError that names the variable and the fix and never quotes
+a value that may be a secret (`show_value`); URLs are shown without their credentials (`redact_url`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from contextvars import ContextVar
+from decimal import Decimal, InvalidOperation
+from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+EXECUTOR_PATH = "/ws/executor/"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; names the variable and the fix, never its secret value."""
+
+    def __init__(self, variable: str, message: str):
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+class Secret:
+    """A string that never shows itself: repr and str are '***'."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        """The real value, for the one place that must use it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self):
+        raise TypeError("a Secret is not serialisable")
+
+
+SHOWN_MAX = 12  # the longest bad value an error may quote
+_HEX_BODY = re.compile(r"^(?:0[xX])?([0-9a-fA-F]+)$")
+_WORD_LABEL = re.compile(r"^[A-Za-z-]{1,63}$")  # a host label of letters only: a name, not a token
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PRIVATE|(?:^|_)KEY$", re.IGNORECASE)
+_NOT_SECRET_NAME = re.compile(r"_(?:PATH|FILE|DIR)$", re.IGNORECASE)  # SSH_PRIVATE_KEY_PATH names a file
+_PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+# the secret values of the mapping settings_from_mapping is validating: no message may quote any part of them
+_KNOWN_SECRETS: ContextVar[tuple[str, ...]] = ContextVar("fractrade_sync_known_secrets", default=())
+
+
+def _overlaps_a_secret(text: str) -> bool:
+    """True when the text is a piece (8+ characters) of a known secret, or holds one."""
+    low = text.lower()
+    return any((len(low) >= 8 and low in s.lower()) or (len(s) >= 6 and s.lower() in low) for s in _KNOWN_SECRETS.get())
+
+
+def _may_be_secret(text: str) -> bool:
+    """The one rule: a value may be quoted only when it is at most SHOWN_MAX printable characters, is not a run of
+    more than 8 hex digits (with or without 0x) and is no piece of a known secret."""
+    if len(text) > SHOWN_MAX or not text.isprintable():
+        return True
+    hex_body = _HEX_BODY.match(text)
+    return bool(hex_body and len(hex_body.group(1)) > 8) or _overlaps_a_secret(text)
+
+
+def show_value(value: str) -> str:
+    """A bad value as an error shows it: quoted when it cannot be a secret, else only its length."""
+    text = str(value).strip()
+    if _may_be_secret(text):
+        return f"(a {len(text)}-character value, not shown: it may be a secret)"
+    return f"'{text}'"
+
+
+def _show_host(host: str) -> str:
+    """A host name as an error shows it: an IP address, or a name whose every label passes show_value's rule or
+    is letters only (`api.hyperliquid-testnet.xyz`); anything else (a key pasted as a URL) only by its length."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return f"'{host}'"
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if len(host) <= 100 and not _overlaps_a_secret(host):
+        if all(_WORD_LABEL.match(label) or (label and not _may_be_secret(label)) for label in labels):
+            return f"'{host}'"
+    return f"(a {len(host)}-character host, not shown: it may be a secret)"
+
+
+_URL_PARTS = re.compile(r"^(?P<head>(?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?(?P<auth>[^/?#]*)(?P<rest>.*)$", re.DOTALL)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its credentials (`user:password@`) replaced by `***@`: for any log line or message.
+    A proxy URL without a scheme (`user:pw@host:3128`) is redacted too; nothing else changes."""
+    text = str(url)
+    m = _URL_PARTS.match(text)
+    if m is None or "@" not in m["auth"]:
+        return text
+    return (m["head"] or "") + "***@" + m["auth"].rsplit("@", 1)[1] + m["rest"]
+
+
+def url_credentials(url: str) -> tuple[str, ...]:
+    """The `user:password` of a URL and its password alone (empty when it has none): values for log redaction."""
+    m = _URL_PARTS.match(str(url))
+    if m is None or "@" not in m["auth"]:
+        return ()
+    userinfo = m["auth"].rsplit("@", 1)[0]
+    return tuple(v for v in (userinfo, userinfo.partition(":")[2]) if v)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for localhost and loopback addresses."""
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _split(raw: str, var: str, example: str):
+    """urlsplit, whose errors may quote the value (`'…' does not appear to be an IPv4 or IPv6 address`), as a
+    ConfigError that does not."""
+    try:
+        return urlsplit(raw)
+    except ValueError:
+        raise ConfigError(var, f"not a valid URL (the value is not shown); use {example}") from None
+
+
+def _check_port(parts, var: str, example: str) -> None:
+    """A bad port as a ConfigError; Python's own message quotes the port, which may be a pasted secret."""
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        detail = "Port out of range 0-65535" if "out of range" in str(exc) else "the port is not a number"
+        raise ConfigError(var, f"not a valid URL ({detail}); use {example}") from None
+
+
+def normalize_ws_url(raw: str) -> str:
+    """Map http(s) to ws(s), require wss:// off loopback, append the executor path when none."""
+    var, example = "FRAC_WS_URL", "wss://host/path"
+    raw = raw.strip()
+    parts = _split(raw, var, example)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
+    if scheme not in ("ws", "wss"):
+        shown = show_value(parts.scheme) if parts.scheme else "'(none)'"
+        raise ConfigError(var, f"scheme {shown} is not supported; use {example} (ws:// only for localhost)")
+    host = parts.hostname
+    _check_port(parts, var, example)
+    if not host:
+        raise ConfigError(var, f"the URL has no host; use {example}")
+    if parts.username or parts.password:
+        raise ConfigError(var, "credentials in the URL are not allowed; put the token in FRAC_USER_TOKEN")
+    if scheme == "ws" and not is_loopback(host):
+        raise ConfigError(var, f"ws:// is only allowed for localhost, not {_show_host(host)}; use wss://")
+    path = parts.path if parts.path not in ("", "/") else EXECUTOR_PATH
+    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
+
+def normalize_api_url(raw: str, var: str = "HYPERLIQUID_API_URL") -> str:
+    """An http(s) base URL without a trailing slash; https required off loopback. Credentials (`user:pw@`, an
+    authenticating proxy in front of the API) are kept but never shown."""
+    example = "https://host"
+    parts = _split(raw.strip(), var, example)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        if var == "FRAC_NOTIFY_URL":
+            shown = "(not shown: a webhook URL carries its token)"
+        else:
+            shown = show_value(redact_url(raw.strip()))
+        raise ConfigError(var, f"{shown} is not an http(s) URL; use {example}")
+    _check_port(parts, var, example)
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(var, f"http:// is only allowed for localhost, not {_show_host(parts.hostname)}; use https://")
+    return raw.strip().rstrip("/")
+
+
+_HEX_KEY = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def parse_private_key(raw: str) -> tuple[Secret, str]:
+    """Validate a 0x-hex private key; return it as a Secret with its address."""
+    from eth_account import Account
+
+    var = "HYPERLIQUID_PRIVATE_KEY"
+    value = raw.strip()
+    if not _HEX_KEY.match(value):
+        raise ConfigError(var, "must be 0x followed by 64 hex digits (the value is not shown)")
+    try:
+        address = Account.from_key(value).address
+    except Exception:  # eth_keys raises ValidationError for 0 or >= the curve order
+        raise ConfigError(var, "is not a valid secp256k1 private key (the value is not shown)") from None
+    return Secret(value), address
+
+
+def parse_address(raw: str, var: str = "HYPERLIQUID_PUBLIC_ADDRESS") -> str:
+    """A 0x-prefixed 20-byte hex address, lower-cased."""
+    value = raw.strip()
+    if not _ADDRESS.match(value):
+        hint = " (is it a key?)" if _HEX_KEY.match(value) or len(value) > 42 else ""
+        raise ConfigError(var, f"{show_value(value)} is not an address{hint}; use 0x followed by 40 hex digits")
+    return value.lower()
+
+
+def parse_bool(raw: str, var: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(var, f"{show_value(raw)} is not a boolean; use 1/0, true/false, yes/no or on/off")
+
+
+def parse_number(raw: str, var: str, *, minimum: float = 0.0, integer: bool = False) -> float:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ConfigError(var, f"{show_value(raw)} is not a number") from None
+    if not value.is_finite() or value <= Decimal(str(minimum)):
+        raise ConfigError(var, f"{show_value(raw)} must be a number greater than {minimum:g}")
+    if integer and value != value.to_integral_value():
+        raise ConfigError(var, f"{show_value(raw)} must be a whole number")
+    result = int(value) if integer else float(value)
+    if not math.isfinite(result) or result <= minimum or result > 1e9:
+        raise ConfigError(
+            var, f"{show_value(raw)} is out of range; use a number greater than {minimum:g} and at most 1e9"
+        )
+    return result
+
+
+def parse_choice(raw: str, var: str, choices: tuple[str, ...], upper: bool = False) -> str:
+    value = raw.strip().upper() if upper else raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(var, f"{show_value(raw)} is not one of: {', '.join(choices)}")
+    return value
+
+
+def _secret_values(opt: Mapping[str, str]) -> tuple[str, ...]:
+    """What no message may quote: the values of secret-named variables, URL credentials, a webhook's token."""
+    names = [k for k in opt if _SECRET_NAME.search(k) and not _NOT_SECRET_NAME.search(k)]
+    values = {opt[k].strip() for k in names if opt[k].strip()}
+    for var in ("HYPERLIQUID_API_URL", "FRAC_WS_URL", *_PROXY_VARS):
+        values.update(url_credentials(opt.get(var, "").strip()))
+    notify = opt.get("FRAC_NOTIFY_URL", "").strip()
+    values.add(_URL_PARTS.match(notify)["rest"] if notify else "")
+    return tuple(v for v in values if len(v) >= 6)
+
+
+def _key_shaped(value: str) -> bool:
+    """A private key or a hex token (32+ hex digits), or a piece of a known secret."""
+    hex_body = _HEX_BODY.match(value)
+    return bool(hex_body and len(hex_body.group(1)) >= 32) or _overlaps_a_secret(value)
+
+
+def parse_symbols(raw: str) -> frozenset[str]:
+    """FRAC_ALLOWED_SYMBOLS: coin names, comma-separated; an entry shaped like a key or token is refused unquoted."""
+    symbols = frozenset(s.strip() for s in raw.split(",") if s.strip())
+    if any(len(s) > 32 or _key_shaped(s) or (_HEX_BODY.match(s) and len(s) > 8) for s in symbols):
+        raise ConfigError("FRAC_ALLOWED_SYMBOLS", "an entry looks like a key or token, not a symbol "
+                                                  "(the value is not shown); use e.g. BTC,ETH")  # fmt: skip
+    return symbols
+
+
+def url_secrets(api_url: str, opt: Mapping[str, str]) -> tuple[str, ...]:
+    """The credentials in the API URL and the proxy variables (requests reads them): for log redaction."""
+    proxies = [opt.get(var, "").strip() for var in _PROXY_VARS]
+    return tuple(dict.fromkeys(v for url in (api_url, *proxies) for v in url_credentials(url)))
