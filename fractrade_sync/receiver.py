@@ -11,7 +11,7 @@ from typing import Callable
 
 import websocket
 
-from .actions import Action, Ignored, Rejection, parse_frame
+from .actions import MAX_FRAME_BYTES, Action, Ignored, Rejection, parse_frame
 from .backoff import reconnect
 from .config import Settings
 from .journal import Journal, Unwritable
@@ -19,6 +19,11 @@ from .transport import cut
 
 AUTH_STATUSES = (401, 403)
 HANDSHAKE_TIMEOUT = 30.0  # seconds for the TCP connect, the TLS and WebSocket handshakes, and any one socket call
+MESSAGE_TOO_BIG = 1009  # RFC 6455 7.4.1: the close code for a message too big to process
+
+
+class FrameTooLarge(websocket.WebSocketProtocolException):
+    """A frame header announced a message over MAX_FRAME_BYTES: the connection is closed before its payload is read."""
 
 
 class Receiver:
@@ -37,6 +42,7 @@ class Receiver:
         self.connected_at: float | None = None
         self.reconnects = 0
         self.auth_failed = False
+        self._size_limit = True  # False once websocket-client's frame reader turned out not to be the one we know
         self._stop = threading.Event()
         self._app: websocket.WebSocketApp | None = None
         self._lock = threading.Lock()
@@ -120,6 +126,8 @@ class Receiver:
 
     # ---- callbacks: parse, journal, enqueue, return ------------------------------------------
     def _on_open(self, app: websocket.WebSocketApp) -> None:
+        if self._size_limit:  # first: before the library reads the first frame (it does once this returns)
+            self._limit_frame_size(app)
         self.auth_failed = False
         self.connected_at = self.last_activity = time.monotonic()
         self.connected.set()
@@ -144,6 +152,8 @@ class Receiver:
             self.logger.error(
                 "Fractrade refused the connection (HTTP %s): authentication failed; check FRAC_USER_TOKEN", status
             )
+        elif isinstance(error, FrameTooLarge):
+            self.logger.error("Fractrade connection closed: %s", error)  # sizes only: the payload was never read
         elif isinstance(error, websocket.WebSocketConnectionClosedException):
             self.logger.info("Fractrade connection closed")
         else:
@@ -152,6 +162,54 @@ class Receiver:
     def _on_close(self, app: websocket.WebSocketApp, code: int | None, reason: str | None) -> None:
         if self.connected.is_set():
             self.logger.info("Fractrade connection closed (code %s)", code)
+
+    # ---- the size limit, before the payload is read --------------------------------------------
+    def _limit_frame_size(self, app: websocket.WebSocketApp) -> None:
+        """Refuse a message announced over MAX_FRAME_BYTES before websocket-client buffers it: the library has no
+        size limit and reads whatever length a header announces (fragments joined) before `on_message`. Its frame
+        reader (`WebSocket.frame_buffer`, websocket-client 1.x) reads a header's length in `recv_length()`, before
+        any payload: this connection's reader gets that one method wrapped. Without those names (another version)
+        the parser's check after the read is all there is: warned once, never a failure."""
+        ws = getattr(app, "sock", None)
+        reader = getattr(ws, "frame_buffer", None)
+        read_length = getattr(reader, "recv_length", None)
+        if not (callable(read_length) and hasattr(reader, "header") and hasattr(reader, "length")
+                and callable(getattr(ws, "close", None))):  # fmt: skip
+            self._no_size_limit("websocket-client's WebSocket.frame_buffer.recv_length is not there")
+            return
+        earlier = 0  # bytes announced by the earlier fragments of the message being received
+
+        def recv_length() -> None:
+            nonlocal earlier
+            read_length()
+            try:
+                header = reader.header  # (fin, rsv1, rsv2, rsv3, opcode, has_mask, length bits)
+                size = reader.length + earlier if header[4] == 0 else reader.length
+                if header[4] < 3:  # text, binary, continuation (not a control frame between two fragments)
+                    earlier = 0 if header[0] else size
+                too_big = size > MAX_FRAME_BYTES  # any opcode: a control frame may not even exceed 125 bytes
+            except Exception as exc:  # not the reader we know after all: undo, never fail a connection for it
+                del reader.recv_length
+                self._no_size_limit(f"its frame header is not the one this version knows ({_safe_error(exc)})")
+                return
+            if too_big:
+                refuse(size, reader.length)
+
+        def refuse(size: int, length: int) -> None:
+            what = f"frame of {size} bytes" if size == length else f"fragmented message of {size} bytes"
+            error = FrameTooLarge(f"{what} announced, over the {MAX_FRAME_BYTES}-byte limit: refused before reading it")
+            try:  # close now: the library's own close would read on (for the close reply, into this payload)
+                ws.close(MESSAGE_TOO_BIG, b"message too big", timeout=0)
+            except Exception:
+                cut(getattr(ws, "sock", None))
+            raise error  # -> on_error (one ERROR line), teardown, and the loop reconnects with backoff
+
+        reader.recv_length = recv_length
+
+    def _no_size_limit(self, why: str) -> None:
+        self._size_limit = False
+        self.logger.warning("frames over %d bytes are refused only after websocket-client has read them whole: %s",
+                            MAX_FRAME_BYTES, why)  # fmt: skip
 
 
 def _safe_error(error: Exception) -> str:

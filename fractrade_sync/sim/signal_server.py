@@ -9,10 +9,10 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 from urllib.parse import urlsplit
 
-from fractrade_sync.sim.wsserver import WebSocketConnection, accept, broadcast, reject
+from fractrade_sync.sim.wsserver import WebSocketConnection, accept, broadcast, frame_header, reject
 
 if TYPE_CHECKING:
     from typing import Self  # annotations only: runtime stays 3.10-compatible
@@ -155,6 +155,39 @@ class SignalServer:
         with self._cond:
             conns = list(self._conns)
         return broadcast(conns, text)
+
+    def push_raw_header(self, length: int, payload: bytes = b"", repeat: int = 1, opcode: int = 1,
+                        fin: bool = True) -> int:  # fmt: skip
+        """A hostile or broken server: send a frame header announcing `length` payload bytes, then only `payload`
+        `repeat` times (fewer bytes than announced, or more frames' worth: whatever the test needs). Returns how
+        many connections took it all; one that closed meanwhile (a client refusing the frame) does not count."""
+        return self._push_raw(lambda: [frame_header(opcode, length, fin), *(payload for _ in range(repeat))])
+
+    def push_fragments(self, fragments: list[str | bytes], opcode: int = 1) -> int:
+        """Send one message in fragments (RFC 6455 5.4): the first frame with `opcode`, the others continuations,
+        only the last final. Returns how many connections took every fragment."""
+        parts = [f if isinstance(f, bytes) else f.encode("utf-8") for f in fragments]
+        last = len(parts) - 1
+
+        def frames() -> Iterable[bytes]:
+            for i, part in enumerate(parts):
+                yield frame_header(opcode if i == 0 else 0, len(part), fin=i == last)
+                yield part
+
+        return self._push_raw(frames)
+
+    def _push_raw(self, chunks: Callable[[], Iterable[bytes]]) -> int:
+        """Write raw bytes (a fresh iterable per connection) to every open connection; return how many took them."""
+        with self._cond:
+            conns = list(self._conns)
+        sent = 0
+        for conn in conns:
+            try:
+                conn.send_raw(chunks())
+                sent += 1
+            except ConnectionError:
+                pass  # closed meanwhile, or it refused what it was sent: its reader loop drops it
+        return sent
 
     def wait_for_clients(self, n: int = 1, timeout: float = 10.0) -> bool:
         """Wait until at least n connections are open; False on timeout."""

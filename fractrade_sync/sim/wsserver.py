@@ -31,14 +31,19 @@ class _ProtocolError(Exception):
         self.reason = reason
 
 
+def frame_header(opcode: int, length: int, fin: bool = True) -> bytes:
+    """The header of one unmasked server frame announcing `length` payload bytes (whether they follow or not)."""
+    b0 = (0x80 if fin else 0) | opcode
+    if length < 126:
+        return struct.pack("!BB", b0, length)
+    if length < 65536:
+        return struct.pack("!BBH", b0, 126, length)
+    return struct.pack("!BBQ", b0, 127, length)
+
+
 def _frame(opcode: int, payload: bytes) -> bytes:
     """Encode one unmasked, final server frame."""
-    n, b0 = len(payload), 0x80 | opcode
-    if n < 126:
-        return struct.pack("!BB", b0, n) + payload
-    if n < 65536:
-        return struct.pack("!BBH", b0, 126, n) + payload
-    return struct.pack("!BBQ", b0, 127, n) + payload
+    return frame_header(opcode, len(payload)) + payload
 
 
 def _unmask(data: bytes, mask: bytes) -> bytes:
@@ -91,6 +96,19 @@ class WebSocketConnection:
         """Send one text message; raises ConnectionError if closed. Bytes go as they are, even when they are not
         UTF-8: what a broken server could send."""
         self._send(_OP_TEXT, text if isinstance(text, bytes) else text.encode("utf-8"))
+
+    def send_raw(self, chunks: Iterable[bytes]) -> None:
+        """Write bytes as they are, in one go under the send lock: what a broken or hostile server sends (a header
+        announcing more than follows, a message in fragments). Raises ConnectionError if closed or cut meanwhile."""
+        with self._send_lock:
+            if self.closed:
+                raise ConnectionError("WebSocket connection is closed")
+            try:
+                for chunk in chunks:
+                    self._sock.sendall(chunk)
+            except OSError as exc:
+                self._shutdown()  # a partial frame leaves the stream unusable
+                raise ConnectionError(f"WebSocket send failed: {exc}") from exc
 
     def _send(self, opcode: int, payload: bytes) -> None:
         """Send one frame under the send lock."""
