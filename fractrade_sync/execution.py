@@ -77,7 +77,7 @@ class Execution:
     def protect(self, action: Action, tpsl: str) -> Outcome:
         """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
         asset = self._asset(action)
-        position = self._with_retries(lambda: self.client.position(asset.name), reading_for=action)
+        position = self.with_retries(lambda: self.client.position(asset.name), reading_for=action)
         if position == 0:
             raise Refused(f"no open {asset.name} position to protect")
         if (position > 0) == action.is_buy:
@@ -128,7 +128,7 @@ class Execution:
 
     def _mid(self, action: Action, asset: Asset) -> Decimal:
         try:
-            return self._with_retries(lambda: self.client.mid(asset.name), reading_for=action)
+            return self.with_retries(lambda: self.client.mid(asset.name), reading_for=action)
         except UnknownSymbol as exc:
             raise Refused(str(exc)) from None
 
@@ -143,7 +143,7 @@ class Execution:
     def _check_reduces(self, action: Action, asset: Asset) -> Decimal:
         """The position a reduce-only trade reduces; refused when there is none to reduce."""
         is_buy = action.is_buy
-        position = self._with_retries(lambda: self.client.position(asset.name), reading_for=action)
+        position = self.with_retries(lambda: self.client.position(asset.name), reading_for=action)
         if position == 0:
             raise Refused(f"reduce-only: no open {asset.name} position to reduce")
         if (position > 0) == is_buy:
@@ -160,7 +160,7 @@ class Execution:
                 wanted, asset.name, target, asset.max_leverage, self.settings.max_leverage or "unset",
             )  # fmt: skip
         mode = self.settings.margin_mode
-        if self._with_retries(lambda: self.client.leverage(asset.name), reading_for=action) == (mode, target):
+        if self.with_retries(lambda: self.client.leverage(asset.name), reading_for=action) == (mode, target):
             return None
         late = self.sender.expired(action, "not sent")  # the reads took that long: a stale trade changes nothing
         if late is not None:
@@ -168,13 +168,13 @@ class Execution:
         if self.settings.dry_run:
             self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
             return None
-        result = self._with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
+        result = self.with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
         if result.get("status") != "ok":
             raise Refused(f"leverage update to {target}x refused: {error_text(result)}")
         self.logger.info("leverage for %s set to %dx %s", asset.name, target, mode)
         return None
 
-    def _with_retries(self, call: Callable[[], Any], reading_for: Action | None = None) -> Any:
+    def with_retries(self, call: Callable[[], Any], reading_for: Action | None = None) -> Any:
         """Retry an idempotent request (leverage, cancel, a read) on transient errors; bounded (~8 s of waits), and a
         stop ends the waiting (a cleanup cut short is logged; its triggers stay live).
         reading_for: a read an action's order depends on (position, mid, leverage), retried like the order itself:
@@ -198,7 +198,7 @@ class Execution:
     def _cancel_orphaned_protection(self, asset: Asset, action: Action, outcome: Outcome) -> None:
         """Triggers left from a previous position would act on the next one: cancel them when this trade closed
         the coin, or opened it from flat (the new position's own protection always comes after)."""
-        position = self._with_retries(lambda: self.client.position(asset.name))
+        position = self.with_retries(lambda: self.client.position(asset.name))
         filled = Decimal(outcome.filled_sz or "0") * (1 if action.is_buy else -1)
         if position == 0:
             why = "position closed, its protection is void"
@@ -213,7 +213,7 @@ class Execution:
         try:
             old = [
                 o["oid"]
-                for o in self._with_retries(self.client.open_orders)
+                for o in self.with_retries(self.client.open_orders)
                 if o.get("coin") == asset.name
                 and o.get("isTrigger")
                 and o.get("reduceOnly", True)
@@ -221,7 +221,7 @@ class Execution:
                 and o.get("oid") != keep
             ]
             if old:
-                result = self._with_retries(lambda: self.client.cancel(asset, old))
+                result = self.with_retries(lambda: self.client.cancel(asset, old))
                 self.logger.info("%s: canceled trigger oids %s (%s)", why, old, result.get("status"))
         except TransientError as exc:
             self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, exc)

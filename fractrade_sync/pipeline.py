@@ -127,10 +127,10 @@ class Pipeline:
         if since is None:
             return None
         now = self.clock()
-        if now - action.age(now) > since + UNCLEAN_MARGIN or action.age(now) > self.settings.max_action_age:
-            return None  # created since (the last run never saw it), or stale anyway
-        try:
-            seen = self.execution.sender.lookup(action)
+        if now - action.age(now) > since + UNCLEAN_MARGIN:
+            return None  # created since: the last run never saw it (a stale one is asked too: the record tells)
+        try:  # asked again on an unreadable answer, like any read an order depends on
+            seen = self.execution.with_retries(lambda: self.execution.sender.lookup(action), reading_for=action)
         except TransientError as exc:
             return Outcome(UNKNOWN, f"sent before an unclean stop? the cloid check failed ({exc}); settled by cloid "
                                     f"{action.cloid} as soon as the exchange answers")  # fmt: skip
