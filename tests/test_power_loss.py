@@ -12,7 +12,7 @@ from fractrade_sync.state import StateLock, recorded_pid
 from tests.conftest import key_of, push, start_ready, trade_frame, wait_state
 
 
-def _power_loss_replay(env, sim, signals, wallet, *, marker: bool):
+def _power_loss_replay(env, sim, signals, wallet, *, marker: bool, redeliver_after: float = 0.0):
     """Run, snapshot the state dir as the disk had it while running, execute one action, lose power (the state dir
     goes back to the snapshot), start again; the signal server redelivers the action. Returns the second service
     and the redelivered action's row."""
@@ -28,6 +28,7 @@ def _power_loss_replay(env, sim, signals, wallet, *, marker: bool):
     if not marker:  # what a run without the marker would leave: nothing says it was unclean
         settings.paths.lock.write_text("")
     again = start_ready(settings)
+    time.sleep(redeliver_after)
     signals.push(frame)  # redelivered after the reconnect
     return again, wait_state(again, key_of(frame))
 
@@ -47,6 +48,16 @@ def test_after_a_power_loss_a_redelivered_action_is_looked_up_before_it_is_sent(
         assert sim.request_count("/info", "orderStatus") == lookups
     finally:
         again.stop(timeout=2)
+
+
+def test_a_redelivery_that_is_stale_by_now_is_recorded_as_what_the_last_run_did(env, sim, signals, wallet):
+    """Found by scripts/chaos (seed 1): a redelivery past FRAC_MAX_ACTION_AGE was journaled 'expired' although the
+    last run had executed it. The cloid lookup comes first: the journal says 'filled'."""
+    env = {**env, "FRAC_MAX_ACTION_AGE": "3"}
+    again, row = _power_loss_replay(env, sim, signals, wallet, marker=True, redeliver_after=3.5)
+    again.stop(timeout=2)
+    assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid", row
+    assert len(sim.applied_orders(wallet.address)) == 1
 
 
 def test_without_the_marker_the_same_replay_would_trade_twice(env, sim, signals, wallet):
