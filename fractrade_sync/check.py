@@ -7,6 +7,7 @@ from typing import TextIO
 
 import websocket
 
+from .answers import error_text
 from .config import Settings, redact_url
 from .exchange import CLOCK_WARN, HyperliquidClient, TransientError
 
@@ -79,8 +80,30 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
     for o in orders:
         trig = f" trigger {o.get('triggerPx')}" if o.get("isTrigger") else ""
         print(f"    {o['coin']:<8} {o['side']} {o['sz']} @ {o['limitPx']} {o.get('orderType', '')}{trig}", file=out)
+    mult = settings.size_multiplier
+    print(f"sizing      FRAC_SIZE_MULTIPLIER {mult}" + (" (the agent's sizes as sent)" if mult == 1 else
+          f": every size the agent sends is multiplied by {mult}"), file=out)  # fmt: skip
     if wallet:
         print(f"trading     NOT ALLOWED: {wallet}", file=out)
         return code or EXIT_WALLET
-    print("trading     ok: the key may trade for this account", file=out)
+    refused = signing_problem(client)
+    if refused:
+        print(f"trading     NOT ALLOWED: {refused}", file=out)
+        return code or EXIT_WALLET
+    print(f"trading     ok: the key may trade for this account ({settings.hl_env}: a signed noop was accepted)",
+          file=out)  # fmt: skip
     return code
+
+
+def signing_problem(client: HyperliquidClient) -> str | None:
+    """Whether the exchange takes what this key signs, for this network: a noop with a fresh nonce (it spends the
+    nonce and nothing else). A key signing for the other network is not recognised there."""
+    try:
+        result = client.post(client.noop(client.nonces.next()))
+    except TransientError as exc:
+        return f"the signed noop got no answer ({exc})"
+    if result.get("status") == "ok":
+        return None
+    other = "testnet" if client.settings.is_mainnet else "mainnet"
+    return (f"the exchange refused a signed noop: {error_text(result)} (does HYPERLIQUID_ENV name the right network? "
+            f"it is {client.settings.hl_env}; this API may be {other}'s)")

@@ -26,11 +26,12 @@ from .values import (  # ConfigError and Secret are imported from here by the re
     parse_address,
     parse_bool,
     parse_choice,
+    parse_fraction,
     parse_number,
     parse_private_key,
     parse_symbols,
     redact_url,
-    show_value,
+    show_value,  # noqa: F401 (re-exported)
     url_secrets,
 )
 
@@ -62,6 +63,11 @@ class Settings:
     dry_run: bool = False
     max_action_age: float = 60.0
     slippage: Decimal = Decimal("0.01")
+    # the worst price a triggered stop loss / take profit may fill at, as a fraction past its trigger: Hyperliquid's
+    # own interface uses 10% for market TP/SL, so a stop still fills when the market gaps through it
+    trigger_slippage: Decimal = Decimal("0.10")
+    size_multiplier: Decimal = Decimal(1)  # every size the agent sends is scaled by it (a follower's capital)
+    leverage_refused: str = "reject"  # a trade whose leverage update the exchange refused: reject it, or proceed
     drain_timeout: float = 20.0
     http_timeout: float = 10.0
     ping_interval: float = 20.0
@@ -89,8 +95,9 @@ class Settings:
 
     @property
     def is_mainnet(self) -> bool:
-        """Signing chain: the SDK signs as mainnet only for mainnet's own URL, so we do too."""
-        return self.api_url.rstrip("/") == MAINNET_API_URL
+        """What the key signs for: HYPERLIQUID_ENV names it, whatever the API URL (a proxy on mainnet signs for
+        mainnet; the SDK guesses from the URL, which would sign for testnet there)."""
+        return self.hl_env == "mainnet"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -179,9 +186,7 @@ def _settings(opt: dict[str, str], require_ws: bool) -> Settings:
         raise ConfigError("FRAC_USER_TOKEN", "contains spaces or control characters (the value is not shown)")
     key, signer = parse_private_key(_required(opt, "HYPERLIQUID_PRIVATE_KEY", "set it to your 0x-hex key"))
     account = parse_address(_required(opt, "HYPERLIQUID_PUBLIC_ADDRESS", "set it to your account's 0x address"))
-    hl_env = parse_choice(opt.get("HYPERLIQUID_ENV") or "mainnet", "HYPERLIQUID_ENV", ("mainnet", "testnet"))
-    default_api = MAINNET_API_URL if hl_env == "mainnet" else TESTNET_API_URL
-    api_url = normalize_api_url(opt.get("HYPERLIQUID_API_URL") or default_api)
+    hl_env, api_url = _network(opt)
     values: dict = dict(
         ws_url=ws_url,
         user_token=Secret(token),
@@ -194,12 +199,37 @@ def _settings(opt: dict[str, str], require_ws: bool) -> Settings:
         log_format=parse_choice(opt.get("LOG_FORMAT") or "text", "LOG_FORMAT", ("text", "json")),
         dry_run=parse_bool(opt.get("FRAC_DRY_RUN", ""), "FRAC_DRY_RUN"),
         margin_mode=parse_choice(opt.get("FRAC_MARGIN_MODE") or "cross", "FRAC_MARGIN_MODE", ("cross", "isolated")),
+        leverage_refused=parse_choice(opt.get("FRAC_LEVERAGE_REFUSED") or "reject", "FRAC_LEVERAGE_REFUSED",
+                                      ("reject", "proceed")),  # fmt: skip
     )
     if opt.get("FRAC_STATE_DIR", "").strip():
         state_dir = Path(opt["FRAC_STATE_DIR"].strip()).expanduser()
         if any(_key_shaped(part) for part in state_dir.parts):  # it would be shown by every status line
             raise ConfigError("FRAC_STATE_DIR", "looks like a key or token, not a directory (the value is not shown)")
         values["state_dir"] = state_dir
+    _numbers(opt, values)
+    if opt.get("FRAC_ALLOWED_SYMBOLS", "").strip():
+        values["allowed_symbols"] = parse_symbols(opt["FRAC_ALLOWED_SYMBOLS"])
+    if opt.get("FRAC_NOTIFY_URL", "").strip():
+        values["notify_url"] = normalize_api_url(opt["FRAC_NOTIFY_URL"], "FRAC_NOTIFY_URL")
+    values["url_secrets"] = url_secrets(api_url, opt)
+    return Settings(**values)
+
+
+def _network(opt: Mapping[str, str]) -> tuple[str, str]:
+    """HYPERLIQUID_ENV (what the key signs for) and the API URL; the other network's official URL is an error."""
+    hl_env = parse_choice(opt.get("HYPERLIQUID_ENV") or "mainnet", "HYPERLIQUID_ENV", ("mainnet", "testnet"))
+    default_api = MAINNET_API_URL if hl_env == "mainnet" else TESTNET_API_URL
+    api_url = normalize_api_url(opt.get("HYPERLIQUID_API_URL") or default_api)
+    other = TESTNET_API_URL if hl_env == "mainnet" else MAINNET_API_URL
+    if api_url.rstrip("/") == other:
+        raise ConfigError("HYPERLIQUID_API_URL", f"is {other}, the other network's API, while HYPERLIQUID_ENV is "
+                                                 f"{hl_env}: set HYPERLIQUID_ENV to match, or the URL")  # fmt: skip
+    return hl_env, api_url
+
+
+def _numbers(opt: Mapping[str, str], values: dict) -> None:
+    """The numeric settings: timings, slippages, the size multiplier, the caps."""
     numbers = {
         "FRAC_MAX_ACTION_AGE": "max_action_age",
         "FRAC_DRAIN_TIMEOUT": "drain_timeout",
@@ -211,21 +241,15 @@ def _settings(opt: dict[str, str], require_ws: bool) -> Settings:
     for var, name in numbers.items():
         if opt.get(var, "").strip():
             values[name] = parse_number(opt[var], var)
-    if opt.get("FRAC_SLIPPAGE", "").strip():
-        parse_number(opt["FRAC_SLIPPAGE"], "FRAC_SLIPPAGE")
-        slip = Decimal(opt["FRAC_SLIPPAGE"].strip())
-        if slip >= Decimal("0.5"):
-            shown = show_value(opt["FRAC_SLIPPAGE"])
-            raise ConfigError("FRAC_SLIPPAGE", f"{shown} is a fraction (0.01 = 1%) and must be < 0.5")
-        values["slippage"] = slip
+    fractions = {"FRAC_SLIPPAGE": "slippage", "FRAC_TRIGGER_SLIPPAGE": "trigger_slippage"}
+    for var, name in fractions.items():
+        if opt.get(var, "").strip():
+            values[name] = parse_fraction(opt[var], var)
+    if opt.get("FRAC_SIZE_MULTIPLIER", "").strip():
+        parse_number(opt["FRAC_SIZE_MULTIPLIER"], "FRAC_SIZE_MULTIPLIER")
+        values["size_multiplier"] = Decimal(opt["FRAC_SIZE_MULTIPLIER"].strip())
     if opt.get("FRAC_MAX_LEVERAGE", "").strip():
         values["max_leverage"] = parse_number(opt["FRAC_MAX_LEVERAGE"], "FRAC_MAX_LEVERAGE", integer=True)
     if opt.get("FRAC_MAX_ORDER_USD", "").strip():
         parse_number(opt["FRAC_MAX_ORDER_USD"], "FRAC_MAX_ORDER_USD")
         values["max_order_usd"] = Decimal(opt["FRAC_MAX_ORDER_USD"].strip())
-    if opt.get("FRAC_ALLOWED_SYMBOLS", "").strip():
-        values["allowed_symbols"] = parse_symbols(opt["FRAC_ALLOWED_SYMBOLS"])
-    if opt.get("FRAC_NOTIFY_URL", "").strip():
-        values["notify_url"] = normalize_api_url(opt["FRAC_NOTIFY_URL"], "FRAC_NOTIFY_URL")
-    values["url_secrets"] = url_secrets(api_url, opt)
-    return Settings(**values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -57,22 +58,22 @@ class Execution:
     def trade(self, action: Action) -> Outcome:
         """A marketable IOC limit order at mid +/- slippage."""
         asset = self._asset(action)
-        size = round_size(action.size, asset.sz_decimals)
-        if size <= 0:
-            raise Refused(f"size {action.size} rounds to 0 at {asset.sz_decimals} decimals for {asset.name}")
+        size = self._scaled(action.size, asset)
         position = self._check_reduces(action, asset) if action.reduce_only else None
         mid = self._mid(action, asset)
         px = slippage_price(mid, action.is_buy, self.settings.slippage, asset.sz_decimals)
         order = Order(asset, action.is_buy, size, px, action.reduce_only, action.cloid, tif="Ioc")
         self._check_price(px, mid, action.is_buy)
         self._check_value(order, mid, closes_all=position is not None and size >= abs(position))
+        note = ""
         if action.leverage is not None and not action.reduce_only:
             late = self._ensure_leverage(action, asset)  # after every local check: a refused trade changes nothing
-            if late is not None:
+            if isinstance(late, Outcome):
                 return late
+            note = late or ""
         outcome = self.sender.submit(action, order)
         self.after(action, outcome)
-        return outcome
+        return replace(outcome, reason=f"{outcome.reason}; {note}" if outcome.reason else note) if note else outcome
 
     def protect(self, action: Action, tpsl: str) -> Outcome:
         """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
@@ -83,12 +84,11 @@ class Execution:
         if (position > 0) == action.is_buy:
             held = "long" if position > 0 else "short"
             raise Refused(f"a {action.side} {tpsl.upper()} would increase the {held} {asset.name} position")
-        size = abs(position) if action.size is None else min(round_size(action.size, asset.sz_decimals), abs(position))
-        if size <= 0:
-            raise Refused(f"size {action.size} rounds to 0 at {asset.sz_decimals} decimals for {asset.name}")
+        size = abs(position) if action.size is None else min(self._scaled(action.size, asset), abs(position))
         trigger = round_price(action.trigger_price, asset.sz_decimals, "nearest")
-        # the worst price the triggered market order may fill at: the trigger +/- slippage
-        limit = slippage_price(trigger, action.is_buy, self.settings.slippage, asset.sz_decimals)
+        # the worst price the triggered market order may fill at: the trigger +/- FRAC_TRIGGER_SLIPPAGE (10%, as
+        # Hyperliquid's own interface): a stop must still fill when the market gaps through its trigger
+        limit = slippage_price(trigger, action.is_buy, self.settings.trigger_slippage, asset.sz_decimals)
         order = Order(asset, action.is_buy, size, limit, True, action.cloid, trigger_px=trigger, tpsl=tpsl)
         self._check_price(trigger, self._mid(action, asset))
         self._check_price(limit, trigger, action.is_buy)
@@ -121,6 +121,15 @@ class Execution:
         except UnknownSymbol as exc:
             raise Refused(str(exc)) from None
 
+    def _scaled(self, size: Decimal, asset: Asset) -> Decimal:
+        """An agent's size for this account: times FRAC_SIZE_MULTIPLIER, rounded down to the coin's lot."""
+        mult = self.settings.size_multiplier
+        scaled = round_size(size * mult, asset.sz_decimals)
+        if scaled <= 0:
+            times = f" x FRAC_SIZE_MULTIPLIER {mult}" if mult != 1 else ""
+            raise Refused(f"size {size}{times} rounds to 0 at {asset.sz_decimals} decimals for {asset.name}")
+        return scaled
+
     def _check_price(self, px: Decimal, reference: Decimal, is_buy: bool | None = None) -> None:
         problem = price_problem(px, reference, is_buy)
         if problem:
@@ -135,7 +144,9 @@ class Execution:
     def _check_value(self, order: Order, mid: Decimal, closes_all: bool = False) -> None:
         # Hyperliquid exempts a reduce-only order that closes the whole position from its $10 minimum
         if order.value < MIN_ORDER_VALUE and not closes_all:
-            raise Refused(f"order value ${order.value:.2f} is under Hyperliquid's $10 minimum")
+            mult = self.settings.size_multiplier
+            times = f" (the agent's size x FRAC_SIZE_MULTIPLIER {mult})" if mult != 1 else ""
+            raise Refused(f"order value ${order.value:.2f}{times} is under Hyperliquid's $10 minimum")
         cap = self.settings.max_order_usd
         if cap is not None and not order.reduce_only and order.size * mid > cap:
             raise Refused(f"order value ${order.size * mid:.2f} is over FRAC_MAX_ORDER_USD ${cap}")
@@ -150,8 +161,10 @@ class Execution:
             raise Refused(f"reduce-only: a {'BUY' if is_buy else 'SELL'} would increase the {asset.name} position")
         return position
 
-    def _ensure_leverage(self, action: Action, asset: Asset) -> Outcome | None:
-        """Update the coin's leverage when it differs; EXPIRED (and no update) when the action went stale."""
+    def _ensure_leverage(self, action: Action, asset: Asset) -> Outcome | str | None:
+        """Update the coin's leverage when it differs; EXPIRED (and no update) when the action went stale. When the
+        exchange refuses the update (e.g. a margin-mode change with a position open): Refused, or with
+        FRAC_LEVERAGE_REFUSED=proceed a note for the outcome (the trade goes on at the coin's current leverage)."""
         wanted = action.leverage
         target = min(wanted, asset.max_leverage, self.settings.max_leverage or wanted)
         if target < wanted:
@@ -170,7 +183,15 @@ class Execution:
             return None
         result = self.with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
         if result.get("status") != "ok":
-            raise Refused(f"leverage update to {target}x refused: {error_text(result)}")
+            current = self.client.leverage(asset.name)
+            now = f"{current[1]}x {current[0]}" if current else "its current leverage"
+            refusal = f"leverage update to {target}x {mode} refused by the exchange: {error_text(result)}"
+            if self.settings.leverage_refused != "proceed":
+                raise Refused(f"{refusal}; the trade was not sent ({asset.name} stays at {now}; "
+                              "FRAC_LEVERAGE_REFUSED=proceed trades at it instead)")  # fmt: skip
+            self.logger.warning("%s: %s; trading at %s (FRAC_LEVERAGE_REFUSED=proceed)", action.describe(), refusal,
+                                now)  # fmt: skip
+            return f"traded at {now}: {refusal}"
         self.logger.info("leverage for %s set to %dx %s", asset.name, target, mode)
         return None
 
@@ -209,10 +230,12 @@ class Execution:
         self._cancel_triggers(asset, f"{asset.name} {why}")
 
     def _cancel_triggers(self, asset: Asset, why: str, kind: str = "", keep: int | None = None) -> None:
-        """Cancel the reduce-only trigger orders on a coin (of one kind, but the one to keep)."""
+        """Cancel the reduce-only trigger orders this service placed on a coin (of one kind, but the one to keep);
+        a trigger set by hand or by another tool on the same account is never touched (ours: a cloid the journal
+        has as a stop loss or take profit)."""
         try:
-            old = [
-                o["oid"]
+            triggers = [
+                o
                 for o in self.with_retries(self.client.open_orders)
                 if o.get("coin") == asset.name
                 and o.get("isTrigger")
@@ -220,6 +243,8 @@ class Execution:
                 and str(o.get("orderType", "")).startswith(kind)
                 and o.get("oid") != keep
             ]
+            ours = self.journal.own_protection([str(o.get("cloid") or "") for o in triggers])
+            old = [o["oid"] for o in triggers if str(o.get("cloid") or "").lower() in ours]
             if old:
                 result = self.with_retries(lambda: self.client.cancel(asset, old))
                 self.logger.info("%s: canceled trigger oids %s (%s)", why, old, result.get("status"))

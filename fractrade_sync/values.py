@@ -282,3 +282,12 @@ def url_secrets(api_url: str, opt: Mapping[str, str]) -> tuple[str, ...]:
     """The credentials in the API URL and the proxy variables (requests reads them): for log redaction."""
     proxies = [opt.get(var, "").strip() for var in _PROXY_VARS]
     return tuple(dict.fromkeys(v for url in (api_url, *proxies) for v in url_credentials(url)))
+
+
+def parse_fraction(raw: str, var: str, below: str = "0.5") -> Decimal:
+    """A slippage: a fraction (0.01 = 1%), greater than 0 and below `below`."""
+    parse_number(raw, var)
+    value = Decimal(raw.strip())
+    if value >= Decimal(below):
+        raise ConfigError(var, f"{show_value(raw)} is a fraction (0.01 = 1%) and must be < {below}")
+    return value

@@ -84,6 +84,7 @@ def env(tmp_path, sim, signals, wallet) -> dict[str, str]:
         "HYPERLIQUID_PRIVATE_KEY": wallet.key.hex() if wallet.key.hex().startswith("0x") else "0x" + wallet.key.hex(),
         "HYPERLIQUID_PUBLIC_ADDRESS": wallet.address,
         "HYPERLIQUID_API_URL": sim.url,
+        "HYPERLIQUID_ENV": "testnet",  # the simulator is a testnet: it checks signatures for testnet
         "FRAC_STATE_DIR": str(tmp_path / "state"),
         "FRAC_HTTP_TIMEOUT": "2",
         "FRAC_HEARTBEAT_INTERVAL": "0.2",

@@ -134,16 +134,24 @@ def test_testnet(env, no_file):
     "hl_env, api_url, mainnet",
     [
         ("mainnet", MAINNET_API_URL + "/", True),
-        ("testnet", MAINNET_API_URL, True),  # the signing chain follows the URL, like the SDK
-        ("mainnet", "http://127.0.0.1:8080", False),
-        ("mainnet", "https://proxy.example.com", False),
-        ("mainnet", TESTNET_API_URL, False),
+        ("mainnet", "http://127.0.0.1:8080", True),  # HYPERLIQUID_ENV names the network, whatever the URL
+        ("mainnet", "https://proxy.example.com", True),  # (the SDK would sign for testnet here: every order refused)
+        ("testnet", TESTNET_API_URL, False),
+        ("testnet", "https://proxy.example.com", False),
     ],
 )
-def test_is_mainnet_only_for_mainnets_url(env, no_file, hl_env, api_url, mainnet):
+def test_hyperliquid_env_decides_what_the_key_signs_for(env, no_file, hl_env, api_url, mainnet):
     s = load_settings(environ={**env, "HYPERLIQUID_ENV": hl_env, "HYPERLIQUID_API_URL": api_url}, env_file=no_file)
     assert s.is_mainnet is mainnet
     assert not s.api_url.endswith("/")
+
+
+@pytest.mark.parametrize("hl_env, api_url", [("testnet", MAINNET_API_URL), ("mainnet", TESTNET_API_URL + "/")])
+def test_the_other_networks_official_url_is_a_configuration_error(env, no_file, hl_env, api_url):
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={**env, "HYPERLIQUID_ENV": hl_env, "HYPERLIQUID_API_URL": api_url}, env_file=no_file)
+    assert str(err.value) == (f"HYPERLIQUID_API_URL: is {api_url.rstrip('/')}, the other network's API, while "
+                              f"HYPERLIQUID_ENV is {hl_env}: set HYPERLIQUID_ENV to match, or the URL")  # fmt: skip
 
 
 def test_agent_wallet_when_the_address_is_another_account(env, no_file, account):

@@ -319,7 +319,7 @@ def test_stop_loss_rests_then_fires_when_the_mid_crosses(sim, wallet, ex, info):
 
 def test_take_profit_on_a_short_and_a_trigger_whose_position_is_gone(sim, wallet, ex):
     ex.market_open("ETH", False, 1)
-    ex.order("ETH", True, 1, 2800, tp(2850), reduce_only=True)
+    ex.order("ETH", True, 1, 2900, tp(2850), reduce_only=True)
     ex.order("ETH", True, 1, 3200, sl(3150), reduce_only=True)
     sim.set_mid("ETH", 2840)  # the take profit buys back the short
     assert sim.positions(wallet.address) == {}

@@ -65,6 +65,7 @@ class Chaos:
             "FRAC_WS_URL": self.signals.url, "FRAC_USER_TOKEN": token,
             "HYPERLIQUID_PRIVATE_KEY": "0x" + self.wallet.key.hex().removeprefix("0x"),
             "HYPERLIQUID_PUBLIC_ADDRESS": self.wallet.address, "HYPERLIQUID_API_URL": self.sim.url,
+            "HYPERLIQUID_ENV": "testnet",
             "FRAC_STATE_DIR": str(self.state), "FRAC_HTTP_TIMEOUT": "0.5", "FRAC_HEARTBEAT_INTERVAL": "0.2",
             "FRAC_MAX_ACTION_AGE": str(MAX_AGE), "FRAC_DRAIN_TIMEOUT": "3", "LOGLEVEL": "INFO",
         }  # fmt: skip

@@ -74,6 +74,7 @@ def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20
             "HYPERLIQUID_PRIVATE_KEY": "0x" + wallet.key.hex().removeprefix("0x"),
             "HYPERLIQUID_PUBLIC_ADDRESS": wallet.address,
             "HYPERLIQUID_API_URL": sim.url,
+            "HYPERLIQUID_ENV": "testnet",
             "FRAC_STATE_DIR": state,
         }
         settings = settings_from_mapping(env)

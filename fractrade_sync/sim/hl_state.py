@@ -380,7 +380,11 @@ class HyperliquidState:
         if not isinstance(value, int) or not 1 <= value <= MAX_LEVERAGE[coin]:
             raise ExchangeError("Invalid leverage value")
         kind = "cross" if action["isCross"] else "isolated"
-        self.accounts[user].leverage[coin] = (kind, value)
+        acct = self.accounts[user]
+        if coin in acct.positions and self.lev(acct, coin)[0] != kind:
+            # as public clients quote Hyperliquid's refusal (the docs' "Error responses" page does not list it)
+            raise ExchangeError("Cannot switch leverage type with open position.")
+        acct.leverage[coin] = (kind, value)
         return {"type": "default"}
 
     # ---- matching, fills, triggers ------------------------------------------
@@ -441,7 +445,14 @@ class HyperliquidState:
                 # A sell stop protects a long: fires as the price falls to it.
                 up = tp != order.is_buy
                 if (mid >= tpx) if up else (mid <= tpx):
-                    self._execute(order, mid if order.trigger["isMarket"] else order.limit_px)
+                    # a triggered market order fills only within its limit price, its slippage bound ("TP/SL market
+                    # orders have a slippage tolerance of 10%": Hyperliquid's docs, "Take profit and stop loss
+                    # orders"); past it, nothing fills and the order is done
+                    within = (mid <= order.limit_px) if order.is_buy else (mid >= order.limit_px)
+                    if not order.trigger["isMarket"]:
+                        self._execute(order, order.limit_px)
+                    elif within:
+                        self._execute(order, mid)
                     if order.status == "open":
                         self._set_status(order, "canceled")
             elif (mid <= order.limit_px) if order.is_buy else (mid >= order.limit_px):
