@@ -273,6 +273,12 @@ class HyperliquidClient:
             self._leverage[asset.name] = ("cross" if is_cross else "isolated", leverage, time.monotonic())
         return result
 
+    def modify(self, modifies: list[tuple[int | str, dict]]) -> dict:
+        """Modify open orders in place (batchModify: (oid or cloid, the new order wire) each), as the SDK's
+        bulk_modify_orders_new sends it."""
+        action = {"type": "batchModify", "modifies": [{"oid": ident, "order": wire} for ident, wire in modifies]}
+        return self.post(self.signed_payload(action))
+
     def cancel(self, asset: Asset, oids: list[int]) -> dict:
         action = {"type": "cancel", "cancels": [{"a": asset.index, "o": oid} for oid in oids]}
         return self.post(self.signed_payload(action))

@@ -226,8 +226,30 @@ class Execution:
         elif not action.reduce_only and position == filled:
             why = "position opened from flat: triggers of the previous position canceled"
         else:
+            self._follow_position(asset, position)
             return
         self._cancel_triggers(asset, f"{asset.name} {why}")
+
+    def _follow_position(self, asset: Asset, position: Decimal) -> None:
+        """A trade changed a protected position: this service's stop loss and take profit set without a size
+        (the whole position) are modified in place to cover its new size (same trigger, limit and cloid)."""
+        size = abs(position)
+        reducing = "A" if position > 0 else "B"  # a sell protects a long
+        triggers = [o for o in self.with_retries(self.client.open_orders)
+                    if o.get("coin") == asset.name and o.get("isTrigger") and o.get("cloid")
+                    and o.get("side") == reducing and Decimal(str(o.get("sz", "0"))) != size]  # fmt: skip
+        whole = [cloid for cloid, set_size in self.journal.own_protection([o["cloid"] for o in triggers]).items()
+                 if set_size is None]  # fmt: skip
+        modifies = []
+        for o in (o for o in triggers if o["cloid"].lower() in whole):
+            tpsl = "tp" if str(o.get("orderType", "")).startswith("Take Profit") else "sl"
+            order = Order(asset, o["side"] == "B", size, Decimal(str(o["limitPx"])), True, o["cloid"],
+                          trigger_px=Decimal(str(o["triggerPx"])), tpsl=tpsl)  # fmt: skip
+            modifies.append((o["cloid"], order.wire()))
+        if modifies:
+            result = self.with_retries(lambda: self.client.modify(modifies))
+            self.logger.info("%s position now %s: its protection resized to cover it (%s)", asset.name, position,
+                             result.get("status"))  # fmt: skip
 
     def _cancel_triggers(self, asset: Asset, why: str, kind: str = "", keep: int | None = None) -> None:
         """Cancel the reduce-only trigger orders this service placed on a coin (of one kind, but the one to keep);
@@ -243,7 +265,7 @@ class Execution:
                 and str(o.get("orderType", "")).startswith(kind)
                 and o.get("oid") != keep
             ]
-            ours = self.journal.own_protection([str(o.get("cloid") or "") for o in triggers])
+            ours = set(self.journal.own_protection([str(o.get("cloid") or "") for o in triggers]))
             old = [o["oid"] for o in triggers if str(o.get("cloid") or "").lower() in ours]
             if old:
                 result = self.with_retries(lambda: self.client.cancel(asset, old))

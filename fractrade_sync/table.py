@@ -53,14 +53,15 @@ class Reads:
         sql = "SELECT 1 FROM actions WHERE state=? AND action_id IN (?, ?) AND symbol=? COLLATE NOCASE LIMIT 1"
         return self._conn().execute(sql, (RESTING, STOP_LOSS, TAKE_PROFIT, symbol)).fetchone() is not None
 
-    def own_protection(self, cloids: list[str]) -> set[str]:
-        """Which of these cloids are stop losses / take profits this service placed (lower case)."""
+    def own_protection(self, cloids: list[str]) -> dict[str, str | None]:
+        """Which of these cloids are stop losses / take profits this service placed: {cloid (lower case): the size
+        it was set with, None when it covers the whole position}."""
         wanted = [c.lower() for c in cloids if c]
         if not wanted:
-            return set()
+            return {}
         marks = ",".join("?" * len(wanted))
-        sql = f"SELECT cloid FROM actions WHERE action_id IN (?, ?) AND lower(cloid) IN ({marks})"
-        return {row[0].lower() for row in self._conn().execute(sql, (STOP_LOSS, TAKE_PROFIT, *wanted))}
+        sql = f"SELECT cloid, size FROM actions WHERE action_id IN (?, ?) AND lower(cloid) IN ({marks})"
+        return {row[0].lower(): row[1] for row in self._conn().execute(sql, (STOP_LOSS, TAKE_PROFIT, *wanted))}
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._conn().execute("SELECT * FROM actions WHERE key=?", (key,)).fetchone()

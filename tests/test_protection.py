@@ -134,3 +134,29 @@ def test_check_shows_the_multiplier_and_proves_the_key_signs_for_this_network(en
     assert run_check(settings_from_mapping({**env, "HYPERLIQUID_ENV": "mainnet"}), out) == EXIT_WALLET
     assert "trading     NOT ALLOWED: the exchange refused a signed noop: User or API Wallet 0x" in out.getvalue()
     assert "does HYPERLIQUID_ENV name the right network? it is mainnet" in out.getvalue()
+
+
+# ---- protection follows the position ------------------------------------------------------------------------
+
+
+def test_protection_set_without_a_size_follows_the_position(make_service, sim, signals, wallet):
+    """The old behaviour: the stop stayed at 0.01 when the position grew to 0.03, and a gap left 0.02 open."""
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.01"))
+    sl = run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
+    tp = run_frame(service, signals, protect_frame("take_profit", trigger="56000"))
+    run_frame(service, signals, trade_frame(size="0.02"))  # adds to the protected position
+    orders = sorted((o["orderType"], o["sz"], o["oid"]) for o in sim.open_orders(wallet.address))
+    assert orders == [("Stop Market", "0.03", sl["oid"]), ("Take Profit Market", "0.03", tp["oid"])]
+    run_frame(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))  # and shrinks it
+    assert sorted(o["sz"] for o in sim.open_orders(wallet.address)) == ["0.02", "0.02"]
+    sim.set_mid("BTC", "48000")
+    assert sim.positions(wallet.address) == {}
+
+
+def test_protection_with_an_explicit_size_keeps_it(make_service, sim, signals, wallet):
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.03"))
+    run_frame(service, signals, protect_frame("stop_loss", trigger="48500", size="0.01"))
+    run_frame(service, signals, trade_frame(size="0.02"))
+    assert [o["sz"] for o in _stops(sim, wallet)] == ["0.01"]
