@@ -96,10 +96,11 @@ class Sender:
                 return self._frozen(action), "not executed: the exchange shows no order with its cloid"
             last = f"resend refused: {error_text(result)}"  # e.g. expired: says nothing of the first one
             break
-        if not maybe:
+        if not maybe:  # every attempt refused at the door (429, no connection): certainly not applied, and done
             if self.stopping.is_set():
                 raise Unfinished("not sent; the action is resumed at the next start")
-            return None, f"not executed: exchange unreachable after {attempt + 1} attempts: {last}"
+            unsent = f"not executed: exchange unreachable after {attempt + 1} attempts: {last}"
+            return self.expired(action, unsent) or Outcome(J.FAILED, unsent), ""
         seen = self.void(action, payload["nonce"])
         return seen, "" if seen is not None else f"not executed ({last}; its nonce invalidated by a noop)"
 

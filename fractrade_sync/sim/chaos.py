@@ -79,7 +79,7 @@ class Chaos:
     def start(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync", "run"], env=self.env, cwd=self.workdir,
                                      stdout=self.log, stderr=self.log)  # fmt: skip
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # (its preparation backs off while the exchange answers 429)
         while time.monotonic() < deadline:
             beat = read_heartbeat(self.state / "heartbeat.json") or {}
             if beat.get("pid") == self.proc.pid and beat.get("connected") and beat.get("exchange_ready"):
