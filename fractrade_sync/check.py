@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import TextIO
 
 import websocket
@@ -83,6 +84,12 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
     mult = settings.size_multiplier
     print(f"sizing      FRAC_SIZE_MULTIPLIER {mult}" + (" (the agent's sizes as sent)" if mult == 1 else
           f": every size the agent sends is multiplied by {mult}"), file=out)  # fmt: skip
+    print(f"caps        {caps_line(settings)}", file=out)
+    print(f"network     {settings.hl_env}: the key signs for {settings.hl_env} (HYPERLIQUID_ENV)", file=out)
+    expiry, expired = approval_line(client, settings)
+    print(f"approval    {expiry}", file=out)
+    if expired:
+        return code or EXIT_WALLET
     if wallet:
         print(f"trading     NOT ALLOWED: {wallet}", file=out)
         return code or EXIT_WALLET
@@ -93,6 +100,35 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
     print(f"trading     ok: the key may trade for this account ({settings.hl_env}: a signed noop was accepted)",
           file=out)  # fmt: skip
     return code
+
+
+def caps_line(settings: Settings) -> str:
+    """The trader's own limits, as set."""
+    symbols = ",".join(sorted(settings.allowed_symbols)) if settings.allowed_symbols else "any"
+    return (f"max order ${settings.max_order_usd or 'unset'}, max leverage {settings.max_leverage or 'unset'}, "
+            f"symbols {symbols}, max action age {settings.max_action_age:g}s")  # fmt: skip
+
+
+APPROVAL_WARN_DAYS = 7
+
+
+def approval_line(client: HyperliquidClient, settings: Settings, now: float | None = None) -> tuple[str, bool]:
+    """When the API wallet's approval expires (extraAgents' validUntil): (the line, whether it has expired)."""
+    if not settings.is_agent_wallet:
+        return "the key is the account's own: no approval to expire", False
+    try:
+        agents = client.request("/info", {"type": "extraAgents", "user": settings.account_address})
+    except (TransientError, OSError) as exc:
+        return f"unknown: extraAgents could not be read ({exc})", False
+    mine = [a for a in agents if isinstance(a, dict) and str(a.get("address", "")).lower() == settings.signer_address]
+    if not mine or not isinstance(mine[0].get("validUntil"), (int, float)):
+        return "unknown: the API wallet is not in the account's extraAgents list", False
+    days = (mine[0]["validUntil"] / 1000 - (time.time() if now is None else now)) / 86400
+    if days <= 0:
+        return f"EXPIRED {-days:.1f} days ago: approve a new API wallet on Hyperliquid (API page)", True
+    if days < APPROVAL_WARN_DAYS:
+        return f"WARNING: expires in {days:.1f} days: approve a new API wallet before then (API page)", False
+    return f"ok: valid for {days:.0f} more days", False
 
 
 def signing_problem(client: HyperliquidClient) -> str | None:

@@ -160,3 +160,40 @@ def test_protection_with_an_explicit_size_keeps_it(make_service, sim, signals, w
     run_frame(service, signals, protect_frame("stop_loss", trigger="48500", size="0.01"))
     run_frame(service, signals, trade_frame(size="0.02"))
     assert [o["sz"] for o in _stops(sim, wallet)] == ["0.01"]
+
+
+# ---- check tells the truth before money moves ---------------------------------------------------------------
+
+
+def _check(settings) -> tuple[int, str]:
+    import io
+
+    from fractrade_sync.check import run_check
+
+    out = io.StringIO()
+    return run_check(settings, out), out.getvalue()
+
+
+def test_check_says_the_network_the_caps_and_when_the_api_wallet_expires(env, sim):
+    from eth_account import Account
+
+    from fractrade_sync.check import EXIT_WALLET
+    from fractrade_sync.config import settings_from_mapping
+
+    agent = Account.create()
+    agent_env = {**env, "HYPERLIQUID_PRIVATE_KEY": "0x" + agent.key.hex().removeprefix("0x"),
+                 "FRAC_MAX_ORDER_USD": "1000", "FRAC_ALLOWED_SYMBOLS": "ETH,BTC"}  # fmt: skip
+    sim.approve_agent(env["HYPERLIQUID_PUBLIC_ADDRESS"], agent.address, "bot", days=90)
+    code, text = _check(settings_from_mapping(agent_env))
+    assert code == 0, text
+    assert "network     testnet: the key signs for testnet (HYPERLIQUID_ENV)" in text
+    assert "caps        max order $1000, max leverage unset, symbols BTC,ETH, max action age 60s" in text
+    assert "approval    ok: valid for 90 more days" in text
+    sim.approve_agent(env["HYPERLIQUID_PUBLIC_ADDRESS"], agent.address, "bot", days=3)
+    code, text = _check(settings_from_mapping(agent_env))
+    assert code == 0 and "approval    WARNING: expires in 3.0 days: approve a new API wallet before then" in text
+    sim.approve_agent(env["HYPERLIQUID_PUBLIC_ADDRESS"], agent.address, "bot", days=-1)
+    code, text = _check(settings_from_mapping(agent_env))
+    assert code == EXIT_WALLET and "approval    EXPIRED 1.0 days ago: approve a new API wallet" in text
+    code, text = _check(settings_from_mapping(env))  # the account's own key
+    assert "approval    the key is the account's own: no approval to expire" in text

@@ -100,8 +100,9 @@ class HyperliquidSimulator:
     def add_account(self, address: str, usdc=100_000) -> None:
         self.state.add_account(address, usdc)
 
-    def approve_agent(self, user: str, agent: str, name: str = "") -> None:
-        self.state.approve_agent(user, agent, name)
+    def approve_agent(self, user: str, agent: str, name: str = "", days: float = 180) -> None:
+        """Approve an API wallet for `days` (Hyperliquid's interface offers up to 180)."""
+        self.state.approve_agent(user, agent, name, days)
 
     def set_mid(self, coin: str, px) -> None:
         """Move a mid, fire what it crosses, and push allMids to /ws subscribers."""

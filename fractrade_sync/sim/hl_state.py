@@ -159,7 +159,7 @@ class HyperliquidState:
         with self.lock:
             self.accounts[address.lower()] = Account(usdc=dec(usdc, "usdc"))
 
-    def approve_agent(self, user: str, agent: str, name: str = "") -> None:
+    def approve_agent(self, user: str, agent: str, name: str = "", days: float = 180) -> None:
         user, agent = user.lower(), agent.lower()
         with self.lock:
             acct = self.accounts.get(user)
@@ -170,7 +170,7 @@ class HyperliquidState:
                 if info["name"] == name:
                     del acct.agents[old]
                     self.agent_owner.pop(old, None)
-            valid = self.now_ms() + 180 * DAY_MS
+            valid = self.now_ms() + int(days * DAY_MS)
             acct.agents[agent] = {"name": name, "validUntil": valid}
             self.agent_owner[agent] = user
 
@@ -200,6 +200,8 @@ class HyperliquidState:
         """Return the account signer trades for, and spend its nonce."""
         signer = signer.lower()
         user = signer if signer in self.accounts else self.agent_owner.get(signer)
+        if user is not None and user != signer and self.accounts[user].agents[signer]["validUntil"] <= self.now_ms():
+            user = None  # an expired approval: as if the wallet were not there (text assumed, unconfirmed)
         if user is None:
             raise ExchangeError(f"User or API Wallet {signer} does not exist.")
         kept = self.nonces.setdefault(signer, [])
