@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -27,17 +28,20 @@ from .values import (  # ConfigError and Secret are imported from here by the re
     parse_bool,
     parse_choice,
     parse_fraction,
+    parse_listen_addr,
     parse_number,
     parse_private_key,
     parse_symbols,
     redact_url,
     show_value,  # noqa: F401 (re-exported)
+    url_credentials,
     url_secrets,
 )
 
 logger = logging.getLogger("fractrade_sync.config")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 78  # sysexits: 78 = EX_CONFIG
+TELEGRAM_API_URL = "https://api.telegram.org"
 
 
 def default_state_dir() -> Path:
@@ -78,7 +82,11 @@ class Settings:
     max_order_usd: Decimal | None = None
     allowed_symbols: frozenset[str] | None = None
     notify_url: str | None = field(default=None, repr=False)  # Slack/Discord webhook URLs carry a token
+    telegram_token: Secret | None = field(default=None, repr=False)  # None: Telegram is off
+    telegram_chat_id: int | None = None  # the one chat the bot reports to and takes commands from
+    telegram_api_url: str = TELEGRAM_API_URL
     url_secrets: tuple[str, ...] = field(default=(), repr=False)  # credentials in the API or proxy URLs
+    status_addr: tuple[str, int] | None = None  # (host, port) of the status endpoint (/health, /metrics); None: off
 
     def __repr__(self) -> str:  # the dataclass keeps this one: URLs are shown without their credentials
         shown = []
@@ -107,6 +115,8 @@ class Settings:
         if self.notify_url:
             parts = urlsplit(self.notify_url)
             values += [self.notify_url, parts.path + ("?" + parts.query if parts.query else "")]
+        if self.telegram_token is not None:  # it sits in every Bot API URL's path
+            values.append(self.telegram_token.reveal())
         values += [v for v in self.url_secrets if v not in values]
         return tuple(v for v in values if len(v) > 1)
 
@@ -213,6 +223,9 @@ def _settings(opt: dict[str, str], require_ws: bool) -> Settings:
     if opt.get("FRAC_NOTIFY_URL", "").strip():
         values["notify_url"] = normalize_api_url(opt["FRAC_NOTIFY_URL"], "FRAC_NOTIFY_URL")
     values["url_secrets"] = url_secrets(api_url, opt)
+    if opt.get("FRAC_STATUS_ADDR", "").strip():
+        values["status_addr"] = parse_listen_addr(opt["FRAC_STATUS_ADDR"], "FRAC_STATUS_ADDR")
+    _telegram(opt, values)
     return Settings(**values)
 
 
@@ -253,3 +266,31 @@ def _numbers(opt: Mapping[str, str], values: dict) -> None:
     if opt.get("FRAC_MAX_ORDER_USD", "").strip():
         parse_number(opt["FRAC_MAX_ORDER_USD"], "FRAC_MAX_ORDER_USD")
         values["max_order_usd"] = Decimal(opt["FRAC_MAX_ORDER_USD"].strip())
+
+
+# BotFather's tokens look like "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11" (Bot API, "Authorizing your bot")
+_TELEGRAM_TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{30,64}$")
+_CHAT_ID = re.compile(r"^-?[0-9]{1,16}$")  # Chat.id "has at most 52 significant bits"; a group's is negative
+
+
+def _telegram(opt: Mapping[str, str], values: dict) -> None:
+    """FRAC_TELEGRAM_TOKEN and FRAC_TELEGRAM_CHAT_ID (both, or neither: Telegram is off); FRAC_TELEGRAM_API_URL."""
+    api_url = normalize_api_url(opt.get("FRAC_TELEGRAM_API_URL") or TELEGRAM_API_URL, "FRAC_TELEGRAM_API_URL")
+    values["telegram_api_url"] = api_url
+    values["url_secrets"] = tuple(dict.fromkeys((*values.get("url_secrets", ()), *url_credentials(api_url))))
+    token, chat = opt.get("FRAC_TELEGRAM_TOKEN", "").strip(), opt.get("FRAC_TELEGRAM_CHAT_ID", "").strip()
+    if not token and not chat:
+        return
+    if not chat:
+        raise ConfigError("FRAC_TELEGRAM_CHAT_ID", "is not set while FRAC_TELEGRAM_TOKEN is; Telegram needs both: "
+                                                   "set it to the id of the chat the bot reports to")  # fmt: skip
+    if not token:
+        raise ConfigError("FRAC_TELEGRAM_TOKEN", "is not set while FRAC_TELEGRAM_CHAT_ID is; Telegram needs both: "
+                                                 "set it to the token BotFather gave your bot")  # fmt: skip
+    if not _TELEGRAM_TOKEN.match(token):
+        raise ConfigError("FRAC_TELEGRAM_TOKEN", "is not a bot token (the value is not shown); BotFather's look "
+                                                 "like <digits>:<about 35 letters, digits, - and _>")  # fmt: skip
+    if not _CHAT_ID.match(chat) or int(chat) == 0:
+        raise ConfigError("FRAC_TELEGRAM_CHAT_ID", f"{show_value(chat)} is not a chat id; use the chat's whole "
+                                                   "number, e.g. 123456789 (a group's is negative)")  # fmt: skip
+    values["telegram_token"], values["telegram_chat_id"] = Secret(token), int(chat)

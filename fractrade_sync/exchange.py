@@ -46,6 +46,16 @@ def _asset_data(user: str, coin: str) -> dict:
     return {"type": "activeAssetData", "user": user, "coin": coin}
 
 
+def _tell(hook: Callable[[str, str, str], None], path: str, payload: dict, status: str) -> None:
+    """Tell on_request of a request: its type (the info type, or the signed action's); never raises."""
+    try:
+        action = payload.get("action")
+        kind = action.get("type") if isinstance(action, dict) else payload.get("type")
+        hook(path, kind if isinstance(kind, str) else "other", status)
+    except Exception:
+        logging.getLogger("fractrade_sync.exchange").debug("on_request failed", exc_info=True)
+
+
 class HyperliquidClient:
     """Reads and signed writes; used by one thread at a time (the worker; `check` before any)."""
 
@@ -62,6 +72,8 @@ class HyperliquidClient:
         self._meta_at = float("-inf")  # monotonic time meta was last loaded
         self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read)
         self.clock_offset: float | None = None  # seconds the exchange's clock is ahead of ours (None: not measured)
+        # told of every request (path, its type, the HTTP status or 'network' / 'not_sent'): metrics; must be cheap
+        self.on_request: Callable[[str, str, str], None] | None = None
         self._clock_warned_at = self._clock_measured_at = float("-inf")
         timeouts = (min(3.05, settings.http_timeout), settings.http_timeout)
         # requests re-reads proxy and CA-bundle variables on every request: read them once, now
@@ -87,9 +99,15 @@ class HyperliquidClient:
         try:
             status, body = self.http.post(path, payload, on_sent)
         except NotSent as exc:  # the connection could not even be opened: nothing left this process
+            if self.on_request is not None:
+                _tell(self.on_request, path, payload, "not_sent")
             raise TransientError(f"network: {exc}", in_flight=False) from None
         except (OSError, http.client.HTTPException) as exc:
+            if self.on_request is not None:
+                _tell(self.on_request, path, payload, "network")
             raise TransientError(f"network: {type(exc).__name__}") from None
+        if self.on_request is not None:
+            _tell(self.on_request, path, payload, str(status))
         text = body.decode("utf-8", "replace")
         if status == 429:  # refused at the door: nothing was applied
             raise TransientError("HTTP 429: rate limited by the exchange", in_flight=False)

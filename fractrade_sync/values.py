@@ -256,7 +256,7 @@ def _secret_values(opt: Mapping[str, str]) -> tuple[str, ...]:
     """What no message may quote: the values of secret-named variables, URL credentials, a webhook's token."""
     names = [k for k in opt if _SECRET_NAME.search(k) and not _NOT_SECRET_NAME.search(k)]
     values = {opt[k].strip() for k in names if opt[k].strip()}
-    for var in ("HYPERLIQUID_API_URL", "FRAC_WS_URL", *_PROXY_VARS):
+    for var in ("HYPERLIQUID_API_URL", "FRAC_WS_URL", "FRAC_TELEGRAM_API_URL", *_PROXY_VARS):
         values.update(url_credentials(opt.get(var, "").strip()))
     notify = opt.get("FRAC_NOTIFY_URL", "").strip()
     values.add(_URL_PARTS.match(notify)["rest"] if notify else "")
@@ -291,3 +291,42 @@ def parse_fraction(raw: str, var: str, below: str = "0.5") -> Decimal:
     if value >= Decimal(below):
         raise ConfigError(var, f"{show_value(raw)} is a fraction (0.01 = 1%) and must be < {below}")
     return value
+
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def parse_listen_addr(raw: str, var: str) -> tuple[str, int]:
+    """`host:port` to listen on (a name, an IPv4 address or a bracketed IPv6 one; `:port` alone is 127.0.0.1)."""
+    text, use = raw.strip(), "use host:port, e.g. 127.0.0.1:9108 (or :9108 for 127.0.0.1)"
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise ConfigError(var, f"{show_value(raw)} is not host:port; {use}")
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+        raise ConfigError(var, f"{show_value(raw)}: the port must be a number from 1 to 65535; {use}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(var, f"{show_value(raw)}: not an IPv6 address in brackets; {use}") from None
+        return host, int(port)
+    if not host:
+        return "127.0.0.1", int(port)
+    labels = host.split(".")
+    numeric = all(label.isdigit() for label in labels)  # then it must be an IPv4 address, not a name
+    if ":" in host or len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels) or \
+            (numeric and not _is_ipv4(host)):  # fmt: skip
+        raise ConfigError(var, f"{show_value(raw)}: the host is not a name or an IP address (an IPv6 address goes "
+                               f"in brackets: [::1]:9108); {use}")  # fmt: skip
+    if any(_key_shaped(label) for label in labels) or _key_shaped(host):
+        raise ConfigError(var, f"the host looks like a key or token (the value is not shown); {use}")
+    return host, int(port)
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+        return True
+    except ValueError:
+        return False
