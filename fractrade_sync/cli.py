@@ -42,7 +42,8 @@ examples:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env-file", type=Path, help="the .env file to read (default: ./.env)")
+    parser.add_argument("--env-file", type=Path, metavar="PATH",
+                        help="read this agent's env file instead of ./.env; it must exist (else exit 78)")
     parser.add_argument("--state-dir", help="journal and heartbeat directory (FRAC_STATE_DIR)")
 
 
@@ -58,7 +59,8 @@ def _service_flags(parser: argparse.ArgumentParser) -> None:
 
 
 EXAMPLES = {
-    "run": "  fractrade-sync run\n  fractrade-sync run --dry-run --log-format json\n",
+    "run": "  fractrade-sync run\n  fractrade-sync run --env-file /etc/fractrade-sync/agent-a.env\n"
+           "  fractrade-sync run --dry-run --log-format json\n",
     "check": "  fractrade-sync check\n  fractrade-sync check --env-file /etc/fractrade/.env\n",
     "status": "  fractrade-sync status\n  fractrade-sync status --json -n 100 | jq '.counts'\n",
     "health": "  fractrade-sync health || echo restart it\n  fractrade-sync health --max-age 30\n",
@@ -137,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .service import FractradeExecutor
 
-    settings = load_settings(_flags(args), env_file=args.env_file)
+    settings = load_settings(_flags(args), env_file=_env_file(args))
     setup_logging(settings.log_level, settings.log_format, settings.secrets)
     try:
         return FractradeExecutor(settings).run()
@@ -150,9 +152,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+def _env_file(args: argparse.Namespace) -> Path | None:
+    """--env-file: it replaces ./.env, so one that is not there (a typo, one agent too many) is an error, not an
+    empty file: every command would silently run with another agent's settings, or with none."""
+    path = args.env_file
+    if path is None:
+        return None
+    if not path.is_file():
+        raise ConfigError("--env-file", f"{path.absolute()}: {'not a file' if path.exists() else 'no such file'}")
+    if not os.access(path, os.R_OK):
+        raise ConfigError("--env-file", f"{path.absolute()}: not readable by this user (uid {os.getuid()})")
+    return path
+
+
 def _paths(args: argparse.Namespace) -> StatePaths:
     """The state paths a command acts on (status, health and the kill switch need no secrets)."""
-    env = merged_env(env_file=args.env_file)
+    env = merged_env(env_file=_env_file(args))
     raw = args.state_dir or env.get("FRAC_STATE_DIR", "").strip()
     return StatePaths(Path(raw).expanduser() if raw else default_state_dir())
 
@@ -308,7 +323,7 @@ def _runs_fractrade_sync(pid: int) -> bool:
 def cmd_send(args: argparse.Namespace) -> int:
     from .sendfile import send_file
 
-    settings = load_settings(_flags(args), env_file=args.env_file, require_ws=False)
+    settings = load_settings(_flags(args), env_file=_env_file(args), require_ws=False)
     setup_logging(settings.log_level, settings.log_format, settings.secrets)
     return send_file(settings, args.file)
 
@@ -316,7 +331,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .check import run_check
 
-    settings = load_settings(_flags(args), env_file=args.env_file)
+    settings = load_settings(_flags(args), env_file=_env_file(args))
     setup_logging("WARNING", "text", settings.secrets)
     return run_check(settings)
 

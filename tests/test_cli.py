@@ -117,14 +117,16 @@ def test_every_command_has_help_with_examples(capsys):
 
 # ---- which process is the service: `pid`, and what the kill switch says about it ---------------------------------
 @contextlib.contextmanager
-def running_service(env: dict[str, str], cwd: Path):
+def running_service(env: dict[str, str], cwd: Path, argv: list[str] | None = None):
     """`python -m fractrade_sync run` for real; yields its process once `pid` names it; stops it in order."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
+    argv = argv or ["run"]
     with open(cwd / "service.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync", "run"], env={**base, **env}, cwd=cwd,
+        proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync", *argv], env={**base, **env}, cwd=cwd,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
+    pid_argv = ["pid", *argv[argv.index("--env-file"):][:2]] if "--env-file" in argv else ["pid"]
     try:
-        wait_for(lambda: run_cli(["pid"], env, cwd).stdout.strip() == str(proc.pid) or proc.poll() is not None,
+        wait_for(lambda: run_cli(pid_argv, env, cwd).stdout.strip() == str(proc.pid) or proc.poll() is not None,
                  timeout=30, interval=0.2, what="`pid` to name the service")  # fmt: skip
         assert proc.poll() is None, (cwd / "service.log").read_text()
         yield proc
@@ -223,3 +225,71 @@ def test_live_service_pid_without_fdinfo_falls_back_to_the_lock_and_the_command_
                 assert cli.live_service_pid(paths) == (None if fdinfo else named.pid)
             finally:
                 lock.release()
+
+
+# ---- --env-file: one agent's settings, in place of ./.env --------------------------------------------------------
+def write_env_file(path: Path, env: dict[str, str]) -> Path:
+    path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    path.chmod(0o600)
+    return path
+
+
+def test_env_file_replaces_dot_env_for_every_command(env, tmp_path, sim, signals, wallet):
+    # ./.env is another agent's (a bad URL, another state dir): with --env-file nothing of it is read
+    decoy_state = tmp_path / "decoy-state"
+    write_env_file(tmp_path / ".env", {**env, "FRAC_WS_URL": "ftp://decoy.example", "FRAC_STATE_DIR": str(decoy_state),
+                                       "HYPERLIQUID_PUBLIC_ADDRESS": "not-an-address"})  # fmt: skip
+    state = tmp_path / "agent-a-state"
+    agent = write_env_file(tmp_path / "agent-a.env", {**env, "FRAC_STATE_DIR": str(state)})
+    flag = ["--env-file", agent.name]  # relative to the working directory
+    assert run_cli(["check"], {}, tmp_path).returncode == 78  # the decoy is bad: it would fail every command
+    check = run_cli(["check", *flag], {}, tmp_path)
+    assert check.returncode == 0 and "trading     ok" in check.stdout, check.stdout + check.stderr
+
+    with running_service({}, tmp_path, ["run", *flag]) as service:
+        pid = run_cli(["pid", *flag], {}, tmp_path)
+        assert pid.returncode == 0 and pid.stdout == f"{service.pid}\n", pid
+        health = wait_for(lambda: (r := run_cli(["health", *flag], {}, tmp_path)).returncode == 0 and r, timeout=20,
+                          interval=0.2, what="health OK")  # fmt: skip
+        assert f"healthy: pid {service.pid}" in health.stdout, health
+        kill = run_cli(["kill-switch", "on", *flag], {}, tmp_path)
+        assert f"in {state} (the service running there, pid {service.pid}, refuses" in kill.stdout, kill
+        assert run_cli(["kill-switch", "off", *flag], {}, tmp_path).returncode == 0
+        signals.push(trade_frame())
+        wait_for(lambda: sim.applied_orders(wallet.address), what="the order")
+    actions = tmp_path / "actions.jsonl"
+    actions.write_text(json.dumps(trade_frame(symbol="ETH", size="0.1")) + "\n")
+    assert run_cli(["send", str(actions), *flag], {}, tmp_path).returncode == 0
+    status = run_cli(["status", "--json", *flag], {}, tmp_path)
+    assert json.loads(status.stdout)["counts"] == {"filled": 2}, status
+    assert [o["coin"] for o in sim.applied_orders(wallet.address)] == ["BTC", "ETH"]
+    assert not decoy_state.exists() and not (state / "KILL").exists()
+    # without a command it is `run`, as every other flag
+    assert run_cli(["--env-file", "missing.env"], {}, tmp_path).returncode == 78
+
+
+def test_a_missing_env_file_is_a_configuration_error_naming_it(env, tmp_path):
+    write_env_file(tmp_path / ".env", env)  # a usable ./.env is no fallback
+    missing = tmp_path / "agents" / "agent-b.env"
+    (tmp_path / "a-directory.env").mkdir()
+    commands = (["run"], ["check"], ["status"], ["health"], ["pid"], ["send", "actions.jsonl"], ["kill-switch", "on"])
+    for command in commands:
+        result = run_cli([*command, "--env-file", "agents/agent-b.env"], {}, tmp_path)
+        assert result.returncode == 78, (command, result)
+        assert result.stderr == f"fractrade-sync: configuration error: --env-file: {missing}: no such file\n", command
+        assert result.stdout == ""
+        nodir = run_cli([*command, "--env-file", "a-directory.env"], {}, tmp_path)
+        assert nodir.returncode == 78 and f"--env-file: {tmp_path / 'a-directory.env'}: not a file" in nodir.stderr
+    assert not Path(env["FRAC_STATE_DIR"]).exists()  # nothing ran, nothing was created, no kill switch was set
+
+
+def test_an_unreadable_env_file_is_a_configuration_error(env, tmp_path, monkeypatch, capsys):
+    # (as root every file is readable: the check is played by denying read access)
+    from fractrade_sync import cli
+
+    path = write_env_file(tmp_path / "agent-a.env", env)
+    real_access = os.access
+    monkeypatch.setattr(cli.os, "access", lambda p, mode: False if Path(p) == path else real_access(p, mode))
+    assert cli.main(["health", "--env-file", str(path)]) == 78
+    err = capsys.readouterr().err
+    assert f"configuration error: --env-file: {path}: not readable by this user (uid {os.getuid()})" in err
