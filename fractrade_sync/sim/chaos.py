@@ -157,6 +157,7 @@ class Chaos:
         sent = self.new_frame(stale=event == "stale")
         sent.events.append(event)
         self.sent.append(sent)
+        sim.reset_faults()  # each step's faults are its own: one nobody consumed does not pile up for a later start
         if event in ("500", "429"):
             sim.inject(event, self.rng.randint(1, 7), path=self.rng.choice(("/exchange", "/exchange", "/info")))
         elif event in ("timeout", "drop", "html"):
