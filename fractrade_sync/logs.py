@@ -105,3 +105,11 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[
     for name in ("urllib3", "websocket"):
         logging.getLogger(name).setLevel(third_party)
     return handler
+
+
+def setup_logging_unless_configured(level: str, fmt: str, secrets: Iterable[str] = ()) -> logging.Handler | None:
+    """A script that embeds the service and configured no logging (the root logger has no handler) gets what the CLI
+    sets up: LOGLEVEL, LOG_FORMAT, secrets redacted. A script that configured logging keeps its own: None."""
+    if logging.getLogger().handlers:
+        return None
+    return setup_logging(level, fmt, secrets)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import json
 import logging
 import os
 import time
 from typing import Any, Callable, Mapping, Sequence, Union
 
-from .actions import Action
-from .config import Settings
+from .actions import Action, parse_frame
+from .config import ConfigError, Settings
 from .exchange import TransientError
 from .execution import Execution, Refused
 from .journal import Journal, Resumed, Unwritable
@@ -22,14 +25,51 @@ FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this mach
 UNCLEAN_MARGIN = 2.0
 RECHECK_EVERY = 30.0  # seconds between two attempts to settle an action whose outcome the exchange has not told
 Hook = Callable[["ActionConfig"], Any]
+# kind -> the seed's name of its hook, the executor's overridable handle_* method
+HOOKS = {"trade": "handle_hyperliquid_perp_trade", "stop_loss": "handle_set_hyperliquid_perp_stop_loss",
+         "take_profit": "handle_set_hyperliquid_perp_take_profit"}  # fmt: skip
 
 
 class ActionConfig(dict):
-    """The action's raw `config` dict (the seed's hook argument), carrying the parsed Action."""
+    """The action's raw `config` dict (the seed's hook argument), carrying the parsed Action. A copy, all the way
+    down: the hook may change it in place, and the action's own config still says what came."""
 
     def __init__(self, action: Action):
-        super().__init__(action.config)
+        super().__init__(_copy(action.config))
         self.action = action
+
+
+_NESTED = (dict, list)
+
+
+def _copy(value: dict | list) -> dict | list:
+    """A JSON object's or array's copy, all the way down (strings, numbers, Decimals are immutable)."""
+    if isinstance(value, dict):
+        return {name: _copy(item) if isinstance(item, _NESTED) else item for name, item in value.items()}
+    return [_copy(item) if isinstance(item, _NESTED) else item for item in value]
+
+
+def with_identity(action: Action, original: Action) -> Action:
+    """`action` as a hook changed it, with the identity of the action it handles: its key (and so its cloid), event,
+    timestamp, receive time and frame. The journal, the duplicate check and the exchange's cloid all see one action,
+    whatever the hook changed."""
+    same = dataclasses.replace(action, event_id=original.event_id, timestamp=original.timestamp,
+                               received_at=original.received_at, frame=original.frame)  # fmt: skip
+    vars(same)["key"] = original.key  # Action.key is a cached_property: the key is its identity, the cloid its prefix
+    if same.key != original.key or same.cloid != original.cloid:
+        raise RuntimeError("Action.key is no longer a cached_property: a hook's changed config cannot keep the "
+                           "action's identity; nothing was sent")  # fmt: skip
+    return same
+
+
+def refuse_coroutine_hooks(executor: object) -> None:
+    """ConfigError when a synchronous executor has an `async def` hook (its coroutine would never run)."""
+    names = [name for name in HOOKS.values() if inspect.iscoroutinefunction(getattr(executor, name))]
+    if names:
+        where = type(executor).__name__ + "." + ", ".join(names)
+        raise ConfigError(where, "an `async def` hook needs the asyncio face of the service: use `from "
+                                 "fractrade_sync.aio import FractradeExecutor` (this class calls its hooks "
+                                 "synchronously on the worker thread)")  # fmt: skip
 
 
 class Pipeline:
@@ -50,10 +90,13 @@ class Pipeline:
         self.on_storage = on_storage
         self.logger = logging.getLogger("fractrade_sync")
         self._kill_switch = os.fspath(settings.paths.kill_switch)
+        self.current: Action | None = None  # the action a hook is handling now (worker thread)
+        self.executed: Action | None = None  # what it executes, when the hook changed its config
 
     def __call__(self, item: Item) -> bool:
         """Decide, journal and report one action; False when it is left for the next start (a stop came first)."""
         action = item.action if isinstance(item, Resumed) else item
+        self.executed = None
         try:
             outcome = self.decide(item)
         except Unfinished as exc:  # it stays 'received' or 'submitting' in the journal; the next start settles it
@@ -62,6 +105,8 @@ class Pipeline:
         except Unwritable as exc:  # before its order left: nothing was sent
             outcome = Outcome(FAILED, f"not executed: {exc}")
             self.on_storage(str(exc))
+        if self.executed is not None:  # as a hook changed it: the same key, and what the exchange got
+            action = self.executed
         try:
             self.journal.finish(action, outcome)
         except Unwritable as exc:  # what happened is still told, on every channel
@@ -150,10 +195,35 @@ class Pipeline:
             return f"kill switch is on ({self.settings.paths.kill_switch}): opening trades are refused"
         return None
 
+    def action_for(self, config: Mapping[str, Any], action_id: str) -> Action:
+        """The Action a hook's config means (the base hooks execute this): as the hook passed it on, changed or not,
+        with the identity of the action being handled, so it still executes once; Refused when the change made it
+        invalid or the trader's guards refuse it."""
+        original = self.current if self.current is not None else getattr(config, "action", None)
+        if isinstance(original, Action) and original.action_id == action_id and config == original.config:
+            return original  # unchanged: the action as it came
+        frame = json.dumps({"type": "ACTION", "data": {"action_id": action_id, "config": config}}, default=str)
+        parsed = parse_frame(frame, original.received_at if isinstance(original, Action) else self.clock())
+        if not isinstance(parsed, Action):
+            raise Refused(f"the hook's config: {getattr(parsed, 'reason', 'not an action')}")
+        if not isinstance(original, Action):  # called outside the pipeline: a new action
+            return parsed
+        executed = with_identity(parsed, original)
+        refusal = self.guard(executed)
+        if refusal:
+            raise Refused(refusal)
+        self.executed = executed
+        return executed
+
     def _run_hook(self, action: Action) -> Outcome:
         """Call the action's hook; what it raises or returns becomes the outcome."""
+        self.current = action
         try:
             result = self.hooks[action.kind](ActionConfig(action))
+            if inspect.isawaitable(result):  # an async hook on the synchronous class: it never ran
+                getattr(result, "close", lambda: None)()
+                return Outcome(FAILED, "the hook returned a coroutine (nothing was executed); for async hooks use "
+                                       "`from fractrade_sync.aio import FractradeExecutor`")  # fmt: skip
         except Refused as exc:
             return Outcome(REJECTED, str(exc))
         except (Unfinished, Unwritable):
@@ -163,6 +233,8 @@ class Pipeline:
         except Exception as exc:
             self.logger.exception("%s failed", action.describe())
             return Outcome(FAILED, f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            self.current = None
         if isinstance(result, Outcome):
             return result
         placed = "handled by a custom hook" if result else "handled by a custom hook that placed no order"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -11,16 +10,17 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action, parse_frame
+from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
 from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
 from .exchange import HyperliquidClient
-from .execution import Execution, Refused
+from .execution import Execution
 from .heartbeat import remove_heartbeat
 from .journal import Journal
+from .logs import setup_logging_unless_configured
 from .market import MidsFeed
 from .notify import Notifier
 from .outcome import Outcome
-from .pipeline import Pipeline
+from .pipeline import HOOKS, Pipeline, refuse_coroutine_hooks
 from .receiver import Intake, Receiver
 from .state import StateLock, ensure_private_dir
 from .watchdog import Watchdog
@@ -35,6 +35,7 @@ class FractradeExecutor:
     """The service. Override the three handle_* hooks to change what an action does (worker thread)."""
 
     fatal_errors: tuple[type[Exception], ...] = (ConfigError,)
+    async_hooks = False  # `async def` hooks are refused at start (fractrade_sync.aio runs them)
 
     def __init__(self, settings: Settings | None = None, *, clock: Callable[[], float] = time.time):
         self.settings = settings if settings is not None else load_settings()  # no argument: the environment
@@ -47,6 +48,7 @@ class FractradeExecutor:
         self.fatal: Exception | None = None
         self.journal: Journal | None = None
         self.feed = self.client = self.execution = self.intake = self.worker = self.receiver = self.watchdog = None
+        self.pipeline: Pipeline | None = None
         self._lock = StateLock(self.settings.paths.lock)
         self._wake = threading.Event()
         self._signals: list[int] = []
@@ -65,6 +67,10 @@ class FractradeExecutor:
     def start(self, receive: bool = True) -> FractradeExecutor:
         """Open the journal (recovering what the last run left), build the parts, start the threads."""
         settings = self.settings
+        if not self.async_hooks:
+            refuse_coroutine_hooks(self)  # before anything is opened or connected
+        # a script that embeds the service and configured no logging gets the CLI's (LOGLEVEL, LOG_FORMAT, redaction)
+        setup_logging_unless_configured(settings.log_level, settings.log_format, settings.secrets)
         ensure_private_dir(settings.state_dir)
         if not self._lock.acquire():
             raise ConfigError("FRAC_STATE_DIR", f"another fractrade-sync is running with {settings.state_dir}; "
@@ -77,11 +83,9 @@ class FractradeExecutor:
         self.client = client = HyperliquidClient(settings, self.feed)
         self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
         self.execution = Execution(settings, client, self.journal, self.logger, self.clock, self.stopping)
-        hooks = {"trade": self.handle_hyperliquid_perp_trade, "stop_loss": self.handle_set_hyperliquid_perp_stop_loss,
-                 "take_profit": self.handle_set_hyperliquid_perp_take_profit}  # fmt: skip
         listeners = [self.notifier.outcome] if self.notifier is not None else []
-        pipeline = Pipeline(settings, self.journal, self.execution, hooks, listeners, self.clock, unclean_since,
-                            self._storage)  # fmt: skip
+        self.pipeline = pipeline = Pipeline(settings, self.journal, self.execution, self._hooks(), listeners,
+                                            self.clock, unclean_since, self._storage)  # fmt: skip
         self.worker = Worker(self.queue, pipeline, prepare=client.prepare, idle=(client.keep_warm, pipeline.recheck),
                              on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping)  # fmt: skip
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock, self._storage)
@@ -217,26 +221,20 @@ class FractradeExecutor:
         self._wake.set()
 
     # ---- the seed's hooks (worker thread) ----------------------------------------------------------
+    # A hook may change the config (in place, or a changed copy) it passes on: that is what executes, under the
+    # action's own key and cloid (Pipeline.action_for), so it still executes once.
+    def _hooks(self) -> dict[str, Callable[[Any], Any]]:
+        """The pipeline's hooks: kind -> this object's handle_* method."""
+        return {kind: getattr(self, name) for kind, name in HOOKS.items()}
+
     def handle_hyperliquid_perp_trade(self, config: Mapping[str, Any]) -> Outcome:
         """Execute a trade: a marketable IOC order."""
-        return self.execution.trade(_action_of(config, TRADE, self.clock))
+        return self.execution.trade(self.pipeline.action_for(config, TRADE))
 
     def handle_set_hyperliquid_perp_stop_loss(self, config: Mapping[str, Any]) -> Outcome:
         """Set (replace) the stop loss of a position."""
-        return self.execution.protect(_action_of(config, STOP_LOSS, self.clock), "sl")
+        return self.execution.protect(self.pipeline.action_for(config, STOP_LOSS), "sl")
 
     def handle_set_hyperliquid_perp_take_profit(self, config: Mapping[str, Any]) -> Outcome:
         """Set (replace) the take profit of a position."""
-        return self.execution.protect(_action_of(config, TAKE_PROFIT, self.clock), "tp")
-
-
-def _action_of(config: Mapping[str, Any], action_id: str, clock: Callable[[], float]) -> Action:
-    """The Action behind a hook's config (a plain dict from user code is parsed like a frame)."""
-    action = getattr(config, "action", None)
-    if isinstance(action, Action):
-        return action
-    frame = json.dumps({"type": "ACTION", "data": {"action_id": action_id, "config": config}}, default=str)
-    parsed = parse_frame(frame, clock())
-    if not isinstance(parsed, Action):
-        raise Refused(getattr(parsed, "reason", "not an action"))
-    return parsed
+        return self.execution.protect(self.pipeline.action_for(config, TAKE_PROFIT), "tp")

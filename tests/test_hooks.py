@@ -1,0 +1,132 @@
+"""The synchronous hooks: what a hook passes on is what executes, under the action's own key and cloid."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from fractrade_sync.config import ConfigError, settings_from_mapping
+from fractrade_sync.outcome import FAILED, FILLED, REJECTED, RESTING
+from fractrade_sync.pipeline import HOOKS
+from fractrade_sync.service import FractradeExecutor
+from tests.conftest import key_of, protect_frame, run_frame, trade_frame
+
+KINDS = ("trade", "stop_loss", "take_profit")
+MODES = ("in_place", "copy", "unchanged")
+TRIGGERS = {"stop_loss": "48500", "take_profit": "55000"}
+
+
+def change(config, mode: str, **position):
+    """The config a hook passes on: changed in place, a changed plain-dict copy, or the same."""
+    if mode == "unchanged":
+        return config
+    passed = config if mode == "in_place" else copy.deepcopy(dict(config))
+    assert mode == "in_place" or type(passed) is dict
+    passed["position"].update(position)
+    return passed
+
+
+def halving(kind: str, mode: str) -> type[FractradeExecutor]:
+    """A subclass whose `kind` hook halves the size (in place or in a copy), or passes the config on unchanged."""
+    name = HOOKS[kind]
+
+    def hook(self, config):
+        self.seen.append(config)
+        half = str(Decimal(str(config["position"]["size"])) / 2)
+        return getattr(super(cls, self), name)(change(config, mode, size=half))
+
+    cls = type(f"Halving_{kind}_{mode}", (FractradeExecutor,), {name: hook, "seen": []})
+    return cls
+
+
+def action_frame(kind: str, size: str) -> dict:
+    if kind == "trade":
+        return trade_frame(size=size)
+    return protect_frame(kind, trigger=TRIGGERS[kind], size=size)
+
+
+def orders_of(sim, wallet, key: str) -> list[dict]:
+    cloid = "0x" + key[:32]
+    return [o for o in sim.applied_orders(wallet.address) if o["cloid"] == cloid]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_hook_changes_what_executes_and_the_action_keeps_its_key_and_cloid(kind, mode, make_service, sim, signals,
+                                                                             wallet):  # fmt: skip
+    service = make_service(halving(kind, mode))
+    if kind != "trade":  # a position to protect, opened through the trade hook (not overridden here)
+        assert run_frame(service, signals, trade_frame(size="0.04"))["state"] == FILLED
+    frame = action_frame(kind, "0.02")
+    key = key_of(frame)
+    row = run_frame(service, signals, frame)
+    assert row["state"] == (FILLED if kind == "trade" else RESTING), row
+    assert row["key"] == key and row["cloid"] == "0x" + key[:32]
+    (order,) = orders_of(sim, wallet, key)  # the original action's cloid
+    assert order["sz"] == ("0.02" if mode == "unchanged" else "0.01")
+    assert service.seen and service.seen[-1].action.key == key
+    # a redelivery of the same frame is a duplicate: still one order, one journal row
+    signals.push(frame)
+    marker = run_frame(service, signals, trade_frame(size="0.02"))
+    assert marker["state"] == FILLED
+    assert len(orders_of(sim, wallet, key)) == 1
+    assert [r["key"] for r in service.journal.all()].count(key) == 1
+    assert len(sim.applied_orders(wallet.address)) == (2 if kind == "trade" else 3)  # (+ the position's trade)
+
+
+def test_a_change_that_makes_the_action_invalid_is_rejected_with_the_reason(make_service, sim, signals, wallet):
+    class Garbling(FractradeExecutor):
+        def handle_hyperliquid_perp_trade(self, config):
+            config["position"]["size"] = "abc"
+            return super().handle_hyperliquid_perp_trade(config)
+
+    service = make_service(Garbling)
+    row = run_frame(service, signals, trade_frame())
+    assert row["state"] == REJECTED
+    assert "position.size 'abc' is not a number" in row["reason"]
+    assert sim.applied_orders(wallet.address) == []
+
+
+def test_a_changed_config_is_held_to_the_traders_guards(make_service, sim, signals, wallet):
+    class Switching(FractradeExecutor):
+        def handle_hyperliquid_perp_trade(self, config):
+            return super().handle_hyperliquid_perp_trade(change(config, "copy", symbol="ETH"))
+
+    service = make_service(Switching, FRAC_ALLOWED_SYMBOLS="BTC")
+    row = run_frame(service, signals, trade_frame(symbol="BTC"))
+    assert row["state"] == REJECTED and row["reason"] == "symbol ETH is not in FRAC_ALLOWED_SYMBOLS"
+    assert sim.applied_orders(wallet.address) == []
+
+
+def test_an_async_hook_on_the_synchronous_class_is_refused_at_start(env, sim, signals):
+    class AsyncHooks(FractradeExecutor):
+        async def handle_set_hyperliquid_perp_take_profit(self, config):
+            return await super().handle_set_hyperliquid_perp_take_profit(config)
+
+    service = AsyncHooks(settings_from_mapping(env))
+    with pytest.raises(ConfigError) as caught:
+        service.start()
+    message = str(caught.value)
+    assert message.startswith("AsyncHooks.handle_set_hyperliquid_perp_take_profit: ")
+    assert "from fractrade_sync.aio import FractradeExecutor" in message
+    # before anything: no connection, no request, no state dir
+    assert signals.connections_total == 0
+    assert sim.request_count("/info") == 0 and sim.request_count("/exchange") == 0
+    assert not Path(env["FRAC_STATE_DIR"]).exists()
+
+
+def test_a_hook_that_returns_a_coroutine_fails_the_action_instead_of_skipping_it(make_service, sim, signals, wallet):
+    class Sneaky(FractradeExecutor):  # a plain def returning a coroutine: the start-up check cannot see it
+        def handle_hyperliquid_perp_trade(self, config):
+            return self._later(config)
+
+        async def _later(self, config):
+            raise AssertionError("never runs")
+
+    service = make_service(Sneaky)
+    row = run_frame(service, signals, trade_frame())
+    assert row["state"] == FAILED and "returned a coroutine" in row["reason"]
+    assert sim.applied_orders(wallet.address) == []
