@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
+from .channels import Channels
 from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
 from .exchange import HyperliquidClient
 from .execution import Execution
@@ -18,7 +19,6 @@ from .heartbeat import remove_heartbeat
 from .journal import Journal
 from .logs import setup_logging_unless_configured
 from .market import MidsFeed
-from .notify import Notifier
 from .outcome import Outcome
 from .pipeline import HOOKS, Pipeline, refuse_coroutine_hooks
 from .receiver import Intake, Receiver
@@ -43,8 +43,8 @@ class FractradeExecutor:
         self.logger = logging.getLogger("fractrade_sync")
         self.queue: queue.Queue = queue.Queue()
         self.stopping = threading.Event()  # set when a stop cuts the drain short: retry waits end, nothing new is sent
-        self.notifier = Notifier(self.settings.notify_url, self.settings.account_address) if self.settings.notify_url \
-            else None  # fmt: skip
+        self.channels = Channels(self)  # webhook, Telegram, status endpoint: each only when configured
+        self.notifier = self.channels.notifier
         self.fatal: Exception | None = None
         self.journal: Journal | None = None
         self.feed = self.client = self.execution = self.intake = self.worker = self.receiver = self.watchdog = None
@@ -71,6 +71,7 @@ class FractradeExecutor:
             refuse_coroutine_hooks(self)  # before anything is opened or connected
         # a script that embeds the service and configured no logging gets the CLI's (LOGLEVEL, LOG_FORMAT, redaction)
         setup_logging_unless_configured(settings.log_level, settings.log_format, settings.secrets)
+        self.channels.bind()  # the status endpoint's port first: one in use fails the start before anything opens
         ensure_private_dir(settings.state_dir)
         if not self._lock.acquire():
             raise ConfigError("FRAC_STATE_DIR", f"another fractrade-sync is running with {settings.state_dir}; "
@@ -83,15 +84,15 @@ class FractradeExecutor:
         self.client = client = HyperliquidClient(settings, self.feed)
         self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
         self.execution = Execution(settings, client, self.journal, self.logger, self.clock, self.stopping)
-        listeners = [self.notifier.outcome] if self.notifier is not None else []
-        self.pipeline = pipeline = Pipeline(settings, self.journal, self.execution, self._hooks(), listeners,
-                                            self.clock, unclean_since, self._storage)  # fmt: skip
+        self.pipeline = pipeline = Pipeline(settings, self.journal, self.execution, self._hooks(),
+                                            self.channels.listeners, self.clock, unclean_since,
+                                            self._storage)  # fmt: skip
         self.worker = Worker(self.queue, pipeline, prepare=client.prepare, idle=(client.keep_warm, pipeline.recheck),
                              on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping)  # fmt: skip
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock, self._storage)
         self.receiver = Receiver(settings, self.intake, self._on_connection)
         self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal, self._thread_failed,
-                                 storage=lambda: self.storage_problem)  # fmt: skip
+                                 storage=lambda: self.storage_problem, ticks=(self.channels.tick,))  # fmt: skip
         for item in resumed:  # oldest first, before anything new
             self.queue.put(item)
         self.logger.info(
@@ -103,7 +104,8 @@ class FractradeExecutor:
             " (DRY RUN: nothing is sent)" if settings.dry_run else "",
         )
         self._started = True
-        for part in (self.notifier, self.feed, self.worker, self.receiver if receive else None, self.watchdog):
+        self.channels.start(client)
+        for part in (self.feed, self.worker, self.receiver if receive else None, self.watchdog):
             if part is not None:
                 part.start()
         return self
@@ -143,8 +145,7 @@ class FractradeExecutor:
             self.logger.warning("stopped with %d action(s) left in the journal; they resume at the next start", left)
         else:
             self.logger.info("stopped: nothing left to execute")
-        if self.notifier is not None:
-            self.notifier.stop(timeout=min(3.0, max(0.5, ends - time.monotonic())))
+        self.channels.stop(timeout=min(3.0, max(0.5, ends - time.monotonic())))
         return left
 
     def run(self) -> int:
@@ -178,8 +179,7 @@ class FractradeExecutor:
         if self._stopped or self.fatal is not None:
             return
         self.logger.error("%s: stopping (exit 1) so that the supervisor restarts the service", problem)
-        if self.notifier is not None:
-            self.notifier.alert(problem)
+        self.channels.alert(problem)
         self.fail(ThreadFailure(problem))
 
     def _storage(self, problem: str | None) -> None:
@@ -193,8 +193,7 @@ class FractradeExecutor:
         if was is None:  # once per episode; every action refused meanwhile has its own ERROR line
             self.logger.error("%s; free space in %s (actions are not executed until then)", problem,
                               self.settings.state_dir)  # fmt: skip
-            if self.notifier is not None:
-                self.notifier.alert(f"{problem}; free space in {self.settings.state_dir}")
+            self.channels.alert(f"{problem}; free space in {self.settings.state_dir}")
 
     def accept_frame(self, frame: str | bytes) -> Action | None:
         """Take one frame as if received (`send`, scripts): the queued Action, or None."""
@@ -203,8 +202,7 @@ class FractradeExecutor:
     def _on_connection(self, up: bool, what: str) -> None:
         """The receiver's connection went down or came back."""
         self.logger.debug("connection %s", what)
-        if self.notifier is not None:
-            self.notifier.connection(up, what)
+        self.channels.connection(up, what)
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

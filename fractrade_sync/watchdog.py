@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .config import Settings
 from .heartbeat import write_heartbeat
@@ -28,12 +28,14 @@ class Watchdog:
 
     def __init__(self, settings: Settings, receiver: Receiver, worker: Worker, actions: queue.Queue,
                  journal: Journal, on_failure: Callable[[str], None], interval: float = 1.0,
-                 storage: Callable[[], str | None] = lambda: None):  # fmt: skip
+                 storage: Callable[[], str | None] = lambda: None,
+                 ticks: Sequence[Callable[[], None]] = ()):  # fmt: skip
         self.settings = settings
         self.receiver, self.worker, self.queue, self.journal = receiver, worker, actions, journal
         self.on_failure = on_failure  # a thread died or is stuck: the service stops with a non-zero exit
         self.interval = interval
         self.storage = storage  # why the journal cannot be written now, or None
+        self.ticks = tuple(ticks)  # run every check (the operator channels' kill switch and clock watch)
         self.logger = logging.getLogger("fractrade_sync.watchdog")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog")
@@ -70,6 +72,8 @@ class Watchdog:
         if now - self._last_beat >= self.settings.heartbeat_interval:
             self._last_beat = now
             write_heartbeat(self.settings.paths.heartbeat, self.status())
+        for tick in self.ticks:
+            tick()
         if now - self._last_checkpoint >= CHECKPOINT_EVERY:
             self._last_checkpoint = now
             self.journal.checkpoint()  # off the order path: the hot connections never checkpoint

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, TextIO
+from typing import Callable, Mapping, TextIO
 
 from eth_account import Account
 
@@ -57,9 +58,17 @@ def script() -> list[Step]:
     ]
 
 
-def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20.0) -> int:
-    """Run the scripted session against local servers; print the timeline; 0 when every step finished."""
+# the operator's channels a demo may be pointed at (from the environment): a Telegram chat, a Prometheus scrape
+OPERATOR_VARS = ("FRAC_TELEGRAM_TOKEN", "FRAC_TELEGRAM_CHAT_ID", "FRAC_TELEGRAM_API_URL", "FRAC_STATUS_ADDR",
+                 "FRAC_NOTIFY_URL")  # fmt: skip
+
+
+def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20.0,
+             environ: Mapping[str, str] | None = None) -> int:  # fmt: skip
+    """Run the scripted session against local servers; print the timeline; 0 when every step finished. The
+    operator's channels set in the environment (OPERATOR_VARS) show the session too."""
     out = out or sys.stdout
+    environ = os.environ if environ is None else environ
     wallet = Account.create()
     token = secrets.token_urlsafe(24)
     with (
@@ -76,19 +85,27 @@ def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20
             "HYPERLIQUID_API_URL": sim.url,
             "HYPERLIQUID_ENV": "testnet",
             "FRAC_STATE_DIR": state,
+            **{var: environ[var] for var in OPERATOR_VARS if environ.get(var)},
         }
         settings = settings_from_mapping(env)
         handler = None if quiet else setup_logging("INFO", "text", settings.secrets)
+        ours, level = logging.getLogger("fractrade_sync"), logging.getLogger("fractrade_sync").level
         if quiet:
-            logging.getLogger("fractrade_sync").setLevel(logging.ERROR)
+            ours.setLevel(logging.ERROR)
         print(f"demo: simulated Hyperliquid at {sim.url}, Fractrade signals at {signals.url}", file=out)
-        print(f"demo: throwaway account {wallet.address} with $10,000 (no real keys, no network)\n", file=out)
+        print(f"demo: throwaway account {wallet.address} with $10,000 (no real keys, no network)", file=out)
+        if settings.status_addr:
+            print(f"demo: status endpoint http://{settings.status_addr[0]}:{settings.status_addr[1]}/metrics", file=out)
+        if settings.telegram_token:
+            print(f"demo: reporting to Telegram chat {settings.telegram_chat_id}", file=out)
+        print(file=out)
         service = FractradeExecutor(settings).start()
         ok = False
         try:
             ok = _play(service, sim, signals, wallet.address, out, timeout)
         finally:
             service.stop()
+            ours.setLevel(level)  # (an embedding process, or the next test, gets its logging back)
             if handler is not None:
                 logging.getLogger().removeHandler(handler)
     return EXIT_OK if ok else EXIT_FAILURE

@@ -1,0 +1,133 @@
+"""The operator's channels: the webhook, Telegram and the status endpoint, each on only when configured; the service
+tells them its events here, in one place (an outcome, the connection lost or back, an alert, the kill switch, the
+clock). None of them is on the order path: each sends from its own thread, and a slow one delays nothing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import requests
+
+from .exchange import CLOCK_WARN
+from .notify import Notifier
+from .statusd import for_service
+from .telegram import TelegramBot
+
+log = logging.getLogger("fractrade_sync.channels")
+
+
+class Channels:
+    """The webhook (FRAC_NOTIFY_URL), Telegram (FRAC_TELEGRAM_*) and the status endpoint (FRAC_STATUS_ADDR)."""
+
+    def __init__(self, service: Any):
+        settings = service.settings
+        self.service = service
+        self.notifier = Notifier(settings.notify_url, settings.account_address) if settings.notify_url else None
+        self.telegram = TelegramBot(settings, commands(service)) if settings.telegram_token else None
+        self.metrics, self.status = for_service(service) if settings.status_addr else (None, None)
+        self._kill_switch = os.fspath(settings.paths.kill_switch)
+        self._paused = False  # the kill switch as last seen (looked at start)
+        self._clock_said = False
+
+    @property
+    def listeners(self) -> list[Callable]:
+        """What hears each outcome: the pipeline's listeners."""
+        return [part.outcome for part in (self.notifier, self.telegram, self.metrics) if part is not None]
+
+    def bind(self) -> None:
+        """Before anything else is opened: the status endpoint's port (a port in use fails the start at once)."""
+        if self.status is not None:
+            self.status.start()
+
+    def start(self, client: Any) -> None:
+        self._paused = os.path.exists(self._kill_switch)
+        if self.metrics is not None:
+            client.on_request = self.metrics.request
+        for part in (self.notifier, self.telegram):
+            if part is not None:
+                part.start()
+
+    def connection(self, up: bool, what: str) -> None:
+        if self.notifier is not None:
+            self.notifier.connection(up, what)
+        self.event(f"Fractrade connection {'restored' if up else 'lost; reconnecting'} ({what})")
+
+    def alert(self, problem: str) -> None:
+        """Something needs a human: every channel says it."""
+        if self.notifier is not None:
+            self.notifier.alert(problem)
+        self.event(f"ALERT: {problem}")
+
+    def event(self, text: str) -> None:
+        if self.telegram is not None:
+            self.telegram.event(text)
+
+    def tick(self) -> None:
+        """Every second (the watchdog's thread): the kill switch changed (by the CLI, or /pause); the clock offset to
+        the exchange crossed a second."""
+        paused = os.path.exists(self._kill_switch)
+        if paused != self._paused:
+            self.event("kill switch ON: opening trades are refused" if paused else
+                       "kill switch off: opening trades are allowed again")  # fmt: skip
+        self._paused = paused
+        client = self.service.client
+        offset = None if client is None else client.clock_offset
+        if offset is not None and (abs(offset) > CLOCK_WARN) != self._clock_said:
+            self._clock_said = not self._clock_said
+            self.event(f"this machine's clock is {abs(offset):.1f}s {'behind' if offset > 0 else 'ahead of'} the "
+                       "exchange's: fix it (NTP)" if self._clock_said else "the clock is within a second of the "
+                       "exchange's again")  # fmt: skip
+
+    def stop(self, timeout: float) -> None:
+        for part in (self.notifier, self.telegram):
+            if part is not None:
+                part.stop(timeout=timeout)
+        if self.status is not None:
+            self.status.stop(timeout=1.0)
+
+
+def commands(service: Any) -> dict[str, Callable[[], str]]:
+    """What Telegram's /status, /pause and /resume do (on the bot's thread)."""
+    paths = service.settings.paths
+
+    def pause() -> str:
+        paths.kill_switch.write_text(f"kill switch set from Telegram at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        return "kill switch ON: opening trades are refused (stop losses, take profits and closes still run); /resume"
+
+    def resume() -> str:
+        paths.kill_switch.unlink(missing_ok=True)
+        return "kill switch off: opening trades are allowed"
+
+    return {"status": lambda: status_text(service), "pause": pause, "resume": resume}
+
+
+def status_text(service: Any, recent: int = 5) -> str:
+    """Connection, the worker, the kill switch, positions (one read of the exchange), the last actions."""
+    receiver, worker, settings = service.receiver, service.worker, service.settings
+    lines = [
+        f"Fractrade: {'connected' if receiver is not None and receiver.connected.is_set() else 'NOT connected'}; "
+        f"exchange {'ready' if worker is not None and worker.ready.is_set() else 'not ready'}; "
+        f"queue {service.queue.qsize()}; kill switch {'ON' if settings.paths.kill_switch.exists() else 'off'}",
+        f"positions: {positions_text(settings)}",
+    ]
+    journal = service.journal
+    for row in journal.recent(recent) if journal is not None else []:
+        side = f" {row['side']}" if row.get("side") else ""
+        lines.append(f"{row['action_id'].split('_')[-1].lower()}{side} {row.get('size') or ''} {row['symbol']}: "
+                     f"{row['state']}" + (f" ({row['reason'][:80]})" if row.get("reason") else ""))  # fmt: skip
+    return "\n".join(lines)
+
+
+def positions_text(settings: Any) -> str:
+    """The account's positions, read once over REST on the caller's thread (never the worker's connection)."""
+    try:
+        answer = requests.post(settings.api_url.rstrip("/") + "/info", timeout=5,
+                               json={"type": "clearinghouseState", "user": settings.account_address})  # fmt: skip
+        positions = [p["position"] for p in answer.json().get("assetPositions", [])]
+    except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"unknown ({type(exc).__name__})"
+    return ", ".join(f"{p['coin']} {p['szi']}" for p in positions) or "none"
+
