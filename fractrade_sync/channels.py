@@ -13,8 +13,6 @@ import requests
 
 from .exchange import CLOCK_WARN
 from .notify import Notifier
-from .statusd import for_service
-from .telegram import TelegramBot
 
 log = logging.getLogger("fractrade_sync.channels")
 
@@ -26,8 +24,15 @@ class Channels:
         settings = service.settings
         self.service = service
         self.notifier = Notifier(settings.notify_url, settings.account_address) if settings.notify_url else None
-        self.telegram = TelegramBot(settings, commands(service)) if settings.telegram_token else None
-        self.metrics, self.status = for_service(service) if settings.status_addr else (None, None)
+        self.telegram = self.metrics = self.status = None
+        if settings.telegram_token:  # (imported only when on: prometheus-client alone costs ~0.1 s of start-up)
+            from .telegram import TelegramBot
+
+            self.telegram = TelegramBot(settings, commands(service))
+        if settings.status_addr:
+            from .statusd import for_service
+
+            self.metrics, self.status = for_service(service)
         self._kill_switch = os.fspath(settings.paths.kill_switch)
         self._paused = False  # the kill switch as last seen (looked at start)
         self._clock_said = False
