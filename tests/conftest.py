@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import secrets
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import pytest
 from eth_account import Account
@@ -52,6 +55,40 @@ def protect_frame(kind="stop_loss", symbol="BTC", side="SELL", trigger="48500", 
     action_id = "SET_HYPERLIQUID_PERP_STOP_LOSS" if kind == "stop_loss" else "SET_HYPERLIQUID_PERP_TAKE_PROFIT"
     metadata = {"event_id": event_id or secrets.token_hex(8), "timestamp": int(time.time() * 1000)}
     return {"type": "action", "data": {"action_id": action_id, "config": {"position": position, "metadata": metadata}}}
+
+
+def hex_key(account) -> str:
+    """An eth_account account's key as 0x-hex (its .hex() has the 0x in some versions, not in others)."""
+    raw = account.key.hex()
+    return raw if raw.startswith("0x") else "0x" + raw
+
+
+@pytest.fixture
+def account():
+    """A throwaway key for configuration tests, made now."""
+    return Account.create()
+
+
+@pytest.fixture
+def key(account) -> str:
+    return hex_key(account)
+
+
+@contextlib.contextmanager
+def redacted_log(secrets: Iterable[str], name: str):
+    """A logger whose one handler redacts `secrets` (RedactingFilter), writing to the StringIO it yields with it."""
+    from fractrade_sync.logs import RedactingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter(secrets))
+    log = logging.getLogger(name)
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield log, stream
+    finally:
+        log.removeHandler(handler)
 
 
 @pytest.fixture

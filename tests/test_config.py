@@ -19,23 +19,9 @@ from fractrade_sync.config import (
     normalize_ws_url,
     settings_from_mapping,
 )
+from tests.conftest import hex_key
 
 TOKEN = "frac-token-5f3a9c1e7b2d4f60"
-
-
-def hex_key(account) -> str:
-    raw = account.key.hex()
-    return raw if raw.startswith("0x") else "0x" + raw
-
-
-@pytest.fixture
-def account():
-    return Account.create()
-
-
-@pytest.fixture
-def key(account) -> str:
-    return hex_key(account)
 
 
 @pytest.fixture

@@ -9,26 +9,10 @@ import secrets
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 
 from fractrade_sync import config
 from fractrade_sync.config import ConfigError, load_settings, redact_url, settings_from_mapping, show_value
-from fractrade_sync.logs import RedactingFilter
-
-
-def hex_key(account) -> str:
-    raw = account.key.hex()
-    return raw if raw.startswith("0x") else "0x" + raw
-
-
-@pytest.fixture
-def account():
-    return Account.create()
-
-
-@pytest.fixture
-def key(account) -> str:
-    return hex_key(account)
+from tests.conftest import redacted_log
 
 
 @pytest.fixture
@@ -235,16 +219,8 @@ def test_url_credentials_are_redacted_from_the_logs(env, no_file):
     }
     s = load_settings(environ=environ, env_file=no_file)
     assert api_pw in s.secrets and proxy_pw in s.secrets
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactingFilter(s.secrets))
-    log = logging.getLogger("test_config_hostile.redaction")
-    log.addHandler(handler)
-    log.propagate = False
-    try:
+    with redacted_log(s.secrets, "test_config_hostile.redaction") as (log, stream):
         log.warning("connecting to %s via %s", s.api_url, environ["HTTPS_PROXY"])
-    finally:
-        log.removeHandler(handler)
     assert api_pw not in stream.getvalue() and proxy_pw not in stream.getvalue()
     assert "gateway.example.com" in stream.getvalue()
 
@@ -302,7 +278,6 @@ def test_a_private_env_file_loads_quietly(env, tmp_path, caplog, mode):
 
 def test_check_and_reprs_show_no_url_credentials(env, sim):
     """`check` prints to stdout, out of the log's redaction: the API URL's credentials are never in it."""
-    import io
 
     from fractrade_sync.check import run_check
     from fractrade_sync.exchange import HyperliquidClient

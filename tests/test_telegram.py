@@ -4,7 +4,6 @@ chat only, the token in no log line, a bounded stop; and its three settings. Eve
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import secrets
@@ -19,11 +18,10 @@ from eth_account import Account
 
 from fractrade_sync.actions import TRADE, Action
 from fractrade_sync.config import ConfigError, settings_from_mapping
-from fractrade_sync.logs import RedactingFilter
 from fractrade_sync.outcome import FILLED, REJECTED, Outcome
 from fractrade_sync.sim.botapi import FakeBotAPI
 from fractrade_sync.telegram import MAX_TEXT, TelegramBot, fold
-from tests.conftest import wait_for
+from tests.conftest import redacted_log, wait_for
 
 
 def new_token() -> str:
@@ -314,16 +312,9 @@ def test_the_token_never_reaches_a_log_line(api, bots, token, chat, caplog, monk
 def test_the_token_joins_the_secrets_every_log_line_is_scrubbed_of(token, chat):
     settings = settings_for("https://api.telegram.org", token, chat)
     assert token in settings.secrets and token not in repr(settings)
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactingFilter(settings.secrets))
-    log = logging.getLogger("test_telegram.redaction")
-    log.addHandler(handler)
-    log.propagate = False
-    try:  # what urllib3 logs at DEBUG behind a proxy: the request line, token and all
+    with redacted_log(settings.secrets, "test_telegram.redaction") as (log, stream):
+        # what urllib3 logs at DEBUG behind a proxy: the request line, token and all
         log.warning('"POST /bot%s/sendMessage HTTP/1.1" 200 233', token)
-    finally:
-        log.removeHandler(handler)
     assert token.split(":")[1] not in stream.getvalue() and "/bot***/sendMessage" in stream.getvalue()
 
 

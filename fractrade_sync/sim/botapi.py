@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fractrade_sync.sim.wsserver import shut_down
+
 DESCRIPTIONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -79,11 +81,7 @@ class FakeBotAPI:
             self._server.shutdown()
         with self._cond:
             clients = list(self._server.clients)
-        for sock in clients:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by its handler
+        shut_down(clients)
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout)

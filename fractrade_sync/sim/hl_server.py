@@ -80,11 +80,7 @@ class HyperliquidSimulator:
             conns, clients = list(self._ws), dict(self._clients)
         for conn in conns:
             conn.abort()
-        for sock in clients:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by its handler
+        wsserver.shut_down(clients)
         self._server.server_close()
         for thread in [self._thread, self._ticker, *clients.values()]:
             if thread is not None:

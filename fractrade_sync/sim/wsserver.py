@@ -31,6 +31,15 @@ class _ProtocolError(Exception):
         self.reason = reason
 
 
+def shut_down(socks) -> None:
+    """Shut down each client socket of a stopping server (its handler thread then ends); closed ones are skipped."""
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by its handler
+
+
 def frame_header(opcode: int, length: int, fin: bool = True) -> bytes:
     """The header of one unmasked server frame announcing `length` payload bytes (whether they follow or not)."""
     b0 = (0x80 if fin else 0) | opcode
