@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 import pytest
 from eth_account import Account
+from hypothesis import settings as hypothesis_settings
 
 from fractrade_sync.config import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
@@ -55,6 +56,13 @@ def protect_frame(kind="stop_loss", symbol="BTC", side="SELL", trigger="48500", 
     action_id = "SET_HYPERLIQUID_PERP_STOP_LOSS" if kind == "stop_loss" else "SET_HYPERLIQUID_PERP_TAKE_PROFIT"
     metadata = {"event_id": event_id or secrets.token_hex(8), "timestamp": int(time.time() * 1000)}
     return {"type": "action", "data": {"action_id": action_id, "config": {"position": position, "metadata": metadata}}}
+
+
+# property tests are reproducible: derandomized (the same examples on every run, seeded by each test), the falsifying
+# example printed with a blob to replay it (@reproduce_failure); HYPOTHESIS_PROFILE=explore searches anew each run
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def hex_key(account) -> str:
