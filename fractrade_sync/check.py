@@ -12,7 +12,7 @@ from .answers import error_text
 from .config import Settings, redact_url
 from .exchange import CLOCK_WARN, HyperliquidClient, TransientError
 
-EXIT_OK, EXIT_FRACTRADE, EXIT_HYPERLIQUID, EXIT_WALLET = 0, 2, 3, 4
+EXIT_OK, EXIT_FRACTRADE, EXIT_HYPERLIQUID, EXIT_WALLET, EXIT_CLOCK = 0, 2, 3, 4, 5
 
 
 def check_fractrade(settings: Settings, timeout: float = 10.0) -> str | None:
@@ -44,7 +44,8 @@ def clock_line(offset: float | None) -> str:
 
 
 def run_check(settings: Settings, out: TextIO | None = None) -> int:
-    """Print what works and what does not; exit 0, or 2 Fractrade, 3 Hyperliquid, 4 wallet not allowed."""
+    """Print what works and what does not; exit 0, or 2 Fractrade, 3 Hyperliquid, 4 wallet not allowed (or its
+    approval expired), 5 this machine's clock more than a second off the exchange's."""
     out = out or sys.stdout
     print(f"config      ok (state dir {settings.state_dir}{', DRY RUN' if settings.dry_run else ''})", file=out)
     problem = check_fractrade(settings)
@@ -66,6 +67,8 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
     summary = state.get("marginSummary", {})
     print(f"hyperliquid ok: {api} ({len(assets)} perps)", file=out)
     print(f"clock       {clock_line(client.clock_offset)}", file=out)
+    if client.clock_offset is not None and abs(client.clock_offset) > CLOCK_WARN:
+        code = code or EXIT_CLOCK  # ages and expiries depend on it: a problem to fix before money moves
     via = f" via API wallet {settings.signer_address}" if settings.is_agent_wallet else ""
     print(f"account     {settings.account_address}{via}", file=out)
     print(f"  value     ${summary.get('accountValue', '0')}  withdrawable ${state.get('withdrawable', '0')}", file=out)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
 from .channels import Channels
-from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
+from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings, redact_url
 from .exchange import HyperliquidClient
 from .execution import Execution
 from .heartbeat import remove_heartbeat
@@ -96,10 +96,12 @@ class FractradeExecutor:
         for item in resumed:  # oldest first, before anything new
             self.queue.put(item)
         self.logger.info(
-            "fractrade-sync starting for account %s%s; api %s; %d action(s) resumed%s",
+            "fractrade-sync starting for account %s%s; %s via %s; sizes x%s; %d action(s) resumed%s",
             settings.account_address,
             " via API wallet " + settings.signer_address if settings.is_agent_wallet else "",
-            settings.api_url,
+            settings.hl_env,
+            redact_url(settings.api_url),
+            settings.size_multiplier,
             len(resumed),
             " (DRY RUN: nothing is sent)" if settings.dry_run else "",
         )

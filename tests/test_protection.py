@@ -197,3 +197,12 @@ def test_check_says_the_network_the_caps_and_when_the_api_wallet_expires(env, si
     assert code == EXIT_WALLET and "approval    EXPIRED 1.0 days ago: approve a new API wallet" in text
     code, text = _check(settings_from_mapping(env))  # the account's own key
     assert "approval    the key is the account's own: no approval to expire" in text
+
+
+def test_the_start_up_line_names_the_network_and_the_multiplier(make_service, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    make_service(FRAC_SIZE_MULTIPLIER="0.5")
+    (line,) = [r.getMessage() for r in caplog.records if "fractrade-sync starting for account" in r.getMessage()]
+    assert "; testnet via http://127.0.0.1:" in line and "; sizes x0.5; " in line, line
