@@ -27,11 +27,7 @@ from .rules import (
     round_size,
     slippage_price,
 )
-from .sending import Sender, Unfinished
-
-
-class Refused(Exception):
-    """Refused locally, before anything is sent; the message is the reason the user sees."""
+from .sending import Refused, Sender, Unfinished  # Refused: imported from here by the pipeline and hooks
 
 
 class Execution:

@@ -97,6 +97,7 @@ class Pipeline:
         """Decide, journal and report one action; False when it is left for the next start (a stop came first)."""
         action = item.action if isinstance(item, Resumed) else item
         self.executed = None
+        self.execution.sender.sent_for = None
         try:
             outcome = self.decide(item)
         except Unfinished as exc:  # it stays 'received' or 'submitting' in the journal; the next start settles it
@@ -112,6 +113,9 @@ class Pipeline:
         except Unwritable as exc:  # what happened is still told, on every channel
             self.logger.error("%s: its outcome (%s) is not journaled: %s", action.describe(), outcome.state, exc)
             self.on_storage(str(exc))
+        else:
+            if not outcome.reason.startswith("not executed: the journal cannot be written"):
+                self.on_storage(None)  # a commit went through: the journal can be written again
         if outcome.state == UNKNOWN and isinstance(item, Resumed) and item.state == UNKNOWN:
             self.logger.debug("%s: still unknown (%s)", action.describe(), outcome.reason)  # reported once already
         else:
@@ -155,15 +159,24 @@ class Pipeline:
         action, execution = item.action, self.execution
         try:
             if item.state == RECEIVED:
-                seen = execution.sender.lookup(action)
+                seen = execution.with_retries(lambda: execution.sender.lookup(action), reading_for=action)
             else:
                 seen = execution.sender.settle(action, item.nonce, item.since)
         except TransientError as exc:
             return Outcome(UNKNOWN, f"outcome unknown ({exc}); settled by cloid {action.cloid} as soon as the "
                                     "exchange answers")  # fmt: skip
         if seen is not None:
-            execution.after(action, seen)
+            self._after_late(action, seen)
         return seen
+
+    def _after_late(self, action: Action, seen: Outcome) -> None:
+        """An outcome learnt late (resumed, settled, found after an unclean stop): its protection cleanup runs only
+        when no newer action on the coin followed it; else that cleanup would cancel the protection placed since."""
+        if self.journal.newer_on_symbol(action.symbol, action.received_at, action.key):
+            self.logger.warning("%s: settled late as %s; its protection cleanup is skipped (newer actions on %s "
+                                "followed it)", action.describe(), seen.state, action.symbol)  # fmt: skip
+            return
+        self.execution.after(action, seen)
 
     def _sent_before_an_unclean_stop(self, action: Action) -> Outcome | None:
         """After an unclean stop (a power loss can take the journal's last writes with it), an action created before
@@ -182,7 +195,7 @@ class Pipeline:
         if seen is not None:
             self.logger.warning("%s: executed by the last run, whose journal lost it (unclean stop): %s",
                                 action.describe(), seen.state)  # fmt: skip
-            self.execution.after(action, seen)
+            self._after_late(action, seen)
         return seen
 
     def guard(self, action: Action) -> str | None:

@@ -13,13 +13,15 @@ import threading
 import time
 from typing import Callable
 
+from hyperliquid.utils.error import ClientError
+
 from . import outcome as J
 from .actions import Action
 from .answers import error_text, nonce_refusal, order_outcome, status_outcome
 from .backoff import exchange_retries
 from .config import Settings
 from .exchange import HyperliquidClient, TransientError
-from .journal import Journal
+from .journal import Journal, Unwritable
 from .outcome import Outcome
 from .rules import Order, order_action, to_wire
 
@@ -30,7 +32,11 @@ INFO_LAG = 8.0
 SETTLE_MARGIN = 1.0
 
 
-class Unfinished(Exception):
+class Refused(Exception):
+    """Refused locally, before anything is sent; the message is the reason the user sees."""
+
+
+class Unfinished(BaseException):  # (not an Exception: a hook's `except Exception` must not swallow it)
     """Stopping: the action stays in the journal ('received' or 'submitting') and is settled at the next start."""
 
 
@@ -41,8 +47,21 @@ class Sender:
                  clock: Callable[[], float], stopping: threading.Event):  # fmt: skip
         self.settings, self.client, self.journal, self.logger = settings, client, journal, logger
         self.clock, self.stopping = clock, stopping
+        # (key, outcome) of the order this handling sent (the pipeline resets it per item)
+        self.sent_for: tuple[str, Outcome] | None = None
 
     def submit(self, action: Action, order: Order) -> Outcome:
+        """One order per action and handling: a hook that calls its parent twice gets the first call's outcome again
+        (logged), never a second order under the same cloid."""
+        if self.sent_for is not None and self.sent_for[0] == action.key:
+            self.logger.warning("%s: an order of this action was sent already (cloid %s): one action is one order; "
+                                "the hook's second call gets the first one's outcome", action.describe(), action.cloid)
+            return self.sent_for[1]
+        outcome = self._submit(action, order)
+        self.sent_for = (action.key, outcome)
+        return outcome
+
+    def _submit(self, action: Action, order: Order) -> Outcome:
         """Journal 'submitting' and send; exactly once by the exchange's own guarantee, never by this machine's
         clock: an uncertain failure resends the identical signed order (one nonce: the exchange applies it once at
         most), and when that cannot decide, a noop with the nonce does. Only then is a new order signed."""
@@ -80,7 +99,12 @@ class Sender:
         for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
             if attempt and (self.stopping.wait(delay) or self.expired(action, "") is not None):
                 break
-            on_sent = self.journal.sending(action, payload["expiresAfter"], payload["nonce"])
+            try:
+                on_sent = self.journal.sending(action, payload["expiresAfter"], payload["nonce"])
+            except Unwritable:
+                if not maybe:
+                    raise  # nothing of it left: not executed
+                on_sent = None  # an identical resend: the first attempt's note (same nonce) already covers it
             try:
                 result = self.client.post(payload, on_sent)
             except TransientError as exc:
@@ -88,6 +112,11 @@ class Sender:
                 then = "resending the identical signed order" if maybe else "retrying"
                 self.logger.warning("%s: %s (attempt %d); %s", action.describe(), exc, attempt + 1, then)
                 continue
+            except ClientError as exc:  # a 4xx: refused, unless an earlier send may have landed (then no answer)
+                if not maybe:
+                    raise
+                last = f"resend answered HTTP {exc.status_code}"
+                break
             if not maybe or result.get("status") == "ok":  # its answer, or the answer to its identical resend
                 return order_outcome(result, order.size, round((self.clock() - action.received_at) * 1000, 1)), ""
             if nonce_refusal(result) is not None:  # the nonce is spent (or out of the window): the fate is frozen
@@ -114,7 +143,7 @@ class Sender:
                 raise Unfinished(f"stopped while settling nonce {nonce}; settled at the next start")
             try:
                 result = self.client.post(payload)
-            except TransientError as exc:
+            except (TransientError, ClientError) as exc:  # a gateway's 4xx is no answer either
                 last = str(exc)
                 self.logger.warning("%s: noop for nonce %d: %s; asking again", action.describe(), nonce, exc)
                 continue
@@ -131,22 +160,25 @@ class Sender:
         """The order's nonce is spent: it was applied, or never will be. Asked by cloid over INFO_LAG (an applied
         order may take that long to show); None only when the exchange kept saying it has no such order: it had
         no effect. An unreadable answer is never that: TransientError when the last one could not be read."""
-        start = time.monotonic()
-        for delay in (*exchange_retries().delays(), None):
+        start, delays = time.monotonic(), exchange_retries().delays()
+        while True:
+            unreadable: TransientError | None = None
             try:
                 seen = self.lookup(action)
             except TransientError as exc:
-                if delay is None:
-                    raise
-                self.logger.warning("%s: cloid check failed: %s; asking again", action.describe(), exc)
+                unreadable = exc
             else:
                 if seen is not None:
                     return seen
-                if delay is None or time.monotonic() - start >= INFO_LAG:
-                    return None
-            if self.stopping.wait(delay):
+            elapsed = time.monotonic() - start
+            if elapsed >= INFO_LAG:  # asked again past the lag: this last answer decides
+                if unreadable is not None:
+                    raise unreadable
+                return None
+            if unreadable is not None:
+                self.logger.warning("%s: cloid check failed: %s; asking again", action.describe(), unreadable)
+            if self.stopping.wait(min(next(delays, 2.0), max(0.05, INFO_LAG - elapsed))):
                 raise Unfinished("stopped while asking the exchange by cloid; settled at the next start")
-        raise AssertionError("unreachable")
 
     def deadline(self, action: Action) -> float:
         """The wall-clock time after which the action is stale: no order of it may be applied after that."""
@@ -169,15 +201,22 @@ class Sender:
             return seen
         if nonce is not None:
             return self.void(item_action, nonce)
-        settle_at = since + self.client.expiry_window + SETTLE_MARGIN
-        wait = settle_at - self.clock()
-        if wait > 0 and self.stopping.wait(wait) and self.clock() < settle_at:
-            raise Unfinished("stopped with an order that may still be in flight; settled at the next start")
+        # no nonce (an older version's note, or a lookup that failed before anything was sent): no order of the action
+        # can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no", and the
+        # worker does not wait for it: the action stays open and is asked again (recheck)
+        settle_at = min(since + self.client.expiry_window, self.deadline(item_action)) + SETTLE_MARGIN
+        if self.clock() < settle_at:
+            raise TransientError(f"not seen by cloid yet; an order of it could still land until "
+                                 f"{time.strftime('%H:%M:%S', time.localtime(settle_at))}")  # fmt: skip
         return self.lookup(item_action)
 
     def lookup(self, action: Action) -> Outcome | None:
-        """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError."""
-        return status_outcome(self.client.order_status(action.cloid))
+        """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError (a 4xx
+        too: only the exchange's explicit "unknownOid" counts as unseen)."""
+        try:
+            return status_outcome(self.client.order_status(action.cloid))
+        except ClientError as exc:
+            raise TransientError(f"orderStatus answered HTTP {exc.status_code}") from None
 
 
 def _describe(order: Order) -> str:

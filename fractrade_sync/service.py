@@ -134,9 +134,9 @@ class FractradeExecutor:
                 self.journal.record_noted()
             except Exception:
                 self.logger.exception("could not record the queued actions now; the next start records them")
-        self.feed.stop()
+        self.feed.stop(timeout=min(2.0, max(0.2, ends - time.monotonic())))
         self.client.close()
-        self.watchdog.stop()
+        self.watchdog.stop(timeout=min(2.0, max(0.2, ends - time.monotonic())))
         remove_heartbeat(self.settings.paths.heartbeat)
         if stuck:  # they may still write: the journal stays open and the state dir locked until the process ends
             self.logger.warning("stopped while the %s thread(s) still run; the journal stays open", ", ".join(stuck))

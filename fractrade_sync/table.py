@@ -63,6 +63,12 @@ class Reads:
         sql = f"SELECT cloid, size FROM actions WHERE action_id IN (?, ?) AND lower(cloid) IN ({marks})"
         return {row[0].lower(): row[1] for row in self._conn().execute(sql, (STOP_LOSS, TAKE_PROFIT, *wanted))}
 
+    def newer_on_symbol(self, symbol: str, received_at: float, key: str) -> bool:
+        """Whether another action on this coin, received after `received_at`, was taken (not refused or skipped)."""
+        sql = ("SELECT 1 FROM actions WHERE symbol=? COLLATE NOCASE AND received_at > ? AND key != ? "
+               "AND state NOT IN ('rejected', 'skipped', 'expired') LIMIT 1")  # fmt: skip
+        return self._conn().execute(sql, (symbol, received_at, key)).fetchone() is not None
+
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._conn().execute("SELECT * FROM actions WHERE key=?", (key,)).fetchone()
         return dict(row) if row else None

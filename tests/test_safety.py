@@ -103,6 +103,8 @@ def test_a_take_profit_left_by_a_fired_stop_loss_never_closes_the_next_position(
     run_frame(service, signals, protect_frame("take_profit", trigger="55000"))
     sim.set_mid("BTC", 47900)  # the stop loss fires on the exchange: flat, the take profit stays
     assert sim.positions(wallet.address) == {} and len(_triggers(sim, wallet)) == 1
+    # (the feed sees 47900 first: else its late push could follow the wait below and price the trade off it)
+    wait_for(lambda: service.client.feed.get("BTC") == 47900, what="the feed's low mid")
     sim.set_mid("BTC", 50000)
     wait_for(lambda: service.client.feed.get("BTC") == 50000, what="the feed's new mid")
     row = run_frame(service, signals, trade_frame(size="0.02"))  # a new long, from flat

@@ -24,7 +24,7 @@ from fractrade_sync.sim.hl_state import ExchangeError, HyperliquidState, fmt
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("500", "429", "timeout", "drop", "html", "answer", "hold")
+FAULTS = ("500", "429", "403", "timeout", "drop", "html", "answer", "hold")
 # A gateway in front of the exchange (Cloudflare, a proxy) can answer 200 with its own HTML page; Hyperliquid's own
 # API answers JSON only (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint).
 GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>bad gateway</body></html>"
@@ -146,7 +146,7 @@ class HyperliquidSimulator:
 
     # ---- faults -------------------------------------------------------------
     def inject(self, kind: str, count: int = 1, path: str = "/exchange", answer: str | None = None) -> None:
-        """The next `count` requests to `path` fail so: 500 / 429 (refused, nothing applied), timeout (applied,
+        """The next `count` requests to `path` fail so: 500 / 429 / 403 (refused, nothing applied), timeout (applied,
         answered late), drop (applied, answer lost), html (applied, a gateway's HTML page instead of the answer),
         answer (applied, `answer` as the JSON text instead of the real one), hold (held in transit for timeout_s
         seconds, then applied: the client has given up on it by then, and may have sent more meanwhile)."""
@@ -424,8 +424,8 @@ class _Handler(BaseHTTPRequestHandler):
         if sim.latency_s > 0:
             sim._stop.wait(sim.latency_s)
         fault, fault_answer = sim._take_fault(path)
-        if fault in ("500", "429"):  # refused before anything is applied
-            status, answer = (500, "Internal Server Error") if fault == "500" else (429, "")
+        if fault in ("500", "429", "403"):  # refused before anything is applied (403: a gateway's, e.g. a WAF)
+            status, answer = {"500": (500, "Internal Server Error"), "429": (429, ""), "403": (403, "Forbidden")}[fault]
             if path == "/exchange":
                 sim._record(body, status, answer, fault)
             self._reply(status, answer)
