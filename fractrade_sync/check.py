@@ -121,8 +121,8 @@ def approval_line(client: HyperliquidClient, settings: Settings, now: float | No
         return "the key is the account's own: no approval to expire", False
     try:
         agents = client.request("/info", {"type": "extraAgents", "user": settings.account_address})
-    except (TransientError, OSError) as exc:
-        return f"unknown: extraAgents could not be read ({exc})", False
+    except Exception as exc:  # (a 4xx too: check reports, never a traceback)
+        return f"unknown: extraAgents could not be read ({type(exc).__name__}: {str(exc)[:80]})", False
     mine = [a for a in agents if isinstance(a, dict) and str(a.get("address", "")).lower() == settings.signer_address]
     if not mine or not isinstance(mine[0].get("validUntil"), (int, float)):
         return "unknown: the API wallet is not in the account's extraAgents list", False
