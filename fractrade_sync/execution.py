@@ -221,6 +221,8 @@ class Execution:
             why = "position closed, its protection is void"
         elif not action.reduce_only and position == filled:
             why = "position opened from flat: triggers of the previous position canceled"
+        elif (position - filled) * position < 0:  # it was on the other side before this trade
+            why = "position flipped: the previous side's protection canceled"
         else:
             self._follow_position(asset, position)
             return

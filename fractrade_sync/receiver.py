@@ -46,7 +46,8 @@ class Receiver:
         self._stop = threading.Event()
         self._app: websocket.WebSocketApp | None = None
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="receiver")
+        # a daemon: a process ending (an aio script after a fatal error) never waits on it; stop() joins it
+        self._thread = threading.Thread(target=self._run, name="receiver", daemon=True)
 
     def start(self) -> None:
         self._thread.start()

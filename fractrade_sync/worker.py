@@ -36,7 +36,9 @@ class Worker:
         self.deadline: float | None = None
         self.left_behind = 0
         self._stop_queued = False  # STOP is in the queue, not yet taken
-        self._thread = threading.Thread(target=self._run, name="worker")
+        # a daemon: a process ending never waits on a stuck worker (its order, if any, is settled by its in-flight
+        # note at the next start); stop() joins it within its budget
+        self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()

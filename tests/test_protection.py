@@ -112,9 +112,8 @@ def test_with_proceed_the_trade_goes_on_at_the_current_leverage_and_says_so(make
 def test_mainnet_named_signs_for_mainnet_whatever_the_url(make_service, sim, signals, wallet):
     """The simulator is a testnet: a key that signs for mainnet is not recognised there, as on the real exchange
     (the signer recovered from a signature for the other chain is some other address)."""
-    service = make_service(HYPERLIQUID_ENV="mainnet", wait=False)
+    service = make_service(HYPERLIQUID_ENV="mainnet")  # (ready: the reads are unsigned)
     assert service.settings.is_mainnet
-    service.worker.ready.wait(10)
     row = run_frame(service, signals, trade_frame())
     assert row["state"] == "rejected" and row["reason"].startswith("User or API Wallet 0x"), row
     assert sim.applied_orders(wallet.address) == []
@@ -206,3 +205,12 @@ def test_the_start_up_line_names_the_network_and_the_multiplier(make_service, ca
     make_service(FRAC_SIZE_MULTIPLIER="0.5")
     (line,) = [r.getMessage() for r in caplog.records if "fractrade-sync starting for account" in r.getMessage()]
     assert "; testnet via http://127.0.0.1:" in line and "; sizes x0.5; " in line, line
+
+
+def test_a_flip_cancels_the_previous_sides_protection(make_service, sim, signals, wallet):
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.02"))  # long
+    run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))  # a SELL stop for the long
+    run_frame(service, signals, trade_frame(side="SELL", size="0.05"))  # now short 0.03
+    assert sim.positions(wallet.address) == {"BTC": "-0.03"}
+    assert _stops(sim, wallet) == []  # the long's stop would have added to the short when it fired

@@ -88,3 +88,46 @@ def test_health_names_the_thread_that_died():
     assert health_problem(beat, None, time.time()) == "the receiver thread is dead"
     beat["threads"]["receiver"] = "ok"
     assert health_problem(beat, None, time.time()) is None
+
+
+AIO_STUCK_SCRIPT = textwrap.dedent("""
+    import asyncio, threading
+    from fractrade_sync import watchdog
+    from fractrade_sync.aio import FractradeExecutor
+    watchdog.STUCK_MARGIN = 0.0
+    watchdog.STUCK_TIMEOUTS = 16  # stuck after 16 HTTP timeouts: 3.2 s here
+
+    class Stuck(FractradeExecutor):
+        async def handle_hyperliquid_perp_trade(self, config):
+            threading.Event().wait()  # a hook that never returns (it blocks the worker's own loop)
+
+    async def main():
+        executor = Stuck()
+        await executor.start()
+        try:
+            await executor._shutdown_event.wait()
+        finally:
+            await executor.stop()
+
+    asyncio.run(main())
+""")
+
+
+def test_an_aio_script_with_a_stuck_worker_ends_non_zero_instead_of_hanging(env, tmp_path, signals):
+    """The seed's pattern: `await stop()` re-raises the watchdog's verdict and the script ends (the worker thread is
+    a daemon: the interpreter does not wait on it), so its supervisor restarts it."""
+    script = tmp_path / "aio_stuck.py"
+    script.write_text(AIO_STUCK_SCRIPT)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
+    proc = subprocess.Popen([sys.executable, str(script)], env={**clean, **env, "FRAC_HTTP_TIMEOUT": "0.2"},
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: signals.clients == 1, timeout=20, what="the service connected")
+        time.sleep(0.5)
+        signals.push(trade_frame())
+        _, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode not in (0, None), err[-2000:]
+    assert "the worker thread is stuck" in err
