@@ -64,9 +64,10 @@ STUCK_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_a_stuck_worker_stops_the_process_with_exit_1(env, tmp_path, signals):
+def _run_until_stuck(script_text: str, env, tmp_path, signals) -> tuple[int, str]:
+    """Run a script whose trade hook never returns (HTTP timeout 0.2 s), push a trade; its exit code and stderr."""
     script = tmp_path / "stuck.py"
-    script.write_text(STUCK_SCRIPT)
+    script.write_text(script_text)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
     proc = subprocess.Popen([sys.executable, str(script)], env={**clean, **env, "FRAC_HTTP_TIMEOUT": "0.2"},
                             cwd=tmp_path, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -78,7 +79,12 @@ def test_a_stuck_worker_stops_the_process_with_exit_1(env, tmp_path, signals):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 1, err[-2000:]
+    return proc.returncode, err
+
+
+def test_a_stuck_worker_stops_the_process_with_exit_1(env, tmp_path, signals):
+    code, err = _run_until_stuck(STUCK_SCRIPT, env, tmp_path, signals)
+    assert code == 1, err[-2000:]
     assert "the worker thread is stuck: stopping (exit 1) so that the supervisor restarts the service" in err
 
 
@@ -90,44 +96,28 @@ def test_health_names_the_thread_that_died():
     assert health_problem(beat, None, time.time()) is None
 
 
-AIO_STUCK_SCRIPT = textwrap.dedent("""
-    import asyncio, threading
-    from fractrade_sync import watchdog
-    from fractrade_sync.aio import FractradeExecutor
-    watchdog.STUCK_MARGIN = 0.0
-    watchdog.STUCK_TIMEOUTS = 16  # stuck after 16 HTTP timeouts: 3.2 s here
+def _aio_stuck_script() -> str:
+    """The seed's Basic Usage (tests/test_aio.py), with a subclass whose async trade hook never returns."""
+    from tests.test_aio import BASIC
 
-    class Stuck(FractradeExecutor):
-        async def handle_hyperliquid_perp_trade(self, config):
-            threading.Event().wait()  # a hook that never returns (it blocks the worker's own loop)
+    header = textwrap.dedent("""
+        import threading
+        from fractrade_sync import watchdog
+        from fractrade_sync.aio import FractradeExecutor
+        watchdog.STUCK_MARGIN = 0.0
+        watchdog.STUCK_TIMEOUTS = 16  # stuck after 16 HTTP timeouts: 3.2 s here
 
-    async def main():
-        executor = Stuck()
-        await executor.start()
-        try:
-            await executor._shutdown_event.wait()
-        finally:
-            await executor.stop()
+        class Stuck(FractradeExecutor):
+            async def handle_hyperliquid_perp_trade(self, config):
+                threading.Event().wait()  # a hook that never returns (it blocks the worker's own loop)
+    """)
+    return header + BASIC.replace("executor = FractradeExecutor()", "executor = Stuck()")
 
-    asyncio.run(main())
-""")
 
 
 def test_an_aio_script_with_a_stuck_worker_ends_non_zero_instead_of_hanging(env, tmp_path, signals):
     """The seed's pattern: `await stop()` re-raises the watchdog's verdict and the script ends (the worker thread is
     a daemon: the interpreter does not wait on it), so its supervisor restarts it."""
-    script = tmp_path / "aio_stuck.py"
-    script.write_text(AIO_STUCK_SCRIPT)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
-    proc = subprocess.Popen([sys.executable, str(script)], env={**clean, **env, "FRAC_HTTP_TIMEOUT": "0.2"},
-                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        wait_for(lambda: signals.clients == 1, timeout=20, what="the service connected")
-        time.sleep(0.5)
-        signals.push(trade_frame())
-        _, err = proc.communicate(timeout=40)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode not in (0, None), err[-2000:]
+    code, err = _run_until_stuck(_aio_stuck_script(), env, tmp_path, signals)
+    assert code not in (0, None), err[-2000:]
     assert "the worker thread is stuck" in err
