@@ -106,6 +106,9 @@ class Pipeline:
         except Unwritable as exc:  # before its order left: nothing was sent
             outcome = Outcome(FAILED, f"not executed: {exc}")
             self.on_storage(str(exc))
+            unwritable = True
+        else:
+            unwritable = False
         if self.executed is not None:  # as a hook changed it: the same key, and what the exchange got
             action = self.executed
         try:
@@ -114,7 +117,7 @@ class Pipeline:
             self.logger.error("%s: its outcome (%s) is not journaled: %s", action.describe(), outcome.state, exc)
             self.on_storage(str(exc))
         else:
-            if not outcome.reason.startswith("not executed: the journal cannot be written"):
+            if not unwritable:
                 self.on_storage(None)  # a commit went through: the journal can be written again
         if outcome.state == UNKNOWN and isinstance(item, Resumed) and item.state == UNKNOWN:
             self.logger.debug("%s: still unknown (%s)", action.describe(), outcome.reason)  # reported once already
@@ -159,15 +162,19 @@ class Pipeline:
         action, execution = item.action, self.execution
         try:
             if item.state == RECEIVED:
-                seen = execution.with_retries(lambda: execution.sender.lookup(action), reading_for=action)
+                seen = self._looked_up(action)
             else:
                 seen = execution.sender.settle(action, item.nonce, item.since)
         except TransientError as exc:
-            return Outcome(UNKNOWN, f"outcome unknown ({exc}); settled by cloid {action.cloid} as soon as the "
-                                    "exchange answers")  # fmt: skip
+            return _unknown(f"outcome unknown ({exc})", action)
         if seen is not None:
             self._after_late(action, seen)
         return seen
+
+    def _looked_up(self, action: Action) -> Outcome | None:
+        """The action's cloid asked of the exchange, again on an unreadable answer, like any read an order depends
+        on (a stop leaves the action for the next start)."""
+        return self.execution.with_retries(lambda: self.execution.sender.lookup(action), reading_for=action)
 
     def _after_late(self, action: Action, seen: Outcome) -> None:
         """An outcome learnt late (resumed, settled, found after an unclean stop): its protection cleanup runs only
@@ -187,11 +194,10 @@ class Pipeline:
         now = self.clock()
         if now - action.age(now) > since + UNCLEAN_MARGIN:
             return None  # created since: the last run never saw it (a stale one is asked too: the record tells)
-        try:  # asked again on an unreadable answer, like any read an order depends on
-            seen = self.execution.with_retries(lambda: self.execution.sender.lookup(action), reading_for=action)
+        try:
+            seen = self._looked_up(action)
         except TransientError as exc:
-            return Outcome(UNKNOWN, f"sent before an unclean stop? the cloid check failed ({exc}); settled by cloid "
-                                    f"{action.cloid} as soon as the exchange answers")  # fmt: skip
+            return _unknown(f"sent before an unclean stop? the cloid check failed ({exc})", action)
         if seen is not None:
             self.logger.warning("%s: executed by the last run, whose journal lost it (unclean stop): %s",
                                 action.describe(), seen.state)  # fmt: skip
@@ -259,3 +265,8 @@ class Pipeline:
         self.logger.log(level, outcome_line(action, outcome), extra=outcome_fields(action, outcome))
         for listener in self.on_outcome:
             listener(action, outcome)
+
+
+def _unknown(why: str, action: Action) -> Outcome:
+    """The outcome of an action the exchange has not told about yet: open, settled by cloid later."""
+    return Outcome(UNKNOWN, f"{why}; settled by cloid {action.cloid} as soon as the exchange answers")

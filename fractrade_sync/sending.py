@@ -193,8 +193,8 @@ class Sender:
         return Outcome(J.EXPIRED, f"{what}: {age:.0f}s old, over FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")
 
     def settle(self, item_action: Action, nonce: int | None, since: float) -> Outcome | None:
-        """What became of an order left in flight (by a crash, or an unknown outcome): by its nonce when known
-        (a noop), else, for an older run's note, wait until it can no longer be applied and ask by cloid. None:
+        """What became of an order left in flight (by a crash, or an unknown outcome): asked by cloid, then settled
+        by its nonce when known (a noop); without one, conclusive only once no order of it can land any more. None:
         never applied. Raises TransientError."""
         seen = self.lookup(item_action)
         if seen is not None:
@@ -208,7 +208,7 @@ class Sender:
         if self.clock() < settle_at:
             raise TransientError(f"not seen by cloid yet; an order of it could still land until "
                                  f"{time.strftime('%H:%M:%S', time.localtime(settle_at))}")  # fmt: skip
-        return self.lookup(item_action)
+        return None  # the lookup above came after settle_at: no order of it can land any more
 
     def lookup(self, action: Action) -> Outcome | None:
         """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError (a 4xx
