@@ -233,13 +233,10 @@ class Execution:
         (the whole position) are modified in place to cover its new size (same trigger, limit and cloid)."""
         size = abs(position)
         reducing = "A" if position > 0 else "B"  # a sell protects a long
-        triggers = [o for o in self.with_retries(self.client.open_orders)
-                    if o.get("coin") == asset.name and o.get("isTrigger") and o.get("cloid")
-                    and o.get("side") == reducing and Decimal(str(o.get("sz", "0"))) != size]  # fmt: skip
-        whole = [cloid for cloid, set_size in self.journal.own_protection([o["cloid"] for o in triggers]).items()
-                 if set_size is None]  # fmt: skip
         modifies = []
-        for o in (o for o in triggers if o["cloid"].lower() in whole):
+        for o, set_size in self._own_triggers(asset):
+            if set_size is not None or o.get("side") != reducing or Decimal(str(o.get("sz", "0"))) == size:
+                continue
             tpsl = "tp" if str(o.get("orderType", "")).startswith("Take Profit") else "sl"
             order = Order(asset, o["side"] == "B", size, Decimal(str(o["limitPx"])), True, o["cloid"],
                           trigger_px=Decimal(str(o["triggerPx"])), tpsl=tpsl)  # fmt: skip
@@ -249,22 +246,22 @@ class Execution:
             self.logger.info("%s position now %s: its protection resized to cover it (%s)", asset.name, position,
                              result.get("status"))  # fmt: skip
 
+    def _own_triggers(self, asset: Asset) -> list[tuple[dict, str | None]]:
+        """The open reduce-only trigger orders on a coin that this service placed (a cloid the journal has as a stop
+        loss or take profit), each with the size it was set with (None: the whole position). One read."""
+        triggers = [o for o in self.with_retries(self.client.open_orders)
+                    if o.get("coin") == asset.name and o.get("isTrigger") and o.get("reduceOnly", True)]  # fmt: skip
+        cloids = [str(o.get("cloid") or "").lower() for o in triggers]
+        ours = self.journal.own_protection(cloids)
+        return [(o, ours[cloid]) for o, cloid in zip(triggers, cloids, strict=True) if cloid in ours]
+
     def _cancel_triggers(self, asset: Asset, why: str, kind: str = "", keep: int | None = None) -> None:
         """Cancel the reduce-only trigger orders this service placed on a coin (of one kind, but the one to keep);
         a trigger set by hand or by another tool on the same account is never touched (ours: a cloid the journal
         has as a stop loss or take profit)."""
         try:
-            triggers = [
-                o
-                for o in self.with_retries(self.client.open_orders)
-                if o.get("coin") == asset.name
-                and o.get("isTrigger")
-                and o.get("reduceOnly", True)
-                and str(o.get("orderType", "")).startswith(kind)
-                and o.get("oid") != keep
-            ]
-            ours = set(self.journal.own_protection([str(o.get("cloid") or "") for o in triggers]))
-            old = [o["oid"] for o in triggers if str(o.get("cloid") or "").lower() in ours]
+            old = [o["oid"] for o, _ in self._own_triggers(asset)
+                   if str(o.get("orderType", "")).startswith(kind) and o.get("oid") != keep]  # fmt: skip
             if old:
                 result = self.with_retries(lambda: self.client.cancel(asset, old))
                 self.logger.info("%s: canceled trigger oids %s (%s)", why, old, result.get("status"))
