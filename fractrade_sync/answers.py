@@ -12,12 +12,14 @@ from .rules import to_wire
 FOUND = "found on the exchange by cloid"
 
 
-def order_outcome(result: dict, size: Decimal, latency_ms: float) -> Outcome:
-    """The outcome of one order from the exchange's answer to it (`size`: what was asked)."""
+def order_outcome(result: dict, size: Decimal, latency_ms: float, index: int = 0) -> Outcome:
+    """The outcome of one order from the exchange's answer to the request that carried it (`size`: what was asked;
+    `index`: its place in the request: the answer has one status per order, in order). A request refused as a
+    whole refuses each of its orders."""
     if result.get("status") != "ok":
         return Outcome(REJECTED, error_text(result), latency_ms=latency_ms)
-    statuses = result.get("response", {}).get("data", {}).get("statuses") or [{}]
-    status = statuses[0]
+    statuses = result.get("response", {}).get("data", {}).get("statuses") or []
+    status = statuses[index] if index < len(statuses) else {}
     if isinstance(status, dict) and "filled" in status:
         filled = status["filled"]
         total = Decimal(str(filled.get("totalSz", "0")))

@@ -13,14 +13,15 @@ from typing import Any, Callable
 import requests
 from hyperliquid.utils.error import ClientError
 
+from .account import AccountView
 from .backoff import exchange_retries
 from .config import ConfigError, Settings, redact_url
-from .market import MidsFeed
+from .market import MidsFeed, RestNotices
 from .rules import Asset
 from .signing import FastSigner, NonceSource
 from .transport import NotSent, OrderChannel, ProxyChannel
 
-STALE_NOTICE_EVERY = 60.0  # seconds between two "mids cache stale" warnings: a dead feed must not flood the log
+STALE_NOTICE_EVERY = 60.0  # seconds between two "cache stale" warnings of a kind: a dead feed must not flood the log
 LEVERAGE_TTL = 60.0  # seconds a cached leverage is trusted on the order path (the UI can change it)
 KEEP_WARM_AFTER = 30.0  # seconds of an idle connection before a keep-warm request
 MIDS_READY_WAIT = 3.0  # prepare() waits this long for the feed's first snapshot, then goes on (REST fallback)
@@ -66,8 +67,9 @@ class HyperliquidClient:
         self.address = settings.account_address
         self.nonces = NonceSource()
         self.signer = FastSigner(settings.private_key.reveal())
-        self._stale_notice_at = float("-inf")
-        self._stale_unnoticed = 0
+        self.account: AccountView | None = feed.account if feed is not None else None  # live positions, orders
+        self._notice = RestNotices(self.logger, STALE_NOTICE_EVERY)
+        self._coins: dict[int, str] = {}  # asset index -> name, for the account view
         self._assets: dict[str, Asset] = {}
         self._meta_at = float("-inf")  # monotonic time meta was last loaded
         self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read)
@@ -127,9 +129,17 @@ class HyperliquidClient:
 
     def post(self, payload: dict, on_sent: Callable[[], None] | None = None) -> dict:
         """POST a signed payload to /exchange; an answer without a status is uncertain."""
-        result = self.request("/exchange", payload, on_sent)
-        if not isinstance(result, dict) or "status" not in result:
-            raise TransientError(f"unreadable answer from the exchange: {str(result)[:200]}")
+        account = self.account
+        try:
+            result = self.request("/exchange", payload, on_sent)
+            if not isinstance(result, dict) or "status" not in result:
+                raise TransientError(f"unreadable answer from the exchange: {str(result)[:200]}")
+        except TransientError as exc:
+            if account is not None and exc.in_flight:
+                account.doubt()  # it may have changed the account: only a later snapshot tells
+            raise
+        if account is not None:
+            account.applied(payload["action"], result, self._coins)  # shown at once, before the feed shows it
         return result
 
     # ---- reads -----------------------------------------------------------------------------------
@@ -142,6 +152,7 @@ class HyperliquidClient:
             for i, a in enumerate(meta["universe"])
             if not a.get("isDelisted")
         }
+        self._coins = {a.index: a.name for a in self._assets.values()}
         return self._assets
 
     def asset(self, symbol: str) -> Asset:
@@ -174,16 +185,15 @@ class HyperliquidClient:
         if feed is None or not feed.started:  # no feed by design (check, scripts): REST is the plan, not a fallback
             self.logger.debug("mids for %s fetched over REST (no feed)", coin)
             return
-        now = time.monotonic()
-        if now - self._stale_notice_at < STALE_NOTICE_EVERY:
-            self._stale_unnoticed += 1
-            return
-        more = f"; {self._stale_unnoticed} more since the last notice" if self._stale_unnoticed else ""
-        self.logger.warning(
-            "mids cache stale/missing for %s; fetched over REST (feed last alive %.1fs ago, bound %.0fs%s)",
-            coin, feed.age(), feed.max_age, more,
-        )  # fmt: skip
-        self._stale_notice_at, self._stale_unnoticed = now, 0
+        self._notice("mids", "mids cache stale/missing for %s; fetched over REST (feed last alive %.1fs ago, bound "
+                             "%.0fs)", coin, feed.age(), feed.max_age)  # fmt: skip
+
+    def _account_notice(self, what: str) -> None:
+        feed = self.feed
+        if feed is None or not feed.started or self.account is None:
+            return  # no feed by design: REST is the plan
+        self._notice("account", "live account state not trusted now (user-data feed %s); %s read over REST",
+                     "down" if not feed.connected.is_set() else "not confirmed", what)  # fmt: skip
 
     def account_state(self) -> dict:
         """clearinghouseState; its "time" (the exchange's clock, in ms) measures the clock offset on the way."""
@@ -207,7 +217,12 @@ class HyperliquidClient:
             )  # fmt: skip
 
     def position(self, coin: str) -> Decimal:
-        """The signed position size on a coin (0 when flat); refreshes the leverage cache as a side effect."""
+        """The signed position size on a coin (0 when flat): from the live account view when it is trusted, else
+        one REST read (which refreshes the leverage cache on the way)."""
+        live = self.account.position(coin) if self.account is not None else None
+        if live is not None:
+            return live
+        self._account_notice(f"{coin} position")
         for item in self.account_state().get("assetPositions", []):
             pos = item.get("position", {})
             if pos.get("coin") == coin:
@@ -235,6 +250,11 @@ class HyperliquidClient:
         self._leverage[coin] = (lev.get("type", "cross"), value, time.monotonic())
 
     def open_orders(self) -> list[dict]:
+        """The open orders (frontendOpenOrders): from the live account view when trusted, else one REST read."""
+        live = self.account.open_orders() if self.account is not None else None
+        if live is not None:
+            return live
+        self._account_notice("open orders")
         return self._info({"type": "frontendOpenOrders", "user": self.address})
 
     def order_status(self, cloid: str) -> dict:

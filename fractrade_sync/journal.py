@@ -149,7 +149,7 @@ class Journal(Reads):
     def enqueued(self, action: Action) -> None:
         """Receiver, right after queueing an action that waits: its 'received' row, for status and anyone reading
         the journal (the worker's first commit creates it when it gets there first)."""
-        self._write(action)
+        self._write([action])
 
     def reject(self, rejection: Rejection) -> bool:
         """Record a frame that is not a valid action, with its reason (once per identical frame; each text at most
@@ -172,28 +172,29 @@ class Journal(Reads):
         with _writing("a rejected frame"), self._conn() as conn:
             return insert(conn, columns) == 1
 
-    def sending(self, action: Action, expires_after_ms: int, nonce: int) -> Callable[[], None]:
-        """Worker, just before an order request is written: the in-flight note (a crash from here on is settled by
-        its nonce and cloid at the next start). Returns what to call as the request leaves: the 'submitting'
-        commit."""
-        note = inflight_note(action.key, self._clock(), expires_after_ms, nonce, action.received_at, action.frame)
+    def sending(self, actions: list[Action], expires_after_ms: int, nonce: int) -> Callable[[], None]:
+        """Worker, just before an order request is written (one request may carry several actions' orders, under
+        one nonce): their in-flight notes in one append (a crash from here on is settled by the nonce and each
+        cloid at the next start). Returns what to call as the request leaves: their 'submitting' commit."""
+        now = self._clock()
+        notes = b"".join(inflight_note(a.key, now, expires_after_ms, nonce, a.received_at, a.frame) for a in actions)
         with _writing("the order's in-flight note"):
-            self._inflight.append(note, may_empty=not self._in_flight)  # (empty: every noted order is finished)
-        self._in_flight.add(action.key)
+            self._inflight.append(notes, may_empty=not self._in_flight)  # (empty: every noted order is finished)
+        self._in_flight.update(a.key for a in actions)
 
         def sent() -> None:
             try:
-                self._write(action, SENT, (SUBMITTING, nonce, self._clock(), action.key))
-            except Exception as exc:  # the order is on its way: its in-flight note already covers a crash
+                self._write(actions, SENT, [(SUBMITTING, nonce, self._clock(), a.key) for a in actions])
+            except Exception as exc:  # the orders are on their way: their in-flight notes already cover a crash
                 log.error("%s: journal 'submitting' not recorded (%s); the in-flight note stands in for it",
-                          action.describe(), exc)  # fmt: skip
+                          ", ".join(a.describe() for a in actions), exc)  # fmt: skip
 
         return sent
 
     def finish(self, action: Action, outcome: Outcome) -> None:
         """Record the action's terminal state."""
         with _writing("an outcome"):
-            self._write(action, FINISH, self._finish_params(action.key, outcome))
+            self._write([action], FINISH, [self._finish_params(action.key, outcome)])
         self._in_flight.discard(action.key)  # committed: its in-flight note is no longer needed
 
     def _finish(self, key: str, outcome: Outcome) -> None:
@@ -203,14 +204,16 @@ class Journal(Reads):
     def _finish_params(self, key: str, o: Outcome) -> tuple:
         return (o.state, o.reason, o.oid, o.filled_sz, o.avg_px, o.latency_ms, self._clock(), key)
 
-    def _write(self, action: Action, sql: str | None = None, params: tuple = ()) -> None:
-        """One commit: the action's row, created here when only its note existed, then `sql`."""
+    def _write(self, actions: list[Action], sql: str | None = None, params: list[tuple] | None = None) -> None:
+        """One commit: the actions' rows, created here when only their notes existed, then `sql` with each one's
+        `params`."""
         with self._conn() as conn:
-            if action.key in self._noted:
-                insert(conn, action_columns(action, self._clock()))
+            for action in actions:
+                if action.key in self._noted:
+                    insert(conn, action_columns(action, self._clock()))
             if sql:
-                conn.execute(sql, params)
-        self._noted.discard(action.key)
+                conn.executemany(sql, params or [])
+        self._noted.difference_update(a.key for a in actions)
 
     # ---- recovery (open) and stop ------------------------------------------------------------------
     def record_noted(self) -> int:

@@ -11,6 +11,7 @@ from typing import Callable
 
 import websocket
 
+from .account import AccountView
 from .backoff import reconnect
 from .transport import cut
 from .values import redact_url
@@ -22,7 +23,30 @@ MAX_MID_AGE = 5.0
 PING_INTERVAL = 30.0  # the server drops a connection that has sent nothing for 60 s; ping well inside that
 RECV_SLICE = 0.5  # recv() timeout: how often the loop looks at the stop flag and the ping schedule
 SUBSCRIBE = json.dumps({"method": "subscribe", "subscription": {"type": "allMids"}})
+# the account's own channels, on the same socket: positions and open orders (webData2), and the events that say
+# an order changed (orderUpdates, userFills). https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/
+# websocket/subscriptions
+USER_CHANNELS = ("webData2", "orderUpdates", "userFills")
 PING = json.dumps({"method": "ping"})
+
+
+class RestNotices:
+    """A WARNING when a live cache could not answer and REST did, at most once a `every` seconds per kind (a dead
+    feed must not flood the log), counting the ones in between."""
+
+    def __init__(self, logger: logging.Logger, every: float = 60.0):
+        self.logger, self.every = logger, every
+        self._at: dict[str, float] = {}
+        self._unnoticed: dict[str, int] = {}
+
+    def __call__(self, kind: str, text: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._at.get(kind, float("-inf")) < self.every:
+            self._unnoticed[kind] = self._unnoticed.get(kind, 0) + 1
+            return
+        more = self._unnoticed.pop(kind, 0)
+        self.logger.warning(text + (f"; {more} more since the last notice" if more else ""), *args)
+        self._at[kind] = now
 
 
 def mids_ws_url(api_url: str) -> str:
@@ -34,8 +58,9 @@ def mids_ws_url(api_url: str) -> str:
 
 
 class MidsFeed:
-    """One thread holds the allMids subscription open (ping, reconnect with backoff); get() is lock-free.
-    The service starts and stops it like its other threads."""
+    """One thread holds the allMids subscription open (ping, reconnect with backoff); get() is lock-free. Given an
+    AccountView, the same socket carries the account's user-data channels into it. The service starts and stops it
+    like its other threads."""
 
     def __init__(
         self,
@@ -46,6 +71,8 @@ class MidsFeed:
         ping_interval: float = PING_INTERVAL,
         connect_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        account: AccountView | None = None,
+        user: str | None = None,
     ):
         self.url = mids_ws_url(api_url)
         self.logger = logger or logging.getLogger("fractrade_sync.market")
@@ -68,6 +95,13 @@ class MidsFeed:
         self._lock = threading.Lock()
         self._ws: websocket.WebSocket | None = None
         self._thread: threading.Thread | None = None
+        self.generation = 0  # connections made: the account view trusts a snapshot of the current one only
+        self.account = account if user else None
+        self._subscribe = [SUBSCRIBE] + [json.dumps({"method": "subscribe", "subscription": {"type": t, "user": user}})
+                                         for t in (USER_CHANNELS if self.account is not None else ())]  # fmt: skip
+        if self.account is not None:
+            self.account.live = self._account_live
+            self.account.on_stall = self._cut  # a silently dead subscription: reconnect, subscribe again
 
     def __repr__(self) -> str:
         return f"MidsFeed({redact_url(self.url)!r}, coins={len(self._mids)}, connected={self.connected.is_set()})"
@@ -89,6 +123,11 @@ class MidsFeed:
     def age(self) -> float:
         """Seconds since the feed last proved itself alive (inf before the first message)."""
         return self.clock() - self._alive_at
+
+    def _account_live(self) -> bool:
+        """The account's snapshot came on the current socket, and that socket proved itself alive in time."""
+        account = self.account
+        return account is not None and account.generation == self.generation and self.age() <= self.max_age
 
     @property
     def started(self) -> bool:
@@ -140,7 +179,9 @@ class MidsFeed:
                 if self._stop.is_set():
                     break
                 ws.connect(self.url, timeout=self.connect_timeout)
-                ws.send(SUBSCRIBE)
+                self.generation += 1
+                for request in self._subscribe:
+                    ws.send(request)
                 connected_at = self.clock()
                 self.connected.set()
                 self.logger.info("mids feed connected (%s)", redact_url(self.url))
@@ -152,6 +193,8 @@ class MidsFeed:
                 self.logger.exception("mids feed loop failed")
             finally:
                 self.connected.clear()
+                if self.account is not None:
+                    self.account.lost()
                 with self._lock:
                     self._ws = None
                 ws.shutdown()
@@ -177,10 +220,14 @@ class MidsFeed:
             except UnicodeDecodeError:  # one message that is not UTF-8: skipped, the stream itself is intact
                 self.logger.debug("mids feed: a message that is not UTF-8 text, skipped")
                 text, snapshot_here = None, False  # it may have been a push: see below
+                if self.account is not None:
+                    self.account.lost()
             now = self.clock()
             if text:
                 last_message = now
                 channel = self._on_message(text)
+                if channel is None and self.account is not None:
+                    self.account.lost()  # it may have been a user-data push: the view is behind until a snapshot
                 if channel is None:
                     # unreadable, or an allMids without its mids: if a push was lost, the cache is behind, so pongs
                     # stop vouching for it until a whole allMids arrives (meanwhile mids go stale -> REST)
@@ -213,6 +260,11 @@ class MidsFeed:
             if not isinstance(mids, dict):
                 return None
             self._mids = mids  # swap, never mutate: get() may be reading the old one
+        elif channel in USER_CHANNELS and self.account is not None:
+            if channel != "webData2":
+                self.account.on_events(channel, msg.get("data"))
+            elif not self.account.on_snapshot(msg.get("data"), self.generation):
+                self.logger.warning("account feed: a webData2 push that cannot be read; REST until the next one")
         elif channel == "error":
             self.logger.warning("mids feed: the exchange says %s", str(msg.get("data"))[:200])
         return channel

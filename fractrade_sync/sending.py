@@ -14,6 +14,7 @@ import time
 from typing import Callable
 
 from hyperliquid.utils.error import ClientError
+from hyperliquid.utils.signing import order_wires_to_order_action
 
 from . import outcome as J
 from .actions import Action
@@ -23,7 +24,7 @@ from .config import Settings
 from .exchange import HyperliquidClient, TransientError
 from .journal import Journal, Unwritable
 from .outcome import Outcome
-from .rules import Order, order_action, to_wire
+from .rules import Order, to_wire
 
 FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the first is certainly not applied
 # seconds an order the exchange applied may take to show by cloid on /info (an assumption: RELIABILITY.md)
@@ -49,6 +50,7 @@ class Sender:
         self.clock, self.stopping = clock, stopping
         # (key, outcome) of the order this handling sent (the pipeline resets it per item)
         self.sent_for: tuple[str, Outcome] | None = None
+        self._voided: set[int] = set()  # nonces our own noop spent: no request signed with one can ever apply
 
     def submit(self, action: Action, order: Order) -> Outcome:
         """One order per action and handling: a hook that calls its parent twice gets the first call's outcome again
@@ -57,50 +59,65 @@ class Sender:
             self.logger.warning("%s: an order of this action was sent already (cloid %s): one action is one order; "
                                 "the hook's second call gets the first one's outcome", action.describe(), action.cloid)
             return self.sent_for[1]
-        outcome = self._submit(action, order)
+        outcome = self.submit_batch([(action, order)])[0]
         self.sent_for = (action.key, outcome)
         return outcome
 
-    def _submit(self, action: Action, order: Order) -> Outcome:
-        """Journal 'submitting' and send; exactly once by the exchange's own guarantee, never by this machine's
-        clock: an uncertain failure resends the identical signed order (one nonce: the exchange applies it once at
-        most), and when that cannot decide, a noop with the nonce does. Only then is a new order signed."""
-        deadline = self.deadline(action)
-        try:
-            body = order_action([order])
-        except ValueError as exc:  # a number the wire cannot carry exactly
-            return Outcome(J.REJECTED, str(exc))
-        payload = self.client.signed_payload(body, deadline)
-        if self.settings.dry_run:
-            self.logger.info("dry run: would send %s", json.dumps(payload["action"], separators=(",", ":")))
-            return Outcome(J.SKIPPED, f"dry run: {_describe(order)} not sent")
+    def submit_batch(self, pairs: list[tuple[Action, Order]]) -> list[Outcome]:
+        """Several actions' orders in one signed request, each with its own cloid, journal row and outcome (the
+        exchange takes them in this order). Exactly once by the exchange's own guarantee, never by this machine's
+        clock: an uncertain failure resends the identical signed request (one nonce: the exchange applies it once
+        at most), and when that cannot decide, a noop with the nonce does; an ambiguous request is settled order by
+        order, by cloid. Only an order certainly not applied is signed again."""
+        outcomes: dict[int, Outcome] = {}
+        wires: dict[int, dict] = {}
+        for i, (_, order) in enumerate(pairs):
+            try:
+                wires[i] = order.wire()
+            except ValueError as exc:  # a number the wire cannot carry exactly
+                outcomes[i] = Outcome(J.REJECTED, str(exc))
+        pending = list(wires)
+        if self.settings.dry_run and pending:
+            body = order_wires_to_order_action([wires[i] for i in pending])
+            self.logger.info("dry run: would send %s", json.dumps(body, separators=(",", ":")))
+            outcomes.update({i: Outcome(J.SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in pending})
+            pending = []
         why = "not sent"  # retried reads or a leverage update took that long
         for round_ in range(FRESH_ORDERS):
-            late = self.expired(action, why)
-            if late is not None:
-                return late
-            if round_:
-                if self.stopping.is_set():
-                    raise Unfinished(f"{why}; the action is resumed at the next start")
-                payload = self.client.signed_payload(body, deadline)
+            for i in pending:
+                late = self.expired(pairs[i][0], why)
+                if late is not None:
+                    outcomes[i] = late
+            pending = [i for i in pending if i not in outcomes]
+            if not pending:
+                break
+            if round_ and self.stopping.is_set():
+                raise Unfinished(f"{why}; the action is resumed at the next start")
+            actions = [pairs[i][0] for i in pending]
+            body = order_wires_to_order_action([wires[i] for i in pending])
+            payload = self.client.signed_payload(body, min(self.deadline(a) for a in actions))
             try:
-                outcome, why = self._send(action, order, payload)
+                results, why = self._send(actions, [pairs[i][1] for i in pending], payload)
             except TransientError as exc:
-                return Outcome(J.UNKNOWN, f"outcome unknown ({exc}); settled by cloid {order.cloid} and nonce "
-                                          f"{payload['nonce']} as soon as the exchange answers")  # fmt: skip
-            if outcome is not None:
-                return outcome
-        return Outcome(J.FAILED, why)
+                for i in pending:
+                    outcomes[i] = Outcome(J.UNKNOWN, f"outcome unknown ({exc}); settled by cloid {pairs[i][1].cloid} "
+                                                     f"and nonce {payload['nonce']} as soon as the exchange answers")
+                pending = []
+                break
+            outcomes.update({i: seen for i, seen in zip(pending, results, strict=True) if seen is not None})
+        for i in pending:
+            outcomes.setdefault(i, Outcome(J.FAILED, why))
+        return [outcomes[i] for i in range(len(pairs))]
 
-    def _send(self, action: Action, order: Order, payload: dict) -> tuple[Outcome | None, str]:
-        """Send one signed order, resending it identically after an uncertain failure: (its outcome, "") or
-        (None, why it was certainly not applied). Raises TransientError when that cannot be known yet."""
+    def _send(self, actions: list[Action], orders: list[Order], payload: dict) -> tuple[list[Outcome | None], str]:
+        """Send one signed request, resending it identically after an uncertain failure: each order's outcome, or
+        None for an order certainly not applied (and why). Raises TransientError when that cannot be known yet."""
         maybe, last, attempt = False, "", 0  # maybe: a send of it may have reached the exchange
         for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
-            if attempt and (self.stopping.wait(delay) or self.expired(action, "") is not None):
+            if attempt and (self.stopping.wait(delay) or any(self.expired(a, "") for a in actions)):
                 break
             try:
-                on_sent = self.journal.sending(action, payload["expiresAfter"], payload["nonce"])
+                on_sent = self.journal.sending(actions, payload["expiresAfter"], payload["nonce"])
             except Unwritable:
                 if not maybe:
                     raise  # nothing of it left: not executed
@@ -110,7 +127,7 @@ class Sender:
             except TransientError as exc:
                 maybe, last = maybe or exc.in_flight, str(exc)
                 then = "resending the identical signed order" if maybe else "retrying"
-                self.logger.warning("%s: %s (attempt %d); %s", action.describe(), exc, attempt + 1, then)
+                self.logger.warning("%s: %s (attempt %d); %s", _named(actions), exc, attempt + 1, then)
                 continue
             except ClientError as exc:  # a 4xx: refused, unless an earlier send may have landed (then no answer)
                 if not maybe:
@@ -118,26 +135,31 @@ class Sender:
                 last = f"resend answered HTTP {exc.status_code}"
                 break
             if not maybe or result.get("status") == "ok":  # its answer, or the answer to its identical resend
-                return order_outcome(result, order.size, round((self.clock() - action.received_at) * 1000, 1)), ""
+                now = self.clock()
+                return [order_outcome(result, o.size, round((now - a.received_at) * 1000, 1), i)
+                        for i, (a, o) in enumerate(zip(actions, orders, strict=True))], ""  # fmt: skip
             if nonce_refusal(result) is not None:  # the nonce is spent (or out of the window): the fate is frozen
-                self.logger.info("%s: a resend found nonce %d spent: %s", action.describe(), payload["nonce"],
+                self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"],
                                  error_text(result))  # fmt: skip
-                return self._frozen(action), "not executed: the exchange shows no order with its cloid"
+                return self._frozen(actions), "not executed: the exchange shows no order with its cloid"
             last = f"resend refused: {error_text(result)}"  # e.g. expired: says nothing of the first one
             break
         if not maybe:  # every attempt refused at the door (429, no connection): certainly not applied, and done
             if self.stopping.is_set():
                 raise Unfinished("not sent; the action is resumed at the next start")
             unsent = f"not executed: exchange unreachable after {attempt + 1} attempts: {last}"
-            return self.expired(action, unsent) or Outcome(J.FAILED, unsent), ""
-        seen = self.void(action, payload["nonce"])
-        return seen, "" if seen is not None else f"not executed ({last}; its nonce invalidated by a noop)"
+            return [self.expired(a, unsent) or Outcome(J.FAILED, unsent) for a in actions], ""
+        seen = self.void(payload["nonce"], actions)
+        return seen, f"not executed ({last}; its nonce invalidated by a noop)"
 
-    def void(self, action: Action, nonce: int) -> Outcome | None:
-        """Settle an order that may be in flight with a noop of its nonce. Taken: the order was never applied and
-        now never can be (None). Refused as used or too low: the order's fate is frozen, and it is found by cloid
-        (or had no effect: None). TransientError when the exchange gives no usable answer."""
-        payload, last = self.client.noop(nonce), ""
+    def void(self, nonce: int, actions: list[Action]) -> list[Outcome | None]:
+        """Settle a request that may be in flight (these actions' orders) with a noop of its nonce. Taken: none of
+        them was applied and now none can be (None each). Refused as used or too low: the request's fate is frozen,
+        and each order is found by cloid (or had no effect: None). TransientError when the exchange gives no usable
+        answer."""
+        if nonce in self._voided:  # our own noop spent it already (another action of the same request)
+            return [None] * len(actions)
+        payload, last, named = self.client.noop(nonce), "", _named(actions)
         for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
             if attempt and self.stopping.wait(delay):
                 raise Unfinished(f"stopped while settling nonce {nonce}; settled at the next start")
@@ -145,38 +167,45 @@ class Sender:
                 result = self.client.post(payload)
             except (TransientError, ClientError) as exc:  # a gateway's 4xx is no answer either
                 last = str(exc)
-                self.logger.warning("%s: noop for nonce %d: %s; asking again", action.describe(), nonce, exc)
+                self.logger.warning("%s: noop for nonce %d: %s; asking again", named, nonce, exc)
                 continue
             if result.get("status") == "ok":
-                self.logger.info("%s: nonce %d invalidated by a noop: its order was never applied", action.describe(),
-                                 nonce)  # fmt: skip
-                return None
+                self.logger.info("%s: nonce %d invalidated by a noop: its order was never applied", named, nonce)
+                self._voided.add(nonce)
+                return [None] * len(actions)
             if nonce_refusal(result) is not None:
-                return self._frozen(action)
+                return self._frozen(actions)
             raise TransientError(f"noop for nonce {nonce} refused: {error_text(result)}")
         raise TransientError(f"noop for nonce {nonce} unanswered: {last}")
 
-    def _frozen(self, action: Action) -> Outcome | None:
-        """The order's nonce is spent: it was applied, or never will be. Asked by cloid over INFO_LAG (an applied
-        order may take that long to show); None only when the exchange kept saying it has no such order: it had
-        no effect. An unreadable answer is never that: TransientError when the last one could not be read."""
+    def _frozen(self, actions: list[Action]) -> list[Outcome | None]:
+        """The request's nonce is spent: its orders were applied, or never will be. Each is asked by cloid over
+        INFO_LAG (an applied order may take that long to show); None only when the exchange kept saying it has no
+        such order: it had no effect. An unreadable answer is never that: TransientError when the last one could
+        not be read."""
         start, delays = time.monotonic(), exchange_retries().delays()
+        found: dict[int, Outcome] = {}
         while True:
             unreadable: TransientError | None = None
-            try:
-                seen = self.lookup(action)
-            except TransientError as exc:
-                unreadable = exc
-            else:
-                if seen is not None:
-                    return seen
+            for i, action in enumerate(actions):
+                if i in found:
+                    continue
+                try:
+                    seen = self.lookup(action)
+                except TransientError as exc:
+                    unreadable = exc
+                else:
+                    if seen is not None:
+                        found[i] = seen
+            if len(found) == len(actions):
+                return [found[i] for i in range(len(actions))]
             elapsed = time.monotonic() - start
             if elapsed >= INFO_LAG:  # asked again past the lag: this last answer decides
                 if unreadable is not None:
                     raise unreadable
-                return None
+                return [found.get(i) for i in range(len(actions))]
             if unreadable is not None:
-                self.logger.warning("%s: cloid check failed: %s; asking again", action.describe(), unreadable)
+                self.logger.warning("%s: cloid check failed: %s; asking again", _named(actions), unreadable)
             if self.stopping.wait(min(next(delays, 2.0), max(0.05, INFO_LAG - elapsed))):
                 raise Unfinished("stopped while asking the exchange by cloid; settled at the next start")
 
@@ -200,7 +229,7 @@ class Sender:
         if seen is not None:
             return seen
         if nonce is not None:
-            return self.void(item_action, nonce)
+            return self.void(nonce, [item_action])[0]
         # no nonce (an older version's note, or a lookup that failed before anything was sent): no order of the action
         # can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no", and the
         # worker does not wait for it: the action stays open and is asked again (recheck)
@@ -217,6 +246,13 @@ class Sender:
             return status_outcome(self.client.order_status(action.cloid))
         except ClientError as exc:
             raise TransientError(f"orderStatus answered HTTP {exc.status_code}") from None
+
+
+def _named(actions: list[Action]) -> str:
+    """How log lines name the actions of one request."""
+    if len(actions) == 1:
+        return actions[0].describe()
+    return f"{actions[0].describe()} (and {len(actions) - 1} more in the same request)"
 
 
 def _describe(order: Order) -> str:

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
+from .account import AccountView
 from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
 from .channels import Channels
 from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings, redact_url
@@ -80,7 +81,8 @@ class FractradeExecutor:
         if unclean_since is not None:
             self.logger.warning("the last run did not stop in order (killed, crashed or a power loss): actions sent "
                                 "before this start are looked up by cloid before anything is sent")  # fmt: skip
-        self.feed = MidsFeed(settings.api_url, logging.getLogger("fractrade_sync.market"))
+        self.feed = MidsFeed(settings.api_url, logging.getLogger("fractrade_sync.market"), account=AccountView(),
+                             user=settings.account_address)  # fmt: skip
         self.client = client = HyperliquidClient(settings, self.feed)
         self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
         self.execution = Execution(settings, client, self.journal, self.logger, self.clock, self.stopping)

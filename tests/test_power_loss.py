@@ -91,7 +91,7 @@ def test_an_in_flight_note_with_no_row_becomes_a_row(tmp_path, caplog):
 
     journal = Journal(tmp_path / "j.sqlite3")
     action = parse_frame(json.dumps(trade_frame()), time.time())
-    journal.sending(action, 1_800_000_003_000, 1_800_000_000_000)  # no admit, no row: only this note survived
+    journal.sending([action], 1_800_000_003_000, 1_800_000_000_000)  # no admit, no row: only this note survived
     journal.close()
     again, resumed = Journal.open(tmp_path / "j.sqlite3", 3.0)
     row = again.get(action.key)

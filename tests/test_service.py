@@ -385,10 +385,10 @@ def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path, ca
     for action in (sent, done, queued):
         _journaled(journal, action)
     now[0] += 5
-    journal.sending(done, int(now[0] * 1000) + 3000, 1)
+    journal.sending([done], int(now[0] * 1000) + 3000, 1)
     journal.finish(done, Outcome("filled"))
     now[0] += 5
-    journal.sending(sent, int(now[0] * 1000) + 5000, 1)  # the crash comes before its 'submitting' commit
+    journal.sending([sent], int(now[0] * 1000) + 5000, 1)  # the crash comes before its 'submitting' commit
     inflight = tmp_path / "j.sqlite3.inflight"
     again, resumed = _reopen_after_a_torn_note(journal, inflight, b"0123 17", clock=lambda: now[0])
     assert "1 action(s) had an order in flight when the last run ended" in caplog.text
@@ -414,15 +414,15 @@ def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tm
     actions = [parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(8)]
     for action in actions[:3]:
         _journaled(journal, action)
-        journal.sending(action, 1_800_000_003_000, 1)
+        journal.sending([action], 1_800_000_003_000, 1)
         journal.finish(action, Outcome("filled"))
     assert inflight.stat().st_size > 200
     _journaled(journal, actions[3])
-    journal.sending(actions[3], 1_800_000_003_000, 1)  # all before it finished: emptied first, then noted
+    journal.sending([actions[3]], 1_800_000_003_000, 1)  # all before it finished: emptied first, then noted
     assert inflight.read_text().split()[0] == actions[3].key
     for action in actions[4:]:  # actions[3] never finishes (a stop left it in flight): nothing is emptied
         _journaled(journal, action)
-        journal.sending(action, 1_800_000_003_000, 1)
+        journal.sending([action], 1_800_000_003_000, 1)
         journal.finish(action, Outcome("filled"))
     headers = [line.split()[0] for line in inflight.read_text().splitlines() if not line.startswith("{")]
     assert headers == [a.key for a in actions[3:]]  # each header line is followed by its action's frame
@@ -446,7 +446,7 @@ def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path, caplog
         assert journal.admit(action)
         assert journal.is_known(action.key) and journal.get(action.key) is None  # known before any commit
     assert journal.is_known(done.key) and not journal.admit(done)
-    journal.sending(sent, 1_800_000_003_000, 1)()  # the worker's first commit creates the row
+    journal.sending([sent], 1_800_000_003_000, 1)()  # the worker's first commit creates the row
     assert (journal.get(sent.key)["state"], journal.get(sent.key)["attempts"]) == ("submitting", 1)
     journal.finish(refused, Outcome("rejected", "too small"))
     assert journal.get(refused.key)["state"] == "rejected" and journal.get(refused.key)["frame"] == refused.frame
@@ -477,7 +477,7 @@ def test_a_key_is_known_from_its_note_on_and_after_a_restart(tmp_path):
     journal = Journal(tmp_path / "j.sqlite3")  # a new process: only the row knows it
     assert journal.is_known(old.key) and not journal.admit(old) and not journal.is_known(new.key)
     assert journal.admit(new)
-    journal.sending(new, 1_800_000_003_000, 1)()  # no longer noted: its row knows it
+    journal.sending([new], 1_800_000_003_000, 1)()  # no longer noted: its row knows it
     assert journal.is_known(new.key) and not journal.admit(new)
 
 
