@@ -1,4 +1,4 @@
-"""A local Hyperliquid: /info, /exchange, /control and the /ws market-data socket.
+"""A local Hyperliquid: /info, /exchange, /control and the /ws socket (allMids, and the user-data feeds of hl_userdata).
 
 Speaks exactly what `hyperliquid-python-sdk` sends, checks every /exchange
 signature, and injects faults (5xx, 429, timeouts, dropped responses) on demand.
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from eth_keys.exceptions import BadSignature
 from hyperliquid.utils import signing
 
-from fractrade_sync.sim import hl_views, wsserver
+from fractrade_sync.sim import hl_userdata, hl_views, wsserver
 from fractrade_sync.sim.hl_state import ExchangeError, HyperliquidState, fmt
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class HyperliquidSimulator:
         self._counts: collections.Counter = collections.Counter()
         self._clients: dict[socket.socket, threading.Thread] = {}
         self._ws: dict[object, bool] = {}  # connection -> subscribed to allMids
+        self._userdata = hl_userdata.UserFeed(self.state)  # webData2, orderUpdates, userFills
         self._server = _Server((host, port), self)
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
@@ -66,6 +67,7 @@ class HyperliquidSimulator:
             daemon=True,
         )
         self._thread.start()
+        self._userdata.start(name=f"hl-sim-{self._server.server_address[1]}-userdata")
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -82,6 +84,7 @@ class HyperliquidSimulator:
             conn.abort()
         wsserver.shut_down(clients)
         self._server.server_close()
+        self._userdata.stop(max(0.0, deadline - time.monotonic()))
         for thread in [self._thread, self._ticker, *clients.values()]:
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -101,8 +104,9 @@ class HyperliquidSimulator:
         self.state.approve_agent(user, agent, name, days)
 
     def set_mid(self, coin: str, px) -> None:
-        """Move a mid, fire what it crosses, and push allMids to /ws subscribers."""
-        self.state.set_mid(coin, px)
+        """Move a mid, fire what it crosses, and push allMids (and what the triggers did) to /ws subscribers."""
+        with self._userdata.changes():
+            self.state.set_mid(coin, px)
         self._push_mids()
 
     def set_liquidity(self, coin: str, sz) -> None:
@@ -143,6 +147,26 @@ class HyperliquidSimulator:
                     spots[coin] += tick if (step // len(spots)) % 2 else -tick  # down one round, up the next
             step += 1
             self._push_mids()
+
+    # ---- the user-data feeds ------------------------------------------------------
+    def set_userdata_delay(self, seconds: float) -> None:
+        """Every webData2 / orderUpdates / userFills push leaves `seconds` later: a lagging feed, still in order."""
+        self._userdata.set_delay(seconds)
+
+    def pause_userdata(self, paused: bool = True) -> None:
+        """While paused, user-data pushes (snapshots too) are dropped silently; subscriptions stay, pings get pongs
+        and allMids goes on: a subscription that died without a word."""
+        self._userdata.pause(paused)
+
+    def set_webdata2_interval(self, seconds: float) -> None:
+        """Also push webData2 every `seconds` whether anything changed or not (0: only on a change, the default).
+        The exchange is said to push it every few seconds ("~5 second updates", gareth0712/hyperliquid-client
+        README); its docs do not say."""
+        self._userdata.set_webdata2_interval(seconds)
+
+    def userdata_pushes(self) -> int:
+        """How many user-data messages went out, counted per connection, snapshots included."""
+        return self._userdata.pushes()
 
     # ---- faults -------------------------------------------------------------
     def inject(self, kind: str, count: int = 1, path: str = "/exchange", answer: str | None = None) -> None:
@@ -247,11 +271,12 @@ class HyperliquidSimulator:
             except (ValueError, KeyError, TypeError, BadSignature):
                 # A malformed signature: there is no address to name.
                 raise ExchangeError("Unable to recover signer.") from None
-            if kind == "approveAgent":
-                self.state.exchange_approve_agent(action, signer, nonce)
-                answer = {"type": "default"}
-            else:
-                answer = self.state.exchange(action, signer, nonce, expires)
+            with self._userdata.changes():
+                if kind == "approveAgent":
+                    self.state.exchange_approve_agent(action, signer, nonce)
+                    answer = {"type": "default"}
+                else:
+                    answer = self.state.exchange(action, signer, nonce, expires)
             return 200, {"status": "ok", "response": answer}, signer
         except ExchangeError as exc:
             return 200, {"status": "err", "response": str(exc)}, signer
@@ -287,6 +312,10 @@ class HyperliquidSimulator:
             "set_latency": lambda seconds: setattr(self, "latency_s", float(seconds)),
             "set_timeout": lambda seconds: setattr(self, "timeout_s", float(seconds)),
             "set_clock_offset": self.set_clock_offset,
+            "set_userdata_delay": self.set_userdata_delay,
+            "pause_userdata": self.pause_userdata,
+            "set_webdata2_interval": self.set_webdata2_interval,
+            "userdata_pushes": self.userdata_pushes,
             "mids": self.mids,
             "applied_orders": self.applied_orders,
             "positions": self.positions,
@@ -322,10 +351,11 @@ class HyperliquidSimulator:
         finally:
             with self._lock:
                 self._ws.pop(conn, None)
+            self._userdata.drop(conn)
             conn.abort()
 
     def _ws_message(self, conn, text: str) -> None:
-        """Answer one client message as Hyperliquid's /ws does (allMids only)."""
+        """Answer one client message as Hyperliquid's /ws does (allMids and the user-data feeds)."""
         try:
             msg = json.loads(text)
             method = msg["method"]
@@ -337,13 +367,20 @@ class HyperliquidSimulator:
             _send(conn, {"channel": "pong"})
             return
         sub = msg.get("subscription") or {}
-        if method not in ("subscribe", "unsubscribe") or sub.get("type") != "allMids":
+        user_key = hl_userdata.subscription_key(sub)  # (channel, user), or None when sub is not a user-data feed
+        all_mids = isinstance(sub, dict) and sub.get("type") == "allMids"
+        if method not in ("subscribe", "unsubscribe") or not (all_mids or user_key):
             _send(conn, {"channel": "error", "data": f"Invalid subscription {json.dumps(sub)}"})  # text unconfirmed
             return
-        with self._lock:
-            self._ws[conn] = method == "subscribe"
+        if user_key and method == "unsubscribe":
+            self._userdata.unsubscribe(conn, user_key)  # before the answer: nothing comes after it
+        elif all_mids:
+            with self._lock:
+                self._ws[conn] = method == "subscribe"
         _send(conn, {"channel": "subscriptionResponse", "data": {"method": method, "subscription": sub}})
-        if method == "subscribe":
+        if user_key and method == "subscribe":
+            self._userdata.subscribe(conn, user_key)  # after the answer, which its snapshot must follow
+        elif method == "subscribe":
             with self._mids_order:  # a snapshot never overtakes a newer push
                 _send(conn, {"channel": "allMids", "data": {"mids": self.mids()}})
 
@@ -436,7 +473,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None and path in ("/info", "/exchange", "/control"):
             status, answer = 422, f"{BAD_BODY}: expected a JSON object"
         elif path == "/info":
-            with sim.state.lock:
+            with sim._userdata.changes():  # a scheduled cancel may come due now
                 sim.state.tick()
                 status, answer = hl_views.answer(sim.state, body)
         elif path == "/exchange":

@@ -8,15 +8,17 @@ https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/error-respons
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 
 ZERO = Decimal(0)
 DAY_MS = 86_400_000
 NONCES_KEPT = 100  # "Hyperliquid keeps the 100 highest nonces for each key"
 MIN_NOTIONAL = Decimal(10)
+FILLS_KEPT = 10_000  # "only the 10000 most recent fills are available" (API docs, info endpoint: userFillsByTime)
 
 # name, szDecimals, maxLeverage, default mid: one asset per szDecimals 0..5;
 # BTC, ETH, ATOM keep their mainnet asset ids 0, 1, 2.
@@ -79,6 +81,24 @@ class Order:
         if not self.filled_sz:
             return None
         return (self.filled_ntl / self.filled_sz).quantize(Decimal("1e-8"))
+
+
+@dataclass
+class Fill:
+    """One execution of an order, kept for the userFills feed (hl_userdata renders it)."""
+
+    user: str
+    coin: str
+    is_buy: bool
+    px: Decimal
+    sz: Decimal
+    time: int
+    start: Decimal  # the position before this fill
+    closed_pnl: Decimal
+    oid: int
+    cloid: str | None
+    crossed: bool  # taker: the order crossed the book when it filled
+    tid: int
 
 
 @dataclass
@@ -149,6 +169,11 @@ class HyperliquidState:
         self.nonces: dict[str, list[int]] = {}
         self.orders: list[Order] = []
         self.next_oid = 1
+        self.fills: collections.deque[Fill] = collections.deque(maxlen=FILLS_KEPT)
+        self.next_tid = 1
+        # what changed for whom since hl_userdata last drained it: ("order", user, snapshot), ("fill", user, Fill),
+        # ("account", user, None); the feed pushes them in this order
+        self.journal: list[tuple[str, str, object]] = []
 
     def now_ms(self) -> int:
         """The exchange's clock: nonces' window, expiresAfter and timestamps are judged by it, not the client's."""
@@ -291,11 +316,13 @@ class HyperliquidState:
         self.orders.append(order)
         ident = {"oid": order.oid, **({"cloid": order.cloid} if order.cloid else {})}
         if order.trigger or order.tif == "Alo" or not crosses:
+            self._note_order(order)
             return {"resting": ident}
         self._execute(order, mid)
         if order.tif == "Ioc" and order.status == "open":
             self._set_status(order, "canceled")  # the unfilled part of an IOC
         if order.status == "open":
+            self._note_order(order)
             return {"resting": ident}  # a GTC partly filled; the rest rests
         return {"filled": {"totalSz": fmt(order.filled_sz), "avgPx": fmt(order.avg_px), **ident}}
 
@@ -402,6 +429,7 @@ class HyperliquidState:
                 continue
             order.sz, order.limit_px, order.trigger = new.sz + order.filled_sz, new.limit_px, new.trigger
             order.reduce_only, order.status_ts = new.reduce_only, self.now_ms()
+            self._note_order(order)
             statuses.append({"resting": {"oid": order.oid, **({"cloid": order.cloid} if order.cloid else {})}})
         self._match_resting(None)
         return {"type": "order", "data": {"statuses": statuses}}
@@ -416,6 +444,7 @@ class HyperliquidState:
             # as public clients quote Hyperliquid's refusal (the docs' "Error responses" page does not list it)
             raise ExchangeError("Cannot switch leverage type with open position.")
         acct.leverage[coin] = (kind, value)
+        self.journal.append(("account", user, None))
         return {"type": "default"}
 
     # ---- matching, fills, triggers ------------------------------------------
@@ -431,20 +460,29 @@ class HyperliquidState:
             qty = min(qty, abs(pos.szi))
         return max(qty, ZERO)
 
-    def _execute(self, order: Order, px: Decimal) -> None:
+    def _execute(self, order: Order, px: Decimal, crossed: bool = True) -> None:
         acct = self.accounts[order.user]
         qty = self._fill_qty(order)
         if qty == 0:
             if order.reduce_only:
                 self._set_status(order, "reduceOnlyCanceled")
             return
+        pos, usdc = acct.positions.get(order.coin), acct.usdc
+        start = pos.szi if pos else ZERO
         self._apply_fill(acct, order.coin, qty if order.is_buy else -qty, px)
+        self._record_fill(order, px, qty, start, acct.usdc - usdc, crossed)
         order.filled_sz += qty
         order.filled_ntl += qty * px
         if order.remaining == 0:
             self._set_status(order, "filled")
         elif order.reduce_only and order.coin not in acct.positions:
             self._set_status(order, "reduceOnlyCanceled")  # nothing left to reduce
+
+    def _record_fill(self, o: Order, px: Decimal, qty: Decimal, start: Decimal, pnl: Decimal, crossed: bool) -> None:
+        tid, self.next_tid = self.next_tid, self.next_tid + 1
+        fill = Fill(o.user, o.coin, o.is_buy, px, qty, self.now_ms(), start, pnl, o.oid, o.cloid, crossed, tid)
+        self.fills.append(fill)
+        self.journal.append(("fill", o.user, fill))
 
     def _apply_fill(self, acct: Account, coin: str, delta: Decimal, px: Decimal) -> None:
         pos = acct.positions.get(coin)
@@ -476,6 +514,8 @@ class HyperliquidState:
                 # A sell stop protects a long: fires as the price falls to it.
                 up = tp != order.is_buy
                 if (mid >= tpx) if up else (mid <= tpx):
+                    # orderUpdates reports the order "triggered", then how it ended (this order keeps its oid)
+                    self._note_order(replace(order, status="triggered", status_ts=self.now_ms()))
                     # a triggered market order fills only within its limit price, its slippage bound ("TP/SL market
                     # orders have a slippage tolerance of 10%": Hyperliquid's docs, "Take profit and stop loss
                     # orders"); past it, nothing fills and the order is done
@@ -487,7 +527,10 @@ class HyperliquidState:
                     if order.status == "open":
                         self._set_status(order, "canceled")
             elif (mid <= order.limit_px) if order.is_buy else (mid >= order.limit_px):
-                self._execute(order, order.limit_px)
+                filled = order.filled_sz
+                self._execute(order, order.limit_px, crossed=False)  # a resting order is the maker
+                if order.status == "open" and order.filled_sz != filled:
+                    self._note_order(order)  # partly filled, still resting
 
     def tick(self) -> None:
         """Run scheduled cancels whose time has come (the dead man's switch)."""
@@ -501,6 +544,11 @@ class HyperliquidState:
 
     def _set_status(self, order: Order, status: str) -> None:
         order.status, order.status_ts = status, self.now_ms()
+        self._note_order(order)
+
+    def _note_order(self, order: Order) -> None:
+        """Journal the order as it is now (a copy: later changes must not rewrite what was reported)."""
+        self.journal.append(("order", order.user, replace(order)))
 
     # ---- margin -----------------------------------------------------------
     def lev(self, acct: Account, coin: str) -> tuple[str, int]:

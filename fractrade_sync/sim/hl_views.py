@@ -273,3 +273,9 @@ def positions(st: HyperliquidState, user: str) -> dict[str, str]:
 
 def open_orders(st: HyperliquidState, user: str) -> list[dict]:
     return [frontend(o) for o in st.orders if o.user == user.lower() and o.status == "open"]
+
+
+def web_data_parts(st: HyperliquidState, user: str) -> dict:
+    """What webData2 shares with /info answers, so the feed and a poll can never disagree on a shape."""
+    return {"clearinghouseState": _clearinghouse(st, user), "openOrders": open_orders(st, user), "meta": _meta(),
+            "assetCtxs": _ctxs(st)}  # fmt: skip

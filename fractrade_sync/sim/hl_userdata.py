@@ -1,0 +1,318 @@
+"""Hyperliquid's user-data feeds on the simulator's /ws: webData2, orderUpdates and userFills.
+
+The state journals each change (hl_state); `flush()` turns the journal into messages under the state lock and
+queues them, so they leave in the order the state changed; one pusher thread sends them, never the thread that
+answers the HTTP request (on the exchange too an order's answer and its pushes race).
+
+Shapes follow the API docs' "Websocket > Subscriptions" page
+(https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/websocket/subscriptions), the Python SDK
+(hyperliquid-dex/hyperliquid-python-sdk: hyperliquid/utils/types.py, websocket_manager.py) and, where the docs
+give no type, nktkas/hyperliquid, whose types are checked against the live API (src/api/info/_methods/webData2.ts,
+src/api/subscription/_methods/userFills.ts, orderUpdates.ts). Anything no source shows is marked "unconfirmed".
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from decimal import Decimal
+from typing import Iterator
+
+from fractrade_sync.sim import hl_views, wsserver
+from fractrade_sync.sim.hl_state import Fill, HyperliquidState, Order, fmt
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("webData2", "orderUpdates", "userFills")
+SNAPSHOT_FILLS = 2000  # how many fills the userFills snapshot carries: unconfirmed (the info endpoint's cap)
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_IDLE_WAIT = 0.1  # seconds; the pusher re-checks stop this often
+
+Key = tuple[str, str]  # (channel, user in lower case)
+
+
+def subscription_key(sub) -> Key | None:
+    """(channel, user) of a user-data subscription {"type": "webData2", "user": "0x..."}; None if it is not one."""
+    if not isinstance(sub, dict) or sub.get("type") not in CHANNELS:
+        return None
+    user = sub.get("user")
+    if not isinstance(user, str) or not _ADDRESS.fullmatch(user):
+        return None
+    return sub["type"], user.lower()
+
+
+def ws_order(o: Order) -> dict:
+    """A WsOrder: {"order": WsBasicOrder, "status", "statusTimestamp"} (docs: "interface WsOrder"). `sz` is what is
+    left unfilled, "0.0" once filled (unconfirmed for canceled orders); cloid only when the order has one (docs:
+    `cloid: string | undefined`)."""
+    basic = {"coin": o.coin, "side": "B" if o.is_buy else "A", "limitPx": fmt(o.limit_px), "sz": fmt(o.remaining),
+             "oid": o.oid, "timestamp": o.timestamp, "origSz": fmt(o.sz)}  # fmt: skip
+    if o.cloid:
+        basic["cloid"] = o.cloid
+    return {"order": basic, "status": o.status, "statusTimestamp": o.status_ts}
+
+
+def fill_dir(start: Decimal, delta: Decimal) -> str:
+    """The fill's "dir" ("Open Long", "Close Short", "Long > Short" for a flip). The docs say only "used for frontend
+    display"; these texts are the ones public clients match on (not in the docs: unconfirmed)."""
+    if start == 0 or (start > 0) == (delta > 0):
+        return "Open Long" if delta > 0 else "Open Short"
+    if abs(delta) > abs(start):
+        return "Long > Short" if start > 0 else "Short > Long"
+    return "Close Long" if start > 0 else "Close Short"
+
+
+def ws_fill(f: Fill) -> dict:
+    """A WsFill (docs: "interface WsFill"; `twapId` and the optional `cloid` from nktkas/hyperliquid's UserFill).
+    The simulator charges no fee, so `fee` is "0.0", consistent with its account values; `hash` is made up (there
+    is no L1 transaction here)."""
+    delta = f.sz if f.is_buy else -f.sz
+    fill = {
+        "coin": f.coin,
+        "px": fmt(f.px),
+        "sz": fmt(f.sz),
+        "side": "B" if f.is_buy else "A",
+        "time": f.time,
+        "startPosition": fmt(f.start),
+        "dir": fill_dir(f.start, delta),
+        "closedPnl": fmt(f.closed_pnl),
+        "hash": "0x" + hashlib.sha256(f"{f.user}:{f.oid}:{f.tid}".encode()).hexdigest(),
+        "oid": f.oid,
+        "crossed": f.crossed,
+        "fee": "0.0",
+        "tid": f.tid,
+        "feeToken": "USDC",
+        "twapId": None,
+    }
+    if f.cloid:
+        fill["cloid"] = f.cloid
+    return fill
+
+
+def web_data2(st: HyperliquidState, user: str) -> dict:
+    """WebData2, in the field order of nktkas/hyperliquid's WebData2Response (the docs name the type only).
+    clearinghouseState, openOrders (frontendOpenOrders' shape), meta and assetCtxs are the /info answers; this
+    simulator has no vaults, spot or TWAPs, so those are empty. agentAddress is the user's unnamed API wallet (the
+    one the web app approves; unconfirmed), cumLedger "0.0" (deposits are not tracked here)."""
+    acct = st.accounts.get(user)
+    agents = [(a, info["validUntil"]) for a, info in (acct.agents.items() if acct else []) if info["name"] == ""]
+    agent, valid_until = agents[0] if agents else (None, None)
+    parts = hl_views.web_data_parts(st, user)
+    return {
+        "clearinghouseState": parts["clearinghouseState"],
+        "leadingVaults": [],
+        "totalVaultEquity": "0.0",
+        "openOrders": parts["openOrders"],
+        "agentAddress": agent,
+        "agentValidUntil": valid_until,
+        "cumLedger": "0.0",
+        "meta": parts["meta"],
+        "assetCtxs": parts["assetCtxs"],
+        "serverTime": st.now_ms(),
+        "isVault": False,
+        "user": user,  # the SDK routes a webData2 message by data.user (websocket_manager.ws_msg_to_identifier)
+        "twapStates": [],
+        "spotAssetCtxs": [],
+    }
+
+
+def _unrepeated(orders: list[Order]) -> list[dict]:
+    """One WsOrder per reported change: an entry the same as the order's previous one in the batch is dropped."""
+    last: dict[int, dict] = {}
+    out = []
+    for o in orders:
+        entry = ws_order(o)
+        if last.get(o.oid) != entry:
+            out.append(entry)
+        last[o.oid] = entry
+    return out
+
+
+class UserFeed:
+    """The user-data subscriptions of every /ws connection, and the one queue their pushes leave through."""
+
+    def __init__(self, state: HyperliquidState) -> None:
+        self._state = state
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # the queue's head is due, or stop
+        self._stop = threading.Event()
+        self._subs: dict[object, set[Key]] = {}
+        self._queue: collections.deque[tuple[float, Key, tuple, str]] = collections.deque()  # due, key, conns, text
+        self._delay = 0.0
+        self._paused = False
+        self._interval = 0.0
+        self._next_tick = 0.0
+        self._pushes = 0
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ------------------------------------------------------------
+    def start(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """End the pusher (bounded); what is still queued is dropped, as a closing exchange would."""
+        self._stop.set()
+        with self._ready:
+            self._ready.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ---- controls -------------------------------------------------------------
+    def set_delay(self, seconds: float) -> None:
+        seconds = float(seconds)
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be 0 or more, not {seconds}")
+        with self._lock:
+            self._delay = seconds
+
+    def pause(self, paused: bool) -> None:
+        if not isinstance(paused, bool):
+            raise ValueError(f"paused must be true or false, not {paused!r}")
+        with self._lock:
+            self._paused = paused
+
+    def set_webdata2_interval(self, seconds: float) -> None:
+        seconds = float(seconds)
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be 0 (off) or more, not {seconds}")
+        with self._ready:
+            self._interval = seconds
+            self._next_tick = time.monotonic() + self._interval
+            self._ready.notify_all()
+
+    def pushes(self) -> int:
+        """User-data messages sent, one per connection (a peer that closed meanwhile still counts)."""
+        with self._lock:
+            return self._pushes
+
+    # ---- subscriptions (called from /ws reader threads) ------------------------
+    def subscribe(self, conn, key: Key) -> None:
+        """Add the subscription and queue its snapshot. userFills: {"isSnapshot": true, ...} ("The subscription ack
+        provides a snapshot of previous data for time series data (e.g. user fills)", docs). webData2: the state at
+        once (nktkas/hyperliquid's webData2 test hears from idle users; at once rather than at the next periodic
+        push is unconfirmed). orderUpdates: none (the docs tag snapshots isSnapshot, which a WsOrder[] cannot
+        carry: unconfirmed)."""
+        with self._state.lock:
+            self.flush()  # what changed before goes to the earlier subscribers; this one gets the snapshot
+            with self._lock:
+                self._subs.setdefault(conn, set()).add(key)
+            channel, user = key
+            if channel == "webData2":
+                self._enqueue(key, (conn,), _message("webData2", web_data2(self._state, user)))
+            elif channel == "userFills":
+                fills = [ws_fill(f) for f in [f for f in self._state.fills if f.user == user][-SNAPSHOT_FILLS:]]
+                self._enqueue(key, (conn,), _message("userFills", {"isSnapshot": True, "user": user, "fills": fills}))
+
+    def unsubscribe(self, conn, key: Key) -> None:
+        with self._lock:
+            self._subs.get(conn, set()).discard(key)
+
+    def drop(self, conn) -> None:
+        """Forget a closed connection's subscriptions."""
+        with self._lock:
+            self._subs.pop(conn, None)
+
+    # ---- changes -> pushes ---------------------------------------------------------
+    @contextlib.contextmanager
+    def changes(self) -> Iterator[None]:
+        """Hold the state lock for a change, then queue its pushes before anyone can make the next one."""
+        with self._state.lock:
+            try:
+                yield
+            finally:
+                self.flush()
+
+    def flush(self) -> None:
+        """Turn the state's journal into pushes, per user in order: orderUpdates (the orders that changed),
+        userFills (the new fills), then one webData2 of the state as it is now."""
+        st = self._state
+        with st.lock:
+            journal, st.journal = st.journal, []
+            if not journal:
+                return
+            with self._lock:
+                keys = {key for held in self._subs.values() for key in held}
+            users: dict[str, list[tuple[str, object]]] = {}
+            for kind, user, item in journal:
+                if any((channel, user) in keys for channel in CHANNELS):
+                    users.setdefault(user, []).append((kind, item))
+            for user, items in users.items():
+                orders = _unrepeated([item for kind, item in items if kind == "order"])
+                fills = [ws_fill(item) for kind, item in items if kind == "fill"]
+                if orders and ("orderUpdates", user) in keys:
+                    self._enqueue(("orderUpdates", user), None, _message("orderUpdates", orders))
+                if fills and ("userFills", user) in keys:  # no isSnapshot: nktkas/hyperliquid types it `isSnapshot?:
+                    # true`; the docs say streaming updates carry `isSnapshot: false`
+                    self._enqueue(("userFills", user), None, _message("userFills", {"user": user, "fills": fills}))
+                if ("webData2", user) in keys:
+                    self._enqueue(("webData2", user), None, _message("webData2", web_data2(st, user)))
+
+    def _enqueue(self, key: Key, conns: tuple | None, text: str) -> None:
+        """Queue one message for `conns`, or for every connection subscribed to `key` now; dropped while paused."""
+        with self._ready:
+            if self._paused:
+                return
+            if conns is None:
+                conns = tuple(conn for conn, held in self._subs.items() if key in held)
+            if conns:
+                self._queue.append((time.monotonic() + self._delay, key, conns, text))
+                self._ready.notify_all()
+
+    # ---- the pusher thread ------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+                item = self._take()
+                if item is not None:
+                    self._deliver(*item)
+            except Exception:  # one bad push never ends the feed
+                log.error("user-data push failed", exc_info=True)
+
+    def _take(self) -> tuple[float, Key, tuple, str] | None:
+        """The queue's head once it is due; None on stop or when a periodic webData2 is due."""
+        with self._ready:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self._queue and self._queue[0][0] <= now:
+                    return self._queue.popleft()
+                if self._interval and now >= self._next_tick:
+                    return None
+                wait = self._queue[0][0] - now if self._queue else _IDLE_WAIT
+                if self._interval:
+                    wait = min(wait, self._next_tick - now)
+                self._ready.wait(min(wait, _IDLE_WAIT))
+            return None
+
+    def _deliver(self, _due: float, key: Key, conns: tuple, text: str) -> None:
+        """Send to those of `conns` still subscribed; nothing while paused (the feed is silently dead)."""
+        with self._lock:
+            if self._paused:
+                return
+            conns = tuple(conn for conn in conns if key in self._subs.get(conn, ()))
+            self._pushes += len(conns)  # counted first: whoever has read a push finds it counted
+        wsserver.broadcast(conns, text)  # outside the lock: a slow reader must not hold up a change
+
+    def _tick(self) -> None:
+        """A webData2 to every webData2 subscriber each `interval` seconds, changed or not (the real feed is said to
+        come every few seconds: see set_webdata2_interval)."""
+        with self._lock:
+            if not self._interval or time.monotonic() < self._next_tick:
+                return
+            self._next_tick = time.monotonic() + self._interval
+            keys = sorted({key for held in self._subs.values() for key in held if key[0] == "webData2"})
+        with self._state.lock:
+            self.flush()
+            for key in keys:
+                self._enqueue(key, None, _message("webData2", web_data2(self._state, key[1])))
+
+
+def _message(channel: str, data) -> str:
+    return json.dumps({"channel": channel, "data": data})
