@@ -317,8 +317,9 @@ class HyperliquidClient:
         action = {"type": "batchModify", "modifies": [{"oid": ident, "order": wire} for ident, wire in modifies]}
         return self.post(self.signed_payload(action))
 
-    def cancel(self, asset: Asset, oids: list[int]) -> dict:
-        action = {"type": "cancel", "cancels": [{"a": asset.index, "o": oid} for oid in oids]}
+    def cancel(self, orders: list[tuple[Asset, int]]) -> dict:
+        """Cancel open orders by oid, on any coins, in one request."""
+        action = {"type": "cancel", "cancels": [{"a": asset.index, "o": oid} for asset, oid in orders]}
         return self.post(self.signed_payload(action))
 
     # ---- readiness -----------------------------------------------------------------------------------

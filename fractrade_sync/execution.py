@@ -10,7 +10,6 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable
 
-from . import outcome as J
 from .actions import Action
 from .answers import error_text
 from .backoff import exchange_retries
@@ -18,6 +17,7 @@ from .config import Settings
 from .exchange import HyperliquidClient, TransientError, UnknownSymbol
 from .journal import Journal
 from .outcome import Outcome
+from .protection import Protection
 from .rules import (
     MIN_ORDER_VALUE,
     Asset,
@@ -49,10 +49,20 @@ class Execution:
         self.clock = clock
         self.stopping = stopping or threading.Event()
         self.sender = Sender(settings, client, journal, logger, clock, self.stopping)
+        self.protection = Protection(client, journal, logger, settings.dry_run, self.with_retries)
 
     # ---- the three actions -------------------------------------------------------------------
     def trade(self, action: Action) -> Outcome:
         """A marketable IOC limit order at mid +/- slippage."""
+        planned = self.trade_order(action)
+        if isinstance(planned, Outcome):
+            return planned
+        order, note = planned
+        return self._sent(action, order, note)
+
+    def trade_order(self, action: Action) -> tuple[Order, str] | Outcome:
+        """A trade's order (and a note for its outcome), after every local check; an Outcome when it went stale
+        before its leverage was set. Refused when a check fails."""
         asset = self._asset(action)
         size = self._scaled(action.size, asset)
         position = self._check_reduces(action, asset) if action.reduce_only else None
@@ -67,12 +77,14 @@ class Execution:
             if isinstance(late, Outcome):
                 return late
             note = late or ""
-        outcome = self.sender.submit(action, order)
-        self.after(action, outcome)
-        return replace(outcome, reason=f"{outcome.reason}; {note}" if outcome.reason else note) if note else outcome
+        return order, note
 
     def protect(self, action: Action, tpsl: str) -> Outcome:
         """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
+        return self._sent(action, self.protect_order(action, tpsl))
+
+    def protect_order(self, action: Action, tpsl: str) -> Order:
+        """A stop loss's or take profit's trigger order for the position as it is now (live, or read)."""
         asset = self._asset(action)
         position = self.with_retries(lambda: self.client.position(asset.name), reading_for=action)
         if position == 0:
@@ -89,26 +101,19 @@ class Execution:
         self._check_price(trigger, self._mid(action, asset))
         self._check_price(limit, trigger, action.is_buy)
         self._check_value(order, trigger, closes_all=size >= abs(position))
+        return order
+
+    def _sent(self, action: Action, order: Order, note: str = "") -> Outcome:
+        """One action's order sent on its own (a hook's call), its protection kept consistent at once."""
         outcome = self.sender.submit(action, order)
         self.after(action, outcome)
-        return outcome
+        return replace(outcome, reason=f"{outcome.reason}; {note}" if outcome.reason else note) if note else outcome
 
     def after(self, action: Action, outcome: Outcome) -> None:
-        """Keep protection consistent once the exchange took an order (live, or found by cloid on resume):
-        a new stop loss / take profit replaces the older ones of its kind; a trade that leaves the coin flat, or
-        opens it from flat, cancels the triggers left from the previous position. Never changes the outcome."""
-        if self.settings.dry_run:
-            return
-        try:
-            asset = self.client.asset(action.symbol)
-            if action.kind != "trade":
-                if outcome.state == J.RESTING and outcome.oid is not None:
-                    tpsl, kind = ("sl", "Stop") if action.kind == "stop_loss" else ("tp", "Take Profit")
-                    self._cancel_triggers(asset, f"replaced {tpsl} on {asset.name}", kind=kind, keep=outcome.oid)
-            elif outcome.state in (J.FILLED, J.PARTIALLY_FILLED) and self.journal.has_resting_protection(asset.name):
-                self._cancel_orphaned_protection(asset, action, outcome)
-        except Exception:  # cleanup must never turn a fill into a failure
-            self.logger.exception("protection cleanup after %s failed; the order itself stands", action.describe())
+        """Keep protection consistent once the exchange took an order (live, or found by cloid on resume), now,
+        with whatever cleanup waited before it (protection.py). Never changes the outcome."""
+        self.protection.defer(action, outcome)
+        self.protection.flush()
 
     # ---- checks ------------------------------------------------------------------------------
     def _asset(self, action: Action) -> Asset:
@@ -211,59 +216,3 @@ class Execution:
                                          "is resumed at the next start") from None  # fmt: skip
                     raise
         raise AssertionError("unreachable")
-
-    def _cancel_orphaned_protection(self, asset: Asset, action: Action, outcome: Outcome) -> None:
-        """Triggers left from a previous position would act on the next one: cancel them when this trade closed
-        the coin, or opened it from flat (the new position's own protection always comes after)."""
-        position = self.with_retries(lambda: self.client.position(asset.name))
-        filled = Decimal(outcome.filled_sz or "0") * (1 if action.is_buy else -1)
-        if position == 0:
-            why = "position closed, its protection is void"
-        elif not action.reduce_only and position == filled:
-            why = "position opened from flat: triggers of the previous position canceled"
-        elif (position - filled) * position < 0:  # it was on the other side before this trade
-            why = "position flipped: the previous side's protection canceled"
-        else:
-            self._follow_position(asset, position)
-            return
-        self._cancel_triggers(asset, f"{asset.name} {why}")
-
-    def _follow_position(self, asset: Asset, position: Decimal) -> None:
-        """A trade changed a protected position: this service's stop loss and take profit set without a size
-        (the whole position) are modified in place to cover its new size (same trigger, limit and cloid)."""
-        size = abs(position)
-        reducing = "A" if position > 0 else "B"  # a sell protects a long
-        modifies = []
-        for o, set_size in self._own_triggers(asset):
-            if set_size is not None or o.get("side") != reducing or Decimal(str(o.get("sz", "0"))) == size:
-                continue
-            tpsl = "tp" if str(o.get("orderType", "")).startswith("Take Profit") else "sl"
-            order = Order(asset, o["side"] == "B", size, Decimal(str(o["limitPx"])), True, o["cloid"],
-                          trigger_px=Decimal(str(o["triggerPx"])), tpsl=tpsl)  # fmt: skip
-            modifies.append((o["cloid"], order.wire()))
-        if modifies:
-            result = self.with_retries(lambda: self.client.modify(modifies))
-            self.logger.info("%s position now %s: its protection resized to cover it (%s)", asset.name, position,
-                             result.get("status"))  # fmt: skip
-
-    def _own_triggers(self, asset: Asset) -> list[tuple[dict, str | None]]:
-        """The open reduce-only trigger orders on a coin that this service placed (a cloid the journal has as a stop
-        loss or take profit), each with the size it was set with (None: the whole position). One read."""
-        triggers = [o for o in self.with_retries(self.client.open_orders)
-                    if o.get("coin") == asset.name and o.get("isTrigger") and o.get("reduceOnly", True)]  # fmt: skip
-        cloids = [str(o.get("cloid") or "").lower() for o in triggers]
-        ours = self.journal.own_protection(cloids)
-        return [(o, ours[cloid]) for o, cloid in zip(triggers, cloids, strict=True) if cloid in ours]
-
-    def _cancel_triggers(self, asset: Asset, why: str, kind: str = "", keep: int | None = None) -> None:
-        """Cancel the reduce-only trigger orders this service placed on a coin (of one kind, but the one to keep);
-        a trigger set by hand or by another tool on the same account is never touched (ours: a cloid the journal
-        has as a stop loss or take profit)."""
-        try:
-            old = [o["oid"] for o, _ in self._own_triggers(asset)
-                   if str(o.get("orderType", "")).startswith(kind) and o.get("oid") != keep]  # fmt: skip
-            if old:
-                result = self.with_retries(lambda: self.client.cancel(asset, old))
-                self.logger.info("%s: canceled trigger oids %s (%s)", why, old, result.get("status"))
-        except TransientError as exc:
-            self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, exc)

@@ -98,6 +98,7 @@ class Pipeline:
         action = item.action if isinstance(item, Resumed) else item
         self.executed = None
         self.execution.sender.sent_for = None
+        self.execution.protection.flush()  # the cleanups that waited come before anything handled on its own
         try:
             outcome = self.decide(item)
         except Unfinished as exc:  # it stays 'received' or 'submitting' in the journal; the next start settles it
@@ -106,11 +107,13 @@ class Pipeline:
         except Unwritable as exc:  # before its order left: nothing was sent
             outcome = Outcome(FAILED, f"not executed: {exc}")
             self.on_storage(str(exc))
-            unwritable = True
-        else:
-            unwritable = False
-        if self.executed is not None:  # as a hook changed it: the same key, and what the exchange got
-            action = self.executed
+            self.conclude(item, self.executed or action, outcome, unwritable=True)
+            return True
+        self.conclude(item, self.executed or action, outcome)  # as a hook changed it: the same key
+        return True
+
+    def conclude(self, item: Item, action: Action, outcome: Outcome, unwritable: bool = False) -> None:
+        """Journal an action's outcome and report it (once: a still-unknown one resumed is not told again)."""
         try:
             self.journal.finish(action, outcome)
         except Unwritable as exc:  # what happened is still told, on every channel
@@ -123,7 +126,6 @@ class Pipeline:
             self.logger.debug("%s: still unknown (%s)", action.describe(), outcome.reason)  # reported once already
         else:
             self.report(action, outcome)
-        return True
 
     def recheck(self) -> None:
         """Worker, when idle: try again to settle the actions whose outcome is unknown (at most every
@@ -133,6 +135,14 @@ class Pipeline:
 
     def decide(self, item: Item) -> Outcome:
         """The action's outcome: found on the exchange (resumed), expired, skipped, refused, or what it did."""
+        seen = self.before_hook(item)
+        if seen is not None:
+            return seen
+        return self._run_hook(item.action if isinstance(item, Resumed) else item)
+
+    def before_hook(self, item: Item) -> Outcome | None:
+        """An outcome decided before any hook runs (found on the exchange, expired, skipped, refused by the
+        trader's guards), or None: the action's hook executes it."""
         if isinstance(item, Resumed):
             seen = self._resume(item)
             if seen is not None:
@@ -151,9 +161,7 @@ class Pipeline:
         if action.server_execution:
             return Outcome(SKIPPED, "metadata.server_execution is true: the platform executes it")
         refusal = self.guard(action)
-        if refusal:
-            return Outcome(REJECTED, refusal)
-        return self._run_hook(action)
+        return Outcome(REJECTED, refusal) if refusal else None
 
     def _resume(self, item: Resumed) -> Outcome | None:
         """Ask the exchange before anything else. A 'submitting' or 'unknown' action has an order that may be in

@@ -131,7 +131,8 @@ class Sender:
                 continue
             except ClientError as exc:  # a 4xx: refused, unless an earlier send may have landed (then no answer)
                 if not maybe:
-                    raise
+                    refused = f"not executed: HTTP {exc.status_code} from the exchange: {str(exc.error_message)[:200]}"
+                    return [Outcome(J.FAILED, refused) for _ in actions], ""
                 last = f"resend answered HTTP {exc.status_code}"
                 break
             if not maybe or result.get("status") == "ok":  # its answer, or the answer to its identical resend

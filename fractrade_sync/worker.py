@@ -12,20 +12,26 @@ from .backoff import preparation
 from .exchange import TransientError
 
 STOP = object()  # the sentinel that ends the loop
+MAX_BATCH = 32  # items taken from the queue at once for a batch handler
 
 
 class Worker:
     """One thread, one queue: prepare once, then dequeue -> handle; one failing item never stops the loop.
 
-    `handle(item)` returns False when it left the item for the next start; `prepare()` is retried with backoff
-    until it succeeds (an exception of `fatal` ends the thread through `on_fatal`); the `idle` steps run when the
-    queue has been empty for a while. `stopping` is set when a stop cuts the drain short."""
+    `handle(item)` returns False when it left the item for the next start; with `handle_many`, everything queued
+    (up to MAX_BATCH) is handed over at once instead, and it returns how many it left; `drained` runs whenever the
+    queue is found empty after a hand-over. `prepare()` is retried with backoff until it succeeds (an exception of
+    `fatal` ends the thread through `on_fatal`); the `idle` steps run when the queue has been empty for a while.
+    `stopping` is set when a stop cuts the drain short."""
 
     def __init__(self, actions: queue.Queue, handle: Callable[[Any], bool], *, prepare: Callable[[], None],
                  idle: Sequence[Callable[[], None]], on_fatal: Callable[[Exception], None],
-                 fatal: tuple[type[Exception], ...] = (), stopping: threading.Event | None = None):  # fmt: skip
+                 fatal: tuple[type[Exception], ...] = (), stopping: threading.Event | None = None,
+                 handle_many: Callable[[list], int] | None = None,
+                 drained: Callable[[], None] | None = None):  # fmt: skip
         self.queue = actions
         self.handle, self.prepare, self.idle = handle, prepare, idle
+        self.handle_many, self.drained = handle_many, drained
         self.on_fatal, self.fatal = on_fatal, fatal
         self.stopping = stopping or threading.Event()
         self.logger = logging.getLogger("fractrade_sync.worker")
@@ -80,23 +86,57 @@ class Worker:
                     self._guarded(step)
                 continue
             self.waiting = False
+            batch = [item] if item is STOP or self.handle_many is None else [item, *self._more()]
+            stop = batch[-1] is STOP
             try:
-                if item is STOP:
-                    self._stop_queued = False
-                    break
-                if self.deadline is not None and time.monotonic() > self.deadline:
-                    self.left_behind += 1  # stays in the journal, resumed at the next start
-                    continue
-                self.busy_since = time.monotonic()
-                if self.handle(item) is False:
-                    self.left_behind += 1
-            except Exception:
-                self.logger.exception("worker: unexpected error (the loop goes on)")
+                self._handle([it for it in batch if it is not STOP])
+                if self.drained is not None and (stop or self.queue.qsize() == 0):
+                    self._guarded(self.drained)  # (before task_done: a drained queue means its cleanups ran too)
             finally:
                 self.busy_since = None
                 self.heartbeat = time.monotonic()
-                self.queue.task_done()
+                for _ in batch:
+                    self.queue.task_done()
+            if stop:
+                self._stop_queued = False
+                break
         self.logger.debug("worker stopped")
+
+    def _more(self) -> list:
+        """What else is queued now (up to MAX_BATCH in all), without waiting; STOP, if taken, is last."""
+        more: list = []
+        while len(more) < MAX_BATCH - 1:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            more.append(item)
+            if item is STOP:
+                break
+        return more
+
+    def past_deadline(self) -> bool:
+        """A stop's drain time is over: what is not started stays in the journal for the next start."""
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def _handle(self, items: list) -> None:
+        """Hand the items over (those past the stop's deadline stay in the journal); one failing never stops the
+        loop."""
+        if self.past_deadline():
+            self.left_behind += len(items)  # resumed at the next start
+            return
+        if not items:
+            return
+        self.busy_since = time.monotonic()
+        try:
+            if self.handle_many is not None:
+                self.left_behind += self.handle_many(items)
+                return
+            for item in items:
+                if self.handle(item) is False:
+                    self.left_behind += 1
+        except Exception:
+            self.logger.exception("worker: unexpected error (the loop goes on)")
 
     def _guarded(self, step: Callable[[], None]) -> None:
         try:

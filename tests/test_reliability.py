@@ -88,6 +88,7 @@ def test_exchange_down_for_good_fails_cleanly_and_provably_unexecuted(make_servi
 
 def test_reads_before_the_order_are_retried_like_the_order(make_service, sim, signals, wallet):
     service = make_service()
+    service.client.account = None  # positions over REST (no live account view): its retries are what this tests
     run_frame(service, signals, trade_frame(size="0.02"))
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
     reads = sim.request_count("/info")
@@ -100,6 +101,7 @@ def test_reads_before_the_order_are_retried_like_the_order(make_service, sim, si
 
 def test_an_action_that_aged_out_while_reads_were_retried_is_not_sent(make_service, sim, signals, wallet):
     service = make_service(FRAC_MAX_ACTION_AGE="3")
+    service.client.account = None  # positions over REST (no live account view): its retries are what this tests
     run_frame(service, signals, trade_frame(size="0.02"))
     orders = sim.request_count("/exchange", "order")
     sim.inject("500", count=4, path="/info")  # 0.2 + 0.5 + 1.0 + 2.0 s of retries
@@ -112,6 +114,7 @@ def test_an_action_that_aged_out_while_reads_were_retried_is_not_sent(make_servi
 def test_a_stop_while_reads_are_retried_leaves_the_action_for_the_next_start(env, sim, signals, wallet):
     settings = settings_from_mapping(env)
     first = start_ready(settings)
+    first.client.account = None  # positions over REST (no live account view): its retries are what this tests
     wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
     sim.inject("500", count=100, path="/info")
     reads = sim.request_count("/info")
@@ -221,7 +224,7 @@ def test_a_crash_between_a_frames_note_and_its_received_commit_loses_nothing(env
     first = start_ready(settings)
     dead = threading.Event()  # the process dies right after noting and queueing the frame
     first.journal.enqueued = lambda action: None
-    first.worker.handle = lambda action: dead.wait(30)
+    first.worker.handle_many = lambda actions: int(dead.wait(30))
     frame = push(signals, trade_frame())
     wait_for(lambda: key_of(frame) in _taken(env), what="the frame noted")
     assert first.journal.get(key_of(frame)) is None  # only its note knows it

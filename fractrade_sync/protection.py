@@ -1,0 +1,141 @@
+"""Keeping protection consistent once the exchange took orders: a new stop loss / take profit replaces the older ones
+of its kind; a trade that leaves the coin flat, opens it from flat or flips it cancels the triggers left from the
+previous position; a trade that changes a protected position resizes the whole-position triggers to cover it.
+
+Cleanups wait while more actions are queued (`defer`), then run together (`flush`): the positions are protected
+first, and the cleanups of a whole burst cost one cancel and one modify request. Only this service's own triggers
+are touched (a cloid the journal has as a stop loss or take profit)."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any, Callable
+
+from . import outcome as J
+from .actions import Action
+from .exchange import HyperliquidClient, TransientError
+from .journal import Journal
+from .outcome import Outcome
+from .rules import Asset, Order
+
+KINDS = {"stop_loss": "Stop", "take_profit": "Take Profit"}  # action kind -> frontendOpenOrders orderType prefix
+
+
+class Protection:
+    """The deferred cleanups of the worker thread; never changes an outcome."""
+
+    def __init__(self, client: HyperliquidClient, journal: Journal, logger: logging.Logger, dry_run: bool,
+                 retried: Callable[[Callable[[], Any]], Any]):  # fmt: skip
+        self.client, self.journal, self.logger, self.dry_run = client, journal, logger, dry_run
+        self.retried = retried  # an idempotent request with bounded retries (Execution.with_retries)
+        self.deferred: list[tuple[Action, Outcome]] = []
+
+    def defer(self, action: Action, outcome: Outcome) -> None:
+        """Remember an executed action's cleanup until `flush`."""
+        if not self.dry_run and outcome.state in (J.FILLED, J.PARTIALLY_FILLED, J.RESTING):
+            self.deferred.append((action, outcome))
+
+    def waiting_on(self, symbols: set[str]) -> bool:
+        """Whether a cleanup waits on one of these coins (a new trade on it must not overtake its cleanup)."""
+        return any(action.symbol in symbols for action, _ in self.deferred)
+
+    def flush(self) -> None:
+        """Run every deferred cleanup: one read of the open orders (live, or REST), then one cancel request and one
+        modify request for all coins."""
+        entries, self.deferred = self.deferred, []
+        by_coin: dict[str, list[tuple[Action, Outcome]]] = {}
+        for action, outcome in entries:
+            by_coin.setdefault(action.symbol, []).append((action, outcome))
+        cancels: list[tuple[Asset, int, str]] = []
+        modifies: list[tuple[int | str, dict]] = []
+        for symbol, items in by_coin.items():
+            try:
+                self._plan(symbol, items, cancels, modifies)
+            except Exception:  # cleanup must never turn a fill into a failure
+                self.logger.exception("protection cleanup on %s failed; the orders themselves stand", symbol)
+        self._cancel(cancels)
+        if modifies:
+            try:
+                result = self.retried(lambda: self.client.modify(modifies))
+                self.logger.info("protection resized to cover the new position(s) (%s)", result.get("status"))
+            except TransientError as exc:
+                self.logger.error("resizing the protection failed: %s; it keeps its old size", exc)
+
+    def _plan(self, symbol: str, items: list[tuple[Action, Outcome]], cancels: list, modifies: list) -> None:
+        """One coin's cleanups, in the order its actions came (a trade, if any, comes first: see waiting_on)."""
+        asset = self.client.asset(symbol)
+        trades = [(a, o) for a, o in items if a.kind == "trade" and o.state in (J.FILLED, J.PARTIALLY_FILLED)]
+        placed = [(a, o) for a, o in items if a.kind != "trade" and o.state == J.RESTING and o.oid is not None]
+        if not placed and not (trades and self.journal.has_resting_protection(asset.name)):
+            return
+        keep = {KINDS[a.kind]: o.oid for a, o in placed}  # the last one of each kind replaces the others
+        triggers = self._own_triggers(asset)
+        for kind, oid in keep.items():
+            cancels.extend((asset, t["oid"], f"replaced {'sl' if kind == 'Stop' else 'tp'} on {asset.name}")
+                           for t, _ in triggers if _kind(t) == kind and t.get("oid") != oid)  # fmt: skip
+        new = {o.oid for _, o in placed}
+        old = [(t, size) for t, size in triggers if t.get("oid") not in new and _kind(t) not in keep]
+        if not trades or not old:
+            return
+        position = self.retried(lambda: self.client.position(asset.name))
+        why = _void_reason(trades[-1][0], trades[-1][1], position)
+        if why is not None:
+            cancels.extend((asset, t["oid"], f"{asset.name} {why}") for t, _ in old)
+        else:
+            modifies.extend(_resized(asset, position, old))
+
+    def _own_triggers(self, asset: Asset) -> list[tuple[dict, str | None]]:
+        """The open reduce-only trigger orders on a coin that this service placed (a cloid the journal has as a stop
+        loss or take profit), each with the size it was set with (None: the whole position). One read."""
+        triggers = [o for o in self.retried(self.client.open_orders)
+                    if o.get("coin") == asset.name and o.get("isTrigger") and o.get("reduceOnly", True)]  # fmt: skip
+        cloids = [str(o.get("cloid") or "").lower() for o in triggers]
+        ours = self.journal.own_protection(cloids)
+        return [(o, ours[cloid]) for o, cloid in zip(triggers, cloids, strict=True) if cloid in ours]
+
+    def _cancel(self, cancels: list[tuple[Asset, int, str]]) -> None:
+        """One cancel request for every trigger to cancel, on every coin."""
+        if not cancels:
+            return
+        try:
+            result = self.retried(lambda: self.client.cancel([(asset, oid) for asset, oid, _ in cancels]))
+        except TransientError as exc:
+            for why in dict.fromkeys(why for _, _, why in cancels):
+                self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, exc)
+            return
+        for why in dict.fromkeys(why for _, _, why in cancels):
+            oids = [oid for _, oid, reason in cancels if reason == why]
+            self.logger.info("%s: canceled trigger oids %s (%s)", why, oids, result.get("status"))
+
+
+def _kind(order: dict) -> str:
+    return "Take Profit" if str(order.get("orderType", "")).startswith("Take Profit") else "Stop"
+
+
+def _void_reason(action: Action, outcome: Outcome, position: Decimal) -> str | None:
+    """Why a trade voids the previous position's triggers (closed, opened from flat, flipped), or None when the
+    position it changed goes on (its whole-position triggers follow it)."""
+    filled = Decimal(outcome.filled_sz or "0") * (1 if action.is_buy else -1)
+    if position == 0:
+        return "position closed, its protection is void"
+    if not action.reduce_only and position == filled:
+        return "position opened from flat: triggers of the previous position canceled"
+    if (position - filled) * position < 0:  # it was on the other side before this trade
+        return "position flipped: the previous side's protection canceled"
+    return None
+
+
+def _resized(asset: Asset, position: Decimal, triggers: list[tuple[dict, str | None]]) -> list[tuple[str, dict]]:
+    """batchModify entries that make the whole-position triggers (set without a size) cover `position`: same
+    trigger, limit and cloid."""
+    size, reducing = abs(position), "A" if position > 0 else "B"  # a sell protects a long
+    modifies = []
+    for o, set_size in triggers:
+        if set_size is not None or o.get("side") != reducing or Decimal(str(o.get("sz", "0"))) == size:
+            continue
+        tpsl = "tp" if _kind(o) == "Take Profit" else "sl"
+        order = Order(asset, o["side"] == "B", size, Decimal(str(o["limitPx"])), True, o["cloid"],
+                      trigger_px=Decimal(str(o["triggerPx"])), tpsl=tpsl)  # fmt: skip
+        modifies.append((o["cloid"], order.wire()))
+    return modifies
