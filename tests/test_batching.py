@@ -1,0 +1,174 @@
+"""Batched orders and the live account view, over real sockets: an agent event protected in two requests, one
+request with an order refused and one filled, per-coin order in a burst, an ambiguous batch settled order by order,
+and a stale user-data feed falling back to REST."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from decimal import Decimal
+
+from fractrade_sync.batching import next_wave
+from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
+
+
+def _order_requests(sim) -> list[dict]:
+    return [e for e in sim.exchange_log() if e["action_type"] == "order"]
+
+
+def _orders_in(entry: dict) -> int:
+    return len(((entry["response"] or {}).get("response") or {}).get("data", {}).get("statuses", []))
+
+
+def _queued_together(service, sim, signals, frames: list[dict], before_release=lambda: None) -> list[dict]:
+    """Push `frames` while the worker is held (on a frame refused locally: it sends nothing), so that they wait in the
+    queue together; then release it. Returns their journal rows."""
+    gate, real, calls = threading.Event(), service.worker.handle_many, []
+
+    def held(items):
+        if not calls:
+            calls.append(items)
+            gate.wait(10)
+        return real(items)
+
+    service.worker.handle_many = held
+    push(signals, trade_frame(symbol="NOPE"))
+    wait_for(lambda: calls, what="the worker held")
+    for frame in frames:
+        signals.push(frame)
+    wait_for(lambda: service.queue.qsize() >= len(frames), what="the frames queued together")
+    before_release()
+    gate.set()
+    return [wait_state(service, key_of(frame), timeout=30) for frame in frames]
+
+
+def test_one_request_with_one_order_refused_and_one_filled_gives_each_its_own_outcome(make_service, sim, signals,
+                                                                                     wallet):  # fmt: skip
+    service = make_service()
+    sim.set_liquidity("ETH", 0)  # the book is empty: an IOC on ETH cannot fill
+    eth, btc = trade_frame(symbol="ETH", size="0.01"), trade_frame(symbol="BTC", size="0.001")
+    rows = _queued_together(service, sim, signals, [eth, btc])
+    assert rows[0]["state"] == "rejected" and "could not immediately match" in rows[0]["reason"], rows[0]
+    assert rows[1]["state"] == "filled" and rows[1]["filled_sz"] == "0.001", rows[1]
+    (batch,) = _order_requests(sim)  # both in one signed request
+    assert batch["ok"] and _orders_in(batch) == 2 and sim.positions(wallet.address) == {"BTC": "0.001"}
+
+
+def test_a_burst_on_several_coins_keeps_each_coins_order_in_fewer_requests(make_service, sim, signals, wallet):
+    service = make_service()
+    frames = [trade_frame(symbol=coin, size=size, side=side)
+              for side in ("BUY", "SELL") for coin, size in (("BTC", "0.001"), ("ETH", "0.01"), ("SOL", "0.1"))]  # fmt: skip
+    before = len(_order_requests(sim))
+    rows = _queued_together(service, sim, signals, frames)
+    assert [r["state"] for r in rows] == ["filled"] * 6, rows
+    requests = _order_requests(sim)[before:]
+    assert [_orders_in(e) for e in requests] == [3, 3]  # the buys together, then the sells: one coin's order kept
+    for coin in ("BTC", "ETH", "SOL"):
+        sides = [o["is_buy"] for o in sim.applied_orders(wallet.address) if o["coin"] == coin]
+        assert sides == [True, False], (coin, sides)
+    assert sim.positions(wallet.address) == {}
+
+
+def test_an_event_is_protected_in_two_requests_with_no_reads(make_service, sim, signals, wallet):
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.02"))
+    run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
+    run_frame(service, signals, protect_frame("take_profit", trigger="55000"))
+    sent, reads = len(_order_requests(sim)), sim.request_count("/info")
+    event = "e-" + key_of(trade_frame())[:8]
+    frames = [trade_frame(size="0.01", event_id=event), protect_frame("stop_loss", trigger="48500", event_id=event),
+              protect_frame("take_profit", trigger="56000", event_id=event)]  # fmt: skip
+    sim.latency_s = 0.05  # a round trip: the agent's three frames arrive while the trade is on its way
+    for frame in frames:
+        signals.push(frame)
+    rows = [wait_state(service, key_of(frame)) for frame in frames]
+    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    sim.latency_s = 0.0
+    assert [r["state"] for r in rows] == ["filled", "resting", "resting"], rows
+    assert [_orders_in(e) for e in _order_requests(sim)[sent:]] == [1, 2]  # the trade, then its SL and TP together
+    assert sim.request_count("/info") == reads  # the position and open orders came from the live account view
+    triggers = sorted((o["orderType"], o["triggerPx"], o["sz"]) for o in sim.open_orders(wallet.address))
+    assert triggers == [("Stop Market", "48500.0", "0.03"), ("Take Profit Market", "56000.0", "0.03")]
+
+
+def test_with_a_lagging_feed_the_stop_loss_covers_the_position_the_trades_answer_made(make_service, sim, signals,
+                                                                                       wallet):  # fmt: skip
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.02"))
+    wait_for(lambda: service.client.account.pending() == 0, what="the first trade shown by the feed")
+    sim.set_userdata_delay(1.0)  # the feed shows what happens a second late
+    reads, states = sim.request_count("/info"), sim.request_count("/info", "clearinghouseState")
+    trade, stop = trade_frame(size="0.01"), protect_frame("stop_loss", trigger="48000")
+    rows = _queued_together(service, sim, signals, [trade, stop])
+    assert [r["state"] for r in rows] == ["filled", "resting"], rows
+    # the feed still says 0.02: the stop covers the 0.03 the trade's own answer made, and nothing was read
+    assert [Decimal(o["sz"]) for o in sim.open_orders(wallet.address)] == [Decimal("0.03")]
+    assert sim.request_count("/info") - reads <= 1  # (the held frame's unknown symbol may reload meta)
+    assert sim.request_count("/info", "clearinghouseState") == states
+
+
+def test_an_ambiguous_batch_is_settled_order_by_order_by_cloid(make_service, sim, signals, wallet):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    sim.set_liquidity("ETH", 0)
+    eth, btc = trade_frame(symbol="ETH", size="0.01"), trade_frame(symbol="BTC", size="0.001")
+    # applied, and its answer lost; every identical resend is then refused as a duplicate nonce: settled by cloid
+    rows = _queued_together(service, sim, signals, [eth, btc], before_release=lambda: sim.inject("drop"))
+    assert rows[1]["state"] == "filled" and rows[1]["reason"].startswith("found on the exchange by cloid"), rows[1]
+    # the refused ETH order left nothing under its cloid: certainly not applied, so it alone was signed anew, and the
+    # exchange refused it again with its reason
+    assert rows[0]["state"] == "rejected" and "could not immediately match" in rows[0]["reason"], rows[0]
+    filled = [o["coin"] for o in sim.applied_orders(wallet.address) if o["status"] == "filled"]
+    assert filled == ["BTC"] and sim.positions(wallet.address) == {"BTC": "0.001"}  # once
+    first, *resends = _order_requests(sim)
+    assert first["fault"] == "drop" and _orders_in(first) == 2  # both in one request, its answer lost
+    assert any(e["nonce"] == first["nonce"] for e in resends)  # then resent as it was
+
+
+def test_a_stale_user_data_feed_falls_back_to_rest_and_says_so(make_service, sim, signals, wallet, caplog):
+    service = make_service()
+    account = service.client.account
+    account.confirm_within = 0.5
+    run_frame(service, signals, trade_frame(size="0.02"))
+    wait_for(lambda: account.pending() == 0, what="the trade shown by the feed")
+    sim.pause_userdata(True)  # the subscription goes silent; pings still get pongs
+    run_frame(service, signals, trade_frame(size="0.01"))  # its fill is never shown by the feed
+    reads = sim.request_count("/info", "clearinghouseState")
+    wait_for(lambda: account.position("BTC") is None, timeout=5, what="the view distrusted")
+    sim.pause_userdata(False)
+    with caplog.at_level(logging.WARNING):
+        row = run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
+    assert row["state"] == "resting"
+    assert "still not shown by the user-data feed" in caplog.text or account.stalls >= 1
+    # the stop loss covers 0.03, the position REST (or a fresh snapshot after resubscribing) shows
+    assert [Decimal(o["sz"]) for o in sim.open_orders(wallet.address)] == [Decimal("0.03")]
+    assert account.stalls == 1 and (sim.request_count("/info", "clearinghouseState") > reads or account.snapshots)
+
+
+def test_without_a_live_account_view_positions_come_over_rest(make_service, sim, signals, wallet):
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.02"))
+    sim.pause_userdata(True)
+    service.client.account.lost()  # as when the socket drops: nothing is trusted until a new snapshot
+    reads = sim.request_count("/info", "clearinghouseState")
+    row = run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
+    assert row["state"] == "resting" and sim.request_count("/info", "clearinghouseState") == reads + 1
+
+
+def test_waves_keep_each_coins_order_and_hold_a_trades_followers():
+    from fractrade_sync.actions import parse_frame
+    import json
+    import time
+
+    def action(frame):
+        return parse_frame(json.dumps(frame), time.time())
+
+    t_btc, sl_btc, tp_btc = action(trade_frame()), action(protect_frame()), action(protect_frame("take_profit"))
+    t_eth, t_eth2 = action(trade_frame(symbol="ETH")), action(trade_frame(symbol="ETH", side="SELL"))
+    everything = frozenset({"trade", "stop_loss", "take_profit"})
+    wave, rest = next_wave([t_btc, sl_btc, t_eth, tp_btc, t_eth2], everything)
+    assert wave == [t_btc, t_eth] and rest == [sl_btc, tp_btc, t_eth2]
+    assert next_wave(rest, everything) == ([sl_btc, tp_btc, t_eth2], [])
+    assert next_wave([sl_btc, tp_btc], everything) == ([sl_btc, tp_btc], [])  # no trade ahead: together
+    # a custom trade hook runs on its own, in its place
+    assert next_wave([sl_btc, t_eth, tp_btc], frozenset({"stop_loss", "take_profit"})) == ([sl_btc], [t_eth, tp_btc])
+    assert next_wave([t_eth, sl_btc], frozenset({"stop_loss"})) == ([], [t_eth, sl_btc])
