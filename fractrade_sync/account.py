@@ -21,6 +21,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Mapping
 
 CONFIRM_WITHIN = 5.0  # seconds the feed may take to show an own change before the view stops being trusted
+# a snapshot older than this is not trusted: the feed asks for a new one after REFRESH_AFTER seconds without one
+# (a pong proves the socket; only a snapshot proves the user-data subscription on it)
+MAX_SNAPSHOT_AGE = 15.0
 SEEN_KEPT = 2048  # order ids the feed reported, kept to confirm own changes (far more than one batch)
 ORDER_TYPES = {"sl": "Stop Market", "tp": "Take Profit Market"}  # frontendOpenOrders' orderType of our triggers
 
@@ -30,11 +33,12 @@ class Change:
     """What one answer of the exchange changed, laid over the snapshot until the feed shows it."""
 
     at: float  # monotonic
-    ids: frozenset  # its order's oid and cloid: the feed's report of one of them confirms it
+    ids: frozenset  # its order's oid and cloid: the feed's report of one of them confirms a fill or a new order
     coin: str
     delta: Decimal = Decimal(0)  # position change (a fill)
     placed: dict | None = None  # an order now resting (frontendOpenOrders shape)
     gone: frozenset = field(default_factory=frozenset)  # oids / cloids no longer open
+    resized: bool = False  # `placed` is an open order modified in place (same oid or cloid, new size)
 
 
 class AccountView:
@@ -55,12 +59,20 @@ class AccountView:
         self._seen: collections.OrderedDict[Any, int] = collections.OrderedDict()  # id -> snapshots when reported
         self._changes: list[Change] = []
         self._after = 0  # trusted again only once self.snapshots passes this (a new snapshot since a doubt)
+        self._dead = -1  # a generation whose subscription stalled: its snapshots are not taken any more
+        self.snapshot_at = float("-inf")  # when the last snapshot came (self.clock)
+        self.max_snapshot_age = MAX_SNAPSHOT_AGE
         self._lock = threading.Lock()
 
     # ---- feed thread -------------------------------------------------------------------------------
-    def on_snapshot(self, data: Any, generation: int) -> bool:
+    def on_snapshot(self, data: Any, generation: int, subscribed_at: float | None = None) -> bool:
         """A webData2 push: its clearinghouseState positions and openOrders replace the last ones. False (and the
-        view distrusted until the next one) when it cannot be read."""
+        view distrusted until the next one) when it cannot be read. The first one of a new connection shows every
+        own change answered before it subscribed (`subscribed_at`, self.clock; None: all so far): those are
+        dropped (their reports may have been lost with the old connection)."""
+        if generation == self._dead:
+            return True  # the stalled subscription's socket, still closing
+
         try:
             state = data["clearinghouseState"]
             positions = {p["position"]["coin"]: Decimal(str(p["position"]["szi"])) for p in state["assetPositions"]}
@@ -69,9 +81,13 @@ class AccountView:
             self.lost()
             return False
         with self._lock:
+            if generation != self.generation:
+                before = self.clock() if subscribed_at is None else subscribed_at
+                self._changes = [c for c in self._changes if c.at >= before]
             self._positions, self._orders = positions, orders
             self.snapshots += 1
             self.generation = generation
+            self.snapshot_at = self.clock()
         return True
 
     def on_events(self, channel: str, data: Any) -> None:
@@ -143,7 +159,7 @@ class AccountView:
                 change = _order_change(modify.get("order", {}), status, coins, now)
                 if change is not None:  # the modified order replaces the one it was (by oid or cloid)
                     ident = _cloid(modify.get("oid")) if isinstance(modify.get("oid"), str) else modify.get("oid")
-                    change.gone = frozenset({ident})
+                    change.gone, change.resized = frozenset({ident}), True
                     changes.append(change)
         if changes:
             with self._lock:
@@ -165,6 +181,8 @@ class AccountView:
     def _trusted(self) -> bool:
         if self.generation < 0 or self.snapshots <= self._after or not self.live():
             return False
+        if self.clock() - self.snapshot_at > self.max_snapshot_age:
+            return False
         self._prune()
         if self._changes and self.clock() - self._changes[0].at > self.confirm_within:
             self._stall()
@@ -172,10 +190,20 @@ class AccountView:
         return True
 
     def _prune(self) -> None:
-        """Drop the own changes a snapshot already shows: their order reported, then a snapshot after that."""
+        """Drop the own changes the snapshot already shows. A fill or a new order: its order reported (by oid or
+        cloid), then a snapshot after that report. A cancel: the snapshot no longer lists the order. A resize: the
+        snapshot lists it at its new size. (A report of an old order says nothing of a change made to it now.)"""
+        self._changes = [c for c in self._changes if not self._shown(c)]
+
+    def _shown(self, change: Change) -> bool:
+        if change.resized:
+            size, ident = change.placed["sz"], change.placed.get("cloid") or change.placed["oid"]  # type: ignore[index]
+            return any(ident in (o.get("oid"), _cloid(o.get("cloid"))) and _same(o.get("sz"), size)
+                       for o in self._orders)  # fmt: skip
+        if change.gone and change.placed is None:
+            return not any(o.get("oid") in change.gone or _cloid(o.get("cloid")) in change.gone for o in self._orders)
         seen, snapshots = self._seen, self.snapshots
-        self._changes = [c for c in self._changes
-                         if not any(i in seen and seen[i] < snapshots for i in c.ids)]  # fmt: skip
+        return any(i in seen and seen[i] < snapshots for i in change.ids)
 
     def _stall(self) -> None:
         """An own change the feed has not shown in time: the subscription may be silently dead."""
@@ -186,12 +214,19 @@ class AccountView:
                             self.clock() - oldest.at)  # fmt: skip
         self._changes.clear()  # what REST reads from here on includes them
         self._after = self.snapshots
-        self.generation = -1
+        self._dead, self.generation = self.generation, -1
         self.on_stall()
 
 
 def _cloid(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return Decimal(str(a)) == Decimal(str(b))
+    except InvalidOperation:
+        return False
 
 
 def _order_change(wire: Mapping[str, Any], status: Any, coins: Mapping[int, str], now: float) -> Change | None:

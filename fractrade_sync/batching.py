@@ -3,7 +3,8 @@ signed request (Hyperliquid's `order` action takes several orders, applied in th
 
 A wave keeps each coin's arrival order: an action joins it unless an earlier action on its coin is still waiting,
 or a trade on its coin is in the wave (a stop loss that needs the trade's resulting position waits for the trade's
-answer, then reads the position from the live account view, which lays that answer over the feed). An action that
+answer, then reads the position from the live account view, which lays that answer over the feed); a trade waits
+when its coin has an action in the wave (its cleanup must see that action's order as older than itself). An action that
 is not executed by the service's own hook (a resumed one, a custom hook) is handled on its own, in its place.
 "A batched request with n orders is treated as one request for IP based rate limiting, but as n requests for
 address-based rate limiting" (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/rate-limits-and-
@@ -17,12 +18,18 @@ from typing import Any, Callable, Sequence
 
 from .actions import Action
 from .exchange import TransientError
-from .journal import Unwritable
-from .outcome import FAILED, REJECTED, UNKNOWN, Outcome
-from .pipeline import Pipeline
+from .journal import Resumed, Unwritable
+from .outcome import FAILED, REJECTED, TERMINAL_STATES, UNKNOWN, Outcome
+from .pipeline import HOOKS, Pipeline
 from .sending import Refused, Unfinished
 
 log = logging.getLogger("fractrade_sync")
+
+
+def batchable(cls: type, base: type) -> frozenset[str]:
+    """The kinds `cls` executes with `base`'s own hooks: those may share a request with others (a hook overridden
+    runs on its own, in its place)."""
+    return frozenset(kind for kind, name in HOOKS.items() if getattr(cls, name) is base.__dict__[name])
 
 
 def next_wave(items: Sequence[Any], batchable: frozenset[str]) -> tuple[list[Action], list[Any]]:
@@ -31,14 +38,17 @@ def next_wave(items: Sequence[Any], batchable: frozenset[str]) -> tuple[list[Act
     wave: list[Action] = []
     rest: list[Any] = []
     held: set[str] = set()  # coins whose next action waits for the next wave
+    present: set[str] = set()  # coins with an action in the wave
     for n, item in enumerate(items):
         if not isinstance(item, Action) or item.kind not in batchable:
             return wave, rest + list(items[n:])  # handled on its own, after what came before it
         coin = item.symbol.lower()
-        if coin in held:
+        if coin in held or (item.kind == "trade" and coin in present):
+            held.add(coin)  # a trade goes after the cleanup of what came before it on its coin
             rest.append(item)
             continue
         wave.append(item)
+        present.add(coin)
         if item.kind == "trade":
             held.add(coin)  # what follows on this coin needs its answer
     return wave, rest
@@ -50,7 +60,7 @@ class Batches:
 
     def __init__(self, pipeline: Pipeline, batchable: frozenset[str]):
         self.pipeline, self.batchable = pipeline, batchable
-        self._concluded = 0  # actions of the current wave journaled and reported
+        self._concluded: set[str] = set()  # keys of the current wave's actions journaled and reported
         self.past_deadline: Callable[[], bool] = lambda: False  # a stop's drain time is over (the worker's)
 
     def __call__(self, items: list[Any]) -> int:
@@ -63,13 +73,29 @@ class Batches:
                 if self.pipeline(pending.pop(0)) is False:
                     left += 1
                 continue
-            self._concluded = 0
+            self._concluded = set()
             try:
                 self._send(wave)
             except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start
-                left += len(wave) - self._concluded + len(pending)
+                left += len(wave) - len(self._concluded) + len(pending)
                 log.warning("%s; %d action(s) left for the next start", exc, left)
                 return left
+            except Exception:  # a bug: what was not concluded may have been sent; its journal row says how far
+                log.exception("a wave of %d action(s) failed; each one left open is settled from its journal row",
+                              len(wave))  # fmt: skip
+                left += self._settle([a for a in wave if a.key not in self._concluded])
+        return left
+
+    def _settle(self, actions: list[Action]) -> int:
+        """Each action as the next start would take it: by its journal row ('received': asked by cloid first;
+        'submitting': by its nonce and cloid); returns how many are left."""
+        left = 0
+        for action in actions:
+            row = self.pipeline.journal.get(action.key)
+            if row is None or row["state"] in TERMINAL_STATES:
+                continue
+            resumed = Resumed(action, row["state"], row["updated_at"], row["nonce"])
+            left += self.pipeline(resumed) is False
         return left
 
     def _send(self, wave: list[Action]) -> None:
@@ -87,10 +113,13 @@ class Batches:
             return
         try:
             outcomes = execution.sender.submit_batch([(a, order) for a, order, _ in planned])
-        except Unwritable as exc:  # before the request left: nothing was sent
+        except Unwritable as exc:  # before the request left: nothing of it was sent (an earlier round's stands)
             pipeline.on_storage(str(exc))
+            known = getattr(exc, "known", {})
             for action, _, _ in planned:
-                self._conclude(action, Outcome(FAILED, f"not executed: {exc}"), unwritable=True)
+                outcome = known.get(action.key) or Outcome(FAILED, f"not executed: {exc}")
+                execution.protection.defer(action, outcome)
+                self._conclude(action, outcome, unwritable=True)
             return
         except Exception as exc:  # a bug: the request may have left, so the exchange decides (by cloid, later)
             log.exception("sending %d order(s) failed", len(planned))
@@ -104,7 +133,7 @@ class Batches:
 
     def _conclude(self, action: Action, outcome: Outcome, unwritable: bool = False) -> None:
         self.pipeline.conclude(action, action, outcome, unwritable)
-        self._concluded += 1
+        self._concluded.add(action.key)
 
     def _plan(self, action: Action, planned: list) -> Outcome | None:
         """The action's order added to `planned`, or its outcome when it has none (refused, stale, unreachable)."""

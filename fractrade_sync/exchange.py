@@ -177,23 +177,16 @@ class HyperliquidClient:
         mids = self._info({"type": "allMids"})
         if coin not in mids:
             raise UnknownSymbol(f"no mid price for {coin} on this exchange")
-        self._stale_notice(coin)
+        feed = self.feed
+        if feed is not None and feed.started:  # (no feed by design, in check and scripts: REST is the plan)
+            self._notice("mids", "mids cache stale/missing for %s; fetched over REST (feed last alive %.1fs ago, "
+                                 "bound %.0fs)", coin, feed.age(), feed.max_age)  # fmt: skip
         return Decimal(str(mids[coin]))
 
-    def _stale_notice(self, coin: str) -> None:
-        feed = self.feed
-        if feed is None or not feed.started:  # no feed by design (check, scripts): REST is the plan, not a fallback
-            self.logger.debug("mids for %s fetched over REST (no feed)", coin)
-            return
-        self._notice("mids", "mids cache stale/missing for %s; fetched over REST (feed last alive %.1fs ago, bound "
-                             "%.0fs)", coin, feed.age(), feed.max_age)  # fmt: skip
-
     def _account_notice(self, what: str) -> None:
-        feed = self.feed
-        if feed is None or not feed.started or self.account is None:
-            return  # no feed by design: REST is the plan
-        self._notice("account", "live account state not trusted now (user-data feed %s); %s read over REST",
-                     "down" if not feed.connected.is_set() else "not confirmed", what)  # fmt: skip
+        if (feed := self.feed) is not None and feed.started and self.account is not None:  # (else REST is the plan)
+            self._notice("account", "live account state not trusted now (user-data feed %s); %s read over REST",
+                         "down" if not feed.connected.is_set() else "not confirmed", what)  # fmt: skip
 
     def account_state(self) -> dict:
         """clearinghouseState; its "time" (the exchange's clock, in ms) measures the clock offset on the way."""
@@ -216,13 +209,14 @@ class HyperliquidClient:
                 "fix the clock (NTP: timedatectl set-ntp true)", abs(offset), "behind" if offset > 0 else "ahead of",
             )  # fmt: skip
 
-    def position(self, coin: str) -> Decimal:
-        """The signed position size on a coin (0 when flat): from the live account view when it is trusted, else
-        one REST read (which refreshes the leverage cache on the way)."""
-        live = self.account.position(coin) if self.account is not None else None
-        if live is not None:
-            return live
-        self._account_notice(f"{coin} position")
+    def position(self, coin: str, live: bool = True) -> Decimal:
+        """The signed position size on a coin (0 when flat): from the live account view when it is trusted (and
+        `live`), else one REST read (which refreshes the leverage cache on the way)."""
+        if live and self.account is not None:
+            held = self.account.position(coin)
+            if held is not None:
+                return held
+            self._account_notice(f"{coin} position")
         for item in self.account_state().get("assetPositions", []):
             pos = item.get("position", {})
             if pos.get("coin") == coin:

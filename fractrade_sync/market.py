@@ -27,6 +27,9 @@ SUBSCRIBE = json.dumps({"method": "subscribe", "subscription": {"type": "allMids
 # an order changed (orderUpdates, userFills). https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/
 # websocket/subscriptions
 USER_CHANNELS = ("webData2", "orderUpdates", "userFills")
+# seconds without a webData2 before it is asked for again (unsubscribe, subscribe: a snapshot comes on subscribing)
+# so that a silently dead subscription shows, and a quiet account's view stays proven (account.MAX_SNAPSHOT_AGE)
+REFRESH_AFTER = 5.0
 PING = json.dumps({"method": "ping"})
 
 
@@ -55,6 +58,10 @@ def mids_ws_url(api_url: str) -> str:
     scheme, sep, rest = base.partition("://")
     ws_scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
     return f"{ws_scheme}{sep}{rest}/ws"
+
+
+def _user_request(method: str, channel: str, user: str | None) -> str:
+    return json.dumps({"method": method, "subscription": {"type": channel, "user": user}})
 
 
 class MidsFeed:
@@ -97,8 +104,10 @@ class MidsFeed:
         self._thread: threading.Thread | None = None
         self.generation = 0  # connections made: the account view trusts a snapshot of the current one only
         self.account = account if user else None
-        self._subscribe = [SUBSCRIBE] + [json.dumps({"method": "subscribe", "subscription": {"type": t, "user": user}})
+        self._subscribe = [SUBSCRIBE] + [_user_request("subscribe", t, user)
                                          for t in (USER_CHANNELS if self.account is not None else ())]  # fmt: skip
+        self._refresh = [_user_request(m, "webData2", user) for m in ("unsubscribe", "subscribe")] if user else []
+        self._subscribed_at = float("-inf")
         if self.account is not None:
             self.account.live = self._account_live
             self.account.on_stall = self._cut  # a silently dead subscription: reconnect, subscribe again
@@ -180,6 +189,7 @@ class MidsFeed:
                     break
                 ws.connect(self.url, timeout=self.connect_timeout)
                 self.generation += 1
+                self._subscribed_at = self.account.clock() if self.account is not None else 0.0
                 for request in self._subscribe:
                     ws.send(request)
                 connected_at = self.clock()
@@ -210,7 +220,7 @@ class MidsFeed:
     def _serve(self, ws: websocket.WebSocket) -> None:
         """Read pushes until the socket fails, goes silent or we stop; ping on schedule."""
         ws.settimeout(min(RECV_SLICE, self.idle_ping / 2))  # wake often enough to keep the ping schedule
-        last_ping = last_message = self.clock()
+        last_ping = last_message = last_refresh = self.clock()
         snapshot_here = False  # a pong vouches for the mids only once this socket has delivered its own snapshot
         while not self._stop.is_set():
             try:
@@ -245,6 +255,20 @@ class MidsFeed:
             if since_ping >= self.ping_interval or (silent >= self.idle_ping and since_ping >= self.idle_ping):
                 ws.send(PING)
                 last_ping = now
+            last_refresh = self._refreshed(ws, last_refresh)
+
+    def _refreshed(self, ws: websocket.WebSocket, last: float) -> float:
+        """Ask for webData2 again when none came for REFRESH_AFTER (and not more often); returns when it last
+        asked."""
+        account = self.account
+        if account is None:
+            return last
+        now = account.clock()
+        if now - account.snapshot_at < REFRESH_AFTER or now - last < REFRESH_AFTER:
+            return last
+        for request in self._refresh:
+            ws.send(request)
+        return now
 
     def _on_message(self, text: str | bytes) -> str | None:
         """Take one message; returns its channel ('allMids' only when it carried a usable snapshot)."""
@@ -263,7 +287,7 @@ class MidsFeed:
         elif channel in USER_CHANNELS and self.account is not None:
             if channel != "webData2":
                 self.account.on_events(channel, msg.get("data"))
-            elif not self.account.on_snapshot(msg.get("data"), self.generation):
+            elif not self.account.on_snapshot(msg.get("data"), self.generation, self._subscribed_at):
                 self.logger.warning("account feed: a webData2 push that cannot be read; REST until the next one")
         elif channel == "error":
             self.logger.warning("mids feed: the exchange says %s", str(msg.get("data"))[:200])

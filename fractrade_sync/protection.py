@@ -38,20 +38,21 @@ class Protection:
 
     def waiting_on(self, symbols: set[str]) -> bool:
         """Whether a cleanup waits on one of these coins (a new trade on it must not overtake its cleanup)."""
-        return any(action.symbol in symbols for action, _ in self.deferred)
+        wanted = {s.lower() for s in symbols}
+        return any(action.symbol.lower() in wanted for action, _ in self.deferred)
 
     def flush(self) -> None:
-        """Run every deferred cleanup: one read of the open orders (live, or REST), then one cancel request and one
-        modify request for all coins."""
+        """Run every deferred cleanup: per coin, its open orders (live, or REST) and, after a trade, its position
+        (REST); then one cancel request and one modify request for all coins."""
         entries, self.deferred = self.deferred, []
         by_coin: dict[str, list[tuple[Action, Outcome]]] = {}
         for action, outcome in entries:
-            by_coin.setdefault(action.symbol, []).append((action, outcome))
+            by_coin.setdefault(action.symbol.lower(), []).append((action, outcome))
         cancels: list[tuple[Asset, int, str]] = []
         modifies: list[tuple[int | str, dict]] = []
         for symbol, items in by_coin.items():
             try:
-                self._plan(symbol, items, cancels, modifies)
+                self._plan(items[0][0].symbol, items, cancels, modifies)
             except Exception:  # cleanup must never turn a fill into a failure
                 self.logger.exception("protection cleanup on %s failed; the orders themselves stand", symbol)
         self._cancel(cancels)
@@ -59,8 +60,8 @@ class Protection:
             try:
                 result = self.retried(lambda: self.client.modify(modifies))
                 self.logger.info("protection resized to cover the new position(s) (%s)", result.get("status"))
-            except TransientError as exc:
-                self.logger.error("resizing the protection failed: %s; it keeps its old size", exc)
+            except Exception as exc:  # (a gateway's 4xx too) never an action's failure: its order stands
+                self.logger.error("resizing the protection failed: %s; it keeps its old size", _reason(exc))
 
     def _plan(self, symbol: str, items: list[tuple[Action, Outcome]], cancels: list, modifies: list) -> None:
         """One coin's cleanups, in the order its actions came (a trade, if any, comes first: see waiting_on)."""
@@ -78,7 +79,9 @@ class Protection:
         old = [(t, size) for t, size in triggers if t.get("oid") not in new and _kind(t) not in keep]
         if not trades or not old:
             return
-        position = self.retried(lambda: self.client.position(asset.name))
+        # over REST: what decides a cleanup is read from the exchange itself, never from a view that may lag (rare:
+        # only a trade on a coin this service protects, and after its orders are in)
+        position = self.retried(lambda: self.client.position(asset.name, live=False))
         why = _void_reason(trades[-1][0], trades[-1][1], position)
         if why is not None:
             cancels.extend((asset, t["oid"], f"{asset.name} {why}") for t, _ in old)
@@ -100,13 +103,17 @@ class Protection:
             return
         try:
             result = self.retried(lambda: self.client.cancel([(asset, oid) for asset, oid, _ in cancels]))
-        except TransientError as exc:
+        except Exception as exc:  # (a gateway's 4xx too) never an action's failure: its order stands
             for why in dict.fromkeys(why for _, _, why in cancels):
-                self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, exc)
+                self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, _reason(exc))
             return
         for why in dict.fromkeys(why for _, _, why in cancels):
             oids = [oid for _, oid, reason in cancels if reason == why]
             self.logger.info("%s: canceled trigger oids %s (%s)", why, oids, result.get("status"))
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _kind(order: dict) -> str:

@@ -98,6 +98,9 @@ class Sender:
             payload = self.client.signed_payload(body, min(self.deadline(a) for a in actions))
             try:
                 results, why = self._send(actions, [pairs[i][1] for i in pending], payload)
+            except Unwritable as exc:  # nothing of this round was sent; what earlier rounds settled stands
+                exc.known = {pairs[i][0].key: outcome for i, outcome in outcomes.items()}  # type: ignore[attr-defined]
+                raise
             except TransientError as exc:
                 for i in pending:
                     outcomes[i] = Outcome(J.UNKNOWN, f"outcome unknown ({exc}); settled by cloid {pairs[i][1].cloid} "
@@ -142,7 +145,8 @@ class Sender:
             if nonce_refusal(result) is not None:  # the nonce is spent (or out of the window): the fate is frozen
                 self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"],
                                  error_text(result))  # fmt: skip
-                return self._frozen(actions), "not executed: the exchange shows no order with its cloid"
+                found = self._learnt(orders, self._frozen(actions))
+                return found, "not executed: the exchange shows no order with its cloid"
             last = f"resend refused: {error_text(result)}"  # e.g. expired: says nothing of the first one
             break
         if not maybe:  # every attempt refused at the door (429, no connection): certainly not applied, and done
@@ -150,8 +154,29 @@ class Sender:
                 raise Unfinished("not sent; the action is resumed at the next start")
             unsent = f"not executed: exchange unreachable after {attempt + 1} attempts: {last}"
             return [self.expired(a, unsent) or Outcome(J.FAILED, unsent) for a in actions], ""
-        seen = self.void(payload["nonce"], actions)
+        seen = self._learnt(orders, self.void(payload["nonce"], actions))
         return seen, f"not executed ({last}; its nonce invalidated by a noop)"
+
+    def _learnt(self, orders: list[Order], seen: list[Outcome | None]) -> list[Outcome | None]:
+        """Outcomes found by cloid after a lost answer, laid over the live account view as an answer's would be
+        (a stop loss right after must see the fill its trade made). Returns `seen`."""
+        account = self.client.account
+        wires, statuses = [], []
+        for order, outcome in zip(orders, seen, strict=True):
+            if account is None or outcome is None or outcome.oid is None:
+                continue
+            if outcome.state in (J.FILLED, J.PARTIALLY_FILLED) and outcome.filled_sz:
+                statuses.append({"filled": {"totalSz": outcome.filled_sz, "oid": outcome.oid}})
+            elif outcome.state == J.RESTING:
+                statuses.append({"resting": {"oid": outcome.oid}})
+            else:
+                continue
+            wires.append(order.wire())
+        if account is not None and wires:
+            coins = {o.asset.index: o.asset.name for o in orders}
+            account.applied({"type": "order", "orders": wires}, {"status": "ok", "response": {"data": {
+                "statuses": statuses}}}, coins)  # fmt: skip
+        return seen
 
     def void(self, nonce: int, actions: list[Action]) -> list[Outcome | None]:
         """Settle a request that may be in flight (these actions' orders) with a noop of its nonce. Taken: none of

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 from .account import AccountView
 from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
-from .batching import Batches
+from .batching import Batches, batchable
 from .channels import Channels
 from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings, redact_url
 from .exchange import HyperliquidClient
@@ -92,7 +92,7 @@ class FractradeExecutor:
                                             self._storage)  # fmt: skip
         self.worker = Worker(self.queue, pipeline, prepare=client.prepare, idle=(client.keep_warm, pipeline.recheck),
                              on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping,
-                             handle_many=(batches := Batches(pipeline, self._batchable())),
+                             handle_many=(batches := Batches(pipeline, batchable(type(self), FractradeExecutor))),
                              drained=self.execution.protection.flush)  # fmt: skip
         batches.past_deadline = self.worker.past_deadline
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock, self._storage)
@@ -229,12 +229,6 @@ class FractradeExecutor:
     # ---- the seed's hooks (worker thread) ----------------------------------------------------------
     # A hook may change the config (in place, or a changed copy) it passes on: that is what executes, under the
     # action's own key and cloid (Pipeline.action_for), so it still executes once.
-    def _batchable(self) -> frozenset[str]:
-        """The kinds this class executes with the service's own hook: those may share a request with others (a
-        custom hook runs on its own, in its place)."""
-        own = FractradeExecutor.__dict__
-        return frozenset(kind for kind, name in HOOKS.items() if getattr(type(self), name) is own[name])
-
     def _hooks(self) -> dict[str, Callable[[Any], Any]]:
         """The pipeline's hooks: kind -> this object's handle_* method."""
         return {kind: getattr(self, name) for kind, name in HOOKS.items()}

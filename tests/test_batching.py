@@ -56,8 +56,8 @@ def test_one_request_with_one_order_refused_and_one_filled_gives_each_its_own_ou
 
 def test_a_burst_on_several_coins_keeps_each_coins_order_in_fewer_requests(make_service, sim, signals, wallet):
     service = make_service()
-    frames = [trade_frame(symbol=coin, size=size, side=side)
-              for side in ("BUY", "SELL") for coin, size in (("BTC", "0.001"), ("ETH", "0.01"), ("SOL", "0.1"))]  # fmt: skip
+    coins = (("BTC", "0.001"), ("ETH", "0.01"), ("SOL", "0.1"))
+    frames = [trade_frame(symbol=coin, size=size, side=side) for side in ("BUY", "SELL") for coin, size in coins]
     before = len(_order_requests(sim))
     rows = _queued_together(service, sim, signals, frames)
     assert [r["state"] for r in rows] == ["filled"] * 6, rows
@@ -155,9 +155,10 @@ def test_without_a_live_account_view_positions_come_over_rest(make_service, sim,
 
 
 def test_waves_keep_each_coins_order_and_hold_a_trades_followers():
-    from fractrade_sync.actions import parse_frame
     import json
     import time
+
+    from fractrade_sync.actions import parse_frame
 
     def action(frame):
         return parse_frame(json.dumps(frame), time.time())

@@ -176,11 +176,16 @@ class Chaos:
         elif event == "power-loss" and self.snapshot is None:
             self.take_snapshot()
         self.push(sent)
+        for _ in range(self.rng.choice((0, 0, 1, 2))):  # more of the agent's actions right behind it: they share
+            more = self.new_frame()  # requests (batches) with each other, and meet the same faults
+            more.events.append("batched")
+            self.sent.append(more)
+            self.push(more)
         if event == "kill-in-flight":
             time.sleep(self.rng.uniform(0.0, 0.3))
             self.kill()
             self.start()
-            self.redeliver(max(0, len(self.sent) - 3))
+            self.redeliver(max(0, len(self.sent) - 5))
         elif event == "power-loss" and self.snapshot is not None and self.snapshot[1] < len(self.sent) - 1:
             time.sleep(self.rng.uniform(0.0, 0.5))
             image, since = self.snapshot
@@ -198,7 +203,7 @@ class Chaos:
             earlier = self.rng.choice(self.sent)
             earlier.events.append("redelivered")
             self.push(earlier)
-        self.wait_settled([s.key for s in self.sent[-3:]], timeout=40)
+        self.wait_settled([s.key for s in self.sent[-5:]], timeout=40)
 
     def _wait_connected(self) -> None:
         deadline = time.monotonic() + 20

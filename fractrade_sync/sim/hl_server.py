@@ -201,6 +201,11 @@ class HyperliquidSimulator:
         with self.state.lock:
             return [hl_views.applied(o) for o in self.state.orders if user is None or o.user == user.lower()]
 
+    def applied_count(self, user: str | None = None) -> int:
+        """How many orders the exchange applied (for a user): applied_orders' length, without building it."""
+        with self.state.lock:
+            return sum(1 for o in self.state.orders if user is None or o.user == user.lower())
+
     def positions(self, user: str) -> dict[str, str]:
         with self.state.lock:
             return hl_views.positions(self.state, user)
@@ -318,6 +323,7 @@ class HyperliquidSimulator:
             "userdata_pushes": self.userdata_pushes,
             "mids": self.mids,
             "applied_orders": self.applied_orders,
+            "applied_count": self.applied_count,
             "positions": self.positions,
             "open_orders": self.open_orders,
             "leverage": self.leverage,
