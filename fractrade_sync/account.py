@@ -88,6 +88,7 @@ class AccountView:
             self.snapshots += 1
             self.generation = generation
             self.snapshot_at = self.clock()
+            self._prune()  # (here too: a service that never reads must not keep every change it made)
         return True
 
     def on_events(self, channel: str, data: Any) -> None:
@@ -164,6 +165,9 @@ class AccountView:
         if changes:
             with self._lock:
                 self._changes.extend(changes)
+                if len(self._changes) > SEEN_KEPT:  # never shown, never read: bounded; REST until a new snapshot
+                    del self._changes[:-SEEN_KEPT]
+                    self._after = self.snapshots
 
     def doubt(self) -> None:
         """A request's answer was lost: it may have changed the account, so only a snapshot that comes after now
