@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
 import requests
@@ -175,13 +175,15 @@ class HyperliquidClient:
         if cached is not None:
             return cached
         mids = self._info({"type": "allMids"})
-        if coin not in mids:
-            raise UnknownSymbol(f"no mid price for {coin} on this exchange")
+        try:  # the coin is in meta: an answer without its mid is unreadable (a gateway's), not "no such coin"
+            mid = Decimal(str(mids[coin]))
+        except (KeyError, TypeError, IndexError, InvalidOperation):
+            raise TransientError(f"allMids answered without a readable mid for {coin}: {str(mids)[:80]}") from None
         feed = self.feed
         if feed is not None and feed.started:  # (no feed by design, in check and scripts: REST is the plan)
             self._notice("mids", "mids cache stale/missing for %s; fetched over REST (feed last alive %.1fs ago, "
                                  "bound %.0fs)", coin, feed.age(), feed.max_age)  # fmt: skip
-        return Decimal(str(mids[coin]))
+        return mid
 
     def _account_notice(self, what: str) -> None:
         if (feed := self.feed) is not None and feed.started and self.account is not None:  # (else REST is the plan)
@@ -290,12 +292,10 @@ class HyperliquidClient:
         return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None, "expiresAfter": expires}
 
     def noop(self, nonce: int) -> dict:
-        """The signed noop that spends `nonce`: once the exchange takes it, no other action signed with that nonce
-        can ever be applied; when the nonce is used already, the exchange refuses it ("Invalid nonce: duplicate
-        nonce"). No expiresAfter: a late noop is harmless. The payload as it would be posted (resend it as is)."""
-        action = {"type": "noop"}
-        signature = self.signer.sign_l1(action, None, nonce, None, self.settings.is_mainnet)
-        return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None}
+        """The signed noop that spends `nonce` (taken: nothing else signed with it can apply; a used nonce is refused
+        "Invalid nonce: duplicate nonce"). No expiresAfter: a late noop is harmless. Resend it as is."""
+        signature = self.signer.sign_l1({"type": "noop"}, None, nonce, None, self.settings.is_mainnet)
+        return {"action": {"type": "noop"}, "nonce": nonce, "signature": signature, "vaultAddress": None}
 
     def update_leverage(self, asset: Asset, leverage: int, is_cross: bool) -> dict:
         """Set a coin's leverage; remembers it when the exchange accepts."""

@@ -3,13 +3,12 @@ on the first version (its finding in a comment) and holds the behaviour the desi
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
 from fractrade_sync.account import AccountView
 from fractrade_sync.journal import Unwritable
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
+from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_for
 from tests.test_batching import _queued_together
 
 CLOID = "0x" + "ab" * 16
@@ -139,22 +138,7 @@ def test_a_cleanups_4xx_never_strands_the_rest_of_a_batch(make_service, sim, sig
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
     _403_on_modify(service, sim)
     first, second = trade_frame(size="0.01"), trade_frame(size="0.01")
-    gate, real, calls = threading.Event(), service.worker.handle_many, []
-
-    def held(items):
-        if not calls:
-            calls.append(items)
-            gate.wait(10)
-        return real(items)
-
-    service.worker.handle_many = held
-    push(signals, trade_frame(symbol="NOPE"))
-    wait_for(lambda: calls, what="the worker held")
-    for frame in (first, second):
-        signals.push(frame)
-    wait_for(lambda: service.queue.qsize() >= 2, what="queued together")
-    gate.set()
-    wait_state(service, key_of(first))
+    _queued_together(service, sim, signals, [first, second])
     wait_for(lambda: service.queue.unfinished_tasks == 0, what="the batch handled")
     row = service.journal.get(key_of(second))
     # finding: the flush before the second trade's wave raised ClientError out of Batches; the second trade stays

@@ -82,3 +82,14 @@ def test_a_frame_cannot_forge_a_log_line(make_service, sim, signals):
     lines = stream.getvalue().splitlines()
     assert not [line for line in lines if line.startswith(forged[:20])], lines
     assert any("NOPE\\n2026-12-01 12:00:00,000 INFO" in line for line in lines), lines
+
+
+def test_an_unreadable_mids_answer_is_retried_never_taken_for_an_unknown_coin(make_service, sim, signals, wallet):
+    """Found by chaos: a gateway's `null` (or an error object) for allMids made a known coin "no mid price":
+    `rejected`. The coin is in meta: an answer without its mid says nothing of it."""
+    service = make_service()
+    service.client.feed = None  # mids over REST
+    for garbage in ("null", '{"status":"maintenance"}'):
+        sim.inject("answer", path="/info", answer=garbage)
+        row = run_frame(service, signals, trade_frame(size="0.001"))
+        assert row["state"] == "filled", row
