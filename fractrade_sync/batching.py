@@ -24,6 +24,7 @@ from .pipeline import HOOKS, Pipeline
 from .sending import Refused, Unfinished
 
 log = logging.getLogger("fractrade_sync")
+MORE_UP_TO = 128  # actions one hand-over sends before the worker looks up (its cleanups, its idle steps)
 
 
 def batchable(cls: type, base: type) -> frozenset[str]:
@@ -62,9 +63,10 @@ class Batches:
         self.pipeline, self.batchable = pipeline, batchable
         self._concluded: set[str] = set()  # keys of the current wave's actions journaled and reported
         self.past_deadline: Callable[[], bool] = lambda: False  # a stop's drain time is over (the worker's)
+        self.more: Callable[[], list] = lambda: []  # what was queued since the hand-over (the worker's take_more)
 
     def __call__(self, items: list[Any]) -> int:
-        pending, left = list(items), 0
+        pending, left, taken = list(items), 0, 0
         while pending:
             if self.past_deadline():  # stopping: what is not started stays in the journal for the next start
                 return left + len(pending)
@@ -74,6 +76,7 @@ class Batches:
                     left += 1
                 continue
             self._concluded = set()
+            taken += len(wave)
             try:
                 self._send(wave)
             except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start
@@ -84,6 +87,8 @@ class Batches:
                 log.exception("a wave of %d action(s) failed; each one left open is settled from its journal row",
                               len(wave))  # fmt: skip
                 left += self._settle([a for a in wave if a.key not in self._concluded])
+            if taken < MORE_UP_TO:  # what arrived during that request joins (an event's last frames)
+                pending.extend(self.more())
         return left
 
     def _settle(self, actions: list[Action]) -> int:

@@ -94,7 +94,7 @@ class FractradeExecutor:
                              on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping,
                              handle_many=(batches := Batches(pipeline, batchable(type(self), FractradeExecutor))),
                              drained=self.execution.protection.flush)  # fmt: skip
-        batches.past_deadline = self.worker.past_deadline
+        batches.past_deadline, batches.more = self.worker.past_deadline, self.worker.take_more
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock, self._storage)
         self.receiver = Receiver(settings, self.intake, self._on_connection)
         self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal, self._thread_failed,

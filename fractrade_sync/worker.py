@@ -42,6 +42,7 @@ class Worker:
         self.deadline: float | None = None
         self.left_behind = 0
         self._stop_queued = False  # STOP is in the queue, not yet taken
+        self._batch: list = []  # the items of the hand-over in progress
         # a daemon: a process ending never waits on a stuck worker (its order, if any, is settled by its in-flight
         # note at the next start); stop() joins it within its budget
         self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
@@ -86,7 +87,7 @@ class Worker:
                     self._guarded(step)
                 continue
             self.waiting = False
-            batch = [item] if item is STOP or self.handle_many is None else [item, *self._more()]
+            batch = self._batch = [item] if item is STOP or self.handle_many is None else [item, *self._more()]
             stop = batch[-1] is STOP
             try:
                 self._handle([it for it in batch if it is not STOP])
@@ -101,6 +102,17 @@ class Worker:
                 self._stop_queued = False
                 break
         self.logger.debug("worker stopped")
+
+    def take_more(self) -> list:
+        """For the batch handler, between two requests: what was queued since (up to MAX_BATCH), never STOP (it
+        stays for the loop); the loop marks them done with the rest of its batch."""
+        more = self._more()
+        if more and more[-1] is STOP:
+            more.pop()
+            self.queue.put(STOP)  # back at the end (nothing comes after it), and the one taken is done
+            self.queue.task_done()
+        self._batch.extend(more)
+        return more
 
     def _more(self) -> list:
         """What else is queued now (up to MAX_BATCH in all), without waiting; STOP, if taken, is last."""

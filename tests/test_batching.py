@@ -173,3 +173,26 @@ def test_waves_keep_each_coins_order_and_hold_a_trades_followers():
     # a custom trade hook runs on its own, in its place
     assert next_wave([sl_btc, t_eth, tp_btc], frozenset({"stop_loss", "take_profit"})) == ([sl_btc], [t_eth, tp_btc])
     assert next_wave([t_eth, sl_btc], frozenset({"stop_loss"})) == ([], [t_eth, sl_btc])
+
+
+def test_an_events_last_frame_arriving_during_the_trade_joins_its_stop_loss(make_service, sim, signals, wallet):
+    """The worker took the trade and the stop loss at once; the take profit arrives while the trade is on its way:
+    it goes with the stop loss (one request), not in a third."""
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.02"))
+    sent = len(_order_requests(sim))
+    event = "e-" + key_of(trade_frame())[:8]
+    trade, stop = trade_frame(size="0.01", event_id=event), protect_frame("stop_loss", trigger="48500", event_id=event)
+    profit = protect_frame("take_profit", trigger="56000", event_id=event)
+    orders = sim.request_count("/exchange", "order")
+
+    def late_take_profit():
+        sim.latency_s = 0.3
+        threading.Timer(0.05, lambda: signals.push(profit)).start()  # the trade's request is in flight by then
+
+    rows = _queued_together(service, sim, signals, [trade, stop], before_release=late_take_profit)
+    rows.append(wait_state(service, key_of(profit)))
+    sim.latency_s = 0.0
+    assert sim.request_count("/exchange", "order") - orders == 2  # the trade, then the stop loss and take profit
+    assert [r["state"] for r in rows] == ["filled", "resting", "resting"], rows
+    assert [_orders_in(e) for e in _order_requests(sim)[sent:]] == [1, 2]
