@@ -70,9 +70,6 @@ class AccountView:
         view distrusted until the next one) when it cannot be read. The first one of a new connection shows every
         own change answered before it subscribed (`subscribed_at`, self.clock; None: all so far): those are
         dropped (their reports may have been lost with the old connection)."""
-        if generation == self._dead:
-            return True  # the stalled subscription's socket, still closing
-
         try:
             state = data["clearinghouseState"]
             positions = {p["position"]["coin"]: Decimal(str(p["position"]["szi"])) for p in state["assetPositions"]}
@@ -81,6 +78,9 @@ class AccountView:
             self.lost()
             return False
         with self._lock:
+            if generation == self._dead:
+                return True  # the stalled subscription's socket, still closing (checked under the lock: a stall
+                # may come while this push was being read)
             if generation != self.generation:
                 before = self.clock() if subscribed_at is None else subscribed_at
                 self._changes = [c for c in self._changes if c.at >= before]
@@ -164,7 +164,11 @@ class AccountView:
                     changes.append(change)
         if changes:
             with self._lock:
-                self._changes.extend(changes)
+                for change in changes:
+                    if change.resized or (change.gone and change.placed is None):  # supersedes a pending resize
+                        ids = _ids(change)
+                        self._changes = [c for c in self._changes if not (c.resized and _ids(c) & ids)]
+                    self._changes.append(change)
                 if len(self._changes) > SEEN_KEPT:  # never shown, never read: bounded; REST until a new snapshot
                     del self._changes[:-SEEN_KEPT]
                     self._after = self.snapshots
@@ -185,13 +189,11 @@ class AccountView:
     def _trusted(self) -> bool:
         if self.generation < 0 or self.snapshots <= self._after or not self.live():
             return False
-        if self.clock() - self.snapshot_at > self.max_snapshot_age:
-            return False
         self._prune()
         if self._changes and self.clock() - self._changes[0].at > self.confirm_within:
-            self._stall()
+            self._stall()  # (before the age check: a dead subscription gets a new socket either way)
             return False
-        return True
+        return self.clock() - self.snapshot_at <= self.max_snapshot_age
 
     def _prune(self) -> None:
         """Drop the own changes the snapshot already shows. A fill or a new order: its order reported (by oid or
@@ -200,14 +202,19 @@ class AccountView:
         self._changes = [c for c in self._changes if not self._shown(c)]
 
     def _shown(self, change: Change) -> bool:
-        if change.resized:
-            size, ident = change.placed["sz"], change.placed.get("cloid") or change.placed["oid"]  # type: ignore[index]
-            return any(ident in (o.get("oid"), _cloid(o.get("cloid"))) and _same(o.get("sz"), size)
-                       for o in self._orders)  # fmt: skip
-        if change.gone and change.placed is None:
-            return not any(o.get("oid") in change.gone or _cloid(o.get("cloid")) in change.gone for o in self._orders)
         seen, snapshots = self._seen, self.snapshots
-        return any(i in seen and seen[i] < snapshots for i in change.ids)
+        if not change.resized and change.placed is None and not change.gone:
+            return any(i in seen and seen[i] < snapshots for i in change.ids)  # a fill
+        if not change.resized and change.placed is not None:
+            return any(i in seen and seen[i] < snapshots for i in change.ids)  # a new order
+        ids = _ids(change)
+        if any(c is not change and c.placed is not None and not c.resized and _ids(c) & ids and
+               not any(i in seen and seen[i] < snapshots for i in c.ids) for c in self._changes):  # fmt: skip
+            return False  # its order's own placement is not shown yet: a snapshot without it says nothing
+        listed = [o for o in self._orders if o.get("oid") in ids or _cloid(o.get("cloid")) in ids]
+        if change.resized:  # listed at its new size, or no longer listed (fired, canceled since)
+            return not listed or any(_same(o.get("sz"), change.placed["sz"]) for o in listed)  # type: ignore[index]
+        return not listed  # a cancel
 
     def _stall(self) -> None:
         """An own change the feed has not shown in time: the subscription may be silently dead."""
@@ -224,6 +231,12 @@ class AccountView:
 
 def _cloid(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
+
+
+def _ids(change: Change) -> set:
+    """The ids (oids, cloids) of the order a change is about."""
+    placed = change.placed or {}
+    return set(change.gone) | {placed.get("oid"), placed.get("cloid")} - {None}
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -266,6 +266,11 @@ class MidsFeed:
         now = account.clock()
         if now - account.snapshot_at < REFRESH_AFTER or now - last < REFRESH_AFTER:
             return last
+        bound = account.max_snapshot_age
+        if account.snapshots and now - account.snapshot_at > bound and now - self._subscribed_at > bound:
+            # asked again and again on this socket, and no snapshot: its subscription is dead; a new socket
+            raise websocket.WebSocketTimeoutException(f"no webData2 for {now - account.snapshot_at:.0f}s "
+                                                      "despite asking again")  # fmt: skip
         for request in self._refresh:
             ws.send(request)
         return now

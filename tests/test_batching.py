@@ -196,3 +196,23 @@ def test_an_events_last_frame_arriving_during_the_trade_joins_its_stop_loss(make
     assert sim.request_count("/exchange", "order") - orders == 2  # the trade, then the stop loss and take profit
     assert [r["state"] for r in rows] == ["filled", "resting", "resting"], rows
     assert [_orders_in(e) for e in _order_requests(sim)[sent:]] == [1, 2]
+
+
+def test_a_subscription_that_stops_sending_snapshots_gets_a_new_socket(make_service, sim, signals, wallet,
+                                                                       monkeypatch):  # fmt: skip
+    """Nothing of ours pending, pongs and allMids flowing, no webData2: asked again on the socket, then past the
+    snapshot bound a new socket; the view is trusted again once a snapshot comes."""
+    from fractrade_sync import market
+
+    monkeypatch.setattr(market, "REFRESH_AFTER", 0.3)
+    service = make_service()
+    account, feed = service.client.account, service.client.feed
+    account.max_snapshot_age = 1.0
+    run_frame(service, signals, trade_frame(size="0.01"))
+    wait_for(lambda: account.pending() == 0, what="the trade shown by the feed")
+    sim.pause_userdata(True)
+    before = feed.reconnects
+    wait_for(lambda: account.position("BTC") is None, timeout=5, what="the view distrusted by age")
+    wait_for(lambda: feed.reconnects > before, timeout=10, what="a new socket for a dead subscription")
+    sim.pause_userdata(False)
+    wait_for(lambda: account.position("BTC") == Decimal("0.01"), timeout=10, what="trusted again on the new socket")

@@ -1,0 +1,130 @@
+"""What a second review of the account view found (each test failed on the version before it): resizes superseded
+or fired before a snapshot showed them, a cancel shown by a lagging snapshot, a push of a stalled socket, a view
+distrusted by age that never asked for a new socket."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from fractrade_sync.account import AccountView
+
+CLOID = "0x" + "ab" * 16
+SL = {"coin": "BTC", "side": "A", "limitPx": "43200.0", "sz": "0.01", "oid": 7, "cloid": CLOID, "isTrigger": True,
+      "reduceOnly": True, "orderType": "Stop Market", "triggerPx": "48000.0"}  # fmt: skip
+OK = lambda statuses: {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}  # noqa: E731
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def _snapshot(positions=None, orders=()):
+    assets = [{"position": {"coin": c, "szi": s}} for c, s in (positions or {}).items()]
+    return {"clearinghouseState": {"assetPositions": assets}, "openOrders": list(orders)}
+
+
+def _view(clock):
+    view = AccountView(live=lambda: True, clock=clock)
+    stalls = []
+    view.on_stall = lambda: stalls.append(clock())
+    view.on_snapshot(_snapshot({"BTC": "0.01"}, [SL]), 1, subscribed_at=clock() - 1)
+    view.on_events("orderUpdates", [{"order": {"oid": 7, "cloid": CLOID, "coin": "BTC"}, "status": "open"}])
+    view.on_snapshot(_snapshot({"BTC": "0.01"}, [SL]), 1)
+    return view, stalls
+
+
+def _resize(view, size):
+    wire = {"a": 0, "b": False, "p": "43200", "s": size, "r": True, "c": CLOID,
+            "t": {"trigger": {"isMarket": True, "triggerPx": "48000", "tpsl": "sl"}}}  # fmt: skip
+    view.applied({"type": "batchModify", "modifies": [{"oid": CLOID, "order": wire}]},
+                 OK([{"resting": {"oid": 7}}]), {0: "BTC"})  # fmt: skip
+
+
+def test_a_resize_superseded_by_a_second_resize_stalls_a_healthy_feed():
+    """Two trades on BTC within one snapshot interval: the protection is resized to 0.02, then 0.03. The feed is
+    healthy and its next snapshots list the stop at 0.03; the 0.02 change is never 'shown' -> a spurious stall."""
+    clock = Clock()
+    view, stalls = _view(clock)
+    _resize(view, "0.02")
+    clock.t += 0.2
+    _resize(view, "0.03")
+    for _ in range(7):  # healthy feed: a snapshot every second, showing the stop at its final size
+        clock.t += 1
+        view.on_snapshot(_snapshot({"BTC": "0.03"}, [dict(SL, sz="0.03")]), 1)
+    assert view.position("BTC") == Decimal("0.03"), "a healthy feed showing everything is distrusted"
+    assert stalls == [], "a healthy subscription was cut as silently dead"
+
+
+def test_a_resized_stop_that_fires_stalls_a_healthy_feed():
+    """The stop is resized, then fires (or is canceled) before a snapshot lists it at its new size: the resize
+    change can never be shown -> a spurious stall and reconnect."""
+    clock = Clock()
+    view, stalls = _view(clock)
+    _resize(view, "0.02")
+    for _ in range(7):  # the stop fired: the position is flat and the order is gone
+        clock.t += 1
+        view.on_snapshot(_snapshot({}, []), 1)
+    assert view.position("BTC") == Decimal("0"), "a healthy feed showing everything is distrusted"
+    assert stalls == []
+
+
+def test_a_cancel_shown_by_a_lagging_snapshot_leaves_a_phantom_order():
+    """A stop placed (its answer laid over) then canceled by the next trade's cleanup; the next snapshot predates
+    the stop: it does not list it, so the cancel counts as shown and is pruned, while the placement is not yet
+    confirmed: the view (trusted) lists a canceled stop as open."""
+    clock = Clock()
+    view = AccountView(live=lambda: True, clock=clock)
+    view.on_snapshot(_snapshot({"BTC": "0.01"}), 1)
+    wire = {"a": 0, "b": False, "p": "43200", "s": "0.01", "r": True, "c": CLOID,
+            "t": {"trigger": {"isMarket": True, "triggerPx": "48000", "tpsl": "sl"}}}  # fmt: skip
+    view.applied({"type": "order", "orders": [wire]}, OK([{"resting": {"oid": 7}}]), {0: "BTC"})
+    clock.t += 0.1
+    view.applied({"type": "cancel", "cancels": [{"a": 0, "o": 7}]},
+                 {"status": "ok", "response": {"type": "cancel", "data": {"statuses": ["success"]}}}, {0: "BTC"})
+    assert view.open_orders() == []
+    clock.t += 0.1
+    view.on_snapshot(_snapshot({"BTC": "0.01"}), 1)  # computed before the stop was placed (feed lag)
+    assert view.open_orders() == [], "the canceled stop shows as open"
+
+
+def test_a_snapshot_older_than_15s_never_stalls_so_the_socket_is_never_replaced():
+    """The user-data subscription dies while nothing of ours is pending (pongs, allMids still flow). After 15 s the
+    view is distrusted by age, which returns before the stall check: the own changes made since are never checked,
+    on_stall (reconnect on a new socket) is never called, and only the same-socket refresh is ever tried."""
+    clock = Clock()
+    view, stalls = _view(clock)
+    clock.t += 20  # no snapshot since
+    other = "0x" + "cd" * 16  # (a cloid of its own: the stop's reported one would confirm it)
+    order = {"a": 0, "b": True, "p": "51000", "s": "0.01", "r": False, "t": {"limit": {"tif": "Ioc"}}, "c": other}
+    view.applied({"type": "order", "orders": [order]}, OK([{"filled": {"totalSz": "0.01", "oid": 9}}]), {0: "BTC"})
+    for _ in range(60):
+        clock.t += 10
+        assert view.position("BTC") is None
+    assert stalls, "10 minutes of a dead subscription and it was never replaced"
+
+
+def test_a_snapshot_of_the_stalled_socket_being_read_as_it_stalls_is_trusted():
+    """on_snapshot checks `generation == self._dead` before it takes the lock (and before parsing the push): a
+    worker read that stalls the view while the feed thread parses a push of that same socket lets that push through.
+    It sets the generation back, so the view is trusted again on the subscription just declared dead, with the own
+    fill it had laid over (cleared by the stall) missing."""
+    clock = Clock()
+    view = AccountView(live=lambda: True, clock=clock)
+    view.on_stall = lambda: None
+    view.on_snapshot(_snapshot({}), 1)
+    order = {"a": 0, "b": True, "p": "51000", "s": "0.01", "r": False, "t": {"limit": {"tif": "Ioc"}}, "c": CLOID}
+    view.applied({"type": "order", "orders": [order]}, OK([{"filled": {"totalSz": "0.01", "oid": 9}}]), {0: "BTC"})
+    clock.t += 6  # the feed never showed the fill
+
+    class Push(dict):  # the worker reads while the feed thread is parsing this push (a large webData2 takes a while)
+        def __getitem__(self, key):
+            if key == "openOrders":
+                assert view.position("BTC") is None  # the worker's read: stall, generation 1 is now dead
+            return dict.__getitem__(self, key)
+
+    view.on_snapshot(Push(_snapshot({})), 1)  # a late push of the stalled socket, without the fill
+    assert view.position("BTC") is None, "trusted on the stalled socket, without the own fill: 0 instead of 0.01"
