@@ -51,6 +51,11 @@ class Execution:
         self.sender = Sender(settings, client, journal, logger, clock, self.stopping)
         self.protection = Protection(client, journal, logger, settings.dry_run, self.with_retries)
 
+    def prepare(self) -> None:
+        """Worker, before the first action: the exchange ready, then the protection a crash left tidied."""
+        self.client.prepare()
+        self.protection.sweep()
+
     # ---- the three actions -------------------------------------------------------------------
     def trade(self, action: Action) -> Outcome:
         """A marketable IOC limit order at mid +/- slippage."""

@@ -63,6 +63,32 @@ class Protection:
             except Exception as exc:  # (a gateway's 4xx too) never an action's failure: its order stands
                 self.logger.error("resizing the protection failed: %s; it keeps its old size", _reason(exc))
 
+    def sweep(self) -> None:
+        """At start: what a cleanup cut short left (cleanups wait until the queue drains, and a kill -9 loses them).
+        On each coin, this service's triggers older than the newest of their kind are canceled (one stop loss and
+        one take profit at most: a new one replaces the older), and on a flat coin all of them (a trigger of a
+        closed position would act on the next one). Over REST: the live view is not proven yet. Never fails."""
+        try:
+            everything = self.client.request("/info", {"type": "frontendOpenOrders", "user": self.client.address})
+            orders = [o for o in everything if o.get("isTrigger") and o.get("reduceOnly")]
+            ours = self.journal.own_protection([str(o.get("cloid") or "").lower() for o in orders])
+            orders = [o for o in orders if str(o.get("cloid") or "").lower() in ours]
+            if not orders:
+                return
+            held = {p["position"]["coin"]: Decimal(str(p["position"]["szi"]))
+                    for p in self.client.account_state().get("assetPositions", [])}  # fmt: skip
+            cancels = []
+            for order in orders:
+                coin, kind = order.get("coin"), _kind(order)
+                newer = [o for o in orders if o.get("coin") == coin and _kind(o) == kind and _age(o) < _age(order)]
+                if held.get(coin, Decimal(0)) == 0:
+                    cancels.append((self.client.asset(coin), order["oid"], f"{coin} is flat: its protection is void"))
+                elif newer:
+                    cancels.append((self.client.asset(coin), order["oid"], f"{coin}: an older {kind} left by a stop"))
+            self._cancel(cancels)
+        except Exception as exc:  # the start goes on; the next cleanup on the coin tidies it
+            self.logger.error("checking the protection left by the last run failed: %s", _reason(exc))
+
     def _plan(self, symbol: str, items: list[tuple[Action, Outcome]], cancels: list, modifies: list) -> None:
         """One coin's cleanups, in the order its actions came (a trade, if any, comes first: see waiting_on)."""
         asset = self.client.asset(symbol)
@@ -114,6 +140,11 @@ class Protection:
 
 def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _age(order: dict) -> tuple:
+    """Sorts newer first: a later placement time (frontendOpenOrders' timestamp), then a larger oid."""
+    return (-int(order.get("timestamp") or 0), -int(order.get("oid") or 0))
 
 
 def _kind(order: dict) -> str:

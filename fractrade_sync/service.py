@@ -86,14 +86,14 @@ class FractradeExecutor:
                              user=settings.account_address)  # fmt: skip
         self.client = client = HyperliquidClient(settings, self.feed)
         self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
-        self.execution = Execution(settings, client, self.journal, self.logger, self.clock, self.stopping)
+        self.execution = execution = Execution(settings, client, self.journal, self.logger, self.clock, self.stopping)
         self.pipeline = pipeline = Pipeline(settings, self.journal, self.execution, self._hooks(),
                                             self.channels.listeners, self.clock, unclean_since,
                                             self._storage)  # fmt: skip
-        self.worker = Worker(self.queue, pipeline, prepare=client.prepare, idle=(client.keep_warm, pipeline.recheck),
+        self.worker = Worker(self.queue, pipeline, prepare=execution.prepare, idle=(client.keep_warm, pipeline.recheck),
                              on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping,
                              handle_many=(batches := Batches(pipeline, batchable(type(self), FractradeExecutor))),
-                             drained=self.execution.protection.flush)  # fmt: skip
+                             drained=execution.protection.flush)  # fmt: skip
         batches.past_deadline, batches.more = self.worker.past_deadline, self.worker.take_more
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock, self._storage)
         self.receiver = Receiver(settings, self.intake, self._on_connection)

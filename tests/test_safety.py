@@ -152,3 +152,35 @@ def test_a_server_that_never_answers_the_handshake_is_retried(make_service, env,
         thread.join(5)
         for sock in accepted:
             sock.close()
+
+
+def _killed_before_its_cleanup(env, sim, signals, wallet, last: dict) -> None:
+    """A run that opens 0.02 BTC with a stop loss at 48000, then executes `last` and dies before that action's
+    cleanup (cleanups wait until the queue drains: a kill -9 loses one still waiting)."""
+    settings = settings_from_mapping(env)
+    first = start_ready(settings)
+    wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
+    wait_state(first, key_of(push(signals, protect_frame("stop_loss", trigger="48000"))))
+    first.execution.protection.defer = lambda *args: None
+    wait_state(first, key_of(push(signals, last)))
+    first.stop(timeout=2)
+
+
+def test_a_replace_a_kill_cut_short_is_finished_at_the_next_start(env, sim, signals, wallet):
+    _killed_before_its_cleanup(env, sim, signals, wallet, protect_frame("stop_loss", trigger="49000"))
+    assert len(_triggers(sim, wallet)) == 2  # the new stop loss, and the old one it replaces
+    again = FractradeExecutor(settings_from_mapping(env)).start()
+    try:
+        wait_for(lambda: _triggers(sim, wallet) == [("Stop Market", "49000.0")], what="the older stop canceled")
+    finally:
+        again.stop(timeout=2)
+
+
+def test_a_stop_left_on_a_coin_a_kill_left_flat_is_canceled_at_the_next_start(env, sim, signals, wallet):
+    _killed_before_its_cleanup(env, sim, signals, wallet, trade_frame(side="SELL", size="0.02", reduce_only=True))
+    assert sim.positions(wallet.address) == {} and len(_triggers(sim, wallet)) == 1
+    again = FractradeExecutor(settings_from_mapping(env)).start()
+    try:
+        wait_for(lambda: _triggers(sim, wallet) == [], what="the void stop canceled")
+    finally:
+        again.stop(timeout=2)
