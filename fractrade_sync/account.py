@@ -202,19 +202,20 @@ class AccountView:
         self._changes = [c for c in self._changes if not self._shown(c)]
 
     def _shown(self, change: Change) -> bool:
-        seen, snapshots = self._seen, self.snapshots
-        if not change.resized and change.placed is None and not change.gone:
-            return any(i in seen and seen[i] < snapshots for i in change.ids)  # a fill
-        if not change.resized and change.placed is not None:
-            return any(i in seen and seen[i] < snapshots for i in change.ids)  # a new order
+        if not change.resized and (change.placed is not None or not change.gone):  # a new order, or a fill
+            return self._reported(change)
         ids = _ids(change)
-        if any(c is not change and c.placed is not None and not c.resized and _ids(c) & ids and
-               not any(i in seen and seen[i] < snapshots for i in c.ids) for c in self._changes):  # fmt: skip
+        if any(c is not change and c.placed is not None and not c.resized and _ids(c) & ids and not self._reported(c)
+               for c in self._changes):  # fmt: skip
             return False  # its order's own placement is not shown yet: a snapshot without it says nothing
         listed = [o for o in self._orders if o.get("oid") in ids or _cloid(o.get("cloid")) in ids]
         if change.resized:  # listed at its new size, or no longer listed (fired, canceled since)
             return not listed or any(_same(o.get("sz"), change.placed["sz"]) for o in listed)  # type: ignore[index]
         return not listed  # a cancel
+
+    def _reported(self, change: Change) -> bool:
+        """The feed reported the change's order (by oid or cloid), and a snapshot came after that report."""
+        return any(i in self._seen and self._seen[i] < self.snapshots for i in change.ids)
 
     def _stall(self) -> None:
         """An own change the feed has not shown in time: the subscription may be silently dead."""

@@ -70,9 +70,7 @@ class Protection:
         closed position would act on the next one). Over REST: the live view is not proven yet. Never fails."""
         try:
             everything = self.client.request("/info", {"type": "frontendOpenOrders", "user": self.client.address})
-            orders = [o for o in everything if o.get("isTrigger") and o.get("reduceOnly")]
-            ours = self.journal.own_protection([str(o.get("cloid") or "").lower() for o in orders])
-            orders = [o for o in orders if str(o.get("cloid") or "").lower() in ours]
+            orders = [o for o, _ in self._ours(everything)]
             if not orders:
                 return
             held = {p["position"]["coin"]: Decimal(str(p["position"]["szi"]))
@@ -80,7 +78,7 @@ class Protection:
             cancels = []
             for order in orders:
                 coin, kind = order.get("coin"), _kind(order)
-                newer = [o for o in orders if o.get("coin") == coin and _kind(o) == kind and _age(o) < _age(order)]
+                newer = any(o.get("coin") == coin and _kind(o) == kind and _age(o) < _age(order) for o in orders)
                 if held.get(coin, Decimal(0)) == 0:
                     cancels.append((self.client.asset(coin), order["oid"], f"{coin} is flat: its protection is void"))
                 elif newer:
@@ -115,10 +113,13 @@ class Protection:
             modifies.extend(_resized(asset, position, old))
 
     def _own_triggers(self, asset: Asset) -> list[tuple[dict, str | None]]:
-        """The open reduce-only trigger orders on a coin that this service placed (a cloid the journal has as a stop
-        loss or take profit), each with the size it was set with (None: the whole position). One read."""
-        triggers = [o for o in self.retried(self.client.open_orders)
-                    if o.get("coin") == asset.name and o.get("isTrigger") and o.get("reduceOnly", True)]  # fmt: skip
+        """This service's open triggers on a coin (see _ours). One read of the open orders (live, or REST)."""
+        return self._ours([o for o in self.retried(self.client.open_orders) if o.get("coin") == asset.name])
+
+    def _ours(self, orders: list[dict]) -> list[tuple[dict, str | None]]:
+        """The reduce-only trigger orders among `orders` that this service placed (a cloid the journal has as a stop
+        loss or take profit), each with the size it was set with (None: the whole position)."""
+        triggers = [o for o in orders if o.get("isTrigger") and o.get("reduceOnly", True)]
         cloids = [str(o.get("cloid") or "").lower() for o in triggers]
         ours = self.journal.own_protection(cloids)
         return [(o, ours[cloid]) for o, cloid in zip(triggers, cloids, strict=True) if cloid in ours]
