@@ -1,14 +1,14 @@
-"""Live account state: positions and open orders from Hyperliquid's user-data WebSocket, with this service's own
-changes laid over it until the feed shows them. Trusted only while proven fresh; the client reads REST otherwise.
+"""Live account state: positions, open orders and leverage from the user-data subscriptions Hyperliquid serves today
+(clearinghouseState, openOrders, activeAssetData, with orderUpdates and userFills saying which orders changed), with
+this service's own changes laid over them until the feed shows them. Trusted only while proven; REST otherwise.
 
-The feed thread (market.py) hands in webData2 snapshots and the order and fill events; the worker reads positions
-and open orders, and records what its own requests changed the moment their answers come (`applied`): the
-exchange's answer reaches us before, or after, its push. An own change stays laid over the snapshot until the feed
-reported its order (orderUpdates / userFills) and a webData2 came after that report; one the feed never confirms
-within CONFIRM_WITHIN means the subscription may be silently dead: the view is distrusted, the feed resubscribes,
-and reads go to REST until a new snapshot arrives. Message shapes: the SDK's hyperliquid/utils/types.py
-(WsOrder, WsFill / userFills) and https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/websocket/
-subscriptions (webData2 carries clearinghouseState and openOrders). RELIABILITY.md lists the assumptions."""
+The feed thread (market.py) hands in what it read (wire.py checked the shapes); the worker reads, and records what
+its own requests changed the moment their answers come (`applied`): the exchange's answer reaches us before, or after,
+its pushes. Positions are ordered by the exchange's own clock (clearinghouseState.time): a snapshot older than the
+one held is ignored, and a fill is shown by a snapshot whose time is at or after the fill's (userFills' time). An own
+change the feed never confirms within CONFIRM_WITHIN means the subscription may be silently dead: the view is
+distrusted, the feed reconnects, and reads go to REST until new snapshots arrive. Shapes and sources: EXCHANGE.md;
+what nothing confirms: RELIABILITY.md's assumptions."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Mapping
 
 CONFIRM_WITHIN = 5.0  # seconds the feed may take to show an own change before the view stops being trusted
-# a snapshot older than this is not trusted: the feed asks for a new one after REFRESH_AFTER seconds without one
-# (a pong proves the socket; only a snapshot proves the user-data subscription on it)
+# positions older than this are not trusted (the live clearinghouseState pushes about every 2 s, and the feed asks
+# for a snapshot after REFRESH_AFTER of quiet, market.py): a pong proves the socket, only a snapshot the subscription
 MAX_SNAPSHOT_AGE = 15.0
 SEEN_KEPT = 2048  # order ids the feed reported, kept to confirm own changes (far more than one batch)
 ORDER_TYPES = {"sl": "Stop Market", "tp": "Take Profit Market"}  # frontendOpenOrders' orderType of our triggers
@@ -30,9 +30,9 @@ ORDER_TYPES = {"sl": "Stop Market", "tp": "Take Profit Market"}  # frontendOpenO
 
 @dataclass
 class Change:
-    """What one answer of the exchange changed, laid over the snapshot until the feed shows it."""
+    """What one answer of the exchange changed, laid over the snapshots until the feed shows it."""
 
-    at: float  # monotonic
+    at: float  # monotonic: when its request was sent (a snapshot that came before that cannot show it)
     ids: frozenset  # its order's oid and cloid: the feed's report of one of them confirms a fill or a new order
     coin: str
     delta: Decimal = Decimal(0)  # position change (a fill)
@@ -41,86 +41,134 @@ class Change:
     resized: bool = False  # `placed` is an open order modified in place (same oid or cloid, new size)
 
 
+@dataclass
+class Report:
+    """The feed named an order: when (the exchange's time of the fill or status) and how many order snapshots had
+    come by then."""
+
+    exchange_time: int | None  # (None: the push gave no time: it confirms orders, never a fill)
+    order_snapshots: int
+
+
 class AccountView:
-    """The account as the user-data feed shows it, plus own changes not shown yet. Feed thread writes snapshots
+    """The account as the user-data feeds show it, plus own changes not shown yet. The feed thread writes snapshots
     and events; the worker reads and records changes; one lock, held for microseconds."""
 
-    def __init__(self, live: Callable[[], bool] = lambda: False, clock: Callable[[], float] = time.monotonic,
-                 confirm_within: float = CONFIRM_WITHIN, logger: logging.Logger | None = None):  # fmt: skip
-        self.live = live  # the feed's word: its socket proved alive recently (set by the feed)
+    def __init__(
+        self,
+        live: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
+        confirm_within: float = CONFIRM_WITHIN,
+        logger: logging.Logger | None = None,
+    ):
+        self.live = live  # the feed's word: its socket proved alive recently
         self.clock, self.confirm_within = clock, confirm_within
         self.logger = logger or logging.getLogger("fractrade_sync.account")
-        self.on_stall: Callable[[], None] = lambda: None  # the feed resubscribes
-        self.generation = -1  # the socket the current snapshot came on (the feed's count of connections)
-        self.snapshots = 0
+        self.on_stall: Callable[[], None] = lambda: None  # the feed reconnects
+        self.generation = -1  # the connection the snapshots came on (the feed's count of connections)
+        self.snapshots = 0  # positions and order snapshots taken, all connections
         self.stalls = 0
+        self.refused: set[str] = set()  # subscriptions the exchange answered with an error frame
         self._positions: dict[str, Decimal] = {}
+        self._positions_time = -1  # the exchange's time of the positions held (clearinghouseState.time, ms)
+        self.positions_at = float("-inf")  # when they arrived (self.clock)
+        self.max_snapshot_age = MAX_SNAPSHOT_AGE
         self._orders: list[dict] = []
-        self._seen: collections.OrderedDict[Any, int] = collections.OrderedDict()  # id -> snapshots when reported
+        self._order_snapshots = 0
+        self._taken: dict[str, int] = {}  # "positions" / "orders" -> the generation the last one came on
+        self._leverage: dict[str, tuple[str, int]] = {}  # coin -> (type, value), from activeAssetData pushes
+        self._seen: collections.OrderedDict[Any, Report] = collections.OrderedDict()  # oid / cloid -> its report
         self._changes: list[Change] = []
         self._after = 0  # trusted again only once self.snapshots passes this (a new snapshot since a doubt)
-        self._dead = -1  # a generation whose subscription stalled: its snapshots are not taken any more
-        self.snapshot_at = float("-inf")  # when the last snapshot came (self.clock)
-        self.max_snapshot_age = MAX_SNAPSHOT_AGE
+        self._dead = -1  # a generation whose subscription stalled: its pushes are not taken any more
         self._lock = threading.Lock()
 
     # ---- feed thread -------------------------------------------------------------------------------
-    def on_snapshot(self, data: Any, generation: int, subscribed_at: float | None = None) -> bool:
-        """A webData2 push: its clearinghouseState positions and openOrders replace the last ones. False (and the
-        view distrusted until the next one) when it cannot be read. The first one of a new connection shows every
-        own change answered before it subscribed (`subscribed_at`, self.clock; None: all so far): those are
-        dropped (their reports may have been lost with the old connection)."""
-        try:
-            state = data["clearinghouseState"]
-            positions = {p["position"]["coin"]: Decimal(str(p["position"]["szi"])) for p in state["assetPositions"]}
-            orders = [o for o in data["openOrders"] if isinstance(o, dict)]
-        except (KeyError, TypeError, InvalidOperation):
-            self.lost()
-            return False
+    def on_positions(
+        self,
+        state: Mapping[str, Any],
+        held: dict[str, Decimal],
+        when: int,
+        generation: int,
+        subscribed_at: float | None = None,
+    ) -> None:
+        """A clearinghouseState (read by wire.positions / wire.state_time): replaces the positions held unless it is
+        older, by the exchange's time, than those. The first one of a new connection shows every own fill answered
+        before it subscribed (`subscribed_at`, self.clock; None: all so far)."""
         with self._lock:
             if generation == self._dead:
-                return True  # the stalled subscription's socket, still closing (checked under the lock: a stall
-                # may come while this push was being read)
-            if generation != self.generation:
+                return  # the stalled subscription's socket, still closing
+            if when < self._positions_time:
+                return  # an older state than the one held (pushes can cross, a new socket's first one too)
+            if generation != self._taken.get("positions"):
                 before = self.clock() if subscribed_at is None else subscribed_at
-                self._changes = [c for c in self._changes if c.at >= before]
-            self._positions, self._orders = positions, orders
-            self.snapshots += 1
-            self.generation = generation
-            self.snapshot_at = self.clock()
-            self._prune()  # (here too: a service that never reads must not keep every change it made)
-        return True
+                self._changes = [c for c in self._changes if c.delta == 0 or c.at >= before]
+            self._positions, self._positions_time, self.positions_at = held, when, self.clock()
+            self.refused.discard("clearinghouseState")
+            self._took("positions", generation)
+
+    def on_orders(self, orders: list[dict], generation: int, subscribed_at: float | None = None) -> None:
+        """An openOrders push (read by wire.open_orders): replaces the open orders held."""
+        with self._lock:
+            if generation == self._dead:
+                return
+            if generation != self._taken.get("orders"):
+                before = self.clock() if subscribed_at is None else subscribed_at
+                self._changes = [c for c in self._changes if c.delta != 0 or c.at >= before]
+            self._orders = orders
+            self._order_snapshots += 1
+            self.refused.discard("openOrders")
+            self._took("orders", generation)
+
+    def on_leverage(self, coin: str, leverage: tuple[str, int]) -> None:
+        """An activeAssetData push: the coin's leverage now."""
+        with self._lock:
+            self._leverage[coin] = leverage
 
     def on_events(self, channel: str, data: Any) -> None:
-        """An orderUpdates or userFills push: the orders it names were changed on the exchange (the next snapshot
-        shows it)."""
+        """An orderUpdates or userFills push: the orders it names were changed on the exchange, at its time."""
         if channel == "orderUpdates":
-            orders = [u.get("order") for u in data if isinstance(u, dict)] if isinstance(data, list) else []
+            items = [u for u in data if isinstance(u, dict)] if isinstance(data, list) else []
+            named = [(u.get("order"), u.get("statusTimestamp")) for u in items]
         else:  # userFills: {"isSnapshot"?, "user", "fills": [...]}
-            orders = data.get("fills", []) if isinstance(data, dict) else []
+            fills = data.get("fills", []) if isinstance(data, dict) else []
+            named = [(f, f.get("time")) for f in fills if isinstance(f, dict)]
         with self._lock:
-            for order in orders:
-                if isinstance(order, dict):
-                    for ident in (order.get("oid"), _cloid(order.get("cloid"))):
-                        if ident is not None:
-                            self._seen[ident] = self.snapshots
-                            self._seen.move_to_end(ident)
+            for order, when in named:
+                if not isinstance(order, dict):
+                    continue
+                if isinstance(when, bool) or not isinstance(when, int):
+                    when = None
+                report = Report(when, self._order_snapshots)
+                for ident in (order.get("oid"), _cloid(order.get("cloid"))):
+                    if ident is not None:
+                        known = self._seen.get(ident)
+                        if known is None or known.exchange_time is None or (when or -1) >= known.exchange_time:
+                            self._seen[ident] = report
+                        self._seen.move_to_end(ident)
             while len(self._seen) > SEEN_KEPT:
                 self._seen.popitem(last=False)
 
     def lost(self) -> None:
-        """The socket went down, or a push could not be read: nothing here is trusted until a new snapshot."""
+        """The socket went down, or a push could not be read: nothing here is trusted until new snapshots."""
         with self._lock:
             self.generation = -1
 
+    def refuse(self, channel: str) -> None:
+        """The exchange refused a subscription (an error frame): what it would give comes from REST."""
+        with self._lock:
+            self.refused.add(channel)
+
     # ---- worker ------------------------------------------------------------------------------------
     def position(self, coin: str) -> Decimal | None:
-        """The signed position on a coin, or None when the view is not trusted now (read REST instead)."""
+        """The signed position on a coin, or None when the view cannot say now (read REST instead)."""
         with self._lock:
             if not self._trusted():
                 return None
-            return self._positions.get(coin, Decimal(0)) + sum((c.delta for c in self._changes if c.coin == coin),
-                                                                Decimal(0))  # fmt: skip
+            pending = [c for c in self._changes if c.coin == coin and c.delta != 0]
+            if any(self._seen_time(c) is None and c.at < self.positions_at for c in pending):
+                return None  # a snapshot came after the fill was sent, and the fill's time is not known yet
+            return self._positions.get(coin, Decimal(0)) + sum((c.delta for c in pending), Decimal(0))
 
     def open_orders(self) -> list[dict] | None:
         """The open orders (frontendOpenOrders shape), or None when the view is not trusted now."""
@@ -130,20 +178,33 @@ class AccountView:
             orders = list(self._orders)
             for change in self._changes:  # in the order they happened: a modify is the old one gone, a new placed
                 if change.gone:
-                    orders = [o for o in orders if o.get("oid") not in change.gone
-                              and _cloid(o.get("cloid")) not in change.gone]  # fmt: skip
+                    orders = [o for o in orders if not _names(o, change.gone)]
                 if change.placed is not None:
                     oid = change.placed["oid"]
                     orders = [o for o in orders if o.get("oid") != oid] + [change.placed]
             return orders
 
-    def applied(self, action: Mapping[str, Any], result: Mapping[str, Any], coins: Mapping[int, str]) -> None:
-        """The exchange answered `action` (order, cancel, batchModify) with `result`: lay what it changed over the
-        snapshot. `coins`: asset index -> name."""
+    def leverage(self, coin: str) -> tuple[str, int] | None:
+        """The coin's leverage from its activeAssetData subscription, or None (not subscribed yet, or not live)."""
+        with self._lock:
+            if self.generation < 0 or not self.live():
+                return None
+            return self._leverage.get(coin)
+
+    def applied(
+        self,
+        action: Mapping[str, Any],
+        result: Mapping[str, Any],
+        coins: Mapping[int, str],
+        sent_at: float | None = None,
+    ) -> None:
+        """The exchange answered `action` (order, cancel, batchModify), sent at `sent_at` (self.clock; None: now),
+        with `result`: lay what it changed over the snapshots. `coins`: asset index -> name."""
         if result.get("status") != "ok":
             return
         statuses = ((result.get("response") or {}).get("data") or {}).get("statuses") or []
-        kind, now, changes = action.get("type"), self.clock(), []
+        kind, changes = action.get("type"), []
+        now = self.clock() if sent_at is None else sent_at
         if kind == "order":
             for wire, status in zip(action.get("orders", []), statuses, strict=False):
                 change = _order_change(wire, status, coins, now)
@@ -153,8 +214,8 @@ class AccountView:
             for cancel, status in zip(action.get("cancels", []), statuses, strict=False):
                 if status == "success":
                     ident = cancel.get("o")
-                    changes.append(Change(now, frozenset({ident}), coins.get(cancel.get("a"), ""),
-                                          gone=frozenset({ident})))  # fmt: skip
+                    coin = coins.get(cancel.get("a"), "")
+                    changes.append(Change(now, frozenset({ident}), coin, gone=frozenset({ident})))
         elif kind == "batchModify":
             for modify, status in zip(action.get("modifies", []), statuses, strict=False):
                 change = _order_change(modify.get("order", {}), status, coins, now)
@@ -174,8 +235,8 @@ class AccountView:
                     self._after = self.snapshots
 
     def doubt(self) -> None:
-        """A request's answer was lost: it may have changed the account, so only a snapshot that comes after now
-        is trusted."""
+        """A request's answer was lost: it may have changed the account, so only snapshots that come after now are
+        trusted."""
         with self._lock:
             self._after = self.snapshots
 
@@ -186,44 +247,65 @@ class AccountView:
             return len(self._changes)
 
     # ---- inside the lock ------------------------------------------------------------------------------
+    def _took(self, kind: str, generation: int) -> None:
+        self._taken[kind] = generation
+        self.snapshots += 1
+        if self._taken.get("positions") == self._taken.get("orders") == generation:
+            self.generation = generation
+        self._prune()  # (here too: a service that never reads must not keep every change it made)
+
     def _trusted(self) -> bool:
-        if self.generation < 0 or self.snapshots <= self._after or not self.live():
+        if self.generation < 0 or self.snapshots <= self._after or not self.live() or self.refused:
+            return False
+        if self._taken.get("positions") != self.generation or self._taken.get("orders") != self.generation:
             return False
         self._prune()
         if self._changes and self.clock() - self._changes[0].at > self.confirm_within:
-            self._stall()  # (before the age check: a dead subscription gets a new socket either way)
+            self._stall()
             return False
-        return self.clock() - self.snapshot_at <= self.max_snapshot_age
+        return self.clock() - self.positions_at <= self.max_snapshot_age
 
     def _prune(self) -> None:
-        """Drop the own changes the snapshot already shows. A fill or a new order: its order reported (by oid or
-        cloid), then a snapshot after that report. A cancel: the snapshot no longer lists the order. A resize: the
-        snapshot lists it at its new size. (A report of an old order says nothing of a change made to it now.)"""
+        """Drop the own changes the snapshots already show. A fill: the positions held are at or after the fill's
+        time. A new order: listed, or reported and an order snapshot came after that report. A cancel: no longer
+        listed. A resize: listed at its new size, or no longer listed."""
         self._changes = [c for c in self._changes if not self._shown(c)]
 
+    def _seen_time(self, change: Change) -> int | None:
+        times = [self._seen[i].exchange_time for i in change.ids if i in self._seen]
+        known = [t for t in times if t is not None]
+        return max(known) if known else None
+
     def _shown(self, change: Change) -> bool:
-        if not change.resized and (change.placed is not None or not change.gone):  # a new order, or a fill
-            return self._reported(change)
-        ids = _ids(change)
-        if any(c is not change and c.placed is not None and not c.resized and _ids(c) & ids and not self._reported(c)
-               for c in self._changes):  # fmt: skip
+        if change.delta != 0:  # a fill
+            when = self._seen_time(change)
+            return when is not None and self._positions_time >= when
+        listed = [o for o in self._orders if _names(o, _ids(change))]
+        if change.placed is not None and not change.resized:  # a new order
+            return bool(listed) or self._reported(change)
+        if any(
+            c is not change and c.placed is not None and not c.resized and _ids(c) & _ids(change) and not self._shown(c)
+            for c in self._changes
+        ):
             return False  # its order's own placement is not shown yet: a snapshot without it says nothing
-        listed = [o for o in self._orders if o.get("oid") in ids or _cloid(o.get("cloid")) in ids]
         if change.resized:  # listed at its new size, or no longer listed (fired, canceled since)
             return not listed or any(_same(o.get("sz"), change.placed["sz"]) for o in listed)  # type: ignore[index]
         return not listed  # a cancel
 
     def _reported(self, change: Change) -> bool:
-        """The feed reported the change's order (by oid or cloid), and a snapshot came after that report."""
-        return any(i in self._seen and self._seen[i] < self.snapshots for i in change.ids)
+        """The feed reported the change's order (by oid or cloid), and an order snapshot came after that report."""
+        return any(i in self._seen and self._seen[i].order_snapshots < self._order_snapshots for i in change.ids)
 
     def _stall(self) -> None:
         """An own change the feed has not shown in time: the subscription may be silently dead."""
         oldest = self._changes[0]
         self.stalls += 1
-        self.logger.warning("account feed: an order of %s answered %.1fs ago is still not shown by the user-data "
-                            "feed; positions and orders come over REST until it resubscribes", oldest.coin,
-                            self.clock() - oldest.at)  # fmt: skip
+        self.logger.warning(
+            "account feed: an order of %s answered %.1fs ago is still not shown by the user-data feed; positions "
+            "and orders come over REST until it reconnects",
+            oldest.coin,
+            self.clock() - oldest.at,
+        )
         self._changes.clear()  # what REST reads from here on includes them
         self._after = self.snapshots
         self._dead, self.generation = self.generation, -1
@@ -232,6 +314,11 @@ class AccountView:
 
 def _cloid(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
+
+
+def _names(order: Mapping[str, Any], ids: set | frozenset) -> bool:
+    """Whether an open order is one of `ids` (oids and cloids)."""
+    return order.get("oid") in ids or _cloid(order.get("cloid")) in ids
 
 
 def _ids(change: Change) -> set:
@@ -260,9 +347,17 @@ def _order_change(wire: Mapping[str, Any], status: Any, coins: Mapping[int, str]
     if "resting" in status:
         oid = status["resting"].get("oid")
         trigger = (wire.get("t") or {}).get("trigger")
-        placed = {"coin": coin, "side": "B" if is_buy else "A", "sz": wire.get("s"), "limitPx": wire.get("p"),
-                  "oid": oid, "cloid": cloid, "reduceOnly": bool(wire.get("r")), "isTrigger": trigger is not None,
-                  "triggerPx": trigger.get("triggerPx") if trigger else "0.0",
-                  "orderType": ORDER_TYPES.get(trigger.get("tpsl"), "Stop Market") if trigger else "Limit"}  # fmt: skip
+        placed = {
+            "coin": coin,
+            "side": "B" if is_buy else "A",
+            "sz": wire.get("s"),
+            "limitPx": wire.get("p"),
+            "oid": oid,
+            "cloid": cloid,
+            "reduceOnly": bool(wire.get("r")),
+            "isTrigger": trigger is not None,
+            "triggerPx": trigger.get("triggerPx") if trigger else "0.0",
+            "orderType": ORDER_TYPES.get(trigger.get("tpsl"), "Stop Market") if trigger else "Limit",
+        }
         return Change(now, frozenset({oid, cloid} - {None}), coin, placed=placed)
     return None

@@ -3,37 +3,62 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from .exchange import TransientError
-from .outcome import FAILED, FILLED, PARTIALLY_FILLED, REJECTED, RESTING, Outcome
+from .outcome import FILLED, PARTIALLY_FILLED, REJECTED, RESTING, Outcome
 from .rules import to_wire
 
 FOUND = "found on the exchange by cloid"
 
 
-def order_outcome(result: dict, size: Decimal, latency_ms: float, index: int = 0) -> Outcome:
+WAITING = {  # bare-string statuses of a grouped order (EXCHANGE.md): accepted, and waiting
+    "waitingForFill": "waiting for its parent order to fill",
+    "waitingForTrigger": "waiting for its trigger",
+}
+
+
+def order_outcome(result: dict, size: Decimal, latency_ms: float, index: int = 0) -> Outcome | None:
     """The outcome of one order from the exchange's answer to the request that carried it (`size`: what was asked;
     `index`: its place in the request: the answer has one status per order, in order). A request refused as a
-    whole refuses each of its orders."""
+    whole refuses each of its orders. None when the request was taken (`ok`) but this order's status cannot be
+    read: it is settled by cloid, as a lost answer is."""
     if result.get("status") != "ok":
         return Outcome(REJECTED, error_text(result), latency_ms=latency_ms)
-    statuses = result.get("response", {}).get("data", {}).get("statuses") or []
-    status = statuses[index] if index < len(statuses) else {}
-    if isinstance(status, dict) and "filled" in status:
-        filled = status["filled"]
-        total = Decimal(str(filled.get("totalSz", "0")))
-        state = FILLED if total >= size else PARTIALLY_FILLED
-        return Outcome(state, "", filled.get("oid"), to_wire(total), str(filled.get("avgPx")), latency_ms)
-    if isinstance(status, dict) and "resting" in status:
-        return Outcome(RESTING, "", status["resting"].get("oid"), latency_ms=latency_ms)
-    if isinstance(status, dict) and "error" in status:
+    response = result.get("response")
+    data = response.get("data") if isinstance(response, dict) else None
+    statuses = data.get("statuses") if isinstance(data, dict) else None
+    status = statuses[index] if isinstance(statuses, list) and index < len(statuses) else None
+    if status is None and isinstance(statuses, list) and len(statuses) == 1 and _is_error(statuses[0]):
+        # pre-validation "returns only one error ... for the entire payload": none of it was applied (EXCHANGE.md)
+        return Outcome(REJECTED, f"{statuses[0]['error']} (for the whole request)", latency_ms=latency_ms)
+    if isinstance(status, str) and status in WAITING:
+        return Outcome(RESTING, WAITING[status], latency_ms=latency_ms)
+    if not isinstance(status, dict):
+        return None
+    try:
+        if "filled" in status:
+            filled = status["filled"]
+            total = Decimal(str(filled["totalSz"]))
+            state = FILLED if total >= size else PARTIALLY_FILLED
+            return Outcome(state, "", filled.get("oid"), to_wire(total), str(filled["avgPx"]), latency_ms)
+        if "resting" in status:
+            return Outcome(RESTING, "", status["resting"]["oid"], latency_ms=latency_ms)
+    except (KeyError, TypeError, ArithmeticError):
+        return None
+    if "error" in status:
         return Outcome(REJECTED, str(status["error"]), latency_ms=latency_ms)
-    return Outcome(FAILED, f"unexpected answer from the exchange: {str(result)[:200]}", latency_ms=latency_ms)
+    return None
 
 
-def status_outcome(status: Any) -> Outcome | None:
+def _is_error(status: Any) -> bool:
+    return isinstance(status, dict) and "error" in status
+
+
+def status_outcome(status: Any, fills: Callable[[int], tuple[Decimal, str | None]]) -> Outcome | None:
     """What an orderStatus answer says happened to the order; None only for the exchange's explicit "unknown".
+    `fills(oid)`: the size filled and its average price, from the fills (an order's `origSz - sz` is not what
+    filled: the exchange shrinks a reduce-only order to the position; EXCHANGE.md).
 
     https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint#query-order-status-by-oid-or-cloid
     {"status": "unknownOid"} when the exchange has no such order, {"status": "order", "order": {"order": {...},
@@ -44,19 +69,33 @@ def status_outcome(status: Any) -> Outcome | None:
         return None
     info = status.get("order") if kind == "order" else None
     order = info.get("order") if isinstance(info, dict) else None
-    if not isinstance(order, dict):
+    state = info.get("status") if isinstance(info, dict) else None
+    if not isinstance(order, dict) or not isinstance(order.get("oid"), int) or not isinstance(state, str):
         raise TransientError(f"orderStatus answered neither an order nor unknownOid: {str(status)[:120]}")
-    state = info.get("status", "")
-    oid = order.get("oid")
-    orig = Decimal(str(order.get("origSz", "0")))
-    filled = orig - Decimal(str(order.get("sz", "0")))
+    oid = order["oid"]
+    try:
+        untouched = Decimal(str(order["origSz"])) == Decimal(str(order["sz"])) and state != "filled"
+    except (KeyError, ArithmeticError):
+        raise TransientError(f"orderStatus answered an unreadable order: {str(order)[:120]}") from None
+    filled, avg = (Decimal(0), None) if untouched else fills(oid)
+    if state == "filled" and filled <= 0:  # its fills are not shown (yet): don't know how much
+        raise TransientError(f"order {oid} filled, but its fills are not shown yet")
     if state in ("open", "triggered"):
-        return Outcome(RESTING, FOUND, oid=oid, filled_sz=to_wire(filled))
+        return Outcome(RESTING, FOUND, oid=oid, filled_sz=to_wire(filled) if filled else None, avg_px=avg)
     if state == "filled":
-        return Outcome(FILLED, FOUND, oid=oid, filled_sz=to_wire(orig))
+        return Outcome(FILLED, FOUND, oid=oid, filled_sz=to_wire(filled), avg_px=avg)
     if filled > 0:
-        return Outcome(PARTIALLY_FILLED, f"{FOUND} ({state})", oid=oid, filled_sz=to_wire(filled))
+        return Outcome(PARTIALLY_FILLED, f"{FOUND} ({state})", oid=oid, filled_sz=to_wire(filled), avg_px=avg)
     return Outcome(REJECTED, f"{FOUND}: {state}", oid=oid)
+
+
+def filled_by(fills: list[dict], oid: int) -> tuple[Decimal, str | None]:
+    """The size an order filled and its average price, from fills (wire.fills checked their shape)."""
+    mine = [(Decimal(str(f["sz"])), Decimal(str(f["px"]))) for f in fills if f.get("oid") == oid]
+    size = sum((sz for sz, _ in mine), Decimal(0))
+    if not size:
+        return Decimal(0), None
+    return size, to_wire(sum((sz * px for sz, px in mine), Decimal(0)) / size)
 
 
 def nonce_refusal(result: dict) -> str | None:

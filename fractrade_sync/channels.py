@@ -11,8 +11,11 @@ from typing import Any, Callable
 
 import requests
 
+from . import wire
 from .exchange import CLOCK_WARN
 from .notify import Notifier
+from .outcome import FILLED, PARTIALLY_FILLED, RESTING
+from .telegram import journal_line
 
 log = logging.getLogger("fractrade_sync.channels")
 
@@ -36,11 +39,27 @@ class Channels:
         self._kill_switch = os.fspath(settings.paths.kill_switch)
         self._paused = False  # the kill switch as last seen (looked at start)
         self._clock_said = False
+        self._limited = False  # the address-based limit was alerted and no order went through since
 
     @property
     def listeners(self) -> list[Callable]:
         """What hears each outcome: the pipeline's listeners."""
-        return [part.outcome for part in (self.notifier, self.telegram, self.metrics) if part is not None]
+        parts = [part.outcome for part in (self.notifier, self.telegram, self.metrics) if part is not None]
+        return [*parts, self.limited]
+
+    def limited(self, action: Any, outcome: Any) -> None:
+        """The exchange's address-based limit refused an order: one ALERT saying what to do (again only once an
+        order went through since)."""
+        if wire.ADDRESS_LIMIT in (outcome.reason or ""):
+            if not self._limited:
+                self._limited = True
+                log.error("%s: refused by the exchange's address-based request limit: %s", action.describe(),
+                          outcome.reason)  # fmt: skip
+                self.alert("Hyperliquid's address-based limit refuses this account's orders (it allows 1 request "
+                           "per 1 USDC traded since the account's start, plus 10,000): trade volume frees requests; "
+                           "until then every order is refused. Exchange: " + outcome.reason[:200])  # fmt: skip
+        elif outcome.state in (FILLED, PARTIALLY_FILLED, RESTING):
+            self._limited = False
 
     def bind(self) -> None:
         """Before anything else is opened: the status endpoint's port (a port in use fails the start at once)."""
@@ -119,10 +138,7 @@ def status_text(service: Any, recent: int = 5) -> str:
         f"positions: {positions_text(settings)}",
     ]
     journal = service.journal
-    for row in journal.recent(recent) if journal is not None else []:
-        side = f" {row['side']}" if row.get("side") else ""
-        lines.append(f"{row['action_id'].split('_')[-1].lower()}{side} {row.get('size') or ''} {row['symbol']}: "
-                     f"{row['state']}" + (f" ({row['reason'][:80]})" if row.get("reason") else ""))  # fmt: skip
+    lines += [journal_line(row) for row in (journal.recent(recent) if journal is not None else [])]
     return "\n".join(lines)
 
 
@@ -135,4 +151,3 @@ def positions_text(settings: Any) -> str:
     except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError) as exc:
         return f"unknown ({type(exc).__name__})"
     return ", ".join(f"{p['coin']} {p['szi']}" for p in positions) or "none"
-

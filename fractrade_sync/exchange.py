@@ -13,8 +13,10 @@ from typing import Any, Callable
 import requests
 from hyperliquid.utils.error import ClientError
 
+from . import wire
 from .account import AccountView
 from .backoff import exchange_retries
+from .budget import WeightBudget
 from .config import ConfigError, Settings, redact_url
 from .market import MidsFeed, RestNotices
 from .rules import Asset
@@ -22,13 +24,12 @@ from .signing import FastSigner, NonceSource
 from .transport import NotSent, OrderChannel, ProxyChannel
 
 STALE_NOTICE_EVERY = 60.0  # seconds between two "cache stale" warnings of a kind: a dead feed must not flood the log
-LEVERAGE_TTL = 60.0  # seconds a cached leverage is trusted on the order path (the UI can change it)
+LEVERAGE_TTL = 60.0  # seconds a leverage read over REST is trusted on the order path (the UI can change it)
 KEEP_WARM_AFTER = 30.0  # seconds of an idle connection before a keep-warm request
 MIDS_READY_WAIT = 3.0  # prepare() waits this long for the feed's first snapshot, then goes on (REST fallback)
 META_RELOAD_EVERY = 60.0  # an unknown symbol reloads meta at most this often: a flood of them costs one request
 CLOCK_WARN = 1.0  # seconds of clock offset to the exchange that earn a warning: ages and expiries depend on it
 CLOCK_WARN_EVERY = 600.0  # seconds between two such warnings while it lasts
-CLOCK_MEASURE_EVERY = 300.0  # while idle, the offset is measured again this often
 
 
 class TransientError(Exception):
@@ -45,6 +46,12 @@ class UnknownSymbol(Exception):
 
 def _asset_data(user: str, coin: str) -> dict:
     return {"type": "activeAssetData", "user": user, "coin": coin}
+
+
+def _asset(entry: dict, index: int) -> Asset:
+    """One meta universe entry (KeyError, TypeError, ValueError when it cannot be read)."""
+    max_leverage = int(entry.get("maxLeverage", 50))
+    return Asset(entry["name"], index, int(entry["szDecimals"]), max_leverage, wire.only_isolated(entry))
 
 
 def _tell(hook: Callable[[str, str, str], None], path: str, payload: dict, status: str) -> None:
@@ -72,7 +79,8 @@ class HyperliquidClient:
         self._coins: dict[int, str] = {}  # asset index -> name, for the account view
         self._assets: dict[str, Asset] = {}
         self._meta_at = float("-inf")  # monotonic time meta was last loaded
-        self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read)
+        self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read or set)
+        self.weights = WeightBudget()  # the request weight spent, as the exchange counts it per IP
         self.clock_offset: float | None = None  # seconds the exchange's clock is ahead of ours (None: not measured)
         # told of every request (path, its type, the HTTP status or 'network' / 'not_sent'): metrics; must be cheap
         self.on_request: Callable[[str, str, str], None] | None = None
@@ -97,7 +105,16 @@ class HyperliquidClient:
     # ---- the one post path ---------------------------------------------------------------------------
     def request(self, path: str, payload: dict, on_sent: Callable[[], None] | None = None) -> Any:
         """POST JSON to /info or /exchange; the exchange's JSON answer, or TransientError / ClientError.
-        on_sent (which must not raise) runs as the request leaves."""
+        on_sent (which must not raise) runs as the request leaves. A read that would leave orders no room in this
+        minute's request weight is not sent (TransientError, nothing sent)."""
+        action = payload.get("action")
+        if path == "/info":
+            weight = wire.info_weight(payload)
+            if not self.weights.room(weight):
+                raise TransientError(f"request weight: {self.weights.used()} of {self.weights.limit} spent in the "
+                                     "last minute; reads wait so that orders keep room", in_flight=False)  # fmt: skip
+        else:
+            weight = wire.exchange_weight(action) if isinstance(action, dict) else 1
         try:
             status, body = self.http.post(path, payload, on_sent)
         except NotSent as exc:  # the connection could not even be opened: nothing left this process
@@ -105,9 +122,11 @@ class HyperliquidClient:
                 _tell(self.on_request, path, payload, "not_sent")
             raise TransientError(f"network: {exc}", in_flight=False) from None
         except (OSError, http.client.HTTPException) as exc:
+            self.weights.spend(weight, path)
             if self.on_request is not None:
                 _tell(self.on_request, path, payload, "network")
             raise TransientError(f"network: {type(exc).__name__}") from None
+        self.weights.spend(weight, path)
         if self.on_request is not None:
             _tell(self.on_request, path, payload, str(status))
         text = body.decode("utf-8", "replace")
@@ -130,6 +149,7 @@ class HyperliquidClient:
     def post(self, payload: dict, on_sent: Callable[[], None] | None = None) -> dict:
         """POST a signed payload to /exchange; an answer without a status is uncertain."""
         account = self.account
+        sent_at = account.clock() if account is not None else 0.0
         try:
             result = self.request("/exchange", payload, on_sent)
             if not isinstance(result, dict) or "status" not in result:
@@ -139,19 +159,19 @@ class HyperliquidClient:
                 account.doubt()  # it may have changed the account: only a later snapshot tells
             raise
         if account is not None:
-            account.applied(payload["action"], result, self._coins)  # shown at once, before the feed shows it
+            account.applied(payload["action"], result, self._coins, sent_at)  # shown at once, before the feed does
         return result
 
     # ---- reads -----------------------------------------------------------------------------------
     def load_meta(self) -> dict[str, Asset]:
         """Fetch the perp universe; index by name."""
         meta = self._info({"type": "meta"})
+        try:
+            assets = {a["name"]: _asset(a, i) for i, a in enumerate(meta["universe"]) if not a.get("isDelisted")}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise TransientError(f"unreadable meta from the exchange: {str(meta)[:120]}", in_flight=False) from None
         self._meta_at = time.monotonic()
-        self._assets = {
-            a["name"]: Asset(a["name"], i, int(a["szDecimals"]), int(a.get("maxLeverage", 50)))
-            for i, a in enumerate(meta["universe"])
-            if not a.get("isDelisted")
-        }
+        self._assets = assets
         self._coins = {a.index: a.name for a in self._assets.values()}
         return self._assets
 
@@ -186,16 +206,27 @@ class HyperliquidClient:
         return mid
 
     def _account_notice(self, what: str) -> None:
-        if (feed := self.feed) is not None and feed.started and self.account is not None:  # (else REST is the plan)
-            self._notice("account", "live account state not trusted now (user-data feed %s); %s read over REST",
-                         "down" if not feed.connected.is_set() else "not confirmed", what)  # fmt: skip
+        feed, account = self.feed, self.account
+        if feed is None or not feed.started or account is None:
+            return  # (no feed by design, in check and scripts: REST is the plan)
+        if account.refused:  # the exchange refused a subscription: said once already (market.py), REST is the plan
+            self.logger.debug("account subscription %s refused by the exchange; %s read over REST",
+                              "/".join(sorted(account.refused)), what)  # fmt: skip
+            return
+        self._notice("account", "live account state not trusted now (user-data feed %s); %s read over REST",
+                     "down" if not feed.connected.is_set() else "not confirmed", what)  # fmt: skip
 
     def account_state(self) -> dict:
-        """clearinghouseState; its "time" (the exchange's clock, in ms) measures the clock offset on the way."""
+        """clearinghouseState, read strictly (its positions and time must be there: else TransientError, never
+        "flat"); its "time" (the exchange's clock, in ms) measures the clock offset on the way."""
         sent = time.time()
         state = self._info({"type": "clearinghouseState", "user": self.address})
-        if isinstance(state, dict) and isinstance(state.get("time"), (int, float)):
-            self._measured_clock(state["time"] / 1000 - (sent + time.time()) / 2)
+        try:
+            wire.positions(state)
+            when = wire.state_time(state)
+        except wire.Unreadable as exc:
+            raise TransientError(f"unreadable account state: {exc}", in_flight=False) from None
+        self._measured_clock(when / 1000 - (sent + time.time()) / 2)
         return state
 
     def _measured_clock(self, offset: float) -> None:
@@ -213,45 +244,63 @@ class HyperliquidClient:
 
     def position(self, coin: str, live: bool = True) -> Decimal:
         """The signed position size on a coin (0 when flat): from the live account view when it is trusted (and
-        `live`), else one REST read (which refreshes the leverage cache on the way)."""
+        `live`), else one REST read (which refreshes the leverage cache on the way). Raises TransientError when the
+        answer does not say it."""
         if live and self.account is not None:
             held = self.account.position(coin)
             if held is not None:
                 return held
             self._account_notice(f"{coin} position")
-        for item in self.account_state().get("assetPositions", []):
-            pos = item.get("position", {})
-            if pos.get("coin") == coin:
+        state = self.account_state()
+        for item in state["assetPositions"]:
+            pos = item["position"]
+            if pos["coin"] == coin:
                 self._remember_leverage(coin, pos)
-                return Decimal(str(pos.get("szi", "0")))
-        return Decimal(0)
+        return wire.positions(state).get(coin, Decimal(0))
 
     def leverage(self, coin: str) -> tuple[str, int] | None:
-        """The leverage set on a coin (it can change in the UI too): cached for LEVERAGE_TTL, else read
-        (activeAssetData); keep_warm() refreshes the cache while idle, so the order path rarely pays for it."""
+        """The leverage set on a coin (it can change in the UI too): from its activeAssetData subscription while the
+        feed is live; else a REST read, trusted for LEVERAGE_TTL. The coin is watched from its first use."""
+        if self.feed is not None and self.account is not None:
+            self.feed.watch(coin)
+            pushed = self.account.leverage(coin)
+            if pushed is not None:
+                return pushed
         cached = self._leverage.get(coin)
         if cached is None or time.monotonic() - cached[2] > LEVERAGE_TTL:
             self._remember_leverage(coin, self._info(_asset_data(self.address, coin)))
-            cached = self._leverage.get(coin)
-        return None if cached is None else (cached[0], cached[1])
+            cached = self._leverage[coin]
+        return cached[0], cached[1]
 
     def _remember_leverage(self, coin: str, data: Any) -> None:
-        lev = data.get("leverage") if isinstance(data, dict) else None
-        if not isinstance(lev, dict) or "value" not in lev:
-            return
         try:
-            value = int(lev["value"])
-        except (TypeError, ValueError):  # e.g. null: unreadable, not "no leverage"
-            raise TransientError(f"unreadable leverage for {coin} from the exchange: {str(lev)[:80]}") from None
-        self._leverage[coin] = (lev.get("type", "cross"), value, time.monotonic())
+            kind, value = wire.leverage(data, coin)
+        except wire.Unreadable as exc:  # e.g. null: unreadable, not "no leverage"
+            raise TransientError(str(exc), in_flight=False) from None
+        self._leverage[coin] = (kind, value, time.monotonic())
 
     def open_orders(self) -> list[dict]:
-        """The open orders (frontendOpenOrders): from the live account view when trusted, else one REST read."""
+        """The open orders (frontendOpenOrders): from the live account view when trusted, else one REST read
+        (TransientError when it is not a list of orders)."""
         live = self.account.open_orders() if self.account is not None else None
         if live is not None:
             return live
         self._account_notice("open orders")
-        return self._info({"type": "frontendOpenOrders", "user": self.address})
+        return self.rest_open_orders()
+
+    def rest_open_orders(self) -> list[dict]:
+        """frontendOpenOrders over REST, read strictly."""
+        try:
+            return wire.open_orders(self._info({"type": "frontendOpenOrders", "user": self.address}))
+        except wire.Unreadable as exc:
+            raise TransientError(f"unreadable open orders: {exc}", in_flight=False) from None
+
+    def fills(self) -> list[dict]:
+        """The account's recent fills (userFills over REST: about the last 2000), read strictly."""
+        try:
+            return wire.fills(self._info({"type": "userFills", "user": self.address}))
+        except wire.Unreadable as exc:
+            raise TransientError(f"unreadable fills: {exc}", in_flight=False) from None
 
     def order_status(self, cloid: str) -> dict:
         """What the exchange knows of an order by its cloid ({'status': 'unknownOid'} when nothing); may raise."""
@@ -303,6 +352,8 @@ class HyperliquidClient:
         result = self.post(self.signed_payload(action))
         if result.get("status") == "ok":
             self._leverage[asset.name] = ("cross" if is_cross else "isolated", leverage, time.monotonic())
+            if self.account is not None:  # until its activeAssetData push shows it
+                self.account.on_leverage(asset.name, self._leverage[asset.name][:2])
         return result
 
     def modify(self, modifies: list[tuple[int | str, dict]]) -> dict:
@@ -335,16 +386,12 @@ class HyperliquidClient:
         self.logger.info("Hyperliquid ready: %d perps", len(assets))
 
     def keep_warm(self, idle: float = KEEP_WARM_AFTER) -> None:
-        """Worker thread, when idle: on a connection unused for `idle` seconds, refresh the cached leverages (or
-        send one light request), so the server never closes it and the next order pays no new handshake."""
+        """Worker thread, when idle: on a connection unused for `idle` seconds, send one light request (a
+        clearinghouseState, weight 2, which also measures the clock), so the server never closes it and the next
+        order pays no new handshake. Leverage and positions come from the subscriptions: nothing is re-read."""
         if time.monotonic() - self.http.last_used < idle:
             return
-        now = time.monotonic()
-        stale = [coin for coin, (_, _, at) in self._leverage.items() if now - at >= idle]
         try:
-            for coin in stale:
-                self._remember_leverage(coin, self._info(_asset_data(self.address, coin)))
-            if not stale or now - self._clock_measured_at >= CLOCK_MEASURE_EVERY:
-                self.account_state()
+            self.account_state()
         except (TransientError, ClientError) as exc:
             self.logger.debug("keep-warm request failed (%s); the next order reconnects", type(exc).__name__)

@@ -179,14 +179,18 @@ class Execution:
                 wanted, asset.name, target, asset.max_leverage, self.settings.max_leverage or "unset",
             )  # fmt: skip
         mode = self.settings.margin_mode
+        isolated_only = asset.only_isolated and mode == "cross"
+        if isolated_only:  # the exchange refuses a cross update on it ("Cross margin is not allowed for this asset.")
+            mode = "isolated"
+        note = f"{asset.name} takes isolated margin only: leverage set isolated" if isolated_only else None
         if self.with_retries(lambda: self.client.leverage(asset.name), reading_for=action) == (mode, target):
-            return None
+            return note
         late = self.sender.expired(action, "not sent")  # the reads took that long: a stale trade changes nothing
         if late is not None:
             return late
         if self.settings.dry_run:
             self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
-            return None
+            return note
         result = self.with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
         if result.get("status") != "ok":
             current = self.client.leverage(asset.name)
@@ -199,7 +203,7 @@ class Execution:
                                 now)  # fmt: skip
             return f"traded at {now}: {refusal}"
         self.logger.info("leverage for %s set to %dx %s", asset.name, target, mode)
-        return None
+        return note
 
     def with_retries(self, call: Callable[[], Any], reading_for: Action | None = None) -> Any:
         """Retry an idempotent request (leverage, cancel, a read) on transient errors; bounded (~8 s of waits), and a

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from . import outcome as J
+from . import wire
 from .actions import Action
 from .exchange import HyperliquidClient, TransientError
 from .journal import Journal
@@ -69,12 +70,10 @@ class Protection:
         one take profit at most: a new one replaces the older), and on a flat coin all of them (a trigger of a
         closed position would act on the next one). Over REST: the live view is not proven yet. Never fails."""
         try:
-            everything = self.client.request("/info", {"type": "frontendOpenOrders", "user": self.client.address})
-            orders = [o for o, _ in self._ours(everything)]
+            orders = [o for o, _ in self._ours(self.client.rest_open_orders())]
             if not orders:
                 return
-            held = {p["position"]["coin"]: Decimal(str(p["position"]["szi"]))
-                    for p in self.client.account_state().get("assetPositions", [])}  # fmt: skip
+            held = wire.positions(self.client.account_state())  # (strict: an unreadable answer is never "flat")
             cancels = []
             for order in orders:
                 coin, kind = order.get("coin"), _kind(order)

@@ -22,6 +22,7 @@ class Asset:
     index: int
     sz_decimals: int
     max_leverage: int
+    only_isolated: bool = False  # meta's onlyIsolated / marginMode strictIsolated or noCross: no cross leverage
 
 
 def round_size(size: Decimal, sz_decimals: int) -> Decimal:

@@ -18,7 +18,7 @@ from hyperliquid.utils.signing import order_wires_to_order_action
 
 from . import outcome as J
 from .actions import Action
-from .answers import error_text, nonce_refusal, order_outcome, status_outcome
+from .answers import error_text, filled_by, nonce_refusal, order_outcome, status_outcome
 from .backoff import exchange_retries
 from .config import Settings
 from .exchange import HyperliquidClient, TransientError
@@ -31,6 +31,7 @@ FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the
 INFO_LAG = 8.0
 # only for an older run's in-flight note without a nonce: seconds past its expiresAfter before a cloid check counts
 SETTLE_MARGIN = 1.0
+NOT_FOUND = "not executed: the exchange shows no order with its cloid"
 
 
 class Refused(Exception):
@@ -139,14 +140,12 @@ class Sender:
                 last = f"resend answered HTTP {exc.status_code}"
                 break
             if not maybe or result.get("status") == "ok":  # its answer, or the answer to its identical resend
-                now = self.clock()
-                return [order_outcome(result, o.size, round((now - a.received_at) * 1000, 1), i)
-                        for i, (a, o) in enumerate(zip(actions, orders, strict=True))], ""  # fmt: skip
+                return self._answered(actions, orders, result), NOT_FOUND
             if nonce_refusal(result) is not None:  # the nonce is spent (or out of the window): the fate is frozen
                 self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"],
                                  error_text(result))  # fmt: skip
                 found = self._learnt(orders, self._frozen(actions))
-                return found, "not executed: the exchange shows no order with its cloid"
+                return found, NOT_FOUND
             last = f"resend refused: {error_text(result)}"  # e.g. expired: says nothing of the first one
             break
         if not maybe:  # every attempt refused at the door (429, no connection): certainly not applied, and done
@@ -156,6 +155,29 @@ class Sender:
             return [self.expired(a, unsent) or Outcome(J.FAILED, unsent) for a in actions], ""
         seen = self._learnt(orders, self.void(payload["nonce"], actions))
         return seen, f"not executed ({last}; its nonce invalidated by a noop)"
+
+    def _answered(self, actions: list[Action], orders: list[Order], result: dict) -> list[Outcome | None]:
+        """Each order's outcome from the request's answer. An order the answer took (`ok`) without a status that
+        can be read is settled by cloid, as a lost answer is (its nonce is spent: its fate is frozen); if the
+        exchange cannot say yet, its outcome is UNKNOWN, settled later: never a final failure."""
+        now = self.clock()
+        outcomes: list[Outcome | None] = [
+            order_outcome(result, o.size, round((now - a.received_at) * 1000, 1), i)
+            for i, (a, o) in enumerate(zip(actions, orders, strict=True))
+        ]
+        unread = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if not unread:
+            return outcomes
+        self.logger.warning("%s: the exchange took the request but its answer says nothing readable of %d order(s): "
+                            "%s; asking by cloid", _named(actions), len(unread), str(result)[:160])  # fmt: skip
+        try:
+            found = self._learnt([orders[i] for i in unread], self._frozen([actions[i] for i in unread]))
+        except TransientError as exc:
+            found = [Outcome(J.UNKNOWN, f"outcome unknown ({exc}); settled by cloid {orders[i].cloid} as soon as the "
+                                        "exchange answers") for i in unread]  # fmt: skip
+        for i, seen in zip(unread, found, strict=True):
+            outcomes[i] = seen
+        return outcomes
 
     def _learnt(self, orders: list[Order], seen: list[Outcome | None]) -> list[Outcome | None]:
         """Outcomes found by cloid after a lost answer, laid over the live account view as an answer's would be
@@ -269,9 +291,17 @@ class Sender:
         """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError (a 4xx
         too: only the exchange's explicit "unknownOid" counts as unseen)."""
         try:
-            return status_outcome(self.client.order_status(action.cloid))
+            return status_outcome(self.client.order_status(action.cloid), self._filled)
         except ClientError as exc:
             raise TransientError(f"orderStatus answered HTTP {exc.status_code}") from None
+
+
+    def _filled(self, oid: int) -> tuple:
+        """What an order found by cloid filled, from the account's fills (REST userFills)."""
+        try:
+            return filled_by(self.client.fills(), oid)
+        except ClientError as exc:
+            raise TransientError(f"userFills answered HTTP {exc.status_code}") from None
 
 
 def _named(actions: list[Action]) -> str:

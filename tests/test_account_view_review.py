@@ -4,8 +4,10 @@ distrusted by age that never asked for a new socket."""
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
+from fractrade_sync import wire
 from fractrade_sync.account import AccountView
 
 CLOID = "0x" + "ab" * 16
@@ -27,13 +29,23 @@ def _snapshot(positions=None, orders=()):
     return {"clearinghouseState": {"assetPositions": assets}, "openOrders": list(orders)}
 
 
+_TIMES = itertools.count(1_700_000_000_000, 1000)  # clearinghouseState.time of each pushed snapshot (ms, rising)
+
+
+def _push(view, snapshot: dict, generation: int, subscribed_at=None) -> None:
+    """A clearinghouseState and an openOrders push, as the feed hands them to the view."""
+    state = dict(snapshot["clearinghouseState"], time=next(_TIMES))
+    view.on_positions(state, wire.positions(state), state["time"], generation, subscribed_at)
+    view.on_orders(wire.open_orders(snapshot["openOrders"]), generation, subscribed_at)
+
+
 def _view(clock):
     view = AccountView(live=lambda: True, clock=clock)
     stalls = []
     view.on_stall = lambda: stalls.append(clock())
-    view.on_snapshot(_snapshot({"BTC": "0.01"}, [SL]), 1, subscribed_at=clock() - 1)
+    _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1, subscribed_at=clock() - 1)
     view.on_events("orderUpdates", [{"order": {"oid": 7, "cloid": CLOID, "coin": "BTC"}, "status": "open"}])
-    view.on_snapshot(_snapshot({"BTC": "0.01"}, [SL]), 1)
+    _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1)
     return view, stalls
 
 
@@ -54,7 +66,7 @@ def test_a_resize_superseded_by_a_second_resize_stalls_a_healthy_feed():
     _resize(view, "0.03")
     for _ in range(7):  # healthy feed: a snapshot every second, showing the stop at its final size
         clock.t += 1
-        view.on_snapshot(_snapshot({"BTC": "0.03"}, [dict(SL, sz="0.03")]), 1)
+        _push(view, _snapshot({"BTC": "0.03"}, [dict(SL, sz="0.03")]), 1)
     assert view.position("BTC") == Decimal("0.03"), "a healthy feed showing everything is distrusted"
     assert stalls == [], "a healthy subscription was cut as silently dead"
 
@@ -67,7 +79,7 @@ def test_a_resized_stop_that_fires_stalls_a_healthy_feed():
     _resize(view, "0.02")
     for _ in range(7):  # the stop fired: the position is flat and the order is gone
         clock.t += 1
-        view.on_snapshot(_snapshot({}, []), 1)
+        _push(view, _snapshot({}, []), 1)
     assert view.position("BTC") == Decimal("0"), "a healthy feed showing everything is distrusted"
     assert stalls == []
 
@@ -78,7 +90,7 @@ def test_a_cancel_shown_by_a_lagging_snapshot_leaves_a_phantom_order():
     confirmed: the view (trusted) lists a canceled stop as open."""
     clock = Clock()
     view = AccountView(live=lambda: True, clock=clock)
-    view.on_snapshot(_snapshot({"BTC": "0.01"}), 1)
+    _push(view, _snapshot({"BTC": "0.01"}), 1)
     wire = {"a": 0, "b": False, "p": "43200", "s": "0.01", "r": True, "c": CLOID,
             "t": {"trigger": {"isMarket": True, "triggerPx": "48000", "tpsl": "sl"}}}  # fmt: skip
     view.applied({"type": "order", "orders": [wire]}, OK([{"resting": {"oid": 7}}]), {0: "BTC"})
@@ -87,7 +99,7 @@ def test_a_cancel_shown_by_a_lagging_snapshot_leaves_a_phantom_order():
                  {"status": "ok", "response": {"type": "cancel", "data": {"statuses": ["success"]}}}, {0: "BTC"})
     assert view.open_orders() == []
     clock.t += 0.1
-    view.on_snapshot(_snapshot({"BTC": "0.01"}), 1)  # computed before the stop was placed (feed lag)
+    _push(view, _snapshot({"BTC": "0.01"}), 1)  # computed before the stop was placed (feed lag)
     assert view.open_orders() == [], "the canceled stop shows as open"
 
 
@@ -115,7 +127,7 @@ def test_a_snapshot_of_the_stalled_socket_being_read_as_it_stalls_is_trusted():
     clock = Clock()
     view = AccountView(live=lambda: True, clock=clock)
     view.on_stall = lambda: None
-    view.on_snapshot(_snapshot({}), 1)
+    _push(view, _snapshot({}), 1)
     order = {"a": 0, "b": True, "p": "51000", "s": "0.01", "r": False, "t": {"limit": {"tif": "Ioc"}}, "c": CLOID}
     view.applied({"type": "order", "orders": [order]}, OK([{"filled": {"totalSz": "0.01", "oid": 9}}]), {0: "BTC"})
     clock.t += 6  # the feed never showed the fill
@@ -126,5 +138,5 @@ def test_a_snapshot_of_the_stalled_socket_being_read_as_it_stalls_is_trusted():
                 assert view.position("BTC") is None  # the worker's read: stall, generation 1 is now dead
             return dict.__getitem__(self, key)
 
-    view.on_snapshot(Push(_snapshot({})), 1)  # a late push of the stalled socket, without the fill
+    _push(view, Push(_snapshot({})), 1)  # a late push of the stalled socket, without the fill
     assert view.position("BTC") is None, "trusted on the stalled socket, without the own fill: 0 instead of 0.01"

@@ -114,9 +114,9 @@ def test_an_ambiguous_batch_is_settled_order_by_order_by_cloid(make_service, sim
     # applied, and its answer lost; every identical resend is then refused as a duplicate nonce: settled by cloid
     rows = _queued_together(service, sim, signals, [eth, btc], before_release=lambda: sim.inject("drop"))
     assert rows[1]["state"] == "filled" and rows[1]["reason"].startswith("found on the exchange by cloid"), rows[1]
-    # the refused ETH order left nothing under its cloid: certainly not applied, so it alone was signed anew, and the
-    # exchange refused it again with its reason
-    assert rows[0]["state"] == "rejected" and "could not immediately match" in rows[0]["reason"], rows[0]
+    # the refused ETH order is found under its cloid too: the exchange keeps a record of a rejected order
+    assert rows[0]["state"] == "rejected" and rows[0]["reason"].startswith("found on the exchange by cloid: "), rows[0]
+    assert "Rejected" in rows[0]["reason"], rows[0]
     filled = [o["coin"] for o in sim.applied_orders(wallet.address) if o["status"] == "filled"]
     assert filled == ["BTC"] and sim.positions(wallet.address) == {"BTC": "0.001"}  # once
     first, *resends = _order_requests(sim)
@@ -200,8 +200,8 @@ def test_an_events_last_frame_arriving_during_the_trade_joins_its_stop_loss(make
 
 def test_a_subscription_that_stops_sending_snapshots_gets_a_new_socket(make_service, sim, signals, wallet,
                                                                        monkeypatch):  # fmt: skip
-    """Nothing of ours pending, pongs and allMids flowing, no webData2: asked again on the socket, then past the
-    snapshot bound a new socket; the view is trusted again once a snapshot comes."""
+    """Nothing of ours pending, pongs and allMids flowing, no clearinghouseState: asked again on the socket, then past
+    the snapshot bound a new socket; the view is trusted again once a snapshot comes."""
     from fractrade_sync import market
 
     monkeypatch.setattr(market, "REFRESH_AFTER", 0.3)

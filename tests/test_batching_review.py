@@ -3,8 +3,10 @@ on the first version (its finding in a comment) and holds the behaviour the desi
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
+from fractrade_sync import wire
 from fractrade_sync.account import AccountView
 from fractrade_sync.journal import Unwritable
 from fractrade_sync.service import FractradeExecutor
@@ -21,12 +23,22 @@ def _snapshot(positions: dict | None = None, orders=()) -> dict:
     return {"clearinghouseState": {"assetPositions": assets}, "openOrders": list(orders)}
 
 
+_TIMES = itertools.count(1_700_000_000_000, 1000)  # clearinghouseState.time of each pushed snapshot (ms, rising)
+
+
+def _push(view, snapshot: dict, generation: int, subscribed_at=None) -> None:
+    """A clearinghouseState and an openOrders push, as the feed hands them to the view."""
+    state = dict(snapshot["clearinghouseState"], time=next(_TIMES))
+    view.on_positions(state, wire.positions(state), state["time"], generation, subscribed_at)
+    view.on_orders(wire.open_orders(snapshot["openOrders"]), generation, subscribed_at)
+
+
 def _view_with_an_old_stop() -> AccountView:
     """A trusted view whose stop loss (oid 7) was placed, reported and shown by a snapshot long ago."""
     view = AccountView(live=lambda: True)
-    view.on_snapshot(_snapshot({"BTC": "0.01"}, [SL]), 1)
+    _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1)
     view.on_events("orderUpdates", [{"order": {"oid": 7, "cloid": CLOID, "coin": "BTC"}, "status": "open"}])
-    view.on_snapshot(_snapshot({"BTC": "0.01"}, [SL]), 1)
+    _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1)
     return view
 
 
@@ -50,14 +62,14 @@ def test_a_resize_answered_is_laid_over_the_snapshot_until_the_feed_shows_it():
 
 def test_after_a_reconnect_an_own_fill_is_not_counted_twice():
     view = AccountView(live=lambda: True)
-    view.on_snapshot(_snapshot(), 1)
+    _push(view, _snapshot(), 1)
     order = {"a": 0, "b": True, "p": "51000", "s": "0.01", "r": False, "t": {"limit": {"tif": "Ioc"}}, "c": CLOID}
     filled = {"filled": {"totalSz": "0.01", "avgPx": "50000", "oid": 9}}
     ok = {"status": "ok", "response": {"type": "order", "data": {"statuses": [filled]}}}
     view.applied({"type": "order", "orders": [order]}, ok, {0: "BTC"})
     assert view.position("BTC") == Decimal("0.01")
     view.lost()  # the socket drops before the fill's pushes arrive; the new connection's snapshot shows the fill
-    view.on_snapshot(_snapshot({"BTC": "0.01"}), 2)
+    _push(view, _snapshot({"BTC": "0.01"}), 2)
     view.on_events("userFills", {"isSnapshot": True, "user": "0x0", "fills": [{"oid": 9, "coin": "BTC"}]})
     assert view.position("BTC") == Decimal("0.01"), f"counted twice: {view.position('BTC')}"
 
@@ -67,7 +79,7 @@ def test_a_fill_learnt_by_cloid_after_a_lost_answer_is_seen_by_the_stop_loss(mak
     sim.start_ticker(0.1, spot_coins=0)  # allMids keep the feed alive, as on the exchange
     service = make_service()
     account = service.client.account
-    sim.set_webdata2_interval(0.05)  # webData2 comes often (it carries market data too) ...
+    sim.set_account_push_interval(0.05)  # the account pushes come often (the live clearinghouseState: ~2 s) ...
     sim.set_userdata_delay(1.5)  # ... and a little late
     seen = account.snapshots
     wait_for(lambda: account.snapshots > seen + 5, timeout=5, what="the lagging snapshots flowing")

@@ -145,8 +145,10 @@ def test_protection_set_without_a_size_follows_the_position(make_service, sim, s
     sl = run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
     tp = run_frame(service, signals, protect_frame("take_profit", trigger="56000"))
     run_frame(service, signals, trade_frame(size="0.02"))  # adds to the protected position
-    orders = sorted((o["orderType"], o["sz"], o["oid"]) for o in sim.open_orders(wallet.address))
-    assert orders == [("Stop Market", "0.03", sl["oid"]), ("Take Profit Market", "0.03", tp["oid"])]
+    # resized in place by cloid: the exchange gives the modified order a new oid and keeps its cloid (EXCHANGE.md)
+    placed = {o["oid"]: o["cloid"] for o in sim.applied_orders(wallet.address)}
+    orders = sorted((o["orderType"], o["sz"], o["cloid"]) for o in sim.open_orders(wallet.address))
+    assert orders == [("Stop Market", "0.03", placed[sl["oid"]]), ("Take Profit Market", "0.03", placed[tp["oid"]])]
     run_frame(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))  # and shrinks it
     assert sorted(o["sz"] for o in sim.open_orders(wallet.address)) == ["0.02", "0.02"]
     sim.set_mid("BTC", "48000")

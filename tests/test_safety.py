@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 
+from hyperliquid.exchange import Exchange
+
 from fractrade_sync import exchange, receiver
 from fractrade_sync.config import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
@@ -45,8 +47,8 @@ def test_a_leverage_changed_elsewhere_is_noticed(make_service, sim, signals, wal
     monkeypatch.setattr(exchange, "LEVERAGE_TTL", 0.0)  # instead of waiting a minute
     service = make_service()
     run_frame(service, signals, trade_frame(leverage=10))
-    with sim.state.lock:  # the trader sets 3x in Hyperliquid's UI
-        sim.state.accounts[wallet.address.lower()].leverage["BTC"] = ("cross", 3)
+    Exchange(wallet, sim.url).update_leverage(3, "BTC", True)  # the trader sets 3x in Hyperliquid's UI
+    wait_for(lambda: service.client.account.leverage("BTC") == ("cross", 3), what="the activeAssetData push")
     run_frame(service, signals, trade_frame(leverage=10))
     assert sim.leverage(wallet.address, "BTC") == {"type": "cross", "value": 10}
 

@@ -1,4 +1,5 @@
-"""The simulator's user-data feeds (webData2, orderUpdates, userFills) over a real /ws socket."""
+"""The simulator's user-data feeds (orderUpdates, userFills, clearinghouseState, openOrders, activeAssetData) over a
+real /ws socket."""
 
 from __future__ import annotations
 
@@ -18,11 +19,24 @@ from hyperliquid.utils.types import Cloid
 from tests.conftest import wait_for
 
 GTC = {"limit": {"tif": "Gtc"}}
-FILL_KEYS = {"coin", "px", "sz", "side", "time", "startPosition", "dir", "closedPnl", "hash", "oid", "crossed", "fee",
-             "tid", "feeToken", "twapId"}  # fmt: skip
-WEBDATA2_KEYS = {"clearinghouseState", "leadingVaults", "totalVaultEquity", "openOrders", "agentAddress",
-                 "agentValidUntil", "cumLedger", "meta", "assetCtxs", "serverTime", "isVault", "user", "twapStates",
-                 "spotAssetCtxs"}  # fmt: skip
+FILL_KEYS = {
+    "coin",
+    "px",
+    "sz",
+    "side",
+    "time",
+    "startPosition",
+    "dir",
+    "closedPnl",
+    "hash",
+    "oid",
+    "crossed",
+    "fee",
+    "tid",
+    "feeToken",
+    "twapId",
+}
+ACCOUNT = ("clearinghouseState", "openOrders")
 
 
 def sl(px):
@@ -41,14 +55,14 @@ class Feed:
     def next(self) -> dict:
         return json.loads(self.ws.recv())
 
-    def subscribe(self, kind: str, user: str | None = None, method: str = "subscribe") -> dict:
+    def subscribe(self, kind: str, user: str | None = None, method: str = "subscribe", **extra) -> dict:
         """Send a (un)subscription and return the server's answer to it."""
-        self.send(method=method, subscription={"type": kind, **({"user": user} if user else {})})
+        self.send(method=method, subscription={"type": kind, **({"user": user} if user else {}), **extra})
         return self.next()
 
     def subscribe_all(self, user: str) -> None:
-        """orderUpdates, userFills and webData2, their snapshots read and dropped."""
-        for kind in ("orderUpdates", "userFills", "webData2"):
+        """orderUpdates, userFills, clearinghouseState and openOrders, their snapshots read and dropped."""
+        for kind in ("orderUpdates", "userFills", *ACCOUNT):
             assert self.subscribe(kind, user)["channel"] == "subscriptionResponse"
             if kind != "orderUpdates":
                 assert self.next()["channel"] == kind
@@ -87,23 +101,32 @@ def take(f: Feed, n: int) -> list[dict]:
     return [f.next() for _ in range(n)]
 
 
+def szi(msg: dict) -> str:
+    """The first position's size in a clearinghouseState push."""
+    return msg["data"]["clearinghouseState"]["assetPositions"][0]["position"]["szi"]
+
+
 def test_snapshots_on_subscribe_beside_allmids(sim, wallet, feed, ex):
     ex.market_open("BTC", True, 0.01, cloid=Cloid.from_int(7))
     user = wallet.address.lower()
     f = feed()
     assert f.subscribe("allMids")["channel"] == "subscriptionResponse"
     assert f.next()["channel"] == "allMids"
-    assert f.subscribe("webData2", wallet.address) == {
+    assert f.subscribe("clearinghouseState", wallet.address, dex="") == {
         "channel": "subscriptionResponse",
-        "data": {"method": "subscribe", "subscription": {"type": "webData2", "user": wallet.address}},
+        "data": {
+            "method": "subscribe",
+            "subscription": {"type": "clearinghouseState", "user": wallet.address, "dex": ""},
+        },
     }
-    web = f.next()
-    assert web["channel"] == "webData2" and set(web["data"]) == WEBDATA2_KEYS
-    data = web["data"]
-    assert (data["user"], data["openOrders"], data["isVault"], data["agentAddress"]) == (user, [], False, None)
+    state = f.next()
+    assert state["channel"] == "clearinghouseState" and set(state["data"]) == {"dex", "user", "clearinghouseState"}
+    assert (state["data"]["dex"], state["data"]["user"]) == ("", user)
     polled = Info(sim.url, skip_ws=True).user_state(wallet.address)
-    assert {**data["clearinghouseState"], "time": 0} == {**polled, "time": 0}
-    assert data["meta"]["universe"][0]["name"] == "BTC" and data["assetCtxs"][0]["markPx"] == "50000.0"
+    assert {**state["data"]["clearinghouseState"], "time": 0} == {**polled, "time": 0}
+    assert abs(state["data"]["clearinghouseState"]["time"] - time.time() * 1000) < 5000
+    assert f.subscribe("openOrders", wallet.address)["channel"] == "subscriptionResponse"  # dex: "" by default
+    assert f.next() == {"channel": "openOrders", "data": {"dex": "", "user": user, "orders": []}}
     f.subscribe("userFills", wallet.address)
     snapshot = f.next()
     assert snapshot["channel"] == "userFills" and snapshot["data"]["isSnapshot"] is True
@@ -112,36 +135,49 @@ def test_snapshots_on_subscribe_beside_allmids(sim, wallet, feed, ex):
     assert (fill["startPosition"], fill["dir"], fill["sz"], fill["side"]) == ("0.0", "Open Long", "0.01", "B")
     f.subscribe("orderUpdates", wallet.address)
     assert f.silent()  # orderUpdates sends no snapshot
-    assert sim.userdata_pushes() == 2
+    assert sim.userdata_pushes() == 3
 
 
-def test_an_ioc_fill_pushes_order_updates_then_fills_then_webdata2(sim, wallet, feed, ex):
+def test_an_ioc_fill_pushes_order_updates_fills_then_the_account(sim, wallet, feed, ex):
     f = feed()
     f.subscribe_all(wallet.address)
     cloid = Cloid.from_int(3)
     oid = ex.market_open("BTC", True, 0.02, cloid=cloid)["response"]["data"]["statuses"][0]["filled"]["oid"]
-    updates, fills, web = take(f, 3)
-    assert [m["channel"] for m in (updates, fills, web)] == ["orderUpdates", "userFills", "webData2"]
+    updates, fills, state, orders = take(f, 4)
+    assert [m["channel"] for m in (updates, fills, state, orders)] == ["orderUpdates", "userFills", *ACCOUNT]
     [update] = updates["data"]
     limit_px = sim.applied_orders()[0]["limit_px"]
     assert update["status"] == "filled" and isinstance(update["statusTimestamp"], int)
-    assert {**update["order"], "timestamp": 0} == {"coin": "BTC", "side": "B", "limitPx": limit_px, "sz": "0.0",
-                                                    "oid": oid, "timestamp": 0, "origSz": "0.02",
-                                                    "cloid": cloid.to_raw()}  # fmt: skip
+    assert {**update["order"], "timestamp": 0} == {
+        "coin": "BTC",
+        "side": "B",
+        "limitPx": limit_px,
+        "sz": "0.0",
+        "oid": oid,
+        "timestamp": 0,
+        "origSz": "0.02",
+        "cloid": cloid.to_raw(),
+    }
     assert "isSnapshot" not in fills["data"] and fills["data"]["user"] == wallet.address.lower()
     [fill] = fills["data"]["fills"]
     assert (fill["oid"], fill["cloid"], fill["px"], fill["startPosition"], fill["crossed"]) == (
-        oid, cloid.to_raw(), "50000.0", "0.0", True)  # fmt: skip
+        oid,
+        cloid.to_raw(),
+        "50000.0",
+        "0.0",
+        True,
+    )
     assert fill["hash"].startswith("0x") and len(fill["hash"]) == 66
-    [pos] = web["data"]["clearinghouseState"]["assetPositions"]
+    [pos] = state["data"]["clearinghouseState"]["assetPositions"]
     assert (pos["position"]["coin"], pos["position"]["szi"]) == ("BTC", "0.02")
+    assert orders["data"]["orders"] == []
     sim.set_mid("BTC", 51000)  # moves no order: nothing user-data to push
     ex.market_close("BTC", 0.01)
-    updates, fills, web = take(f, 3)
+    updates, fills, state, _orders = take(f, 4)
     [fill] = fills["data"]["fills"]
     assert (fill["side"], fill["startPosition"], fill["dir"], fill["closedPnl"]) == ("A", "0.02", "Close Long", "10.0")
     assert fill["tid"] > 1 and "cloid" not in fill
-    assert web["data"]["clearinghouseState"]["assetPositions"][0]["position"]["szi"] == "0.01"
+    assert szi(state) == "0.01"
 
 
 def test_a_resting_trigger_then_its_cancel(sim, wallet, feed, ex):
@@ -150,18 +186,23 @@ def test_a_resting_trigger_then_its_cancel(sim, wallet, feed, ex):
     f.subscribe_all(wallet.address)
     resp = ex.order("BTC", False, 0.02, 47000, sl(48500), reduce_only=True, cloid=Cloid.from_int(42))
     oid = resp["response"]["data"]["statuses"][0]["resting"]["oid"]
-    updates, web = take(f, 2)
-    assert updates["channel"] == "orderUpdates" and web["channel"] == "webData2"  # no fill, no userFills
+    updates, state, orders = take(f, 3)
+    assert [m["channel"] for m in (updates, state, orders)] == ["orderUpdates", *ACCOUNT]  # no fill, no userFills
     [update] = updates["data"]
     assert update["status"] == "open" and update["order"]["oid"] == oid
     assert (update["order"]["sz"], update["order"]["origSz"], update["order"]["limitPx"]) == ("0.02", "0.02", "47000.0")
-    [shown] = web["data"]["openOrders"]
+    [shown] = orders["data"]["orders"]
     assert (shown["oid"], shown["isTrigger"], shown["triggerPx"], shown["orderType"]) == (
-        oid, True, "48500.0", "Stop Market")  # fmt: skip
+        oid,
+        True,
+        "48500.0",
+        "Stop Market",
+    )
+    assert orders["data"]["orders"] == Info(sim.url, skip_ws=True).frontend_open_orders(wallet.address)
     ex.cancel("BTC", oid)
-    updates, web = take(f, 2)
+    updates, _state, orders = take(f, 3)
     assert [u["status"] for u in updates["data"]] == ["canceled"]
-    assert web["data"]["openOrders"] == []
+    assert orders["data"]["orders"] == []
     assert f.silent()
 
 
@@ -172,11 +213,11 @@ def test_a_trigger_fired_by_set_mid(sim, wallet, feed, ex):
     f = feed()
     f.subscribe_all(wallet.address)
     sim.set_mid("BTC", 48400)
-    updates, fills, web = take(f, 3)
+    updates, fills, state, orders = take(f, 4)
     assert [(u["order"]["oid"], u["status"]) for u in updates["data"]] == [(oid, "triggered"), (oid, "filled")]
     [fill] = fills["data"]["fills"]
     assert (fill["px"], fill["dir"], fill["closedPnl"], fill["crossed"]) == ("48400.0", "Close Long", "-32.0", True)
-    assert web["data"]["clearinghouseState"]["assetPositions"] == [] and web["data"]["openOrders"] == []
+    assert state["data"]["clearinghouseState"]["assetPositions"] == [] and orders["data"]["orders"] == []
 
 
 def test_a_resting_limit_partly_filled_modified_and_a_leverage_change(sim, wallet, feed, ex):
@@ -185,18 +226,21 @@ def test_a_resting_limit_partly_filled_modified_and_a_leverage_change(sim, walle
     f = feed()
     f.subscribe_all(wallet.address)
     sim.set_mid("SOL", 139)
-    updates, fills, _web = take(f, 3)
+    updates, fills, _state, _orders = take(f, 4)
     assert [(u["status"], u["order"]["sz"]) for u in updates["data"]] == [("open", "0.6")]
     assert fills["data"]["fills"][0]["crossed"] is False  # a resting order fills as the maker
-    ex.modify_order(oid, "SOL", True, 0.5, 135, GTC)
-    updates, web = take(f, 2)
-    [update] = updates["data"]
-    assert (update["status"], update["order"]["limitPx"], update["order"]["sz"]) == ("open", "135.0", "0.5")
-    assert web["data"]["openOrders"][0]["limitPx"] == "135.0"
+    new_oid = ex.modify_order(oid, "SOL", True, 0.5, 135, GTC)["response"]["data"]["statuses"][0]["resting"]["oid"]
+    updates, _state, orders = take(f, 3)
+    assert new_oid != oid  # a modified order is a new order
+    assert [(u["order"]["oid"], u["status"]) for u in updates["data"]] == [(oid, "canceled"), (new_oid, "open")]
+    new = updates["data"][1]["order"]
+    assert (new["limitPx"], new["sz"]) == ("135.0", "0.5")
+    assert [(o["oid"], o["limitPx"]) for o in orders["data"]["orders"]] == [(new_oid, "135.0")]
     ex.update_leverage(5, "SOL")
-    [web] = take(f, 1)
-    assert web["channel"] == "webData2"  # only webData2: no order and no fill changed
-    assert web["data"]["clearinghouseState"]["assetPositions"][0]["position"]["leverage"]["value"] == 5
+    [state] = take(f, 1)
+    assert state["channel"] == "clearinghouseState"  # only the account: no order and no fill changed
+    assert state["data"]["clearinghouseState"]["assetPositions"][0]["position"]["leverage"]["value"] == 5
+    assert f.silent()
 
 
 def test_pause_drops_pushes_while_pongs_and_allmids_go_on(sim, wallet, feed, ex):
@@ -214,9 +258,9 @@ def test_pause_drops_pushes_while_pongs_and_allmids_go_on(sim, wallet, feed, ex)
     assert f.silent() and sim.userdata_pushes() == pushed
     sim.pause_userdata(False)  # the subscriptions were there all along
     ex.market_open("BTC", True, 0.01)
-    updates, _fills, web = take(f, 3)
+    updates, _fills, state, _orders = take(f, 4)
     assert updates["channel"] == "orderUpdates"
-    assert web["data"]["clearinghouseState"]["assetPositions"][0]["position"]["szi"] == "0.02"
+    assert szi(state) == "0.02"
 
 
 def test_a_delay_lags_the_pushes_not_the_answers_and_keeps_their_order(sim, wallet, feed, ex):
@@ -227,17 +271,16 @@ def test_a_delay_lags_the_pushes_not_the_answers_and_keeps_their_order(sim, wall
     ex.market_open("BTC", True, 0.01)
     ex.market_open("BTC", True, 0.01)
     assert time.monotonic() - started < 1.0  # both answered before any push left
-    msgs = take(f, 6)
+    msgs = take(f, 8)
     assert time.monotonic() - started >= 1.0
-    assert [m["channel"] for m in msgs] == ["orderUpdates", "userFills", "webData2"] * 2
-    szis = [m["data"]["clearinghouseState"]["assetPositions"][0]["position"]["szi"] for m in msgs[2::3]]
-    assert szis == ["0.01", "0.02"]
+    assert [m["channel"] for m in msgs] == ["orderUpdates", "userFills", *ACCOUNT] * 2
+    assert [szi(m) for m in msgs[2::4]] == ["0.01", "0.02"]
 
 
 def test_pushes_leave_in_the_order_the_state_changed(sim, wallet, feed):
     f = feed()
     f.subscribe("orderUpdates", wallet.address)
-    f.subscribe("webData2", wallet.address)
+    f.subscribe("clearinghouseState", wallet.address)
     f.next()
     sim.set_userdata_delay(0.02)
     agents = [eth_account.Account.create() for _ in range(4)]
@@ -255,27 +298,31 @@ def test_pushes_leave_in_the_order_the_state_changed(sim, wallet, feed):
     for thread in threads:
         thread.join(30)
     msgs = take(f, 40)
-    assert [m["channel"] for m in msgs] == ["orderUpdates", "webData2"] * 20
+    assert [m["channel"] for m in msgs] == ["orderUpdates", "clearinghouseState"] * 20
     oids = [m["data"][0]["order"]["oid"] for m in msgs[::2]]
     assert oids == sorted(oids) and len(set(oids)) == 20
-    szis = [m["data"]["clearinghouseState"]["assetPositions"][0]["position"]["szi"] for m in msgs[1::2]]
-    assert szis == [str(Decimal(n) / 100) for n in range(1, 21)]
+    assert [szi(m) for m in msgs[1::2]] == [str(Decimal(n) / 100) for n in range(1, 21)]
 
 
 def test_unsubscribe_and_refused_subscriptions(sim, wallet, feed, ex):
     f = feed()
     f.subscribe("orderUpdates", wallet.address)
-    f.subscribe("webData2", wallet.address)
+    f.subscribe("clearinghouseState", wallet.address)
     f.next()
-    answer = f.subscribe("webData2", wallet.address, method="unsubscribe")
-    assert answer["data"] == {"method": "unsubscribe", "subscription": {"type": "webData2", "user": wallet.address}}
+    answer = f.subscribe("clearinghouseState", wallet.address, method="unsubscribe")
+    assert answer["data"] == {
+        "method": "unsubscribe",
+        "subscription": {"type": "clearinghouseState", "user": wallet.address},
+    }
     ex.market_open("BTC", True, 0.01)
     assert f.next()["channel"] == "orderUpdates"
     assert f.silent()
     refused = (
-        {"type": "webData2"},
+        {"type": "clearinghouseState"},
         {"type": "userFills", "user": "nobody"},
         {"type": "userThings", "user": "0x" + "1" * 40},
+        {"type": "openOrders", "user": wallet.address, "dex": "nodex"},
+        {"type": "activeAssetData", "user": wallet.address, "coin": "NOPE"},
     )
     for bad in refused:
         f.send(method="subscribe", subscription=bad)
@@ -291,44 +338,54 @@ def test_each_user_hears_only_about_themselves(sim, wallet, feed, ex):
     mine.subscribe_all(wallet.address)
     theirs.subscribe_all(other.address)
     ex.market_open("ETH", True, 0.1)
-    assert [m["channel"] for m in take(mine, 3)] == ["orderUpdates", "userFills", "webData2"]
+    assert [m["channel"] for m in take(mine, 4)] == ["orderUpdates", "userFills", *ACCOUNT]
     assert theirs.silent()
 
 
-def test_webdata2_every_interval_even_unchanged(sim, wallet, feed):
+def test_the_account_every_interval_even_unchanged(sim, wallet, feed):
     f = feed()
-    sim.set_webdata2_interval(0.05)
-    f.subscribe("webData2", wallet.address)
-    times = [f.next()["data"]["serverTime"] for _ in range(4)]  # the snapshot, then three unprompted
+    sim.set_account_push_interval(0.05)
+    f.subscribe("clearinghouseState", wallet.address)
+    times = [f.next()["data"]["clearinghouseState"]["time"] for _ in range(4)]  # the snapshot, then three unprompted
     assert times == sorted(times)
-    sim.set_webdata2_interval(0)
-    wait_for(lambda: f.silent(0.2), timeout=2, what="no more periodic webData2")
+    f.subscribe("openOrders", wallet.address)
+    assert {f.next()["channel"] for _ in range(6)} == set(ACCOUNT)
+    sim.set_account_push_interval(0)
+    wait_for(lambda: f.silent(0.2), timeout=2, what="no more periodic pushes")
 
 
 def test_controls_over_http(sim):
     def control(**body):
         return requests.post(sim.url + "/control", json=body, timeout=5)
 
-    for op, args in (("set_userdata_delay", {"seconds": 0.1}), ("pause_userdata", {"paused": True}),
-                     ("pause_userdata", {"paused": False}), ("set_webdata2_interval", {"seconds": 0})):  # fmt: skip
+    for op, args in (
+        ("set_userdata_delay", {"seconds": 0.1}),
+        ("pause_userdata", {"paused": True}),
+        ("pause_userdata", {"paused": False}),
+        ("set_account_push_interval", {"seconds": 0}),
+        ("set_userdata_snapshots", {"on": False}),
+    ):
         assert control(op=op, **args).json() == {"ok": True}
     assert control(op="userdata_pushes").json() == 0
     bad = control(op="pause_userdata", paused="yes")
     assert bad.status_code == 400 and "paused" in bad.json()["error"]
+    assert control(op="set_userdata_snapshots", on="no").status_code == 400
     assert control(op="set_userdata_delay", seconds=-1).status_code == 400
     assert control(op="set_userdata_delay", seconds="0").json() == {"ok": True}  # as set_latency takes it
 
 
 def test_the_sdk_routes_the_feeds_to_its_callbacks(sim, wallet, ex):
     info = Info(sim.url)  # the SDK's WebsocketManager on /ws
-    seen: dict[str, list] = {"orderUpdates": [], "userFills": [], "webData2": []}
+    seen: dict[str, list] = {"orderUpdates": [], "userFills": [], "activeAssetData": []}
     try:
         for kind in seen:
-            info.subscribe({"type": kind, "user": wallet.address}, lambda msg, kind=kind: seen[kind].append(msg))
-        wait_for(lambda: seen["webData2"] and seen["userFills"], what="the snapshots")
+            sub = {"type": kind, "user": wallet.address, **({"coin": "BTC"} if kind == "activeAssetData" else {})}
+            info.subscribe(sub, lambda msg, kind=kind: seen[kind].append(msg))
+        wait_for(lambda: seen["activeAssetData"] and seen["userFills"], what="the snapshots")
         ex.market_open("BTC", True, 0.01)
-        wait_for(lambda: seen["orderUpdates"] and len(seen["webData2"]) >= 2, what="the pushes")
+        wait_for(lambda: seen["orderUpdates"] and len(seen["activeAssetData"]) >= 2, what="the pushes")
         assert seen["orderUpdates"][0]["data"][0]["status"] == "filled"
+        assert seen["activeAssetData"][-1]["data"]["coin"] == "BTC"
         wait_for(lambda: len(seen["userFills"]) == 2, what="the fill")
     finally:
         info.disconnect_websocket()

@@ -1,7 +1,8 @@
 """A local Hyperliquid: /info, /exchange, /control and the /ws socket (allMids, and the user-data feeds of hl_userdata).
 
 Speaks exactly what `hyperliquid-python-sdk` sends, checks every /exchange
-signature, and injects faults (5xx, 429, timeouts, dropped responses) on demand.
+signature, counts request weights per client IP (hl_weights) and injects faults
+(5xx, 429, timeouts, dropped responses) on demand.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 from eth_keys.exceptions import BadSignature
 from hyperliquid.utils import signing
 
-from fractrade_sync.sim import hl_userdata, hl_views, wsserver
+from fractrade_sync.sim import hl_userdata, hl_views, hl_weights, wsserver
 from fractrade_sync.sim.hl_state import ExchangeError, HyperliquidState, fmt
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,13 @@ FAULTS = ("500", "429", "403", "timeout", "drop", "html", "answer", "hold")
 # API answers JSON only (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint).
 GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>bad gateway</body></html>"
 BAD_BODY = "Failed to deserialize the JSON body into the target type"
+# past the IP's weight limit: HTTP 429, body `null` (the SDK raises ClientError(429, None, 'null', None, headers),
+# as public bots' logs show it; EXCHANGE.md §2); whether it carries Retry-After is unconfirmed, so it does not
+RATE_LIMITED_BODY = "null"
+# the /ws answer to a webData2 subscription since 2026-07: an error frame echoing the request (haocn-ops/hyperopen
+# docs/exec-plans/active/2026-07-14-base-dex-clearinghouse-stream-replaces-webdata2.md, a live probe; nktkas/hyperliquid
+# removed the subscription on 2026-07-15); the echo is the text as received here (its exact form is unconfirmed)
+WS_REFUSED = "Error parsing JSON into valid websocket request: "
 APPROVE_AGENT_TYPES = [
     {"name": "hyperliquidChain", "type": "string"},
     {"name": "agentAddress", "type": "address"},
@@ -52,7 +60,8 @@ class HyperliquidSimulator:
         self._counts: collections.Counter = collections.Counter()
         self._clients: dict[socket.socket, threading.Thread] = {}
         self._ws: dict[object, bool] = {}  # connection -> subscribed to allMids
-        self._userdata = hl_userdata.UserFeed(self.state)  # webData2, orderUpdates, userFills
+        self._userdata = hl_userdata.UserFeed(self.state)  # orderUpdates, userFills and the account's state
+        self.weights = hl_weights.RequestWeights()
         self._server = _Server((host, port), self)
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
@@ -109,6 +118,11 @@ class HyperliquidSimulator:
             self.state.set_mid(coin, px)
         self._push_mids()
 
+    def set_mark(self, coin: str, px) -> None:
+        """Move only a mark price (set_mid moves mid and mark together); triggers fire on the mark."""
+        with self._userdata.changes():
+            self.state.set_mark(coin, px)
+
     def set_liquidity(self, coin: str, sz) -> None:
         self.state.set_liquidity(coin, sz)
 
@@ -132,8 +146,9 @@ class HyperliquidSimulator:
                     # five significant figures over several magnitudes, as spot prices run: 0.0014286 .. 1428.6
                     px = (Decimal(1 + i % 97) / 7).scaleb(i % 7 - 3).quantize(Decimal(10) ** (i % 7 - 7))
                     self.state.spot_mids.setdefault(f"@{i}", px)
-            self._ticker = threading.Thread(target=self._tick, args=(float(interval),), name="hl-sim-ticker",
-                                            daemon=True)  # fmt: skip
+            self._ticker = threading.Thread(
+                target=self._tick, args=(float(interval),), name="hl-sim-ticker", daemon=True
+            )
             self._ticker.start()
 
     def _tick(self, interval: float) -> None:
@@ -150,7 +165,7 @@ class HyperliquidSimulator:
 
     # ---- the user-data feeds ------------------------------------------------------
     def set_userdata_delay(self, seconds: float) -> None:
-        """Every webData2 / orderUpdates / userFills push leaves `seconds` later: a lagging feed, still in order."""
+        """Every user-data push leaves `seconds` later: a lagging feed, still in order."""
         self._userdata.set_delay(seconds)
 
     def pause_userdata(self, paused: bool = True) -> None:
@@ -158,22 +173,52 @@ class HyperliquidSimulator:
         and allMids goes on: a subscription that died without a word."""
         self._userdata.pause(paused)
 
-    def set_webdata2_interval(self, seconds: float) -> None:
-        """Also push webData2 every `seconds` whether anything changed or not (0: only on a change, the default).
-        The exchange is said to push it every few seconds ("~5 second updates", gareth0712/hyperliquid-client
-        README); its docs do not say."""
-        self._userdata.set_webdata2_interval(seconds)
+    def set_account_push_interval(self, seconds: float) -> None:
+        """Also push clearinghouseState and openOrders every `seconds`, changed or not (0: only on a change)."""
+        # how often the exchange pushes them unprompted is unconfirmed: its docs do not say
+        self._userdata.set_interval(seconds)
+
+    def set_userdata_snapshots(self, on: bool) -> None:
+        """Whether clearinghouseState / openOrders / activeAssetData send the state at once on subscribe."""
+        # on (the default) or only at the next change: the live behaviour is unconfirmed, a client must take both
+        self._userdata.set_snapshots(on)
 
     def userdata_pushes(self) -> int:
         """How many user-data messages went out, counted per connection, snapshots included."""
         return self._userdata.pushes()
+
+    # ---- limits -------------------------------------------------------------
+    def weight_used(self, ip: str = "127.0.0.1") -> int:
+        """The request weight `ip` spent in the last minute (hl_weights)."""
+        return self.weights.used(ip)
+
+    def set_weight_limit(self, n: int) -> None:
+        """The weight an IP may spend a minute before it is answered 429 (1200, as on the exchange)."""
+        self.weights.set_limit(n)
+
+    def reset_weights(self) -> None:
+        """Forget every IP's spending: a fresh minute."""
+        self.weights.reset()
+
+    def limit_address(self, user: str, on: bool = True) -> None:
+        """While on, the user's order and batchModify actions get the address-based limit's refusal; cancels pass."""
+        with self.state.lock:
+            if on:
+                self.state.limited.add(user.lower())
+            else:
+                self.state.limited.discard(user.lower())
 
     # ---- faults -------------------------------------------------------------
     def inject(self, kind: str, count: int = 1, path: str = "/exchange", answer: str | None = None) -> None:
         """The next `count` requests to `path` fail so: 500 / 429 / 403 (refused, nothing applied), timeout (applied,
         answered late), drop (applied, answer lost), html (applied, a gateway's HTML page instead of the answer),
         answer (applied, `answer` as the JSON text instead of the real one), hold (held in transit for timeout_s
-        seconds, then applied: the client has given up on it by then, and may have sent more meanwhile)."""
+        seconds, then applied: the client has given up on it by then, and may have sent more meanwhile).
+
+        A request the weight limit refuses (429) leaves its fault for the next one. Shapes a client must survive,
+        by answer: an order "ok" with no per-order statuses,
+        answer='{"status":"ok","response":{"type":"order","data":{}}}'; a garbled /info answer, path="/info" with
+        answer="{}", '{"error":"..."}' or "null"."""
         if kind not in FAULTS:
             raise ValueError(f"fault kind {kind!r}: use one of {', '.join(FAULTS)}")
         with self._lock:
@@ -196,10 +241,21 @@ class HyperliquidSimulator:
                     return kind, answer
         return None, None
 
+    def _put_back_fault(self, kind: str | None, path: str, answer: str | None) -> None:
+        """Return a taken fault to the head of the line: the request it was meant for never got through."""
+        if kind is not None:
+            with self._lock:
+                self._faults.appendleft((kind, path, answer))
+
     # ---- inspection (copies) ---------------------------------------------------
     def applied_orders(self, user: str | None = None) -> list[dict]:
         with self.state.lock:
             return [hl_views.applied(o) for o in self.state.orders if user is None or o.user == user.lower()]
+
+    def rejected_orders(self, user: str | None = None) -> list[dict]:
+        """Orders the exchange refused at placement, kept with their oid and rejected status."""
+        with self.state.lock:
+            return [hl_views.applied(o) for o in self.state.rejected if user is None or o.user == user.lower()]
 
     def applied_count(self, user: str | None = None) -> int:
         """How many orders the exchange applied (for a user): applied_orders' length, without building it."""
@@ -310,6 +366,7 @@ class HyperliquidSimulator:
             "add_account": self.add_account,
             "approve_agent": self.approve_agent,
             "set_mid": self.set_mid,
+            "set_mark": self.set_mark,
             "start_ticker": self.start_ticker,
             "set_liquidity": self.set_liquidity,
             "inject": self.inject,
@@ -319,8 +376,14 @@ class HyperliquidSimulator:
             "set_clock_offset": self.set_clock_offset,
             "set_userdata_delay": self.set_userdata_delay,
             "pause_userdata": self.pause_userdata,
-            "set_webdata2_interval": self.set_webdata2_interval,
+            "set_account_push_interval": self.set_account_push_interval,
+            "set_userdata_snapshots": self.set_userdata_snapshots,
             "userdata_pushes": self.userdata_pushes,
+            "weight_used": self.weight_used,
+            "set_weight_limit": self.set_weight_limit,
+            "reset_weights": self.reset_weights,
+            "limit_address": self.limit_address,
+            "rejected_orders": self.rejected_orders,
             "mids": self.mids,
             "applied_orders": self.applied_orders,
             "applied_count": self.applied_count,
@@ -373,7 +436,10 @@ class HyperliquidSimulator:
             _send(conn, {"channel": "pong"})
             return
         sub = msg.get("subscription") or {}
-        user_key = hl_userdata.subscription_key(sub)  # (channel, user), or None when sub is not a user-data feed
+        if isinstance(sub, dict) and sub.get("type") == "webData2":
+            _send(conn, {"channel": "error", "data": WS_REFUSED + text})  # nothing else follows
+            return
+        user_key = hl_userdata.subscription_key(sub)  # (channel, user, dex or coin); None: not a user-data feed
         all_mids = isinstance(sub, dict) and sub.get("type") == "allMids"
         if method not in ("subscribe", "unsubscribe") or not (all_mids or user_key):
             _send(conn, {"channel": "error", "data": f"Invalid subscription {json.dumps(sub)}"})  # text unconfirmed
@@ -472,6 +538,12 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/exchange":
                 sim._record(body, status, answer, fault)
             self._reply(status, answer)
+            return
+        if not sim.weights.admit(self.client_address[0], hl_weights.weight(path, body)):
+            sim._put_back_fault(fault, path, fault_answer)  # refused, not applied: past the IP's weight limit
+            if path == "/exchange":
+                sim._record(body, 429, RATE_LIMITED_BODY, None)
+            self._reply(429, RATE_LIMITED_BODY, "application/json")
             return
         if fault == "hold":  # still on its way: everything sent after it meanwhile arrives first
             sim._stop.wait(sim.timeout_s)

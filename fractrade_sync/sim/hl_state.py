@@ -19,6 +19,23 @@ DAY_MS = 86_400_000
 NONCES_KEPT = 100  # "Hyperliquid keeps the 100 highest nonces for each key"
 MIN_NOTIONAL = Decimal(10)
 FILLS_KEPT = 10_000  # "only the 10000 most recent fills are available" (API docs, info endpoint: userFillsByTime)
+# more cancels than this in one action are refused as a whole, with this text (MarcosACH/tickwright
+# docs/research/hyperliquid-reduce-only-cancel-market-probes.md P4, a testnet probe with 201 cancels)
+MAX_CANCELS = 200
+TOO_MANY_CANCELS = f"Signed action over weight limit of {MAX_CANCELS}."
+# the address-based limit (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/rate-limits-and-user-
+# limits: "Each address starts with an initial buffer of 10000 requests", "1 request per 1 USDC traded"); the live
+# refusal, HTTP 200 (MarcosACH/tickwright docs/research/hyperliquid-rate-limit-window-probe.md): "Too many cumulative
+# requests sent (97460 > 97456) for cumulative volume traded $87457.46. Place taker orders to free up 1 request per
+# USDC traded."
+ADDRESS_BUFFER = 10_000
+ADDRESS_LIMITED = (
+    "Too many cumulative requests sent ({sent} > {cap}) for cumulative volume traded ${volume}. "
+    "Place taker orders to free up 1 request per USDC traded."
+)
+# the live refusal of cross margin on an isolated-only asset, as several public clients quote it (seen on xyz:SMSN,
+# OX, ZRO, W); EXCHANGE.md §5
+CROSS_NOT_ALLOWED = "Cross margin is not allowed for this asset."
 
 # name, szDecimals, maxLeverage, default mid: one asset per szDecimals 0..5;
 # BTC, ETH, ATOM keep their mainnet asset ids 0, 1, 2.
@@ -32,10 +49,26 @@ UNIVERSE = (
     ("XRP", 1, 20, "0.6"),
     ("kPEPE", 0, 10, "0.012"),
     ("HYPE", 2, 10, "25"),
+    ("ZRO", 1, 5, "2.5"),
 )
+# isolated-only assets: meta marks them `"onlyIsolated": true, "marginMode": "strictIsolated"` (nktkas/hyperliquid
+# src/api/info/_methods/meta.ts; ZRO is one on mainnet, as public clients report); cross leverage is refused
+ISOLATED_ONLY = frozenset({"ZRO"})
 SZ_DECIMALS = {name: sz for name, sz, _lev, _mid in UNIVERSE}
 MAX_LEVERAGE = {name: lev for name, _sz, lev, _mid in UNIVERSE}
 COINS = [name for name, *_rest in UNIVERSE]
+
+
+# an order refused at placement -> its status in orderStatus (names: nktkas/hyperliquid
+# src/api/info/_methods/orderStatus.ts; the pairing with the texts is unconfirmed)
+REJECTED_STATUSES = (
+    ("Order must have minimum value", "minTradeNtlRejected"),
+    ("Reduce only order would increase position", "reduceOnlyRejected"),
+    ("Insufficient margin to place order", "perpMarginRejected"),
+    ("Order could not immediately match", "iocCancelRejected"),
+    ("Post only order would have immediately matched", "badAloPxRejected"),
+    ("Order price cannot be more than 80% away", "oracleRejected"),
+)
 
 
 class ExchangeError(Exception):
@@ -71,10 +104,11 @@ class Order:
     status_ts: int = 0
     filled_sz: Decimal = ZERO
     filled_ntl: Decimal = ZERO
+    cut: Decimal = ZERO  # what reduce-only shrinking took off: neither filled nor left (origSz stays sz)
 
     @property
     def remaining(self) -> Decimal:
-        return self.sz - self.filled_sz
+        return self.sz - self.filled_sz - self.cut
 
     @property
     def avg_px(self) -> Decimal | None:
@@ -162,13 +196,19 @@ class HyperliquidState:
         self.mids = {name: Decimal(mid) for name, _sz, _lev, mid in UNIVERSE}
         for coin, px in (mids or {}).items():
             self.mids[coin] = dec(px, "mid")
+        # "TP/SL are triggered by mark price, and then executed" (https://hyperliquid.gitbook.io/hyperliquid-docs/
+        # support/faq/trade-outcome-looks-incorrect/my-tp-sl-did-not-execute-correctly); positions are valued at it
+        # too (the docs' "Robust price indices": margining and unrealized pnl); set_mid moves it with the mid
+        self.marks = dict(self.mids)
         self.liquidity: dict[str, Decimal | None] = {}
         self.spot_mids: dict[str, Decimal] = {}  # "@N" markets that are not perps here: allMids carries them only
         self.accounts: dict[str, Account] = {}
         self.agent_owner: dict[str, str] = {}
         self.nonces: dict[str, list[int]] = {}
         self.orders: list[Order] = []
+        self.rejected: list[Order] = []  # orders refused at placement: orderStatus still knows them, with an oid
         self.next_oid = 1
+        self.limited: set[str] = set()  # users over the address-based limit (limit_address)
         self.fills: collections.deque[Fill] = collections.deque(maxlen=FILLS_KEPT)
         self.next_tid = 1
         # what changed for whom since hl_userdata last drained it: ("order", user, snapshot), ("fill", user, Fill),
@@ -203,7 +243,16 @@ class HyperliquidState:
         with self.lock:
             if coin not in self.mids:
                 raise KeyError(f"unknown coin {coin!r}; known: {', '.join(COINS)}")
-            self.mids[coin] = dec(px, "mid")
+            self.mids[coin] = self.marks[coin] = dec(px, "mid")
+            self.tick()
+            self._match_resting(coin)
+
+    def set_mark(self, coin: str, px) -> None:
+        """Move only the mark price (the mid stays): triggers fire on it."""
+        with self.lock:
+            if coin not in self.marks:
+                raise KeyError(f"unknown coin {coin!r}; known: {', '.join(COINS)}")
+            self.marks[coin] = dec(px, "mark")
             self.tick()
             self._match_resting(coin)
 
@@ -221,14 +270,20 @@ class HyperliquidState:
         if nonce >= high:
             raise ExchangeError(f"Invalid nonce: nonce too high {nonce} > {high}")
 
-    def authorize(self, signer: str, nonce: int) -> str:
-        """Return the account signer trades for, and spend its nonce."""
+    def user_of(self, signer: str) -> str:
+        """The account signer trades for; refused when there is none."""
         signer = signer.lower()
         user = signer if signer in self.accounts else self.agent_owner.get(signer)
         if user is not None and user != signer and self.accounts[user].agents[signer]["validUntil"] <= self.now_ms():
             user = None  # an expired approval: as if the wallet were not there (text assumed, unconfirmed)
         if user is None:
             raise ExchangeError(f"User or API Wallet {signer} does not exist.")
+        return user
+
+    def authorize(self, signer: str, nonce: int) -> str:
+        """Return the account signer trades for, and spend its nonce."""
+        signer = signer.lower()
+        user = self.user_of(signer)
         kept = self.nonces.setdefault(signer, [])
         if nonce in kept:
             raise ExchangeError(f"Invalid nonce: duplicate nonce {nonce}")
@@ -251,6 +306,10 @@ class HyperliquidState:
             if kind == "order":  # a malformed body is refused before any nonce is spent
                 for wire in action["orders"]:
                     _wire_asset(wire)
+            if kind in ("cancel", "cancelByCloid") and len(action["cancels"]) > MAX_CANCELS:
+                raise ExchangeError(TOO_MANY_CANCELS)  # before the nonce is spent: unconfirmed
+            if kind in ("order", "batchModify"):
+                self._check_address_limit(self.user_of(signer))
             user = self.authorize(signer, nonce)
             if kind == "order":
                 return self._orders(action, user, signer.lower(), nonce)
@@ -271,6 +330,16 @@ class HyperliquidState:
                 self.accounts[user].scheduled_cancel = action.get("time")
                 return {"type": "default"}
             raise ExchangeError(f"Unsupported action type {kind!r}")  # text unconfirmed
+
+    def _check_address_limit(self, user: str) -> None:
+        """Refuse an order or modify while limit_address holds the user (cancels have a higher limit: the docs'
+        "Cancels have cumulative limit min(limit + 100000, limit * 2)"). The nonce is not spent: unconfirmed."""
+        if user not in self.limited:
+            return
+        # the budget is all used; a refused request does not use more (one probe: tickwright, as above)
+        volume = sum((f.px * f.sz for f in self.fills if f.user == user), ZERO)
+        cap = ADDRESS_BUFFER + int(volume)
+        raise ExchangeError(ADDRESS_LIMITED.format(sent=cap + 1, cap=cap, volume=f"{volume:.2f}"))
 
     def exchange_approve_agent(self, action: dict, signer: str, nonce: int) -> None:
         """The user-signed approveAgent action: only a funded account may approve."""
@@ -304,18 +373,24 @@ class HyperliquidState:
     def _place(self, user, signer, nonce, coin, wire) -> dict:
         """Check one order wire against the rules, then rest or fill it."""
         order = self._parse(user, signer, nonce, coin, wire)
-        self._check(order)
         mid = self.mids[coin]
         crosses = order.limit_px >= mid if order.is_buy else order.limit_px <= mid
-        if order.tif == "Alo" and crosses:
-            bbo = f"{fmt(mid)}@{fmt(mid)}"
-            raise ValueError(f"Post only order would have immediately matched, bbo was {bbo}.")
-        if order.tif == "Ioc" and (not crosses or self._fill_qty(order) == 0):
-            raise ValueError("Order could not immediately match against any resting orders.")
+        try:
+            self._check(order)
+            if order.tif == "Alo" and crosses:
+                bbo = f"{fmt(mid)}@{fmt(mid)}"
+                raise ValueError(f"Post only order would have immediately matched, bbo was {bbo}.")
+            if order.tif == "Ioc" and (not crosses or self._fill_qty(order) == 0):
+                raise ValueError("Order could not immediately match against any resting orders.")
+        except ValueError as exc:
+            self._keep_rejected(order, str(exc))
+            raise
         self.next_oid += 1
         self.orders.append(order)
         ident = {"oid": order.oid, **({"cloid": order.cloid} if order.cloid else {})}
         if order.trigger or order.tif == "Alo" or not crosses:
+            if not order.trigger:
+                self._shrink(order)  # rests at most the position's size (tickwright, see _shrink)
             self._note_order(order)
             return {"resting": ident}
         self._execute(order, mid)
@@ -325,6 +400,15 @@ class HyperliquidState:
             self._note_order(order)
             return {"resting": ident}  # a GTC partly filled; the rest rests
         return {"filled": {"totalSz": fmt(order.filled_sz), "avgPx": fmt(order.avg_px), **ident}}
+
+    def _keep_rejected(self, order: Order, error: str) -> None:
+        """Keep a refused order with its oid and a rejected status, as orderStatus answers it by cloid (the status
+        names: nktkas/hyperliquid src/api/info/_methods/orderStatus.ts; that such an order has a record, and which
+        text maps to which status, is unconfirmed; the answer's {"error"} carries no oid). Not an applied order; no
+        orderUpdates push tells of it (unconfirmed)."""
+        status = next((name for text, name in REJECTED_STATUSES if error.startswith(text)), "rejected")
+        self.rejected.append(replace(order, status=status, status_ts=self.now_ms()))
+        self.next_oid += 1
 
     def _parse(self, user, signer, nonce, coin, wire) -> Order:
         """Wire -> Order, enforcing the size and price formats."""
@@ -407,44 +491,56 @@ class HyperliquidState:
         return {"type": "cancel", "data": {"statuses": statuses}}
 
     def _modify(self, user, signer, nonce, modifies) -> dict:
-        """batchModify (the SDK's bulk_modify_orders_new): each open order, found by oid or cloid, takes the new
-        wire's size, prices and trigger; it keeps its oid and cloid. https://hyperliquid.gitbook.io/hyperliquid-docs/
-        for-developers/api/exchange-endpoint#modify-multiple-orders (whether the real exchange keeps the oid is
-        not documented; the service does not depend on it)."""
+        """batchModify (the SDK's bulk_modify_orders_new): each open order, found by oid or cloid, is canceled and
+        replaced by the new wire's order under a NEW oid (nautilus_trader issue #3827 / PR #3831, from live logs).
+        The new order keeps the old one's cloid when the wire has none (unconfirmed: leaving `c` out may drop it).
+        https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/exchange-endpoint#modify-multiple-orders"""
         statuses = []
         for item in modifies:
             ident, wire = item["oid"], item["order"]
-            mine = [o for o in self.orders if o.user == user and o.status == "open"]
-            found = [o for o in mine if (o.cloid or "").lower() == ident.lower()] if isinstance(ident, str) \
-                else [o for o in mine if o.oid == ident]  # fmt: skip
-            if not found:
+            found = self._open_order(user, ident)
+            if found is None:
                 statuses.append({"error": "Cannot modify canceled or filled order"})  # text unconfirmed
                 continue
-            order = found[0]
             try:
                 new = self._parse(user, signer, nonce, self._coin(wire["a"]), wire)
+                found.status = "canceled"  # its margin is free for the new order's check
                 self._check(new)
             except ValueError as exc:
+                found.status = "open"
                 statuses.append({"error": f"{exc} asset={wire['a']}"})
                 continue
-            order.sz, order.limit_px, order.trigger = new.sz + order.filled_sz, new.limit_px, new.trigger
-            order.reduce_only, order.status_ts = new.reduce_only, self.now_ms()
-            self._note_order(order)
-            statuses.append({"resting": {"oid": order.oid, **({"cloid": order.cloid} if order.cloid else {})}})
+            self._set_status(found, "canceled")
+            new.cloid = new.cloid or found.cloid
+            self.next_oid += 1
+            self.orders.append(new)
+            self._note_order(new)
+            statuses.append({"resting": {"oid": new.oid, **({"cloid": new.cloid} if new.cloid else {})}})
         self._match_resting(None)
         return {"type": "order", "data": {"statuses": statuses}}
+
+    def _open_order(self, user: str, ident) -> Order | None:
+        """The user's open order with this oid (an int) or cloid (a string)."""
+        for o in self.orders:
+            if o.user != user or o.status != "open":
+                continue
+            if (o.cloid or "").lower() == ident.lower() if isinstance(ident, str) else o.oid == ident:
+                return o
+        return None
 
     def _update_leverage(self, user, action) -> dict:
         coin, value = self._coin(action["asset"]), action["leverage"]
         if not isinstance(value, int) or not 1 <= value <= MAX_LEVERAGE[coin]:
             raise ExchangeError("Invalid leverage value")
         kind = "cross" if action["isCross"] else "isolated"
+        if kind == "cross" and coin in ISOLATED_ONLY:
+            raise ExchangeError(CROSS_NOT_ALLOWED)
         acct = self.accounts[user]
         if coin in acct.positions and self.lev(acct, coin)[0] != kind:
             # as public clients quote Hyperliquid's refusal (the docs' "Error responses" page does not list it)
             raise ExchangeError("Cannot switch leverage type with open position.")
         acct.leverage[coin] = (kind, value)
-        self.journal.append(("account", user, None))
+        self.journal.append(("account", user, coin))
         return {"type": "default"}
 
     # ---- matching, fills, triggers ------------------------------------------
@@ -460,8 +556,30 @@ class HyperliquidState:
             qty = min(qty, abs(pos.szi))
         return max(qty, ZERO)
 
+    def _shrink(self, order: Order) -> None:
+        """A reduce-only order larger than the position is shrunk to it, not rejected: `sz` becomes what can fill,
+        origSz stays the size asked, so origSz - sz is not what filled (MarcosACH/tickwright docs/research/
+        hyperliquid-reduce-only-cancel-market-probes.md P1/P2: "sz":"0.02","origSz":"0.05" with nothing filled)."""
+        pos = self.accounts[order.user].positions.get(order.coin)
+        if order.reduce_only and pos is not None and (pos.szi > 0) != order.is_buy and order.remaining > abs(pos.szi):
+            order.cut += order.remaining - abs(pos.szi)
+
+    def _follow_position(self, user: str, coin: str) -> None:
+        """Resting reduce-only limit orders shrink as the position shrinks and end "reduceOnlyCanceled" when it is
+        closed (tickwright, as above); triggers are checked only when they fire (unconfirmed for resting ones)."""
+        pos = self.accounts[user].positions.get(coin)
+        for o in self.orders:
+            if o.user != user or o.coin != coin or o.status != "open" or not o.reduce_only or o.trigger:
+                continue
+            if pos is None or (pos.szi > 0) == o.is_buy:
+                self._set_status(o, "reduceOnlyCanceled")
+            elif o.remaining > abs(pos.szi):
+                self._shrink(o)
+                self._note_order(o)
+
     def _execute(self, order: Order, px: Decimal, crossed: bool = True) -> None:
         acct = self.accounts[order.user]
+        self._shrink(order)
         qty = self._fill_qty(order)
         if qty == 0:
             if order.reduce_only:
@@ -477,6 +595,7 @@ class HyperliquidState:
             self._set_status(order, "filled")
         elif order.reduce_only and order.coin not in acct.positions:
             self._set_status(order, "reduceOnlyCanceled")  # nothing left to reduce
+        self._follow_position(order.user, order.coin)
 
     def _record_fill(self, o: Order, px: Decimal, qty: Decimal, start: Decimal, pnl: Decimal, crossed: bool) -> None:
         tid, self.next_tid = self.next_tid, self.next_tid + 1
@@ -506,14 +625,14 @@ class HyperliquidState:
     def _match_resting(self, only_coin: str | None) -> None:
         """Fire crossed triggers and fill crossed resting limit orders."""
         for order in [o for o in self.orders if o.status == "open"]:
-            if only_coin and order.coin != only_coin:
-                continue
-            mid = self.mids[order.coin]
+            if (only_coin and order.coin != only_coin) or order.status != "open":
+                continue  # another coin, or ended meanwhile (a fill before it closed the position)
+            mid, mark = self.mids[order.coin], self.marks[order.coin]
             if order.trigger:
                 tpx, tp = order.trigger["triggerPx"], order.trigger["tpsl"] == "tp"
-                # A sell stop protects a long: fires as the price falls to it.
+                # A sell stop protects a long: fires as the price falls to it; on the mark price (see __init__)
                 up = tp != order.is_buy
-                if (mid >= tpx) if up else (mid <= tpx):
+                if (mark >= tpx) if up else (mark <= tpx):
                     # orderUpdates reports the order "triggered", then how it ended (this order keeps its oid)
                     self._note_order(replace(order, status="triggered", status_ts=self.now_ms()))
                     # a triggered market order fills only within its limit price, its slippage bound ("TP/SL market
@@ -552,18 +671,19 @@ class HyperliquidState:
 
     # ---- margin -----------------------------------------------------------
     def lev(self, acct: Account, coin: str) -> tuple[str, int]:
-        return acct.leverage.get(coin, ("cross", min(20, MAX_LEVERAGE[coin])))
+        default = "isolated" if coin in ISOLATED_ONLY else "cross"
+        return acct.leverage.get(coin, (default, min(20, MAX_LEVERAGE[coin])))
 
     def account_value(self, acct: Account) -> Decimal:
         upnl = sum(
-            (p.szi * (self.mids[c] - p.entry_px) for c, p in acct.positions.items()),
+            (p.szi * (self.marks[c] - p.entry_px) for c, p in acct.positions.items()),
             ZERO,
         )
         return acct.usdc + upnl
 
     def margin_used(self, acct: Account) -> Decimal:
         return sum(
-            (abs(p.szi) * self.mids[c] / self.lev(acct, c)[1] for c, p in acct.positions.items()),
+            (abs(p.szi) * self.marks[c] / self.lev(acct, c)[1] for c, p in acct.positions.items()),
             ZERO,
         )
 

@@ -1,4 +1,5 @@
-"""Hyperliquid's user-data feeds on the simulator's /ws: webData2, orderUpdates and userFills.
+"""Hyperliquid's user-data feeds on the simulator's /ws: orderUpdates, userFills, clearinghouseState, openOrders and
+activeAssetData (webData2 is refused: hl_server).
 
 The state journals each change (hl_state); `flush()` turns the journal into messages under the state lock and
 queues them, so they leave in the order the state changed; one pusher thread sends them, never the thread that
@@ -7,8 +8,9 @@ answers the HTTP request (on the exchange too an order's answer and its pushes r
 Shapes follow the API docs' "Websocket > Subscriptions" page
 (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/websocket/subscriptions), the Python SDK
 (hyperliquid-dex/hyperliquid-python-sdk: hyperliquid/utils/types.py, websocket_manager.py) and, where the docs
-give no type, nktkas/hyperliquid, whose types are checked against the live API (src/api/info/_methods/webData2.ts,
-src/api/subscription/_methods/userFills.ts, orderUpdates.ts). Anything no source shows is marked "unconfirmed".
+give no type, nktkas/hyperliquid, whose types are checked against the live API (src/api/subscription/_methods/
+clearinghouseState.ts, openOrders.ts, activeAssetData.ts, userFills.ts, orderUpdates.ts). Anything no source shows
+is marked "unconfirmed".
 """
 
 from __future__ import annotations
@@ -25,34 +27,56 @@ from decimal import Decimal
 from typing import Iterator
 
 from fractrade_sync.sim import hl_views, wsserver
-from fractrade_sync.sim.hl_state import Fill, HyperliquidState, Order, fmt
+from fractrade_sync.sim.hl_state import COINS, Fill, HyperliquidState, Order, fmt
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("webData2", "orderUpdates", "userFills")
+EVENTS = ("orderUpdates", "userFills")  # what happened
+ACCOUNT = ("clearinghouseState", "openOrders", "activeAssetData")  # the state as it is now
+CHANNELS = EVENTS + ACCOUNT
+PERIODIC = ("clearinghouseState", "openOrders")  # what set_account_push_interval pushes unprompted
+DEXES = ("",)  # the main perps only: the simulator has no HIP-3 dex yet
 SNAPSHOT_FILLS = 2000  # how many fills the userFills snapshot carries: unconfirmed (the info endpoint's cap)
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _IDLE_WAIT = 0.1  # seconds; the pusher re-checks stop this often
 
-Key = tuple[str, str]  # (channel, user in lower case)
+Key = tuple[str, str, str]  # (channel, user in lower case, dex or coin: "" where the channel has neither)
 
 
 def subscription_key(sub) -> Key | None:
-    """(channel, user) of a user-data subscription {"type": "webData2", "user": "0x..."}; None if it is not one."""
+    """(channel, user, extra) of a user-data subscription, None if it is not one: {"type": "orderUpdates",
+    "user": "0x..."}, clearinghouseState / openOrders with an optional "dex" ("" for the main perps; nktkas/hyperliquid
+    sends it always), activeAssetData with a "coin"."""
     if not isinstance(sub, dict) or sub.get("type") not in CHANNELS:
         return None
     user = sub.get("user")
     if not isinstance(user, str) or not _ADDRESS.fullmatch(user):
         return None
-    return sub["type"], user.lower()
+    channel, extra = sub["type"], ""
+    if channel in ("clearinghouseState", "openOrders"):
+        extra = sub.get("dex", "")
+        if extra not in DEXES:
+            return None  # an unknown dex: the live answer is unconfirmed
+    elif channel == "activeAssetData":
+        extra = sub.get("coin")
+        if extra not in COINS:
+            return None  # an unknown coin: the live answer is unconfirmed
+    return channel, user.lower(), extra
 
 
 def ws_order(o: Order) -> dict:
     """A WsOrder: {"order": WsBasicOrder, "status", "statusTimestamp"} (docs: "interface WsOrder"). `sz` is what is
     left unfilled, "0.0" once filled (unconfirmed for canceled orders); cloid only when the order has one (docs:
     `cloid: string | undefined`)."""
-    basic = {"coin": o.coin, "side": "B" if o.is_buy else "A", "limitPx": fmt(o.limit_px), "sz": fmt(o.remaining),
-             "oid": o.oid, "timestamp": o.timestamp, "origSz": fmt(o.sz)}  # fmt: skip
+    basic = {
+        "coin": o.coin,
+        "side": "B" if o.is_buy else "A",
+        "limitPx": fmt(o.limit_px),
+        "sz": fmt(o.remaining),
+        "oid": o.oid,
+        "timestamp": o.timestamp,
+        "origSz": fmt(o.sz),
+    }
     if o.cloid:
         basic["cloid"] = o.cloid
     return {"order": basic, "status": o.status, "statusTimestamp": o.status_ts}
@@ -95,33 +119,6 @@ def ws_fill(f: Fill) -> dict:
     return fill
 
 
-def web_data2(st: HyperliquidState, user: str) -> dict:
-    """WebData2, in the field order of nktkas/hyperliquid's WebData2Response (the docs name the type only).
-    clearinghouseState, openOrders (frontendOpenOrders' shape), meta and assetCtxs are the /info answers; this
-    simulator has no vaults, spot or TWAPs, so those are empty. agentAddress is the user's unnamed API wallet (the
-    one the web app approves; unconfirmed), cumLedger "0.0" (deposits are not tracked here)."""
-    acct = st.accounts.get(user)
-    agents = [(a, info["validUntil"]) for a, info in (acct.agents.items() if acct else []) if info["name"] == ""]
-    agent, valid_until = agents[0] if agents else (None, None)
-    parts = hl_views.web_data_parts(st, user)
-    return {
-        "clearinghouseState": parts["clearinghouseState"],
-        "leadingVaults": [],
-        "totalVaultEquity": "0.0",
-        "openOrders": parts["openOrders"],
-        "agentAddress": agent,
-        "agentValidUntil": valid_until,
-        "cumLedger": "0.0",
-        "meta": parts["meta"],
-        "assetCtxs": parts["assetCtxs"],
-        "serverTime": st.now_ms(),
-        "isVault": False,
-        "user": user,  # the SDK routes a webData2 message by data.user (websocket_manager.ws_msg_to_identifier)
-        "twapStates": [],
-        "spotAssetCtxs": [],
-    }
-
-
 def _unrepeated(orders: list[Order]) -> list[dict]:
     """One WsOrder per reported change: an entry the same as the order's previous one in the batch is dropped."""
     last: dict[int, dict] = {}
@@ -132,6 +129,20 @@ def _unrepeated(orders: list[Order]) -> list[dict]:
             out.append(entry)
         last[o.oid] = entry
     return out
+
+
+def account_message(st: HyperliquidState, key: Key) -> str:
+    """The state a clearinghouseState / openOrders / activeAssetData subscriber is told: the /info answer itself,
+    wrapped as nktkas/hyperliquid types the events ({dex, user, clearinghouseState}, {dex, user, orders}, and
+    activeAssetData bare)."""
+    channel, user, extra = key
+    if channel == "clearinghouseState":
+        data = {"dex": extra, "user": user, "clearinghouseState": hl_views.clearinghouse(st, user)}
+    elif channel == "openOrders":
+        data = {"dex": extra, "user": user, "orders": hl_views.open_orders(st, user)}
+    else:
+        data = hl_views.active_asset_data(st, user, extra)
+    return _message(channel, data)
 
 
 class UserFeed:
@@ -146,6 +157,7 @@ class UserFeed:
         self._queue: collections.deque[tuple[float, Key, tuple, str]] = collections.deque()  # due, key, conns, text
         self._delay = 0.0
         self._paused = False
+        self._snapshots = True
         self._interval = 0.0
         self._next_tick = 0.0
         self._pushes = 0
@@ -178,7 +190,15 @@ class UserFeed:
         with self._lock:
             self._paused = paused
 
-    def set_webdata2_interval(self, seconds: float) -> None:
+    def set_snapshots(self, on: bool) -> None:
+        """Whether the account feeds send the state at once on subscribe (hl_server.set_userdata_snapshots)."""
+        if not isinstance(on, bool):
+            raise ValueError(f"on must be true or false, not {on!r}")
+        with self._lock:
+            self._snapshots = on
+
+    def set_interval(self, seconds: float) -> None:
+        """Push clearinghouseState and openOrders every `seconds` too (0: only on a change)."""
         seconds = float(seconds)
         if not seconds >= 0:
             raise ValueError(f"seconds must be 0 (off) or more, not {seconds}")
@@ -195,17 +215,18 @@ class UserFeed:
     # ---- subscriptions (called from /ws reader threads) ------------------------
     def subscribe(self, conn, key: Key) -> None:
         """Add the subscription and queue its snapshot. userFills: {"isSnapshot": true, ...} ("The subscription ack
-        provides a snapshot of previous data for time series data (e.g. user fills)", docs). webData2: the state at
-        once (nktkas/hyperliquid's webData2 test hears from idle users; at once rather than at the next periodic
-        push is unconfirmed). orderUpdates: none (the docs tag snapshots isSnapshot, which a WsOrder[] cannot
-        carry: unconfirmed)."""
+        provides a snapshot of previous data for time series data (e.g. user fills)", docs). clearinghouseState,
+        openOrders, activeAssetData: the state at once unless set_snapshots(False) (seen live for
+        clearinghouseState by haocn-ops/hyperopen; only implied for the other two by nktkas' live tests).
+        orderUpdates: none (the docs tag snapshots isSnapshot, which a WsOrder[] cannot carry: unconfirmed)."""
         with self._state.lock:
             self.flush()  # what changed before goes to the earlier subscribers; this one gets the snapshot
             with self._lock:
                 self._subs.setdefault(conn, set()).add(key)
-            channel, user = key
-            if channel == "webData2":
-                self._enqueue(key, (conn,), _message("webData2", web_data2(self._state, user)))
+                snapshots = self._snapshots
+            channel, user, _extra = key
+            if channel in ACCOUNT and snapshots:
+                self._enqueue(key, (conn,), account_message(self._state, key))
             elif channel == "userFills":
                 fills = [ws_fill(f) for f in [f for f in self._state.fills if f.user == user][-SNAPSHOT_FILLS:]]
                 self._enqueue(key, (conn,), _message("userFills", {"isSnapshot": True, "user": user, "fills": fills}))
@@ -231,7 +252,9 @@ class UserFeed:
 
     def flush(self) -> None:
         """Turn the state's journal into pushes, per user in order: orderUpdates (the orders that changed),
-        userFills (the new fills), then one webData2 of the state as it is now."""
+        userFills (the new fills), then the state as it is now: clearinghouseState, openOrders (when an order
+        changed), activeAssetData for each subscribed coin (free margin, so every coin's sizes, moves with any
+        change)."""
         st = self._state
         with st.lock:
             journal, st.journal = st.journal, []
@@ -241,18 +264,23 @@ class UserFeed:
                 keys = {key for held in self._subs.values() for key in held}
             users: dict[str, list[tuple[str, object]]] = {}
             for kind, user, item in journal:
-                if any((channel, user) in keys for channel in CHANNELS):
-                    users.setdefault(user, []).append((kind, item))
+                users.setdefault(user, []).append((kind, item))
             for user, items in users.items():
+                mine = sorted(key for key in keys if key[1] == user)
+                if not mine:
+                    continue
                 orders = _unrepeated([item for kind, item in items if kind == "order"])
                 fills = [ws_fill(item) for kind, item in items if kind == "fill"]
-                if orders and ("orderUpdates", user) in keys:
-                    self._enqueue(("orderUpdates", user), None, _message("orderUpdates", orders))
-                if fills and ("userFills", user) in keys:  # no isSnapshot: nktkas/hyperliquid types it `isSnapshot?:
-                    # true`; the docs say streaming updates carry `isSnapshot: false`
-                    self._enqueue(("userFills", user), None, _message("userFills", {"user": user, "fills": fills}))
-                if ("webData2", user) in keys:
-                    self._enqueue(("webData2", user), None, _message("webData2", web_data2(st, user)))
+                if orders and ("orderUpdates", user, "") in keys:
+                    self._enqueue(("orderUpdates", user, ""), None, _message("orderUpdates", orders))
+                if fills and ("userFills", user, "") in keys:  # no isSnapshot: nktkas/hyperliquid types it
+                    # `isSnapshot?: true`; the docs say streaming updates carry `isSnapshot: false`
+                    key = ("userFills", user, "")
+                    self._enqueue(key, None, _message("userFills", {"user": user, "fills": fills}))
+                for channel in ACCOUNT:
+                    for key in (k for k in mine if k[0] == channel):
+                        if channel != "openOrders" or orders:
+                            self._enqueue(key, None, account_message(st, key))
 
     def _enqueue(self, key: Key, conns: tuple | None, text: str) -> None:
         """Queue one message for `conns`, or for every connection subscribed to `key` now; dropped while paused."""
@@ -277,7 +305,7 @@ class UserFeed:
                 log.error("user-data push failed", exc_info=True)
 
     def _take(self) -> tuple[float, Key, tuple, str] | None:
-        """The queue's head once it is due; None on stop or when a periodic webData2 is due."""
+        """The queue's head once it is due; None on stop or when a periodic push is due."""
         with self._ready:
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -301,17 +329,18 @@ class UserFeed:
         wsserver.broadcast(conns, text)  # outside the lock: a slow reader must not hold up a change
 
     def _tick(self) -> None:
-        """A webData2 to every webData2 subscriber each `interval` seconds, changed or not (the real feed is said to
-        come every few seconds: see set_webdata2_interval)."""
+        """clearinghouseState and openOrders to their subscribers each `interval` seconds, changed or not (the
+        exchange pushes clearinghouseState about every 2 s, one live observation in haocn-ops/hyperopen; openOrders'
+        cadence is unconfirmed)."""
         with self._lock:
             if not self._interval or time.monotonic() < self._next_tick:
                 return
             self._next_tick = time.monotonic() + self._interval
-            keys = sorted({key for held in self._subs.values() for key in held if key[0] == "webData2"})
+            keys = sorted({k for held in self._subs.values() for k in held if k[0] in PERIODIC})
         with self._state.lock:
             self.flush()
             for key in keys:
-                self._enqueue(key, None, _message("webData2", web_data2(self._state, key[1])))
+                self._enqueue(key, None, account_message(self._state, key))
 
 
 def _message(channel: str, data) -> str:

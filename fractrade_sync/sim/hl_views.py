@@ -7,11 +7,13 @@ and the SDK's docstrings in hyperliquid/info.py.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from fractrade_sync.sim.hl_state import (
     COINS,
+    ISOLATED_ONLY,
     MAX_LEVERAGE,
+    SZ_DECIMALS,
     UNIVERSE,
     ZERO,
     Account,
@@ -75,8 +77,17 @@ def frontend(o: Order) -> dict:
     }
 
 
+def _asset(name: str, sz_decimals: int, lev: int) -> dict:
+    """One meta.universe entry; an isolated-only one carries `onlyIsolated` (deprecated) and `marginMode`
+    (nktkas/hyperliquid src/api/info/_methods/meta.ts)."""
+    entry = {"name": name, "szDecimals": sz_decimals, "maxLeverage": lev, "marginTableId": lev}
+    if name in ISOLATED_ONLY:
+        entry.update({"onlyIsolated": True, "marginMode": "strictIsolated"})
+    return entry
+
+
 def _meta() -> dict:
-    universe = [{"name": n, "szDecimals": s, "maxLeverage": lev, "marginTableId": lev} for n, s, lev, _mid in UNIVERSE]
+    universe = [_asset(n, s, lev) for n, s, lev, _mid in UNIVERSE]
     # Margin tables with id < 50 are one tier whose max leverage is the id.
     tables = [
         [
@@ -111,7 +122,7 @@ SPOT_META = {
 def _ctxs(st: HyperliquidState) -> list[dict]:
     out = []
     for coin in COINS:
-        mid = fmt(st.mids[coin])
+        mid, mark = fmt(st.mids[coin]), fmt(st.marks[coin])
         oi = sum(
             (abs(a.positions[coin].szi) for a in st.accounts.values() if coin in a.positions),
             ZERO,
@@ -124,7 +135,7 @@ def _ctxs(st: HyperliquidState) -> list[dict]:
                 "dayNtlVlm": "0.0",
                 "premium": "0.0",
                 "oraclePx": mid,
-                "markPx": mid,
+                "markPx": mark,
                 "midPx": mid,
                 "impactPxs": [mid, mid],
                 "dayBaseVlm": "0.0",
@@ -133,13 +144,14 @@ def _ctxs(st: HyperliquidState) -> list[dict]:
     return out
 
 
-def _clearinghouse(st: HyperliquidState, user: str) -> dict:
+def clearinghouse(st: HyperliquidState, user: str) -> dict:
+    """The clearinghouseState answer (also the clearinghouseState feed's payload)."""
     acct = st.accounts.get(user.lower()) or Account(usdc=ZERO)
     rows, ntl = [], ZERO
     for coin, p in acct.positions.items():
         kind, lev = st.lev(acct, coin)
-        mid = st.mids[coin]
-        value, upnl = abs(p.szi) * mid, p.szi * (mid - p.entry_px)
+        mark = st.marks[coin]  # positions are valued at the mark (hl_state.HyperliquidState.__init__)
+        value, upnl = abs(p.szi) * mark, p.szi * (mark - p.entry_px)
         ntl += value
         side = 1 if p.szi > 0 else -1
         liq = p.entry_px * (1 - Decimal(side) / lev)  # isolated-style estimate
@@ -170,7 +182,7 @@ def _clearinghouse(st: HyperliquidState, user: str) -> dict:
         )
     value = st.account_value(acct)
     used = st.margin_used(acct)
-    raw = value - sum((p.szi * st.mids[c] for c, p in acct.positions.items()), ZERO)
+    raw = value - sum((p.szi * st.marks[c] for c, p in acct.positions.items()), ZERO)
     summary = {
         "accountValue": usd(value),
         "totalNtlPos": usd(ntl),
@@ -189,13 +201,14 @@ def _clearinghouse(st: HyperliquidState, user: str) -> dict:
 
 def _order_status(st: HyperliquidState, user: str, oid) -> dict:
     user = user.lower()
+    known = [o for o in (*st.orders, *st.rejected) if o.user == user]  # a refused order is known too
     if isinstance(oid, str):
-        found = [o for o in st.orders if o.user == user and (o.cloid or "").lower() == oid.lower()]
+        found = [o for o in known if (o.cloid or "").lower() == oid.lower()]
     else:
-        found = [o for o in st.orders if o.user == user and o.oid == oid]
+        found = [o for o in known if o.oid == oid]
     if not found:
         return {"status": "unknownOid"}
-    o = found[-1]
+    o = max(found, key=lambda o: o.oid)  # a reused cloid: the latest order
     return {
         "status": "order",
         "order": {
@@ -223,7 +236,7 @@ def answer(st: HyperliquidState, body: dict):
         "spotMeta": lambda: SPOT_META,
         "metaAndAssetCtxs": lambda: [_meta(), _ctxs(st)],
         "allMids": lambda: {c: fmt(px) for mids in (st.mids, st.spot_mids) for c, px in mids.items()},
-        "clearinghouseState": lambda: _clearinghouse(st, user),
+        "clearinghouseState": lambda: clearinghouse(st, user),
         "openOrders": lambda: [
             {
                 "coin": o.coin,
@@ -238,9 +251,12 @@ def answer(st: HyperliquidState, body: dict):
             for o in mine
         ],
         "frontendOpenOrders": lambda: [frontend(o) for o in mine],
+        # still answered over /info on 2026-07-14 while refused on /ws (haocn-ops/hyperopen, as in hl_server)
+        "webData2": lambda: web_data2(st, user.lower()),
         "orderStatus": lambda: _order_status(st, user, body.get("oid")),
+        "userFills": lambda: _user_fills(st, user),
         "userRole": lambda: _user_role(st, user),
-        "activeAssetData": lambda: _active_asset_data(st, user, str(body.get("coin", ""))),
+        "activeAssetData": lambda: active_asset_data(st, user, str(body.get("coin", ""))),
         "extraAgents": lambda: [
             {"name": a["name"], "address": addr, "validUntil": a["validUntil"]}
             for addr, a in (st.accounts[user.lower()].agents.items() if user.lower() in st.accounts else [])
@@ -255,14 +271,39 @@ def answer(st: HyperliquidState, body: dict):
     return 200, views[kind]()
 
 
-def _active_asset_data(st: HyperliquidState, user: str, coin: str) -> dict:
-    """The user's leverage setting on one coin, position or not (what the trade form shows)."""
+def _user_fills(st: HyperliquidState, user: str) -> list[dict]:
+    """The user's fills, newest first, at most 2000 ("Returns at most 2000 most recent fills", info endpoint docs:
+    https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint#retrieve-a-users-fills); each
+    in the WsFill shape the userFills feed uses (nktkas/hyperliquid src/api/info/_methods/userFills.ts)."""
+    from fractrade_sync.sim.hl_userdata import ws_fill  # (hl_userdata imports this module)
+
+    return [ws_fill(f) for f in reversed([f for f in st.fills if f.user == user.lower()][-2000:])]
+
+
+def active_asset_data(st: HyperliquidState, user: str, coin: str) -> dict:
+    """The user's leverage, trade sizes and mark on one coin, position or not (the activeAssetData answer and feed;
+    shape: nktkas/hyperliquid src/api/info/_methods/activeAssetData.ts). [buy, sell]: free margin times leverage,
+    plus what would close the position on its closing side, in USD and in coin (the formula is unconfirmed)."""
     acct = st.accounts.get(user.lower())
     if acct is None or coin not in st.mids:
         return {}
     kind, value = st.lev(acct, coin)
-    return {"user": user.lower(), "coin": coin, "leverage": {"type": kind, "value": value},
-            "markPx": fmt(st.mids[coin])}  # fmt: skip
+    leverage = {"type": kind, "value": value}
+    mark, pos = st.marks[coin], acct.positions.get(coin)
+    szi = pos.szi if pos else ZERO
+    if kind == "isolated":
+        leverage["rawUsd"] = usd(-szi * pos.entry_px + abs(szi) * mark / value if pos else ZERO)
+    free = max(st.available(user.lower()), ZERO) * value
+    lot = Decimal(1).scaleb(-SZ_DECIMALS[coin])
+    sizes = [free / mark + (-szi if szi < 0 else ZERO), free / mark + (szi if szi > 0 else ZERO)]
+    return {
+        "user": user.lower(),
+        "coin": coin,
+        "leverage": leverage,
+        "maxTradeSzs": [fmt(sz.quantize(lot, rounding=ROUND_DOWN)) for sz in sizes],
+        "availableToTrade": [usd(free), usd(free)],
+        "markPx": fmt(mark),
+    }
 
 
 def positions(st: HyperliquidState, user: str) -> dict[str, str]:
@@ -275,7 +316,27 @@ def open_orders(st: HyperliquidState, user: str) -> list[dict]:
     return [frontend(o) for o in st.orders if o.user == user.lower() and o.status == "open"]
 
 
-def web_data_parts(st: HyperliquidState, user: str) -> dict:
-    """What webData2 shares with /info answers, so the feed and a poll can never disagree on a shape."""
-    return {"clearinghouseState": _clearinghouse(st, user), "openOrders": open_orders(st, user), "meta": _meta(),
-            "assetCtxs": _ctxs(st)}  # fmt: skip
+def web_data2(st: HyperliquidState, user: str) -> dict:
+    """WebData2, in the field order of nktkas/hyperliquid's WebData2Response (src/api/info/_methods/webData2.ts).
+    clearinghouseState, openOrders (frontendOpenOrders' shape), meta and assetCtxs are the /info answers; this
+    simulator has no vaults, spot or TWAPs, so those are empty. agentAddress is the user's unnamed API wallet (the
+    one the web app approves; unconfirmed), cumLedger "0.0" (deposits are not tracked here)."""
+    acct = st.accounts.get(user)
+    agents = [(a, info["validUntil"]) for a, info in (acct.agents.items() if acct else []) if info["name"] == ""]
+    agent, valid_until = agents[0] if agents else (None, None)
+    return {
+        "clearinghouseState": clearinghouse(st, user),
+        "leadingVaults": [],
+        "totalVaultEquity": "0.0",
+        "openOrders": open_orders(st, user),
+        "agentAddress": agent,
+        "agentValidUntil": valid_until,
+        "cumLedger": "0.0",
+        "meta": _meta(),
+        "assetCtxs": _ctxs(st),
+        "serverTime": st.now_ms(),
+        "isVault": False,
+        "user": user,
+        "twapStates": [],
+        "spotAssetCtxs": [],
+    }
