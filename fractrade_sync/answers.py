@@ -74,7 +74,8 @@ def status_outcome(status: Any, fills: Callable[[int], tuple[Decimal, str | None
         raise TransientError(f"orderStatus answered neither an order nor unknownOid: {str(status)[:120]}")
     oid = order["oid"]
     try:
-        untouched = Decimal(str(order["origSz"])) == Decimal(str(order["sz"])) and state != "filled"
+        asked = Decimal(str(order["origSz"]))
+        untouched = asked == Decimal(str(order["sz"])) and state != "filled"
     except (KeyError, ArithmeticError):
         raise TransientError(f"orderStatus answered an unreadable order: {str(order)[:120]}") from None
     filled, avg = (Decimal(0), None) if untouched else fills(oid)
@@ -82,7 +83,7 @@ def status_outcome(status: Any, fills: Callable[[int], tuple[Decimal, str | None
         raise TransientError(f"order {oid} filled, but its fills are not shown yet")
     if state in ("open", "triggered"):
         return Outcome(RESTING, FOUND, oid=oid, filled_sz=to_wire(filled) if filled else None, avg_px=avg)
-    if state == "filled":
+    if state == "filled" and filled >= asked:  # (as an answer's "filled" is read: order_outcome)
         return Outcome(FILLED, FOUND, oid=oid, filled_sz=to_wire(filled), avg_px=avg)
     if filled > 0:
         return Outcome(PARTIALLY_FILLED, f"{FOUND} ({state})", oid=oid, filled_sz=to_wire(filled), avg_px=avg)

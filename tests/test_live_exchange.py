@@ -325,3 +325,15 @@ def test_one_error_for_a_whole_request_refuses_each_of_its_orders():
     answer = {"status": "ok", "response": {"type": "order", "data": {"statuses": [{"error": "Invalid TP/SL price."}]}}}
     second = order_outcome(answer, Decimal("1"), 1.0, index=1)
     assert second.state == "rejected" and second.reason == "Invalid TP/SL price. (for the whole request)"
+
+
+def test_a_shrunk_reduce_only_order_found_by_cloid_reports_what_filled(make_service, sim, signals, wallet):
+    """The exchange shrinks a reduce-only order to the position: its record says filled with origSz 0.05, but only
+    the 0.01 held filled (EXCHANGE.md §4). The size comes from the fills, never from origSz - sz."""
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.01"))
+    sim.inject("drop")  # applied, its answer lost: settled by cloid
+    row = run_frame(service, signals, trade_frame(side="SELL", size="0.05", reduce_only=True))
+    assert row["reason"].startswith("found on the exchange by cloid"), row
+    assert (row["state"], row["filled_sz"]) == ("partially_filled", "0.01"), row
+    assert sim.positions(wallet.address) == {}
