@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import requests
 
+from .actions import STOP_LOSS, TAKE_PROFIT, TRADE
 from .backoff import Backoff
 from .transport import NotSent, OrderChannel, ProxyChannel, cut
 
@@ -33,10 +34,12 @@ POLL_TIMEOUT = 25.0  # getUpdates: "Timeout in seconds for long polling"; a poll
 PROXIED_POLL_TIMEOUT = 5.0  # behind a proxy (requests) a poll cannot be cut: stop() may wait this long for it
 CONNECT_TIMEOUT, SEND_TIMEOUT = 3.05, 10.0
 MAX_COMMAND_AGE = 120.0  # seconds; an older command (sent while the service was down) is not run
+KINDS = {TRADE: "trade", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"}  # how a journal row's action is named
 
 
 class Answer(NamedTuple):
     """One Bot API call: ok and its result, or the error: code (0: no answer), Telegram's description, retry_after."""
+
     ok: bool
     result: Any = None
     code: int = 0
@@ -333,6 +336,21 @@ def outcome_text(action: Action, outcome: Outcome) -> str:
     text += f" {outcome.filled_sz} @ {outcome.avg_px}" if outcome.filled_sz else ""
     text += f", {outcome.latency_ms:.0f} ms" if outcome.latency_ms is not None else ""
     return text + (f": {outcome.reason[:200]}" if outcome.reason else "")
+
+
+def journal_line(row: Mapping[str, Any]) -> str:
+    """One journal row as /status lists it: 'trade BUY 0.01 BTC: filled'; a rejected frame that named no action (not
+    JSON, not an object) as 'frame: rejected (its reason)'."""
+    action_id = row.get("action_id")
+    kind = KINDS.get(action_id, action_id) if isinstance(action_id, str) and action_id else "frame"
+    words = [_shown(kind, 40), *(_shown(row[name], 40) for name in ("side", "size", "symbol") if row.get(name))]
+    reason = row.get("reason")
+    return f"{' '.join(words)}: {row.get('state') or 'unknown'}" + (f" ({_shown(reason, 80)})" if reason else "")
+
+
+def _shown(value: Any, limit: int) -> str:
+    """A journal field on one line, cut to `limit` characters (a rejected frame's fields are whatever it carried)."""
+    return " ".join(str(value).split())[:limit]
 
 
 def fold(lines: list[str], limit: int = MAX_TEXT) -> tuple[str, int]:

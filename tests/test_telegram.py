@@ -275,6 +275,22 @@ def test_a_command_sent_long_ago_is_not_run(api, commanded, chat):
     assert runs == []
 
 
+@pytest.mark.parametrize("frame", ["not json", "[1,2]", '"a string"', '{"type": "ACTION", "data": []}'])
+def test_status_lists_a_rejected_frame_that_names_no_action_with_its_reason(api, make_service, signals, chat, frame):
+    """A frame that is not a JSON object (or names no action) is journaled rejected with no action id nor symbol:
+    /status shows it among the last actions, with its reason, instead of failing."""
+    service = make_service(**api.env(chat))
+    signals.push(frame)
+    (row,) = wait_for(lambda: [r for r in service.journal.recent(5) if r["state"] == "rejected"], what="the reject")
+    assert row["action_id"] is None and row["symbol"] is None and row["reason"]  # a real row, as /status reads it
+    api.say(chat, "/status")
+    replied = ("Fractrade: ", "/status failed")
+    wait_for(lambda: any(line.startswith(replied) for line in lines_in(api, chat)), what="the /status reply")
+    lines = lines_in(api, chat)
+    assert not any(line.startswith("/status failed") for line in lines), lines
+    assert f"frame: rejected ({' '.join(row['reason'].split())[:80]})" in lines, lines
+
+
 # ---- the token in no log line; a bounded stop --------------------------------------------------
 
 
