@@ -5,12 +5,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from typing import Callable
 
 import pytest
 from eth_account import Account
 
-from fractrade_sync.logs import JSON_FIELDS, LOGGER_NAME, RedactingFilter, setup_logging
+from fractrade_sync.logs import (
+    JSON_FIELDS,
+    LOGGER_NAME,
+    SECRET_CARRIERS,
+    RedactingFilter,
+    setup_logging,
+    setup_logging_unless_configured,
+)
 
 TOKEN = "frac-token-5f3a9c1e7b2d4f60"
 
@@ -159,6 +167,52 @@ def test_filter_without_secrets_keeps_the_record():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "a %s", ("b",), None)
     assert RedactingFilter([]).filter(record)
     assert (record.msg, record.args) == ("a %s", ("b",))
+
+
+def test_a_record_without_a_secret_keeps_its_args_and_exception():
+    """Other handlers (an embedder's, Sentry's) may want the arguments and the exception itself."""
+    try:
+        raise ValueError("no secret here")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "a %s", ("b",), sys.exc_info())
+    assert RedactingFilter([TOKEN]).filter(record)
+    assert (record.msg, record.args) == ("a %s", ("b",)) and record.exc_info is not None
+
+
+@pytest.fixture
+def embedder():
+    """Logging set up by a script, not by us: a root handler on a StringIO at DEBUG, the libraries' loggers at their
+    default level (NOTSET: the root's); all of it undone afterwards."""
+    root, stream = logging.getLogger(), io.StringIO()
+    loggers = [logging.getLogger(name) for name in ("", "urllib3", *SECRET_CARRIERS)]
+    saved = root.handlers[:], [(lg, lg.level, lg.filters[:]) for lg in loggers]
+    for logger in loggers[1:]:
+        logger.setLevel(logging.NOTSET)  # (the CLI's setup_logging, run by other tests, sets urllib3 to WARNING)
+    root.handlers[:] = [logging.StreamHandler(stream)]
+    root.setLevel(logging.DEBUG)
+    yield stream
+    root.handlers[:] = saved[0]
+    for logger, level, filters in saved[1]:
+        logger.setLevel(level)
+        logger.filters[:] = filters
+
+
+def test_logging_the_embedder_set_up_is_redacted_too(embedder, key):
+    # a handler added after the start, on urllib3 itself (it sees urllib3's records before the root's handlers do)
+    later, urllib3 = io.StringIO(), logging.getLogger("urllib3")
+    assert setup_logging_unless_configured("INFO", "text", (TOKEN, key)) is None  # its own logging stays
+    assert setup_logging_unless_configured("INFO", "text", (TOKEN, key)) is None  # (once per handler and logger)
+    assert [type(f) for f in logging.getLogger().handlers[0].filters] == [RedactingFilter]
+    handler = logging.StreamHandler(later)
+    urllib3.addHandler(handler)
+    try:
+        logging.getLogger("urllib3.connectionpool").debug('%s "POST /bot%s/sendMessage HTTP/1.1" 200', "x", TOKEN)
+        logging.getLogger("some.library").debug("signing with %s", key)
+    finally:
+        urllib3.removeHandler(handler)
+    assert "/bot***/sendMessage" in embedder.getvalue() and "signing with ***" in embedder.getvalue()
+    assert "/bot***/sendMessage" in later.getvalue()
+    no_secret(embedder.getvalue() + later.getvalue(), key)
 
 
 # ---- formats and levels ----------------------------------------------------------------------------

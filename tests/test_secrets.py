@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import stat
 import subprocess
@@ -11,7 +12,9 @@ import sys
 
 import pytest
 
-from tests.conftest import key_of, protect_frame, run_cli, trade_frame, wait_for
+from fractrade_sync.sim.botapi import FakeBotAPI
+from tests.conftest import ROOT, key_of, protect_frame, run_cli, trade_frame, wait_for
+from tests.test_notify import Webhook
 
 
 def _needles(env: dict[str, str]) -> list[str]:
@@ -89,3 +92,52 @@ def test_secret_values_are_redacted_even_when_a_library_logs_them(env, capsys):
     text = stream.getvalue()
     assert "Token ***" in text and "bad key ***" in text
     _assert_clean(text, env, "the log")
+
+
+# a script that sets up its own logging (DEBUG, to a file) before it builds the service
+EMBEDDER = """
+import logging, os, sys
+logging.basicConfig(level=logging.DEBUG, filename=sys.argv[1], format="%(name)s %(levelname)s %(message)s")
+from fractrade_sync.service import FractradeExecutor
+service = FractradeExecutor.from_env(environ=os.environ).start()
+sys.stdin.readline()  # until the test has seen the webhook's and the Bot API's calls
+service.stop(timeout=5)
+"""
+
+
+def test_an_embedders_own_debug_logging_gets_no_secret(env, tmp_path, signals):
+    """urllib3 logs each request line at DEBUG: the webhook's secret path, and behind a proxy the Bot API's URL with
+    the token in it. A script's basicConfig(DEBUG) is not the CLI's handler: the secrets are redacted from it too."""
+    token = f"{secrets.randbelow(10**9) + 10**8}:{secrets.token_urlsafe(26)}"
+    chat, log = 4242, tmp_path / "embedder.log"
+    with FakeBotAPI(token) as api:
+        hook = Webhook()
+        hook.url = hook.url.rsplit("/", 1)[0] + "/" + secrets.token_urlsafe(24)  # a Discord webhook's secret path
+        port = api.url.rsplit(":", 1)[1]
+        env = {**env, **api.env(chat), "FRAC_NOTIFY_URL": hook.url}
+        # the Bot API through a proxy (so through requests and urllib3): the fake Bot API is its own proxy
+        proxied = {"FRAC_TELEGRAM_API_URL": f"http://localhost:{port}", "HTTP_PROXY": api.url, "NO_PROXY": "127.0.0.1"}
+        ours = ("FRAC_", "HYPERLIQUID_", "LOG", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+        clean = {k: v for k, v in os.environ.items() if not k.upper().startswith(ours)}
+        clean["PYTHONPATH"] = str(ROOT)  # this tree, whatever is installed
+        command = [sys.executable, "-c", EMBEDDER, str(log)]
+        pipes = {"stdin": subprocess.PIPE, "stderr": subprocess.PIPE}
+        proc = subprocess.Popen(command, env={**clean, **env, **proxied}, cwd=tmp_path, **pipes)
+        try:
+            assert signals.wait_for_clients(1, timeout=20)
+            signals.push(trade_frame())
+            told = lambda: hook.events("outcome") and any("trade BUY" in t for t in api.texts(chat))  # noqa: E731
+            wait_for(told, timeout=20, what="the outcome on the webhook and on Telegram")
+            _, err = proc.communicate(b"\n", timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            hook.close()
+    assert proc.returncode == 0, err.decode()
+    text = log.read_text()
+    # the request lines were logged, with the secrets taken out
+    assert "/bot***/getMe" in text and "/bot***/sendMessage" in text, text
+    assert '"POST *** HTTP/1.1" 204' in text, text
+    _assert_clean(text + err.decode(), env, "the embedder's log")
+    for secret in (token, token.split(":")[1], hook.url.rsplit("/", 1)[1]):
+        assert secret not in text and secret not in err.decode()
