@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import os
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
     from .watchdog import Watchdog
 
 VAR = "FRAC_STATUS_ADDR"
-REQUEST_TIMEOUT = 5.0  # seconds a client may take to send its request: a silent one does not hold a thread longer
+# seconds a client has to send its request line and headers, in all: one that sends nothing, or trickles a byte at a
+# time (slowloris), is cut then and does not hold its thread longer; writing the answer has as long again
+REQUEST_TIMEOUT = 10.0
 POLL = 0.2  # seconds between two looks at the stop flag
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
@@ -87,10 +90,18 @@ def for_service(service: Any, addr: tuple[str, int] | None = None) -> tuple[Metr
 class StatusServer:
     """`GET /health` -> 200 or 503 with the health callable's JSON (plus "ok"); `GET /metrics` -> the Prometheus
     text format; anything else -> 404. start() binds (a ConfigError when it cannot) and serves from a daemon
-    thread; stop(timeout) is bounded."""
+    thread; stop(timeout) is bounded. Each connection has `request_timeout` seconds to send its request, in all."""
 
-    def __init__(self, addr: tuple[str, int], health: Health, metrics: Metrics, logger: logging.Logger | None = None):
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        health: Health,
+        metrics: Metrics,
+        logger: logging.Logger | None = None,
+        request_timeout: float | None = None,
+    ):
         self.addr = (addr[0], int(addr[1]))
+        self.request_timeout = REQUEST_TIMEOUT if request_timeout is None else float(request_timeout)
         self.health = health
         self.metrics = metrics
         self.logger = logger or logging.getLogger("fractrade_sync.status")
@@ -178,10 +189,17 @@ class _Server(ThreadingHTTPServer):
 def _handler(status: StatusServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version, sys_version = "fractrade-sync", ""
-        timeout = REQUEST_TIMEOUT
+        timeout = status.request_timeout
+
+        def setup(self) -> None:
+            super().setup()
+            self.rfile.close()  # read through the deadline instead: a per-read timeout alone lets a trickle go on
+            deadline = time.monotonic() + status.request_timeout
+            self.rfile = io.BufferedReader(_UntilDeadline(self.connection, deadline))
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             code, kind, body = status.answer(self.path.split("?", 1)[0])
+            self.connection.settimeout(status.request_timeout)  # the answer's write: bounded too (a client not reading)
             self.send_response(code)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
@@ -193,6 +211,25 @@ def _handler(status: StatusServer) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+class _UntilDeadline(io.RawIOBase):
+    """A connection's incoming bytes, each read given only the time left until one deadline: TimeoutError after it
+    (http.server then closes the connection without an answer)."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        super().__init__()
+        self._sock, self._deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request was not sent in time")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
 
 
 def _shown(host: str) -> str:

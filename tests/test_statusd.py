@@ -268,14 +268,48 @@ def test_stop_is_bounded_with_a_silent_client_and_a_hung_health_check():
         silent.close()
 
 
+def closed_by_server(sock: socket.socket, within: float, trickle: float | None = None) -> float:
+    """Seconds until the server closes `sock` (EOF or a reset), sending one byte every `trickle` seconds meanwhile
+    (a request line that never ends); fails when it is still open after `within` seconds."""
+    began = time.monotonic()
+    while time.monotonic() - began < within:
+        try:
+            if trickle is not None:
+                sock.sendall(b"G")
+            sock.settimeout(trickle or within)
+            if sock.recv(100) == b"":
+                return time.monotonic() - began
+        except TimeoutError:
+            continue  # still open: trickle on
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - began
+        raise AssertionError("the server answered a request that was never sent")
+    raise AssertionError(f"the connection was still open after {within} s")
+
+
 def test_a_silent_client_is_cut_after_the_request_timeout(monkeypatch):
-    monkeypatch.setattr(statusd, "REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr(statusd, "REQUEST_TIMEOUT", 0.3)  # the default, read at construction
     server = StatusServer(LOCAL, lambda: (True, {}), Metrics()).start()
     try:
         with socket.create_connection(server.address, timeout=5) as silent:  # connects, never sends a request
+            assert closed_by_server(silent, within=3) < 3  # closed by the server, not held open (nor a thread for it)
+    finally:
+        server.stop()
+
+
+def test_a_client_that_trickles_its_request_is_cut_at_the_deadline_while_health_answers():
+    """Slowloris: a byte every 0.1 s never lets a per-read timeout expire; the request's deadline (0.5 s in all)
+    closes it, and a silent one, while a normal GET /health is answered at once meanwhile."""
+    server = StatusServer(LOCAL, lambda: (True, {"problem": None}), Metrics(), request_timeout=0.5).start()
+    try:
+        with socket.create_connection(server.address) as trickler, socket.create_connection(server.address) as silent:
             began = time.monotonic()
-            assert silent.recv(100) == b""  # closed by the server, not held open (nor a thread for it)
-            assert time.monotonic() - began < 3
+            asked = time.monotonic()
+            assert get(server.address, "/health", timeout=2)[0] == 200
+            assert time.monotonic() - asked < 0.4  # not queued behind the slow ones
+            assert 0.4 < closed_by_server(trickler, within=3, trickle=0.1) < 1.5
+            closed_by_server(silent, within=3)
+            assert time.monotonic() - began < 1.5  # both cut at about 0.5 s
     finally:
         server.stop()
 
