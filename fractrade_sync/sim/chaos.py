@@ -34,6 +34,9 @@ from fractrade_sync.sim.signal_server import SignalServer
 EVENTS = {
     "none": 8, "500": 2, "429": 2, "timeout": 2, "drop": 2, "html": 2, "hold": 2, "info-garbage": 2,
     "clock": 1, "kill-in-flight": 2, "power-loss": 1, "reconnect": 1, "redeliver": 2, "stale": 1,
+    # the live exchange's own ways (EXCHANGE.md): its per-IP weight limit reached (429 null), the address-based
+    # limit, an ok answer without per-order statuses, a garbled clearinghouseState, the account feed paused
+    "weight-limit": 1, "address-limit": 1, "ok-unreadable": 1, "state-garbage": 1, "feed-silent": 1,
 }  # fmt: skip
 MAX_AGE = 20.0  # FRAC_MAX_ACTION_AGE for the run
 APPLIED = ("filled", "partially_filled", "resting")
@@ -158,6 +161,9 @@ class Chaos:
         sent.events.append(event)
         self.sent.append(sent)
         sim.reset_faults()  # each step's faults are its own: one nobody consumed does not pile up for a later start
+        sim.set_weight_limit(1200)
+        sim.limit_address(self.wallet.address, False)
+        sim.pause_userdata(False)
         if event in ("500", "429"):
             sim.inject(event, self.rng.randint(1, 7), path=self.rng.choice(("/exchange", "/exchange", "/info")))
         elif event in ("timeout", "drop", "html"):
@@ -171,6 +177,17 @@ class Chaos:
             sim.inject("drop", path="/exchange")
             for _ in range(self.rng.randint(1, 4)):
                 sim.inject("answer", path="/info", answer=self.rng.choice(("null", '{"status":"maintenance"}', "[]")))
+        elif event == "weight-limit":  # the IP's minute is spent: 429 null for a while (other agents on the VPS)
+            sim.set_weight_limit(sim.weight_used() + self.rng.randint(0, 30))
+        elif event == "address-limit":
+            sim.limit_address(self.wallet.address)
+        elif event == "ok-unreadable":  # applied; the answer says nothing of the orders: settled by cloid
+            sim.inject("answer", path="/exchange", answer='{"status":"ok","response":{"type":"order","data":{}}}')
+        elif event == "state-garbage":
+            for _ in range(self.rng.randint(1, 3)):
+                sim.inject("answer", path="/info", answer=self.rng.choice(("{}", '{"error":"internal"}', "null")))
+        elif event == "feed-silent":  # the user-data subscriptions die without a word
+            sim.pause_userdata(True)
         elif event == "clock":
             sim.set_clock_offset(self.rng.choice((-3.0, 0.0, 3.0)))
         elif event == "power-loss" and self.snapshot is None:
@@ -217,6 +234,9 @@ class Chaos:
             self.step(i)
         self.sim.reset_faults()
         self.sim.set_clock_offset(0.0)
+        self.sim.set_weight_limit(1200)
+        self.sim.limit_address(self.wallet.address, False)
+        self.sim.pause_userdata(False)
         time.sleep(self.longest_hold + 1)  # every request held in transit has arrived (and been refused)
         self.stop()
         self.start()  # a last start settles anything left open (unknown, in flight at a stop)
