@@ -198,8 +198,9 @@ class AccountView:
         coins: Mapping[int, str],
         sent_at: float | None = None,
     ) -> None:
-        """The exchange answered `action` (order, cancel, batchModify), sent at `sent_at` (self.clock; None: now),
-        with `result`: lay what it changed over the snapshots. `coins`: asset index -> name."""
+        """The exchange answered `action` (order, cancel, batchModify, updateLeverage), sent at `sent_at`
+        (self.clock; None: now), with `result`: lay what it changed over the snapshots. The one door for this
+        service's own changes. `coins`: asset index -> name."""
         if result.get("status") != "ok":
             return
         statuses = ((result.get("response") or {}).get("data") or {}).get("statuses") or []
@@ -223,6 +224,12 @@ class AccountView:
                     ident = _cloid(modify.get("oid")) if isinstance(modify.get("oid"), str) else modify.get("oid")
                     change.gone, change.resized = frozenset({ident}), True
                     changes.append(change)
+        elif kind == "updateLeverage" and action.get("asset") in coins:  # until its activeAssetData push shows it
+            with self._lock:
+                self._leverage[coins[action["asset"]]] = (
+                    "cross" if action.get("isCross") else "isolated",
+                    int(action.get("leverage", 0)),
+                )
         if changes:
             with self._lock:
                 for change in changes:

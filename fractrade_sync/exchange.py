@@ -352,8 +352,6 @@ class HyperliquidClient:
         result = self.post(self.signed_payload(action))
         if result.get("status") == "ok":
             self._leverage[asset.name] = ("cross" if is_cross else "isolated", leverage, time.monotonic())
-            if self.account is not None:  # until its activeAssetData push shows it
-                self.account.on_leverage(asset.name, self._leverage[asset.name][:2])
         return result
 
     def modify(self, modifies: list[tuple[int | str, dict]]) -> dict:
