@@ -208,6 +208,15 @@ class HyperliquidSimulator:
             else:
                 self.state.limited.discard(user.lower())
 
+    def refuse_entry_in_position_tpsl(self, on: bool = True) -> None:
+        """While on, a positionTpsl action that carries an entry order is refused as a whole, nothing of it applied
+        (MetaMask's testnet premise: the exchange "rejects the whole batch"; unconfirmed, EXCHANGE.md §8). Off (the
+        default), the entry goes first and the legs are checked against the position it leaves (hl_grouping)."""
+        if not isinstance(on, bool):
+            raise ValueError(f"on must be true or false, not {on!r}")
+        with self.state.lock:
+            self.state.refuse_entry = on
+
     # ---- faults -------------------------------------------------------------
     def inject(self, kind: str, count: int = 1, path: str = "/exchange", answer: str | None = None) -> None:
         """The next `count` requests to `path` fail so: 500 / 429 / 403 (refused, nothing applied), timeout (applied,
@@ -303,6 +312,8 @@ class HyperliquidSimulator:
             errors = [response]
         entry = {
             "action_type": action.get("type") if isinstance(action, dict) else None,
+            # an order action's grouping as sent ("na", "normalTpsl", "positionTpsl"; hl_grouping), else None
+            "grouping": action.get("grouping") if isinstance(action, dict) and action.get("type") == "order" else None,
             "nonce": body.get("nonce") if isinstance(body, dict) else None,
             "expiresAfter": body.get("expiresAfter") if isinstance(body, dict) else None,
             "signer": signer,
@@ -357,6 +368,9 @@ class HyperliquidSimulator:
                 "HyperliquidTransaction:ApproveAgent",
                 False,
             )
+        # the action is hashed as it came, every field in the order sent: the order action's "grouping" ("na",
+        # "normalTpsl", "positionTpsl") is part of what is signed (the SDK's signing.order_wires_to_order_action), so
+        # an action sent with another grouping than signed recovers another address, one with no account
         return signing.recover_agent_or_user_from_l1_action(action, sig, None, nonce, expires, False)
 
     def _control(self, body) -> tuple[int, object]:
@@ -383,6 +397,7 @@ class HyperliquidSimulator:
             "set_weight_limit": self.set_weight_limit,
             "reset_weights": self.reset_weights,
             "limit_address": self.limit_address,
+            "refuse_entry_in_position_tpsl": self.refuse_entry_in_position_tpsl,
             "rejected_orders": self.rejected_orders,
             "mids": self.mids,
             "applied_orders": self.applied_orders,

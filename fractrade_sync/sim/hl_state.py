@@ -13,6 +13,9 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
+from functools import partial
+
+from fractrade_sync.sim import hl_grouping
 
 ZERO = Decimal(0)
 DAY_MS = 86_400_000
@@ -105,10 +108,14 @@ class Order:
     filled_sz: Decimal = ZERO
     filled_ntl: Decimal = ZERO
     cut: Decimal = ZERO  # what reduce-only shrinking took off: neither filled nor left (origSz stays sz)
+    position_tpsl: bool = False  # a positionTpsl leg (frontendOpenOrders' isPositionTpsl): hl_grouping
+    parent: int | None = None  # a normalTpsl child waiting for this oid's fill ("waitingForFill"): hl_grouping
+    whole: Decimal = ZERO  # a size-0 position leg's size once it fires: the position at that moment (hl_grouping)
 
     @property
     def remaining(self) -> Decimal:
-        return self.sz - self.filled_sz - self.cut
+        # a size-0 position leg is "0.0" until it fires (EXCHANGE.md §8: origSz "0" confirmed, sz "0.0" unconfirmed)
+        return (self.sz or self.whole) - self.filled_sz - self.cut
 
     @property
     def avg_px(self) -> Decimal | None:
@@ -209,6 +216,8 @@ class HyperliquidState:
         self.rejected: list[Order] = []  # orders refused at placement: orderStatus still knows them, with an oid
         self.next_oid = 1
         self.limited: set[str] = set()  # users over the address-based limit (limit_address)
+        self.waiting: dict[int, list[Order]] = {}  # a normalTpsl parent's oid -> its children (hl_grouping)
+        self.refuse_entry = False  # refuse a positionTpsl action that carries an entry (hl_grouping.refusal)
         self.fills: collections.deque[Fill] = collections.deque(maxlen=FILLS_KEPT)
         self.next_tid = 1
         # what changed for whom since hl_userdata last drained it: ("order", user, snapshot), ("fill", user, Fill),
@@ -306,6 +315,10 @@ class HyperliquidState:
             if kind == "order":  # a malformed body is refused before any nonce is spent
                 for wire in action["orders"]:
                     _wire_asset(wire)
+                # a grouped action refused as a whole by pre-validation: before the nonce is spent, as the cancel cap
+                # below (unconfirmed)
+                if refusal := hl_grouping.refusal(action, self.refuse_entry):
+                    raise ExchangeError(refusal)
             if kind in ("cancel", "cancelByCloid") and len(action["cancels"]) > MAX_CANCELS:
                 raise ExchangeError(TOO_MANY_CANCELS)  # before the nonce is spent: unconfirmed
             if kind in ("order", "batchModify"):
@@ -356,27 +369,38 @@ class HyperliquidState:
         return COINS[asset]
 
     def _orders(self, action, user, signer, nonce) -> dict:
-        if action.get("grouping", "na") not in ("na", "normalTpsl", "positionTpsl"):
-            raise ExchangeError("Invalid grouping")  # text unconfirmed
         coins = [self._coin(wire["a"]) for wire in action["orders"]]  # all or nothing
-        statuses = []
-        for coin, wire in zip(coins, action["orders"], strict=True):
-            try:
-                statuses.append(self._place(user, signer, nonce, coin, wire))
-            except _Bare as exc:
-                statuses.append({"error": str(exc)})
-            except ValueError as exc:  # one refused order; the batch goes on
-                statuses.append({"error": f"{exc} asset={wire['a']}"})
+        if action.get("grouping", "na") == "na":
+            statuses = [
+                self._answer(wire, partial(self._place, user, signer, nonce, coin, wire))
+                for coin, wire in zip(coins, action["orders"], strict=True)
+            ]
+        else:
+            statuses = hl_grouping.place(self, action, user, signer, nonce)
         self._match_resting(None)
         return {"type": "order", "data": {"statuses": statuses}}
 
+    @staticmethod
+    def _answer(wire: dict, step) -> dict | str:
+        """One order's status: what step() answers, or its refusal; a refused order does not stop the batch."""
+        try:
+            return step()
+        except _Bare as exc:
+            return {"error": str(exc)}
+        except ValueError as exc:
+            return {"error": f"{exc} asset={wire['a']}"}
+
     def _place(self, user, signer, nonce, coin, wire) -> dict:
         """Check one order wire against the rules, then rest or fill it."""
-        order = self._parse(user, signer, nonce, coin, wire)
-        mid = self.mids[coin]
+        return self._enter(self._parse(user, signer, nonce, coin, wire))
+
+    def _enter(self, order: Order, waiting: bool = False) -> dict:
+        """Check a parsed order against the rules (the reduce-only one not while `waiting` for a parent's fill), then
+        rest or fill it; refused: ValueError, and the order's record is kept."""
+        mid = self.mids[order.coin]
         crosses = order.limit_px >= mid if order.is_buy else order.limit_px <= mid
         try:
-            self._check(order)
+            self._check(order, waiting)
             if order.tif == "Alo" and crosses:
                 bbo = f"{fmt(mid)}@{fmt(mid)}"
                 raise ValueError(f"Post only order would have immediately matched, bbo was {bbo}.")
@@ -410,13 +434,15 @@ class HyperliquidState:
         self.rejected.append(replace(order, status=status, status_ts=self.now_ms()))
         self.next_oid += 1
 
-    def _parse(self, user, signer, nonce, coin, wire) -> Order:
-        """Wire -> Order, enforcing the size and price formats."""
+    def _parse(self, user, signer, nonce, coin, wire, whole_ok: bool = False) -> Order:
+        """Wire -> Order, enforcing the size and price formats; size 0 only where `whole_ok` (a positionTpsl leg)."""
         sz_dec = SZ_DECIMALS[coin]
         sz = dec(wire["s"], "Order has invalid size.")
         px = dec(wire["p"], "Order has invalid price.")
-        if sz == 0:
-            raise ValueError("Order has zero size.")  # text unconfirmed
+        if sz == 0 and not whole_ok:
+            # EXCHANGE.md §3 (ccxt's exception map) and §8 (hummingbot issue #7322); whether a size-0 trigger under
+            # "na" is taken as the whole position instead is unconfirmed (§8): refused here
+            raise ValueError("Order has zero size.")
         if sz < 0 or decimals(sz) > sz_dec:
             raise ValueError("Order has invalid size.")
         if err := price_error(px, sz_dec):
@@ -447,21 +473,22 @@ class HyperliquidState:
             status_ts=now,
         )
 
-    def _check(self, o: Order) -> None:
-        """The value, price-band, reduce-only and margin rules."""
+    def _check(self, o: Order, waiting: bool = False) -> None:
+        """The value, price-band, reduce-only (not while `waiting` for a parent's fill) and margin rules."""
         acct, mid = self.accounts[o.user], self.mids[o.coin]
         pos = acct.positions.get(o.coin)
         szi = pos.szi if pos else ZERO
         market_trigger = o.trigger and o.trigger["isMarket"]
         ref_px = o.trigger["triggerPx"] if market_trigger else o.limit_px
-        # A reduce-only order that closes the whole position is exempt from $10.
+        # A reduce-only order that closes the whole position is exempt from $10 (a size-0 position leg always does:
+        # it is the whole position, EXCHANGE.md §8).
         closes_all = o.reduce_only and szi and (szi < 0) == o.is_buy and o.sz >= abs(szi)
-        if o.sz * ref_px < MIN_NOTIONAL and not closes_all:
+        if o.sz * ref_px < MIN_NOTIONAL and not closes_all and not (o.position_tpsl and o.sz == 0):
             raise ValueError("Order must have minimum value of $10.")
         if abs(o.limit_px - mid) > mid * Decimal("0.8"):
             # Hyperliquid sends this one without the " asset=N" suffix.
             raise _Bare("Order price cannot be more than 80% away from the reference price")
-        if o.reduce_only and (szi == 0 or (szi > 0) == o.is_buy):
+        if o.reduce_only and not waiting and (szi == 0 or (szi > 0) == o.is_buy):
             raise ValueError("Reduce only order would increase position.")
         if not o.reduce_only:
             grows = abs(szi + (o.sz if o.is_buy else -o.sz)) - abs(szi)
@@ -503,13 +530,16 @@ class HyperliquidState:
                 statuses.append({"error": "Cannot modify canceled or filled order"})  # text unconfirmed
                 continue
             try:
-                new = self._parse(user, signer, nonce, self._coin(wire["a"]), wire)
+                # a position leg stays one, size 0 allowed (unconfirmed, EXCHANGE.md §8 "Modifying a position TP/SL")
+                new = self._parse(user, signer, nonce, self._coin(wire["a"]), wire, whole_ok=found.position_tpsl)
+                new.position_tpsl, new.parent = found.position_tpsl, found.parent
                 found.status = "canceled"  # its margin is free for the new order's check
-                self._check(new)
+                self._check(new, waiting=new.parent is not None)
             except ValueError as exc:
                 found.status = "open"
                 statuses.append({"error": f"{exc} asset={wire['a']}"})
                 continue
+            hl_grouping.carry_over(self, found, new)  # before the cancel: a parent's children go to the new oid
             self._set_status(found, "canceled")
             new.cloid = new.cloid or found.cloid
             self.next_oid += 1
@@ -625,8 +655,10 @@ class HyperliquidState:
     def _match_resting(self, only_coin: str | None) -> None:
         """Fire crossed triggers and fill crossed resting limit orders."""
         for order in [o for o in self.orders if o.status == "open"]:
-            if (only_coin and order.coin != only_coin) or order.status != "open":
-                continue  # another coin, or ended meanwhile (a fill before it closed the position)
+            # another coin, ended meanwhile (a fill before it closed the position), or a normalTpsl child still
+            # waiting for its parent's fill
+            if (only_coin and order.coin != only_coin) or order.status != "open" or order.parent is not None:
+                continue
             mid, mark = self.mids[order.coin], self.marks[order.coin]
             if order.trigger:
                 tpx, tp = order.trigger["triggerPx"], order.trigger["tpsl"] == "tp"
@@ -639,6 +671,8 @@ class HyperliquidState:
                     # orders have a slippage tolerance of 10%": Hyperliquid's docs, "Take profit and stop loss
                     # orders"); past it, nothing fills and the order is done
                     within = (mid <= order.limit_px) if order.is_buy else (mid >= order.limit_px)
+                    if not order.sz:  # a size-0 position leg: the whole position as it is now (hl_grouping)
+                        order.whole = hl_grouping.whole_position(self, order)
                     if not order.trigger["isMarket"]:
                         self._execute(order, order.limit_px)
                     elif within:
@@ -664,6 +698,8 @@ class HyperliquidState:
     def _set_status(self, order: Order, status: str) -> None:
         order.status, order.status_ts = status, self.now_ms()
         self._note_order(order)
+        if order.oid in self.waiting and status != "open":
+            hl_grouping.parent_ended(self, order)  # its normalTpsl children go live, or end with it
 
     def _note_order(self, order: Order) -> None:
         """Journal the order as it is now (a copy: later changes must not rewrite what was reported)."""

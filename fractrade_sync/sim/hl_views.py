@@ -8,7 +8,9 @@ and the SDK's docstrings in hyperliquid/info.py.
 from __future__ import annotations
 
 from decimal import ROUND_DOWN, Decimal
+from typing import Iterable
 
+from fractrade_sync.sim import hl_grouping
 from fractrade_sync.sim.hl_state import (
     COINS,
     ISOLATED_ONLY,
@@ -37,6 +39,8 @@ def applied(o: Order) -> dict:
         "limit_px": fmt(o.limit_px),
         **kind,
         "reduce_only": o.reduce_only,
+        "position_tpsl": o.position_tpsl,
+        "parent": o.parent,
         "status": o.status,
         "filled_sz": fmt(o.filled_sz),
         "avg_px": avg,
@@ -46,8 +50,10 @@ def applied(o: Order) -> dict:
     }
 
 
-def frontend(o: Order) -> dict:
-    """An order as frontendOpenOrders and orderStatus show it."""
+def frontend(o: Order, children: Iterable[Order] = ()) -> dict:
+    """An order as frontendOpenOrders and orderStatus show it; a normalTpsl parent nests its waiting `children` in the
+    same shape (EXCHANGE.md §8: TW-RO P5; the nested rows' own fields are unconfirmed). A position leg is
+    isPositionTpsl, and one of size 0 shows origSz and sz "0.0" (§8: origSz "0" confirmed, sz unconfirmed)."""
     shape = {"triggerCondition": "N/A", "isTrigger": False, "triggerPx": "0.0"}
     order_type, tif = "Limit", o.tif
     if o.trigger:
@@ -67,8 +73,8 @@ def frontend(o: Order) -> dict:
         "oid": o.oid,
         "timestamp": o.timestamp,
         **shape,
-        "children": [],
-        "isPositionTpsl": False,
+        "children": [frontend(c) for c in children],
+        "isPositionTpsl": o.position_tpsl,
         "reduceOnly": o.reduce_only,
         "orderType": order_type,
         "origSz": fmt(o.sz),
@@ -212,7 +218,7 @@ def _order_status(st: HyperliquidState, user: str, oid) -> dict:
     return {
         "status": "order",
         "order": {
-            "order": frontend(o),
+            "order": frontend(o, hl_grouping.waiting_children(st, o)),
             "status": o.status,
             "statusTimestamp": o.status_ts,
         },
@@ -250,7 +256,7 @@ def answer(st: HyperliquidState, body: dict):
             }
             for o in mine
         ],
-        "frontendOpenOrders": lambda: [frontend(o) for o in mine],
+        "frontendOpenOrders": lambda: open_orders(st, user),
         # still answered over /info on 2026-07-14 while refused on /ws (haocn-ops/hyperopen, as in hl_server)
         "webData2": lambda: web_data2(st, user.lower()),
         "orderStatus": lambda: _order_status(st, user, body.get("oid")),
@@ -313,7 +319,12 @@ def positions(st: HyperliquidState, user: str) -> dict[str, str]:
 
 
 def open_orders(st: HyperliquidState, user: str) -> list[dict]:
-    return [frontend(o) for o in st.orders if o.user == user.lower() and o.status == "open"]
+    """frontendOpenOrders (and the openOrders push): every open order at the top level, a normalTpsl parent's waiting
+    children nested in it too (EXCHANGE.md §8: TW-RO P5, MM-CORE; confirmed)."""
+    user = user.lower()
+    return [
+        frontend(o, hl_grouping.waiting_children(st, o)) for o in st.orders if o.user == user and o.status == "open"
+    ]
 
 
 def web_data2(st: HyperliquidState, user: str) -> dict:
