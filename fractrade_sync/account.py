@@ -78,6 +78,8 @@ class AccountView:
         self._taken: dict[str, int] = {}  # "positions" / "orders" -> the generation the last one came on
         self._leverage: dict[str, tuple[str, int]] = {}  # coin -> (type, value), from activeAssetData pushes
         self._seen: collections.OrderedDict[Any, Report] = collections.OrderedDict()  # oid / cloid -> its report
+        # oid -> (time, startPosition) of its earliest fill the feed reported: the position before that order
+        self._starts: collections.OrderedDict[int, tuple[int, Decimal]] = collections.OrderedDict()
         self._changes: list[Change] = []
         self._after = 0  # trusted again only once self.snapshots passes this (a new snapshot since a doubt)
         self._dead = -1  # a generation whose subscription stalled: its pushes are not taken any more
@@ -146,8 +148,31 @@ class AccountView:
                         if known is None or known.exchange_time is None or (when or -1) >= known.exchange_time:
                             self._seen[ident] = report
                         self._seen.move_to_end(ident)
+            if channel == "userFills":
+                self._note_starts([f for f, _ in named])
             while len(self._seen) > SEEN_KEPT:
                 self._seen.popitem(last=False)
+            while len(self._starts) > SEEN_KEPT:
+                self._starts.popitem(last=False)
+
+    def position_before(self, oid: int) -> Decimal | None:
+        """The position just before an order of ours filled, as the exchange reported with its fill
+        (userFills' startPosition); None when the feed has not reported it."""
+        with self._lock:
+            known = self._starts.get(oid)
+            return None if known is None else known[1]
+
+    def _note_starts(self, fills: list) -> None:
+        for fill in fills:
+            oid, when = fill.get("oid"), fill.get("time")
+            try:
+                start = Decimal(str(fill["startPosition"]))
+            except (KeyError, ArithmeticError):
+                continue
+            if isinstance(oid, int) and isinstance(when, int) and not isinstance(when, bool):
+                known = self._starts.get(oid)
+                if known is None or when < known[0]:
+                    self._starts[oid] = (when, start)
 
     def lost(self) -> None:
         """The socket went down, or a push could not be read: nothing here is trusted until new snapshots."""
@@ -179,9 +204,9 @@ class AccountView:
             for change in self._changes:  # in the order they happened: a modify is the old one gone, a new placed
                 if change.gone:
                     orders = [o for o in orders if not _names(o, change.gone)]
-                if change.placed is not None:
-                    oid = change.placed["oid"]
-                    orders = [o for o in orders if o.get("oid") != oid] + [change.placed]
+                if change.placed is not None:  # (by its oid; a position TP/SL's answer gives none: by its cloid)
+                    ids = {change.placed["oid"]} if change.placed["oid"] is not None else {change.placed["cloid"]}
+                    orders = [o for o in orders if not _names(o, ids)] + [change.placed]
             return orders
 
     def leverage(self, coin: str) -> tuple[str, int] | None:
@@ -343,6 +368,8 @@ def _same(a: Any, b: Any) -> bool:
 
 def _order_change(wire: Mapping[str, Any], status: Any, coins: Mapping[int, str], now: float) -> Change | None:
     """One order's change from its wire (SDK keys a, b, p, s, r, t, c) and its status in the answer."""
+    if status == "waitingForTrigger":  # a position TP/SL resting, its oid not in the answer (EXCHANGE.md §8)
+        status = {"resting": {"oid": None}}
     if not isinstance(status, dict):
         return None
     coin, cloid = coins.get(wire.get("a"), ""), _cloid(wire.get("c"))
@@ -365,6 +392,7 @@ def _order_change(wire: Mapping[str, Any], status: Any, coins: Mapping[int, str]
             "isTrigger": trigger is not None,
             "triggerPx": trigger.get("triggerPx") if trigger else "0.0",
             "orderType": ORDER_TYPES.get(trigger.get("tpsl"), "Stop Market") if trigger else "Limit",
+            "isPositionTpsl": trigger is not None and str(wire.get("s")) == "0",
         }
         return Change(now, frozenset({oid, cloid} - {None}), coin, placed=placed)
     return None

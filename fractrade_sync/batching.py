@@ -12,19 +12,28 @@ user-limits)."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
+import time
 from typing import Any, Callable, Sequence
 
+from . import wire
 from .actions import Action
 from .exchange import TransientError
 from .journal import Resumed, Unwritable
 from .outcome import FAILED, REJECTED, TERMINAL_STATES, UNKNOWN, Outcome
 from .pipeline import HOOKS, Pipeline
+from .rules import Order
 from .sending import Refused, Unfinished
 
 log = logging.getLogger("fractrade_sync")
 MORE_UP_TO = 128  # actions one hand-over sends before the worker looks up (its cleanups, its idle steps)
+# seconds a lone trade waits for the stop loss and take profit its agent's events usually carry (frames of one event
+# come back to back: they are in the queue well within this); BENCHMARKS.md has what it costs a plain trade
+SIBLINGS_WITHIN = 0.005
+# a whole request refused with one of these says nothing about sending a trade with its position TP/SL together
+NOT_ABOUT_GROUPING = (wire.ADDRESS_LIMIT, "Must deposit", "User or API Wallet", "Invalid nonce")
 
 
 def batchable(cls: type, base: type) -> frozenset[str]:
@@ -33,26 +42,83 @@ def batchable(cls: type, base: type) -> frozenset[str]:
     return frozenset(kind for kind, name in HOOKS.items() if getattr(cls, name) is base.__dict__[name])
 
 
-def next_wave(items: Sequence[Any], batchable: frozenset[str]) -> tuple[list[Action], list[Any]]:
-    """The actions of `items` that can share one request, and the rest (in order). Empty when the first item must
-    be handled on its own."""
+def next_wave(items: Sequence[Any], batchable: frozenset[str], together: bool = True) -> tuple[list[Action], list[Any]]:
+    """The actions of `items` that can go out together now, and the rest (in order). Empty when the first item
+    must be handled on its own. A stop loss or take profit without a size is a position TP/SL: it joins a trade on
+    its coin (one request, the trade first: the exchange checks it against the position the trade leaves), one of
+    each kind per coin. A sized one needs the trade's resulting position: it waits for the trade's answer. A trade
+    waits when its coin already has an action here (its cleanup must see that action's order as older). Not
+    `together` (the exchange refused a trade with its position TP/SL in one request): they wait for its answer too."""
     wave: list[Action] = []
     rest: list[Any] = []
-    held: set[str] = set()  # coins whose next action waits for the next wave
+    blocked: set[str] = set()  # coins whose next action waits for the next wave (their arrival order is kept)
     present: set[str] = set()  # coins with an action in the wave
+    traded: set[str] = set()  # coins with a trade in the wave
+    legs: set[tuple[str, str]] = set()  # (coin, kind) of the position TP/SL in the wave
     for n, item in enumerate(items):
         if not isinstance(item, Action) or item.kind not in batchable:
             return wave, rest + list(items[n:])  # handled on its own, after what came before it
         coin = item.symbol.lower()
-        if coin in held or (item.kind == "trade" and coin in present):
-            held.add(coin)  # a trade goes after the cleanup of what came before it on its coin
+        if item.kind == "trade":
+            joins = coin not in present
+        elif item.size is None:
+            joins = (coin, item.kind) not in legs and (together or coin not in traded)
+        else:
+            joins = coin not in traded
+        if coin in blocked or not joins:
+            blocked.add(coin)
             rest.append(item)
             continue
         wave.append(item)
         present.add(coin)
         if item.kind == "trade":
-            held.add(coin)  # what follows on this coin needs its answer
+            traded.add(coin)
+        elif item.size is None:
+            legs.add((coin, item.kind))
     return wave, rest
+
+
+def requests_of(planned: list[tuple[Action, Order, str]]) -> list[list[tuple[Action, Order, str]]]:
+    """A wave's orders as requests: the position TP/SL of a coin in one `positionTpsl` request each, with the trade
+    on their coin first (EXCHANGE.md §8: one coin, an entry first, at most one of each kind); the rest in one."""
+    coins = {a.symbol.lower() for a, order, _ in planned if order.position}
+    groups: dict[str, list] = {}
+    for item in planned:
+        action, order, _ = item
+        coin = action.symbol.lower()
+        together = coin in coins and (order.position or action.kind == "trade")
+        groups.setdefault(coin if together else "", []).append(item)
+    for coin, group in groups.items():
+        if coin:
+            group.sort(key=lambda item: item[0].kind != "trade")  # (stable: the legs keep their order)
+    return list(groups.values())
+
+
+class EventShape:
+    """Whether this agent's trades come with a stop loss and take profit without a size (the same event_id, back to
+    back), learnt from its recent events: then the worker waits a few milliseconds for a lone trade's protection so
+    that the whole event goes in one request. A trade whose events never carry protection never waits."""
+
+    def __init__(self, kept: int = 20):
+        self.kept = kept
+        self._events: collections.OrderedDict[str, set[str]] = collections.OrderedDict()  # trade's event -> kinds
+
+    def traded(self, action: Action) -> None:
+        self._events[action.event_id] = set()
+        self._events.move_to_end(action.event_id)
+        while len(self._events) > self.kept:
+            self._events.popitem(last=False)
+
+    def protected(self, action: Action) -> None:
+        if action.size is None and action.event_id in self._events:
+            self._events[action.event_id].add(action.kind)
+
+    def expected(self) -> frozenset[str]:
+        """The kinds a trade's event usually carries: those most of the recent events carried (a trade's first
+        events count as carrying both, until seen otherwise)."""
+        seen = list(self._events.values())
+        share = {k: (sum(k in kinds for kinds in seen) + 1) / (len(seen) + 2) for k in ("stop_loss", "take_profit")}
+        return frozenset(k for k, part in share.items() if part >= 0.5)
 
 
 class Batches:
@@ -63,14 +129,18 @@ class Batches:
         self.pipeline, self.batchable = pipeline, batchable
         self._concluded: set[str] = set()  # keys of the current wave's actions journaled and reported
         self.past_deadline: Callable[[], bool] = lambda: False  # a stop's drain time is over (the worker's)
-        self.more: Callable[[], list] = lambda: []  # what was queued since the hand-over (the worker's take_more)
+        self.more: Callable[[float], list] = lambda wait: []  # what was queued since the hand-over (take_more)
+        self.shape = EventShape()
+        self.together = True  # a trade and its position TP/SL in one request (False once the exchange refused it)
 
     def __call__(self, items: list[Any]) -> int:
         pending, left, taken = list(items), 0, 0
+        self._learn(pending)
         while pending:
             if self.past_deadline():  # stopping: what is not started stays in the journal for the next start
                 return left + len(pending)
-            wave, pending = next_wave(pending, self.batchable)
+            self._gather(pending, taken)
+            wave, pending = next_wave(pending, self.batchable, self.together)
             if not wave:
                 if self.pipeline(pending.pop(0)) is False:
                     left += 1
@@ -88,8 +158,32 @@ class Batches:
                               len(wave))  # fmt: skip
                 left += self._settle([a for a in wave if a.key not in self._concluded])
             if taken < MORE_UP_TO:  # what arrived during that request joins (an event's last frames)
-                pending.extend(self.more())
+                pending.extend(self._learn(self.more(0.0)))
         return left
+
+    def _learn(self, items: list[Any]) -> list[Any]:
+        """Note which trades' events carried a stop loss or take profit (the wait for an event's protection)."""
+        for item in items:
+            if isinstance(item, Action):
+                self.shape.protected(item)
+        return items
+
+    def _gather(self, pending: list[Any], taken: int) -> None:
+        """A trade at the head whose event's stop loss and take profit (as this agent's events usually carry) are
+        not queued yet: wait for them up to SIBLINGS_WITHIN, so that the whole event goes in one request."""
+        head = pending[0]
+        if not isinstance(head, Action) or head.kind != "trade" or taken >= MORE_UP_TO:
+            return
+        wanted = self.shape.expected() & self.batchable
+        self.shape.traded(head)
+        self._learn(pending)
+        deadline = time.monotonic() + SIBLINGS_WITHIN
+        while True:
+            have = {a.kind for a in pending if isinstance(a, Action) and a.event_id == head.event_id and a.size is None}
+            left = deadline - time.monotonic()
+            if wanted <= have or left <= 0:
+                break
+            pending.extend(self._learn(self.more(left)))
 
     def _settle(self, actions: list[Action]) -> int:
         """Each action as the next start would take it: by its journal row ('received': asked by cloid first;
@@ -118,7 +212,17 @@ class Batches:
             outcome = pipeline.before_hook(action) or self._plan(action, planned)
             if outcome is not None:
                 self._conclude(action, outcome)
-        if not planned:
+        for request in requests_of(planned):
+            self._request(request)
+
+    def _request(self, planned: list[tuple[Action, Any, str]]) -> None:
+        """One request's orders sent, each outcome journaled and reported. A trade with its position TP/SL that the
+        exchange refuses as a whole is sent again as two requests (the trade, then its protection), and from then
+        on always so (EXCHANGE.md §8: whether the exchange takes them together is not confirmed)."""
+        pipeline, execution = self.pipeline, self.pipeline.execution
+        if not self.together and len(planned) > 1 and planned[0][1].position is False and planned[-1][1].position:
+            for part in ([planned[0]], planned[1:]):
+                self._request(part)
             return
         try:
             outcomes = execution.sender.submit_batch([(a, order) for a, order, _ in planned])
@@ -134,6 +238,12 @@ class Batches:
             log.exception("sending %d order(s) failed", len(planned))
             outcomes = [Outcome(UNKNOWN, f"outcome unknown ({type(exc).__name__}: {str(exc)[:200]}); settled by "
                                          f"cloid {a.cloid} as soon as the exchange answers") for a, _, _ in planned]
+        if self.together and _refused_together(planned, outcomes):
+            self.together = False
+            log.warning("the exchange refused a trade and its position TP/SL in one request (%s); from now on the "
+                        "trade goes first and its protection right after its answer", outcomes[0].reason[:160])
+            self._request(planned)
+            return
         for (action, _, note), outcome in zip(planned, outcomes, strict=True):
             execution.protection.defer(action, outcome)
             if note:
@@ -153,8 +263,11 @@ class Batches:
                 if isinstance(made, Outcome):
                     return made
                 order, note = made
-            else:
-                order, note = execution.protect_order(action, "sl" if action.kind == "stop_loss" else "tp"), ""
+            else:  # (a position TP/SL right behind a trade on its coin: the exchange checks it after the trade)
+                coin = action.symbol.lower()
+                after_trade = any(a.kind == "trade" and a.symbol.lower() == coin for a, _, _ in planned)
+                tpsl = "sl" if action.kind == "stop_loss" else "tp"
+                order, note = execution.protect_order(action, tpsl, after_trade and self.together), ""
         except Refused as exc:
             return Outcome(REJECTED, str(exc))
         except TransientError as exc:
@@ -166,3 +279,15 @@ class Batches:
             return Outcome(FAILED, f"{type(exc).__name__}: {exc}"[:300])
         planned.append((action, order, note))
         return None
+
+
+def _refused_together(planned: list[tuple[Action, Any, str]], outcomes: list[Outcome]) -> bool:
+    """A trade with its position TP/SL refused as a whole: every order refused with the same reason, one that is
+    not about the account (the address-based limit, a deposit, the wallet, a nonce)."""
+    if len(planned) < 2 or planned[0][1].position or not planned[-1][1].position:
+        return False
+    reasons = {o.reason for o in outcomes}
+    reason = next(iter(reasons))
+    return all(o.state == REJECTED for o in outcomes) and len(reasons) == 1 and not reason.startswith(
+        NOT_ABOUT_GROUPING
+    )

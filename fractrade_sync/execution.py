@@ -88,25 +88,39 @@ class Execution:
         """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
         return self._sent(action, self.protect_order(action, tpsl))
 
-    def protect_order(self, action: Action, tpsl: str) -> Order:
-        """A stop loss's or take profit's trigger order for the position as it is now (live, or read)."""
+    def protect_order(self, action: Action, tpsl: str, after_trade: bool = False) -> Order:
+        """A stop loss's or take profit's trigger order. Without a size: a position TP/SL (size 0), which the
+        exchange keeps sized to the whole position whatever it is when it fires; its position is read only to
+        refuse it with a clear reason (live view: no request), and not at all when a trade on its coin goes first in
+        the same request (`after_trade`: the exchange checks it against the position that trade leaves). With a
+        size: a trigger of that size, at most the position."""
         asset = self._asset(action)
+        position = None if after_trade and action.size is None else self._protected(action, asset, tpsl)
+        trigger = round_price(action.trigger_price, asset.sz_decimals, "nearest")
+        # the worst price the triggered market order may fill at: the trigger +/- FRAC_TRIGGER_SLIPPAGE (10%, as
+        # Hyperliquid's own interface): a stop must still fill when the market gaps through its trigger
+        limit = slippage_price(trigger, action.is_buy, self.settings.trigger_slippage, asset.sz_decimals)
+        self._check_price(trigger, self._mid(action, asset))
+        self._check_price(limit, trigger, action.is_buy)
+        if action.size is None:
+            whole = Decimal(0)  # (size 0: the whole position)
+            cloid = action.cloid
+            return Order(asset, action.is_buy, whole, limit, True, cloid, trigger_px=trigger, tpsl=tpsl, position=True)
+        size = min(self._scaled(action.size, asset), abs(position))  # type: ignore[arg-type]
+        order = Order(asset, action.is_buy, size, limit, True, action.cloid, trigger_px=trigger, tpsl=tpsl)
+        self._check_value(order, trigger, closes_all=size >= abs(position))  # type: ignore[arg-type]
+        return order
+
+    def _protected(self, action: Action, asset: Asset, tpsl: str) -> Decimal:
+        """The position a stop loss or take profit protects (live, or read); Refused when there is none, or when
+        it is on the side the order would increase."""
         position = self.with_retries(lambda: self.client.position(asset.name), reading_for=action)
         if position == 0:
             raise Refused(f"no open {asset.name} position to protect")
         if (position > 0) == action.is_buy:
             held = "long" if position > 0 else "short"
             raise Refused(f"a {action.side} {tpsl.upper()} would increase the {held} {asset.name} position")
-        size = abs(position) if action.size is None else min(self._scaled(action.size, asset), abs(position))
-        trigger = round_price(action.trigger_price, asset.sz_decimals, "nearest")
-        # the worst price the triggered market order may fill at: the trigger +/- FRAC_TRIGGER_SLIPPAGE (10%, as
-        # Hyperliquid's own interface): a stop must still fill when the market gaps through its trigger
-        limit = slippage_price(trigger, action.is_buy, self.settings.trigger_slippage, asset.sz_decimals)
-        order = Order(asset, action.is_buy, size, limit, True, action.cloid, trigger_px=trigger, tpsl=tpsl)
-        self._check_price(trigger, self._mid(action, asset))
-        self._check_price(limit, trigger, action.is_buy)
-        self._check_value(order, trigger, closes_all=size >= abs(position))
-        return order
+        return position
 
     def _sent(self, action: Action, order: Order, note: str = "") -> Outcome:
         """One action's order sent on its own (a hook's call), its protection kept consistent at once."""

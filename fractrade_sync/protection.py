@@ -9,6 +9,7 @@ are touched (a cloid the journal has as a stop loss or take profit)."""
 from __future__ import annotations
 
 import logging
+import time
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from .outcome import Outcome
 from .rules import Asset, Order
 
 KINDS = {"stop_loss": "Stop", "take_profit": "Take Profit"}  # action kind -> frontendOpenOrders orderType prefix
+REPORT_WITHIN = 0.25  # seconds a cleanup waits for the feed's report of its trade's fill before reading REST
 
 
 class Protection:
@@ -90,26 +92,41 @@ class Protection:
         """One coin's cleanups, in the order its actions came (a trade, if any, comes first: see waiting_on)."""
         asset = self.client.asset(symbol)
         trades = [(a, o) for a, o in items if a.kind == "trade" and o.state in (J.FILLED, J.PARTIALLY_FILLED)]
-        placed = [(a, o) for a, o in items if a.kind != "trade" and o.state == J.RESTING and o.oid is not None]
+        # (by cloid: a position TP/SL's answer carries no oid, EXCHANGE.md §8)
+        placed = [(a, o) for a, o in items if a.kind != "trade" and o.state == J.RESTING]
         if not placed and not (trades and self.journal.has_resting_protection(asset.name)):
             return
-        keep = {KINDS[a.kind]: o.oid for a, o in placed}  # the last one of each kind replaces the others
+        keep = {KINDS[a.kind]: a.cloid.lower() for a, _ in placed}  # the last one of each kind replaces the others
         triggers = self._own_triggers(asset)
-        for kind, oid in keep.items():
+        for kind, cloid in keep.items():
             cancels.extend((asset, t["oid"], f"replaced {'sl' if kind == 'Stop' else 'tp'} on {asset.name}")
-                           for t, _ in triggers if _kind(t) == kind and t.get("oid") != oid)  # fmt: skip
-        new = {o.oid for _, o in placed}
-        old = [(t, size) for t, size in triggers if t.get("oid") not in new and _kind(t) not in keep]
+                           for t, _ in triggers if _kind(t) == kind and _cloid(t) != cloid)  # fmt: skip
+        new = set(keep.values())
+        old = [(t, size) for t, size in triggers if _cloid(t) not in new and _kind(t) not in keep]
         if not trades or not old:
             return
-        # over REST: what decides a cleanup is read from the exchange itself, never from a view that may lag (rare:
-        # only a trade on a coin this service protects, and after its orders are in)
-        position = self.retried(lambda: self.client.position(asset.name, live=False))
+        # what decides a cleanup comes from the exchange itself, never from a view that may lag: the position the
+        # trade's own fill started from (userFills' startPosition, no request), else a REST read
+        position = self._after(asset, *trades[-1])
         why = _void_reason(trades[-1][0], trades[-1][1], position)
         if why is not None:
             cancels.extend((asset, t["oid"], f"{asset.name} {why}") for t, _ in old)
         else:
             modifies.extend(_resized(asset, position, old))
+
+    def _after(self, asset: Asset, action: Action, outcome: Outcome) -> Decimal:
+        """The position a trade left: the position its fill started from, as the feed reported it (waiting up to
+        REPORT_WITHIN for that report while the feed is live), plus what it filled; else read over REST."""
+        account, deadline = self.client.account, time.monotonic() + REPORT_WITHIN
+        while account is not None and outcome.oid is not None:
+            start = account.position_before(outcome.oid)
+            if start is not None:
+                filled = Decimal(outcome.filled_sz or "0")
+                return start + (filled if action.is_buy else -filled)
+            if time.monotonic() >= deadline or account.generation < 0:
+                break
+            time.sleep(0.005)
+        return self.retried(lambda: self.client.position(asset.name, live=False))
 
     def _own_triggers(self, asset: Asset) -> list[tuple[dict, str | None]]:
         """This service's open triggers on a coin (see _ours). One read of the open orders (live, or REST)."""
@@ -147,6 +164,10 @@ def _age(order: dict) -> tuple:
     return (-int(order.get("timestamp") or 0), -int(order.get("oid") or 0))
 
 
+def _cloid(order: dict) -> str:
+    return str(order.get("cloid") or "").lower()
+
+
 def _kind(order: dict) -> str:
     return "Take Profit" if str(order.get("orderType", "")).startswith("Take Profit") else "Stop"
 
@@ -170,7 +191,9 @@ def _resized(asset: Asset, position: Decimal, triggers: list[tuple[dict, str | N
     size, reducing = abs(position), "A" if position > 0 else "B"  # a sell protects a long
     modifies = []
     for o, set_size in triggers:
-        if set_size is not None or o.get("side") != reducing or Decimal(str(o.get("sz", "0"))) == size:
+        if set_size is not None or o.get("isPositionTpsl") or o.get("side") != reducing:
+            continue  # (a position TP/SL covers the whole position by itself)
+        if Decimal(str(o.get("sz", "0"))) == size:
             continue
         tpsl = "tp" if _kind(o) == "Take Profit" else "sl"
         order = Order(asset, o["side"] == "B", size, Decimal(str(o["limitPx"])), True, o["cloid"],

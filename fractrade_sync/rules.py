@@ -113,6 +113,9 @@ class Order:
     tif: str = "Ioc"
     trigger_px: Decimal | None = None
     tpsl: str | None = None
+    # a position TP/SL (grouping positionTpsl, size 0): the exchange keeps it sized to the whole position, whatever
+    # the position is when it fires (EXCHANGE.md §8)
+    position: bool = False
 
     def wire(self) -> dict:
         """The SDK's order wire for this order (what the signature hashes)."""
@@ -139,6 +142,12 @@ class Order:
         return self.size * (self.trigger_px if self.trigger_px is not None else self.limit_px)
 
 
+def grouping(orders: list[Order]) -> str:
+    """The `order` action's grouping for these orders: "positionTpsl" when they carry a position TP/SL (then an
+    optional entry first and at most one stop loss and one take profit, all on one coin), else "na"."""
+    return "positionTpsl" if any(o.position for o in orders) else "na"
+
+
 def order_action(orders: list[Order]) -> dict:
     """The SDK's `order` action for these orders."""
-    return order_wires_to_order_action([o.wire() for o in orders])
+    return order_wires_to_order_action([o.wire() for o in orders], None, grouping(orders))

@@ -24,7 +24,7 @@ from .config import Settings
 from .exchange import HyperliquidClient, TransientError
 from .journal import Journal, Unwritable
 from .outcome import Outcome
-from .rules import Order, to_wire
+from .rules import Order, grouping, to_wire
 
 FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the first is certainly not applied
 # seconds an order the exchange applied may take to show by cloid on /info (an assumption: RELIABILITY.md)
@@ -79,7 +79,7 @@ class Sender:
                 outcomes[i] = Outcome(J.REJECTED, str(exc))
         pending = list(wires)
         if self.settings.dry_run and pending:
-            body = order_wires_to_order_action([wires[i] for i in pending])
+            body = order_wires_to_order_action([wires[i] for i in pending], None, grouping([p[1] for p in pairs]))
             self.logger.info("dry run: would send %s", json.dumps(body, separators=(",", ":")))
             outcomes.update({i: Outcome(J.SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in pending})
             pending = []
@@ -95,7 +95,8 @@ class Sender:
             if round_ and self.stopping.is_set():
                 raise Unfinished(f"{why}; the action is resumed at the next start")
             actions = [pairs[i][0] for i in pending]
-            body = order_wires_to_order_action([wires[i] for i in pending])
+            orders = [pairs[i][1] for i in pending]
+            body = order_wires_to_order_action([wires[i] for i in pending], None, grouping(orders))
             payload = self.client.signed_payload(body, min(self.deadline(a) for a in actions))
             try:
                 results, why = self._send(actions, [pairs[i][1] for i in pending], payload)

@@ -103,10 +103,17 @@ class Worker:
                 break
         self.logger.debug("worker stopped")
 
-    def take_more(self) -> list:
+    def take_more(self, wait: float = 0.0) -> list:
         """For the batch handler, between two requests: what was queued since (up to MAX_BATCH), never STOP (it
-        stays for the loop); the loop marks them done with the rest of its batch."""
+        stays for the loop); the loop marks them done with the rest of its batch. With nothing queued, waits up to
+        `wait` seconds for the next item."""
         more = self._more()
+        if not more and wait > 0:
+            try:
+                first = self.queue.get(timeout=wait)
+            except queue.Empty:
+                return []
+            more = [first] if first is STOP else [first, *self._more()]
         if more and more[-1] is STOP:
             more.pop()
             self.queue.put(STOP)  # back at the end (nothing comes after it), and the one taken is done

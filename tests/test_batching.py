@@ -69,11 +69,12 @@ def test_a_burst_on_several_coins_keeps_each_coins_order_in_fewer_requests(make_
     assert sim.positions(wallet.address) == {}
 
 
-def test_an_event_is_protected_in_two_requests_with_no_reads(make_service, sim, signals, wallet):
+def test_an_event_is_protected_in_one_request_with_no_reads(make_service, sim, signals, wallet):
     service = make_service()
-    run_frame(service, signals, trade_frame(size="0.02"))
-    run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
-    run_frame(service, signals, protect_frame("take_profit", trigger="55000"))
+    first = "e-" + key_of(trade_frame())[:8]  # the agent's previous event: a trade with its stop loss, take profit
+    run_frame(service, signals, trade_frame(size="0.02", event_id=first))
+    run_frame(service, signals, protect_frame("stop_loss", trigger="48000", event_id=first))
+    run_frame(service, signals, protect_frame("take_profit", trigger="55000", event_id=first))
     sent, reads = len(_order_requests(sim)), sim.request_count("/info")
     event = "e-" + key_of(trade_frame())[:8]
     frames = [trade_frame(size="0.01", event_id=event), protect_frame("stop_loss", trigger="48500", event_id=event),
@@ -85,10 +86,11 @@ def test_an_event_is_protected_in_two_requests_with_no_reads(make_service, sim, 
     wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
     sim.latency_s = 0.0
     assert [r["state"] for r in rows] == ["filled", "resting", "resting"], rows
-    assert [_orders_in(e) for e in _order_requests(sim)[sent:]] == [1, 2]  # the trade, then its SL and TP together
-    assert sim.request_count("/info") == reads  # the position and open orders came from the live account view
+    # one request: the trade, then its stop loss and take profit as position TP/SL (EXCHANGE.md §8)
+    assert [_orders_in(e) for e in _order_requests(sim)[sent:]] == [3]
+    assert sim.request_count("/info") == reads  # nothing read: no sizing, the open orders from the live view
     triggers = sorted((o["orderType"], o["triggerPx"], o["sz"]) for o in sim.open_orders(wallet.address))
-    assert triggers == [("Stop Market", "48500.0", "0.03"), ("Take Profit Market", "56000.0", "0.03")]
+    assert triggers == [("Stop Market", "48500.0", "0.0"), ("Take Profit Market", "56000.0", "0.0")]
 
 
 def test_with_a_lagging_feed_the_stop_loss_covers_the_position_the_trades_answer_made(make_service, sim, signals,
@@ -98,10 +100,11 @@ def test_with_a_lagging_feed_the_stop_loss_covers_the_position_the_trades_answer
     wait_for(lambda: service.client.account.pending() == 0, what="the first trade shown by the feed")
     sim.set_userdata_delay(1.0)  # the feed shows what happens a second late
     reads, states = sim.request_count("/info"), sim.request_count("/info", "clearinghouseState")
-    trade, stop = trade_frame(size="0.01"), protect_frame("stop_loss", trigger="48000")
+    trade, stop = trade_frame(size="0.01"), protect_frame("stop_loss", trigger="48000", size="0.05")
     rows = _queued_together(service, sim, signals, [trade, stop])
     assert [r["state"] for r in rows] == ["filled", "resting"], rows
-    # the feed still says 0.02: the stop covers the 0.03 the trade's own answer made, and nothing was read
+    # a sized stop covers at most the position: the feed still says 0.02, the stop covers the 0.03 the trade's own
+    # answer made, and nothing was read
     assert [Decimal(o["sz"]) for o in sim.open_orders(wallet.address)] == [Decimal("0.03")]
     assert sim.request_count("/info") - reads <= 1  # (the held frame's unknown symbol may reload meta)
     assert sim.request_count("/info", "clearinghouseState") == states
@@ -135,8 +138,8 @@ def test_a_stale_user_data_feed_falls_back_to_rest_and_says_so(make_service, sim
     reads = sim.request_count("/info", "clearinghouseState")
     wait_for(lambda: account.position("BTC") is None, timeout=5, what="the view distrusted")
     sim.pause_userdata(False)
-    with caplog.at_level(logging.WARNING):
-        row = run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
+    with caplog.at_level(logging.WARNING):  # (a sized stop: at most the position, which REST tells)
+        row = run_frame(service, signals, protect_frame("stop_loss", trigger="48000", size="0.05"))
     assert row["state"] == "resting"
     assert "still not shown by the user-data feed" in caplog.text or account.stalls >= 1
     # the stop loss covers 0.03, the position REST (or a fresh snapshot after resubscribing) shows
@@ -166,18 +169,24 @@ def test_waves_keep_each_coins_order_and_hold_a_trades_followers():
     t_btc, sl_btc, tp_btc = action(trade_frame()), action(protect_frame()), action(protect_frame("take_profit"))
     t_eth, t_eth2 = action(trade_frame(symbol="ETH")), action(trade_frame(symbol="ETH", side="SELL"))
     everything = frozenset({"trade", "stop_loss", "take_profit"})
+    # a stop loss / take profit without a size is a position TP/SL: it joins the trade on its coin (one request)
     wave, rest = next_wave([t_btc, sl_btc, t_eth, tp_btc, t_eth2], everything)
-    assert wave == [t_btc, t_eth] and rest == [sl_btc, tp_btc, t_eth2]
-    assert next_wave(rest, everything) == ([sl_btc, tp_btc, t_eth2], [])
+    assert wave == [t_btc, sl_btc, t_eth, tp_btc] and rest == [t_eth2]
     assert next_wave([sl_btc, tp_btc], everything) == ([sl_btc, tp_btc], [])  # no trade ahead: together
+    sl_again = action(protect_frame(trigger="48600"))
+    assert next_wave([sl_btc, sl_again, tp_btc], everything) == ([sl_btc], [sl_again, tp_btc])  # one of each kind
+    sized = action(protect_frame(size="0.01"))
+    assert next_wave([t_btc, sized, t_eth], everything) == ([t_btc, t_eth], [sized])  # needs the trade's answer
+    # the exchange refused a trade with its position TP/SL together: they wait for the trade's answer
+    assert next_wave([t_btc, sl_btc, t_eth], everything, together=False) == ([t_btc, t_eth], [sl_btc])
     # a custom trade hook runs on its own, in its place
     assert next_wave([sl_btc, t_eth, tp_btc], frozenset({"stop_loss", "take_profit"})) == ([sl_btc], [t_eth, tp_btc])
     assert next_wave([t_eth, sl_btc], frozenset({"stop_loss"})) == ([], [t_eth, sl_btc])
 
 
-def test_an_events_last_frame_arriving_during_the_trade_joins_its_stop_loss(make_service, sim, signals, wallet):
-    """The worker took the trade and the stop loss at once; the take profit arrives while the trade is on its way:
-    it goes with the stop loss (one request), not in a third."""
+def test_an_events_last_frame_arriving_during_its_request_goes_in_the_next_one(make_service, sim, signals, wallet):
+    """The worker took the trade and the stop loss at once (one request); the take profit arrives while they are on
+    their way, past the few milliseconds a trade waits for its protection: it goes in the next request."""
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.02"))
     sent = len(_order_requests(sim))
@@ -193,9 +202,9 @@ def test_an_events_last_frame_arriving_during_the_trade_joins_its_stop_loss(make
     rows = _queued_together(service, sim, signals, [trade, stop], before_release=late_take_profit)
     rows.append(wait_state(service, key_of(profit)))
     sim.latency_s = 0.0
-    assert sim.request_count("/exchange", "order") - orders == 2  # the trade, then the stop loss and take profit
+    assert sim.request_count("/exchange", "order") - orders == 2  # the trade with its stop loss, then the take profit
     assert [r["state"] for r in rows] == ["filled", "resting", "resting"], rows
-    assert [_orders_in(e) for e in _order_requests(sim)[sent:]] == [1, 2]
+    assert [_orders_in(e) for e in _order_requests(sim)[sent:]] == [2, 1]
 
 
 def test_a_subscription_that_stops_sending_snapshots_gets_a_new_socket(make_service, sim, signals, wallet,

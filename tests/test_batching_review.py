@@ -103,7 +103,8 @@ def test_a_stop_loss_queued_before_a_trade_on_its_coin_covers_the_position_after
     wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
     assert sim.positions(wallet.address) == {"BTC": "0.03"}
     triggers = [(o["orderType"], o["triggerPx"], o["sz"]) for o in sim.open_orders(wallet.address)]
-    assert triggers == [("Stop Market", "48500.0", "0.03")], triggers  # finding: the new stop keeps 0.02
+    # the new stop is a position TP/SL (size 0: the whole 0.03); finding: a sized one kept 0.02
+    assert triggers == [("Stop Market", "48500.0", "0.0")], triggers
 
 
 def test_a_stop_loss_queued_before_a_closing_trade_is_canceled_with_the_position(make_service, sim, signals, wallet):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fractrade_sync.signing import NonceSource
-from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_state
+from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_for, wait_state
 
 
 def test_leverage_is_updated_only_when_it_changes(make_service, sim, signals, wallet):
@@ -52,10 +52,12 @@ def test_second_stop_loss_replaces_the_first(make_service, sim, signals, wallet)
     tp = run_frame(service, signals, protect_frame("take_profit", trigger="55000"))
     second = run_frame(service, signals, protect_frame("stop_loss", trigger="49000"))
     assert first["state"] == second["state"] == tp["state"] == "resting"
+    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanup")
     orders = sim.open_orders(wallet.address)
     stops = [o for o in orders if o["orderType"] == "Stop Market"]
-    assert [(o["triggerPx"], o["sz"], o["oid"]) for o in stops] == [("49000.0", "0.02", second["oid"])]
-    assert [o["oid"] for o in orders if o["orderType"] == "Take Profit Market"] == [tp["oid"]]
+    # a position TP/SL (size 0: the whole position); its answer gives no oid, its cloid is the action's
+    assert [(o["triggerPx"], o["sz"], o["isPositionTpsl"]) for o in stops] == [("49000.0", "0.0", True)]
+    assert len([o for o in orders if o["orderType"] == "Take Profit Market"]) == 1
     assert all(o["reduceOnly"] for o in orders)
 
 
@@ -66,9 +68,9 @@ def test_stop_loss_without_size_covers_the_whole_position_and_fires(make_service
     row = run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
     assert row["state"] == "resting"
     (order,) = sim.open_orders(wallet.address)
-    assert order["sz"] == "0.03" and order["triggerPx"] == "48500.0"
+    assert order["isPositionTpsl"] and order["sz"] == "0.0" and order["triggerPx"] == "48500.0"
     sim.set_mid("BTC", "48000")
-    assert sim.positions(wallet.address) == {}
+    assert sim.positions(wallet.address) == {}  # the whole 0.03
 
 
 def test_stop_loss_with_an_explicit_size(make_service, sim, signals, wallet):

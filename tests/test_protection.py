@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import protect_frame, run_frame, trade_frame
+from tests.conftest import protect_frame, run_frame, trade_frame, wait_for
 
 
 def _stops(sim, wallet) -> list[dict]:
@@ -138,21 +138,22 @@ def test_check_shows_the_multiplier_and_proves_the_key_signs_for_this_network(en
 # ---- protection follows the position ------------------------------------------------------------------------
 
 
-def test_protection_set_without_a_size_follows_the_position(make_service, sim, signals, wallet):
-    """The old behaviour: the stop stayed at 0.01 when the position grew to 0.03, and a gap left 0.02 open."""
+def test_protection_set_without_a_size_covers_the_whole_position_as_it_changes(make_service, sim, signals, wallet):
+    """Set without a size, a stop loss and take profit are position TP/SL: the exchange keeps them covering the
+    whole position (no resize by this service); before, a stop stayed at 0.01 when the position grew to 0.03."""
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.01"))
-    sl = run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
-    tp = run_frame(service, signals, protect_frame("take_profit", trigger="56000"))
+    run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
+    run_frame(service, signals, protect_frame("take_profit", trigger="56000"))
+    modifies = sim.request_count("/exchange", "batchModify")
     run_frame(service, signals, trade_frame(size="0.02"))  # adds to the protected position
-    # resized in place by cloid: the exchange gives the modified order a new oid and keeps its cloid (EXCHANGE.md)
-    placed = {o["oid"]: o["cloid"] for o in sim.applied_orders(wallet.address)}
-    orders = sorted((o["orderType"], o["sz"], o["cloid"]) for o in sim.open_orders(wallet.address))
-    assert orders == [("Stop Market", "0.03", placed[sl["oid"]]), ("Take Profit Market", "0.03", placed[tp["oid"]])]
     run_frame(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))  # and shrinks it
-    assert sorted(o["sz"] for o in sim.open_orders(wallet.address)) == ["0.02", "0.02"]
+    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    orders = sorted((o["orderType"], o["sz"], o["isPositionTpsl"]) for o in sim.open_orders(wallet.address))
+    assert orders == [("Stop Market", "0.0", True), ("Take Profit Market", "0.0", True)]
+    assert sim.request_count("/exchange", "batchModify") == modifies  # nothing to resize
     sim.set_mid("BTC", "48000")
-    assert sim.positions(wallet.address) == {}
+    assert sim.positions(wallet.address) == {}  # the whole 0.02
 
 
 def test_protection_with_an_explicit_size_keeps_it(make_service, sim, signals, wallet):
