@@ -145,6 +145,20 @@ class Chaos:
         action = parse_frame(json.dumps(frame), time.time())
         return Sent(frame, action.key, action.cloid)
 
+    def protection(self, trade: Sent, kind: str) -> Sent:
+        """The stop loss or take profit (no size: a position TP/SL) of the agent's event that `trade` opened."""
+        config = trade.frame["data"]["config"]
+        symbol, side = config["position"]["symbol"], config["position"]["side"]
+        mid = float(self.sim.mids()[symbol])
+        below = (kind == "stop_loss") == (side == "BUY")  # a long's stop is below the mid, its take profit above
+        position = {"symbol": symbol, "side": "SELL" if side == "BUY" else "BUY",
+                    "trigger_price": f"{mid * (0.9 if below else 1.1):.0f}"}  # fmt: skip
+        data = {"action_id": f"set_hyperliquid_perp_{kind}",
+                "config": {"position": position, "metadata": dict(config["metadata"])}}  # fmt: skip
+        frame = {"type": "action", "data": data}
+        action = parse_frame(json.dumps(frame), time.time())
+        return Sent(frame, action.key, action.cloid)
+
     def push(self, sent: Sent) -> None:
         self.signals.push(sent.frame)
 
@@ -193,6 +207,12 @@ class Chaos:
         elif event == "power-loss" and self.snapshot is None:
             self.take_snapshot()
         self.push(sent)
+        if self.rng.random() < 1 / 3:  # an agent's event: the trade, its stop loss and take profit (one request)
+            for kind in ("stop_loss", "take_profit"):
+                leg = self.protection(sent, kind)
+                leg.events.append("event")
+                self.sent.append(leg)
+                self.push(leg)
         for _ in range(self.rng.choice((0, 0, 1, 2))):  # more of the agent's actions right behind it: they share
             more = self.new_frame()  # requests (batches) with each other, and meet the same faults
             more.events.append("batched")
