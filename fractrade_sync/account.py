@@ -136,6 +136,7 @@ class AccountView:
             fills = data.get("fills", []) if isinstance(data, dict) else []
             named = [(f, f.get("time")) for f in fills if isinstance(f, dict)]
         with self._lock:
+            self.refused.discard(channel)  # (asked again after a refusal, and served)
             for order, when in named:
                 if not isinstance(order, dict):
                     continue
@@ -171,13 +172,16 @@ class AccountView:
                 continue
             if isinstance(oid, int) and isinstance(when, int) and not isinstance(when, bool):
                 known = self._starts.get(oid)
-                if known is None or when < known[0]:
-                    self._starts[oid] = (when, start)
+                buy = fill.get("side") == "B"  # each fill moves the position one way: the earliest start is the
+                if known is None or (start < known[1] if buy else start > known[1]):  # buy's least, the sell's most
+                    self._starts[oid] = (min(when, known[0]) if known else when, start)
 
     def lost(self) -> None:
-        """The socket went down, or a push could not be read: nothing here is trusted until new snapshots."""
+        """The socket went down, or a push could not be read: nothing here is trusted until new snapshots (and the
+        leverages until the next socket pushes them again)."""
         with self._lock:
             self.generation = -1
+            self._leverage.clear()
 
     def refuse(self, channel: str) -> None:
         """The exchange refused a subscription (an error frame): what it would give comes from REST."""
@@ -339,6 +343,7 @@ class AccountView:
             self.clock() - oldest.at,
         )
         self._changes.clear()  # what REST reads from here on includes them
+        self._leverage.clear()
         self._after = self.snapshots
         self._dead, self.generation = self.generation, -1
         self.on_stall()

@@ -10,6 +10,7 @@ from .outcome import FILLED, PARTIALLY_FILLED, REJECTED, RESTING, Outcome
 from .rules import to_wire
 
 FOUND = "found on the exchange by cloid"
+WHOLE = " (for the whole request)"  # a reason the exchange gave once for every order of a request
 
 
 WAITING = {  # bare-string statuses of a grouped order (EXCHANGE.md): accepted, and waiting
@@ -31,7 +32,7 @@ def order_outcome(result: dict, size: Decimal, latency_ms: float, index: int = 0
     status = statuses[index] if isinstance(statuses, list) and index < len(statuses) else None
     if status is None and isinstance(statuses, list) and len(statuses) == 1 and _is_error(statuses[0]):
         # pre-validation "returns only one error ... for the entire payload": none of it was applied (EXCHANGE.md)
-        return Outcome(REJECTED, f"{statuses[0]['error']} (for the whole request)", latency_ms=latency_ms)
+        return Outcome(REJECTED, f"{statuses[0]['error']}{WHOLE}", latency_ms=latency_ms)
     if isinstance(status, str) and status in WAITING:
         return Outcome(RESTING, WAITING[status], latency_ms=latency_ms)
     if not isinstance(status, dict):
@@ -85,6 +86,10 @@ def status_outcome(status: Any, fills: Callable[[int], tuple[Decimal, str | None
         return Outcome(RESTING, FOUND, oid=oid, filled_sz=to_wire(filled) if filled else None, avg_px=avg)
     if state == "filled" and filled >= asked:  # (as an answer's "filled" is read: order_outcome)
         return Outcome(FILLED, FOUND, oid=oid, filled_sz=to_wire(filled), avg_px=avg)
+    if order.get("isTrigger") and filled == 0 and state.endswith(("canceled", "Canceled")):
+        # a trigger the exchange took (it rested), canceled since (replaced, its position closed): it was executed;
+        # only a "...Rejected" status says it never rested (EXCHANGE.md §4)
+        return Outcome(RESTING, f"{FOUND} (it rested; {state} since)", oid=oid)
     if filled > 0:
         return Outcome(PARTIALLY_FILLED, f"{FOUND} ({state})", oid=oid, filled_sz=to_wire(filled), avg_px=avg)
     return Outcome(REJECTED, f"{FOUND}: {state}", oid=oid)

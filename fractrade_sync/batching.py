@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from . import wire
 from .actions import Action
+from .answers import WHOLE
 from .exchange import TransientError
 from .journal import Resumed, Unwritable
 from .outcome import FAILED, REJECTED, TERMINAL_STATES, UNKNOWN, Outcome
@@ -286,7 +287,7 @@ def _refused_together(planned: list[tuple[Action, Any, str]], outcomes: list[Out
     not about the account (the address-based limit, a deposit, the wallet, a nonce)."""
     if len(planned) < 2 or planned[0][1].position or not planned[-1][1].position:
         return False
-    reasons = {o.reason for o in outcomes}
+    reasons = {o.reason.removesuffix(WHOLE) for o in outcomes}
     reason = next(iter(reasons))
     return all(o.state == REJECTED for o in outcomes) and len(reasons) == 1 and not reason.startswith(
         NOT_ABOUT_GROUPING

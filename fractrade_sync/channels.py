@@ -14,7 +14,7 @@ import requests
 from . import wire
 from .exchange import CLOCK_WARN
 from .notify import Notifier
-from .outcome import FILLED, PARTIALLY_FILLED, RESTING
+from .outcome import FAILED, FILLED, PARTIALLY_FILLED, REJECTED, RESTING
 from .telegram import journal_line
 
 log = logging.getLogger("fractrade_sync.channels")
@@ -50,7 +50,7 @@ class Channels:
     def limited(self, action: Any, outcome: Any) -> None:
         """The exchange's address-based limit refused an order: one ALERT saying what to do (again only once an
         order went through since)."""
-        if wire.ADDRESS_LIMIT in (outcome.reason or ""):
+        if outcome.state in (REJECTED, FAILED) and wire.ADDRESS_LIMIT in (outcome.reason or ""):
             if not self._limited:
                 self._limited = True
                 log.error("%s: refused by the exchange's address-based request limit: %s", action.describe(),
@@ -147,7 +147,9 @@ def positions_text(settings: Any) -> str:
     try:
         answer = requests.post(settings.api_url.rstrip("/") + "/info", timeout=5,
                                json={"type": "clearinghouseState", "user": settings.account_address})  # fmt: skip
-        positions = [p["position"] for p in answer.json().get("assetPositions", [])]
-    except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError) as exc:
+        held = wire.positions(answer.json())  # (strict: an answer that does not say it is never "none")
+    except wire.Unreadable:
+        return "unknown (the exchange's answer does not say)"
+    except (requests.RequestException, ValueError) as exc:
         return f"unknown ({type(exc).__name__})"
-    return ", ".join(f"{p['coin']} {p['szi']}" for p in positions) or "none"
+    return ", ".join(f"{coin} {size}" for coin, size in held.items()) or "none"

@@ -98,6 +98,11 @@ class Protection:
             return
         keep = {KINDS[a.kind]: a.cloid.lower() for a, _ in placed}  # the last one of each kind replaces the others
         triggers = self._own_triggers(asset)
+        if any(t.get("oid") is None and _cloid(t) not in keep.values() for t, _ in triggers):
+            # one of ours the feed has not shown yet (a position TP/SL is answered without its oid): its oid, to
+            # cancel it, comes from the exchange itself
+            listed = self.retried(self.client.rest_open_orders)
+            triggers = self._ours([o for o in listed if o.get("coin") == asset.name])
         for kind, cloid in keep.items():
             cancels.extend((asset, t["oid"], f"replaced {'sl' if kind == 'Stop' else 'tp'} on {asset.name}")
                            for t, _ in triggers if _kind(t) == kind and _cloid(t) != cloid)  # fmt: skip
@@ -150,9 +155,13 @@ class Protection:
             for why in dict.fromkeys(why for _, _, why in cancels):
                 self.logger.error("%s, but canceling the triggers failed: %s; they stay live", why, _reason(exc))
             return
-        for why in dict.fromkeys(why for _, _, why in cancels):
-            oids = [oid for _, oid, reason in cancels if reason == why]
-            self.logger.info("%s: canceled trigger oids %s (%s)", why, oids, result.get("status"))
+        statuses = ((result.get("response") or {}).get("data") or {}).get("statuses") or []
+        for (_, oid, why), status in zip(cancels, statuses + [None] * (len(cancels) - len(statuses)), strict=True):
+            if status == "success":
+                self.logger.info("%s: canceled trigger oid %s", why, oid)
+            else:  # e.g. "Order was never placed, already canceled, or filled.": gone already, or still live
+                answer = str(status if status is not None else result)[:160]
+                self.logger.warning("%s: canceling trigger oid %s was answered %s", why, oid, answer)
 
 
 def _reason(exc: Exception) -> str:

@@ -118,6 +118,8 @@ class Sender:
         """Send one signed request, resending it identically after an uncertain failure: each order's outcome, or
         None for an order certainly not applied (and why). Raises TransientError when that cannot be known yet."""
         maybe, last, attempt = False, "", 0  # maybe: a send of it may have reached the exchange
+        account = self.client.account
+        sent_at = account.clock() if account is not None else 0.0  # (as a view of the account measures time)
         for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
             if attempt and (self.stopping.wait(delay) or any(self.expired(a, "") for a in actions)):
                 break
@@ -141,11 +143,11 @@ class Sender:
                 last = f"resend answered HTTP {exc.status_code}"
                 break
             if not maybe or result.get("status") == "ok":  # its answer, or the answer to its identical resend
-                return self._answered(actions, orders, result), NOT_FOUND
+                return self._answered(actions, orders, result, sent_at), NOT_FOUND
             if nonce_refusal(result) is not None:  # the nonce is spent (or out of the window): the fate is frozen
                 self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"],
                                  error_text(result))  # fmt: skip
-                found = self._learnt(orders, self._frozen(actions))
+                found = self._learnt(orders, self._frozen(actions), sent_at)
                 return found, NOT_FOUND
             last = f"resend refused: {error_text(result)}"  # e.g. expired: says nothing of the first one
             break
@@ -154,10 +156,12 @@ class Sender:
                 raise Unfinished("not sent; the action is resumed at the next start")
             unsent = f"not executed: exchange unreachable after {attempt + 1} attempts: {last}"
             return [self.expired(a, unsent) or Outcome(J.FAILED, unsent) for a in actions], ""
-        seen = self._learnt(orders, self.void(payload["nonce"], actions))
+        seen = self._learnt(orders, self.void(payload["nonce"], actions), sent_at)
         return seen, f"not executed ({last}; its nonce invalidated by a noop)"
 
-    def _answered(self, actions: list[Action], orders: list[Order], result: dict) -> list[Outcome | None]:
+    def _answered(
+        self, actions: list[Action], orders: list[Order], result: dict, sent_at: float
+    ) -> list[Outcome | None]:
         """Each order's outcome from the request's answer. An order the answer took (`ok`) without a status that
         can be read is settled by cloid, as a lost answer is (its nonce is spent: its fate is frozen); if the
         exchange cannot say yet, its outcome is UNKNOWN, settled later: never a final failure."""
@@ -172,7 +176,7 @@ class Sender:
         self.logger.warning("%s: the exchange took the request but its answer says nothing readable of %d order(s): "
                             "%s; asking by cloid", _named(actions), len(unread), str(result)[:160])  # fmt: skip
         try:
-            found = self._learnt([orders[i] for i in unread], self._frozen([actions[i] for i in unread]))
+            found = self._learnt([orders[i] for i in unread], self._frozen([actions[i] for i in unread]), sent_at)
         except TransientError as exc:
             found = [Outcome(J.UNKNOWN, f"outcome unknown ({exc}); settled by cloid {orders[i].cloid} as soon as the "
                                         "exchange answers") for i in unread]  # fmt: skip
@@ -180,9 +184,10 @@ class Sender:
             outcomes[i] = seen
         return outcomes
 
-    def _learnt(self, orders: list[Order], seen: list[Outcome | None]) -> list[Outcome | None]:
+    def _learnt(self, orders: list[Order], seen: list[Outcome | None], sent_at: float) -> list[Outcome | None]:
         """Outcomes found by cloid after a lost answer, laid over the live account view as an answer's would be
-        (a stop loss right after must see the fill its trade made). Returns `seen`."""
+        (a stop loss right after must see the fill its trade made), as of `sent_at`: when the request was first
+        sent (a snapshot that came since may show it already). Returns `seen`."""
         account = self.client.account
         wires, statuses = [], []
         for order, outcome in zip(orders, seen, strict=True):
@@ -197,8 +202,8 @@ class Sender:
             wires.append(order.wire())
         if account is not None and wires:
             coins = {o.asset.index: o.asset.name for o in orders}
-            account.applied({"type": "order", "orders": wires}, {"status": "ok", "response": {"data": {
-                "statuses": statuses}}}, coins)  # fmt: skip
+            answer = {"status": "ok", "response": {"data": {"statuses": statuses}}}
+            account.applied({"type": "order", "orders": wires}, answer, coins, sent_at)
         return seen
 
     def void(self, nonce: int, actions: list[Action]) -> list[Outcome | None]:

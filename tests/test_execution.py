@@ -195,7 +195,7 @@ def test_closing_a_position_cancels_its_stop_loss_and_take_profit(make_service, 
     with caplog.at_level(logging.INFO, logger="fractrade_sync"):
         run_frame(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))
     assert sim.positions(wallet.address) == {} and sim.open_orders(wallet.address) == []
-    assert "BTC position closed, its protection is void: canceled trigger oids" in caplog.text
+    assert "BTC position closed, its protection is void: canceled trigger oid" in caplog.text
 
 
 def test_a_trade_without_protection_costs_no_extra_request(make_service, sim, signals, wallet):

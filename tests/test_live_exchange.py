@@ -337,3 +337,62 @@ def test_a_shrunk_reduce_only_order_found_by_cloid_reports_what_filled(make_serv
     assert row["reason"].startswith("found on the exchange by cloid"), row
     assert (row["state"], row["filled_sz"]) == ("partially_filled", "0.01"), row
     assert sim.positions(wallet.address) == {}
+
+
+def test_a_leverage_pushed_on_a_lost_connection_is_not_trusted_on_the_next_one():
+    """account.AccountView.leverage: positions and orders are trusted only once the new socket sent them, but a
+    leverage pushed on the old socket is taken as the coin's leverage on the new one before (or without) any
+    activeAssetData push there: a leverage changed in the UI during the outage is missed, no update is sent, and the
+    trade goes out at the UI's leverage."""
+
+    from fractrade_sync.account import AccountView
+
+    view = AccountView(live=lambda: True)
+    view.on_positions({}, {}, 1_000, 1, subscribed_at=0.0)
+    view.on_orders([], 1, subscribed_at=0.0)
+    view.on_leverage("BTC", ("cross", 5))
+    assert view.leverage("BTC") == ("cross", 5)
+    view.lost()  # the socket dropped; meanwhile the trader sets BTC to 20x in the UI
+    view.on_positions({}, {}, 2_000, 2, subscribed_at=1.0)
+    view.on_orders([], 2, subscribed_at=1.0)
+    assert view.leverage("BTC") is None  # nothing on this socket said it yet: REST
+
+
+def test_a_fill_learnt_by_cloid_is_not_counted_again_over_a_snapshot_that_shows_it():
+    """sending.Sender._learnt lays a fill found by cloid over the view stamped with the lookup's time (applied()
+    without sent_at), seconds after the fill: a positions snapshot that came in between already shows it, yet the
+    ambiguous rule of position() (a snapshot after the order was sent, its fill's time unknown: don't know) never
+    applies: the fill is counted twice until the stall (5 s)."""
+    from types import SimpleNamespace
+
+    from fractrade_sync.account import AccountView
+    from fractrade_sync.outcome import Outcome
+    from fractrade_sync.rules import Asset, Order
+    from fractrade_sync.sending import Sender
+
+    now = [0.0]
+    view = AccountView(live=lambda: True, clock=lambda: now[0])
+    view.on_positions({}, {}, 1_000, 1, subscribed_at=0.0)
+    view.on_orders([], 1, subscribed_at=0.0)
+    sent_at = now[0] = 1.0  # the order leaves; its answer is lost, its userFills report too (an unreadable push)
+    now[0] = 3.0
+    view.on_positions({}, {"BTC": Decimal("0.01")}, 3_000, 1)  # a later snapshot shows the fill
+    now[0] = 6.0  # resend refused "duplicate nonce", found filled by cloid: _learnt lays it over the view
+    sender = Sender.__new__(Sender)  # (only its client's account view is used)
+    sender.client = SimpleNamespace(account=view)
+    order = Order(Asset("BTC", 0, 5, 50), True, Decimal("0.01"), Decimal("50500"), False, "0x" + "ab" * 16)
+    sender._learnt([order], [Outcome(FILLED, "found", 7, "0.01")], sent_at)
+    assert sent_at < now[0]
+    assert view.position("BTC") in (None, Decimal("0.01")), view.position("BTC")
+
+
+def test_the_status_commands_positions_are_unknown_when_the_answer_does_not_say(env, sim):
+    """channels.positions_text (Telegram /status): a clearinghouseState answer without assetPositions (a gateway's
+    JSON, an error object) is shown as "positions: none"."""
+    from fractrade_sync.channels import positions_text
+    from fractrade_sync.config import settings_from_mapping
+
+    settings = settings_from_mapping(env)  # (no service: nothing else takes the fault)
+    sim.inject("answer", path="/info", answer='{"error": "gateway"}')
+    assert positions_text(settings).startswith("unknown")
+    assert sim.request_count("/info") == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 
 from hyperliquid.exchange import Exchange
 
@@ -152,3 +153,54 @@ def test_a_trade_whose_agent_sends_no_protection_does_not_wait():
         shape.protected(stop_loss)
     assert shape.expected() == {"stop_loss"}
     assert SIBLINGS_WITHIN <= 0.005  # "a few milliseconds at most"
+
+
+def test_a_stop_loss_replaced_since_is_found_as_executed_after_a_crash(env, sim, signals, wallet):
+    """Found by chaos: a stop loss placed, then canceled by its replacement, then looked up by cloid after a kill -9
+    (its outcome not journaled) was recorded "rejected: canceled" although it had rested."""
+    from fractrade_sync.answers import status_outcome
+
+    order = {"coin": "BTC", "oid": 7, "origSz": "0.0", "sz": "0.0", "isTrigger": True, "orderType": "Stop Market"}
+    found = status_outcome({"status": "order", "order": {"order": order, "status": "canceled"}}, lambda oid: (0, None))
+    assert found.state == RESTING and "canceled since" in found.reason
+    rejected = {"status": "order", "order": {"order": order, "status": "reduceOnlyRejected"}}
+    assert status_outcome(rejected, lambda oid: (0, None)).state == "rejected"
+
+
+def test_a_whole_request_refused_with_one_status_still_sends_the_trade(make_service, sim, signals, wallet):
+    """EXCHANGE.md §3: pre-validation refuses a whole batch "as a top-level err or as one status for the whole batch";
+    answers.order_outcome reads the second shape as a whole refusal, but batching._refused_together then sees two
+    reasons ("X" for the trade, "X (for the whole request)" for the legs) and never falls back: the trade is
+    rejected, and so is every later event's trade."""
+    service = make_service()
+    sim.refuse_entry_in_position_tpsl(True)  # nothing of the grouped request is applied
+    one_status = json.dumps({"status": "ok", "response": {"type": "order", "data": {"statuses": [
+        {"error": "Every order in a positionTpsl batch must be a trigger order"}]}}})  # fmt: skip
+
+    def refused_with_one_status():
+        sim.inject("answer", answer=one_status)
+
+    rows = _queued_together(service, sim, signals, _event(), before_release=refused_with_one_status)
+    assert sim.positions(wallet.address) == {"BTC": "0.01"}, [(r["state"], r["reason"]) for r in rows]
+    assert [r["state"] for r in rows] == [FILLED, RESTING, RESTING], rows
+
+
+def test_a_stop_loss_replacing_one_not_yet_shown_by_the_feed_cancels_it(make_service, sim, signals, wallet):
+    """Two stop losses without a size in one burst: both answered "waitingForTrigger" (no oid). At the flush the older
+    one is only in the live view's overlay (oid None: the feed lags, still trusted): protection._plan cancels it by
+    that oid, None; the exchange answers "Order was never placed", the INFO line says it was canceled, and the
+    replaced stop stays live beside the new one (until the next start's sweep)."""
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.01"))
+    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the trade's cleanup")
+    wait_for(lambda: service.client.account.position("BTC") == Decimal("0.01"), what="the live view trusted")
+    sim.set_userdata_delay(0.6)  # a lagging feed, still in order (trusted: well inside 5 s)
+    first = protect_frame("stop_loss", trigger="48000")
+    second = protect_frame("stop_loss", trigger="47000")
+    rows = _queued_together(service, sim, signals, [first, second])
+    assert [r["state"] for r in rows] == [RESTING, RESTING], rows
+    wait_for(lambda: any(e["action_type"] == "cancel" for e in sim.exchange_log()), what="the replace's cancel")
+    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    cancels = [e for e in sim.exchange_log() if e["action_type"] == "cancel"]
+    stops = sorted(o["triggerPx"] for o in sim.open_orders(wallet.address) if o["orderType"] == "Stop Market")
+    assert stops == ["47000.0"], (stops, [c["errors"] for c in cancels])  # the replaced stop at 48000 must be gone
