@@ -314,7 +314,8 @@ def test_stop_loss_rests_then_fires_when_the_mid_crosses(sim, wallet, ex, info):
     fired = next(o for o in sim.applied_orders() if o["oid"] == oid)
     assert (fired["filled_sz"], fired["avg_px"]) == ("0.02", "48400.0")
     user = info.user_state(wallet.address)
-    assert user["marginSummary"]["accountValue"] == "99968.0"  # lost 0.02 * 1600
+    # lost 0.02 * 1600, and the taker fees of the open and the stop's fill (0.45 + 0.4356: hl_ledger)
+    assert user["marginSummary"]["accountValue"] == "99967.1144"
 
 
 def test_take_profit_on_a_short_and_a_trigger_whose_position_is_gone(sim, wallet, ex):

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from eth_keys.exceptions import BadSignature
 from hyperliquid.utils import signing
 
-from fractrade_sync.sim import hl_userdata, hl_views, hl_weights, wsserver
-from fractrade_sync.sim.hl_state import ExchangeError, HyperliquidState, fmt
+from fractrade_sync.sim import hl_accounts, hl_dexes, hl_ledger, hl_userdata, hl_views, hl_weights, wsserver
+from fractrade_sync.sim.hl_state import ExchangeError, HyperliquidState
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class HyperliquidSimulator:
         self._log: list[dict] = []
         self._counts: collections.Counter = collections.Counter()
         self._clients: dict[socket.socket, threading.Thread] = {}
-        self._ws: dict[object, bool] = {}  # connection -> subscribed to allMids
+        self._ws: dict[object, set[str]] = {}  # connection -> the dexes whose allMids it subscribed to ("": main)
         self._userdata = hl_userdata.UserFeed(self.state)  # orderUpdates, userFills and the account's state
         self.weights = hl_weights.RequestWeights()
         self._server = _Server((host, port), self)
@@ -112,11 +112,35 @@ class HyperliquidSimulator:
         """Approve an API wallet for `days` (Hyperliquid's interface offers up to 180)."""
         self.state.approve_agent(user, agent, name, days)
 
+    def add_sub_account(self, master: str, sub: str, usdc=100_000, name: str = "") -> None:
+        """Open `sub` as a sub-account of `master`: its own balance, positions, orders, leverage and fills, traded by
+        the master's key or API wallets with vaultAddress = sub (hl_accounts)."""
+        hl_accounts.add(self.state, hl_accounts.SUB_ACCOUNT, master, sub, usdc, name or f"sub {sub[:8]}")
+
+    def add_vault(self, leader: str, vault: str, usdc=100_000, name: str = "") -> None:
+        """Open `vault` as a vault led by `leader`, traded by the leader's key or API wallets (hl_accounts)."""
+        hl_accounts.add(self.state, hl_accounts.VAULT, leader, vault, usdc, name or f"vault {vault[:8]}")
+
+    def fund_dex(self, user: str, dex: str, usdc) -> None:
+        """Move `usdc` from the user's main-dex balance to its clearinghouse on HIP-3 dex `dex` (hl_dexes.fund_dex)."""
+        with self._userdata.changes():
+            hl_dexes.fund_dex(self.state, user, dex, usdc)
+
+    def cap_open_interest(self, coin: str, on: bool = True) -> None:
+        """While on, an order that would grow a position on `coin` is refused, "Order would increase open interest
+        while open interest is capped asset=N" (reduce-only and closing orders pass)."""
+        if not isinstance(on, bool):
+            raise ValueError(f"on must be true or false, not {on!r}")
+        with self.state.lock:
+            if coin not in self.state.mids:
+                raise KeyError(f"unknown coin {coin!r}")
+            (self.state.oi_capped.add if on else self.state.oi_capped.discard)(coin)
+
     def set_mid(self, coin: str, px) -> None:
         """Move a mid, fire what it crosses, and push allMids (and what the triggers did) to /ws subscribers."""
         with self._userdata.changes():
             self.state.set_mid(coin, px)
-        self._push_mids()
+        self._push_mids(hl_dexes.dex_of(coin))
 
     def set_mark(self, coin: str, px) -> None:
         """Move only a mark price (set_mid moves mid and mark together); triggers fire on the mark."""
@@ -126,10 +150,20 @@ class HyperliquidSimulator:
     def set_liquidity(self, coin: str, sz) -> None:
         self.state.set_liquidity(coin, sz)
 
-    def mids(self) -> dict[str, str]:
-        """What allMids says: the perps' mids, then the spot-style ones the ticker adds."""
+    def pay_funding(self, coin: str, rate) -> list[dict]:
+        """Settle funding on a coin now at `rate` for every account holding it (hl_ledger); the userFunding records."""
+        with self._userdata.changes():
+            paid = hl_ledger.pay_funding(self.state, coin, rate)
+        return [hl_ledger.funding_record(p) for p in paid]
+
+    def books(self, user: str) -> dict[str, str]:
+        """The simulator's own totals for an account: realized PnL, fees, funding, net (hl_ledger.books)."""
+        return hl_ledger.books(self.state, user)
+
+    def mids(self, dex: str = "") -> dict[str, str]:
+        """What allMids says: the main perps' mids, then the spot-style ones the ticker adds; a HIP-3 dex's own."""
         with self.state.lock:
-            return {c: fmt(px) for mids in (self.state.mids, self.state.spot_mids) for c, px in mids.items()}
+            return hl_views.all_mids(self.state, dex)
 
     def start_ticker(self, interval: float = 0.07, spot_coins: int = 500) -> None:
         """Market data as on Hyperliquid: allMids pushed whole to /ws subscribers every `interval` seconds (a
@@ -259,29 +293,30 @@ class HyperliquidSimulator:
     # ---- inspection (copies) ---------------------------------------------------
     def applied_orders(self, user: str | None = None) -> list[dict]:
         with self.state.lock:
-            return [hl_views.applied(o) for o in self.state.orders if user is None or o.user == user.lower()]
+            return [hl_views.applied(o) for o in self.state.orders if user is None or hl_views.owns(user, o)]
 
     def rejected_orders(self, user: str | None = None) -> list[dict]:
         """Orders the exchange refused at placement, kept with their oid and rejected status."""
         with self.state.lock:
-            return [hl_views.applied(o) for o in self.state.rejected if user is None or o.user == user.lower()]
+            return [hl_views.applied(o) for o in self.state.rejected if user is None or hl_views.owns(user, o)]
 
     def applied_count(self, user: str | None = None) -> int:
         """How many orders the exchange applied (for a user): applied_orders' length, without building it."""
         with self.state.lock:
-            return sum(1 for o in self.state.orders if user is None or o.user == user.lower())
+            return sum(1 for o in self.state.orders if user is None or hl_views.owns(user, o))
 
-    def positions(self, user: str) -> dict[str, str]:
+    def positions(self, user: str, dex: str = "") -> dict[str, str]:
+        """coin -> signed size on `dex` ("" the main dex, "xyz" a HIP-3 dex)."""
         with self.state.lock:
-            return hl_views.positions(self.state, user)
+            return hl_views.positions(self.state, hl_dexes.account_key(user, dex))
 
-    def open_orders(self, user: str) -> list[dict]:
+    def open_orders(self, user: str, dex: str = "") -> list[dict]:
         with self.state.lock:
-            return hl_views.open_orders(self.state, user)
+            return hl_views.open_orders(self.state, hl_dexes.account_key(user, dex))
 
     def leverage(self, user: str, coin: str) -> dict:
         with self.state.lock:
-            kind, value = self.state.lev(self.state.accounts[user.lower()], coin)
+            kind, value = self.state.lev(self.state.accounts[hl_dexes.account_key(user, hl_dexes.dex_of(coin))], coin)
             return {"type": kind, "value": value}
 
     def exchange_log(self) -> list[dict]:
@@ -316,6 +351,7 @@ class HyperliquidSimulator:
             "grouping": action.get("grouping") if isinstance(action, dict) and action.get("type") == "order" else None,
             "nonce": body.get("nonce") if isinstance(body, dict) else None,
             "expiresAfter": body.get("expiresAfter") if isinstance(body, dict) else None,
+            "vaultAddress": body.get("vaultAddress") if isinstance(body, dict) else None,
             "signer": signer,
             "http_status": status,
             "ok": status == 200 and isinstance(response, dict) and response.get("status") == "ok",
@@ -336,10 +372,8 @@ class HyperliquidSimulator:
             return 422, f"{BAD_BODY}: missing field {exc}", None
         signer = None
         try:
-            if vault is not None:
-                raise ExchangeError(f"Vault not registered: {vault}")  # text unconfirmed
             try:
-                signer = self._recover(kind, action, sig, nonce, expires).lower()
+                signer = self._recover(kind, action, sig, nonce, expires, vault).lower()
             except (ValueError, KeyError, TypeError, BadSignature):
                 # A malformed signature: there is no address to name.
                 raise ExchangeError("Unable to recover signer.") from None
@@ -348,7 +382,7 @@ class HyperliquidSimulator:
                     self.state.exchange_approve_agent(action, signer, nonce)
                     answer = {"type": "default"}
                 else:
-                    answer = self.state.exchange(action, signer, nonce, expires)
+                    answer = self.state.exchange(action, signer, nonce, expires, vault)
             return 200, {"status": "ok", "response": answer}, signer
         except ExchangeError as exc:
             return 200, {"status": "err", "response": str(exc)}, signer
@@ -356,7 +390,7 @@ class HyperliquidSimulator:
             return 422, f"{BAD_BODY}: {exc!r}", signer
 
     @staticmethod
-    def _recover(kind, action, sig, nonce, expires) -> str:
+    def _recover(kind, action, sig, nonce, expires, vault) -> str:
         # A local base_url is never MAINNET_API_URL, so the SDK signs as testnet.
         if kind == "approveAgent":
             # The SDK signs agentName "" and then drops the key when no name is given.
@@ -370,8 +404,11 @@ class HyperliquidSimulator:
             )
         # the action is hashed as it came, every field in the order sent: the order action's "grouping" ("na",
         # "normalTpsl", "positionTpsl") is part of what is signed (the SDK's signing.order_wires_to_order_action), so
-        # an action sent with another grouping than signed recovers another address, one with no account
-        return signing.recover_agent_or_user_from_l1_action(action, sig, None, nonce, expires, False)
+        # an action sent with another grouping than signed recovers another address, one with no account. So is the
+        # vaultAddress: the SDK's signing.action_hash appends it to the hashed action, so it is recovered with the one
+        # received, and one sent with another vault than signed (or none) names another signer. (An approveAgent is
+        # user-signed, for the signer's own account: a vaultAddress beside it is ignored here, unconfirmed.)
+        return signing.recover_agent_or_user_from_l1_action(action, sig, vault, nonce, expires, False)
 
     def _control(self, body) -> tuple[int, object]:
         """The /control API: the Python API above, as JSON."""
@@ -383,6 +420,12 @@ class HyperliquidSimulator:
             "set_mark": self.set_mark,
             "start_ticker": self.start_ticker,
             "set_liquidity": self.set_liquidity,
+            "add_sub_account": self.add_sub_account,
+            "add_vault": self.add_vault,
+            "fund_dex": self.fund_dex,
+            "cap_open_interest": self.cap_open_interest,
+            "pay_funding": self.pay_funding,
+            "books": self.books,
             "inject": self.inject,
             "reset_faults": self.reset_faults,
             "set_latency": lambda seconds: setattr(self, "latency_s", float(seconds)),
@@ -422,7 +465,7 @@ class HyperliquidSimulator:
         if conn is None:
             return
         with self._lock:
-            self._ws[conn] = False
+            self._ws[conn] = set()
         try:
             while not self._stop.is_set() and not conn.closed:
                 try:
@@ -455,7 +498,10 @@ class HyperliquidSimulator:
             _send(conn, {"channel": "error", "data": WS_REFUSED + text})  # nothing else follows
             return
         user_key = hl_userdata.subscription_key(sub)  # (channel, user, dex or coin); None: not a user-data feed
-        all_mids = isinstance(sub, dict) and sub.get("type") == "allMids"
+        # allMids with "dex": that dex's mids, main when absent or "" (nktkas/hyperliquid src/api/subscription/_methods/
+        # allMids.ts); an unknown dex is an invalid subscription here (the live answer is unconfirmed)
+        all_mids = isinstance(sub, dict) and sub.get("type") == "allMids" and (sub.get("dex") or "") in hl_dexes.NAMES
+        dex = (sub.get("dex") or "") if all_mids else ""
         if method not in ("subscribe", "unsubscribe") or not (all_mids or user_key):
             _send(conn, {"channel": "error", "data": f"Invalid subscription {json.dumps(sub)}"})  # text unconfirmed
             return
@@ -463,13 +509,13 @@ class HyperliquidSimulator:
             self._userdata.unsubscribe(conn, user_key)  # before the answer: nothing comes after it
         elif all_mids:
             with self._lock:
-                self._ws[conn] = method == "subscribe"
+                (self._ws[conn].add if method == "subscribe" else self._ws[conn].discard)(dex)
         _send(conn, {"channel": "subscriptionResponse", "data": {"method": method, "subscription": sub}})
         if user_key and method == "subscribe":
             self._userdata.subscribe(conn, user_key)  # after the answer, which its snapshot must follow
         elif method == "subscribe":
             with self._mids_order:  # a snapshot never overtakes a newer push
-                _send(conn, {"channel": "allMids", "data": {"mids": self.mids()}})
+                wsserver.broadcast([conn], self._mids_message(dex))
 
     def push_ws_raw(self, text: str | bytes) -> int:
         """Send one text frame as it is (bytes may be anything) to every allMids subscriber: what a broken feed
@@ -477,15 +523,21 @@ class HyperliquidSimulator:
         with self._mids_order:
             return wsserver.broadcast(self._subscribers(), text)
 
-    def _push_mids(self) -> None:
+    def _push_mids(self, dex: str = "") -> None:
         with self._mids_order:  # pushes leave in the order the mids moved, as on the exchange
-            subscribers = self._subscribers()
+            subscribers = self._subscribers(dex)
             if subscribers:
-                wsserver.broadcast(subscribers, json.dumps({"channel": "allMids", "data": {"mids": self.mids()}}))
+                wsserver.broadcast(subscribers, self._mids_message(dex))
 
-    def _subscribers(self) -> list:
+    def _mids_message(self, dex: str) -> str:
+        """An allMids push: {"mids"} for the main dex, {"mids", "dex"} for a HIP-3 dex (nktkas' AllMidsEvent, whose
+        `dex` is absent for the main dex: "same value as in response")."""
+        data = {"mids": self.mids(dex), **({"dex": dex} if dex else {})}
+        return json.dumps({"channel": "allMids", "data": data})
+
+    def _subscribers(self, dex: str = "") -> list:
         with self._lock:
-            return [conn for conn, subscribed in self._ws.items() if subscribed]
+            return [conn for conn, dexes in self._ws.items() if dex in dexes]
 
 
 def _send(conn, message: dict) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from functools import partial
 
-from fractrade_sync.sim import hl_grouping
+from fractrade_sync.sim import hl_accounts, hl_dexes, hl_grouping, hl_ledger
 
 ZERO = Decimal(0)
 DAY_MS = 86_400_000
@@ -56,9 +56,10 @@ UNIVERSE = (
 )
 # isolated-only assets: meta marks them `"onlyIsolated": true, "marginMode": "strictIsolated"` (nktkas/hyperliquid
 # src/api/info/_methods/meta.ts; ZRO is one on mainnet, as public clients report); cross leverage is refused
-ISOLATED_ONLY = frozenset({"ZRO"})
-SZ_DECIMALS = {name: sz for name, sz, _lev, _mid in UNIVERSE}
-MAX_LEVERAGE = {name: lev for name, _sz, lev, _mid in UNIVERSE}
+# (the HIP-3 dexes' coins, "xyz:NVDA", with theirs: hl_dexes)
+ISOLATED_ONLY = frozenset({"ZRO", *hl_dexes.MARGIN_MODES})
+SZ_DECIMALS = {**{name: sz for name, sz, _lev, _mid in UNIVERSE}, **hl_dexes.SZ_DECIMALS}
+MAX_LEVERAGE = {**{name: lev for name, _sz, lev, _mid in UNIVERSE}, **hl_dexes.MAX_LEVERAGE}
 COINS = [name for name, *_rest in UNIVERSE]
 
 
@@ -71,6 +72,7 @@ REJECTED_STATUSES = (
     ("Order could not immediately match", "iocCancelRejected"),
     ("Post only order would have immediately matched", "badAloPxRejected"),
     ("Order price cannot be more than 80% away", "oracleRejected"),
+    (hl_dexes.OI_CAPPED, hl_dexes.OI_CAPPED_STATUS),
 )
 
 
@@ -140,6 +142,7 @@ class Fill:
     cloid: str | None
     crossed: bool  # taker: the order crossed the book when it filled
     tid: int
+    fee: Decimal = ZERO  # what the fill cost, charged to the account (hl_ledger.fill_fee)
 
 
 @dataclass
@@ -201,6 +204,7 @@ class HyperliquidState:
         self.clock = clock
         self.clock_offset = 0.0  # seconds the exchange's clock is ahead of this machine's (set_clock_offset)
         self.mids = {name: Decimal(mid) for name, _sz, _lev, mid in UNIVERSE}
+        self.mids.update({coin: Decimal(mid) for coin, mid in hl_dexes.MIDS.items()})  # the HIP-3 dexes' coins
         for coin, px in (mids or {}).items():
             self.mids[coin] = dec(px, "mid")
         # "TP/SL are triggered by mark price, and then executed" (https://hyperliquid.gitbook.io/hyperliquid-docs/
@@ -218,8 +222,11 @@ class HyperliquidState:
         self.limited: set[str] = set()  # users over the address-based limit (limit_address)
         self.waiting: dict[int, list[Order]] = {}  # a normalTpsl parent's oid -> its children (hl_grouping)
         self.refuse_entry = False  # refuse a positionTpsl action that carries an entry (hl_grouping.refusal)
+        self.vaults: dict[str, tuple[str, str, str]] = {}  # sub-account or vault -> (role, master, name): hl_accounts
+        self.oi_capped: set[str] = set()  # coins at their open-interest cap (hl_dexes.OI_CAPPED)
         self.fills: collections.deque[Fill] = collections.deque(maxlen=FILLS_KEPT)
         self.next_tid = 1
+        self.funding: collections.deque[hl_ledger.FundingPayment] = collections.deque(maxlen=FILLS_KEPT)
         # what changed for whom since hl_userdata last drained it: ("order", user, snapshot), ("fill", user, Fill),
         # ("account", user, None); the feed pushes them in this order
         self.journal: list[tuple[str, str, object]] = []
@@ -232,6 +239,8 @@ class HyperliquidState:
     def add_account(self, address: str, usdc=100_000) -> None:
         with self.lock:
             self.accounts[address.lower()] = Account(usdc=dec(usdc, "usdc"))
+            for dex in hl_dexes.NAMES[1:]:  # its clearinghouse on each HIP-3 dex: nothing there until funded
+                self.accounts[hl_dexes.account_key(address, dex)] = Account(usdc=ZERO)
 
     def approve_agent(self, user: str, agent: str, name: str = "", days: float = 180) -> None:
         user, agent = user.lower(), agent.lower()
@@ -304,8 +313,8 @@ class HyperliquidState:
         return user
 
     # ---- /exchange --------------------------------------------------------
-    def exchange(self, action: dict, signer: str, nonce: int, expires_after=None):
-        """Apply one signed L1 action; returns the "response" object."""
+    def exchange(self, action: dict, signer: str, nonce: int, expires_after=None, vault: str | None = None):
+        """Apply one signed L1 action, for the sub-account or vault `vault` if given; returns the "response" object."""
         with self.lock:
             self.tick()
             self.check_nonce_window(nonce)
@@ -321,9 +330,16 @@ class HyperliquidState:
                     raise ExchangeError(refusal)
             if kind in ("cancel", "cancelByCloid") and len(action["cancels"]) > MAX_CANCELS:
                 raise ExchangeError(TOO_MANY_CANCELS)  # before the nonce is spent: unconfirmed
+            # the account it applies to: the signer's own, or the vaultAddress's (hl_accounts), refused before the
+            # nonce is spent as an unknown signer is (unconfirmed)
+            user = hl_accounts.acting_for(self, self.user_of(signer), vault)
+            if user is None:
+                raise ExchangeError(hl_accounts.NOT_REGISTERED.format(vault=str(vault).lower()))
             if kind in ("order", "batchModify"):
-                self._check_address_limit(self.user_of(signer))
-            user = self.authorize(signer, nonce)
+                self._check_address_limit(user)
+            # "a single API wallet signing for a user, vault, or subaccount all share the same nonce set" (the docs'
+            # "Nonces and API wallets", as quoted in ccxt issue #24628): the signer's nonce, whatever the account
+            self.authorize(signer, nonce)
             if kind == "order":
                 return self._orders(action, user, signer.lower(), nonce)
             if kind == "cancel":
@@ -364,6 +380,8 @@ class HyperliquidState:
             self.approve_agent(signer, action["agentAddress"], action.get("agentName", ""))
 
     def _coin(self, asset) -> str:
+        if coin := hl_dexes.coin_of(asset):  # a HIP-3 dex's: 100000 + dex index x 10000 + index in its meta
+            return coin
         if not isinstance(asset, int) or not 0 <= asset < len(COINS):
             raise ExchangeError(f"Invalid asset {asset}")  # text unconfirmed
         return COINS[asset]
@@ -458,7 +476,7 @@ class HyperliquidState:
         now = self.now_ms()
         return Order(
             oid=self.next_oid,
-            user=user,
+            user=hl_dexes.account_key(user, hl_dexes.dex_of(coin)),  # on a HIP-3 dex: the user's clearinghouse there
             signer=signer,
             nonce=nonce,
             coin=coin,
@@ -493,6 +511,8 @@ class HyperliquidState:
         if not o.reduce_only:
             grows = abs(szi + (o.sz if o.is_buy else -o.sz)) - abs(szi)
             need = grows * o.limit_px / self.lev(acct, o.coin)[1]
+            if grows > 0 and o.coin in self.oi_capped:  # cap_open_interest (hl_dexes.OI_CAPPED)
+                raise ValueError(hl_dexes.OI_CAPPED)
             if grows > 0 and need > self.available(o.user):
                 raise ValueError("Insufficient margin to place order.")
 
@@ -503,7 +523,7 @@ class HyperliquidState:
             found = [
                 o
                 for o in self.orders
-                if o.user == user
+                if o.user == hl_dexes.account_key(user, hl_dexes.dex_of(coin))
                 and o.coin == coin
                 and o.status == "open"
                 and (o.oid if id_key == "o" else o.cloid) == item[id_key]
@@ -552,7 +572,7 @@ class HyperliquidState:
     def _open_order(self, user: str, ident) -> Order | None:
         """The user's open order with this oid (an int) or cloid (a string)."""
         for o in self.orders:
-            if o.user != user or o.status != "open":
+            if hl_dexes.owner(o.user) != user or o.status != "open":
                 continue
             if (o.cloid or "").lower() == ident.lower() if isinstance(ident, str) else o.oid == ident:
                 return o
@@ -565,6 +585,7 @@ class HyperliquidState:
         kind = "cross" if action["isCross"] else "isolated"
         if kind == "cross" and coin in ISOLATED_ONLY:
             raise ExchangeError(CROSS_NOT_ALLOWED)
+        user = hl_dexes.account_key(user, hl_dexes.dex_of(coin))  # a HIP-3 coin's leverage is its dex clearinghouse's
         acct = self.accounts[user]
         if coin in acct.positions and self.lev(acct, coin)[0] != kind:
             # as public clients quote Hyperliquid's refusal (the docs' "Error responses" page does not list it)
@@ -629,7 +650,9 @@ class HyperliquidState:
 
     def _record_fill(self, o: Order, px: Decimal, qty: Decimal, start: Decimal, pnl: Decimal, crossed: bool) -> None:
         tid, self.next_tid = self.next_tid, self.next_tid + 1
-        fill = Fill(o.user, o.coin, o.is_buy, px, qty, self.now_ms(), start, pnl, o.oid, o.cloid, crossed, tid)
+        fee = hl_ledger.fill_fee(px, qty, crossed)
+        self.accounts[o.user].usdc -= fee  # closedPnl stays before the fee, as the exchange reports it (hl_ledger)
+        fill = Fill(o.user, o.coin, o.is_buy, px, qty, self.now_ms(), start, pnl, o.oid, o.cloid, crossed, tid, fee)
         self.fills.append(fill)
         self.journal.append(("fill", o.user, fill))
 
@@ -692,7 +715,7 @@ class HyperliquidState:
             if acct.scheduled_cancel is not None and acct.scheduled_cancel <= now:
                 acct.scheduled_cancel = None
                 for order in self.orders:
-                    if order.user == user and order.status == "open":
+                    if hl_dexes.owner(order.user) == user and order.status == "open":
                         self._set_status(order, "scheduledCancel")
 
     def _set_status(self, order: Order, status: str) -> None:

@@ -26,7 +26,7 @@ import time
 from decimal import Decimal
 from typing import Iterator
 
-from fractrade_sync.sim import hl_views, wsserver
+from fractrade_sync.sim import hl_dexes, hl_views, wsserver
 from fractrade_sync.sim.hl_state import COINS, Fill, HyperliquidState, Order, fmt
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ EVENTS = ("orderUpdates", "userFills")  # what happened
 ACCOUNT = ("clearinghouseState", "openOrders", "activeAssetData")  # the state as it is now
 CHANNELS = EVENTS + ACCOUNT
 PERIODIC = ("clearinghouseState", "openOrders")  # what set_account_push_interval pushes unprompted
-DEXES = ("",)  # the main perps only: the simulator has no HIP-3 dex yet
+DEXES = hl_dexes.NAMES  # the main perps ("") and the HIP-3 dexes
 SNAPSHOT_FILLS = 2000  # how many fills the userFills snapshot carries: unconfirmed (the info endpoint's cap)
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _IDLE_WAIT = 0.1  # seconds; the pusher re-checks stop this often
@@ -59,7 +59,7 @@ def subscription_key(sub) -> Key | None:
             return None  # an unknown dex: the live answer is unconfirmed
     elif channel == "activeAssetData":
         extra = sub.get("coin")
-        if extra not in COINS:
+        if extra not in COINS and extra not in hl_dexes.COINS:
             return None  # an unknown coin: the live answer is unconfirmed
     return channel, user.lower(), extra
 
@@ -94,8 +94,8 @@ def fill_dir(start: Decimal, delta: Decimal) -> str:
 
 def ws_fill(f: Fill) -> dict:
     """A WsFill (docs: "interface WsFill"; `twapId` and the optional `cloid` from nktkas/hyperliquid's UserFill).
-    The simulator charges no fee, so `fee` is "0.0", consistent with its account values; `hash` is made up (there
-    is no L1 transaction here)."""
+    `fee` is what the fill cost (hl_ledger: taker or maker rate), `closedPnl` the PnL it realized before that fee;
+    `hash` is made up (there is no L1 transaction here)."""
     delta = f.sz if f.is_buy else -f.sz
     fill = {
         "coin": f.coin,
@@ -109,7 +109,7 @@ def ws_fill(f: Fill) -> dict:
         "hash": "0x" + hashlib.sha256(f"{f.user}:{f.oid}:{f.tid}".encode()).hexdigest(),
         "oid": f.oid,
         "crossed": f.crossed,
-        "fee": "0.0",
+        "fee": fmt(f.fee),
         "tid": f.tid,
         "feeToken": "USDC",
         "twapId": None,
@@ -137,9 +137,13 @@ def account_message(st: HyperliquidState, key: Key) -> str:
     activeAssetData bare)."""
     channel, user, extra = key
     if channel == "clearinghouseState":
-        data = {"dex": extra, "user": user, "clearinghouseState": hl_views.clearinghouse(st, user)}
+        data = {
+            "dex": extra,
+            "user": user,
+            "clearinghouseState": hl_views.clearinghouse(st, hl_dexes.account_key(user, extra)),
+        }
     elif channel == "openOrders":
-        data = {"dex": extra, "user": user, "orders": hl_views.open_orders(st, user)}
+        data = {"dex": extra, "user": user, "orders": hl_views.open_orders(st, hl_dexes.account_key(user, extra))}
     else:
         data = hl_views.active_asset_data(st, user, extra)
     return _message(channel, data)
@@ -228,7 +232,10 @@ class UserFeed:
             if channel in ACCOUNT and snapshots:
                 self._enqueue(key, (conn,), account_message(self._state, key))
             elif channel == "userFills":
-                fills = [ws_fill(f) for f in [f for f in self._state.fills if f.user == user][-SNAPSHOT_FILLS:]]
+                fills = [
+                    ws_fill(f)
+                    for f in [f for f in self._state.fills if hl_dexes.owner(f.user) == user][-SNAPSHOT_FILLS:]
+                ]
                 self._enqueue(key, (conn,), _message("userFills", {"isSnapshot": True, "user": user, "fills": fills}))
 
     def unsubscribe(self, conn, key: Key) -> None:
@@ -254,7 +261,8 @@ class UserFeed:
         """Turn the state's journal into pushes, per user in order: orderUpdates (the orders that changed),
         userFills (the new fills), then the state as it is now: clearinghouseState, openOrders (when an order
         changed), activeAssetData for each subscribed coin (free margin, so every coin's sizes, moves with any
-        change)."""
+        change). orderUpdates and userFills carry every dex's (they take no "dex"; unconfirmed), clearinghouseState and
+        openOrders only the dex that changed (the journal names the account: "xyz:0x…" on a HIP-3 dex)."""
         st = self._state
         with st.lock:
             journal, st.journal = st.journal, []
@@ -262,15 +270,18 @@ class UserFeed:
                 return
             with self._lock:
                 keys = {key for held in self._subs.values() for key in held}
-            users: dict[str, list[tuple[str, object]]] = {}
-            for kind, user, item in journal:
-                users.setdefault(user, []).append((kind, item))
+            users: dict[str, list[tuple[str, object, str]]] = {}
+            for kind, held, item in journal:
+                user, dex = hl_dexes.split_key(held)
+                users.setdefault(user, []).append((kind, item, dex))
             for user, items in users.items():
                 mine = sorted(key for key in keys if key[1] == user)
                 if not mine:
                     continue
-                orders = _unrepeated([item for kind, item in items if kind == "order"])
-                fills = [ws_fill(item) for kind, item in items if kind == "fill"]
+                orders = _unrepeated([item for kind, item, _dex in items if kind == "order"])
+                fills = [ws_fill(item) for kind, item, _dex in items if kind == "fill"]
+                changed = {dex for _kind, _item, dex in items}
+                ordered = {dex for kind, _item, dex in items if kind == "order"}
                 if orders and ("orderUpdates", user, "") in keys:
                     self._enqueue(("orderUpdates", user, ""), None, _message("orderUpdates", orders))
                 if fills and ("userFills", user, "") in keys:  # no isSnapshot: nktkas/hyperliquid types it
@@ -279,7 +290,8 @@ class UserFeed:
                     self._enqueue(key, None, _message("userFills", {"user": user, "fills": fills}))
                 for channel in ACCOUNT:
                     for key in (k for k in mine if k[0] == channel):
-                        if channel != "openOrders" or orders:
+                        dexes = ordered if channel == "openOrders" else changed
+                        if channel == "activeAssetData" or key[2] in dexes:
                             self._enqueue(key, None, account_message(st, key))
 
     def _enqueue(self, key: Key, conns: tuple | None, text: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 from typing import Iterable
 
-from fractrade_sync.sim import hl_grouping
+from fractrade_sync.sim import hl_accounts, hl_dexes, hl_grouping, hl_ledger
 from fractrade_sync.sim.hl_state import (
     COINS,
     ISOLATED_ONLY,
@@ -33,7 +33,8 @@ def applied(o: Order) -> dict:
         "oid": o.oid,
         "cloid": o.cloid,
         "coin": o.coin,
-        "asset": COINS.index(o.coin),
+        "asset": hl_dexes.ASSET_IDS.get(o.coin) or COINS.index(o.coin),
+        "dex": hl_dexes.dex_of(o.coin),
         "is_buy": o.is_buy,
         "sz": fmt(o.sz),
         "limit_px": fmt(o.limit_px),
@@ -44,10 +45,15 @@ def applied(o: Order) -> dict:
         "status": o.status,
         "filled_sz": fmt(o.filled_sz),
         "avg_px": avg,
-        "user": o.user,
+        "user": hl_dexes.owner(o.user),  # (its clearinghouse on a HIP-3 dex is the state's "dex:address")
         "signer": o.signer,
         "nonce": o.nonce,
     }
+
+
+def owns(user: str, o: Order) -> bool:
+    """Whether the order is the user's, on whichever dex."""
+    return hl_dexes.owner(o.user) == user.lower()
 
 
 def frontend(o: Order, children: Iterable[Order] = ()) -> dict:
@@ -88,12 +94,17 @@ def _asset(name: str, sz_decimals: int, lev: int) -> dict:
     (nktkas/hyperliquid src/api/info/_methods/meta.ts)."""
     entry = {"name": name, "szDecimals": sz_decimals, "maxLeverage": lev, "marginTableId": lev}
     if name in ISOLATED_ONLY:
-        entry.update({"onlyIsolated": True, "marginMode": "strictIsolated"})
+        entry.update({"onlyIsolated": True, "marginMode": hl_dexes.MARGIN_MODES.get(name, "strictIsolated")})
     return entry
 
 
-def _meta() -> dict:
-    universe = [_asset(n, s, lev) for n, s, lev, _mid in UNIVERSE]
+def _meta(dex: str = "") -> dict | None:
+    """meta for the main dex or a HIP-3 dex (names "xyz:NVDA"); null for a dex there is not (df-hyperliquid-core:
+    "An unknown dex answers `null`")."""
+    if dex and dex not in hl_dexes.UNIVERSES:
+        return None
+    rows = [row[:3] for row in hl_dexes.UNIVERSES[dex]] if dex else [row[:3] for row in UNIVERSE]
+    universe = [_asset(n, s, lev) for n, s, lev in rows]
     # Margin tables with id < 50 are one tier whose max leverage is the id.
     tables = [
         [
@@ -103,7 +114,7 @@ def _meta() -> dict:
                 "marginTiers": [{"lowerBound": "0.0", "maxLeverage": lev}],
             },
         ]
-        for lev in sorted(set(MAX_LEVERAGE.values()))
+        for lev in sorted({lev for _n, _s, lev in rows})
     ]
     return {"universe": universe, "marginTables": tables, "collateralToken": 0}
 
@@ -125,9 +136,9 @@ SPOT_META = {
 }
 
 
-def _ctxs(st: HyperliquidState) -> list[dict]:
+def _ctxs(st: HyperliquidState, dex: str = "") -> list[dict]:
     out = []
-    for coin in COINS:
+    for coin in [row[0] for row in hl_dexes.UNIVERSES[dex]] if dex else COINS:
         mid, mark = fmt(st.mids[coin]), fmt(st.marks[coin])
         oi = sum(
             (abs(a.positions[coin].szi) for a in st.accounts.values() if coin in a.positions),
@@ -207,7 +218,8 @@ def clearinghouse(st: HyperliquidState, user: str) -> dict:
 
 def _order_status(st: HyperliquidState, user: str, oid) -> dict:
     user = user.lower()
-    known = [o for o in (*st.orders, *st.rejected) if o.user == user]  # a refused order is known too
+    # a refused order is known too; oids are the exchange's, so one on a HIP-3 dex is found as well (unconfirmed)
+    known = [o for o in (*st.orders, *st.rejected) if hl_dexes.owner(o.user) == user]
     if isinstance(oid, str):
         found = [o for o in known if (o.cloid or "").lower() == oid.lower()]
     else:
@@ -225,24 +237,33 @@ def _order_status(st: HyperliquidState, user: str, oid) -> dict:
     }
 
 
-def _user_role(st: HyperliquidState, user: str) -> dict:
-    user = user.lower()
-    if user in st.accounts:
-        return {"role": "user"}
-    if user in st.agent_owner:
-        return {"role": "agent", "data": {"user": st.agent_owner[user]}}
-    return {"role": "missing"}
+def all_mids(st: HyperliquidState, dex: str = "") -> dict[str, str] | None:
+    """allMids: the main perps' mids and the spot ones, or a HIP-3 dex's own ("xyz:NVDA": ..., the SDK reads
+    all_mids(dex)[coin]); null for a dex there is not (unconfirmed)."""
+    if dex:
+        rows = hl_dexes.UNIVERSES.get(dex)
+        return None if rows is None else {row[0]: fmt(st.mids[row[0]]) for row in rows}
+    return {c: fmt(px) for mids in (st.mids, st.spot_mids) for c, px in mids.items() if ":" not in c}
+
+
+# the requests that take a "dex" ("" or absent: the main dex; nktkas' request schemas); an unknown dex answers null
+# (df-hyperliquid-core for meta; for the others unconfirmed)
+DEX_REQUESTS = ("meta", "metaAndAssetCtxs", "allMids", "clearinghouseState", "openOrders", "frontendOpenOrders")
 
 
 def answer(st: HyperliquidState, body: dict):
-    kind, user = body.get("type"), str(body.get("user", ""))
-    mine = [o for o in st.orders if o.user == user.lower() and o.status == "open"]
+    kind, user, dex = body.get("type"), str(body.get("user", "")), body.get("dex") or ""
+    if kind in DEX_REQUESTS and dex not in hl_dexes.NAMES:
+        return 200, None
+    held = hl_dexes.account_key(user, dex)  # the user's clearinghouse on that dex
+    mine = [o for o in st.orders if o.user == held and o.status == "open"]
     views = {
-        "meta": lambda: _meta(),
+        "meta": lambda: _meta(dex),
         "spotMeta": lambda: SPOT_META,
-        "metaAndAssetCtxs": lambda: [_meta(), _ctxs(st)],
-        "allMids": lambda: {c: fmt(px) for mids in (st.mids, st.spot_mids) for c, px in mids.items()},
-        "clearinghouseState": lambda: clearinghouse(st, user),
+        "metaAndAssetCtxs": lambda: [_meta(dex), _ctxs(st, dex)],
+        "allMids": lambda: all_mids(st, dex),
+        "perpDexs": hl_dexes.perp_dexs,
+        "clearinghouseState": lambda: clearinghouse(st, held),
         "openOrders": lambda: [
             {
                 "coin": o.coin,
@@ -256,12 +277,15 @@ def answer(st: HyperliquidState, body: dict):
             }
             for o in mine
         ],
-        "frontendOpenOrders": lambda: open_orders(st, user),
+        "frontendOpenOrders": lambda: open_orders(st, held),
         # still answered over /info on 2026-07-14 while refused on /ws (haocn-ops/hyperopen, as in hl_server)
         "webData2": lambda: web_data2(st, user.lower()),
         "orderStatus": lambda: _order_status(st, user, body.get("oid")),
         "userFills": lambda: _user_fills(st, user),
-        "userRole": lambda: _user_role(st, user),
+        "userFunding": lambda: hl_ledger.user_funding(st, user, body.get("startTime"), body.get("endTime")),
+        "userRole": lambda: hl_accounts.user_role(st, user),
+        "subAccounts": lambda: hl_accounts.sub_accounts(st, user),
+        "vaultDetails": lambda: hl_accounts.vault_details(st, body.get("vaultAddress", "")),
         "activeAssetData": lambda: active_asset_data(st, user, str(body.get("coin", ""))),
         "extraAgents": lambda: [
             {"name": a["name"], "address": addr, "validUntil": a["validUntil"]}
@@ -283,14 +307,17 @@ def _user_fills(st: HyperliquidState, user: str) -> list[dict]:
     in the WsFill shape the userFills feed uses (nktkas/hyperliquid src/api/info/_methods/userFills.ts)."""
     from fractrade_sync.sim.hl_userdata import ws_fill  # (hl_userdata imports this module)
 
-    return [ws_fill(f) for f in reversed([f for f in st.fills if f.user == user.lower()][-2000:])]
+    # every dex's (unconfirmed: userFills takes no "dex")
+    return [ws_fill(f) for f in reversed([f for f in st.fills if hl_dexes.owner(f.user) == user.lower()][-2000:])]
 
 
 def active_asset_data(st: HyperliquidState, user: str, coin: str) -> dict:
     """The user's leverage, trade sizes and mark on one coin, position or not (the activeAssetData answer and feed;
     shape: nktkas/hyperliquid src/api/info/_methods/activeAssetData.ts). [buy, sell]: free margin times leverage,
-    plus what would close the position on its closing side, in USD and in coin (the formula is unconfirmed)."""
-    acct = st.accounts.get(user.lower())
+    plus what would close the position on its closing side, in USD and in coin (the formula is unconfirmed). A HIP-3
+    coin's are its dex clearinghouse's."""
+    held = hl_dexes.account_key(user, hl_dexes.dex_of(coin))
+    acct = st.accounts.get(held)
     if acct is None or coin not in st.mids:
         return {}
     kind, value = st.lev(acct, coin)
@@ -299,7 +326,7 @@ def active_asset_data(st: HyperliquidState, user: str, coin: str) -> dict:
     szi = pos.szi if pos else ZERO
     if kind == "isolated":
         leverage["rawUsd"] = usd(-szi * pos.entry_px + abs(szi) * mark / value if pos else ZERO)
-    free = max(st.available(user.lower()), ZERO) * value
+    free = max(st.available(held), ZERO) * value
     lot = Decimal(1).scaleb(-SZ_DECIMALS[coin])
     sizes = [free / mark + (-szi if szi < 0 else ZERO), free / mark + (szi if szi > 0 else ZERO)]
     return {
@@ -346,7 +373,7 @@ def web_data2(st: HyperliquidState, user: str) -> dict:
         "meta": _meta(),
         "assetCtxs": _ctxs(st),
         "serverTime": st.now_ms(),
-        "isVault": False,
+        "isVault": hl_accounts.user_role(st, user)["role"] == hl_accounts.VAULT,
         "user": user,
         "twapStates": [],
         "spotAssetCtxs": [],
