@@ -1,6 +1,6 @@
 """fractrade-sync: execute a Fractrade agent's actions on Hyperliquid with your own key."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one version string: setup.cfg, --version, CHANGELOG.md
 __all__ = ["FractradeExecutor", "__version__"]
 
 

@@ -235,6 +235,7 @@ class AccountView:
         statuses = ((result.get("response") or {}).get("data") or {}).get("statuses") or []
         kind, changes = action.get("type"), []
         now = self.clock() if sent_at is None else sent_at
+        # (only the coins of `coins`: the main dex's, which this view holds; a HIP-3 dex's are read over REST)
         if kind == "order":
             for wire, status in zip(action.get("orders", []), statuses, strict=False):
                 change = _order_change(wire, status, coins, now)
@@ -242,7 +243,7 @@ class AccountView:
                     changes.append(change)
         elif kind == "cancel":
             for cancel, status in zip(action.get("cancels", []), statuses, strict=False):
-                if status == "success":
+                if status == "success" and cancel.get("a") in coins:
                     ident = cancel.get("o")
                     coin = coins.get(cancel.get("a"), "")
                     changes.append(Change(now, frozenset({ident}), coin, gone=frozenset({ident})))
@@ -375,9 +376,9 @@ def _order_change(wire: Mapping[str, Any], status: Any, coins: Mapping[int, str]
     """One order's change from its wire (SDK keys a, b, p, s, r, t, c) and its status in the answer."""
     if status == "waitingForTrigger":  # a position TP/SL resting, its oid not in the answer (EXCHANGE.md §8)
         status = {"resting": {"oid": None}}
-    if not isinstance(status, dict):
+    if not isinstance(status, dict) or wire.get("a") not in coins:
         return None
-    coin, cloid = coins.get(wire.get("a"), ""), _cloid(wire.get("c"))
+    coin, cloid = coins[wire.get("a")], _cloid(wire.get("c"))
     is_buy = bool(wire.get("b"))
     if "filled" in status:
         filled = status["filled"]

@@ -48,7 +48,7 @@ def order_outcome(result: dict, size: Decimal, latency_ms: float, index: int = 0
     except (KeyError, TypeError, ArithmeticError):
         return None
     if "error" in status:
-        return Outcome(REJECTED, str(status["error"]), latency_ms=latency_ms)
+        return Outcome(REJECTED, plain(str(status["error"])), latency_ms=latency_ms)
     return None
 
 
@@ -117,6 +117,20 @@ def nonce_refusal(result: dict) -> str | None:
     if text.startswith("Invalid nonce: nonce too low"):
         return "low"
     return None
+
+
+PLAIN = {  # the exchange's texts (EXCHANGE.md §3) that say little to a trader, and what they mean
+    "Order would increase open interest while open interest is capped": "the coin's open interest is at its cap: "
+    "the exchange takes no order that adds to it now (closing orders still go)",
+    "Insufficient margin to place order": "not enough margin for it on the account (for a HIP-3 coin: USDC must "
+    "be on that dex, or the account's dex abstraction enabled; see the README)",
+}
+
+
+def plain(text: str) -> str:
+    """The exchange's refusal, verbatim, with what it means when that is not plain."""
+    meaning = next((m for prefix, m in PLAIN.items() if text.startswith(prefix)), None)
+    return f"{text} ({meaning})" if meaning else text
 
 
 def error_text(result: dict) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 from . import wire
 from .actions import Action
 from .answers import WHOLE
+from .dexes import dex_of
 from .exchange import TransientError
 from .journal import Resumed, Unwritable
 from .outcome import FAILED, REJECTED, TERMINAL_STATES, UNKNOWN, Outcome
@@ -88,9 +89,9 @@ def requests_of(planned: list[tuple[Action, Order, str]]) -> list[list[tuple[Act
         action, order, _ = item
         coin = action.symbol.lower()
         together = coin in coins and (order.position or action.kind == "trade")
-        groups.setdefault(coin if together else "", []).append(item)
+        groups.setdefault(coin if together else dex_of(coin) + ":", []).append(item)  # (one request per dex)
     for coin, group in groups.items():
-        if coin:
+        if not coin.endswith(":"):  # a coin's position TP/SL group: the trade first
             group.sort(key=lambda item: item[0].kind != "trade")  # (stable: the legs keep their order)
     return list(groups.values())
 

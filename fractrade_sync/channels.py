@@ -114,7 +114,8 @@ class Channels:
 
 
 def commands(service: Any) -> dict[str, Callable[[], str]]:
-    """What Telegram's /status, /pause and /resume do (on the bot's thread)."""
+    """What Telegram's /status, /pause, /resume, /profit, /daily, /positions and /balance do (on the bot's
+    thread)."""
     paths = service.settings.paths
 
     def pause() -> str:
@@ -125,7 +126,18 @@ def commands(service: Any) -> dict[str, Callable[[], str]]:
         paths.kill_switch.unlink(missing_ok=True)
         return "kill switch off: opening trades are allowed"
 
-    return {"status": lambda: status_text(service), "pause": pause, "resume": resume}
+    from . import telegram_figures as figures
+
+    api, user = service.settings.api_url, service.settings.account_address
+    return {
+        "status": lambda: status_text(service),
+        "pause": pause,
+        "resume": resume,
+        "profit": lambda: figures.profit_text(paths.journal, time.time()),
+        "daily": lambda: figures.daily_text(paths.journal, time.time()),
+        "positions": lambda: figures.positions_text(api, user),
+        "balance": lambda: figures.balance_text(api, user),
+    }
 
 
 def status_text(service: Any, recent: int = 5) -> str:

@@ -57,7 +57,7 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
         assets = client.load_meta()
         state = client.account_state()
         orders = client.open_orders()
-        wallet = client.wallet_problem()
+        relation = client.relation()
     except (TransientError, OSError, ValueError, KeyError) as exc:
         print(f"hyperliquid FAILED: {api}: {exc}", file=out)
         return code or EXIT_HYPERLIQUID
@@ -69,8 +69,7 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
     print(f"clock       {clock_line(client.clock_offset)}", file=out)
     if client.clock_offset is not None and abs(client.clock_offset) > CLOCK_WARN:
         code = code or EXIT_CLOCK  # ages and expiries depend on it: a problem to fix before money moves
-    via = f" via API wallet {settings.signer_address}" if settings.is_agent_wallet else ""
-    print(f"account     {settings.account_address}{via}", file=out)
+    print(f"account     {settings.account_address}: {relation.text or 'NOT ALLOWED'}", file=out)
     print(f"  value     ${summary.get('accountValue', '0')}  withdrawable ${state.get('withdrawable', '0')}", file=out)
     positions = [p["position"] for p in state.get("assetPositions", [])]
     print(f"  positions {len(positions)}", file=out)
@@ -89,12 +88,12 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
           f": every size the agent sends is multiplied by {mult}"), file=out)  # fmt: skip
     print(f"caps        {caps_line(settings)}", file=out)
     print(f"network     {settings.hl_env}: the key signs for {settings.hl_env} (HYPERLIQUID_ENV)", file=out)
-    expiry, expired = approval_line(client, settings)
+    expiry, expired = approval_line(client, settings, relation.approver)
     print(f"approval    {expiry}", file=out)
     if expired:
         return code or EXIT_WALLET
-    if wallet:
-        print(f"trading     NOT ALLOWED: {wallet}", file=out)
+    if relation.problem:
+        print(f"trading     NOT ALLOWED: {relation.problem}", file=out)
         return code or EXIT_WALLET
     refused = signing_problem(client)
     if refused:
@@ -115,12 +114,15 @@ def caps_line(settings: Settings) -> str:
 APPROVAL_WARN_DAYS = 7
 
 
-def approval_line(client: HyperliquidClient, settings: Settings, now: float | None = None) -> tuple[str, bool]:
-    """When the API wallet's approval expires (extraAgents' validUntil): (the line, whether it has expired)."""
-    if not settings.is_agent_wallet:
+def approval_line(
+    client: HyperliquidClient, settings: Settings, approver: str | None = None, now: float | None = None
+) -> tuple[str, bool]:
+    """When the API wallet's approval by `approver` expires (extraAgents' validUntil): (the line, whether it has
+    expired). `approver` None: the key trades as an account itself."""
+    if approver is None:
         return "the key is the account's own: no approval to expire", False
     try:
-        agents = client.request("/info", {"type": "extraAgents", "user": settings.account_address})
+        agents = client.request("/info", {"type": "extraAgents", "user": approver})
     except Exception as exc:  # (a 4xx too: check reports, never a traceback)
         return f"unknown: extraAgents could not be read ({type(exc).__name__}: {str(exc)[:80]})", False
     mine = [a for a in agents if isinstance(a, dict) and str(a.get("address", "")).lower() == settings.signer_address]

@@ -1,4 +1,4 @@
-"""Command line: run (default), check, status, health, pid, send, kill-switch, demo; exit codes 0 / 1 / 78."""
+"""Command line: run (default), check, status, report, health, pid, send, kill-switch, demo; exit codes 0 / 1 / 78."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from . import __version__
 from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, default_state_dir, load_settings, merged_env
 from .heartbeat import health_problem, read_heartbeat
 from .logs import setup_logging
@@ -36,6 +37,7 @@ examples:
   fractrade-sync check                     validate .env, reach Fractrade and Hyperliquid
   fractrade-sync                           run the service (same as `run`)
   fractrade-sync status --json             recent actions and their outcomes
+  fractrade-sync report --since 7d         profit, fees, funding and execution quality
   fractrade-sync health || restart-it      for cron and monitors
   fractrade-sync send actions.jsonl        push actions from a file through the same pipeline
 """
@@ -63,11 +65,13 @@ EXAMPLES = {
            "  fractrade-sync run --dry-run --log-format json\n",
     "check": "  fractrade-sync check\n  fractrade-sync check --env-file /etc/fractrade/.env\n",
     "status": "  fractrade-sync status\n  fractrade-sync status --json -n 100 | jq '.counts'\n",
+    "report": "  fractrade-sync report\n  fractrade-sync report --since 7d --json | jq .net_pnl\n"
+    "  fractrade-sync report --since 2026-12-01 --html report.html\n",
     "health": "  fractrade-sync health || echo restart it\n  fractrade-sync health --max-age 30\n",
     "pid": '  fractrade-sync pid\n  pid=$(fractrade-sync pid) && kill -TERM "$pid"\n',
     "send": "  fractrade-sync send actions.jsonl\n  fractrade-sync send one-action.json --dry-run\n",
     "kill-switch": "  fractrade-sync kill-switch on\n  fractrade-sync kill-switch status\n",
-    "demo": "  fractrade-sync demo\n  fractrade-sync demo --quiet\n",
+    "demo": "  fractrade-sync demo\n  fractrade-sync demo --quiet\n  fractrade-sync demo --sub-account --hip3\n",
 }
 
 
@@ -83,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"fractrade-sync {__version__}")
     sub = parser.add_subparsers(dest="command")
     run = _sub(sub, "run", "run the service (the default)")
     _common(run)
@@ -94,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("-n", "--limit", type=int, default=20, help="how many actions (default 20)")
+    report = _sub(sub, "report", "profit, fees, funding and execution quality from the journal")
+    _common(report)
+    report.add_argument("--since", help="a span back from now (30m, 24h, 7d, 2w) or a UTC date (2026-12-01)")
+    report.add_argument("--json", action="store_true", help="machine-readable output (stable keys)")
+    report.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one self-contained page")
     health = _sub(sub, "health", "exit 0 when the running service's heartbeat is fresh and connected")
     _common(health)
     health.add_argument("--max-age", type=float, default=None, help="seconds a heartbeat stays fresh")
@@ -108,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("state", nargs="?", choices=("on", "off", "status"), default="status")
     demo = _sub(sub, "demo", "everything local, no credentials: simulator + signal server + service")
     demo.add_argument("--quiet", action="store_true", help="only the timeline, no service log")
+    sub_help = "trade a sub-account of the demo account, through an API wallet of it (vaultAddress)"
+    demo.add_argument("--sub-account", action="store_true", help=sub_help)
+    demo.add_argument("--hip3", action="store_true", help="trade a HIP-3 dex's coin (xyz:NVDA) instead of BTC")
     return parser
 
 
@@ -121,10 +134,10 @@ def _flags(args: argparse.Namespace) -> dict[str, str | None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script; returns (and exits with) the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "health": cmd_health,
+    handlers = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "report": cmd_report, "health": cmd_health,
                 "pid": cmd_pid, "send": cmd_send, "demo": cmd_demo, "kill-switch": cmd_kill_switch}  # fmt: skip
     try:
         code = handlers[args.command or "run"](args)
@@ -196,6 +209,33 @@ def cmd_status(args: argparse.Namespace) -> int:
         detail = f"filled {r['filled_sz']} @ {r['avg_px']}" if r.get("filled_sz") and r.get("avg_px") else ""
         detail = " ".join(x for x in (detail, f"oid {r['oid']}" if r.get("oid") else "", r.get("reason") or "") if x)
         print(f"{when}  {r['state']:<16} {what}  {detail}".rstrip())
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .journal import Journal
+    from .report import build, parse_since, text
+
+    path = _paths(args).journal
+    if not path.exists():
+        print(f"no journal at {path}: the service has not run with this state dir", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        since = parse_since(args.since, time.time())
+    except ValueError as exc:
+        print(f"fractrade-sync: {exc}", file=sys.stderr)
+        return 2
+    journal = Journal(path)
+    try:
+        report = build(journal, since)
+    finally:
+        journal.close()
+    if args.html is not None:
+        from .report_page import page
+
+        args.html.write_text(page(report), encoding="utf-8")
+        print(f"wrote {args.html}: open it in a browser (it works offline)", file=sys.stderr)
+    print(json.dumps(report, indent=2) if args.json else text(report))
     return EXIT_OK
 
 
@@ -339,4 +379,4 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .sim.demo import run_demo
 
-    return run_demo(quiet=args.quiet)
+    return run_demo(quiet=args.quiet, sub_account=args.sub_account, market="hip3" if args.hip3 else "main")

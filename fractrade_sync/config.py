@@ -98,7 +98,8 @@ class Settings:
 
     @property
     def is_agent_wallet(self) -> bool:
-        """True when the key signs for another account (an API wallet)."""
+        """True when the key signs for another account (as its API wallet, or for a sub-account or vault: the
+        exchange says which at start, accounts.py)."""
         return self.signer_address.lower() != self.account_address.lower()
 
     @property

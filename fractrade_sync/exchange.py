@@ -15,9 +15,11 @@ from hyperliquid.utils.error import ClientError
 
 from . import wire
 from .account import AccountView
+from .accounts import Relation, resolve
 from .backoff import exchange_retries
 from .budget import WeightBudget
 from .config import ConfigError, Settings, redact_url
+from .dexes import Dexes, UnknownDexSymbol, dex_of
 from .market import MidsFeed, RestNotices
 from .rules import Asset
 from .signing import FastSigner, NonceSource
@@ -73,6 +75,8 @@ class HyperliquidClient:
         self.logger = logger or logging.getLogger("fractrade_sync.exchange")
         self.address = settings.account_address
         self.nonces = NonceSource()
+        self.vault: str | None = None  # the vaultAddress every action is signed with (relation(): a sub-account)
+        self.dexes = Dexes(self._info)  # HIP-3 dexes, loaded when a symbol of one first arrives
         self.signer = FastSigner(settings.private_key.reveal())
         self.account: AccountView | None = feed.account if feed is not None else None  # live positions, orders
         self._notice = RestNotices(self.logger, STALE_NOTICE_EVERY)
@@ -177,7 +181,15 @@ class HyperliquidClient:
 
     def asset(self, symbol: str) -> Asset:
         """The asset for a symbol (exact, else case-insensitive); an unknown one reloads meta, at most once a
-        META_RELOAD_EVERY (a coin listed since)."""
+        META_RELOAD_EVERY (a coin listed since). `dex:COIN`: a HIP-3 dex's (dexes.py)."""
+        if dex_of(symbol):
+            try:
+                found = self.dexes.asset(symbol)
+            except UnknownDexSymbol as exc:
+                raise UnknownSymbol(str(exc)) from None
+            except wire.Unreadable as exc:
+                raise TransientError(f"unreadable dex list or meta: {exc}", in_flight=False) from None
+            return found  # (not in self._coins: the account view holds the main dex only)
         for attempt in range(2):
             found = self._assets.get(symbol)
             if found is None:
@@ -194,7 +206,10 @@ class HyperliquidClient:
         cached = self.feed.get(coin) if self.feed is not None else None
         if cached is not None:
             return cached
-        mids = self._info({"type": "allMids"})
+        dex = dex_of(coin)
+        if dex and self.feed is not None:
+            self.feed.watch_dex(dex)  # its allMids from now on
+        mids = self._info({"type": "allMids", "dex": dex} if dex else {"type": "allMids"})
         try:  # the coin is in meta: an answer without its mid is unreadable (a gateway's), not "no such coin"
             mid = Decimal(str(mids[coin]))
         except (KeyError, TypeError, IndexError, InvalidOperation):
@@ -216,11 +231,13 @@ class HyperliquidClient:
         self._notice("account", "live account state not trusted now (user-data feed %s); %s read over REST",
                      "down" if not feed.connected.is_set() else "not confirmed", what)  # fmt: skip
 
-    def account_state(self) -> dict:
-        """clearinghouseState, read strictly (its positions and time must be there: else TransientError, never
-        "flat"); its "time" (the exchange's clock, in ms) measures the clock offset on the way."""
+    def account_state(self, dex: str = "") -> dict:
+        """clearinghouseState (of a HIP-3 `dex`: its own clearinghouse), read strictly (its positions and time must
+        be there: else TransientError, never "flat"); its "time" (the exchange's clock, in ms) measures the clock
+        offset on the way."""
         sent = time.time()
-        state = self._info({"type": "clearinghouseState", "user": self.address})
+        body = {"type": "clearinghouseState", "user": self.address}
+        state = self._info({**body, "dex": dex} if dex else body)
         try:
             wire.positions(state)
             when = wire.state_time(state)
@@ -246,12 +263,13 @@ class HyperliquidClient:
         """The signed position size on a coin (0 when flat): from the live account view when it is trusted (and
         `live`), else one REST read (which refreshes the leverage cache on the way). Raises TransientError when the
         answer does not say it."""
-        if live and self.account is not None:
+        dex = dex_of(coin)
+        if live and self.account is not None and not dex:  # (the live view holds the main dex's)
             held = self.account.position(coin)
             if held is not None:
                 return held
             self._account_notice(f"{coin} position")
-        state = self.account_state()
+        state = self.account_state(dex)
         for item in state["assetPositions"]:
             pos = item["position"]
             if pos["coin"] == coin:
@@ -279,19 +297,21 @@ class HyperliquidClient:
             raise TransientError(str(exc), in_flight=False) from None
         self._leverage[coin] = (kind, value, time.monotonic())
 
-    def open_orders(self) -> list[dict]:
-        """The open orders (frontendOpenOrders): from the live account view when trusted, else one REST read
-        (TransientError when it is not a list of orders)."""
-        live = self.account.open_orders() if self.account is not None else None
+    def open_orders(self, dex: str = "") -> list[dict]:
+        """The open orders (frontendOpenOrders; of a HIP-3 `dex`: its own): from the live account view when trusted
+        (the main dex's), else one REST read (TransientError when it is not a list of orders)."""
+        live = self.account.open_orders() if self.account is not None and not dex else None
         if live is not None:
             return live
-        self._account_notice("open orders")
-        return self.rest_open_orders()
+        if not dex:
+            self._account_notice("open orders")
+        return self.rest_open_orders(dex)
 
-    def rest_open_orders(self) -> list[dict]:
-        """frontendOpenOrders over REST, read strictly."""
+    def rest_open_orders(self, dex: str = "") -> list[dict]:
+        """frontendOpenOrders over REST (of a HIP-3 `dex`: its own), read strictly."""
+        body = {"type": "frontendOpenOrders", "user": self.address}
         try:
-            return wire.open_orders(self._info({"type": "frontendOpenOrders", "user": self.address}))
+            return wire.open_orders(self._info({**body, "dex": dex} if dex else body))
         except wire.Unreadable as exc:
             raise TransientError(f"unreadable open orders: {exc}", in_flight=False) from None
 
@@ -306,19 +326,20 @@ class HyperliquidClient:
         """What the exchange knows of an order by its cloid ({'status': 'unknownOid'} when nothing); may raise."""
         return self._info({"type": "orderStatus", "user": self.address, "oid": cloid})
 
+    def relation(self) -> Relation:
+        """How the key may trade the account (accounts.py): its own, as its API wallet, or a sub-account or vault of
+        either (then every action is signed with vaultAddress). Remembered for signing; TransientError when an
+        answer cannot be read."""
+        try:
+            found = resolve(self._info, self.settings.account_address, self.settings.signer_address)
+        except ValueError as exc:
+            raise TransientError(f"unreadable account role: {exc}", in_flight=False) from None
+        self.vault = found.vault
+        return found
+
     def wallet_problem(self) -> str | None:
-        """Why the key may not trade for the account (asked of the exchange: userRole), or None."""
-        settings = self.settings
-        if not settings.is_agent_wallet:
-            return None
-        role = self._info({"type": "userRole", "user": settings.signer_address})
-        user = str((role.get("data") or {}).get("user", "")).lower()
-        if role.get("role") == "agent" and user == settings.account_address:
-            return None
-        return (
-            f"the key's address {settings.signer_address} is not an API wallet approved for "
-            f"{settings.account_address} (exchange says role={role.get('role')!r})"
-        )
+        """Why the key may not trade for the account (asked of the exchange), or None."""
+        return self.relation().problem
 
     # ---- writes ------------------------------------------------------------------------------
     @property
@@ -337,14 +358,15 @@ class HyperliquidClient:
         expires = nonce + offset_ms + int(self.expiry_window * 1000)
         if deadline is not None:
             expires = max(nonce + offset_ms + 1, min(expires, int(deadline * 1000) + offset_ms))
-        signature = self.signer.sign_l1(action, None, nonce, expires, self.settings.is_mainnet)
-        return {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": None, "expiresAfter": expires}
+        signature = self.signer.sign_l1(action, self.vault, nonce, expires, self.settings.is_mainnet)
+        payload = {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": self.vault}
+        return {**payload, "expiresAfter": expires}
 
     def noop(self, nonce: int) -> dict:
         """The signed noop that spends `nonce` (taken: nothing else signed with it can apply; a used nonce is refused
         "Invalid nonce: duplicate nonce"). No expiresAfter: a late noop is harmless. Resend it as is."""
-        signature = self.signer.sign_l1({"type": "noop"}, None, nonce, None, self.settings.is_mainnet)
-        return {"action": {"type": "noop"}, "nonce": nonce, "signature": signature, "vaultAddress": None}
+        signature = self.signer.sign_l1({"type": "noop"}, self.vault, nonce, None, self.settings.is_mainnet)
+        return {"action": {"type": "noop"}, "nonce": nonce, "signature": signature, "vaultAddress": self.vault}
 
     def update_leverage(self, asset: Asset, leverage: int, is_cross: bool) -> dict:
         """Set a coin's leverage; remembers it when the exchange accepts."""
@@ -369,13 +391,14 @@ class HyperliquidClient:
     def prepare(self) -> None:
         """Before the first action: meta, the wallet's right to trade (ConfigError if not), a warm connection."""
         assets = self.load_meta()
-        problem = self.wallet_problem()
-        if problem:
+        found = self.relation()
+        if found.problem:
             raise ConfigError(
                 "HYPERLIQUID_PRIVATE_KEY",
-                f"{problem}; approve it on Hyperliquid (API page) or set HYPERLIQUID_PUBLIC_ADDRESS to the key's "
-                "own address",
+                f"{found.problem}; approve it on Hyperliquid (API page), or set HYPERLIQUID_PUBLIC_ADDRESS to the "
+                "key's own account, an account it is an API wallet for, or a sub-account or vault of that account",
             )
+        self.logger.info("trading account %s: %s", self.address, found.text)
         self.account_state()  # the order path's connection is open now, and the clock offset measured
         feed = self.feed
         if feed is not None and feed.started and not feed.wait_ready(MIDS_READY_WAIT):

@@ -16,7 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .actions import Action, Rejection, parse_frame
 from .notes import NotesFile, inflight_note, read_inflight, read_records, received_note
@@ -29,7 +29,7 @@ from .outcome import (
     Outcome,
 )
 from .state import ensure_private_dir
-from .table import FINISH, SENT, Reads, Resumed, action_columns, create, insert
+from .table import FILL_COLUMNS, FINISH, FUNDING_COLUMNS, SENT, Reads, Resumed, action_columns, create, insert
 
 log = logging.getLogger("fractrade_sync.journal")
 REJECTS_PER_MINUTE = 100  # rejected frames journaled a minute at most (the rest are logged only)
@@ -214,6 +214,32 @@ class Journal(Reads):
             if sql:
                 conn.executemany(sql, params or [])
         self._noted.difference_update(a.key for a in actions)
+
+    # ---- the ledger: what the exchange says happened (ledger.py) ----------------------------------------
+    def record_fills(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Journal fills of this service's orders (table.FILL_COLUMNS), each once by (tid, oid), whoever reports it
+        and however often; returns the ones new to the journal."""
+        return self._record_once("fills", FILL_COLUMNS, rows)
+
+    def record_funding(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Journal the account's funding settlements (table.FUNDING_COLUMNS), each once by (time, coin); returns the
+        new ones."""
+        return self._record_once("funding", FUNDING_COLUMNS, rows)
+
+    def record_arrivals(self, mids: dict[str, str]) -> None:
+        """Each action's coin mid when it arrived ({action key: mid}), kept on its row (the first one stays)."""
+        sql = "UPDATE actions SET arrival_mid=? WHERE key=? AND arrival_mid IS NULL"
+        with _writing("the mids at arrival"), self._conn() as conn:
+            conn.executemany(sql, [(mid, key) for key, mid in mids.items()])
+
+    def _record_once(self, table: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        sql = f"INSERT OR IGNORE INTO {table} ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})"
+        new = []
+        with _writing(f"the {table}"), self._conn() as conn:
+            for row in rows:
+                if conn.execute(sql, tuple(row.get(name) for name in columns)).rowcount == 1:
+                    new.append(row)
+        return new
 
     # ---- recovery (open) and stop ------------------------------------------------------------------
     def record_noted(self) -> int:

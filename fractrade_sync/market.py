@@ -102,6 +102,7 @@ class MidsFeed:
         clock: Callable[[], float] = time.monotonic,
         account: AccountView | None = None,
         user: str | None = None,
+        on_fills: Callable[[list], object] | None = None,
     ):
         self.url = mids_ws_url(api_url)
         self.logger = logger or logging.getLogger("fractrade_sync.market")
@@ -119,6 +120,9 @@ class MidsFeed:
         self.reconnects = 0
         # the reader thread swaps in a whole new dict per push, so readers need no lock (reference reads are atomic)
         self._mids: dict[str, str] = {}
+        self._dex_mids: dict[str, dict[str, str]] = {}  # a HIP-3 dex's own allMids (swapped whole, as _mids)
+        self._dexes: set[str] = set()  # the dexes whose allMids are wanted (watch_dex)
+        self._dex_at: dict[str, float] = {}  # when each dex's allMids last came
         self._alive_at = float("-inf")  # last message on a subscribed socket
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -127,10 +131,12 @@ class MidsFeed:
         self.generation = 0  # connections made: the account view trusts a snapshot of the current one only
         self.account = account if user else None
         self.user = user or ""
+        self.on_fills = on_fills  # told of each userFills push's fills (the ledger), on this thread
         self._subscribed_at = float("-inf")
         self._refused_at: dict[str, float] = {}  # subscription (channel, or activeAssetData:COIN) -> when refused
         self._coins: set[str] = set()  # coins whose activeAssetData is wanted (the worker's watch())
         self._asked: set[str] = set()  # of those, subscribed on the current socket (feed thread only)
+        self._asked_dexes: set[str] = set()  # the dexes whose allMids are subscribed on the current socket
         if self.account is not None:
             self.account.live = self._account_live
             self.account.on_stall = self._cut  # a silently dead subscription: reconnect, subscribe again
@@ -144,7 +150,10 @@ class MidsFeed:
         bound = self.max_age if max_age is None else max_age
         if self.clock() - self._alive_at > bound:
             return None
-        raw = self._mids.get(coin)
+        dex = coin.partition(":")[0].lower() if ":" in coin else ""
+        if dex and self.clock() - self._dex_at.get(dex, float("-inf")) > bound:
+            return None  # (a dex's mids are vouched for by its own pushes only)
+        raw = (self._dex_mids.get(dex) or {}).get(coin) if dex else self._mids.get(coin)
         if raw is None:
             return None
         try:
@@ -213,10 +222,9 @@ class MidsFeed:
                 ws.connect(self.url, timeout=self.connect_timeout)
                 self.generation += 1
                 self._subscribed_at = self.account.clock() if self.account is not None else 0.0
-                self._asked = set()
+                self._asked, self._asked_dexes = set(), set()
                 ws.send(SUBSCRIBE)
-                if self.account is not None:
-                    self._ask(ws, ACCOUNT_CHANNELS)
+                self._ask(ws, ACCOUNT_CHANNELS if self.account is not None else ())
                 connected_at = self.clock()
                 self.connected.set()
                 self.logger.info("mids feed connected (%s)", redact_url(self.url))
@@ -280,8 +288,8 @@ class MidsFeed:
             if since_ping >= self.ping_interval or (silent >= self.idle_ping and since_ping >= self.idle_ping):
                 ws.send(PING)
                 last_ping = now
+            self._ask(ws, ACCOUNT_CHANNELS if self.account is not None else (), again=True)
             if self.account is not None:
-                self._ask(ws, ACCOUNT_CHANNELS, again=True)
                 last_refresh = self._refreshed(ws, last_refresh)
 
     def _refreshed(self, ws: websocket.WebSocket, last: float) -> float:
@@ -299,6 +307,11 @@ class MidsFeed:
             ws.send(_user_request(method, "clearinghouseState", self.user))
         return now
 
+    def watch_dex(self, dex: str) -> None:
+        """Keep a HIP-3 dex's allMids subscribed from now on (any thread; the feed thread sends the request)."""
+        if dex not in self._dexes:
+            self._dexes = self._dexes | {dex}
+
     def watch(self, coin: str) -> None:
         """Keep the coin's activeAssetData (its leverage) subscribed from now on (any thread; the feed thread sends
         the request)."""
@@ -309,6 +322,11 @@ class MidsFeed:
         """Subscribe what is not subscribed on this socket yet: the account's channels (on connecting; a refused one
         again only after ASK_AGAIN_AFTER) and the activeAssetData of every watched coin."""
         now = self.clock()
+        for dex in self._dexes - self._asked_dexes:
+            self._asked_dexes.add(dex)
+            ws.send(json.dumps({"method": "subscribe", "subscription": {"type": "allMids", "dex": dex}}))
+        if self.account is None:
+            return
         wanted = [(c, None) for c in channels] + [("activeAssetData", coin) for coin in self._coins]
         for channel, coin in wanted:
             name = channel if coin is None else f"{channel}:{coin}"
@@ -341,6 +359,12 @@ class MidsFeed:
         if channel in ACCOUNT_CHANNELS:
             self.account.refuse(channel)
 
+    def _tell_fills(self, fills: list) -> None:
+        try:
+            self.on_fills(fills)  # type: ignore[misc]
+        except Exception:  # (e.g. a journal that cannot be written): the feed goes on; the ledger reads them later
+            self.logger.exception("account feed: the fills of a userFills push could not be recorded")
+
     def _account_push(self, channel: str, data: object) -> None:
         """One user-data push, read strictly (wire.py) into the account view; unreadable: the view is behind."""
         account = self.account
@@ -359,6 +383,8 @@ class MidsFeed:
                 account.on_leverage(coin, wire.leverage(data, coin))
             else:
                 account.on_events(channel, data)
+                if channel == "userFills" and self.on_fills is not None and isinstance(data, dict):
+                    self._tell_fills(data.get("fills") or [])
         except wire.Unreadable as exc:
             account.lost()
             self.logger.warning("account feed: a %s push that cannot be read (%s); REST until the next one", channel,
@@ -374,9 +400,15 @@ class MidsFeed:
             return None
         self.messages += 1
         if channel == "allMids":
-            mids = (msg.get("data") or {}).get("mids")
+            data = msg.get("data") or {}
+            mids = data.get("mids") if isinstance(data, dict) else None
             if not isinstance(mids, dict):
                 return None
+            dex = data.get("dex") or ""
+            if dex:  # a HIP-3 dex's (its coins "xyz:NVDA"): a dex of its own, never the main dex's mids
+                self._dex_mids = {**self._dex_mids, str(dex).lower(): mids}
+                self._dex_at[str(dex).lower()] = self.clock()
+                return "dexMids"
             self._mids = mids  # swap, never mutate: get() may be reading the old one
         elif channel in USER_CHANNELS and self.account is not None:
             self._account_push(channel, msg.get("data"))

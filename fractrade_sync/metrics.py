@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
+from decimal import Decimal
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -33,6 +34,21 @@ READINGS = {
                       "heartbeat file (absent before the first)."),
 }  # fmt: skip
 THREADS_HELP = "1 while the thread runs and is not stuck, else 0 (the watchdog's verdict)."
+# slippage of a trade's average fill price, in basis points (positive: worse for the trader): -50 to +100 bps
+SLIPPAGE_BUCKETS = (-50.0, -20.0, -10.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+# the journal's totals by coin (report.money_by_coin), read at scrape time: gauges, since PnL and funding fall as
+# well as rise (a Prometheus counter must never go down); fees a counter (they only add up, at the base tiers)
+REALIZED_HELP = "Realized PnL of this service's fills (the exchange's closedPnl, before fees), USDC, by coin."
+MONEY = {
+    "realized_pnl": ("fractrade_realized_pnl_usdc", GaugeMetricFamily, REALIZED_HELP),
+    "fees": ("fractrade_fees_usdc", CounterMetricFamily, "Fees charged on this service's fills, USDC, by coin."),
+    "funding": ("fractrade_funding_usdc", GaugeMetricFamily, "Funding settled (negative: paid), USDC, by coin."),
+}
+LATENCY_HELP = "Seconds from a frame's arrival to the exchange's answer, by coin."
+SLIPPAGE_HELP = (
+    "A trade's average fill price against the signal's price or the mid at its arrival, in basis points (positive: "
+    "worse for the trader), by coin."
+)
 
 
 class Metrics:
@@ -52,12 +68,14 @@ class Metrics:
         self._requests: dict[tuple[str, str, str], int] = {}
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, not cumulative; the last is +Inf
         self._latency_sum = 0.0
+        # by coin: (histogram name, coin, label) -> [per-bucket counts, sum]
+        self._by_coin: dict[tuple[str, str, str], list] = {}
         self.watch(**readings)
         self.registry.register(_Collector(self))
 
     def watch(self, **readings: Callable[[], object]) -> Metrics:
         """Set (or replace) readings of the live service; unknown names are an error."""
-        unknown = set(readings) - set(READINGS) - {"threads"}
+        unknown = set(readings) - set(READINGS) - {"threads", "money_by_coin", "arrival_mid"}
         if unknown:
             raise TypeError(f"unknown readings: {', '.join(sorted(unknown))}")
         self.readings.update(readings)
@@ -75,8 +93,25 @@ class Metrics:
                     seconds = max(0.0, float(latency) / 1000.0)  # a wall-clock step may make it negative
                     self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
                     self._latency_sum += seconds
+                    self._observe("latency", action.symbol, "", seconds, LATENCY_BUCKETS)
+                if outcome.avg_px and action.kind == "trade":
+                    self._slippage(action, Decimal(str(outcome.avg_px)))
         except Exception:
             self.logger.debug("could not count an outcome", exc_info=True)
+
+    def _slippage(self, action: Action, avg_px: Decimal) -> None:
+        """A trade's slippage against the signal's price and the mid at its arrival (the caller holds the lock)."""
+        arrival = self.readings.get("arrival_mid")
+        mid = arrival(action.key) if arrival is not None else None
+        for against, reference in (("signal", action.ref_price), ("mid", None if mid is None else Decimal(mid))):
+            if reference:
+                moved = (avg_px - reference) if action.is_buy else (reference - avg_px)
+                self._observe("slippage", action.symbol, against, float(moved / reference * 10_000), SLIPPAGE_BUCKETS)
+
+    def _observe(self, name: str, coin: str, label: str, value: float, bounds: tuple[float, ...]) -> None:
+        counts = self._by_coin.setdefault((name, coin, label), [[0] * (len(bounds) + 1), 0.0])
+        counts[0][bisect.bisect_left(bounds, value)] += 1
+        counts[1] += value
 
     def request(self, path: str, kind: str, status: str) -> None:
         """Count one exchange request: its path (/info, /exchange), type and HTTP status (or network, not_sent)."""
@@ -110,7 +145,32 @@ class Metrics:
         for labels, count in sorted(requests.items()):
             family.add_metric(labels, count)
         yield family
+        yield from self._by_coin_families()
         yield from self._readings()
+
+    def _by_coin_families(self) -> Iterator[Metric]:
+        observed = {key: (list(counts), total) for key, (counts, total) in list(self._by_coin.items())}
+        latency = HistogramMetricFamily("fractrade_order_latency_seconds", LATENCY_HELP, labels=("coin",))
+        slippage = HistogramMetricFamily("fractrade_slippage_bps", SLIPPAGE_HELP, labels=("coin", "against"))
+        for (name, coin, label), (counts, total) in sorted(observed.items()):
+            bounds = LATENCY_BUCKETS if name == "latency" else SLIPPAGE_BUCKETS
+            cumulative, seen = [], 0
+            for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+                seen += count
+                cumulative.append((floatToGoString(bound), seen))
+            if name == "latency":
+                latency.add_metric((coin,), cumulative, total)
+            else:
+                slippage.add_metric((coin, label), cumulative, total)
+        yield latency
+        yield slippage
+        money = self._read("money_by_coin")
+        if isinstance(money, Mapping):
+            for key, (metric, family_type, text) in MONEY.items():
+                family = family_type(metric, text, labels=("coin",))
+                for coin, figures in sorted(money.items()):
+                    family.add_metric((coin,), float(figures[key]))
+                yield family
 
     def _readings(self) -> Iterator[Metric]:
         for name, (metric, kind, text) in READINGS.items():

@@ -215,7 +215,7 @@ class Pipeline:
     def guard(self, action: Action) -> str | None:
         """The trader's own limits; a refusal reason, or None."""
         allowed = self.settings.allowed_symbols
-        if allowed is not None and action.symbol not in allowed:
+        if allowed is not None and not symbol_allowed(action.symbol, allowed):
             return f"symbol {action.symbol} is not in FRAC_ALLOWED_SYMBOLS"
         opening = action.kind == "trade" and not action.reduce_only
         if opening and os.path.exists(self._kill_switch):
@@ -278,3 +278,9 @@ class Pipeline:
 def _unknown(why: str, action: Action) -> Outcome:
     """The outcome of an action the exchange has not told about yet: open, settled by cloid later."""
     return Outcome(UNKNOWN, f"{why}; settled by cloid {action.cloid} as soon as the exchange answers")
+
+
+def symbol_allowed(symbol: str, allowed: frozenset[str]) -> bool:
+    """FRAC_ALLOWED_SYMBOLS: a coin by name (any case), a HIP-3 coin as `dex:COIN`, every coin of a dex as `dex:*`."""
+    wanted = symbol.lower()
+    return any(wanted == a.lower() or (a.endswith(":*") and wanted.startswith(a[:-1].lower())) for a in allowed)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from . import outcome as J
 from . import wire
 from .actions import Action
+from .dexes import dex_of
 from .exchange import HyperliquidClient, TransientError
 from .journal import Journal
 from .outcome import Outcome
@@ -71,11 +72,16 @@ class Protection:
         On each coin, this service's triggers older than the newest of their kind are canceled (one stop loss and
         one take profit at most: a new one replaces the older), and on a flat coin all of them (a trigger of a
         closed position would act on the next one). Over REST: the live view is not proven yet. Never fails."""
+        for dex in ["", *sorted({dex_of(s) for s in self.journal.protected_symbols()} - {""})]:
+            self._sweep(dex)
+
+    def _sweep(self, dex: str) -> None:
+        """One dex's sweep (the main dex: ""); never fails."""
         try:
-            orders = [o for o, _ in self._ours(self.client.rest_open_orders())]
+            orders = [o for o, _ in self._ours(self.client.rest_open_orders(dex))]
             if not orders:
                 return
-            held = wire.positions(self.client.account_state())  # (strict: an unreadable answer is never "flat")
+            held = wire.positions(self.client.account_state(dex))  # (strict: an unreadable answer is never "flat")
             cancels = []
             for order in orders:
                 coin, kind = order.get("coin"), _kind(order)
@@ -101,7 +107,7 @@ class Protection:
         if any(t.get("oid") is None and _cloid(t) not in keep.values() for t, _ in triggers):
             # one of ours the feed has not shown yet (a position TP/SL is answered without its oid): its oid, to
             # cancel it, comes from the exchange itself
-            listed = self.retried(self.client.rest_open_orders)
+            listed = self.retried(lambda: self.client.rest_open_orders(dex_of(asset.name)))
             triggers = self._ours([o for o in listed if o.get("coin") == asset.name])
         for kind, cloid in keep.items():
             cancels.extend((asset, t["oid"], f"replaced {'sl' if kind == 'Stop' else 'tp'} on {asset.name}")
@@ -135,7 +141,8 @@ class Protection:
 
     def _own_triggers(self, asset: Asset) -> list[tuple[dict, str | None]]:
         """This service's open triggers on a coin (see _ours). One read of the open orders (live, or REST)."""
-        return self._ours([o for o in self.retried(self.client.open_orders) if o.get("coin") == asset.name])
+        listed = self.retried(lambda: self.client.open_orders(dex_of(asset.name)))
+        return self._ours([o for o in listed if o.get("coin") == asset.name])
 
     def _ours(self, orders: list[dict]) -> list[tuple[dict, str | None]]:
         """The reduce-only trigger orders among `orders` that this service placed (a cloid the journal has as a stop

@@ -19,12 +19,13 @@ from .exchange import HyperliquidClient
 from .execution import Execution
 from .heartbeat import remove_heartbeat
 from .journal import Journal
+from .ledger import Ledger
 from .logs import setup_logging_unless_configured
 from .market import MidsFeed
 from .outcome import Outcome
 from .pipeline import HOOKS, Pipeline, refuse_coroutine_hooks
 from .receiver import Intake, Receiver
-from .state import StateLock, ensure_private_dir
+from .state import SignerLock, StateLock, ensure_private_dir
 from .watchdog import Watchdog
 from .worker import Worker
 
@@ -51,7 +52,9 @@ class FractradeExecutor:
         self.journal: Journal | None = None
         self.feed = self.client = self.execution = self.intake = self.worker = self.receiver = self.watchdog = None
         self.pipeline: Pipeline | None = None
+        self.ledger: Ledger | None = None  # fills and funding, journaled once (report.py reads them)
         self._lock = StateLock(self.settings.paths.lock)
+        self._signer = SignerLock(self.settings.signer_address, str(self.settings.state_dir))
         self._wake = threading.Event()
         self._signals: list[int] = []
         self._stop_lock = threading.Lock()
@@ -78,25 +81,35 @@ class FractradeExecutor:
         if not self._lock.acquire():
             raise ConfigError("FRAC_STATE_DIR", f"another fractrade-sync is running with {settings.state_dir}; "
                                                 "stop it first")  # fmt: skip
+        held = self._signer.acquire()
+        if held is not None:
+            self._lock.release()
+            why = (
+                f"its signer {settings.signer_address} is held by another running agent ({held}): Hyperliquid's "
+                "nonces are per signer, so give each agent its own API wallet"
+            )
+            raise ConfigError("HYPERLIQUID_PRIVATE_KEY", why)
         unclean_since = self.clock() if self._lock.unclean else None
         if unclean_since is not None:
             self.logger.warning("the last run did not stop in order (killed, crashed or a power loss): actions sent "
                                 "before this start are looked up by cloid before anything is sent")  # fmt: skip
         self.feed = MidsFeed(settings.api_url, logging.getLogger("fractrade_sync.market"), account=AccountView(),
-                             user=settings.account_address)  # fmt: skip
+                             user=settings.account_address, on_fills=self._fills)  # fmt: skip
         self.client = client = HyperliquidClient(settings, self.feed)
         self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
+        self.ledger = ledger = Ledger(self.journal, client, self.feed, self.clock)
         self.execution = execution = Execution(settings, client, self.journal, self.logger, self.clock, self.stopping)
         self.pipeline = pipeline = Pipeline(settings, self.journal, self.execution, self._hooks(),
-                                            self.channels.listeners, self.clock, unclean_since,
+                                            [*self.channels.listeners, ledger.outcome], self.clock, unclean_since,
                                             self._storage)  # fmt: skip
-        self.worker = Worker(self.queue, pipeline, prepare=execution.prepare, idle=(client.keep_warm, pipeline.recheck),
+        self.worker = Worker(self.queue, pipeline, prepare=execution.prepare,
+                             idle=(client.keep_warm, pipeline.recheck, ledger.idle),
                              on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping,
                              handle_many=(batches := Batches(pipeline, batchable(type(self), FractradeExecutor))),
                              drained=execution.protection.flush)  # fmt: skip
         batches.past_deadline, batches.more = self.worker.past_deadline, self.worker.take_more
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock, self._storage)
-        self.receiver = Receiver(settings, self.intake, self._on_connection)
+        self.receiver = Receiver(settings, ledger.noting_arrival(self.intake), self._on_connection)
         self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal, self._thread_failed,
                                  storage=lambda: self.storage_problem, ticks=(self.channels.tick,))  # fmt: skip
         for item in resumed:  # oldest first, before anything new
@@ -104,7 +117,7 @@ class FractradeExecutor:
         self.logger.info(
             "fractrade-sync starting for account %s%s; %s via %s; sizes x%s; %d action(s) resumed%s",
             settings.account_address,
-            " via API wallet " + settings.signer_address if settings.is_agent_wallet else "",
+            " signed by " + settings.signer_address if settings.is_agent_wallet else "",
             settings.hl_env,
             redact_url(settings.api_url),
             settings.size_multiplier,
@@ -149,12 +162,18 @@ class FractradeExecutor:
         else:
             self.journal.close()
             self._lock.release()
+            self._signer.release()
         if left:
             self.logger.warning("stopped with %d action(s) left in the journal; they resume at the next start", left)
         else:
             self.logger.info("stopped: nothing left to execute")
         self.channels.stop(timeout=min(3.0, max(0.5, ends - time.monotonic())))
         return left
+
+    def _fills(self, fills: list) -> None:
+        """The userFills feed's fills, to the ledger (built after the feed)."""
+        if self.ledger is not None:
+            self.ledger.fills(fills)
 
     def run(self) -> int:
         """Start, block until SIGTERM/SIGINT (or a fatal error), stop in order; return the exit code."""

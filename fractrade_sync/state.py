@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,45 @@ class StateLock:
                 os.ftruncate(fd, 0)
                 os.fsync(fd)
         finally:
+            os.close(fd)
+
+
+def signers_dir() -> Path:
+    """Where this user's running agents hold their signers' locks: one place for all of them, whatever each one's
+    state dir ($XDG_RUNTIME_DIR, else the temporary directory)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"fractrade-sync-{os.getuid()}" / "signers"
+
+
+class SignerLock:
+    """One running agent per signer on this machine: Hyperliquid's nonces are per signer, so two agents signing with
+    one key (or one API wallet) could spend each other's nonces. An exclusive flock on the signer's address, with
+    the holder's state dir and pid in the file (for the refusal's text)."""
+
+    def __init__(self, signer: str, holder: str, where: Path | None = None):
+        self.path = (where or signers_dir()) / f"{signer.lower()}.lock"
+        self.holder = holder
+        self._fd: int | None = None
+
+    def acquire(self) -> str | None:
+        """Take the lock; None, or who holds it ("state dir X, pid N")."""
+        ensure_private_dir(self.path.parent.parent)
+        ensure_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            return holder
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"state dir {self.holder}, pid {os.getpid()}".encode(), 0)
+        self._fd = fd
+        return None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
             os.close(fd)
 
 

@@ -1,5 +1,6 @@
-"""The status endpoint (FRAC_STATUS_ADDR): `GET /health` (200, or 503 saying what is wrong) and `GET /metrics`
-(Prometheus), served from a daemon thread. It only reads: a scrape never waits for the worker."""
+"""The status endpoint (FRAC_STATUS_ADDR): `GET /health` (200, or 503 saying what is wrong), `GET /metrics`
+(Prometheus), and how the agent is doing: `GET /` (the report page, reloading itself) and `GET /report.json`,
+served from a daemon thread. It only reads: a scrape never waits for the worker."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .heartbeat import health_problem, read_heartbeat
 from .metrics import Metrics
+from .report import build_from, money_by_coin
 from .values import ConfigError, is_loopback
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ VAR = "FRAC_STATUS_ADDR"
 # time (slowloris), is cut then and does not hold its thread longer; writing the answer has as long again
 REQUEST_TIMEOUT = 10.0
 POLL = 0.2  # seconds between two looks at the stop flag
+PAGE_REFRESH = 60  # seconds between two reloads of the report page (GET /)
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
 
@@ -81,10 +84,14 @@ def for_service(service: Any, addr: tuple[str, int] | None = None) -> tuple[Metr
         connected=lambda: service.receiver.connected.is_set(),
         threads=lambda: service.watchdog.threads(),
         heartbeat_age=lambda: heartbeat_age(paths.heartbeat),
+        money_by_coin=lambda: money_by_coin(paths.journal),
+        arrival_mid=lambda key: None if service.ledger is None else service.ledger.arrival_mid(key),
     )
     offset = lambda: None if service.client is None else service.client.clock_offset  # noqa: E731
     health = service_health(lambda: service.watchdog, paths.heartbeat, offset)
-    return metrics, StatusServer(addr or service.settings.status_addr, health, metrics)
+    server = StatusServer(addr or service.settings.status_addr, health, metrics)
+    server.report = lambda: build_from(paths.journal)  # (report.py reads the journal on its own connection)
+    return metrics, server
 
 
 class StatusServer:
@@ -106,6 +113,7 @@ class StatusServer:
         self.metrics = metrics
         self.logger = logger or logging.getLogger("fractrade_sync.status")
         self.address: tuple[str, int] | None = None  # where it listens once started (the port 0 picked)
+        self.report: Callable[[], dict[str, Any]] | None = None  # report.build's figures (GET /, /report.json)
         self._server: _Server | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -169,7 +177,21 @@ class StatusServer:
             except Exception:
                 self.logger.exception("status endpoint: the metrics could not be collected")
                 return 500, "text/plain; charset=utf-8", b"metrics could not be collected\n"
-        return 404, "text/plain; charset=utf-8", b"not found: /health or /metrics\n"
+        if path in ("/", "/report.json") and self.report is not None:
+            return self._report(path)
+        return 404, "text/plain; charset=utf-8", b"not found: /, /report.json, /health or /metrics\n"
+
+    def _report(self, path: str) -> tuple[int, str, bytes]:
+        try:
+            figures = self.report()
+            if path == "/report.json":
+                return 200, "application/json", json.dumps(figures, indent=2).encode() + b"\n"
+            from .report_page import page
+
+            return 200, "text/html; charset=utf-8", page(figures, refresh=PAGE_REFRESH).encode()
+        except Exception:
+            self.logger.exception("status endpoint: the report could not be made")
+            return 500, "text/plain; charset=utf-8", b"the report could not be made (see the service's log)\n"
 
 
 class _Server(ThreadingHTTPServer):

@@ -20,15 +20,33 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS actions_state ON actions(state);
 CREATE INDEX IF NOT EXISTS actions_updated ON actions(updated_at);
 """
+# what the exchange says happened (ledger.py): each fill of this service's orders once by (tid, oid) (one trade's two
+# sides share a tid: the oid tells this account's), each funding settlement once by (time, coin)
+LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fills (
+    tid INTEGER NOT NULL, oid INTEGER NOT NULL, action_key TEXT, cloid TEXT, coin TEXT NOT NULL, side TEXT NOT NULL,
+    px TEXT NOT NULL, sz TEXT NOT NULL, fee TEXT NOT NULL, closed_pnl TEXT NOT NULL, time INTEGER NOT NULL, dir TEXT,
+    hash TEXT, PRIMARY KEY (tid, oid)
+);
+CREATE INDEX IF NOT EXISTS fills_time ON fills(time);
+CREATE TABLE IF NOT EXISTS funding (
+    time INTEGER NOT NULL, coin TEXT NOT NULL, usdc TEXT NOT NULL, szi TEXT, rate TEXT, PRIMARY KEY (time, coin)
+);
+"""
+FILL_COLUMNS = tuple("tid oid action_key cloid coin side px sz fee closed_pnl time dir hash".split())
+FUNDING_COLUMNS = ("time", "coin", "usdc", "szi", "rate")
 SENT = "UPDATE actions SET state=?, nonce=?, attempts=attempts+1, updated_at=? WHERE key=?"
 FINISH = "UPDATE actions SET state=?, reason=?, oid=?, filled_sz=?, avg_px=?, latency_ms=?, updated_at=? WHERE key=?"
 
 
 def create(conn: sqlite3.Connection) -> None:
     """The table and its indexes (the nonce column added to a journal of an older version)."""
-    conn.executescript(SCHEMA)
-    if "nonce" not in {row[1] for row in conn.execute("PRAGMA table_info(actions)")}:
+    conn.executescript(SCHEMA + LEDGER_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(actions)")}
+    if "nonce" not in columns:
         conn.execute("ALTER TABLE actions ADD COLUMN nonce INTEGER")
+    if "arrival_mid" not in columns:  # the coin's mid when the action arrived (ledger.py: slippage against it)
+        conn.execute("ALTER TABLE actions ADD COLUMN arrival_mid TEXT")
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,11 @@ class Reads:
         """Whether a stop loss or take profit on this coin was ever left resting (it may still be live)."""
         sql = "SELECT 1 FROM actions WHERE state=? AND action_id IN (?, ?) AND symbol=? COLLATE NOCASE LIMIT 1"
         return self._conn().execute(sql, (RESTING, STOP_LOSS, TAKE_PROFIT, symbol)).fetchone() is not None
+
+    def protected_symbols(self) -> list[str]:
+        """The coins a stop loss or take profit of this service was ever left resting on (it may still be live)."""
+        sql = "SELECT DISTINCT symbol FROM actions WHERE state=? AND action_id IN (?, ?)"
+        return [row[0] for row in self._conn().execute(sql, (RESTING, STOP_LOSS, TAKE_PROFIT))]
 
     def own_protection(self, cloids: list[str]) -> dict[str, str | None]:
         """Which of these cloids are stop losses / take profits this service placed: {cloid (lower case): the size
@@ -102,6 +125,43 @@ class Reads:
     def all(self) -> Iterator[dict[str, Any]]:
         for row in self._conn().execute("SELECT * FROM actions ORDER BY rowid"):
             yield dict(row)
+
+    # ---- the ledger's reads (ledger.py, report.py) ------------------------------------------------
+    def keys_of_orders(self, cloids: list[str], oids: list[int]) -> tuple[dict[str, str], dict[int, str]]:
+        """Which actions of this service placed these orders: ({cloid (lower case): key}, {oid: key})."""
+        by_cloid: dict[str, str] = {}
+        by_oid: dict[int, str] = {}
+        conn = self._conn()
+        wanted = sorted({c.lower() for c in cloids if c})
+        for start in range(0, len(wanted), 500):  # (SQLite's bound on variables in one statement)
+            part = wanted[start : start + 500]
+            sql = f"SELECT lower(cloid), key FROM actions WHERE lower(cloid) IN ({','.join('?' * len(part))})"
+            by_cloid.update(conn.execute(sql, part).fetchall())
+        numbers = sorted({o for o in oids if isinstance(o, int)})
+        for start in range(0, len(numbers), 500):
+            part = numbers[start : start + 500]
+            sql = f"SELECT oid, key FROM actions WHERE oid IN ({','.join('?' * len(part))})"
+            by_oid.update(conn.execute(sql, part).fetchall())
+        return by_cloid, by_oid
+
+    def fills_since(self, since_ms: int = 0) -> list[dict[str, Any]]:
+        """The journaled fills at or after a time (ms), oldest first."""
+        sql = "SELECT * FROM fills WHERE time >= ? ORDER BY time, tid"
+        return [dict(r) for r in self._conn().execute(sql, (since_ms,))]
+
+    def funding_since(self, since_ms: int = 0) -> list[dict[str, Any]]:
+        """The journaled funding settlements at or after a time (ms), oldest first."""
+        sql = "SELECT * FROM funding WHERE time >= ? ORDER BY time, coin"
+        return [dict(r) for r in self._conn().execute(sql, (since_ms,))]
+
+    def last_funding_time(self) -> int | None:
+        """The time (ms) of the latest journaled funding settlement."""
+        return self._conn().execute("SELECT MAX(time) FROM funding").fetchone()[0]
+
+    def actions_since(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """The actions received at or after a wall-clock time, oldest first."""
+        sql = "SELECT * FROM actions WHERE received_at >= ? ORDER BY received_at, rowid"
+        return [dict(r) for r in self._conn().execute(sql, (since,))]
 
 
 def action_columns(action: Action, updated_at: float) -> dict[str, Any]:

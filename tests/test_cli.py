@@ -26,6 +26,8 @@ def test_demo_runs_the_scripted_session_and_exits_zero(tmp_path):
     assert "journaled already: not executed again" in out
     assert "final position: BTC 0 (flat)" in out
     assert "open orders: 0 (the close canceled the stop loss and take profit)" in out
+    assert "how is my agent doing? (fractrade-sync report)" in out and "realized PnL 20" in out
+    assert "the simulator's own books: realized_pnl 20" in out and out.rstrip().endswith(": the same")
 
 
 def test_check_reports_account_and_rights(env, tmp_path, sim, signals, wallet):

@@ -142,7 +142,7 @@ def test_exchange_rejection_is_quoted_verbatim(make_service, sim, signals, walle
     with caplog.at_level(logging.INFO, logger="fractrade_sync"):
         row = run_frame(service, signals, trade_frame(size="50"))  # $2.5M on a $100k account
     assert row["state"] == "rejected"
-    assert row["reason"] == "Insufficient margin to place order. asset=0"
+    assert row["reason"].startswith("Insufficient margin to place order. asset=0 (not enough margin")
     assert "trade BUY 50 BTC -> rejected" in caplog.text
     assert "Insufficient margin to place order. asset=0" in caplog.text
 

@@ -82,6 +82,7 @@ def test_the_service_trusts_the_live_feeds_the_simulator_serves(make_service, si
     account = service.client.account
     run_frame(service, signals, trade_frame(size="0.01"))
     wait_for(lambda: account.position("BTC") == Decimal("0.01"), what="the view trusted, showing the fill")
+    wait_for(lambda: service.journal.fills_since(0), what="the fill journaled (the ledger's read after a fill)")
     reads = sim.request_count("/info")
     assert run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))["state"] == RESTING
     assert sim.request_count("/info") == reads  # sized from the live view: nothing read

@@ -230,6 +230,7 @@ def test_a_crash_between_a_frames_note_and_its_received_commit_loses_nothing(env
     assert first.journal.get(key_of(frame)) is None  # only its note knows it
     first.receiver.stop()
     first._lock.release(orderly=False)
+    first._signer.release()  # (a process that dies lets go of its locks)
     try:
         row = restart_until_done(settings, key_of(frame))
     finally:
@@ -251,6 +252,7 @@ def test_a_crash_between_the_order_write_and_its_submitting_commit_is_settled_by
     assert row is None or row["state"] == "received"  # only the notes know the order is in flight
     first.receiver.stop()
     first._lock.release(orderly=False)  # the process is gone, as far as the state dir can tell
+    first._signer.release()  # (and as far as its signer's lock can)
     started = time.time()
     try:
         row = restart_until_done(settings, key_of(frame))

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Callable, Mapping, TextIO
 
 from eth_account import Account
@@ -18,7 +19,9 @@ from ..actions import STOP_LOSS, TAKE_PROFIT, TRADE, parse_frame
 from ..config import EXIT_FAILURE, EXIT_OK, settings_from_mapping
 from ..logs import setup_logging
 from ..outcome import TERMINAL_STATES
+from ..report import MONEY, build, text
 from ..service import FractradeExecutor
+from .hl_dexes import owner
 from .hl_server import HyperliquidSimulator
 from .signal_server import SignalServer
 
@@ -38,23 +41,30 @@ def _frame(action_id: str, position: dict, **metadata) -> dict:
     return {"type": "ACTION", "data": {"action_id": action_id, "config": {"position": position, "metadata": meta}}}
 
 
-def script() -> list[Step]:
-    """Open a BTC long with leverage, protect it, move the stop, close."""
+# the coin each market plays: (symbol, size, leverage, stop loss, take profit, the price it rises to, the stop then)
+MARKETS = {
+    "main": ("BTC", "0.01", 10, "48500", "55000", "52000", "50500"),
+    "hip3": ("xyz:NVDA", "1", 3, "160", "200", "190", "180"),  # a HIP-3 dex's coin (isolated margin only)
+}
+
+
+def script(market: str = "main") -> list[Step]:
+    """Open a long with leverage, protect it, move the stop, close."""
     trade, sl, tp = TRADE, STOP_LOSS, TAKE_PROFIT
+    coin, size, lev, stop, profit, risen, moved = MARKETS[market]
+    shown = {px: f"{int(px):,}" for px in (stop, profit, risen, moved)}  # 48500 -> "48,500"
     return [
+        Step(f"open long {size} {coin} at {lev}x", _frame(trade, {"symbol": coin, "size": size, "side": "BUY"},
+                                                         leverage=lev)),  # fmt: skip
+        Step(f"stop loss at {shown[stop]}", _frame(sl, {"symbol": coin, "side": "SELL", "trigger_price": stop})),
+        Step(f"take profit at {shown[profit]}", _frame(tp, {"symbol": coin, "side": "SELL", "trigger_price": profit})),
         Step(
-            "open long 0.01 BTC at 10x",
-            _frame(trade, {"symbol": "BTC", "size": "0.01", "side": "BUY"}, leverage=10, price=50000.0),
-        ),  # fmt: skip
-        Step("stop loss at 48,500", _frame(sl, {"symbol": "BTC", "side": "SELL", "trigger_price": "48500"})),
-        Step("take profit at 55,000", _frame(tp, {"symbol": "BTC", "side": "SELL", "trigger_price": "55000"})),
-        Step(
-            "BTC rises to 52,000; move the stop loss to 50,500",
-            _frame(sl, {"symbol": "BTC", "side": "SELL", "trigger_price": "50500"}),
-            before=lambda sim: sim.set_mid("BTC", "52000"),
+            f"{coin} rises to {shown[risen]}; move the stop loss to {shown[moved]}",
+            _frame(sl, {"symbol": coin, "side": "SELL", "trigger_price": moved}),
+            before=lambda sim: sim.set_mid(coin, risen),
         ),
         Step("the same signal delivered again (ignored)", {}),
-        Step("close the long", _frame(trade, {"symbol": "BTC", "size": "0.01", "side": "SELL", "reduce_only": True})),
+        Step("close the long", _frame(trade, {"symbol": coin, "size": size, "side": "SELL", "reduce_only": True})),
     ]
 
 
@@ -63,10 +73,17 @@ OPERATOR_VARS = ("FRAC_TELEGRAM_TOKEN", "FRAC_TELEGRAM_CHAT_ID", "FRAC_TELEGRAM_
                  "FRAC_NOTIFY_URL")  # fmt: skip
 
 
-def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20.0,
-             environ: Mapping[str, str] | None = None) -> int:  # fmt: skip
+def run_demo(
+    quiet: bool = False,
+    out: TextIO | None = None,
+    timeout: float = 20.0,
+    environ: Mapping[str, str] | None = None,
+    sub_account: bool = False,
+    market: str = "main",
+) -> int:
     """Run the scripted session against local servers; print the timeline; 0 when every step finished. The
-    operator's channels set in the environment (OPERATOR_VARS) show the session too."""
+    operator's channels set in the environment (OPERATOR_VARS) show the session too. `sub_account`: the account
+    traded is a sub-account of the throwaway one, through an API wallet of it; `market` "hip3": a HIP-3 dex's coin."""
     out = out or sys.stdout
     environ = os.environ if environ is None else environ
     wallet = Account.create()
@@ -77,11 +94,18 @@ def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20
         SignalServer(token) as signals,
     ):
         sim.add_account(wallet.address, 10_000)
+        key, account = wallet, wallet.address
+        if sub_account:  # a sub-account of the throwaway account, traded through an API wallet of it
+            account, key = Account.create().address, Account.create()
+            sim.add_sub_account(wallet.address, account, usdc=10_000)
+            sim.approve_agent(wallet.address, key.address)
+        if market == "hip3":
+            sim.fund_dex(account, "xyz", 5_000)
         env = {
             "FRAC_WS_URL": signals.url,
             "FRAC_USER_TOKEN": token,
-            "HYPERLIQUID_PRIVATE_KEY": "0x" + wallet.key.hex().removeprefix("0x"),
-            "HYPERLIQUID_PUBLIC_ADDRESS": wallet.address,
+            "HYPERLIQUID_PRIVATE_KEY": "0x" + key.key.hex().removeprefix("0x"),
+            "HYPERLIQUID_PUBLIC_ADDRESS": account,
             "HYPERLIQUID_API_URL": sim.url,
             "HYPERLIQUID_ENV": "testnet",
             "FRAC_STATE_DIR": state,
@@ -94,6 +118,8 @@ def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20
             ours.setLevel(logging.ERROR)
         print(f"demo: simulated Hyperliquid at {sim.url}, Fractrade signals at {signals.url}", file=out)
         print(f"demo: throwaway account {wallet.address} with $10,000 (no real keys, no network)", file=out)
+        if sub_account:
+            print(f"demo: trading its sub-account {account} through its API wallet {key.address}", file=out)
         if settings.status_addr:
             print(f"demo: status endpoint http://{settings.status_addr[0]}:{settings.status_addr[1]}/metrics", file=out)
         if settings.telegram_token:
@@ -102,7 +128,7 @@ def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20
         service = FractradeExecutor(settings).start()
         ok = False
         try:
-            ok = _play(service, sim, signals, wallet.address, out, timeout)
+            ok = _play(service, sim, signals, account, out, timeout, market)
         finally:
             service.stop()
             ours.setLevel(level)  # (an embedding process, or the next test, gets its logging back)
@@ -111,7 +137,7 @@ def run_demo(quiet: bool = False, out: TextIO | None = None, timeout: float = 20
     return EXIT_OK if ok else EXIT_FAILURE
 
 
-def _play(service, sim, signals, address: str, out: TextIO, timeout: float) -> bool:
+def _play(service, sim, signals, address: str, out: TextIO, timeout: float, market: str = "main") -> bool:
     deadline = time.monotonic() + timeout
     while not (service.worker.ready.is_set() and service.receiver.connected.is_set()):
         if time.monotonic() > deadline or service.fatal is not None:
@@ -120,7 +146,7 @@ def _play(service, sim, signals, address: str, out: TextIO, timeout: float) -> b
         time.sleep(0.02)
     t0 = time.monotonic()
     previous: dict = {}
-    for step in script():
+    for step in script(market):
         frame = step.frame or previous
         if step.before:
             step.before(sim)
@@ -141,14 +167,34 @@ def _play(service, sim, signals, address: str, out: TextIO, timeout: float) -> b
             detail = "journaled already: not executed again"
         print(f"+{time.monotonic() - t0:6.2f}s  {step.title:<50} -> {detail}", file=out)
         previous = frame
-    position = sim.positions(address) or {"BTC": "0 (flat)"}
+    coin = MARKETS[market][0]
+    dex = coin.partition(":")[0] if ":" in coin else ""
+    position = sim.positions(address, dex=dex) or {coin: "0 (flat)"}
     print(f"\nfinal position: {', '.join(f'{k} {v}' for k, v in position.items())}", file=out)
-    orders = sim.open_orders(address)
+    orders = sim.open_orders(address, dex=dex)
     print(f"open orders: {len(orders)}" + (" (the close canceled the stop loss and take profit)" if not orders else ""),
           file=out)  # fmt: skip
     for o in orders:
         print(f"  {o['coin']} {o['orderType']} {o['sz']} trigger {o.get('triggerPx')} (oid {o['oid']})", file=out)
-    return True
+    return _report(service, sim, address, out, deadline)
+
+
+def _report(service, sim, address: str, out: TextIO, deadline: float) -> bool:
+    """`fractrade-sync report` over this run's journal, beside the simulator's own books: they must agree."""
+    booked = sim.books(address)
+    fills = sum(1 for fill in sim.state.fills if owner(fill.user) == address.lower())  # (its dexes' fills too)
+    service.ledger.ask()  # (the service reads the account's fills after a fill anyway; now, without waiting)
+    while len(service.journal.fills_since(0)) < fills:
+        if time.monotonic() > deadline:
+            print("demo: the fills were not journaled in time", file=out)
+            return False
+        time.sleep(0.02)
+    figures = build(service.journal)
+    print(f"\nhow is my agent doing? (fractrade-sync report)\n{text(figures)}", file=out)
+    same = all(Decimal(figures[name]) == Decimal(booked[name]) for name in MONEY)
+    books = ", ".join(f"{name} {booked[name]}" for name in MONEY)
+    print(f"the simulator's own books: {books}: {'the same' if same else 'DIFFERENT'}", file=out)
+    return same
 
 
 def _wait_terminal(service, key: str, deadline: float) -> dict | None:
