@@ -16,29 +16,17 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable, Mapping
+
+from .account_changes import Change, cloid_of, ids_of, names, order_change, same_size
 
 CONFIRM_WITHIN = 5.0  # seconds the feed may take to show an own change before the view stops being trusted
 # positions older than this are not trusted (the live clearinghouseState pushes about every 2 s, and the feed asks
 # for a snapshot after REFRESH_AFTER of quiet, market.py): a pong proves the socket, only a snapshot the subscription
 MAX_SNAPSHOT_AGE = 15.0
 SEEN_KEPT = 2048  # order ids the feed reported, kept to confirm own changes (far more than one batch)
-ORDER_TYPES = {"sl": "Stop Market", "tp": "Take Profit Market"}  # frontendOpenOrders' orderType of our triggers
-
-
-@dataclass
-class Change:
-    """What one answer of the exchange changed, laid over the snapshots until the feed shows it."""
-
-    at: float  # monotonic: when its request was sent (a snapshot that came before that cannot show it)
-    ids: frozenset  # its order's oid and cloid: the feed's report of one of them confirms a fill or a new order
-    coin: str
-    delta: Decimal = Decimal(0)  # position change (a fill)
-    placed: dict | None = None  # an order now resting (frontendOpenOrders shape)
-    gone: frozenset = field(default_factory=frozenset)  # oids / cloids no longer open
-    resized: bool = False  # `placed` is an open order modified in place (same oid or cloid, new size)
 
 
 @dataclass
@@ -143,7 +131,7 @@ class AccountView:
                 if isinstance(when, bool) or not isinstance(when, int):
                     when = None
                 report = Report(when, self._order_snapshots)
-                for ident in (order.get("oid"), _cloid(order.get("cloid"))):
+                for ident in (order.get("oid"), cloid_of(order.get("cloid"))):
                     if ident is not None:
                         known = self._seen.get(ident)
                         if known is None or known.exchange_time is None or (when or -1) >= known.exchange_time:
@@ -207,10 +195,10 @@ class AccountView:
             orders = list(self._orders)
             for change in self._changes:  # in the order they happened: a modify is the old one gone, a new placed
                 if change.gone:
-                    orders = [o for o in orders if not _names(o, change.gone)]
+                    orders = [o for o in orders if not names(o, change.gone)]
                 if change.placed is not None:  # (by its oid; a position TP/SL's answer gives none: by its cloid)
                     ids = {change.placed["oid"]} if change.placed["oid"] is not None else {change.placed["cloid"]}
-                    orders = [o for o in orders if not _names(o, ids)] + [change.placed]
+                    orders = [o for o in orders if not names(o, ids)] + [change.placed]
             return orders
 
     def leverage(self, coin: str) -> tuple[str, int] | None:
@@ -238,7 +226,7 @@ class AccountView:
         # (only the coins of `coins`: the main dex's, which this view holds; a HIP-3 dex's are read over REST)
         if kind == "order":
             for wire, status in zip(action.get("orders", []), statuses, strict=False):
-                change = _order_change(wire, status, coins, now)
+                change = order_change(wire, status, coins, now)
                 if change is not None:
                     changes.append(change)
         elif kind == "cancel":
@@ -249,9 +237,9 @@ class AccountView:
                     changes.append(Change(now, frozenset({ident}), coin, gone=frozenset({ident})))
         elif kind == "batchModify":
             for modify, status in zip(action.get("modifies", []), statuses, strict=False):
-                change = _order_change(modify.get("order", {}), status, coins, now)
+                change = order_change(modify.get("order", {}), status, coins, now)
                 if change is not None:  # the modified order replaces the one it was (by oid or cloid)
-                    ident = _cloid(modify.get("oid")) if isinstance(modify.get("oid"), str) else modify.get("oid")
+                    ident = cloid_of(modify.get("oid")) if isinstance(modify.get("oid"), str) else modify.get("oid")
                     change.gone, change.resized = frozenset({ident}), True
                     changes.append(change)
         elif kind == "updateLeverage" and action.get("asset") in coins:  # until its activeAssetData push shows it
@@ -264,8 +252,8 @@ class AccountView:
             with self._lock:
                 for change in changes:
                     if change.resized or (change.gone and change.placed is None):  # supersedes a pending resize
-                        ids = _ids(change)
-                        self._changes = [c for c in self._changes if not (c.resized and _ids(c) & ids)]
+                        ids = ids_of(change)
+                        self._changes = [c for c in self._changes if not (c.resized and ids_of(c) & ids)]
                     self._changes.append(change)
                 if len(self._changes) > SEEN_KEPT:  # never shown, never read: bounded; REST until a new snapshot
                     del self._changes[:-SEEN_KEPT]
@@ -317,16 +305,15 @@ class AccountView:
         if change.delta != 0:  # a fill
             when = self._seen_time(change)
             return when is not None and self._positions_time >= when
-        listed = [o for o in self._orders if _names(o, _ids(change))]
+        listed = [o for o in self._orders if names(o, ids_of(change))]
         if change.placed is not None and not change.resized:  # a new order
             return bool(listed) or self._reported(change)
-        if any(
-            c is not change and c.placed is not None and not c.resized and _ids(c) & _ids(change) and not self._shown(c)
-            for c in self._changes
-        ):
+        mine = ids_of(change)
+        placements = [c for c in self._changes if c is not change and c.placed is not None and not c.resized]
+        if any(ids_of(c) & mine and not self._shown(c) for c in placements):
             return False  # its order's own placement is not shown yet: a snapshot without it says nothing
         if change.resized:  # listed at its new size, or no longer listed (fired, canceled since)
-            return not listed or any(_same(o.get("sz"), change.placed["sz"]) for o in listed)  # type: ignore[index]
+            return not listed or any(same_size(o.get("sz"), change.placed["sz"]) for o in listed)  # type: ignore[index]
         return not listed  # a cancel
 
     def _reported(self, change: Change) -> bool:
@@ -348,57 +335,3 @@ class AccountView:
         self._after = self.snapshots
         self._dead, self.generation = self.generation, -1
         self.on_stall()
-
-
-def _cloid(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _names(order: Mapping[str, Any], ids: set | frozenset) -> bool:
-    """Whether an open order is one of `ids` (oids and cloids)."""
-    return order.get("oid") in ids or _cloid(order.get("cloid")) in ids
-
-
-def _ids(change: Change) -> set:
-    """The ids (oids, cloids) of the order a change is about."""
-    placed = change.placed or {}
-    return set(change.gone) | {placed.get("oid"), placed.get("cloid")} - {None}
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return Decimal(str(a)) == Decimal(str(b))
-    except InvalidOperation:
-        return False
-
-
-def _order_change(wire: Mapping[str, Any], status: Any, coins: Mapping[int, str], now: float) -> Change | None:
-    """One order's change from its wire (SDK keys a, b, p, s, r, t, c) and its status in the answer."""
-    if status == "waitingForTrigger":  # a position TP/SL resting, its oid not in the answer (EXCHANGE.md §8)
-        status = {"resting": {"oid": None}}
-    if not isinstance(status, dict) or wire.get("a") not in coins:
-        return None
-    coin, cloid = coins[wire.get("a")], _cloid(wire.get("c"))
-    is_buy = bool(wire.get("b"))
-    if "filled" in status:
-        filled = status["filled"]
-        size = Decimal(str(filled.get("totalSz", "0")))
-        return Change(now, frozenset({filled.get("oid"), cloid} - {None}), coin, delta=size if is_buy else -size)
-    if "resting" in status:
-        oid = status["resting"].get("oid")
-        trigger = (wire.get("t") or {}).get("trigger")
-        placed = {
-            "coin": coin,
-            "side": "B" if is_buy else "A",
-            "sz": wire.get("s"),
-            "limitPx": wire.get("p"),
-            "oid": oid,
-            "cloid": cloid,
-            "reduceOnly": bool(wire.get("r")),
-            "isTrigger": trigger is not None,
-            "triggerPx": trigger.get("triggerPx") if trigger else "0.0",
-            "orderType": ORDER_TYPES.get(trigger.get("tpsl"), "Stop Market") if trigger else "Limit",
-            "isPositionTpsl": trigger is not None and str(wire.get("s")) == "0",
-        }
-        return Change(now, frozenset({oid, cloid} - {None}), coin, placed=placed)
-    return None

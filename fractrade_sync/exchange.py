@@ -15,39 +15,24 @@ from hyperliquid.utils.error import ClientError
 
 from . import wire
 from .account import AccountView
+from .account_reads import AccountReads
 from .accounts import Relation, resolve
 from .backoff import exchange_retries
 from .budget import WeightBudget
 from .config import ConfigError, Settings, redact_url
 from .dexes import Dexes, UnknownDexSymbol, dex_of
+from .errors import TransientError, UnknownSymbol
 from .market import MidsFeed, RestNotices
 from .rules import Asset
 from .signing import FastSigner, NonceSource
 from .transport import NotSent, OrderChannel, ProxyChannel
 
 STALE_NOTICE_EVERY = 60.0  # seconds between two "cache stale" warnings of a kind: a dead feed must not flood the log
-LEVERAGE_TTL = 60.0  # seconds a leverage read over REST is trusted on the order path (the UI can change it)
 KEEP_WARM_AFTER = 30.0  # seconds of an idle connection before a keep-warm request
 MIDS_READY_WAIT = 3.0  # prepare() waits this long for the feed's first snapshot, then goes on (REST fallback)
 META_RELOAD_EVERY = 60.0  # an unknown symbol reloads meta at most this often: a flood of them costs one request
 CLOCK_WARN = 1.0  # seconds of clock offset to the exchange that earn a warning: ages and expiries depend on it
 CLOCK_WARN_EVERY = 600.0  # seconds between two such warnings while it lasts
-
-
-class TransientError(Exception):
-    """No usable answer (network, timeout, 429, 5xx, unreadable). in_flight: the request may still be applied."""
-
-    def __init__(self, message: str, in_flight: bool = True):
-        super().__init__(message)
-        self.in_flight = in_flight
-
-
-class UnknownSymbol(Exception):
-    """The coin is not a perp of the exchange's meta."""
-
-
-def _asset_data(user: str, coin: str) -> dict:
-    return {"type": "activeAssetData", "user": user, "coin": coin}
 
 
 def _asset(entry: dict, index: int) -> Asset:
@@ -66,7 +51,7 @@ def _tell(hook: Callable[[str, str, str], None], path: str, payload: dict, statu
         logging.getLogger("fractrade_sync.exchange").debug("on_request failed", exc_info=True)
 
 
-class HyperliquidClient:
+class HyperliquidClient(AccountReads):
     """Reads and signed writes; used by one thread at a time (the worker; `check` before any)."""
 
     def __init__(self, settings: Settings, feed: MidsFeed | None = None, logger: logging.Logger | None = None):
@@ -220,32 +205,6 @@ class HyperliquidClient:
                                  "bound %.0fs)", coin, feed.age(), feed.max_age)  # fmt: skip
         return mid
 
-    def _account_notice(self, what: str) -> None:
-        feed, account = self.feed, self.account
-        if feed is None or not feed.started or account is None:
-            return  # (no feed by design, in check and scripts: REST is the plan)
-        if account.refused:  # the exchange refused a subscription: said once already (market.py), REST is the plan
-            self.logger.debug("account subscription %s refused by the exchange; %s read over REST",
-                              "/".join(sorted(account.refused)), what)  # fmt: skip
-            return
-        self._notice("account", "live account state not trusted now (user-data feed %s); %s read over REST",
-                     "down" if not feed.connected.is_set() else "not confirmed", what)  # fmt: skip
-
-    def account_state(self, dex: str = "") -> dict:
-        """clearinghouseState (of a HIP-3 `dex`: its own clearinghouse), read strictly (its positions and time must
-        be there: else TransientError, never "flat"); its "time" (the exchange's clock, in ms) measures the clock
-        offset on the way."""
-        sent = time.time()
-        body = {"type": "clearinghouseState", "user": self.address}
-        state = self._info({**body, "dex": dex} if dex else body)
-        try:
-            wire.positions(state)
-            when = wire.state_time(state)
-        except wire.Unreadable as exc:
-            raise TransientError(f"unreadable account state: {exc}", in_flight=False) from None
-        self._measured_clock(when / 1000 - (sent + time.time()) / 2)
-        return state
-
     def _measured_clock(self, offset: float) -> None:
         """Remember the offset to the exchange's clock; warn (at most every CLOCK_WARN_EVERY) when over CLOCK_WARN.
         https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint/perpetuals (the answer's
@@ -258,73 +217,6 @@ class HyperliquidClient:
                 "this machine's clock is %.1fs %s the exchange's: action ages and order expiries depend on it; "
                 "fix the clock (NTP: timedatectl set-ntp true)", abs(offset), "behind" if offset > 0 else "ahead of",
             )  # fmt: skip
-
-    def position(self, coin: str, live: bool = True) -> Decimal:
-        """The signed position size on a coin (0 when flat): from the live account view when it is trusted (and
-        `live`), else one REST read (which refreshes the leverage cache on the way). Raises TransientError when the
-        answer does not say it."""
-        dex = dex_of(coin)
-        if live and self.account is not None and not dex:  # (the live view holds the main dex's)
-            held = self.account.position(coin)
-            if held is not None:
-                return held
-            self._account_notice(f"{coin} position")
-        state = self.account_state(dex)
-        for item in state["assetPositions"]:
-            pos = item["position"]
-            if pos["coin"] == coin:
-                self._remember_leverage(coin, pos)
-        return wire.positions(state).get(coin, Decimal(0))
-
-    def leverage(self, coin: str) -> tuple[str, int] | None:
-        """The leverage set on a coin (it can change in the UI too): from its activeAssetData subscription while the
-        feed is live; else a REST read, trusted for LEVERAGE_TTL. The coin is watched from its first use."""
-        if self.feed is not None and self.account is not None:
-            self.feed.watch(coin)
-            pushed = self.account.leverage(coin)
-            if pushed is not None:
-                return pushed
-        cached = self._leverage.get(coin)
-        if cached is None or time.monotonic() - cached[2] > LEVERAGE_TTL:
-            self._remember_leverage(coin, self._info(_asset_data(self.address, coin)))
-            cached = self._leverage[coin]
-        return cached[0], cached[1]
-
-    def _remember_leverage(self, coin: str, data: Any) -> None:
-        try:
-            kind, value = wire.leverage(data, coin)
-        except wire.Unreadable as exc:  # e.g. null: unreadable, not "no leverage"
-            raise TransientError(str(exc), in_flight=False) from None
-        self._leverage[coin] = (kind, value, time.monotonic())
-
-    def open_orders(self, dex: str = "") -> list[dict]:
-        """The open orders (frontendOpenOrders; of a HIP-3 `dex`: its own): from the live account view when trusted
-        (the main dex's), else one REST read (TransientError when it is not a list of orders)."""
-        live = self.account.open_orders() if self.account is not None and not dex else None
-        if live is not None:
-            return live
-        if not dex:
-            self._account_notice("open orders")
-        return self.rest_open_orders(dex)
-
-    def rest_open_orders(self, dex: str = "") -> list[dict]:
-        """frontendOpenOrders over REST (of a HIP-3 `dex`: its own), read strictly."""
-        body = {"type": "frontendOpenOrders", "user": self.address}
-        try:
-            return wire.open_orders(self._info({**body, "dex": dex} if dex else body))
-        except wire.Unreadable as exc:
-            raise TransientError(f"unreadable open orders: {exc}", in_flight=False) from None
-
-    def fills(self) -> list[dict]:
-        """The account's recent fills (userFills over REST: about the last 2000), read strictly."""
-        try:
-            return wire.fills(self._info({"type": "userFills", "user": self.address}))
-        except wire.Unreadable as exc:
-            raise TransientError(f"unreadable fills: {exc}", in_flight=False) from None
-
-    def order_status(self, cloid: str) -> dict:
-        """What the exchange knows of an order by its cloid ({'status': 'unknownOid'} when nothing); may raise."""
-        return self._info({"type": "orderStatus", "user": self.address, "oid": cloid})
 
     def relation(self) -> Relation:
         """How the key may trade the account (accounts.py): its own, as its API wallet, or a sub-account or vault of

@@ -11,8 +11,8 @@ from typing import Callable
 
 import websocket
 
-from . import wire
 from .account import AccountView
+from .account_feed import USER_CHANNELS, AccountChannels, Dead
 from .backoff import reconnect
 from .transport import cut
 from .values import redact_url
@@ -24,17 +24,6 @@ MAX_MID_AGE = 5.0
 PING_INTERVAL = 30.0  # the server drops a connection that has sent nothing for 60 s; ping well inside that
 RECV_SLICE = 0.5  # recv() timeout: how often the loop looks at the stop flag and the ping schedule
 SUBSCRIBE = json.dumps({"method": "subscribe", "subscription": {"type": "allMids"}})
-# the account's own channels, on the same socket: positions (clearinghouseState) and open orders (openOrders) of the
-# main dex, and the events that say an order changed (orderUpdates, userFills); leverage per coin in use comes from
-# activeAssetData. Never webData2: refused as a subscription since 2026 (EXCHANGE.md).
-ACCOUNT_CHANNELS = ("clearinghouseState", "openOrders", "orderUpdates", "userFills")
-USER_CHANNELS = (*ACCOUNT_CHANNELS, "activeAssetData")
-# seconds without a clearinghouseState push before it is asked for again (unsubscribe, subscribe: a snapshot comes on
-# subscribing, EXCHANGE.md), so that a silently dead subscription shows and a quiet account's view stays proven
-REFRESH_AFTER = 5.0
-ASK_AGAIN_AFTER = 600.0  # seconds before a subscription the exchange refused is asked for again (not in a loop)
-# the error frames that refuse a subscription (EXCHANGE.md); "Already subscribed: {...}" refuses nothing
-REFUSALS = ("Error parsing JSON into valid websocket request", "Invalid subscription")
 PING = json.dumps({"method": "ping"})
 
 
@@ -63,27 +52,6 @@ def mids_ws_url(api_url: str) -> str:
     scheme, sep, rest = base.partition("://")
     ws_scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
     return f"{ws_scheme}{sep}{rest}/ws"
-
-
-def _user_request(method: str, channel: str, user: str, coin: str | None = None) -> str:
-    subscription: dict = {"type": channel, "user": user}
-    if channel in ("clearinghouseState", "openOrders"):
-        subscription["dex"] = ""
-    if coin is not None:
-        subscription["coin"] = coin
-    return json.dumps({"method": method, "subscription": subscription})
-
-
-def refused_channel(data: object) -> str | None:
-    """Which of our user-data subscriptions an error frame refuses: the exchange quotes the request in its text
-    ("Error parsing JSON into valid websocket request: {...}", EXCHANGE.md); None when it names none of them."""
-    text = str(data)
-    if not text.startswith(REFUSALS):  # e.g. "Already subscribed: {...}" refuses nothing
-        return None
-    for channel in (*USER_CHANNELS, "webData2"):
-        if f'"type":"{channel}"' in text.replace(" ", "") or f"'type': '{channel}'" in text:
-            return channel
-    return None
 
 
 class MidsFeed:
@@ -130,12 +98,8 @@ class MidsFeed:
         self._thread: threading.Thread | None = None
         self.generation = 0  # connections made: the account view trusts a snapshot of the current one only
         self.account = account if user else None
-        self.user = user or ""
-        self.on_fills = on_fills  # told of each userFills push's fills (the ledger), on this thread
-        self._subscribed_at = float("-inf")
-        self._refused_at: dict[str, float] = {}  # subscription (channel, or activeAssetData:COIN) -> when refused
-        self._coins: set[str] = set()  # coins whose activeAssetData is wanted (the worker's watch())
-        self._asked: set[str] = set()  # of those, subscribed on the current socket (feed thread only)
+        # the account's own subscriptions on this socket (account_feed.py)
+        self.channels = AccountChannels(account, user, self.logger, clock, on_fills) if self.account else None
         self._asked_dexes: set[str] = set()  # the dexes whose allMids are subscribed on the current socket
         if self.account is not None:
             self.account.live = self._account_live
@@ -221,15 +185,16 @@ class MidsFeed:
                     break
                 ws.connect(self.url, timeout=self.connect_timeout)
                 self.generation += 1
-                self._subscribed_at = self.account.clock() if self.account is not None else 0.0
-                self._asked, self._asked_dexes = set(), set()
+                self._asked_dexes = set()
                 ws.send(SUBSCRIBE)
-                self._ask(ws, ACCOUNT_CHANNELS if self.account is not None else ())
+                self._ask(ws)
+                if self.channels is not None:
+                    self.channels.connected(ws, self.generation)
                 connected_at = self.clock()
                 self.connected.set()
                 self.logger.info("mids feed connected (%s)", redact_url(self.url))
                 self._serve(ws)
-            except (websocket.WebSocketException, OSError, ValueError) as exc:
+            except (websocket.WebSocketException, OSError, ValueError, Dead) as exc:
                 if not self._stop.is_set():
                     self.logger.warning("mids feed: %s: %s", type(exc).__name__, str(exc)[:200])
             except Exception:
@@ -288,24 +253,10 @@ class MidsFeed:
             if since_ping >= self.ping_interval or (silent >= self.idle_ping and since_ping >= self.idle_ping):
                 ws.send(PING)
                 last_ping = now
-            self._ask(ws, ACCOUNT_CHANNELS if self.account is not None else (), again=True)
-            if self.account is not None:
-                last_refresh = self._refreshed(ws, last_refresh)
-
-    def _refreshed(self, ws: websocket.WebSocket, last: float) -> float:
-        """Ask for clearinghouseState again when none came for REFRESH_AFTER (and not more often); returns when it
-        last asked. Past the view's snapshot bound despite asking: the subscription is dead, a new socket."""
-        account = self.account
-        now = account.clock()
-        quiet = now - account.positions_at
-        if "clearinghouseState" in account.refused or quiet < REFRESH_AFTER or now - last < REFRESH_AFTER:
-            return last
-        bound = account.max_snapshot_age
-        if account.snapshots and quiet > 2 * bound and now - self._subscribed_at > 2 * bound:
-            raise websocket.WebSocketTimeoutException(f"no clearinghouseState for {quiet:.0f}s despite asking again")
-        for method in ("unsubscribe", "subscribe"):
-            ws.send(_user_request(method, "clearinghouseState", self.user))
-        return now
+            self._ask(ws)
+            if self.channels is not None:
+                self.channels.ask(ws, again=True)
+                last_refresh = self.channels.refreshed(ws, last_refresh)
 
     def watch_dex(self, dex: str) -> None:
         """Keep a HIP-3 dex's allMids subscribed from now on (any thread; the feed thread sends the request)."""
@@ -313,82 +264,15 @@ class MidsFeed:
             self._dexes = self._dexes | {dex}
 
     def watch(self, coin: str) -> None:
-        """Keep the coin's activeAssetData (its leverage) subscribed from now on (any thread; the feed thread sends
-        the request)."""
-        if self.account is not None and coin not in self._coins:
-            self._coins = self._coins | {coin}  # swap, never mutate: the feed thread iterates it
+        """Keep the coin's activeAssetData (its leverage) subscribed from now on (any thread)."""
+        if self.channels is not None:
+            self.channels.watch(coin)
 
-    def _ask(self, ws: websocket.WebSocket, channels: tuple[str, ...], again: bool = False) -> None:
-        """Subscribe what is not subscribed on this socket yet: the account's channels (on connecting; a refused one
-        again only after ASK_AGAIN_AFTER) and the activeAssetData of every watched coin."""
-        now = self.clock()
+    def _ask(self, ws: websocket.WebSocket) -> None:
+        """Subscribe the allMids of every watched HIP-3 dex not subscribed on this socket yet."""
         for dex in self._dexes - self._asked_dexes:
             self._asked_dexes.add(dex)
             ws.send(json.dumps({"method": "subscribe", "subscription": {"type": "allMids", "dex": dex}}))
-        if self.account is None:
-            return
-        wanted = [(c, None) for c in channels] + [("activeAssetData", coin) for coin in self._coins]
-        for channel, coin in wanted:
-            name = channel if coin is None else f"{channel}:{coin}"
-            refused = self._refused_at.get(name)
-            if refused is not None and now - refused < ASK_AGAIN_AFTER:
-                continue
-            if name in self._asked and refused is None:
-                continue
-            if again and coin is None and refused is None:
-                continue  # (the account's channels are asked on connecting)
-            self._refused_at.pop(name, None)
-            self._asked.add(name)
-            ws.send(_user_request("subscribe", channel, self.user, coin))
-
-    def _refused(self, data: object) -> None:
-        """An error frame: one WARNING naming the subscription it refuses; asked again in ASK_AGAIN_AFTER."""
-        channel = refused_channel(data)
-        if channel is None or self.account is None:
-            self.logger.warning("mids feed: the exchange says %s", str(data)[:200])
-            return
-        coin = None
-        if channel == "activeAssetData":
-            coin = next((c for c in self._coins if f'"coin":"{c}"' in str(data).replace(" ", "")), None)
-        name = channel if coin is None else f"{channel}:{coin}"
-        if name not in self._refused_at:
-            self.logger.warning("account feed: the exchange refused the %s subscription (%s); what it would give "
-                                "comes over REST; asked again in %.0f minutes", name, str(data)[:160],
-                                ASK_AGAIN_AFTER / 60)  # fmt: skip
-        self._refused_at[name] = self.clock()
-        if channel in ACCOUNT_CHANNELS:
-            self.account.refuse(channel)
-
-    def _tell_fills(self, fills: list) -> None:
-        try:
-            self.on_fills(fills)  # type: ignore[misc]
-        except Exception:  # (e.g. a journal that cannot be written): the feed goes on; the ledger reads them later
-            self.logger.exception("account feed: the fills of a userFills push could not be recorded")
-
-    def _account_push(self, channel: str, data: object) -> None:
-        """One user-data push, read strictly (wire.py) into the account view; unreadable: the view is behind."""
-        account = self.account
-        try:
-            if channel == "clearinghouseState":
-                state = wire.user_push(data, "clearinghouseState", self.user)
-                held, when = wire.positions(state), wire.state_time(state)
-                account.on_positions(state, held, when, self.generation, self._subscribed_at)
-            elif channel == "openOrders":
-                orders = wire.open_orders(wire.user_push(data, "orders", self.user))
-                account.on_orders(orders, self.generation, self._subscribed_at)
-            elif channel == "activeAssetData":
-                coin = data.get("coin") if isinstance(data, dict) else None
-                if not isinstance(coin, str) or str(data.get("user", "")).lower() != self.user.lower():
-                    raise wire.Unreadable(f"activeAssetData for another account or coin: {str(data)[:80]}")
-                account.on_leverage(coin, wire.leverage(data, coin))
-            else:
-                account.on_events(channel, data)
-                if channel == "userFills" and self.on_fills is not None and isinstance(data, dict):
-                    self._tell_fills(data.get("fills") or [])
-        except wire.Unreadable as exc:
-            account.lost()
-            self.logger.warning("account feed: a %s push that cannot be read (%s); REST until the next one", channel,
-                                exc)  # fmt: skip
 
     def _on_message(self, text: str | bytes) -> str | None:
         """Take one message; returns its channel ('allMids' only when it carried a usable snapshot)."""
@@ -410,8 +294,8 @@ class MidsFeed:
                 self._dex_at[str(dex).lower()] = self.clock()
                 return "dexMids"
             self._mids = mids  # swap, never mutate: get() may be reading the old one
-        elif channel in USER_CHANNELS and self.account is not None:
-            self._account_push(channel, msg.get("data"))
-        elif channel == "error":
-            self._refused(msg.get("data"))
+        elif channel in USER_CHANNELS and self.channels is not None:
+            self.channels.push(channel, msg.get("data"))
+        elif channel == "error" and (self.channels is None or not self.channels.refused(msg.get("data"))):
+            self.logger.warning("mids feed: the exchange says %s", str(msg.get("data"))[:200])
         return channel

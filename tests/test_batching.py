@@ -211,9 +211,9 @@ def test_a_subscription_that_stops_sending_snapshots_gets_a_new_socket(make_serv
                                                                        monkeypatch):  # fmt: skip
     """Nothing of ours pending, pongs and allMids flowing, no clearinghouseState: asked again on the socket, then past
     the snapshot bound a new socket; the view is trusted again once a snapshot comes."""
-    from fractrade_sync import market
+    from fractrade_sync import account_feed
 
-    monkeypatch.setattr(market, "REFRESH_AFTER", 0.3)
+    monkeypatch.setattr(account_feed, "REFRESH_AFTER", 0.3)
     service = make_service()
     account, feed = service.client.account, service.client.feed
     account.max_snapshot_age = 1.0

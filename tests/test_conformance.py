@@ -13,7 +13,7 @@ import pytest
 import requests
 import websocket
 
-from fractrade_sync import market, wire
+from fractrade_sync import account_feed, market, wire
 from fractrade_sync.account import AccountView
 from fractrade_sync.answers import order_outcome, status_outcome
 from fractrade_sync.exchange import _asset
@@ -216,7 +216,7 @@ def test_the_client_reads_the_live_shapes():
     assert found.state == RESTING and found.oid == 7
     assert status_outcome({"status": "unknownOid"}, lambda oid: (Decimal(0), None)) is None
     assert _asset(LIVE_META_ENTRY, 3).only_isolated
-    assert market.refused_channel(LIVE_REFUSAL["data"]) == "webData2"
+    assert account_feed.refused_channel(LIVE_REFUSAL["data"]) == "webData2"
 
 
 def test_the_account_view_takes_the_live_pushes():
@@ -282,10 +282,10 @@ def test_the_simulators_pushes_have_the_live_shapes_and_the_client_takes_them(si
     ws = websocket.create_connection(market.mids_ws_url(sim.url), timeout=5)
     got: dict[str, list] = {}
     try:
-        for channel in market.ACCOUNT_CHANNELS:
-            ws.send(market._user_request("subscribe", channel, user))
-        ws.send(market._user_request("subscribe", "activeAssetData", user, "BTC"))
-        ws.send(market._user_request("subscribe", "webData2", user))  # refused, as live
+        for channel in account_feed.ACCOUNT_CHANNELS:
+            ws.send(account_feed._user_request("subscribe", channel, user))
+        ws.send(account_feed._user_request("subscribe", "activeAssetData", user, "BTC"))
+        ws.send(account_feed._user_request("subscribe", "webData2", user))  # refused, as live
         deadline = time.monotonic() + 5
         wanted = {"clearinghouseState", "openOrders", "activeAssetData", "userFills", "error", "subscriptionResponse"}
         while not wanted <= got.keys() and time.monotonic() < deadline:
@@ -294,7 +294,7 @@ def test_the_simulators_pushes_have_the_live_shapes_and_the_client_takes_them(si
     finally:
         ws.close()
     assert wanted <= got.keys(), sorted(got)
-    assert market.refused_channel(got["error"][0]) == "webData2"
+    assert account_feed.refused_channel(got["error"][0]) == "webData2"
     chs = got["clearinghouseState"][0]
     assert same_shape(chs, {"dex": "", "user": USER, "clearinghouseState": LIVE_STATE}) == []
     assert same_shape(got["openOrders"][0], {"dex": "", "user": USER, "orders": [LIVE_TRIGGER]}) == []

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from fractrade_sync import market, wire
+from fractrade_sync import account_feed, market, wire
 from fractrade_sync.account import AccountView
 from fractrade_sync.answers import order_outcome
 from fractrade_sync.budget import WeightBudget
@@ -45,13 +45,13 @@ class Sent:
 def test_the_feed_asks_for_what_the_exchange_serves_and_never_webdata2():
     feed = market.MidsFeed("http://127.0.0.1:1", account=AccountView(), user="0x" + "ab" * 20)
     ws = Sent()
-    feed._ask(ws, market.ACCOUNT_CHANNELS)
+    feed.channels.ask(ws)
     kinds = [(m["subscription"]["type"], m["subscription"].get("dex")) for m in ws.sent]
     assert kinds == [("clearinghouseState", ""), ("openOrders", ""), ("orderUpdates", None), ("userFills", None)]
     feed.watch("BTC")
-    feed._ask(ws, market.ACCOUNT_CHANNELS, again=True)
+    feed.channels.ask(ws, again=True)
     assert ws.sent[-1]["subscription"] == {"type": "activeAssetData", "user": "0x" + "ab" * 20, "coin": "BTC"}
-    feed._ask(ws, market.ACCOUNT_CHANNELS, again=True)  # nothing new: nothing sent
+    feed.channels.ask(ws, again=True)  # nothing new: nothing sent
     assert len(ws.sent) == 5 and not any(m["subscription"]["type"] == "webData2" for m in ws.sent)
 
 
@@ -70,10 +70,10 @@ def test_a_refused_subscription_is_warned_once_and_not_asked_again_in_a_loop(cap
     assert len(refusals) == 1, caplog.text
     assert feed.account.refused == {"clearinghouseState"}
     ws = Sent()
-    feed._ask(ws, market.ACCOUNT_CHANNELS)  # a reconnect: the refused one is not asked again yet
+    feed.channels.ask(ws)  # a reconnect: the refused one is not asked again yet
     assert "clearinghouseState" not in [m["subscription"]["type"] for m in ws.sent]
-    clock[0] += market.ASK_AGAIN_AFTER
-    feed._ask(ws, market.ACCOUNT_CHANNELS, again=True)  # ten minutes on: asked once more
+    clock[0] += account_feed.ASK_AGAIN_AFTER
+    feed.channels.ask(ws, again=True)  # ten minutes on: asked once more
     assert [m["subscription"]["type"] for m in ws.sent].count("clearinghouseState") == 1
 
 
@@ -314,10 +314,10 @@ def test_the_view_needs_both_the_positions_and_the_orders_of_this_connection():
 
 def test_only_a_refusal_is_a_refusal():
     request = '{"type":"clearinghouseState","user":"0xab","dex":""}'
-    assert market.refused_channel(f"Already subscribed: {request}") is None
-    assert market.refused_channel(f"Invalid subscription {request}") == "clearinghouseState"
+    assert account_feed.refused_channel(f"Already subscribed: {request}") is None
+    assert account_feed.refused_channel(f"Invalid subscription {request}") == "clearinghouseState"
     assert (
-        market.refused_channel(f'Error parsing JSON into valid websocket request: {{"subscription":{request}}}')
+        account_feed.refused_channel(f'Error parsing JSON into valid websocket request: {{"subscription":{request}}}')
         == "clearinghouseState"
     )
 

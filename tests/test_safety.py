@@ -8,7 +8,7 @@ import time
 
 from hyperliquid.exchange import Exchange
 
-from fractrade_sync import exchange, receiver
+from fractrade_sync import account_reads, receiver
 from fractrade_sync.config import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import (
@@ -44,7 +44,7 @@ def test_a_refused_trade_leaves_leverage_alone(make_service, sim, signals, walle
 
 
 def test_a_leverage_changed_elsewhere_is_noticed(make_service, sim, signals, wallet, monkeypatch):
-    monkeypatch.setattr(exchange, "LEVERAGE_TTL", 0.0)  # instead of waiting a minute
+    monkeypatch.setattr(account_reads, "LEVERAGE_TTL", 0.0)  # instead of waiting a minute
     service = make_service()
     run_frame(service, signals, trade_frame(leverage=10))
     Exchange(wallet, sim.url).update_leverage(3, "BTC", True)  # the trader sets 3x in Hyperliquid's UI
