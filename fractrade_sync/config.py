@@ -97,6 +97,14 @@ class Settings:
         return f"Settings({', '.join(shown)})"
 
     @property
+    def described(self) -> str:
+        """The account, its signer, network, API, sizing and dry run, as the start line says them."""
+        signer = " signed by " + self.signer_address if self.is_agent_wallet else ""
+        dry = " (DRY RUN: nothing is sent)" if self.dry_run else ""
+        where = f"{self.hl_env} via {redact_url(self.api_url)}"
+        return f"account {self.account_address}{signer}; {where}; sizes x{self.size_multiplier}{dry}"
+
+    @property
     def is_agent_wallet(self) -> bool:
         """True when the key signs for another account (as its API wallet, or for a sub-account or vault: the
         exchange says which at start, accounts.py)."""

@@ -14,7 +14,7 @@ from .account import AccountView
 from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
 from .batching import Batches, batchable
 from .channels import Channels
-from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings, redact_url
+from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
 from .exchange import HyperliquidClient
 from .execution import Execution
 from .heartbeat import remove_heartbeat
@@ -81,20 +81,17 @@ class FractradeExecutor:
         if not self._lock.acquire():
             raise ConfigError("FRAC_STATE_DIR", f"another fractrade-sync is running with {settings.state_dir}; "
                                                 "stop it first")  # fmt: skip
-        held = self._signer.acquire()
-        if held is not None:
+        refused = self._signer.acquire()
+        if refused is not None:
             self._lock.release()
-            why = (
-                f"its signer {settings.signer_address} is held by another running agent ({held}): Hyperliquid's "
-                "nonces are per signer, so give each agent its own API wallet"
-            )
-            raise ConfigError("HYPERLIQUID_PRIVATE_KEY", why)
+            raise ConfigError("HYPERLIQUID_PRIVATE_KEY", refused)
         unclean_since = self.clock() if self._lock.unclean else None
         if unclean_since is not None:
             self.logger.warning("the last run did not stop in order (killed, crashed or a power loss): actions sent "
                                 "before this start are looked up by cloid before anything is sent")  # fmt: skip
         self.feed = MidsFeed(settings.api_url, logging.getLogger("fractrade_sync.market"), account=AccountView(),
-                             user=settings.account_address, on_fills=self._fills)  # fmt: skip
+                             user=settings.account_address,  # (the ledger, built below, records the feed's fills)
+                             on_fills=lambda fills: self.ledger and self.ledger.fills(fills))  # fmt: skip
         self.client = client = HyperliquidClient(settings, self.feed)
         self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
         self.ledger = ledger = Ledger(self.journal, client, self.feed, self.clock)
@@ -114,16 +111,7 @@ class FractradeExecutor:
                                  storage=lambda: self.storage_problem, ticks=(self.channels.tick,))  # fmt: skip
         for item in resumed:  # oldest first, before anything new
             self.queue.put(item)
-        self.logger.info(
-            "fractrade-sync starting for account %s%s; %s via %s; sizes x%s; %d action(s) resumed%s",
-            settings.account_address,
-            " signed by " + settings.signer_address if settings.is_agent_wallet else "",
-            settings.hl_env,
-            redact_url(settings.api_url),
-            settings.size_multiplier,
-            len(resumed),
-            " (DRY RUN: nothing is sent)" if settings.dry_run else "",
-        )
+        self.logger.info("fractrade-sync starting for %s; %d action(s) resumed", settings.described, len(resumed))
         self._started = True
         self.channels.start(client)
         for part in (self.feed, self.worker, self.receiver if receive else None, self.watchdog):
@@ -169,11 +157,6 @@ class FractradeExecutor:
             self.logger.info("stopped: nothing left to execute")
         self.channels.stop(timeout=min(3.0, max(0.5, ends - time.monotonic())))
         return left
-
-    def _fills(self, fills: list) -> None:
-        """The userFills feed's fills, to the ledger (built after the feed)."""
-        if self.ledger is not None:
-            self.ledger.fills(fills)
 
     def run(self) -> int:
         """Start, block until SIGTERM/SIGINT (or a fatal error), stop in order; return the exit code."""

@@ -102,7 +102,7 @@ class SignerLock:
         self._fd: int | None = None
 
     def acquire(self) -> str | None:
-        """Take the lock; None, or who holds it ("state dir X, pid N")."""
+        """Take the lock; None, or why not: who holds it."""
         ensure_private_dir(self.path.parent.parent)
         ensure_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -111,7 +111,8 @@ class SignerLock:
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            return holder
+            why = "Hyperliquid's nonces are per signer, so give each agent its own API wallet"
+            return f"its signer {self.path.stem} is held by another running agent ({holder}): {why}"
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"state dir {self.holder}, pid {os.getpid()}".encode(), 0)
         self._fd = fd

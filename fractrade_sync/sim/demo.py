@@ -76,7 +76,7 @@ OPERATOR_VARS = ("FRAC_TELEGRAM_TOKEN", "FRAC_TELEGRAM_CHAT_ID", "FRAC_TELEGRAM_
 def run_demo(
     quiet: bool = False,
     out: TextIO | None = None,
-    timeout: float = 20.0,
+    timeout: float = 40.0,
     environ: Mapping[str, str] | None = None,
     sub_account: bool = False,
     market: str = "main",
