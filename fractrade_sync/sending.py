@@ -32,6 +32,7 @@ INFO_LAG = 8.0
 # only for an older run's in-flight note without a nonce: seconds past its expiresAfter before a cloid check counts
 SETTLE_MARGIN = 1.0
 NOT_FOUND = "not executed: the exchange shows no order with its cloid"
+FOUND_BEYOND = "found on the exchange by cloid in its fills and open orders (its order record is gone)"
 
 
 class Refused(Exception):
@@ -257,11 +258,34 @@ class Sender:
             if elapsed >= INFO_LAG:  # asked again past the lag: this last answer decides
                 if unreadable is not None:
                     raise unreadable
+                missing = [i for i in range(len(actions)) if i not in found]
+                found.update(self._beyond_records([actions[i] for i in missing], missing))
                 return [found.get(i) for i in range(len(actions))]
             if unreadable is not None:
                 self.logger.warning("%s: cloid check failed: %s; asking again", _named(actions), unreadable)
             if self.stopping.wait(min(next(delays, 2.0), max(0.05, INFO_LAG - elapsed))):
                 raise Unfinished("stopped while asking the exchange by cloid; settled at the next start")
+
+    def _beyond_records(self, actions: list[Action], places: list[int]) -> dict[int, Outcome]:
+        """The nonce is spent and orderStatus knows no such cloid: the exchange keeps about the account's last 2000
+        orders (EXCHANGE.md §4), so an applied order's record may be gone. Its fills (userFills carries the cloid)
+        and the open orders outlive it: an order found there was applied; only then is "no effect" concluded."""
+        wanted = {a.cloid.lower(): i for a, i in zip(actions, places, strict=True)}
+        try:
+            fills = self.client.fills()
+            listed = self.client.rest_open_orders()
+        except (TransientError, ClientError) as exc:
+            raise TransientError(f"no record by cloid, and the fills could not be read: {exc}") from None
+        outcomes: dict[int, Outcome] = {}
+        for cloid, i in wanted.items():
+            mine = [f for f in fills if str(f.get("cloid") or "").lower() == cloid]
+            if mine:
+                size, avg = filled_by(mine, mine[0]["oid"])
+                outcomes[i] = Outcome(J.FILLED, f"{FOUND_BEYOND}: filled", mine[0]["oid"], to_wire(size), avg)
+            elif any(str(o.get("cloid") or "").lower() == cloid for o in listed):
+                oid = next(o["oid"] for o in listed if str(o.get("cloid") or "").lower() == cloid)
+                outcomes[i] = Outcome(J.RESTING, f"{FOUND_BEYOND}: open", oid)
+        return outcomes
 
     def deadline(self, action: Action) -> float:
         """The wall-clock time after which the action is stale: no order of it may be applied after that."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -397,3 +399,42 @@ def test_the_status_commands_positions_are_unknown_when_the_answer_does_not_say(
     sim.inject("answer", path="/info", answer='{"error": "gateway"}')
     assert positions_text(settings).startswith("unknown")
     assert sim.request_count("/info") == 1
+
+
+def test_an_applied_order_whose_record_aged_out_is_found_in_its_fills(make_service, sim, signals, wallet):
+    """orderStatus keeps about the account's last 2000 orders: after the nonce is spent, "no such cloid" is not yet
+    "no effect" while the fills (which carry the cloid) or the open orders show it."""
+    from fractrade_sync.actions import parse_frame
+
+    service = make_service()
+    frame = trade_frame(size="0.01")
+    row = run_frame(service, signals, frame)
+    assert row["state"] == FILLED
+    with sim.state.lock:  # its record ages out (a busy account's next 2000 orders)
+        sim.state.orders = [o for o in sim.state.orders if (o.cloid or "").lower() != row["cloid"].lower()]
+    assert requests.post(
+        sim.url + "/info", json={"type": "orderStatus", "user": wallet.address, "oid": row["cloid"]}, timeout=5
+    ).json() == {"status": "unknownOid"}
+    action = parse_frame(json.dumps(frame), time.time())
+    sender = service.execution.sender
+    sender.stopping = threading.Event()
+    with patched_info_lag(0.0):
+        (found,) = sender._frozen([action])
+    assert found is not None and found.state == FILLED and found.filled_sz == "0.01", found
+    assert "its order record is gone" in found.reason
+
+
+def patched_info_lag(seconds: float):
+    import contextlib
+
+    from fractrade_sync import sending
+
+    @contextlib.contextmanager
+    def patched():
+        saved, sending.INFO_LAG = sending.INFO_LAG, seconds
+        try:
+            yield
+        finally:
+            sending.INFO_LAG = saved
+
+    return patched()
