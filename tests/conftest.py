@@ -215,3 +215,19 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def feed(sim):
+    """Opens sockets on the simulator's /ws (tests/test_sim_userdata.py's Feed); closes them at teardown."""
+    from tests.test_sim_userdata import Feed
+
+    opened: list[Feed] = []
+
+    def connect() -> Feed:
+        opened.append(Feed(sim))
+        return opened[-1]
+
+    yield connect
+    for f in opened:
+        f.ws.close()

@@ -11,7 +11,7 @@ from hyperliquid.exchange import Exchange
 from hyperliquid.info import Info
 from hyperliquid.utils.types import Cloid
 
-from tests.test_sim_userdata import Feed, take
+from tests.test_sim_userdata import take
 
 DEXES = ["", "xyz"]
 GTC = {"limit": {"tif": "Gtc"}}
@@ -45,19 +45,6 @@ def ex(sim, wallet):
 def funded(sim, wallet):
     sim.fund_dex(wallet.address, "xyz", 2_000)
     return wallet
-
-
-@pytest.fixture
-def feed(sim):
-    opened: list[Feed] = []
-
-    def connect() -> Feed:
-        opened.append(Feed(sim))
-        return opened[-1]
-
-    yield connect
-    for f in opened:
-        f.ws.close()
 
 
 # ---- the dex list, its meta, ids and mids --------------------------------------------------------------------------

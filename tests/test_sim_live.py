@@ -15,7 +15,7 @@ from hyperliquid.utils.error import ClientError
 from hyperliquid.utils.types import Cloid
 
 from fractrade_sync.sim import hl_weights
-from tests.test_sim_userdata import Feed, take
+from tests.test_sim_userdata import take
 
 GTC = {"limit": {"tif": "Gtc"}}
 IOC = {"limit": {"tif": "Ioc"}}
@@ -42,19 +42,6 @@ def ex(sim, wallet):
 @pytest.fixture
 def info(sim):
     return Info(sim.url, skip_ws=True)
-
-
-@pytest.fixture
-def feed(sim):
-    opened: list[Feed] = []
-
-    def connect() -> Feed:
-        opened.append(Feed(sim))
-        return opened[-1]
-
-    yield connect
-    for f in opened:
-        f.ws.close()
 
 
 # ---- 1, 2: the subscriptions ------------------------------------------------------------------------------------

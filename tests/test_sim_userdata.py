@@ -80,19 +80,6 @@ class Feed:
 
 
 @pytest.fixture
-def feed(sim):
-    opened: list[Feed] = []
-
-    def connect() -> Feed:
-        opened.append(Feed(sim))
-        return opened[-1]
-
-    yield connect
-    for f in opened:
-        f.ws.close()
-
-
-@pytest.fixture
 def ex(sim, wallet):
     return Exchange(wallet, base_url=sim.url, account_address=wallet.address)
 
