@@ -109,10 +109,17 @@ class Ledger:
         self._lock = threading.Lock()
         self._fills_due = True  # read the account's fills at the next idle step (at start; a fill the feed missed)
         self._awaiting: dict[str, float] = {}  # action key -> until when its fill is awaited from the feed
+        self._pushed: list[Any] = []  # fills the feed reported, not journaled yet
         self._funding_due = True
         self._funding_next = float("-inf")  # wall-clock time of the next hourly funding read
 
     # ---- entry points -----------------------------------------------------------------------------------
+    def pushed(self, fills: list[Any]) -> None:
+        """A userFills push's fills (the feed's thread): kept until the worker's next idle step journals them, so
+        that no journal write competes with orders being sent (a burst's fills are journaled once it is over)."""
+        with self._lock:
+            self._pushed.extend(fills)
+
     def fills(self, fills: list[Any]) -> int:
         """Journal the fills of this service's orders among these (a userFills push or answer); each once. Returns
         how many were new. A fill of an order this service did not place is left out."""
@@ -184,6 +191,9 @@ class Ledger:
         """Worker, when idle: keep the noted mids; read the account's fills when due; its funding when due."""
         with self._lock:
             arrivals, self._arrivals = self._arrivals, {}
+            pushed, self._pushed = self._pushed, []
+        if pushed:
+            self.fills(pushed)
         if arrivals:
             self.journal.record_arrivals(arrivals)
         with self._lock:

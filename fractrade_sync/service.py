@@ -91,7 +91,7 @@ class FractradeExecutor:
                                 "before this start are looked up by cloid before anything is sent")  # fmt: skip
         self.feed = MidsFeed(settings.api_url, logging.getLogger("fractrade_sync.market"), account=AccountView(),
                              user=settings.account_address,  # (the ledger, built below, records the feed's fills)
-                             on_fills=lambda fills: self.ledger and self.ledger.fills(fills))  # fmt: skip
+                             on_fills=lambda fills: self.ledger and self.ledger.pushed(fills))  # fmt: skip
         self.client = client = HyperliquidClient(settings, self.feed)
         self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
         self.ledger = ledger = Ledger(self.journal, client, self.feed, self.clock)
