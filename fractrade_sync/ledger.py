@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fractrade_sync.ledger")
 FUNDING_EVERY = 3600.0  # seconds between two reads of the account's funding: it settles once an hour
 FUNDING_LAG = 60.0  # seconds past the hour before reading it (the settlement's record is there by then)
+PUSHED_KEPT = 256  # fills held for the worker's idle step at most; past it the feed's thread journals them at once
 FEED_GRACE = 10.0  # seconds the userFills feed has to report an action's fill before the account's fills are read
 ARRIVALS_KEPT = 1000  # mids at arrival held in memory before the next idle step writes them
 HOUR_MS = 3_600_000
@@ -119,6 +120,10 @@ class Ledger:
         that no journal write competes with orders being sent (a burst's fills are journaled once it is over)."""
         with self._lock:
             self._pushed.extend(fills)
+            many = len(self._pushed) >= PUSHED_KEPT
+            batch, self._pushed = (self._pushed, []) if many else ([], self._pushed)
+        if batch:  # a long busy spell: journaled here, in one transaction, rather than held without bound
+            self.fills(batch)
 
     def fills(self, fills: list[Any]) -> int:
         """Journal the fills of this service's orders among these (a userFills push or answer); each once. Returns
