@@ -1,5 +1,6 @@
-"""What a review of the batched orders, the live account view and the deferred protection found: each test failed
-on the first version (its finding in a comment) and holds the behaviour the design promises."""
+"""Batched orders, the live account view and the deferred protection together: each coin's order, the cleanups of a
+wave, a fill learnt by cloid, 4xx answers to cleanups, a disk that fills between two rounds, a silently dead
+subscription (each test failed on a version before it; its finding in a comment)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""What a second review of the account view found (each test failed on the version before it): resizes superseded
-or fired before a snapshot showed them, a cancel shown by a lagging snapshot, a push of a stalled socket, a view
-distrusted by age that never asked for a new socket."""
+"""The account view's own changes against the feed's snapshots: resizes superseded or fired before a snapshot showed
+them never stall a healthy feed; a cancel is not taken as shown by a snapshot older than its order; a push of a
+stalled socket is never trusted; a view distrusted by age asks for a new socket (each test failed on a version before
+it)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def _resize(view, size):
                  OK([{"resting": {"oid": 7}}]), {0: "BTC"})  # fmt: skip
 
 
-def test_a_resize_superseded_by_a_second_resize_stalls_a_healthy_feed():
+def test_a_resize_superseded_by_a_second_resize_never_stalls_a_healthy_feed():
     """Two trades on BTC within one snapshot interval: the protection is resized to 0.02, then 0.03. The feed is
     healthy and its next snapshots list the stop at 0.03; the 0.02 change is never 'shown' -> a spurious stall."""
     clock = Clock()
@@ -71,7 +72,7 @@ def test_a_resize_superseded_by_a_second_resize_stalls_a_healthy_feed():
     assert stalls == [], "a healthy subscription was cut as silently dead"
 
 
-def test_a_resized_stop_that_fires_stalls_a_healthy_feed():
+def test_a_resized_stop_that_fires_never_stalls_a_healthy_feed():
     """The stop is resized, then fires (or is canceled) before a snapshot lists it at its new size: the resize
     change can never be shown -> a spurious stall and reconnect."""
     clock = Clock()
@@ -84,7 +85,7 @@ def test_a_resized_stop_that_fires_stalls_a_healthy_feed():
     assert stalls == []
 
 
-def test_a_cancel_shown_by_a_lagging_snapshot_leaves_a_phantom_order():
+def test_a_cancel_is_not_shown_by_a_snapshot_that_predates_its_order():
     """A stop placed (its answer laid over) then canceled by the next trade's cleanup; the next snapshot predates
     the stop: it does not list it, so the cancel counts as shown and is pruned, while the placement is not yet
     confirmed: the view (trusted) lists a canceled stop as open."""
@@ -103,7 +104,7 @@ def test_a_cancel_shown_by_a_lagging_snapshot_leaves_a_phantom_order():
     assert view.open_orders() == [], "the canceled stop shows as open"
 
 
-def test_a_snapshot_older_than_15s_never_stalls_so_the_socket_is_never_replaced():
+def test_a_dead_subscription_with_a_change_pending_gets_a_new_socket_even_past_the_age_bound():
     """The user-data subscription dies while nothing of ours is pending (pongs, allMids still flow). After 15 s the
     view is distrusted by age, which returns before the stall check: the own changes made since are never checked,
     on_stall (reconnect on a new socket) is never called, and only the same-socket refresh is ever tried."""
@@ -119,7 +120,7 @@ def test_a_snapshot_older_than_15s_never_stalls_so_the_socket_is_never_replaced(
     assert stalls, "10 minutes of a dead subscription and it was never replaced"
 
 
-def test_a_snapshot_of_the_stalled_socket_being_read_as_it_stalls_is_trusted():
+def test_a_push_of_the_stalled_socket_is_never_trusted():
     """on_snapshot checks `generation == self._dead` before it takes the lock (and before parsing the push): a
     worker read that stalls the view while the feed thread parses a push of that same socket lets that push through.
     It sets the generation back, so the view is trusted again on the subscription just declared dead, with the own
