@@ -4,34 +4,18 @@ subscription (each test failed on a version before it; its finding in a comment)
 
 from __future__ import annotations
 
-import itertools
 from decimal import Decimal
 
-from fractrade_sync import wire
 from fractrade_sync.account import AccountView
 from fractrade_sync.journal import Unwritable
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_for
+from tests.test_account_view_changes import _push, _snapshot
 from tests.test_batching import _queued_together
 
 CLOID = "0x" + "ab" * 16
 SL = {"coin": "BTC", "side": "A", "limitPx": "43200.0", "sz": "0.01", "oid": 7, "cloid": CLOID, "isTrigger": True,
       "reduceOnly": True, "orderType": "Stop Market", "triggerPx": "48000.0"}  # fmt: skip
-
-
-def _snapshot(positions: dict | None = None, orders=()) -> dict:
-    assets = [{"position": {"coin": c, "szi": s}} for c, s in (positions or {}).items()]
-    return {"clearinghouseState": {"assetPositions": assets}, "openOrders": list(orders)}
-
-
-_TIMES = itertools.count(1_700_000_000_000, 1000)  # clearinghouseState.time of each pushed snapshot (ms, rising)
-
-
-def _push(view, snapshot: dict, generation: int, subscribed_at=None) -> None:
-    """A clearinghouseState and an openOrders push, as the feed hands them to the view."""
-    state = dict(snapshot["clearinghouseState"], time=next(_TIMES))
-    view.on_positions(state, wire.positions(state), state["time"], generation, subscribed_at)
-    view.on_orders(wire.open_orders(snapshot["openOrders"]), generation, subscribed_at)
 
 
 def _view_with_an_old_stop() -> AccountView:

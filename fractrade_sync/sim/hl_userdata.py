@@ -68,17 +68,7 @@ def ws_order(o: Order) -> dict:
     """A WsOrder: {"order": WsBasicOrder, "status", "statusTimestamp"} (docs: "interface WsOrder"). `sz` is what is
     left unfilled, "0.0" once filled (unconfirmed for canceled orders); cloid only when the order has one (docs:
     `cloid: string | undefined`)."""
-    basic = {
-        "coin": o.coin,
-        "side": "B" if o.is_buy else "A",
-        "limitPx": fmt(o.limit_px),
-        "sz": fmt(o.remaining),
-        "oid": o.oid,
-        "timestamp": o.timestamp,
-        "origSz": fmt(o.sz),
-    }
-    if o.cloid:
-        basic["cloid"] = o.cloid
+    basic = hl_views.basic_order(o)
     return {"order": basic, "status": o.status, "statusTimestamp": o.status_ts}
 
 

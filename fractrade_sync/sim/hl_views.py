@@ -251,6 +251,22 @@ def all_mids(st: HyperliquidState, dex: str = "") -> dict[str, str] | None:
 DEX_REQUESTS = ("meta", "metaAndAssetCtxs", "allMids", "clearinghouseState", "openOrders", "frontendOpenOrders")
 
 
+def basic_order(o: Order) -> dict:
+    """An order as openOrders lists it and orderUpdates names it (WsBasicOrder): cloid only when it has one."""
+    basic = {
+        "coin": o.coin,
+        "side": "B" if o.is_buy else "A",
+        "limitPx": fmt(o.limit_px),
+        "sz": fmt(o.remaining),
+        "oid": o.oid,
+        "timestamp": o.timestamp,
+        "origSz": fmt(o.sz),
+    }
+    if o.cloid:
+        basic["cloid"] = o.cloid
+    return basic
+
+
 def answer(st: HyperliquidState, body: dict):
     kind, user, dex = body.get("type"), str(body.get("user", "")), body.get("dex") or ""
     if kind in DEX_REQUESTS and dex not in hl_dexes.NAMES:
@@ -264,19 +280,7 @@ def answer(st: HyperliquidState, body: dict):
         "allMids": lambda: all_mids(st, dex),
         "perpDexs": hl_dexes.perp_dexs,
         "clearinghouseState": lambda: clearinghouse(st, held),
-        "openOrders": lambda: [
-            {
-                "coin": o.coin,
-                "side": "B" if o.is_buy else "A",
-                "limitPx": fmt(o.limit_px),
-                "sz": fmt(o.remaining),
-                "oid": o.oid,
-                "timestamp": o.timestamp,
-                "origSz": fmt(o.sz),
-                **({"cloid": o.cloid} if o.cloid else {}),
-            }
-            for o in mine
-        ],
+        "openOrders": lambda: [basic_order(o) for o in mine],
         "frontendOpenOrders": lambda: open_orders(st, held),
         # still answered over /info on 2026-07-14 while refused on /ws (haocn-ops/hyperopen, as in hl_server)
         "webData2": lambda: web_data2(st, user.lower()),
