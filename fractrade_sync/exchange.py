@@ -229,10 +229,6 @@ class HyperliquidClient(AccountReads):
         self.vault = found.vault
         return found
 
-    def wallet_problem(self) -> str | None:
-        """Why the key may not trade for the account (asked of the exchange), or None."""
-        return self.relation().problem
-
     # ---- writes ------------------------------------------------------------------------------
     @property
     def expiry_window(self) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
-from hyperliquid.utils.signing import order_request_to_order_wire, order_wires_to_order_action
+from hyperliquid.utils.signing import order_request_to_order_wire
 from hyperliquid.utils.types import Cloid
 
 # https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/tick-and-lot-size
@@ -147,7 +147,3 @@ def grouping(orders: list[Order]) -> str:
     optional entry first and at most one stop loss and one take profit, all on one coin), else "na"."""
     return "positionTpsl" if any(o.position for o in orders) else "na"
 
-
-def order_action(orders: list[Order]) -> dict:
-    """The SDK's `order` action for these orders."""
-    return order_wires_to_order_action([o.wire() for o in orders], None, grouping(orders))
