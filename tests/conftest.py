@@ -173,8 +173,10 @@ def restart_until_done(settings, key: str, timeout: float = 20.0) -> dict:
         service.stop(timeout=2)
 
 
-def wait_state(service: FractradeExecutor, key: str, timeout: float = 20.0) -> dict:
-    """Wait until an action reaches a terminal state (or 'unknown', reported as it is); return its journal row."""
+def wait_state(service: FractradeExecutor, key: str, timeout: float = 40.0) -> dict:
+    """Wait until an action reaches a terminal state (or 'unknown', reported as it is); return its journal row. (40 s:
+    on 2 cores with the page tests' Chromium running, a 2 s HTTP timeout can send an action through its resend and
+    its lookup by cloid, well past 20 s.)"""
     from fractrade_sync.outcome import TERMINAL_STATES, UNKNOWN
 
     def done():
@@ -231,3 +233,19 @@ def feed(sim):
     yield connect
     for f in opened:
         f.ws.close()
+
+
+@pytest.fixture
+def ex(sim, wallet):
+    """The SDK's Exchange for the test's wallet, against the simulator."""
+    from hyperliquid.exchange import Exchange
+
+    return Exchange(wallet, base_url=sim.url, account_address=wallet.address)
+
+
+@pytest.fixture
+def info(sim):
+    """The SDK's Info, against the simulator (no WebSocket)."""
+    from hyperliquid.info import Info
+
+    return Info(sim.url, skip_ws=True)

@@ -264,13 +264,24 @@ def _fill(view, clock, size: str, oid: int = 9) -> None:
     view.applied({"type": "order", "orders": [wire_]}, answer, {0: "BTC"}, sent_at=clock[0] - 0.05)
 
 
-def test_an_own_fill_reported_before_any_snapshot_since_is_kept():
+def _filled_view():
+    """A trusted view (flat, no orders, the exchange's time 1000) with our 0.01 fill laid over it, a second on."""
     view, clock = _view()
     _positions(view, {}, when=1_000)
     view.on_orders([], 1)
     clock[0] += 1
     _fill(view, clock, "0.01")
+    return view, clock
+
+
+def _report_fill(view) -> None:
+    """The userFills feed reports our fill, at the exchange's time 2000."""
     view.on_events("userFills", {"user": "0x0", "fills": [{"oid": 9, "coin": "BTC", "time": 2_000}]})
+
+
+def test_an_own_fill_reported_before_any_snapshot_since_is_kept():
+    view, clock = _filled_view()
+    _report_fill(view)
     assert view.position("BTC") == Decimal("0.01"), "the reported fill was dropped before a snapshot showed it"
     _positions(view, {}, when=1_500)  # older than the one held: ignored
     assert view.position("BTC") == Decimal("0.01")
@@ -279,27 +290,19 @@ def test_an_own_fill_reported_before_any_snapshot_since_is_kept():
 
 
 def test_a_snapshot_older_than_the_fill_never_undoes_it():
-    view, clock = _view()
-    _positions(view, {}, when=1_000)
-    view.on_orders([], 1)
-    clock[0] += 1
-    _fill(view, clock, "0.01")
-    view.on_events("userFills", {"user": "0x0", "fills": [{"oid": 9, "coin": "BTC", "time": 2_000}]})
+    view, clock = _filled_view()
+    _report_fill(view)
     _positions(view, {}, when=1_900)  # taken before the fill, delivered after its report
     assert view.position("BTC") == Decimal("0.01")
 
 
 def test_a_snapshot_after_the_send_with_the_fill_not_reported_yet_is_dont_know():
     """The snapshot may or may not include the fill: neither 0.01 nor 0.02 is known, so REST decides."""
-    view, clock = _view()
-    _positions(view, {}, when=1_000)
-    view.on_orders([], 1)
-    clock[0] += 1
-    _fill(view, clock, "0.01")
+    view, clock = _filled_view()
     clock[0] += 0.01
     _positions(view, {"BTC": "0.01"}, when=2_100)
     assert view.position("BTC") is None
-    view.on_events("userFills", {"user": "0x0", "fills": [{"oid": 9, "coin": "BTC", "time": 2_000}]})
+    _report_fill(view)
     assert view.position("BTC") == Decimal("0.01")
 
 

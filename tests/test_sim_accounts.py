@@ -43,11 +43,6 @@ def agent(sim, wallet):
     return account
 
 
-@pytest.fixture
-def info(sim):
-    return Info(sim.url, skip_ws=True)
-
-
 def post(sim, signer, action: dict, nonce: int, signed_vault, sent_vault) -> dict:
     """An L1 action signed for `signed_vault` and sent with vaultAddress `sent_vault` (the SDK sends them equal)."""
     body = {"action": action, "nonce": nonce, "vaultAddress": sent_vault, "expiresAfter": None}

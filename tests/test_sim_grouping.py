@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-from hyperliquid.exchange import Exchange
-from hyperliquid.info import Info
 from hyperliquid.utils.signing import get_timestamp_ms, order_request_to_order_wire, sign_l1_action
 from hyperliquid.utils.types import Cloid
 
@@ -79,16 +77,6 @@ def same_shape(row: dict, live: dict) -> list[str]:
         if len(kinds) > 1 and kinds != {str, type(None)}:
             wrong.append(f"{key}: {row[key]!r}")
     return wrong
-
-
-@pytest.fixture
-def ex(sim, wallet):
-    return Exchange(wallet, base_url=sim.url, account_address=wallet.address)
-
-
-@pytest.fixture
-def info(sim):
-    return Info(sim.url, skip_ws=True)
 
 
 def rows(info, wallet) -> dict[str, dict]:

@@ -73,16 +73,6 @@ def wallet(sim):
     return w
 
 
-@pytest.fixture
-def ex(sim, wallet):
-    return Exchange(wallet, base_url=sim.url, account_address=wallet.address)
-
-
-@pytest.fixture
-def info(sim):
-    return Info(sim.url, skip_ws=True)
-
-
 def test_market_open_fills_and_shows_a_position(sim, wallet, ex, info):
     cloid = Cloid.from_int(1)
     resp = ex.market_open("BTC", True, 0.01, cloid=cloid)

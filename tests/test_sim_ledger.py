@@ -26,11 +26,6 @@ def wallet(sim):
     return account
 
 
-@pytest.fixture
-def ex(sim, wallet):
-    return Exchange(wallet, base_url=sim.url, account_address=wallet.address)
-
-
 def info(sim, **body) -> object:
     return requests.post(sim.url + "/info", json=body, timeout=5).json()
 

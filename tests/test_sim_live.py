@@ -9,7 +9,6 @@ import re
 
 import pytest
 import requests
-from hyperliquid.exchange import Exchange
 from hyperliquid.info import Info
 from hyperliquid.utils.error import ClientError
 from hyperliquid.utils.types import Cloid
@@ -32,16 +31,6 @@ def sl(px):
 def statuses(resp):
     assert resp["status"] == "ok", resp
     return resp["response"]["data"]["statuses"]
-
-
-@pytest.fixture
-def ex(sim, wallet):
-    return Exchange(wallet, base_url=sim.url, account_address=wallet.address)
-
-
-@pytest.fixture
-def info(sim):
-    return Info(sim.url, skip_ws=True)
 
 
 # ---- 1, 2: the subscriptions ------------------------------------------------------------------------------------

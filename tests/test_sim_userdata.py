@@ -9,7 +9,6 @@ import time
 from decimal import Decimal
 
 import eth_account
-import pytest
 import requests
 import websocket
 from hyperliquid.exchange import Exchange
@@ -77,11 +76,6 @@ class Feed:
             return True
         finally:
             self.ws.settimeout(5)
-
-
-@pytest.fixture
-def ex(sim, wallet):
-    return Exchange(wallet, base_url=sim.url, account_address=wallet.address)
 
 
 def take(f: Feed, n: int) -> list[dict]:
