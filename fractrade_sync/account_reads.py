@@ -29,11 +29,18 @@ class AccountReads:
         if feed is None or not feed.started or account is None:
             return  # (no feed by design, in check and scripts: REST is the plan)
         if account.refused:  # the exchange refused a subscription: said once already (market.py), REST is the plan
-            self.logger.debug("account subscription %s refused by the exchange; %s read over REST",
-                              "/".join(sorted(account.refused)), what)  # fmt: skip
+            self.logger.debug(
+                "account subscription %s refused by the exchange; %s read over REST",
+                "/".join(sorted(account.refused)),
+                what,
+            )
             return
-        self._notice("account", "live account state not trusted now (user-data feed %s); %s read over REST",
-                     "down" if not feed.connected.is_set() else "not confirmed", what)  # fmt: skip
+        self._notice(
+            "account",
+            "live account state not trusted now (user-data feed %s); %s read over REST",
+            "down" if not feed.connected.is_set() else "not confirmed",
+            what,
+        )
 
     def account_state(self, dex: str = "") -> dict:
         """clearinghouseState (of a HIP-3 `dex`: its own clearinghouse), read strictly (its positions and time must

@@ -49,8 +49,14 @@ class Action:
     @cached_property  # the frozen dataclass has a __dict__; cached_property writes to it directly
     def key(self) -> str:
         """sha256 of (action_id, event_id, SYMBOL, side, size, trigger_price): 'btc' and 'BTC' are one action."""
-        parts = (self.action_id, self.event_id, self.symbol.upper(), self.side, _canon(self.size),
-                 _canon(self.trigger_price))  # fmt: skip
+        parts = (
+            self.action_id,
+            self.event_id,
+            self.symbol.upper(),
+            self.side,
+            _canon(self.size),
+            _canon(self.trigger_price),
+        )
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     @property

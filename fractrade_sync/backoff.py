@@ -12,9 +12,16 @@ class Backoff:
     `delays()` is a fresh bounded schedule (`tries` waits; None: endless) for a retry loop; `next_delay()` keeps
     count across calls for a reconnect loop, and starts over after a connection that stayed up `stable_after`."""
 
-    def __init__(self, base: float, cap: float = 30.0, factor: float = 2.0, jitter: float = 0.0,
-                 tries: int | None = None, stable_after: float = 30.0,
-                 rand: Callable[[float, float], float] = random.uniform):  # fmt: skip
+    def __init__(
+        self,
+        base: float,
+        cap: float = 30.0,
+        factor: float = 2.0,
+        jitter: float = 0.0,
+        tries: int | None = None,
+        stable_after: float = 30.0,
+        rand: Callable[[float, float], float] = random.uniform,
+    ):
         self.base, self.cap, self.factor, self.jitter = base, cap, factor, jitter
         self.tries, self.stable_after, self.rand = tries, stable_after, rand
         self.attempts = 0
@@ -58,4 +65,3 @@ def preparation() -> Backoff:
 def webhook() -> Backoff:
     """A notification after a 5xx, a 429 or a network error: 2 retries, 0.5 s and 1.5 s later."""
     return Backoff(0.5, factor=3.0, tries=2)
-

@@ -156,8 +156,9 @@ class Batches:
                 log.warning("%s; %d action(s) left for the next start", exc, left)
                 return left
             except Exception:  # a bug: what was not concluded may have been sent; its journal row says how far
-                log.exception("a wave of %d action(s) failed; each one left open is settled from its journal row",
-                              len(wave))  # fmt: skip
+                log.exception(
+                    "a wave of %d action(s) failed; each one left open is settled from its journal row", len(wave)
+                )
                 left += self._settle([a for a in wave if a.key not in self._concluded])
             if taken < MORE_UP_TO:  # what arrived during that request joins (an event's last frames)
                 pending.extend(self._learn(self.more(0.0)))
@@ -238,12 +239,21 @@ class Batches:
             return
         except Exception as exc:  # a bug: the request may have left, so the exchange decides (by cloid, later)
             log.exception("sending %d order(s) failed", len(planned))
-            outcomes = [Outcome(UNKNOWN, f"outcome unknown ({type(exc).__name__}: {str(exc)[:200]}); settled by "
-                                         f"cloid {a.cloid} as soon as the exchange answers") for a, _, _ in planned]
+            outcomes = [
+                Outcome(
+                    UNKNOWN,
+                    f"outcome unknown ({type(exc).__name__}: {str(exc)[:200]}); settled by "
+                    f"cloid {a.cloid} as soon as the exchange answers",
+                )
+                for a, _, _ in planned
+            ]
         if self.together and _refused_together(planned, outcomes):
             self.together = False
-            log.warning("the exchange refused a trade and its position TP/SL in one request (%s); from now on the "
-                        "trade goes first and its protection right after its answer", outcomes[0].reason[:160])
+            log.warning(
+                "the exchange refused a trade and its position TP/SL in one request (%s); from now on the "
+                "trade goes first and its protection right after its answer",
+                outcomes[0].reason[:160],
+            )
             self._request(planned)
             return
         for (action, _, note), outcome in zip(planned, outcomes, strict=True):
@@ -290,6 +300,6 @@ def _refused_together(planned: list[tuple[Action, Any, str]], outcomes: list[Out
         return False
     reasons = {o.reason.removesuffix(WHOLE) for o in outcomes}
     reason = next(iter(reasons))
-    return all(o.state == REJECTED for o in outcomes) and len(reasons) == 1 and not reason.startswith(
-        NOT_ABOUT_GROUPING
+    return (
+        all(o.state == REJECTED for o in outcomes) and len(reasons) == 1 and not reason.startswith(NOT_ABOUT_GROUPING)
     )

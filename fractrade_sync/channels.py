@@ -53,11 +53,14 @@ class Channels:
         if outcome.state in (REJECTED, FAILED) and wire.ADDRESS_LIMIT in (outcome.reason or ""):
             if not self._limited:
                 self._limited = True
-                log.error("%s: refused by the exchange's address-based request limit: %s", action.describe(),
-                          outcome.reason)  # fmt: skip
-                self.alert("Hyperliquid's address-based limit refuses this account's orders (it allows 1 request "
-                           "per 1 USDC traded since the account's start, plus 10,000): trade volume frees requests; "
-                           "until then every order is refused. Exchange: " + outcome.reason[:200])  # fmt: skip
+                log.error(
+                    "%s: refused by the exchange's address-based request limit: %s", action.describe(), outcome.reason
+                )
+                self.alert(
+                    "Hyperliquid's address-based limit refuses this account's orders (it allows 1 request "
+                    "per 1 USDC traded since the account's start, plus 10,000): trade volume frees requests; "
+                    "until then every order is refused. Exchange: " + outcome.reason[:200]
+                )
         elif outcome.state in (FILLED, PARTIALLY_FILLED, RESTING):
             self._limited = False
 
@@ -94,16 +97,22 @@ class Channels:
         the exchange crossed a second."""
         paused = os.path.exists(self._kill_switch)
         if paused != self._paused:
-            self.event("kill switch ON: opening trades are refused" if paused else
-                       "kill switch off: opening trades are allowed again")  # fmt: skip
+            self.event(
+                "kill switch ON: opening trades are refused"
+                if paused
+                else "kill switch off: opening trades are allowed again"
+            )
         self._paused = paused
         client = self.service.client
         offset = None if client is None else client.clock_offset
         if offset is not None and (abs(offset) > CLOCK_WARN) != self._clock_said:
             self._clock_said = not self._clock_said
-            self.event(f"this machine's clock is {abs(offset):.1f}s {'behind' if offset > 0 else 'ahead of'} the "
-                       "exchange's: fix it (NTP)" if self._clock_said else "the clock is within a second of the "
-                       "exchange's again")  # fmt: skip
+            self.event(
+                f"this machine's clock is {abs(offset):.1f}s {'behind' if offset > 0 else 'ahead of'} the "
+                "exchange's: fix it (NTP)"
+                if self._clock_said
+                else "the clock is within a second of the exchange's again"
+            )
 
     def stop(self, timeout: float) -> None:
         for part in (self.notifier, self.telegram):
@@ -157,8 +166,11 @@ def status_text(service: Any, recent: int = 5) -> str:
 def positions_text(settings: Any) -> str:
     """The account's positions, read once over REST on the caller's thread (never the worker's connection)."""
     try:
-        answer = requests.post(settings.api_url.rstrip("/") + "/info", timeout=5,
-                               json={"type": "clearinghouseState", "user": settings.account_address})  # fmt: skip
+        answer = requests.post(
+            settings.api_url.rstrip("/") + "/info",
+            timeout=5,
+            json={"type": "clearinghouseState", "user": settings.account_address},
+        )
         held = wire.positions(answer.json())  # (strict: an answer that does not say it is never "none")
     except wire.Unreadable:
         return "unknown (the exchange's answer does not say)"

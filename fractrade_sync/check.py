@@ -84,8 +84,11 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
         trig = f" trigger {o.get('triggerPx')}" if o.get("isTrigger") else ""
         print(f"    {o['coin']:<8} {o['side']} {o['sz']} @ {o['limitPx']} {o.get('orderType', '')}{trig}", file=out)
     mult = settings.size_multiplier
-    print(f"sizing      FRAC_SIZE_MULTIPLIER {mult}" + (" (the agent's sizes as sent)" if mult == 1 else
-          f": every size the agent sends is multiplied by {mult}"), file=out)  # fmt: skip
+    print(
+        f"sizing      FRAC_SIZE_MULTIPLIER {mult}"
+        + (" (the agent's sizes as sent)" if mult == 1 else f": every size the agent sends is multiplied by {mult}"),
+        file=out,
+    )
     print(f"caps        {caps_line(settings)}", file=out)
     print(f"network     {settings.hl_env}: the key signs for {settings.hl_env} (HYPERLIQUID_ENV)", file=out)
     expiry, expired = approval_line(client, settings, relation.approver)
@@ -99,16 +102,19 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
     if refused:
         print(f"trading     NOT ALLOWED: {refused}", file=out)
         return code or EXIT_WALLET
-    print(f"trading     ok: the key may trade for this account ({settings.hl_env}: a signed noop was accepted)",
-          file=out)  # fmt: skip
+    print(
+        f"trading     ok: the key may trade for this account ({settings.hl_env}: a signed noop was accepted)", file=out
+    )
     return code
 
 
 def caps_line(settings: Settings) -> str:
     """The trader's own limits, as set."""
     symbols = ",".join(sorted(settings.allowed_symbols)) if settings.allowed_symbols else "any"
-    return (f"max order ${settings.max_order_usd or 'unset'}, max leverage {settings.max_leverage or 'unset'}, "
-            f"symbols {symbols}, max action age {settings.max_action_age:g}s")  # fmt: skip
+    return (
+        f"max order ${settings.max_order_usd or 'unset'}, max leverage {settings.max_leverage or 'unset'}, "
+        f"symbols {symbols}, max action age {settings.max_action_age:g}s"
+    )
 
 
 APPROVAL_WARN_DAYS = 7
@@ -146,5 +152,7 @@ def signing_problem(client: HyperliquidClient) -> str | None:
     if result.get("status") == "ok":
         return None
     other = "testnet" if client.settings.is_mainnet else "mainnet"
-    return (f"the exchange refused a signed noop: {error_text(result)} (does HYPERLIQUID_ENV name the right network? "
-            f"it is {client.settings.hl_env}; this API may be {other}'s)")
+    return (
+        f"the exchange refused a signed noop: {error_text(result)} (does HYPERLIQUID_ENV name the right network? "
+        f"it is {client.settings.hl_env}; this API may be {other}'s)"
+    )

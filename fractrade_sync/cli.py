@@ -44,8 +44,12 @@ examples:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env-file", type=Path, metavar="PATH",
-                        help="read this agent's env file instead of ./.env; it must exist (else exit 78)")
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="PATH",
+        help="read this agent's env file instead of ./.env; it must exist (else exit 78)",
+    )
     parser.add_argument("--state-dir", help="journal and heartbeat directory (FRAC_STATE_DIR)")
 
 
@@ -62,7 +66,7 @@ def _service_flags(parser: argparse.ArgumentParser) -> None:
 
 EXAMPLES = {
     "run": "  fractrade-sync run\n  fractrade-sync run --env-file /etc/fractrade-sync/agent-a.env\n"
-           "  fractrade-sync run --dry-run --log-format json\n",
+    "  fractrade-sync run --dry-run --log-format json\n",
     "check": "  fractrade-sync check\n  fractrade-sync check --env-file /etc/fractrade/.env\n",
     "status": "  fractrade-sync status\n  fractrade-sync status --json -n 100 | jq '.counts'\n",
     "report": "  fractrade-sync report\n  fractrade-sync report --since 7d --json | jq .net_pnl\n"
@@ -76,8 +80,13 @@ EXAMPLES = {
 
 
 def _sub(sub, name: str, help: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help, description=help, epilog="examples:\n" + EXAMPLES[name],
-                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog="examples:\n" + EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,8 +146,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "report": cmd_report, "health": cmd_health,
-                "pid": cmd_pid, "send": cmd_send, "demo": cmd_demo, "kill-switch": cmd_kill_switch}  # fmt: skip
+    handlers = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "status": cmd_status,
+        "report": cmd_report,
+        "health": cmd_health,
+        "pid": cmd_pid,
+        "send": cmd_send,
+        "demo": cmd_demo,
+        "kill-switch": cmd_kill_switch,
+    }
     try:
         code = handlers[args.command or "run"](args)
     except ConfigError as exc:

@@ -142,8 +142,12 @@ def read_env_file(path: Path) -> dict[str, str]:
         return {}
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        logger.warning("%s is open to other users (mode %03o) and may hold your key and token: run `chmod 600 %s`",
-                       path, mode, path)  # fmt: skip
+        logger.warning(
+            "%s is open to other users (mode %03o) and may hold your key and token: run `chmod 600 %s`",
+            path,
+            mode,
+            path,
+        )
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
@@ -218,8 +222,9 @@ def _settings(opt: dict[str, str], require_ws: bool) -> Settings:
         log_format=parse_choice(opt.get("LOG_FORMAT") or "text", "LOG_FORMAT", ("text", "json")),
         dry_run=parse_bool(opt.get("FRAC_DRY_RUN", ""), "FRAC_DRY_RUN"),
         margin_mode=parse_choice(opt.get("FRAC_MARGIN_MODE") or "cross", "FRAC_MARGIN_MODE", ("cross", "isolated")),
-        leverage_refused=parse_choice(opt.get("FRAC_LEVERAGE_REFUSED") or "reject", "FRAC_LEVERAGE_REFUSED",
-                                      ("reject", "proceed")),  # fmt: skip
+        leverage_refused=parse_choice(
+            opt.get("FRAC_LEVERAGE_REFUSED") or "reject", "FRAC_LEVERAGE_REFUSED", ("reject", "proceed")
+        ),
     )
     if opt.get("FRAC_STATE_DIR", "").strip():
         state_dir = Path(opt["FRAC_STATE_DIR"].strip()).expanduser()
@@ -245,8 +250,11 @@ def _network(opt: Mapping[str, str]) -> tuple[str, str]:
     api_url = normalize_api_url(opt.get("HYPERLIQUID_API_URL") or default_api)
     other = TESTNET_API_URL if hl_env == "mainnet" else MAINNET_API_URL
     if api_url.rstrip("/") == other:
-        raise ConfigError("HYPERLIQUID_API_URL", f"is {other}, the other network's API, while HYPERLIQUID_ENV is "
-                                                 f"{hl_env}: set HYPERLIQUID_ENV to match, or the URL")  # fmt: skip
+        raise ConfigError(
+            "HYPERLIQUID_API_URL",
+            f"is {other}, the other network's API, while HYPERLIQUID_ENV is "
+            f"{hl_env}: set HYPERLIQUID_ENV to match, or the URL",
+        )
     return hl_env, api_url
 
 
@@ -291,15 +299,26 @@ def _telegram(opt: Mapping[str, str], values: dict) -> None:
     if not token and not chat:
         return
     if not chat:
-        raise ConfigError("FRAC_TELEGRAM_CHAT_ID", "is not set while FRAC_TELEGRAM_TOKEN is; Telegram needs both: "
-                                                   "set it to the id of the chat the bot reports to")  # fmt: skip
+        raise ConfigError(
+            "FRAC_TELEGRAM_CHAT_ID",
+            "is not set while FRAC_TELEGRAM_TOKEN is; Telegram needs both: "
+            "set it to the id of the chat the bot reports to",
+        )
     if not token:
-        raise ConfigError("FRAC_TELEGRAM_TOKEN", "is not set while FRAC_TELEGRAM_CHAT_ID is; Telegram needs both: "
-                                                 "set it to the token BotFather gave your bot")  # fmt: skip
+        raise ConfigError(
+            "FRAC_TELEGRAM_TOKEN",
+            "is not set while FRAC_TELEGRAM_CHAT_ID is; Telegram needs both: "
+            "set it to the token BotFather gave your bot",
+        )
     if not _TELEGRAM_TOKEN.match(token):
-        raise ConfigError("FRAC_TELEGRAM_TOKEN", "is not a bot token (the value is not shown); BotFather's look "
-                                                 "like <digits>:<about 35 letters, digits, - and _>")  # fmt: skip
+        raise ConfigError(
+            "FRAC_TELEGRAM_TOKEN",
+            "is not a bot token (the value is not shown); BotFather's look "
+            "like <digits>:<about 35 letters, digits, - and _>",
+        )
     if not _CHAT_ID.match(chat) or int(chat) == 0:
-        raise ConfigError("FRAC_TELEGRAM_CHAT_ID", f"{show_value(chat)} is not a chat id; use the chat's whole "
-                                                   "number, e.g. 123456789 (a group's is negative)")  # fmt: skip
+        raise ConfigError(
+            "FRAC_TELEGRAM_CHAT_ID",
+            f"{show_value(chat)} is not a chat id; use the chat's whole number, e.g. 123456789 (a group's is negative)",
+        )
     values["telegram_token"], values["telegram_chat_id"] = Secret(token), int(chat)

@@ -80,9 +80,10 @@ class HyperliquidClient(AccountReads):
         verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         # one kept-alive connection written in one sendall; behind a proxy, requests, which knows how to speak to it
         self.http: OrderChannel | ProxyChannel = (
-            ProxyChannel(settings.api_url, *timeouts, proxies=proxies, verify=verify) if proxies
+            ProxyChannel(settings.api_url, *timeouts, proxies=proxies, verify=verify)
+            if proxies
             else OrderChannel(settings.api_url, *timeouts, verify=verify)
-        )  # fmt: skip
+        )
 
     def close(self) -> None:
         """Close the HTTP connection (idempotent)."""
@@ -100,8 +101,11 @@ class HyperliquidClient(AccountReads):
         if path == "/info":
             weight = wire.info_weight(payload)
             if not self.weights.room(weight):
-                raise TransientError(f"request weight: {self.weights.used()} of {self.weights.limit} spent in the "
-                                     "last minute; reads wait so that orders keep room", in_flight=False)  # fmt: skip
+                raise TransientError(
+                    f"request weight: {self.weights.used()} of {self.weights.limit} spent in the "
+                    "last minute; reads wait so that orders keep room",
+                    in_flight=False,
+                )
         else:
             weight = wire.exchange_weight(action) if isinstance(action, dict) else 1
         try:
@@ -201,8 +205,13 @@ class HyperliquidClient(AccountReads):
             raise TransientError(f"allMids answered without a readable mid for {coin}: {str(mids)[:80]}") from None
         feed = self.feed
         if feed is not None and feed.started:  # (no feed by design, in check and scripts: REST is the plan)
-            self._notice("mids", "mids cache stale/missing for %s; fetched over REST (feed last alive %.1fs ago, "
-                                 "bound %.0fs)", coin, feed.age(), feed.max_age)  # fmt: skip
+            self._notice(
+                "mids",
+                "mids cache stale/missing for %s; fetched over REST (feed last alive %.1fs ago, bound %.0fs)",
+                coin,
+                feed.age(),
+                feed.max_age,
+            )
         return mid
 
     def _measured_clock(self, offset: float) -> None:
@@ -215,8 +224,10 @@ class HyperliquidClient(AccountReads):
             self._clock_warned_at = now
             self.logger.warning(
                 "this machine's clock is %.1fs %s the exchange's: action ages and order expiries depend on it; "
-                "fix the clock (NTP: timedatectl set-ntp true)", abs(offset), "behind" if offset > 0 else "ahead of",
-            )  # fmt: skip
+                "fix the clock (NTP: timedatectl set-ntp true)",
+                abs(offset),
+                "behind" if offset > 0 else "ahead of",
+            )
 
     def relation(self) -> Relation:
         """How the key may trade the account (accounts.py): its own, as its API wallet, or a sub-account or vault of
@@ -290,8 +301,9 @@ class HyperliquidClient(AccountReads):
         self.account_state()  # the order path's connection is open now, and the clock offset measured
         feed = self.feed
         if feed is not None and feed.started and not feed.wait_ready(MIDS_READY_WAIT):
-            self.logger.warning("mids feed not live after %.0fs (%s); mids come over REST until it is", MIDS_READY_WAIT,
-                                feed.url)  # fmt: skip
+            self.logger.warning(
+                "mids feed not live after %.0fs (%s); mids come over REST until it is", MIDS_READY_WAIT, feed.url
+            )
         self.logger.info("Hyperliquid ready: %d perps", len(assets))
 
     def keep_warm(self, idle: float = KEEP_WARM_AFTER) -> None:

@@ -190,8 +190,12 @@ class Execution:
         if target < wanted:
             self.logger.warning(
                 "leverage %dx for %s capped to %dx (asset max %dx, FRAC_MAX_LEVERAGE %s)",
-                wanted, asset.name, target, asset.max_leverage, self.settings.max_leverage or "unset",
-            )  # fmt: skip
+                wanted,
+                asset.name,
+                target,
+                asset.max_leverage,
+                self.settings.max_leverage or "unset",
+            )
         mode = self.settings.margin_mode
         isolated_only = asset.only_isolated and mode == "cross"
         if isolated_only:  # the exchange refuses a cross update on it ("Cross margin is not allowed for this asset.")
@@ -211,10 +215,13 @@ class Execution:
             now = f"{current[1]}x {current[0]}" if current else "its current leverage"
             refusal = f"leverage update to {target}x {mode} refused by the exchange: {error_text(result)}"
             if self.settings.leverage_refused != "proceed":
-                raise Refused(f"{refusal}; the trade was not sent ({asset.name} stays at {now}; "
-                              "FRAC_LEVERAGE_REFUSED=proceed trades at it instead)")  # fmt: skip
-            self.logger.warning("%s: %s; trading at %s (FRAC_LEVERAGE_REFUSED=proceed)", action.describe(), refusal,
-                                now)  # fmt: skip
+                raise Refused(
+                    f"{refusal}; the trade was not sent ({asset.name} stays at {now}; "
+                    "FRAC_LEVERAGE_REFUSED=proceed trades at it instead)"
+                )
+            self.logger.warning(
+                "%s: %s; trading at %s (FRAC_LEVERAGE_REFUSED=proceed)", action.describe(), refusal, now
+            )
             return f"traded at {now}: {refusal}"
         self.logger.info("leverage for %s set to %dx %s", asset.name, target, mode)
         return note
@@ -235,7 +242,9 @@ class Execution:
                     self.logger.warning("%s: %s; retrying the read in %.1fs", reading_for.describe(), exc, delay)
                 if self.stopping.wait(delay):
                     if reading_for is not None:
-                        raise Unfinished("stopped while the exchange was unreachable; nothing was sent, the action "
-                                         "is resumed at the next start") from None  # fmt: skip
+                        raise Unfinished(
+                            "stopped while the exchange was unreachable; nothing was sent, the action "
+                            "is resumed at the next start"
+                        ) from None
                     raise
         raise AssertionError("unreachable")

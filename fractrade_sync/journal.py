@@ -36,6 +36,7 @@ REJECTS_PER_MINUTE = 100  # rejected frames journaled a minute at most (the rest
 REJECT_TEXT = 300  # characters of each text kept of a rejected frame
 RETENTION = 90 * 86_400.0  # finished actions are kept 90 days: far past any redelivery (they expire after 60 s)
 
+
 class Unwritable(Exception):
     """The journal (its notes or its database) cannot be written: disk full, a read-only or vanished state dir.
     Nothing that would need the record may happen: exactly-once cannot be promised without it."""
@@ -158,16 +159,26 @@ class Journal(Reads):
         minute = int(self._clock() // 60)
         if self._rejects[0] != minute:
             if self._rejects[1] > self.rejects_per_minute:
-                log.warning("%d rejected frames in a minute were not journaled (at most %d a minute are)",
-                            self._rejects[1] - self.rejects_per_minute, self.rejects_per_minute)  # fmt: skip
+                log.warning(
+                    "%d rejected frames in a minute were not journaled (at most %d a minute are)",
+                    self._rejects[1] - self.rejects_per_minute,
+                    self.rejects_per_minute,
+                )
             self._rejects = [minute, 0]
         self._rejects[1] += 1
         if self._rejects[1] > self.rejects_per_minute:
             return False
-        columns = {"key": rejection.key, "action_id": rejection.action_id, "event_id": rejection.event_id,
-                   "symbol": rejection.symbol, "frame": rejection.excerpt, "state": REJECTED,
-                   "reason": rejection.reason, "received_at": rejection.received_at,
-                   "updated_at": self._clock()}  # fmt: skip
+        columns = {
+            "key": rejection.key,
+            "action_id": rejection.action_id,
+            "event_id": rejection.event_id,
+            "symbol": rejection.symbol,
+            "frame": rejection.excerpt,
+            "state": REJECTED,
+            "reason": rejection.reason,
+            "received_at": rejection.received_at,
+            "updated_at": self._clock(),
+        }
         columns = {name: value[:REJECT_TEXT] if isinstance(value, str) else value for name, value in columns.items()}
         with _writing("a rejected frame"), self._conn() as conn:
             return insert(conn, columns) == 1
@@ -186,8 +197,11 @@ class Journal(Reads):
             try:
                 self._write(actions, SENT, [(SUBMITTING, nonce, self._clock(), a.key) for a in actions])
             except Exception as exc:  # the orders are on their way: their in-flight notes already cover a crash
-                log.error("%s: journal 'submitting' not recorded (%s); the in-flight note stands in for it",
-                          ", ".join(a.describe() for a in actions), exc)  # fmt: skip
+                log.error(
+                    "%s: journal 'submitting' not recorded (%s); the in-flight note stands in for it",
+                    ", ".join(a.describe() for a in actions),
+                    exc,
+                )
 
         return sent
 
@@ -259,8 +273,9 @@ class Journal(Reads):
                     continue
                 whole = False
                 reason = parsed.reason if isinstance(parsed, Rejection) else "not an action"
-                log.error("a frame noted by the last run no longer reads as an action (%s); journaled as rejected",
-                          reason)  # fmt: skip
+                log.error(
+                    "a frame noted by the last run no longer reads as an action (%s); journaled as rejected", reason
+                )
                 if isinstance(parsed, Rejection):
                     self.reject(parsed)
         self._received.settle(whole)
@@ -284,12 +299,18 @@ class Journal(Reads):
                     parsed = parse_frame(note.frame, note.received_at) if note.frame is not None else None
                     if not isinstance(parsed, Action) or parsed.key != key:
                         whole = False
-                        log.error("an order with cloid 0x%s may be on the exchange, and nothing in the journal "
-                                  "says what it was: check it on Hyperliquid", key[:32])  # fmt: skip
+                        log.error(
+                            "an order with cloid 0x%s may be on the exchange, and nothing in the journal "
+                            "says what it was: check it on Hyperliquid",
+                            key[:32],
+                        )
                         continue
                     insert(conn, action_columns(parsed, note.bound))
-                    log.warning("%s: in flight when the last run ended, and not in the journal (a power loss?): "
-                                "recorded from its in-flight note", parsed.describe())  # fmt: skip
+                    log.warning(
+                        "%s: in flight when the last run ended, and not in the journal (a power loss?): "
+                        "recorded from its in-flight note",
+                        parsed.describe(),
+                    )
                 changed += conn.execute(
                     f"UPDATE actions SET state=?, nonce=COALESCE(?, nonce), updated_at=MAX(updated_at, ?) "
                     f"WHERE key=? AND state IN ({marks})",

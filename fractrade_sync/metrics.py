@@ -27,12 +27,18 @@ KINDS = ("trade", "stop_loss", "take_profit")
 READINGS = {
     "reconnects": ("fractrade_reconnects", "counter", "Reconnects to the Fractrade WebSocket since the start."),
     "queue_depth": ("fractrade_queue_depth", "gauge", "Actions queued for the worker, not yet taken."),
-    "clock_offset": ("fractrade_clock_offset_seconds", "gauge",
-                     "Seconds the exchange's clock is ahead of this machine's (absent until measured)."),
+    "clock_offset": (
+        "fractrade_clock_offset_seconds",
+        "gauge",
+        "Seconds the exchange's clock is ahead of this machine's (absent until measured).",
+    ),
     "connected": ("fractrade_connected", "gauge", "1 while the Fractrade WebSocket is connected, else 0."),
-    "heartbeat_age": ("fractrade_heartbeat_age_seconds", "gauge", "Seconds since the watchdog last wrote the "
-                      "heartbeat file (absent before the first)."),
-}  # fmt: skip
+    "heartbeat_age": (
+        "fractrade_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since the watchdog last wrote the heartbeat file (absent before the first).",
+    ),
+}
 THREADS_HELP = "1 while the thread runs and is not stuck, else 0 (the watchdog's verdict)."
 # slippage of a trade's average fill price, in basis points (positive: worse for the trader): -50 to +100 bps
 SLIPPAGE_BUCKETS = (-50.0, -20.0, -10.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
@@ -128,8 +134,9 @@ class Metrics:
         """Every family, from copies of the counts and fresh readings."""
         actions, requests = dict(self._actions), dict(self._requests)
         buckets, total = list(self._buckets), self._latency_sum
-        family = CounterMetricFamily("fractrade_actions", "Actions by kind and terminal outcome.",
-                                     labels=("kind", "outcome"))  # fmt: skip
+        family = CounterMetricFamily(
+            "fractrade_actions", "Actions by kind and terminal outcome.", labels=("kind", "outcome")
+        )
         for (kind, state), count in sorted(actions.items()):
             family.add_metric((kind, state), count)
         yield family
@@ -137,11 +144,17 @@ class Metrics:
         for bound, count in zip((*LATENCY_BUCKETS, float("inf")), buckets, strict=True):
             seen += count
             cumulative.append((floatToGoString(bound), seen))
-        yield HistogramMetricFamily("fractrade_frame_to_answer_seconds", "Seconds from a frame's arrival to the "
-                                    "exchange's answer to its order.", buckets=cumulative, sum_value=total)  # fmt: skip
-        family = CounterMetricFamily("fractrade_exchange_requests", "Requests to Hyperliquid by path, type and "
-                                     "HTTP status (network: no answer; not_sent: no connection).",
-                                     labels=("path", "type", "status"))  # fmt: skip
+        yield HistogramMetricFamily(
+            "fractrade_frame_to_answer_seconds",
+            "Seconds from a frame's arrival to the exchange's answer to its order.",
+            buckets=cumulative,
+            sum_value=total,
+        )
+        family = CounterMetricFamily(
+            "fractrade_exchange_requests",
+            "Requests to Hyperliquid by path, type and HTTP status (network: no answer; not_sent: no connection).",
+            labels=("path", "type", "status"),
+        )
         for labels, count in sorted(requests.items()):
             family.add_metric(labels, count)
         yield family

@@ -24,8 +24,20 @@ OPEN_STATES = (RECEIVED, SUBMITTING, UNKNOWN)
 TERMINAL_STATES = (FILLED, PARTIALLY_FILLED, RESTING, REJECTED, SKIPPED, FAILED, EXPIRED)
 
 # The outcome's fields, by the names every channel uses: the JSON log, the webhook and `status --json`.
-OUTCOME_FIELDS = ("action_key", "action", "symbol", "side", "size", "trigger_price", "outcome", "reason", "oid",
-                  "filled_sz", "avg_px", "latency_ms")  # fmt: skip
+OUTCOME_FIELDS = (
+    "action_key",
+    "action",
+    "symbol",
+    "side",
+    "size",
+    "trigger_price",
+    "outcome",
+    "reason",
+    "oid",
+    "filled_sz",
+    "avg_px",
+    "latency_ms",
+)
 _ROW_COLUMNS = {"action_key": "key", "action": "action_id", "outcome": "state"}  # journal column, where it differs
 
 

@@ -26,8 +26,11 @@ UNCLEAN_MARGIN = 2.0
 RECHECK_EVERY = 30.0  # seconds between two attempts to settle an action whose outcome the exchange has not told
 Hook = Callable[["ActionConfig"], Any]
 # kind -> the seed's name of its hook, the executor's overridable handle_* method
-HOOKS = {"trade": "handle_hyperliquid_perp_trade", "stop_loss": "handle_set_hyperliquid_perp_stop_loss",
-         "take_profit": "handle_set_hyperliquid_perp_take_profit"}  # fmt: skip
+HOOKS = {
+    "trade": "handle_hyperliquid_perp_trade",
+    "stop_loss": "handle_set_hyperliquid_perp_stop_loss",
+    "take_profit": "handle_set_hyperliquid_perp_take_profit",
+}
 
 
 class ActionConfig(dict):
@@ -53,12 +56,19 @@ def with_identity(action: Action, original: Action) -> Action:
     """`action` as a hook changed it, with the identity of the action it handles: its key (and so its cloid), event,
     timestamp, receive time and frame. The journal, the duplicate check and the exchange's cloid all see one action,
     whatever the hook changed."""
-    same = dataclasses.replace(action, event_id=original.event_id, timestamp=original.timestamp,
-                               received_at=original.received_at, frame=original.frame)  # fmt: skip
+    same = dataclasses.replace(
+        action,
+        event_id=original.event_id,
+        timestamp=original.timestamp,
+        received_at=original.received_at,
+        frame=original.frame,
+    )
     vars(same)["key"] = original.key  # Action.key is a cached_property: the key is its identity, the cloid its prefix
     if same.key != original.key or same.cloid != original.cloid:
-        raise RuntimeError("Action.key is no longer a cached_property: a hook's changed config cannot keep the "
-                           "action's identity; nothing was sent")  # fmt: skip
+        raise RuntimeError(
+            "Action.key is no longer a cached_property: a hook's changed config cannot keep the "
+            "action's identity; nothing was sent"
+        )
     return same
 
 
@@ -67,18 +77,28 @@ def refuse_coroutine_hooks(executor: object) -> None:
     names = [name for name in HOOKS.values() if inspect.iscoroutinefunction(getattr(executor, name))]
     if names:
         where = type(executor).__name__ + "." + ", ".join(names)
-        raise ConfigError(where, "an `async def` hook needs the asyncio face of the service: use `from "
-                                 "fractrade_sync.aio import FractradeExecutor` (this class calls its hooks "
-                                 "synchronously on the worker thread)")  # fmt: skip
+        raise ConfigError(
+            where,
+            "an `async def` hook needs the asyncio face of the service: use `from "
+            "fractrade_sync.aio import FractradeExecutor` (this class calls its hooks "
+            "synchronously on the worker thread)",
+        )
 
 
 class Pipeline:
     """The worker's handler: one action (live, or resumed from the journal) to its one terminal outcome."""
 
-    def __init__(self, settings: Settings, journal: Journal, execution: Execution, hooks: Mapping[str, Hook],
-                 on_outcome: Sequence[Callable[[Action, Outcome], None]] = (),
-                 clock: Callable[[], float] = time.time, unclean_since: float | None = None,
-                 on_storage: Callable[[str | None], None] = lambda problem: None):  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        execution: Execution,
+        hooks: Mapping[str, Hook],
+        on_outcome: Sequence[Callable[[Action, Outcome], None]] = (),
+        clock: Callable[[], float] = time.time,
+        unclean_since: float | None = None,
+        on_storage: Callable[[str | None], None] = lambda problem: None,
+    ):
         self.settings = settings
         self.journal = journal
         self.execution = execution
@@ -188,8 +208,12 @@ class Pipeline:
         """An outcome learnt late (resumed, settled, found after an unclean stop): its protection cleanup runs only
         when no newer action on the coin followed it; else that cleanup would cancel the protection placed since."""
         if self.journal.newer_on_symbol(action.symbol, action.received_at, action.key):
-            self.logger.warning("%s: settled late as %s; its protection cleanup is skipped (newer actions on %s "
-                                "followed it)", action.describe(), seen.state, action.symbol)  # fmt: skip
+            self.logger.warning(
+                "%s: settled late as %s; its protection cleanup is skipped (newer actions on %s followed it)",
+                action.describe(),
+                seen.state,
+                action.symbol,
+            )
             return
         self.execution.after(action, seen)
 
@@ -207,8 +231,9 @@ class Pipeline:
         except TransientError as exc:
             return _unknown(f"sent before an unclean stop? the cloid check failed ({exc})", action)
         if seen is not None:
-            self.logger.warning("%s: executed by the last run, whose journal lost it (unclean stop): %s",
-                                action.describe(), seen.state)  # fmt: skip
+            self.logger.warning(
+                "%s: executed by the last run, whose journal lost it (unclean stop): %s", action.describe(), seen.state
+            )
             self._after_late(action, seen)
         return seen
 
@@ -249,8 +274,11 @@ class Pipeline:
             result = self.hooks[action.kind](ActionConfig(action))
             if inspect.isawaitable(result):  # an async hook on the synchronous class: it never ran
                 getattr(result, "close", lambda: None)()
-                return Outcome(FAILED, "the hook returned a coroutine (nothing was executed); for async hooks use "
-                                       "`from fractrade_sync.aio import FractradeExecutor`")  # fmt: skip
+                return Outcome(
+                    FAILED,
+                    "the hook returned a coroutine (nothing was executed); for async hooks use "
+                    "`from fractrade_sync.aio import FractradeExecutor`",
+                )
         except Refused as exc:
             return Outcome(REJECTED, str(exc))
         except (Unfinished, Unwritable):

@@ -29,8 +29,14 @@ REPORT_WITHIN = 0.25  # seconds a cleanup waits for the feed's report of its tra
 class Protection:
     """The deferred cleanups of the worker thread; never changes an outcome."""
 
-    def __init__(self, client: HyperliquidClient, journal: Journal, logger: logging.Logger, dry_run: bool,
-                 retried: Callable[[Callable[[], Any]], Any]):  # fmt: skip
+    def __init__(
+        self,
+        client: HyperliquidClient,
+        journal: Journal,
+        logger: logging.Logger,
+        dry_run: bool,
+        retried: Callable[[Callable[[], Any]], Any],
+    ):
         self.client, self.journal, self.logger, self.dry_run = client, journal, logger, dry_run
         self.retried = retried  # an idempotent request with bounded retries (Execution.with_retries)
         self.deferred: list[tuple[Action, Outcome]] = []
@@ -110,8 +116,11 @@ class Protection:
             listed = self.retried(lambda: self.client.rest_open_orders(dex_of(asset.name)))
             triggers = self._ours([o for o in listed if o.get("coin") == asset.name])
         for kind, cloid in keep.items():
-            cancels.extend((asset, t["oid"], f"replaced {'sl' if kind == 'Stop' else 'tp'} on {asset.name}")
-                           for t, _ in triggers if _kind(t) == kind and _cloid(t) != cloid)  # fmt: skip
+            cancels.extend(
+                (asset, t["oid"], f"replaced {'sl' if kind == 'Stop' else 'tp'} on {asset.name}")
+                for t, _ in triggers
+                if _kind(t) == kind and _cloid(t) != cloid
+            )
         new = set(keep.values())
         old = [(t, size) for t, size in triggers if _cloid(t) not in new and _kind(t) not in keep]
         if not trades or not old:
@@ -212,7 +221,15 @@ def _resized(asset: Asset, position: Decimal, triggers: list[tuple[dict, str | N
         if Decimal(str(o.get("sz", "0"))) == size:
             continue
         tpsl = "tp" if _kind(o) == "Take Profit" else "sl"
-        order = Order(asset, o["side"] == "B", size, Decimal(str(o["limitPx"])), True, o["cloid"],
-                      trigger_px=Decimal(str(o["triggerPx"])), tpsl=tpsl)  # fmt: skip
+        order = Order(
+            asset,
+            o["side"] == "B",
+            size,
+            Decimal(str(o["limitPx"])),
+            True,
+            o["cloid"],
+            trigger_px=Decimal(str(o["triggerPx"])),
+            tpsl=tpsl,
+        )
         modifies.append((o["cloid"], order.wire()))
     return modifies

@@ -30,8 +30,9 @@ class Receiver:
     """Holds the WebSocket open and reconnects forever with backoff; callbacks stay thin: each frame goes to
     `on_frame` (the intake), each connection loss and recovery to `on_connection(up, what)`."""
 
-    def __init__(self, settings: Settings, on_frame: Callable[[bytes], object],
-                 on_connection: Callable[[bool, str], None]):  # fmt: skip
+    def __init__(
+        self, settings: Settings, on_frame: Callable[[bytes], object], on_connection: Callable[[bool, str], None]
+    ):
         self.settings = settings
         self.on_frame = on_frame
         self.on_connection = on_connection
@@ -174,8 +175,12 @@ class Receiver:
         ws = getattr(app, "sock", None)
         reader = getattr(ws, "frame_buffer", None)
         read_length = getattr(reader, "recv_length", None)
-        if not (callable(read_length) and hasattr(reader, "header") and hasattr(reader, "length")
-                and callable(getattr(ws, "close", None))):  # fmt: skip
+        if not (
+            callable(read_length)
+            and hasattr(reader, "header")
+            and hasattr(reader, "length")
+            and callable(getattr(ws, "close", None))
+        ):
             self._no_size_limit("websocket-client's WebSocket.frame_buffer.recv_length is not there")
             return
         earlier = 0  # bytes announced by the earlier fragments of the message being received
@@ -209,8 +214,9 @@ class Receiver:
 
     def _no_size_limit(self, why: str) -> None:
         self._size_limit = False
-        self.logger.warning("frames over %d bytes are refused only after websocket-client has read them whole: %s",
-                            MAX_FRAME_BYTES, why)  # fmt: skip
+        self.logger.warning(
+            "frames over %d bytes are refused only after websocket-client has read them whole: %s", MAX_FRAME_BYTES, why
+        )
 
 
 def _safe_error(error: Exception) -> str:
@@ -223,9 +229,14 @@ class Intake:
     unless the worker takes it at once (its first commit creates the row: as the order leaves, or with the
     outcome), its 'received' row is committed so the journal shows it while it waits."""
 
-    def __init__(self, journal: Journal, actions: queue.Queue, worker_idle: Callable[[], bool],
-                 clock: Callable[[], float] = time.time,
-                 on_storage: Callable[[str | None], None] = lambda problem: None):  # fmt: skip
+    def __init__(
+        self,
+        journal: Journal,
+        actions: queue.Queue,
+        worker_idle: Callable[[], bool],
+        clock: Callable[[], float] = time.time,
+        on_storage: Callable[[str | None], None] = lambda problem: None,
+    ):
         self.journal = journal
         self.queue = actions
         self.worker_idle = worker_idle
@@ -250,8 +261,7 @@ class Intake:
         try:
             admitted = self.journal.admit(parsed)
         except Unwritable as exc:
-            self.logger.error("%s NOT executed: %s; exactly-once cannot be promised without it", parsed.describe(),
-                              exc)  # fmt: skip
+            self.logger.error("%s NOT executed: %s; exactly-once cannot be promised without it", parsed.describe(), exc)
             self._unwritable = True
             self.on_storage(f"{exc}: {parsed.describe()} not executed")
             return None
@@ -259,8 +269,9 @@ class Intake:
             self._unwritable = False
             self.on_storage(None)
         if not admitted:
-            self.logger.info("duplicate %s (key %s…): already journaled, not executed again", parsed.describe(),
-                             parsed.key[:12])  # fmt: skip
+            self.logger.info(
+                "duplicate %s (key %s…): already journaled, not executed again", parsed.describe(), parsed.key[:12]
+            )
             return None
         at_once = self.worker_idle()
         self.queue.put(parsed)

@@ -123,9 +123,15 @@ class Order:
             kind: dict = {"trigger": {"isMarket": True, "triggerPx": float(self.trigger_px), "tpsl": self.tpsl}}
         else:
             kind = {"limit": {"tif": self.tif}}
-        request = {"coin": self.asset.name, "is_buy": self.is_buy, "sz": float(self.size),
-                   "limit_px": float(self.limit_px), "order_type": kind, "reduce_only": self.reduce_only,
-                   "cloid": None if self.cloid is None else Cloid.from_str(self.cloid)}  # fmt: skip
+        request = {
+            "coin": self.asset.name,
+            "is_buy": self.is_buy,
+            "sz": float(self.size),
+            "limit_px": float(self.limit_px),
+            "order_type": kind,
+            "reduce_only": self.reduce_only,
+            "cloid": None if self.cloid is None else Cloid.from_str(self.cloid),
+        }
         wire = order_request_to_order_wire(request, self.asset.index)  # type: ignore[arg-type]
         # the SDK's float_to_wire goes through a float: past 2**26 a fraction can come back with other digits
         sent = {"size": (wire["s"], self.size), "price": (wire["p"], self.limit_px)}
@@ -146,4 +152,3 @@ def grouping(orders: list[Order]) -> str:
     """The `order` action's grouping for these orders: "positionTpsl" when they carry a position TP/SL (then an
     optional entry first and at most one stop loss and one take profit, all on one coin), else "na"."""
     return "positionTpsl" if any(o.position for o in orders) else "na"
-

@@ -46,8 +46,15 @@ class Unfinished(BaseException):  # (not an Exception: a hook's `except Exceptio
 class Sender:
     """Sends an action's order on the worker thread; every path ends in an Outcome, Unfinished or TransientError."""
 
-    def __init__(self, settings: Settings, client: HyperliquidClient, journal: Journal, logger: logging.Logger,
-                 clock: Callable[[], float], stopping: threading.Event):  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        client: HyperliquidClient,
+        journal: Journal,
+        logger: logging.Logger,
+        clock: Callable[[], float],
+        stopping: threading.Event,
+    ):
         self.settings, self.client, self.journal, self.logger = settings, client, journal, logger
         self.clock, self.stopping = clock, stopping
         # (key, outcome) of the order this handling sent (the pipeline resets it per item)
@@ -58,8 +65,12 @@ class Sender:
         """One order per action and handling: a hook that calls its parent twice gets the first call's outcome again
         (logged), never a second order under the same cloid."""
         if self.sent_for is not None and self.sent_for[0] == action.key:
-            self.logger.warning("%s: an order of this action was sent already (cloid %s): one action is one order; "
-                                "the hook's second call gets the first one's outcome", action.describe(), action.cloid)
+            self.logger.warning(
+                "%s: an order of this action was sent already (cloid %s): one action is one order; "
+                "the hook's second call gets the first one's outcome",
+                action.describe(),
+                action.cloid,
+            )
             return self.sent_for[1]
         outcome = self.submit_batch([(action, order)])[0]
         self.sent_for = (action.key, outcome)
@@ -106,8 +117,11 @@ class Sender:
                 raise
             except TransientError as exc:
                 for i in pending:
-                    outcomes[i] = Outcome(J.UNKNOWN, f"outcome unknown ({exc}); settled by cloid {pairs[i][1].cloid} "
-                                                     f"and nonce {payload['nonce']} as soon as the exchange answers")
+                    outcomes[i] = Outcome(
+                        J.UNKNOWN,
+                        f"outcome unknown ({exc}); settled by cloid {pairs[i][1].cloid} "
+                        f"and nonce {payload['nonce']} as soon as the exchange answers",
+                    )
                 pending = []
                 break
             outcomes.update({i: seen for i, seen in zip(pending, results, strict=True) if seen is not None})
@@ -146,8 +160,9 @@ class Sender:
             if not maybe or result.get("status") == "ok":  # its answer, or the answer to its identical resend
                 return self._answered(actions, orders, result, sent_at), NOT_FOUND
             if nonce_refusal(result) is not None:  # the nonce is spent (or out of the window): the fate is frozen
-                self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"],
-                                 error_text(result))  # fmt: skip
+                self.logger.info(
+                    "%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"], error_text(result)
+                )
                 found = self._learnt(orders, self._frozen(actions), sent_at)
                 return found, NOT_FOUND
             last = f"resend refused: {error_text(result)}"  # e.g. expired: says nothing of the first one
@@ -174,13 +189,23 @@ class Sender:
         unread = [i for i, outcome in enumerate(outcomes) if outcome is None]
         if not unread:
             return outcomes
-        self.logger.warning("%s: the exchange took the request but its answer says nothing readable of %d order(s): "
-                            "%s; asking by cloid", _named(actions), len(unread), str(result)[:160])  # fmt: skip
+        self.logger.warning(
+            "%s: the exchange took the request but its answer says nothing readable of %d order(s): "
+            "%s; asking by cloid",
+            _named(actions),
+            len(unread),
+            str(result)[:160],
+        )
         try:
             found = self._learnt([orders[i] for i in unread], self._frozen([actions[i] for i in unread]), sent_at)
         except TransientError as exc:
-            found = [Outcome(J.UNKNOWN, f"outcome unknown ({exc}); settled by cloid {orders[i].cloid} as soon as the "
-                                        "exchange answers") for i in unread]  # fmt: skip
+            found = [
+                Outcome(
+                    J.UNKNOWN,
+                    f"outcome unknown ({exc}); settled by cloid {orders[i].cloid} as soon as the exchange answers",
+                )
+                for i in unread
+            ]
         for i, seen in zip(unread, found, strict=True):
             outcomes[i] = seen
         return outcomes
@@ -313,8 +338,10 @@ class Sender:
         # worker does not wait for it: the action stays open and is asked again (recheck)
         settle_at = min(since + self.client.expiry_window, self.deadline(item_action)) + SETTLE_MARGIN
         if self.clock() < settle_at:
-            raise TransientError(f"not seen by cloid yet; an order of it could still land until "
-                                 f"{time.strftime('%H:%M:%S', time.localtime(settle_at))}")  # fmt: skip
+            raise TransientError(
+                f"not seen by cloid yet; an order of it could still land until "
+                f"{time.strftime('%H:%M:%S', time.localtime(settle_at))}"
+            )
         return None  # the lookup above came after settle_at: no order of it can land any more
 
     def lookup(self, action: Action) -> Outcome | None:
@@ -324,7 +351,6 @@ class Sender:
             return status_outcome(self.client.order_status(action.cloid), self._filled)
         except ClientError as exc:
             raise TransientError(f"orderStatus answered HTTP {exc.status_code}") from None
-
 
     def _filled(self, oid: int) -> tuple:
         """What an order found by cloid filled, from the account's fills (REST userFills)."""

@@ -79,36 +79,64 @@ class FractradeExecutor:
         self.channels.bind()  # the status endpoint's port first: one in use fails the start before anything opens
         ensure_private_dir(settings.state_dir)
         if not self._lock.acquire():
-            raise ConfigError("FRAC_STATE_DIR", f"another fractrade-sync is running with {settings.state_dir}; "
-                                                "stop it first")  # fmt: skip
+            raise ConfigError(
+                "FRAC_STATE_DIR", f"another fractrade-sync is running with {settings.state_dir}; stop it first"
+            )
         refused = self._signer.acquire()
         if refused is not None:
             self._lock.release()
             raise ConfigError("HYPERLIQUID_PRIVATE_KEY", refused)
         unclean_since = self.clock() if self._lock.unclean else None
         if unclean_since is not None:
-            self.logger.warning("the last run did not stop in order (killed, crashed or a power loss): actions sent "
-                                "before this start are looked up by cloid before anything is sent")  # fmt: skip
-        self.feed = MidsFeed(settings.api_url, logging.getLogger("fractrade_sync.market"), account=AccountView(),
-                             user=settings.account_address,  # (the ledger, built below, records the feed's fills)
-                             on_fills=lambda fills: self.ledger and self.ledger.pushed(fills))  # fmt: skip
+            self.logger.warning(
+                "the last run did not stop in order (killed, crashed or a power loss): actions sent "
+                "before this start are looked up by cloid before anything is sent"
+            )
+        self.feed = MidsFeed(
+            settings.api_url,
+            logging.getLogger("fractrade_sync.market"),
+            account=AccountView(),
+            user=settings.account_address,  # (the ledger, built below, records the feed's fills)
+            on_fills=lambda fills: self.ledger and self.ledger.pushed(fills),
+        )
         self.client = client = HyperliquidClient(settings, self.feed)
         self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
         self.ledger = ledger = Ledger(self.journal, client, self.feed, self.clock)
         self.execution = execution = Execution(settings, client, self.journal, self.logger, self.clock, self.stopping)
-        self.pipeline = pipeline = Pipeline(settings, self.journal, self.execution, self._hooks(),
-                                            [*self.channels.listeners, ledger.outcome], self.clock, unclean_since,
-                                            self._storage)  # fmt: skip
-        self.worker = Worker(self.queue, pipeline, prepare=execution.prepare,
-                             idle=(client.keep_warm, pipeline.recheck, ledger.idle),
-                             on_fatal=self.fail, fatal=self.fatal_errors, stopping=self.stopping,
-                             handle_many=(batches := Batches(pipeline, batchable(type(self), FractradeExecutor))),
-                             drained=execution.protection.flush)  # fmt: skip
+        self.pipeline = pipeline = Pipeline(
+            settings,
+            self.journal,
+            self.execution,
+            self._hooks(),
+            [*self.channels.listeners, ledger.outcome],
+            self.clock,
+            unclean_since,
+            self._storage,
+        )
+        self.worker = Worker(
+            self.queue,
+            pipeline,
+            prepare=execution.prepare,
+            idle=(client.keep_warm, pipeline.recheck, ledger.idle),
+            on_fatal=self.fail,
+            fatal=self.fatal_errors,
+            stopping=self.stopping,
+            handle_many=(batches := Batches(pipeline, batchable(type(self), FractradeExecutor))),
+            drained=execution.protection.flush,
+        )
         batches.past_deadline, batches.more = self.worker.past_deadline, self.worker.take_more
         self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock, self._storage)
         self.receiver = Receiver(settings, ledger.noting_arrival(self.intake), self._on_connection)
-        self.watchdog = Watchdog(settings, self.receiver, self.worker, self.queue, self.journal, self._thread_failed,
-                                 storage=lambda: self.storage_problem, ticks=(self.channels.tick,))  # fmt: skip
+        self.watchdog = Watchdog(
+            settings,
+            self.receiver,
+            self.worker,
+            self.queue,
+            self.journal,
+            self._thread_failed,
+            storage=lambda: self.storage_problem,
+            ticks=(self.channels.tick,),
+        )
         for item in resumed:  # oldest first, before anything new
             self.queue.put(item)
         self.logger.info("fractrade-sync starting for %s; %d action(s) resumed", settings.described, len(resumed))
@@ -201,8 +229,9 @@ class FractradeExecutor:
                 self.logger.warning("the journal can be written again: actions execute again")
             return
         if was is None:  # once per episode; every action refused meanwhile has its own ERROR line
-            self.logger.error("%s; free space in %s (actions are not executed until then)", problem,
-                              self.settings.state_dir)  # fmt: skip
+            self.logger.error(
+                "%s; free space in %s (actions are not executed until then)", problem, self.settings.state_dir
+            )
             self.channels.alert(f"{problem}; free space in {self.settings.state_dir}")
 
     def accept_frame(self, frame: str | bytes) -> Action | None:

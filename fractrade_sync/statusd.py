@@ -46,9 +46,12 @@ def heartbeat_age(path: Path) -> float | None:
         return None
 
 
-def service_health(watchdog: Callable[[], Watchdog | None], heartbeat: Path,
-                   clock_offset: Callable[[], float | None] = lambda: None,
-                   max_age: float | None = None) -> Health:  # fmt: skip
+def service_health(
+    watchdog: Callable[[], Watchdog | None],
+    heartbeat: Path,
+    clock_offset: Callable[[], float | None] = lambda: None,
+    max_age: float | None = None,
+) -> Health:
     """The /health callable of a running service: the watchdog's live status() (the heartbeat's content) judged
     as `fractrade-sync health` judges the heartbeat file, plus the file's age (a watchdog that stopped writing it
     fails too). `watchdog` returns the service's Watchdog, None before it is built."""
@@ -64,8 +67,12 @@ def service_health(watchdog: Callable[[], Watchdog | None], heartbeat: Path,
         else:  # the live status, dated by the file: its age is judged, everything else is now
             problem = health_problem({**status, "time": now - age}, max_age, now)
         offset = clock_offset()
-        data = {"problem": problem, **status, "heartbeat_age": age,
-                "clock_offset": None if offset is None else round(offset, 3)}  # fmt: skip
+        data = {
+            "problem": problem,
+            **status,
+            "heartbeat_age": age,
+            "clock_offset": None if offset is None else round(offset, 3),
+        }
         return problem is None, data
 
     return health
@@ -135,8 +142,11 @@ class StatusServer:
         if is_loopback(host):
             self.logger.info("status endpoint on %s (/health, /metrics)", where)
         else:
-            self.logger.warning("status endpoint on %s (/health, /metrics) is reachable from other machines; it "
-                                "shows no secrets, but limit who can reach it (a firewall)", where)  # fmt: skip
+            self.logger.warning(
+                "status endpoint on %s (/health, /metrics) is reachable from other machines; it "
+                "shows no secrets, but limit who can reach it (a firewall)",
+                where,
+            )
         return self
 
     def stop(self, timeout: float = 2.0) -> None:

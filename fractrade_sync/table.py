@@ -88,8 +88,10 @@ class Reads:
 
     def newer_on_symbol(self, symbol: str, received_at: float, key: str) -> bool:
         """Whether another action on this coin, received after `received_at`, was taken (not refused or skipped)."""
-        sql = ("SELECT 1 FROM actions WHERE symbol=? COLLATE NOCASE AND received_at > ? AND key != ? "
-               "AND state NOT IN ('rejected', 'skipped', 'expired') LIMIT 1")  # fmt: skip
+        sql = (
+            "SELECT 1 FROM actions WHERE symbol=? COLLATE NOCASE AND received_at > ? AND key != ? "
+            "AND state NOT IN ('rejected', 'skipped', 'expired') LIMIT 1"
+        )
         return self._conn().execute(sql, (symbol, received_at, key)).fetchone() is not None
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -165,11 +167,21 @@ class Reads:
 
 
 def action_columns(action: Action, updated_at: float) -> dict[str, Any]:
-    return {"key": action.key, "action_id": action.action_id, "event_id": action.event_id, "symbol": action.symbol,
-            "side": action.side, "size": None if action.size is None else str(action.size),
-            "trigger_price": None if action.trigger_price is None else str(action.trigger_price),
-            "cloid": action.cloid, "frame": action.frame, "state": RECEIVED, "action_ts": action.timestamp,
-            "received_at": action.received_at, "updated_at": updated_at}  # fmt: skip
+    return {
+        "key": action.key,
+        "action_id": action.action_id,
+        "event_id": action.event_id,
+        "symbol": action.symbol,
+        "side": action.side,
+        "size": None if action.size is None else str(action.size),
+        "trigger_price": None if action.trigger_price is None else str(action.trigger_price),
+        "cloid": action.cloid,
+        "frame": action.frame,
+        "state": RECEIVED,
+        "action_ts": action.timestamp,
+        "received_at": action.received_at,
+        "updated_at": updated_at,
+    }
 
 
 def insert(conn: sqlite3.Connection, columns: dict[str, Any]) -> int:

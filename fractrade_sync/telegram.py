@@ -57,9 +57,17 @@ class Answer(NamedTuple):
 class TelegramBot:
     """Two threads: one sends the queued lines (the caller never waits on Telegram), one long-polls for commands."""
 
-    def __init__(self, settings: Settings, commands: Mapping[str, Callable[[], str]] | None = None, *,
-                 logger: logging.Logger | None = None, max_queue: int = 500, poll_timeout: float = POLL_TIMEOUT,
-                 fold_window: float | None = None, max_command_age: float = MAX_COMMAND_AGE):  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        commands: Mapping[str, Callable[[], str]] | None = None,
+        *,
+        logger: logging.Logger | None = None,
+        max_queue: int = 500,
+        poll_timeout: float = POLL_TIMEOUT,
+        fold_window: float | None = None,
+        max_command_age: float = MAX_COMMAND_AGE,
+    ):
         if settings.telegram_token is None or settings.telegram_chat_id is None:
             raise ValueError("Telegram is off: set FRAC_TELEGRAM_TOKEN and FRAC_TELEGRAM_CHAT_ID")
         self._token = settings.telegram_token.reveal()  # it is in every URL's path: never logged, scrubbed from text
@@ -208,8 +216,12 @@ class TelegramBot:
         if answer.transient:
             self._warn("send", answer, f"sendMessage failed ({answer.said()}); asking again in {wait:.1f} s")
         elif not answer.ok:
-            self._warn("send", answer, f"sendMessage refused ({answer.said()}); {len(batch)} line(s) not delivered; "
-                                       "check FRAC_TELEGRAM_TOKEN and FRAC_TELEGRAM_CHAT_ID")  # fmt: skip
+            self._warn(
+                "send",
+                answer,
+                f"sendMessage refused ({answer.said()}); {len(batch)} line(s) not delivered; "
+                "check FRAC_TELEGRAM_TOKEN and FRAC_TELEGRAM_CHAT_ID",
+            )
         elif restored:
             self.logger.info("telegram: sending works again")
         if answer.ok:
@@ -260,8 +272,11 @@ class TelegramBot:
             return
         chat = message["chat"].get("id") if isinstance(message.get("chat"), dict) else None
         if chat != self.chat_id:  # the chat id only: the text may be anything, from anyone
-            self.logger.warning("telegram: ignored a message from chat %s; only FRAC_TELEGRAM_CHAT_ID's (%d) commands "
-                                "are taken", chat if isinstance(chat, int) else "(none)", self.chat_id)  # fmt: skip
+            self.logger.warning(
+                "telegram: ignored a message from chat %s; only FRAC_TELEGRAM_CHAT_ID's (%d) commands are taken",
+                chat if isinstance(chat, int) else "(none)",
+                self.chat_id,
+            )
             return
         text = message.get("text")
         if not isinstance(text, str) or not text.startswith("/"):
@@ -273,8 +288,11 @@ class TelegramBot:
         age = time.time() - sent_at if isinstance(sent_at, (int, float)) else 0.0
         if age > self.max_command_age:
             self.logger.warning("telegram: /%s not run: it was sent %.0f s ago", name, age)
-            self._put(f"/{name} not run: it was sent {age:.0f} s ago (the limit is {self.max_command_age:.0f} s); "
-                      "send it again", reply=True)  # fmt: skip
+            self._put(
+                f"/{name} not run: it was sent {age:.0f} s ago (the limit is {self.max_command_age:.0f} s); "
+                "send it again",
+                reply=True,
+            )
             return
         self._put(self._run(name), reply=True)
 
@@ -316,8 +334,12 @@ class TelegramBot:
         retry = params.get("retry_after")
         code = data.get("error_code") if isinstance(data.get("error_code"), int) else status
         description = self._scrub(str(data.get("description") or f"HTTP {status}"))[:300]
-        return Answer(False, code=code if code >= 400 else status, description=description,
-                      retry_after=float(retry) if isinstance(retry, (int, float)) and retry > 0 else None)  # fmt: skip
+        return Answer(
+            False,
+            code=code if code >= 400 else status,
+            description=description,
+            retry_after=float(retry) if isinstance(retry, (int, float)) and retry > 0 else None,
+        )
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "***").replace(quote(self._token, safe=""), "***")

@@ -109,8 +109,14 @@ class OrderChannel:
 class ProxyChannel:
     """The same POST through requests, which knows how to speak to an HTTP(S) proxy: used only behind one."""
 
-    def __init__(self, api_url: str, connect_timeout: float, read_timeout: float, proxies: dict[str, str],
-                 verify: str | bool = True):  # fmt: skip
+    def __init__(
+        self,
+        api_url: str,
+        connect_timeout: float,
+        read_timeout: float,
+        proxies: dict[str, str],
+        verify: str | bool = True,
+    ):
         self.base = api_url.rstrip("/")
         self.timeouts = (connect_timeout, read_timeout)
         self.session = requests.Session()
@@ -130,8 +136,9 @@ class ProxyChannel:
         if on_sent is not None:
             on_sent()
         try:
-            response = self.session.post(self.base + path, data=body, timeout=self.timeouts,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+            response = self.session.post(
+                self.base + path, data=body, timeout=self.timeouts, headers={"Content-Type": "application/json"}
+            )
         except requests.ConnectTimeout as exc:  # the proxy was never reached: nothing left
             raise NotSent(type(exc).__name__) from None
         except requests.RequestException as exc:  # the request may be in flight

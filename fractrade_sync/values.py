@@ -273,8 +273,10 @@ def parse_symbols(raw: str) -> frozenset[str]:
     """FRAC_ALLOWED_SYMBOLS: coin names, comma-separated; an entry shaped like a key or token is refused unquoted."""
     symbols = frozenset(s.strip() for s in raw.split(",") if s.strip())
     if any(len(s) > 32 or _key_shaped(s) or (_HEX_BODY.match(s) and len(s) > 8) for s in symbols):
-        raise ConfigError("FRAC_ALLOWED_SYMBOLS", "an entry looks like a key or token, not a symbol "
-                                                  "(the value is not shown); use e.g. BTC,ETH")  # fmt: skip
+        raise ConfigError(
+            "FRAC_ALLOWED_SYMBOLS",
+            "an entry looks like a key or token, not a symbol (the value is not shown); use e.g. BTC,ETH",
+        )
     return symbols
 
 
@@ -315,10 +317,17 @@ def parse_listen_addr(raw: str, var: str) -> tuple[str, int]:
         return "127.0.0.1", int(port)
     labels = host.split(".")
     numeric = all(label.isdigit() for label in labels)  # then it must be an IPv4 address, not a name
-    if ":" in host or len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels) or \
-            (numeric and not _is_ipv4(host)):  # fmt: skip
-        raise ConfigError(var, f"{show_value(raw)}: the host is not a name or an IP address (an IPv6 address goes "
-                               f"in brackets: [::1]:9108); {use}")  # fmt: skip
+    if (
+        ":" in host
+        or len(host) > 253
+        or not all(_HOST_LABEL.match(label) for label in labels)
+        or (numeric and not _is_ipv4(host))
+    ):
+        raise ConfigError(
+            var,
+            f"{show_value(raw)}: the host is not a name or an IP address (an IPv6 address goes "
+            f"in brackets: [::1]:9108); {use}",
+        )
     if any(_key_shaped(label) for label in labels) or _key_shaped(host):
         raise ConfigError(var, f"the host looks like a key or token (the value is not shown); {use}")
     return host, int(port)

@@ -26,10 +26,18 @@ STUCK_MARGIN = 90.0
 class Watchdog:
     """Every second: cut a silent connection, judge the threads, write the heartbeat, checkpoint the journal."""
 
-    def __init__(self, settings: Settings, receiver: Receiver, worker: Worker, actions: queue.Queue,
-                 journal: Journal, on_failure: Callable[[str], None], interval: float = 1.0,
-                 storage: Callable[[], str | None] = lambda: None,
-                 ticks: Sequence[Callable[[], None]] = ()):  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        receiver: Receiver,
+        worker: Worker,
+        actions: queue.Queue,
+        journal: Journal,
+        on_failure: Callable[[str], None],
+        interval: float = 1.0,
+        storage: Callable[[], str | None] = lambda: None,
+        ticks: Sequence[Callable[[], None]] = (),
+    ):
         self.settings = settings
         self.receiver, self.worker, self.queue, self.journal = receiver, worker, actions, journal
         self.on_failure = on_failure  # a thread died or is stuck: the service stops with a non-zero exit

@@ -24,11 +24,19 @@ class Worker:
     `fatal` ends the thread through `on_fatal`); the `idle` steps run when the queue has been empty for a while.
     `stopping` is set when a stop cuts the drain short."""
 
-    def __init__(self, actions: queue.Queue, handle: Callable[[Any], bool], *, prepare: Callable[[], None],
-                 idle: Sequence[Callable[[], None]], on_fatal: Callable[[Exception], None],
-                 fatal: tuple[type[Exception], ...] = (), stopping: threading.Event | None = None,
-                 handle_many: Callable[[list], int] | None = None,
-                 drained: Callable[[], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        actions: queue.Queue,
+        handle: Callable[[Any], bool],
+        *,
+        prepare: Callable[[], None],
+        idle: Sequence[Callable[[], None]],
+        on_fatal: Callable[[Exception], None],
+        fatal: tuple[type[Exception], ...] = (),
+        stopping: threading.Event | None = None,
+        handle_many: Callable[[list], int] | None = None,
+        drained: Callable[[], None] | None = None,
+    ):
         self.queue = actions
         self.handle, self.prepare, self.idle = handle, prepare, idle
         self.handle_many, self.drained = handle_many, drained

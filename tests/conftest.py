@@ -40,12 +40,19 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: f
 
 def trade_frame(symbol="BTC", size="0.01", side="BUY", event_id=None, ts=None, **meta) -> dict:
     """A SPEC §5 trade message, stamped now."""
-    metadata = {"event_id": event_id or secrets.token_hex(8), "agent_id": "agent-1", "timestamp": ts or time.time(),
-                "price": 50000.0, "server_execution": False}  # fmt: skip
+    metadata = {
+        "event_id": event_id or secrets.token_hex(8),
+        "agent_id": "agent-1",
+        "timestamp": ts or time.time(),
+        "price": 50000.0,
+        "server_execution": False,
+    }
     metadata.update(meta)
     position = {"symbol": symbol, "size": size, "side": side, "reduce_only": metadata.pop("reduce_only", False)}
-    return {"type": "ACTION", "data": {"action_id": "execute_hyperliquid_perp_trade",
-                                       "config": {"position": position, "metadata": metadata}}}  # fmt: skip
+    return {
+        "type": "ACTION",
+        "data": {"action_id": "execute_hyperliquid_perp_trade", "config": {"position": position, "metadata": metadata}},
+    }
 
 
 def protect_frame(kind="stop_loss", symbol="BTC", side="SELL", trigger="48500", size=None, event_id=None) -> dict:

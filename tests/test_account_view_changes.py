@@ -12,8 +12,18 @@ from fractrade_sync import wire
 from fractrade_sync.account import AccountView
 
 CLOID = "0x" + "ab" * 16
-SL = {"coin": "BTC", "side": "A", "limitPx": "43200.0", "sz": "0.01", "oid": 7, "cloid": CLOID, "isTrigger": True,
-      "reduceOnly": True, "orderType": "Stop Market", "triggerPx": "48000.0"}  # fmt: skip
+SL = {
+    "coin": "BTC",
+    "side": "A",
+    "limitPx": "43200.0",
+    "sz": "0.01",
+    "oid": 7,
+    "cloid": CLOID,
+    "isTrigger": True,
+    "reduceOnly": True,
+    "orderType": "Stop Market",
+    "triggerPx": "48000.0",
+}
 OK = lambda statuses: {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}  # noqa: E731
 
 
@@ -51,10 +61,18 @@ def _view(clock):
 
 
 def _resize(view, size):
-    wire = {"a": 0, "b": False, "p": "43200", "s": size, "r": True, "c": CLOID,
-            "t": {"trigger": {"isMarket": True, "triggerPx": "48000", "tpsl": "sl"}}}  # fmt: skip
-    view.applied({"type": "batchModify", "modifies": [{"oid": CLOID, "order": wire}]},
-                 OK([{"resting": {"oid": 7}}]), {0: "BTC"})  # fmt: skip
+    wire = {
+        "a": 0,
+        "b": False,
+        "p": "43200",
+        "s": size,
+        "r": True,
+        "c": CLOID,
+        "t": {"trigger": {"isMarket": True, "triggerPx": "48000", "tpsl": "sl"}},
+    }
+    view.applied(
+        {"type": "batchModify", "modifies": [{"oid": CLOID, "order": wire}]}, OK([{"resting": {"oid": 7}}]), {0: "BTC"}
+    )
 
 
 def test_a_resize_superseded_by_a_second_resize_never_stalls_a_healthy_feed():
@@ -92,12 +110,22 @@ def test_a_cancel_is_not_shown_by_a_snapshot_that_predates_its_order():
     clock = Clock()
     view = AccountView(live=lambda: True, clock=clock)
     _push(view, _snapshot({"BTC": "0.01"}), 1)
-    wire = {"a": 0, "b": False, "p": "43200", "s": "0.01", "r": True, "c": CLOID,
-            "t": {"trigger": {"isMarket": True, "triggerPx": "48000", "tpsl": "sl"}}}  # fmt: skip
+    wire = {
+        "a": 0,
+        "b": False,
+        "p": "43200",
+        "s": "0.01",
+        "r": True,
+        "c": CLOID,
+        "t": {"trigger": {"isMarket": True, "triggerPx": "48000", "tpsl": "sl"}},
+    }
     view.applied({"type": "order", "orders": [wire]}, OK([{"resting": {"oid": 7}}]), {0: "BTC"})
     clock.t += 0.1
-    view.applied({"type": "cancel", "cancels": [{"a": 0, "o": 7}]},
-                 {"status": "ok", "response": {"type": "cancel", "data": {"statuses": ["success"]}}}, {0: "BTC"})
+    view.applied(
+        {"type": "cancel", "cancels": [{"a": 0, "o": 7}]},
+        {"status": "ok", "response": {"type": "cancel", "data": {"statuses": ["success"]}}},
+        {0: "BTC"},
+    )
     assert view.open_orders() == []
     clock.t += 0.1
     _push(view, _snapshot({"BTC": "0.01"}), 1)  # computed before the stop was placed (feed lag)

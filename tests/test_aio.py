@@ -104,13 +104,21 @@ def clean_env(env: dict[str, str]) -> dict[str, str]:
 def spawn(script: str, env: dict[str, str], cwd) -> subprocess.Popen:
     path = cwd / "script.py"
     path.write_text(textwrap.dedent(script))
-    return subprocess.Popen([sys.executable, str(path)], env=clean_env(env), cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, str(path)],
+        env=clean_env(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-@pytest.mark.parametrize(("script", "signum"), [(BASIC, signal.SIGTERM), (BASIC, signal.SIGINT),
-                                               (SIMPLE_EXECUTOR, signal.SIGTERM)],
-                         ids=["basic-SIGTERM", "basic-SIGINT", "simple_executor-SIGTERM"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("script", "signum"),
+    [(BASIC, signal.SIGTERM), (BASIC, signal.SIGINT), (SIMPLE_EXECUTOR, signal.SIGTERM)],
+    ids=["basic-SIGTERM", "basic-SIGINT", "simple_executor-SIGTERM"],
+)
 def test_the_seeds_examples_run_and_stop_on_a_signal_with_exit_0(script, signum, env, tmp_path, sim, signals, wallet):
     process = spawn(script, env, tmp_path)
     try:
@@ -194,8 +202,11 @@ def run_in_process(cls: type[aio.FractradeExecutor], steps) -> aio.FractradeExec
 @pytest.mark.parametrize("kind", ["trade", "stop_loss", "take_profit"])
 def test_the_seeds_advanced_example_with_async_hooks(kind, change, environ, sim, signals, wallet):
     seen: list = []
-    frames = {"trade": trade_frame(size="0.04"), "stop_loss": protect_frame("stop_loss", trigger="48500", size="0.02"),
-              "take_profit": protect_frame("take_profit", trigger="55000", size="0.02")}  # fmt: skip
+    frames = {
+        "trade": trade_frame(size="0.04"),
+        "stop_loss": protect_frame("stop_loss", trigger="48500", size="0.02"),
+        "take_profit": protect_frame("take_profit", trigger="55000", size="0.02"),
+    }
     rows = {}
 
     def steps(executor):
@@ -293,8 +304,9 @@ OURS = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) +\S+ +
 def run_embedded(face: str, env: dict[str, str], cwd, app_logging: str = "") -> subprocess.CompletedProcess:
     script = PRELUDE.format(app_logging=app_logging) + textwrap.dedent(EMBED[face]) + EPILOGUE
     (cwd / "embed.py").write_text(script)
-    return subprocess.run([sys.executable, str(cwd / "embed.py")], env=clean_env(env), cwd=cwd, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(cwd / "embed.py")], env=clean_env(env), cwd=cwd, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("level", ["DEBUG", "WARNING"])

@@ -42,8 +42,9 @@ def _queued_together(service, sim, signals, frames: list[dict], before_release=l
     return [wait_state(service, key_of(frame), timeout=30) for frame in frames]
 
 
-def test_one_request_with_one_order_refused_and_one_filled_gives_each_its_own_outcome(make_service, sim, signals,
-                                                                                     wallet):  # fmt: skip
+def test_one_request_with_one_order_refused_and_one_filled_gives_each_its_own_outcome(
+    make_service, sim, signals, wallet
+):
     service = make_service()
     sim.set_liquidity("ETH", 0)  # the book is empty: an IOC on ETH cannot fill
     eth, btc = trade_frame(symbol="ETH", size="0.01"), trade_frame(symbol="BTC", size="0.001")
@@ -77,8 +78,11 @@ def test_an_event_is_protected_in_one_request_with_no_reads(make_service, sim, s
     run_frame(service, signals, protect_frame("take_profit", trigger="55000", event_id=first))
     sent, reads = len(_order_requests(sim)), sim.request_count("/info")
     event = "e-" + key_of(trade_frame())[:8]
-    frames = [trade_frame(size="0.01", event_id=event), protect_frame("stop_loss", trigger="48500", event_id=event),
-              protect_frame("take_profit", trigger="56000", event_id=event)]  # fmt: skip
+    frames = [
+        trade_frame(size="0.01", event_id=event),
+        protect_frame("stop_loss", trigger="48500", event_id=event),
+        protect_frame("take_profit", trigger="56000", event_id=event),
+    ]
     sim.latency_s = 0.05  # a round trip: the agent's three frames arrive while the trade is on its way
     for frame in frames:
         signals.push(frame)
@@ -93,8 +97,9 @@ def test_an_event_is_protected_in_one_request_with_no_reads(make_service, sim, s
     assert triggers == [("Stop Market", "48500.0", "0.0"), ("Take Profit Market", "56000.0", "0.0")]
 
 
-def test_with_a_lagging_feed_the_stop_loss_covers_the_position_the_trades_answer_made(make_service, sim, signals,
-                                                                                       wallet):  # fmt: skip
+def test_with_a_lagging_feed_the_stop_loss_covers_the_position_the_trades_answer_made(
+    make_service, sim, signals, wallet
+):
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.02"))
     wait_for(lambda: service.client.account.pending() == 0, what="the first trade shown by the feed")
@@ -207,8 +212,7 @@ def test_an_events_last_frame_arriving_during_its_request_goes_in_the_next_one(m
     assert [_orders_in(e) for e in _order_requests(sim)[sent:]] == [2, 1]
 
 
-def test_a_subscription_that_stops_sending_snapshots_gets_a_new_socket(make_service, sim, signals, wallet,
-                                                                       monkeypatch):  # fmt: skip
+def test_a_subscription_that_stops_sending_snapshots_gets_a_new_socket(make_service, sim, signals, wallet, monkeypatch):
     """Nothing of ours pending, pongs and allMids flowing, no clearinghouseState: asked again on the socket, then past
     the snapshot bound a new socket; the view is trusted again once a snapshot comes."""
     from fractrade_sync import account_feed

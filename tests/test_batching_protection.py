@@ -14,8 +14,18 @@ from tests.test_account_view_changes import _push, _snapshot
 from tests.test_batching import _queued_together
 
 CLOID = "0x" + "ab" * 16
-SL = {"coin": "BTC", "side": "A", "limitPx": "43200.0", "sz": "0.01", "oid": 7, "cloid": CLOID, "isTrigger": True,
-      "reduceOnly": True, "orderType": "Stop Market", "triggerPx": "48000.0"}  # fmt: skip
+SL = {
+    "coin": "BTC",
+    "side": "A",
+    "limitPx": "43200.0",
+    "sz": "0.01",
+    "oid": 7,
+    "cloid": CLOID,
+    "isTrigger": True,
+    "reduceOnly": True,
+    "orderType": "Stop Market",
+    "triggerPx": "48000.0",
+}
 
 
 def _view_with_an_old_stop() -> AccountView:
@@ -37,8 +47,15 @@ def test_a_cancel_answered_is_laid_over_the_snapshot_until_the_feed_shows_it():
 
 def test_a_resize_answered_is_laid_over_the_snapshot_until_the_feed_shows_it():
     view = _view_with_an_old_stop()
-    wire = {"a": 0, "b": False, "p": "43200", "s": "0.02", "r": True, "c": CLOID,
-            "t": {"trigger": {"isMarket": True, "triggerPx": "48000", "tpsl": "sl"}}}  # fmt: skip
+    wire = {
+        "a": 0,
+        "b": False,
+        "p": "43200",
+        "s": "0.02",
+        "r": True,
+        "c": CLOID,
+        "t": {"trigger": {"isMarket": True, "triggerPx": "48000", "tpsl": "sl"}},
+    }
     resting = {"resting": {"oid": 7, "cloid": CLOID}}
     ok = {"status": "ok", "response": {"type": "order", "data": {"statuses": [resting]}}}
     view.applied({"type": "batchModify", "modifies": [{"oid": CLOID, "order": wire}]}, ok, {0: "BTC"})
@@ -79,8 +96,7 @@ def test_a_fill_learnt_by_cloid_after_a_lost_answer_is_seen_by_the_stop_loss(mak
 
 
 # ---- protection: a stop loss and a trade on one coin in one wave -----------------------------------------------
-def test_a_stop_loss_queued_before_a_trade_on_its_coin_covers_the_position_after_it(make_service, sim, signals,
-                                                                                     wallet):  # fmt: skip
+def test_a_stop_loss_queued_before_a_trade_on_its_coin_covers_the_position_after_it(make_service, sim, signals, wallet):
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.02"))
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
@@ -145,8 +161,7 @@ def test_a_cleanups_4xx_never_strands_the_rest_of_a_batch(make_service, sim, sig
 
 
 # ---- a batch's second round cannot be journaled ---------------------------------------------------------------
-def test_an_unwritable_second_round_never_records_an_applied_order_as_not_executed(make_service, sim, signals,
-                                                                                    wallet):  # fmt: skip
+def test_an_unwritable_second_round_never_records_an_applied_order_as_not_executed(make_service, sim, signals, wallet):
     service = make_service(FRAC_HTTP_TIMEOUT="0.5")
     sim.set_liquidity("ETH", 0)
     eth, btc = trade_frame(symbol="ETH", size="0.01"), trade_frame(symbol="BTC", size="0.001")

@@ -43,19 +43,23 @@ def test_telegram_and_a_prometheus_scrape_show_what_the_service_does(make_servic
     service = make_service(FRAC_STATUS_ADDR=f"127.0.0.1:{port}", **bot.env(CHAT))
     run_frame(service, signals, trade_frame(size="0.02"))
     run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
-    wait_for(lambda: any("stop_loss" in t or "SL" in t or "sl " in t.lower() for t in bot.texts(CHAT)),
-             what="the outcomes on Telegram")  # fmt: skip
+    wait_for(
+        lambda: any("stop_loss" in t or "SL" in t or "sl " in t.lower() for t in bot.texts(CHAT)),
+        what="the outcomes on Telegram",
+    )
     assert any("trade BUY 0.02 BTC -> filled" in t for t in bot.texts(CHAT)), bot.texts(CHAT)
     status, body = _get(f"http://127.0.0.1:{port}/health")
     assert status == 200 and json.loads(body)["connected"] is True
     status, text = _get(f"http://127.0.0.1:{port}/metrics")
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
     assert samples[("fractrade_actions_total", (("kind", "trade"), ("outcome", "filled")))] == 1
     assert samples[("fractrade_actions_total", (("kind", "stop_loss"), ("outcome", "resting")))] == 1
     assert samples[("fractrade_frame_to_answer_seconds_count", ())] == 2
-    assert any(name == "fractrade_exchange_requests_total" and ("type", "order") in labels
-               for name, labels in samples)  # fmt: skip
+    assert any(name == "fractrade_exchange_requests_total" and ("type", "order") in labels for name, labels in samples)
     signals.drop_all()  # the connection lost and back: said on Telegram
     wait_for(lambda: any("Fractrade connection restored" in t for t in bot.texts(CHAT)), what="reconnect said")
 
@@ -81,8 +85,10 @@ def test_pause_and_resume_from_the_configured_chat_only(make_service, sim, signa
 def test_the_kill_switch_set_elsewhere_is_said_on_telegram(make_service, sim, signals, wallet, bot):
     service = make_service(**bot.env(CHAT))
     service.settings.paths.kill_switch.write_text("from the CLI\n")
-    wait_for(lambda: any("kill switch ON: opening trades are refused" in t for t in bot.texts(CHAT)),
-             what="the kill switch said")  # fmt: skip
+    wait_for(
+        lambda: any("kill switch ON: opening trades are refused" in t for t in bot.texts(CHAT)),
+        what="the kill switch said",
+    )
 
 
 def test_a_port_in_use_fails_the_start_before_anything_opens(make_service, env):
@@ -112,8 +118,15 @@ def test_the_demo_shows_on_a_telegram_chat_and_a_prometheus_scrape(bot, caplog):
     def scraped() -> bool:
         status, text = _get(f"http://127.0.0.1:{port}/metrics") if _listening(port) else (0, "")
         if status == 200:
-            seen.append(sum(s.value for f in text_string_to_metric_families(text) if f.name == "fractrade_actions"
-                            for s in f.samples if s.name == "fractrade_actions_total"))  # fmt: skip
+            seen.append(
+                sum(
+                    s.value
+                    for f in text_string_to_metric_families(text)
+                    if f.name == "fractrade_actions"
+                    for s in f.samples
+                    if s.name == "fractrade_actions_total"
+                )
+            )
         return bool(seen) and seen[-1] >= 3
 
     wait_for(scraped, timeout=30, interval=0.1, what="the demo's actions in a scrape")

@@ -44,16 +44,25 @@ def test_health_reports_a_dead_worker(make_service, signals, env, tmp_path):
     wait_for(lambda: run_cli(["health"], env, tmp_path).returncode == 0, interval=0.2, what="healthy first")
     signals.push(trade_frame())
     wait_for(lambda: not service.worker.is_alive(), what="the worker dead")
-    result = wait_for(lambda: (r := run_cli(["health"], env, tmp_path)).returncode == 1 and r, timeout=10,
-                      interval=0.2, what="health failing")  # fmt: skip
+    result = wait_for(
+        lambda: (r := run_cli(["health"], env, tmp_path)).returncode == 1 and r,
+        timeout=10,
+        interval=0.2,
+        what="health failing",
+    )
     assert "the worker thread is dead" in result.stdout + result.stderr, result
     assert verdicts and verdicts[0] == "the worker thread is dead"
 
 
 def test_the_running_services_json_log_parses_with_its_stable_fields(env, tmp_path, signals, sim):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync", "run"], cwd=tmp_path, stderr=subprocess.PIPE,
-                            env={**clean, **env, "LOG_FORMAT": "json"}, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fractrade_sync", "run"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        env={**clean, **env, "LOG_FORMAT": "json"},
+        text=True,
+    )
     try:
         wait_for(lambda: run_cli(["health"], env, tmp_path).returncode == 0, timeout=20, interval=0.2, what="up")
         frame = push(signals, trade_frame())

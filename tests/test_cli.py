@@ -19,8 +19,13 @@ def test_demo_runs_the_scripted_session_and_exits_zero(tmp_path):
     result = run_cli(["demo", "--quiet"], {}, tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for step in ("open long 0.01 BTC at 10x", "stop loss at 48,500", "take profit at 55,000",
-                 "move the stop loss to 50,500", "close the long"):  # fmt: skip
+    for step in (
+        "open long 0.01 BTC at 10x",
+        "stop loss at 48,500",
+        "take profit at 55,000",
+        "move the stop loss to 50,500",
+        "close the long",
+    ):
         assert step in out
     assert "-> filled 0.01 @ 50000" in out and "-> resting" in out
     assert "journaled already: not executed again" in out
@@ -124,12 +129,22 @@ def running_service(env: dict[str, str], cwd: Path, argv: list[str] | None = Non
     base = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
     argv = argv or ["run"]
     with open(cwd / "service.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync", *argv], env={**base, **env}, cwd=cwd,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
-    pid_argv = ["pid", *argv[argv.index("--env-file"):][:2]] if "--env-file" in argv else ["pid"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fractrade_sync", *argv],
+            env={**base, **env},
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    pid_argv = ["pid", *argv[argv.index("--env-file") :][:2]] if "--env-file" in argv else ["pid"]
     try:
-        wait_for(lambda: run_cli(pid_argv, env, cwd).stdout.strip() == str(proc.pid) or proc.poll() is not None,
-                 timeout=30, interval=0.2, what="`pid` to name the service")  # fmt: skip
+        wait_for(
+            lambda: run_cli(pid_argv, env, cwd).stdout.strip() == str(proc.pid) or proc.poll() is not None,
+            timeout=30,
+            interval=0.2,
+            what="`pid` to name the service",
+        )
         assert proc.poll() is None, (cwd / "service.log").read_text()
         yield proc
     finally:
@@ -145,8 +160,11 @@ def running_service(env: dict[str, str], cwd: Path, argv: list[str] | None = Non
 @contextlib.contextmanager
 def stranger(*argv: str):
     """An unrelated live process (its command line is argv)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)", *argv],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)", *argv],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline() == "ready\n"
         yield proc
@@ -192,8 +210,11 @@ def test_kill_switch_says_which_state_dir_and_whether_a_service_runs_there(env, 
     # the same state dir, no service; and a stale pid under the free lock does not count as one
     with stranger("fractrade-sync") as other:
         (state / "lock").write_text(str(other.pid))
-        for command, word in (("on", "ON: opening trades are refused"), ("status", "ON: opening trades are refused"),
-                              ("off", "off: opening trades are allowed")):  # fmt: skip
+        for command, word in (
+            ("on", "ON: opening trades are refused"),
+            ("status", "ON: opening trades are refused"),
+            ("off", "off: opening trades are allowed"),
+        ):
             result = run_cli(["kill-switch", command], env, tmp_path)
             assert result.returncode == 0
             assert result.stdout == f"kill switch is {word} in {state} (no service is running with this state dir)\n"
@@ -239,8 +260,15 @@ def write_env_file(path: Path, env: dict[str, str]) -> Path:
 def test_env_file_replaces_dot_env_for_every_command(env, tmp_path, sim, signals, wallet):
     # ./.env is another agent's (a bad URL, another state dir): with --env-file nothing of it is read
     decoy_state = tmp_path / "decoy-state"
-    write_env_file(tmp_path / ".env", {**env, "FRAC_WS_URL": "ftp://decoy.example", "FRAC_STATE_DIR": str(decoy_state),
-                                       "HYPERLIQUID_PUBLIC_ADDRESS": "not-an-address"})  # fmt: skip
+    write_env_file(
+        tmp_path / ".env",
+        {
+            **env,
+            "FRAC_WS_URL": "ftp://decoy.example",
+            "FRAC_STATE_DIR": str(decoy_state),
+            "HYPERLIQUID_PUBLIC_ADDRESS": "not-an-address",
+        },
+    )
     state = tmp_path / "agent-a-state"
     agent = write_env_file(tmp_path / "agent-a.env", {**env, "FRAC_STATE_DIR": str(state)})
     flag = ["--env-file", agent.name]  # relative to the working directory
@@ -251,8 +279,12 @@ def test_env_file_replaces_dot_env_for_every_command(env, tmp_path, sim, signals
     with running_service({}, tmp_path, ["run", *flag]) as service:
         pid = run_cli(["pid", *flag], {}, tmp_path)
         assert pid.returncode == 0 and pid.stdout == f"{service.pid}\n", pid
-        health = wait_for(lambda: (r := run_cli(["health", *flag], {}, tmp_path)).returncode == 0 and r, timeout=20,
-                          interval=0.2, what="health OK")  # fmt: skip
+        health = wait_for(
+            lambda: (r := run_cli(["health", *flag], {}, tmp_path)).returncode == 0 and r,
+            timeout=20,
+            interval=0.2,
+            what="health OK",
+        )
         assert f"healthy: pid {service.pid}" in health.stdout, health
         kill = run_cli(["kill-switch", "on", *flag], {}, tmp_path)
         assert f"in {state} (the service running there, pid {service.pid}, refuses" in kill.stdout, kill

@@ -136,8 +136,10 @@ def test_hyperliquid_env_decides_what_the_key_signs_for(env, no_file, hl_env, ap
 def test_the_other_networks_official_url_is_a_configuration_error(env, no_file, hl_env, api_url):
     with pytest.raises(ConfigError) as err:
         load_settings(environ={**env, "HYPERLIQUID_ENV": hl_env, "HYPERLIQUID_API_URL": api_url}, env_file=no_file)
-    assert str(err.value) == (f"HYPERLIQUID_API_URL: is {api_url.rstrip('/')}, the other network's API, while "
-                              f"HYPERLIQUID_ENV is {hl_env}: set HYPERLIQUID_ENV to match, or the URL")  # fmt: skip
+    assert str(err.value) == (
+        f"HYPERLIQUID_API_URL: is {api_url.rstrip('/')}, the other network's API, while "
+        f"HYPERLIQUID_ENV is {hl_env}: set HYPERLIQUID_ENV to match, or the URL"
+    )
 
 
 def test_agent_wallet_when_the_address_is_another_account(env, no_file, account):

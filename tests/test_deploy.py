@@ -88,8 +88,12 @@ def second_agent(env: dict[str, str], sim, state_dir: Path) -> dict[str, str]:
     wallet = Account.create()
     sim.add_account(wallet.address, 100_000)
     key = "0x" + wallet.key.hex().removeprefix("0x")
-    return {**env, "HYPERLIQUID_PRIVATE_KEY": key, "HYPERLIQUID_PUBLIC_ADDRESS": wallet.address,
-            "FRAC_STATE_DIR": str(state_dir)}  # fmt: skip
+    return {
+        **env,
+        "HYPERLIQUID_PRIVATE_KEY": key,
+        "HYPERLIQUID_PUBLIC_ADDRESS": wallet.address,
+        "FRAC_STATE_DIR": str(state_dir),
+    }
 
 
 def healthy(home: Path, max_age: float = 2.0, env_file: str | None = None) -> bool:
@@ -140,15 +144,19 @@ class Supervisor:
         self.conf.write_text(text)
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(SUPERVISORCTL), "-c", str(self.conf), *args], capture_output=True, text=True,
-                              timeout=60, env=clean_env())  # fmt: skip
+        return subprocess.run(
+            [str(SUPERVISORCTL), "-c", str(self.conf), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+        )
 
     def status(self, program: str) -> str:
         return self.ctl("status", program).stdout
 
     def start(self) -> None:
-        subprocess.run([str(SUPERVISORD), "-c", str(self.conf)], check=True, timeout=30, cwd=self.home,
-                       env=clean_env())  # fmt: skip
+        subprocess.run([str(SUPERVISORD), "-c", str(self.conf)], check=True, timeout=30, cwd=self.home, env=clean_env())
 
     def service_pid(self, program: str) -> int | None:
         status = self.status(program)
@@ -186,14 +194,17 @@ def test_supervisord_runs_two_agents_and_stops_them_in_order(supervisor, env, si
     # One install, two agents: each its own env file (its own account, key and state dir) and log file. No .env.
     home = supervisor.home
     states = {"agent-a": tmp_path / "state-a", "agent-b": tmp_path / "state-b"}
-    agents = {"agent-a": {**env, "FRAC_STATE_DIR": str(states["agent-a"])},
-              "agent-b": second_agent(env, sim, states["agent-b"])}  # fmt: skip
+    agents = {
+        "agent-a": {**env, "FRAC_STATE_DIR": str(states["agent-a"])},
+        "agent-b": second_agent(env, sim, states["agent-b"]),
+    }
     for name, settings in agents.items():
         write_dotenv(home, {**settings, "LOGLEVEL": "INFO"}, f"{name}.env")
     supervisor.configure()
     supervisor.start()
-    pids = {name: wait_for(lambda n=name: supervisor.service_pid(n), timeout=20, what=f"{name} RUNNING")
-            for name in AGENTS}  # fmt: skip
+    pids = {
+        name: wait_for(lambda n=name: supervisor.service_pid(n), timeout=20, what=f"{name} RUNNING") for name in AGENTS
+    }
     assert pids["agent-a"] != pids["agent-b"]
     for name in AGENTS:
         wait_for(lambda n=name: healthy(home, env_file=f"{n}.env"), timeout=15, interval=0.2, what=f"{name} healthy")
@@ -210,8 +221,14 @@ def test_supervisord_runs_two_agents_and_stops_them_in_order(supervisor, env, si
 
     # a crash of one agent (kill -9, as the OOM killer would) restarts that one; the other runs on
     os.kill(pids["agent-a"], signal.SIGKILL)
-    restarted = wait_for(lambda: (supervisor.service_pid("agent-a") or pids["agent-a"]) != pids["agent-a"]
-                         and supervisor.service_pid("agent-a"), timeout=20, what="agent-a restarted")  # fmt: skip
+    restarted = wait_for(
+        lambda: (
+            (supervisor.service_pid("agent-a") or pids["agent-a"]) != pids["agent-a"]
+            and supervisor.service_pid("agent-a")
+        ),
+        timeout=20,
+        what="agent-a restarted",
+    )
     assert supervisor.service_pid("agent-b") == pids["agent-b"]
     wait_for(lambda: healthy(home, env_file="agent-a.env"), timeout=15, interval=0.2, what="agent-a healthy again")
     signals.push(trade_frame(symbol="ETH"))
@@ -278,8 +295,14 @@ class Cron:
     def run(self, *args: str, **settings: str) -> subprocess.CompletedProcess:
         """The script as cron starts it: by its #! line, in cron's environment, from another directory."""
         defaults = {"FRAC_HOME": str(self.home), "PYTHON": sys.executable, "STOP_WAIT": "15", "HEALTH_MAX_AGE": "2"}
-        return subprocess.run([str(CRON), *args], env=cron_env(self.home, **{**defaults, **settings}), cwd="/",
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        return subprocess.run(
+            [str(CRON), *args],
+            env=cron_env(self.home, **{**defaults, **settings}),
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def pid(self) -> int:
         return int(self.pid_file.read_text())
@@ -307,8 +330,11 @@ def crontab_jobs(home: Path) -> tuple[list[str], dict[str, str]]:
             continue
         command = line.split(None, 5)[5]
         assert "%" not in command, "cron turns % in a command into a newline: escape it as \\%"
-        for theirs, ours in ((f"{EXAMPLE_HOME}/.venv/bin/python", sys.executable),
-                             (f"{EXAMPLE_HOME}/scripts/fractrade-sync-cron", str(CRON)), (EXAMPLE_HOME, str(home))):
+        for theirs, ours in (
+            (f"{EXAMPLE_HOME}/.venv/bin/python", sys.executable),
+            (f"{EXAMPLE_HOME}/scripts/fractrade-sync-cron", str(CRON)),
+            (EXAMPLE_HOME, str(home)),
+        ):
             assert theirs in command, (theirs, line)
             command = command.replace(theirs, ours)
         jobs.append(command)
@@ -321,8 +347,10 @@ def test_cron_runs_each_agent_of_the_crontab_example_as_cron_would(tmp_path, env
     need_cron_tools()
     home = tmp_path / "home"
     states = {"agent-a": tmp_path / "state-a", "agent-b": tmp_path / "state-b"}
-    agents = {"agent-a": {**env, "FRAC_STATE_DIR": str(states["agent-a"])},
-              "agent-b": second_agent(env, sim, states["agent-b"])}  # fmt: skip
+    agents = {
+        "agent-a": {**env, "FRAC_STATE_DIR": str(states["agent-a"])},
+        "agent-b": second_agent(env, sim, states["agent-b"]),
+    }
     for name, settings in agents.items():
         write_dotenv(home, settings, f"{name}.env")
     jobs, variables = crontab_jobs(home)
@@ -332,8 +360,17 @@ def test_cron_runs_each_agent_of_the_crontab_example_as_cron_would(tmp_path, env
     crons = {name: Cron(home, f"fractrade-sync-{name}") for name in AGENTS}
 
     def run_jobs() -> list[subprocess.CompletedProcess]:
-        return [subprocess.run([shell, "-c", job], env=cron_env(home, **variables), cwd=str(tmp_path),
-                               capture_output=True, text=True, timeout=60) for job in jobs]  # fmt: skip
+        return [
+            subprocess.run(
+                [shell, "-c", job],
+                env=cron_env(home, **variables),
+                cwd=str(tmp_path),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            for job in jobs
+        ]
 
     try:
         for name, result in zip(AGENTS, run_jobs(), strict=True):
@@ -373,8 +410,12 @@ def test_cron_restarts_a_stale_agent_found_through_its_env_file(tmp_path, env, s
         pid = job.pid()
         wait_for(lambda: healthy(home, env_file="agent-a.env"), timeout=15, interval=0.2, what="health OK")
         os.kill(pid, signal.SIGSTOP)
-        wait_for(lambda: not healthy(home, max_age=1, env_file="agent-a.env"), timeout=10, interval=0.2,
-                 what="a stale heartbeat")  # fmt: skip
+        wait_for(
+            lambda: not healthy(home, max_age=1, env_file="agent-a.env"),
+            timeout=10,
+            interval=0.2,
+            what="a stale heartbeat",
+        )
         restarted = job.run("agent-a.env", HEALTH_MAX_AGE="1")
         assert restarted.returncode == 0 and f"stopping pid {pid}" in restarted.stdout, restarted
         assert "started fractrade-sync" in restarted.stdout and job.pid() != pid and not alive(pid)
@@ -393,8 +434,10 @@ def test_cron_names_a_missing_env_file_and_starts_nothing(cron, env):
     agent = Cron(cron.home, "fractrade-sync-agent-c")
     result = agent.run(ENV_FILE="agent-c.env")
     assert result.returncode == 1, result
-    expected = f"fractrade-sync-cron: configuration error, nothing done: fractrade-sync: configuration error: " \
-               f"--env-file: {cron.home / 'agent-c.env'}: no such file\n"  # fmt: skip
+    expected = (
+        f"fractrade-sync-cron: configuration error, nothing done: fractrade-sync: configuration error: "
+        f"--env-file: {cron.home / 'agent-c.env'}: no such file\n"
+    )
     assert result.stdout.endswith(expected) and result.stdout.count("\n") == 1, result
     assert not agent.pid_file.exists() and "no such file" in agent.log_file.read_text()
     assert not cron.pid_file.exists() and not (Path(env["FRAC_STATE_DIR"]) / "lock").exists()
@@ -480,8 +523,9 @@ def test_cron_never_signals_a_stranger_named_like_the_service(cron, env):
     # pid file still naming it. A name match would stop it; the cron script starts the service and leaves it be.
     stranger = spawn(["bash", "-c", 'echo ready; exec -a "tail -f fractrade-sync.log" sleep 30'])
     try:
-        wait_for(lambda: "tail -f fractrade-sync.log" in Path(f"/proc/{stranger.pid}/cmdline").read_text(),
-                 what="the exec")  # fmt: skip
+        wait_for(
+            lambda: "tail -f fractrade-sync.log" in Path(f"/proc/{stranger.pid}/cmdline").read_text(), what="the exec"
+        )
         cron.pid_file.write_text(str(stranger.pid))
         result = cron.run(STOP_WAIT="1")
         assert result.returncode == 0 and "started fractrade-sync" in result.stdout, result
@@ -501,8 +545,9 @@ def test_cron_never_signals_a_stale_pid_under_the_lock(cron, env):
     # process, alive and even named fractrade_sync, but the lock is free: not the service, never signalled.
     state = Path(env["FRAC_STATE_DIR"])
     state.mkdir(mode=0o700)
-    stranger = spawn([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)",
-                      "-m", "fractrade_sync", "run"])  # fmt: skip
+    stranger = spawn(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)", "-m", "fractrade_sync", "run"]
+    )
     try:
         (state / "lock").write_text(str(stranger.pid))
         cron.pid_file.write_text(str(stranger.pid))
@@ -541,8 +586,11 @@ def test_cron_gives_a_disconnected_service_time_to_reconnect(cron, signals):
     wait_for(lambda: healthy(cron.home), timeout=15, interval=0.2, what="health OK after a start")
     signals.refuse_with = 503  # Fractrade is down: the service keeps reconnecting with backoff
     signals.drop_all()
-    wait_for(lambda: "not connected" in run_cli(["health"], {}, cwd=cron.home).stdout, interval=0.2,
-             what="health to say 'not connected'")  # fmt: skip
+    wait_for(
+        lambda: "not connected" in run_cli(["health"], {}, cwd=cron.home).stdout,
+        interval=0.2,
+        what="health to say 'not connected'",
+    )
     within_grace = cron.run(DISCONNECTED_GRACE="300")
     assert within_grace.returncode == 0 and within_grace.stdout == "", within_grace
     assert cron.pid() == pid and alive(pid)
@@ -582,8 +630,9 @@ def test_systemd_unit_passes_systemd_analyze_verify_without_a_warning(tmp_path):
     assert text.count(f"\nExecStart={EXEC} ") == 1
     instance = tmp_path / "fractrade-sync@agent-a.service"  # an instance: verify expands %i as for agent-a
     instance.write_text(text.replace(f"\nExecStart={EXEC} ", f"\nExecStart={fake} "))
-    result = subprocess.run([analyze, "verify", "--man=no", str(instance)], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path)  # fmt: skip
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(instance)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result
 
 
@@ -609,8 +658,13 @@ def test_systemd_unit_restarts_crashes_not_config_errors_and_outwaits_the_drain(
     assert "FRAC_DRAIN_TIMEOUT=20\n" in (ROOT / "scripts" / "env.example").read_text()
     # its own user, no privileges, a read-only system but for its state dir
     assert service.get("DynamicUser") == ["yes"] or service.get("User", ["root"])[-1] not in ("root", "0")
-    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
-                       "UMask": "0077"}.items():  # fmt: skip
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "UMask": "0077",
+    }.items():
         assert one(key) == value, key
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
@@ -639,11 +693,18 @@ def test_systemd_unit_command_runs_an_instance_as_systemd_would_start_it(tmp_pat
     prevent = {int(code) for code in unit["RestartPreventExitStatus"][-1].split()}
 
     with open(tmp_path / "journal.log", "wb") as journal:
-        proc = subprocess.Popen(command, env=process_env, cwd="/", stdin=subprocess.DEVNULL, stdout=journal,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            command, env=process_env, cwd="/", stdin=subprocess.DEVNULL, stdout=journal, stderr=subprocess.STDOUT
+        )
     try:
-        wait_for(lambda: run_cli(["health", "--state-dir", str(state)], {}, tmp_path).returncode == 0
-                 or proc.poll() is not None, timeout=30, interval=0.2, what="the instance healthy")  # fmt: skip
+        wait_for(
+            lambda: (
+                run_cli(["health", "--state-dir", str(state)], {}, tmp_path).returncode == 0 or proc.poll() is not None
+            ),
+            timeout=30,
+            interval=0.2,
+            what="the instance healthy",
+        )
         assert proc.poll() is None, (tmp_path / "journal.log").read_text()
         signals.push(trade_frame())
         wait_for(lambda: sim.applied_orders(env["HYPERLIQUID_PUBLIC_ADDRESS"]), what="the order")
@@ -668,8 +729,9 @@ def test_systemd_unit_command_runs_an_instance_as_systemd_would_start_it(tmp_pat
 def test_constraints_pin_the_dependency_tree_as_installed():
     # constraints.txt is `pip freeze` of this venv cut to our dependency tree; regenerate it when setup.cfg or the
     # venv changes (after the tests passed): .venv/bin/python scripts/constraints > constraints.txt
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "constraints")], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "constraints")], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
 
     def pins(text: str) -> list[str]:
@@ -704,8 +766,9 @@ def test_ci_fails_when_a_test_was_skipped(tmp_path):
     for cases, expect in (([case.format("a", "")], 0), ([case.format("a", ""), skipped], 1)):
         report = tmp_path / "report.xml"
         report.write_text(f'<testsuites><testsuite name="pytest">{"".join(cases)}</testsuite></testsuites>')
-        result = subprocess.run([sys.executable, "-", str(report)], input=check, capture_output=True, text=True,
-                                timeout=30)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-", str(report)], input=check, capture_output=True, text=True, timeout=30
+        )
         assert result.returncode == expect, result
     assert "skipped: tests.test_deploy.test_b: flock is not installed" in result.stderr
     assert "1 test(s) skipped; CI runs every test" in result.stderr

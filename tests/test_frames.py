@@ -41,14 +41,18 @@ def padded(frame: dict, size: int) -> bytes:
     return raw[:-1] + b" " * (size - len(raw)) + b"}"
 
 
-def assert_refused_then_recovered(service, signals, caplog, announced: str, connections: int, rows: int,
-                                  secret: str) -> None:  # fmt: skip
+def assert_refused_then_recovered(
+    service, signals, caplog, announced: str, connections: int, rows: int, secret: str
+) -> None:
     """One ERROR line naming the announced size, a reconnect with the normal backoff, nothing journaled, the next
     trade filled, and nothing of the payload in the log."""
     line = f"Fractrade connection closed: {announced} announced, {LIMIT_TEXT}"
     wait_for(lambda: refusals(caplog), timeout=10, what="the refusal logged")
-    wait_for(lambda: signals.connections_total > connections and service.receiver.connected.is_set(), timeout=10,
-             what="the receiver connected again")  # fmt: skip
+    wait_for(
+        lambda: signals.connections_total > connections and service.receiver.connected.is_set(),
+        timeout=10,
+        what="the receiver connected again",
+    )
     assert refusals(caplog) == [line]
     assert service.receiver.reconnects == 1
     assert any(m.startswith("reconnecting to Fractrade in ") for m in receiver_lines(caplog, logging.WARNING))
@@ -68,8 +72,9 @@ def test_a_header_announcing_a_huge_frame_is_refused_before_its_payload(make_ser
     secret = "secret-" + secrets.token_hex(8)
     start, peak = time.monotonic(), peak_rss_mib()
     # 1 TiB announced, 64 MiB actually sent: a client that buffers what the header announces holds them all
-    took = signals.push_raw_header(HUGE, payload=(b'{"type": "ACTION", "%s": "' % secret.encode()).ljust(65536, b"x"),
-                                   repeat=1024, opcode=opcode)  # fmt: skip
+    took = signals.push_raw_header(
+        HUGE, payload=(b'{"type": "ACTION", "%s": "' % secret.encode()).ljust(65536, b"x"), repeat=1024, opcode=opcode
+    )
     assert took == 0  # the receiver hung up long before the 64 MiB were through
     assert_refused_then_recovered(service, signals, caplog, f"frame of {HUGE} bytes", connections, rows, secret)
     assert time.monotonic() - start < 10
@@ -84,8 +89,9 @@ def test_fragments_together_over_the_limit_are_refused_before_the_last_is_read(m
     first = (b'{"type": "ACTION", "%s": "' % secret.encode()).ljust(MAX_FRAME_BYTES // 2, b"x")
     total = len(first) * 2 + 1  # each fragment is small enough alone; together one byte too many
     signals.push_fragments([first, b"x" * len(first), b"x"])
-    assert_refused_then_recovered(service, signals, caplog, f"fragmented message of {total} bytes", connections, rows,
-                                  secret)  # fmt: skip
+    assert_refused_then_recovered(
+        service, signals, caplog, f"fragmented message of {total} bytes", connections, rows, secret
+    )
 
 
 def test_one_byte_over_the_limit_is_refused_before_it_is_read(make_service, signals, caplog):
@@ -128,8 +134,9 @@ class _ReaderElsewhere(websocket.WebSocket):
         return self._frames.recv_frame()
 
 
-def test_without_the_frame_reader_the_parser_check_remains_and_it_is_warned_once(make_service, signals, caplog,
-                                                                                 monkeypatch):  # fmt: skip
+def test_without_the_frame_reader_the_parser_check_remains_and_it_is_warned_once(
+    make_service, signals, caplog, monkeypatch
+):
     monkeypatch.setattr(websocket._app, "WebSocket", _ReaderElsewhere)
     caplog.set_level(logging.INFO)
     service = make_service()
@@ -139,8 +146,11 @@ def test_without_the_frame_reader_the_parser_check_remains_and_it_is_warned_once
     assert row["reason"] == f"frame too large ({MAX_FRAME_BYTES + 1} bytes; the limit is {MAX_FRAME_BYTES})"
     connections = signals.connections_total
     signals.drop_all()
-    wait_for(lambda: signals.connections_total > connections and service.receiver.connected.is_set(), timeout=10,
-             what="the receiver connected again")  # fmt: skip
+    wait_for(
+        lambda: signals.connections_total > connections and service.receiver.connected.is_set(),
+        timeout=10,
+        what="the receiver connected again",
+    )
     assert run_frame(service, signals, trade_frame())["state"] == "filled"
     warnings = [m for m in receiver_lines(caplog, logging.WARNING) if "refused only after" in m]
     assert warnings == [

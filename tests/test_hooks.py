@@ -55,8 +55,9 @@ def orders_of(sim, wallet, key: str) -> list[dict]:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_hook_changes_what_executes_and_the_action_keeps_its_key_and_cloid(kind, mode, make_service, sim, signals,
-                                                                             wallet):  # fmt: skip
+def test_a_hook_changes_what_executes_and_the_action_keeps_its_key_and_cloid(
+    kind, mode, make_service, sim, signals, wallet
+):
     service = make_service(halving(kind, mode))
     if kind != "trade":  # a position to protect, opened through the trade hook (not overridden here)
         assert run_frame(service, signals, trade_frame(size="0.04"))["state"] == FILLED

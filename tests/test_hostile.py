@@ -39,8 +39,7 @@ def test_a_timestamp_more_than_a_few_seconds_ahead_is_refused(make_service, sim,
     assert len(sim.applied_orders(wallet.address)) == 1
 
 
-def test_a_trade_that_went_stale_while_its_leverage_was_read_changes_no_leverage(make_service, sim, signals,
-                                                                                  wallet):  # fmt: skip
+def test_a_trade_that_went_stale_while_its_leverage_was_read_changes_no_leverage(make_service, sim, signals, wallet):
     service = make_service(FRAC_MAX_ACTION_AGE="3")
     sim.pause_userdata()  # no activeAssetData push: the leverage is read over REST ...
     sim.inject("500", count=4, path="/info")  # ... and the read fails four times: 2.4-3.75 s of retries

@@ -15,6 +15,7 @@ from tests.conftest import key_of, trade_frame, wait_for, wait_state
 @pytest.fixture
 def live(make_service):
     """A connected, ready service whose client's mids feed is live; the feed is closed at teardown."""
+
     def make(**overrides):
         service = make_service(**overrides)
         wait_for(service.feed.ready.is_set, 5, what="first allMids snapshot")

@@ -69,8 +69,9 @@ def test_sim_judges_expires_after_by_its_own_clock(sim, wallet):
 # ---- the service ---------------------------------------------------------------------------------------------
 
 
-def test_a_request_held_in_transit_with_the_clock_ahead_of_the_exchange_gives_one_order(make_service, sim, signals,
-                                                                                       wallet):  # fmt: skip
+def test_a_request_held_in_transit_with_the_clock_ahead_of_the_exchange_gives_one_order(
+    make_service, sim, signals, wallet
+):
     """The old way: wait until expiresAfter + 1 s by this machine's clock, ask by cloid, then send a new order. With
     our clock 3 s ahead and the first request held 4 s in transit, that lookup comes too early and both land."""
     service = make_service(FRAC_HTTP_TIMEOUT="0.5")

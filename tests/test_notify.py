@@ -86,9 +86,20 @@ def notifiers():
 
 
 def _action(size="0.01") -> Action:
-    return Action(action_id=TRADE, symbol="BTC", side="BUY", size=Decimal(size), reduce_only=False,
-                  trigger_price=None, event_id="ev-1", timestamp=time.time(), leverage=None, ref_price=None,
-                  server_execution=False, received_at=time.time())  # fmt: skip
+    return Action(
+        action_id=TRADE,
+        symbol="BTC",
+        side="BUY",
+        size=Decimal(size),
+        reduce_only=False,
+        trigger_price=None,
+        event_id="ev-1",
+        timestamp=time.time(),
+        leverage=None,
+        ref_price=None,
+        server_execution=False,
+        received_at=time.time(),
+    )
 
 
 def test_an_outcome_posts_one_json_with_the_fields(webhook, notifiers):
@@ -189,8 +200,11 @@ def test_service_posts_outcomes_and_connection_changes(webhook, make_service, si
     assert service.journal.get(key_of(frame))["state"] == FILLED
 
     signals.drop_all()
-    changes = wait_for(lambda: [p["outcome"] for p in webhook.events("connection")] == ["down", "up"], timeout=15,
-                       what="connection lost, then recovered")  # fmt: skip
+    changes = wait_for(
+        lambda: [p["outcome"] for p in webhook.events("connection")] == ["down", "up"],
+        timeout=15,
+        what="connection lost, then recovered",
+    )
     assert changes
     secrets = (env["HYPERLIQUID_PRIVATE_KEY"], env["HYPERLIQUID_PRIVATE_KEY"][2:], env["FRAC_USER_TOKEN"])
     bodies = json.dumps(webhook.posts)

@@ -18,8 +18,15 @@ from tests.conftest import key_of, protect_frame, trade_frame, wait_for, wait_st
 
 # what the exchange would say if the client got price or size wrong
 RULE_ERRORS = ("invalid price", "invalid size", "tick size", "minimum value", "Order price cannot be", "zero size")
-LOCAL_REASONS = ("rounds to 0", "under Hyperliquid's $10 minimum", "no open", "would increase", "reduce-only",
-                 "more than 80% away", "no valid marketable price")  # fmt: skip
+LOCAL_REASONS = (
+    "rounds to 0",
+    "under Hyperliquid's $10 minimum",
+    "no open",
+    "would increase",
+    "reduce-only",
+    "more than 80% away",
+    "no valid marketable price",
+)
 
 
 @st.composite

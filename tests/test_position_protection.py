@@ -174,8 +174,15 @@ def test_a_whole_request_refused_with_one_status_still_sends_the_trade(make_serv
     rejected, and so is every later event's trade."""
     service = make_service()
     sim.refuse_entry_in_position_tpsl(True)  # nothing of the grouped request is applied
-    one_status = json.dumps({"status": "ok", "response": {"type": "order", "data": {"statuses": [
-        {"error": "Every order in a positionTpsl batch must be a trigger order"}]}}})  # fmt: skip
+    one_status = json.dumps(
+        {
+            "status": "ok",
+            "response": {
+                "type": "order",
+                "data": {"statuses": [{"error": "Every order in a positionTpsl batch must be a trigger order"}]},
+            },
+        }
+    )
 
     def refused_with_one_status():
         sim.inject("answer", answer=one_status)

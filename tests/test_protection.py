@@ -44,8 +44,14 @@ def test_a_replace_never_cancels_a_stop_set_by_hand(make_service, sim, signals, 
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.02"))
     by_hand = Exchange(wallet, sim.url)
-    placed = by_hand.order("BTC", False, 0.02, 40000.0, {"trigger": {"triggerPx": 45000.0, "isMarket": True,
-                                                                     "tpsl": "sl"}}, reduce_only=True)  # fmt: skip
+    placed = by_hand.order(
+        "BTC",
+        False,
+        0.02,
+        40000.0,
+        {"trigger": {"triggerPx": 45000.0, "isMarket": True, "tpsl": "sl"}},
+        reduce_only=True,
+    )
     assert placed["status"] == "ok", placed
     first = run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
     second = run_frame(service, signals, protect_frame("stop_loss", trigger="49000"))
@@ -75,8 +81,9 @@ def test_a_scaled_order_under_the_minimum_is_refused_with_that_reason(make_servi
     assert row["state"] == "rejected"
     assert row["reason"] == "size 0.00001 x FRAC_SIZE_MULTIPLIER 0.1 rounds to 0 at 5 decimals for BTC"
     row = run_frame(service, signals, trade_frame(size="0.001"))
-    assert row["reason"] == ("order value $5.05 (the agent's size x FRAC_SIZE_MULTIPLIER 0.1) is under "
-                             "Hyperliquid's $10 minimum")  # fmt: skip
+    assert row["reason"] == (
+        "order value $5.05 (the agent's size x FRAC_SIZE_MULTIPLIER 0.1) is under Hyperliquid's $10 minimum"
+    )
 
 
 # ---- a refused leverage update -----------------------------------------------------------------------------
@@ -89,9 +96,11 @@ def test_a_refused_leverage_update_refuses_the_trade_with_what_to_do(make_servic
     restart = make_service(FRAC_MARGIN_MODE="isolated")
     row = run_frame(restart, signals, trade_frame(size="0.01", leverage=3))
     assert row["state"] == "rejected"
-    assert row["reason"] == ("leverage update to 3x isolated refused by the exchange: Cannot switch leverage type with "
-                             "open position.; the trade was not sent (BTC stays at 5x cross; "
-                             "FRAC_LEVERAGE_REFUSED=proceed trades at it instead)")  # fmt: skip
+    assert row["reason"] == (
+        "leverage update to 3x isolated refused by the exchange: Cannot switch leverage type with "
+        "open position.; the trade was not sent (BTC stays at 5x cross; "
+        "FRAC_LEVERAGE_REFUSED=proceed trades at it instead)"
+    )
     assert sim.positions(wallet.address) == {"BTC": "0.02"}
 
 
@@ -183,8 +192,12 @@ def test_check_says_the_network_the_caps_and_when_the_api_wallet_expires(env, si
     from fractrade_sync.config import settings_from_mapping
 
     agent = Account.create()
-    agent_env = {**env, "HYPERLIQUID_PRIVATE_KEY": "0x" + agent.key.hex().removeprefix("0x"),
-                 "FRAC_MAX_ORDER_USD": "1000", "FRAC_ALLOWED_SYMBOLS": "ETH,BTC"}  # fmt: skip
+    agent_env = {
+        **env,
+        "HYPERLIQUID_PRIVATE_KEY": "0x" + agent.key.hex().removeprefix("0x"),
+        "FRAC_MAX_ORDER_USD": "1000",
+        "FRAC_ALLOWED_SYMBOLS": "ETH,BTC",
+    }
     sim.approve_agent(env["HYPERLIQUID_PUBLIC_ADDRESS"], agent.address, "bot", days=90)
     code, text = _check(settings_from_mapping(agent_env))
     assert code == 0, text

@@ -143,8 +143,13 @@ def test_redelivery_after_reconnect_gives_one_order(make_service, sim, signals, 
 
 def _start(env, cwd, stderr=subprocess.PIPE, **extra) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
-    return subprocess.Popen([sys.executable, "-m", "fractrade_sync", "run"], env={**clean, **env, **extra}, cwd=cwd,
-                            stderr=stderr, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "fractrade_sync", "run"],
+        env={**clean, **env, **extra},
+        cwd=cwd,
+        stderr=stderr,
+        text=True,
+    )
 
 
 def _queue_behind_a_slow_order(env, cwd, sim, signals, latency: float, count: int, **frame_args) -> list[dict]:
@@ -264,8 +269,7 @@ def test_a_crash_between_the_order_write_and_its_submitting_commit_is_settled_by
     assert len(sim.applied_orders(wallet.address)) == 1 and sim.request_count("/exchange", "order") == 1
 
 
-def test_the_whole_stop_fits_its_budget_with_an_order_hanging_and_the_rest_resumes(env, tmp_path, sim, signals,
-                                                                                   wallet):  # fmt: skip
+def test_the_whole_stop_fits_its_budget_with_an_order_hanging_and_the_rest_resumes(env, tmp_path, sim, signals, wallet):
     """FRAC_DRAIN_TIMEOUT bounds the whole stop, inside supervisord's stopwaitsecs, even when the order in flight
     hangs far longer (its own timeout here: 20 s). The next start settles it by its nonce: never twice."""
     proc = _start(env, tmp_path, FRAC_DRAIN_TIMEOUT="3", FRAC_HTTP_TIMEOUT="20")
@@ -284,10 +288,14 @@ def test_the_whole_stop_fits_its_budget_with_an_order_hanging_and_the_rest_resum
     assert _journal_states(env)[key_of(frames[0])] == "submitting"  # its outcome unknown yet: settled next start
     again = _start(env, tmp_path)
     try:
-        wait_for(lambda: all(_journal_states(env).get(key_of(f)) == "filled" for f in frames), timeout=30,
-                 what="all filled")  # fmt: skip
-        wait_for(lambda: len([e for e in sim.exchange_log() if e["action_type"] == "order"]) == 4, timeout=15,
-                 what="the hung order to arrive, late")  # fmt: skip
+        wait_for(
+            lambda: all(_journal_states(env).get(key_of(f)) == "filled" for f in frames), timeout=30, what="all filled"
+        )
+        wait_for(
+            lambda: len([e for e in sim.exchange_log() if e["action_type"] == "order"]) == 4,
+            timeout=15,
+            what="the hung order to arrive, late",
+        )
     finally:
         again.send_signal(signal.SIGTERM)
         assert again.wait(20) == 0
@@ -328,8 +336,11 @@ def test_kill_9_with_a_queue_behind_an_order_in_flight_loses_and_doubles_nothing
 
     again = _kill_9_then_restart(proc, env, tmp_path, sim, queued)
     try:
-        wait_for(lambda: [_journal_states(env).get(key_of(f)) for f in frames] == ["filled"] * 5, timeout=30,
-                 what="all recorded and filled")  # fmt: skip
+        wait_for(
+            lambda: [_journal_states(env).get(key_of(f)) for f in frames] == ["filled"] * 5,
+            timeout=30,
+            what="all recorded and filled",
+        )
     finally:
         again.send_signal(signal.SIGTERM)
         _, err = again.communicate(timeout=20)
@@ -439,8 +450,11 @@ def test_second_sigint_exits_at_once_and_keeps_the_journal(env, tmp_path, sim, s
     sim.latency_s = 0
     again = _start(env, tmp_path)
     try:
-        wait_for(lambda: all(_journal_states(env).get(key_of(f)) == "filled" for f in frames), timeout=30,
-                 what="all recorded and executed at the next start")  # fmt: skip
+        wait_for(
+            lambda: all(_journal_states(env).get(key_of(f)) == "filled" for f in frames),
+            timeout=30,
+            what="all recorded and executed at the next start",
+        )
     finally:
         again.send_signal(signal.SIGTERM)
         assert again.wait(20) == 0
@@ -466,8 +480,9 @@ def test_an_unreadable_cloid_lookup_is_never_taken_for_never_executed(make_servi
     assert "orderStatus answered neither an order nor unknownOid: {'status': 'maintenance'}" in caplog.text
 
 
-def test_unreadable_lookups_until_the_end_leave_the_outcome_unknown_until_settled(make_service, sim, signals, wallet,
-                                                                                monkeypatch):  # fmt: skip
+def test_unreadable_lookups_until_the_end_leave_the_outcome_unknown_until_settled(
+    make_service, sim, signals, wallet, monkeypatch
+):
     from fractrade_sync import pipeline
 
     monkeypatch.setattr(pipeline, "RECHECK_EVERY", 1.0)

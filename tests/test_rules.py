@@ -247,8 +247,15 @@ def test_the_order_wire_is_the_sdks_and_refuses_what_it_cannot_carry_exactly():
 
     btc = Asset("BTC", 0, 5, 50)
     order = Order(btc, True, Decimal("0.01234"), Decimal("95123.4"), False, "0x" + "ab" * 16)
-    assert order.wire() == {"a": 0, "b": True, "p": "95123.4", "s": "0.01234", "r": False,
-                            "t": {"limit": {"tif": "Ioc"}}, "c": "0x" + "ab" * 16}  # fmt: skip
+    assert order.wire() == {
+        "a": 0,
+        "b": True,
+        "p": "95123.4",
+        "s": "0.01234",
+        "r": False,
+        "t": {"limit": {"tif": "Ioc"}},
+        "c": "0x" + "ab" * 16,
+    }
     trigger = Order(btc, False, Decimal("2"), Decimal("43650"), True, None, trigger_px=Decimal("48500"), tpsl="sl")
     assert trigger.wire()["t"] == {"trigger": {"isMarket": True, "triggerPx": "48500", "tpsl": "sl"}}
     huge = Order(Asset("PEPE", 9, 0, 5), True, Decimal("472245243.576"), Decimal("0.000012"), False, None)

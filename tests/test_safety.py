@@ -58,8 +58,9 @@ def test_retries_never_send_a_stale_action(make_service, sim, signals, wallet):
     sim.inject("500", 3)
     frame = trade_frame(ts=time.time() - 2)  # fresh when taken, stale by the second resend
     row = wait_state(service, key_of(push(signals, frame)), timeout=30)
-    assert row["state"] == "expired" and row["reason"].startswith("not executed (HTTP 500 from the exchange; its nonce "
-                                                                  "invalidated by a noop): "), row
+    assert row["state"] == "expired" and row["reason"].startswith(
+        "not executed (HTTP 500 from the exchange; its nonce invalidated by a noop): "
+    ), row
     assert sim.applied_orders(wallet.address) == []
 
 

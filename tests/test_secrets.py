@@ -33,8 +33,13 @@ def _assert_clean(text: str | bytes, env: dict[str, str], where: str) -> None:
 def test_secrets_never_appear_in_logs_files_or_process_args(fmt, env, tmp_path, sim, signals, wallet):
     env = {**env, "LOGLEVEL": "DEBUG", "LOG_FORMAT": fmt, "FRAC_HTTP_TIMEOUT": "0.5"}
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync"], env={**clean, **env}, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fractrade_sync"],
+        env={**clean, **env},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert signals.wait_for_clients(1, timeout=20)
         with open(f"/proc/{proc.pid}/cmdline", "rb") as fh:

@@ -265,8 +265,9 @@ def test_ws_url_path_rule():
 
 
 def test_python_module_entry_point_help():
-    result = subprocess.run([sys.executable, "-m", "fractrade_sync", "--help"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=30)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "fractrade_sync", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
     assert result.returncode == 0 and "demo" in result.stdout and "health" in result.stdout
 
 
@@ -353,8 +354,9 @@ def test_the_watchdog_checkpoints_the_journal_off_the_order_path(make_service, s
     calls = []
     original = Journal.checkpoint
     monkeypatch.setattr(watchdog, "CHECKPOINT_EVERY", 0.0)
-    monkeypatch.setattr(Journal, "checkpoint", lambda self: calls.append(threading.current_thread().name) or
-                        original(self))  # fmt: skip
+    monkeypatch.setattr(
+        Journal, "checkpoint", lambda self: calls.append(threading.current_thread().name) or original(self)
+    )
     service = make_service()
     frame = trade_frame()
     signals.push(frame)
@@ -395,7 +397,9 @@ def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path, ca
     # what read back is adopted; the file, torn, is kept aside. The resume of the one in flight waits until
     # since + the 3 s window: the order's own expiresAfter (the window has shrunk)
     assert [(r.action.key, r.state, r.since) for r in resumed] == [
-        (sent.key, "submitting", now[0] + 2), (queued.key, "received", now[0] - 10)]  # fmt: skip
+        (sent.key, "submitting", now[0] + 2),
+        (queued.key, "received", now[0] - 10),
+    ]
     assert again.get(done.key)["state"] == "filled" and not inflight.exists()
     (aside,) = tmp_path.glob("j.sqlite3.inflight.unreadable-*")
     assert aside.read_bytes().endswith(b"0123 17")

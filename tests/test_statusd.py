@@ -78,14 +78,17 @@ def _settings(wallet, **extra):
     return settings_from_mapping({**base, **extra})
 
 
-@pytest.mark.parametrize("raw, addr", [
-    (":9108", ("127.0.0.1", 9108)),
-    (" 127.0.0.1:1 ", ("127.0.0.1", 1)),
-    ("0.0.0.0:9108", ("0.0.0.0", 9108)),
-    ("localhost:9108", ("localhost", 9108)),
-    ("status-1.internal:65535", ("status-1.internal", 65535)),
-    ("[::1]:9108", ("::1", 9108)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "raw, addr",
+    [
+        (":9108", ("127.0.0.1", 9108)),
+        (" 127.0.0.1:1 ", ("127.0.0.1", 1)),
+        ("0.0.0.0:9108", ("0.0.0.0", 9108)),
+        ("localhost:9108", ("localhost", 9108)),
+        ("status-1.internal:65535", ("status-1.internal", 65535)),
+        ("[::1]:9108", ("::1", 9108)),
+    ],
+)
 def test_status_addr_is_parsed(wallet, raw, addr):
     assert _settings(wallet, FRAC_STATUS_ADDR=raw).status_addr == addr
 
@@ -95,20 +98,23 @@ def test_status_addr_is_off_by_default(wallet):
     assert _settings(wallet, FRAC_STATUS_ADDR="  ").status_addr is None
 
 
-@pytest.mark.parametrize("raw, why", [
-    ("9108", "is not host:port"),
-    ("localhost:0", "port must be a number from 1 to 65535"),
-    ("localhost:65536", "port must be a number from 1 to 65535"),
-    ("localhost:http", "port must be a number from 1 to 65535"),
-    ("localhost:" + "9" * 5000, "port must be a number from 1 to 65535"),
-    ("::1:9108", "an IPv6 address goes in brackets"),
-    ("[nothost]:9108", "not an IPv6 address"),
-    ("bad_host:9108", "not a name or an IP address"),
-    ("300.1.1.1:9108", "not a name or an IP address"),
-    ("a" * 300 + ":9108", "not a name or an IP address"),
-    ("0x" + "ab" * 32 + ":9108", "not a name or an IP address"),
-    ("deadbeef" * 4 + ".example:9108", "looks like a key or token"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        ("9108", "is not host:port"),
+        ("localhost:0", "port must be a number from 1 to 65535"),
+        ("localhost:65536", "port must be a number from 1 to 65535"),
+        ("localhost:http", "port must be a number from 1 to 65535"),
+        ("localhost:" + "9" * 5000, "port must be a number from 1 to 65535"),
+        ("::1:9108", "an IPv6 address goes in brackets"),
+        ("[nothost]:9108", "not an IPv6 address"),
+        ("bad_host:9108", "not a name or an IP address"),
+        ("300.1.1.1:9108", "not a name or an IP address"),
+        ("a" * 300 + ":9108", "not a name or an IP address"),
+        ("0x" + "ab" * 32 + ":9108", "not a name or an IP address"),
+        ("deadbeef" * 4 + ".example:9108", "looks like a key or token"),
+    ],
+)
 def test_a_bad_status_addr_is_one_line_naming_the_variable_never_echoing_a_long_value(wallet, raw, why):
     with pytest.raises(ConfigError) as err:
         _settings(wallet, FRAC_STATUS_ADDR=raw)
@@ -133,15 +139,18 @@ def test_health_is_200_when_healthy_and_503_with_the_same_json_and_its_problem_w
     verdict["ok"] = False
     status, kind, body = get(server.address, "/health?verbose=1")
     assert (status, kind) == (503, "application/json")
-    assert json.loads(body) == {"ok": False, "problem": "not connected to Fractrade", "connected": False,
-                                "queue_depth": 2}  # fmt: skip
+    assert json.loads(body) == {
+        "ok": False,
+        "problem": "not connected to Fractrade",
+        "connected": False,
+        "queue_depth": 2,
+    }
 
 
 def test_a_failing_health_check_is_a_503_saying_so(serve):
     server = serve(lambda: 1 / 0)
     status, _, body = get(server.address, "/health")
-    assert status == 503 and json.loads(body) == {"ok": False, "problem": "the health check failed "
-                                                                          "(ZeroDivisionError)"}  # fmt: skip
+    assert status == 503 and json.loads(body) == {"ok": False, "problem": "the health check failed (ZeroDivisionError)"}
 
 
 def test_anything_else_is_404(serve):
@@ -159,17 +168,27 @@ def _fed_metrics(**readings) -> Metrics:
     metrics.outcome(trade, Outcome(REJECTED, "no liquidity", latency_ms=45_000.0))
     metrics.outcome(trade, Outcome(EXPIRED, "too old"))  # no answer: counted, not observed
     metrics.outcome(stop, Outcome(SKIPPED, "no position"))
-    for request in (("/info", "meta", "200"), ("/exchange", "order", "200"), ("/exchange", "order", "200"),
-                    ("/exchange", "order", "429"), ("/exchange", "cancel", "network")):  # fmt: skip
+    for request in (
+        ("/info", "meta", "200"),
+        ("/exchange", "order", "200"),
+        ("/exchange", "order", "200"),
+        ("/exchange", "order", "429"),
+        ("/exchange", "cancel", "network"),
+    ):
         metrics.request(*request)
     return metrics
 
 
 def test_metrics_are_prometheus_text_with_each_family_its_labels_and_values(serve):
     offset = {"value": None}
-    metrics = _fed_metrics(reconnects=lambda: 3, queue_depth=lambda: 2, clock_offset=lambda: offset["value"],
-                           connected=lambda: True, threads=lambda: {"worker": "ok", "receiver": "dead"},
-                           heartbeat_age=lambda: 0.7)  # fmt: skip
+    metrics = _fed_metrics(
+        reconnects=lambda: 3,
+        queue_depth=lambda: 2,
+        clock_offset=lambda: offset["value"],
+        connected=lambda: True,
+        threads=lambda: {"worker": "ok", "receiver": "dead"},
+        heartbeat_age=lambda: 0.7,
+    )
     server = serve(metrics=metrics)
     status, kind, body = get(server.address, "/metrics")
     assert (status, kind) == (200, CONTENT_TYPE_LATEST)
@@ -191,8 +210,10 @@ def test_metrics_are_prometheus_text_with_each_family_its_labels_and_values(serv
     assert got["fractrade_queue_depth"] == {("fractrade_queue_depth", ()): 2}
     assert got["fractrade_connected"] == {("fractrade_connected", ()): 1}
     assert got["fractrade_heartbeat_age_seconds"] == {("fractrade_heartbeat_age_seconds", ()): 0.7}
-    assert got["fractrade_thread_ok"] == {("fractrade_thread_ok", (("thread", "receiver"),)): 0,
-                                          ("fractrade_thread_ok", (("thread", "worker"),)): 1}  # fmt: skip
+    assert got["fractrade_thread_ok"] == {
+        ("fractrade_thread_ok", (("thread", "receiver"),)): 0,
+        ("fractrade_thread_ok", (("thread", "worker"),)): 1,
+    }
     assert "fractrade_clock_offset_seconds" not in got  # not measured yet: absent, not 0
     offset["value"] = -1.25
     got = families(get(server.address, "/metrics")[2])
@@ -317,16 +338,26 @@ def test_a_client_that_trickles_its_request_is_cut_at_the_deadline_while_health_
 def test_a_non_loopback_address_is_allowed_and_said(serve, caplog):
     server = serve(addr=("0.0.0.0", 0))
     assert get(("127.0.0.1", server.address[1]), "/health")[0] == 200
-    assert any(r.levelname == "WARNING" and "reachable from other machines" in r.getMessage()
-               for r in caplog.records)  # fmt: skip
+    assert any(r.levelname == "WARNING" and "reachable from other machines" in r.getMessage() for r in caplog.records)
 
 
 # ---- the health of a service: the watchdog's status and the heartbeat file -----------------------------------
 class FakeWatchdog:
     def __init__(self, **changes):
-        self.data = {"pid": 1, "time": 0.0, "connected": True, "seconds_since_activity": 0.5, "worker_alive": True,
-                     "threads": {"worker": "ok", "receiver": "ok"}, "exchange_ready": True, "queue_depth": 0,
-                     "reconnects": 0, "heartbeat_interval": 5.0, "storage": None, **changes}  # fmt: skip
+        self.data = {
+            "pid": 1,
+            "time": 0.0,
+            "connected": True,
+            "seconds_since_activity": 0.5,
+            "worker_alive": True,
+            "threads": {"worker": "ok", "receiver": "ok"},
+            "exchange_ready": True,
+            "queue_depth": 0,
+            "reconnects": 0,
+            "heartbeat_interval": 5.0,
+            "storage": None,
+            **changes,
+        }
 
     def status(self):
         return dict(self.data, pid=__import__("os").getpid(), time=time.time())
@@ -342,8 +373,12 @@ def test_service_health_judges_the_live_status_and_the_heartbeat_files_age(tmp_p
     ok, data = health()
     assert ok and data["problem"] is None and data["clock_offset"] == 0.012 and 0 <= data["heartbeat_age"] < 5
     assert {k: data[k] for k in ("connected", "threads", "queue_depth", "exchange_ready", "storage")} == {
-        "connected": True, "threads": {"worker": "ok", "receiver": "ok"}, "queue_depth": 0, "exchange_ready": True,
-        "storage": None}  # fmt: skip
+        "connected": True,
+        "threads": {"worker": "ok", "receiver": "ok"},
+        "queue_depth": 0,
+        "exchange_ready": True,
+        "storage": None,
+    }
     dog.data["storage"] = "the disk is full"
     ok, data = health()
     assert not ok and data["problem"] == "actions are not executed: the disk is full"
@@ -361,8 +396,13 @@ def test_service_health_judges_the_live_status_and_the_heartbeat_files_age(tmp_p
 
 def test_the_parts_of_a_service_not_built_yet_are_starting_and_absent(tmp_path, serve):
     paths = SimpleNamespace(heartbeat=tmp_path / "heartbeat")
-    service = SimpleNamespace(settings=SimpleNamespace(paths=paths, status_addr=LOCAL), queue=queue.Queue(),
-                              receiver=None, client=None, watchdog=None)  # fmt: skip
+    service = SimpleNamespace(
+        settings=SimpleNamespace(paths=paths, status_addr=LOCAL),
+        queue=queue.Queue(),
+        receiver=None,
+        client=None,
+        watchdog=None,
+    )
     metrics, server = for_service(service)
     server.start()
     try:
@@ -430,7 +470,12 @@ def test_a_running_service_shows_a_filled_trade_and_its_health(make_service, sig
         wait_for(lambda: get(server.address, "/health")[0] == 503, what="unhealthy")
         assert json.loads(get(server.address, "/health")[2])["problem"] == "not connected to Fractrade"
         assert families(get(server.address, "/metrics")[2])["fractrade_connected"] == {("fractrade_connected", ()): 0}
-        wait_for(lambda: families(get(server.address, "/metrics")[2])["fractrade_reconnects"][
-            ("fractrade_reconnects_total", ())] >= 1, what="a reconnect counted")  # fmt: skip
+        wait_for(
+            lambda: (
+                families(get(server.address, "/metrics")[2])["fractrade_reconnects"][("fractrade_reconnects_total", ())]
+                >= 1
+            ),
+            what="a reconnect counted",
+        )
     finally:
         server.stop()

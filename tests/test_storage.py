@@ -26,8 +26,9 @@ def _disk_freed(service) -> None:
     notes.unlink()
 
 
-def test_an_action_that_cannot_be_journaled_is_not_executed_and_every_channel_says_so(make_service, sim, signals,
-                                                                                     wallet, caplog):  # fmt: skip
+def test_an_action_that_cannot_be_journaled_is_not_executed_and_every_channel_says_so(
+    make_service, sim, signals, wallet, caplog
+):
     from tests.test_notify import Webhook  # a local webhook receiver
 
     caplog.set_level(logging.INFO)
@@ -38,13 +39,17 @@ def test_an_action_that_cannot_be_journaled_is_not_executed_and_every_channel_sa
         try:
             frame = push(signals, trade_frame())
             wait_for(lambda: "NOT executed" in caplog.text, what="the refusal")
-            assert "trade BUY 0.01 BTC NOT executed: the journal cannot be written (its received note: [Errno 28]" in \
-                caplog.text  # fmt: skip
+            assert (
+                "trade BUY 0.01 BTC NOT executed: the journal cannot be written (its received note: [Errno 28]"
+                in caplog.text
+            )
             assert service.journal.get(key_of(frame)) is None and sim.applied_orders(wallet.address) == []
             wait_for(lambda: sink.events("alert"), what="the webhook alert")
             (alert,) = sink.events("alert")
-            assert "the journal cannot be written" in alert["reason"] and str(service.settings.state_dir) in \
-                alert["reason"]  # fmt: skip
+            assert (
+                "the journal cannot be written" in alert["reason"]
+                and str(service.settings.state_dir) in alert["reason"]
+            )
             path = service.settings.paths.heartbeat
             wait_for(lambda: (read_heartbeat(path) or {}).get("storage"), what="the heartbeat to say so")
             problem = health_problem(read_heartbeat(path), None, time.time())

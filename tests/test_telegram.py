@@ -75,9 +75,20 @@ def bots():
 
 
 def action(size: str = "0.01") -> Action:
-    return Action(action_id=TRADE, symbol="BTC", side="BUY", size=Decimal(size), reduce_only=False,
-                  trigger_price=None, event_id=secrets.token_hex(4), timestamp=time.time(), leverage=None,
-                  ref_price=None, server_execution=False, received_at=time.time())  # fmt: skip
+    return Action(
+        action_id=TRADE,
+        symbol="BTC",
+        side="BUY",
+        size=Decimal(size),
+        reduce_only=False,
+        trigger_price=None,
+        event_id=secrets.token_hex(4),
+        timestamp=time.time(),
+        leverage=None,
+        ref_price=None,
+        server_execution=False,
+        received_at=time.time(),
+    )
 
 
 def lines_in(api: FakeBotAPI, chat: int) -> list[str]:
@@ -126,8 +137,10 @@ def test_a_burst_too_long_for_one_message_is_cut_with_a_count(api, bots, token, 
         counted = [int(m.group(1)) for t in api.texts(chat) if (m := re.search(r"\n… and (\d+) more$", t))]
         return [line for line in lines_in(api, chat) if line.startswith("event ")], sum(counted)
 
-    wait_for(lambda: len(accounted()[0]) + accounted()[1] == 200 and bot.dropped == accounted()[1],
-             what="every event shown or counted in '… and N more'")  # fmt: skip
+    wait_for(
+        lambda: len(accounted()[0]) + accounted()[1] == 200 and bot.dropped == accounted()[1],
+        what="every event shown or counted in '… and N more'",
+    )
     shown, counted = accounted()
     assert counted > 0 and all(len(t) <= MAX_TEXT for t in api.texts(chat))
     numbers = [int(line.split()[1]) for line in shown]
@@ -237,8 +250,10 @@ def test_commands_from_the_configured_chat_run_and_are_answered(api, commanded, 
     api.say(chat, "/status@SomeOtherBot")  # for another bot in the group: not ours
     api.say(chat, "/help")
     api.say(chat, "/frobnicate")
-    wait_for(lambda: any(line.startswith("unknown command /frobnicate") for line in lines_in(api, chat)),
-             what="the unknown command's reply")  # fmt: skip
+    wait_for(
+        lambda: any(line.startswith("unknown command /frobnicate") for line in lines_in(api, chat)),
+        what="the unknown command's reply",
+    )
     wait_for(lambda: api.polls_waiting, what="the next long poll")  # each update confirmed, none seen twice
     assert runs == ["pause", "status"]
     lines = lines_in(api, chat)
@@ -310,12 +325,20 @@ def test_the_token_never_reaches_a_log_line(api, bots, token, chat, caplog, monk
     used = new_token() if trouble == "wrong token" else token
     bot = bots(settings_for(url, used, chat))
     bot.event("x")
-    expected = {"unreachable": "network error", "401": "401: Unauthorized", "wrong token": "404: Not Found",
-                "proxy unreachable": "network error"}[trouble]  # fmt: skip
-    wait_for(lambda: any(expected in r.getMessage() and "sendMessage" in r.getMessage() for r in caplog.records),
-             what=f"the warning ({expected})")  # fmt: skip
-    wait_for(lambda: any(expected in r.getMessage() and "get" in r.getMessage() for r in caplog.records),
-             what=f"the poll's warning ({expected})")  # fmt: skip
+    expected = {
+        "unreachable": "network error",
+        "401": "401: Unauthorized",
+        "wrong token": "404: Not Found",
+        "proxy unreachable": "network error",
+    }[trouble]
+    wait_for(
+        lambda: any(expected in r.getMessage() and "sendMessage" in r.getMessage() for r in caplog.records),
+        what=f"the warning ({expected})",
+    )
+    wait_for(
+        lambda: any(expected in r.getMessage() and "get" in r.getMessage() for r in caplog.records),
+        what=f"the poll's warning ({expected})",
+    )
     bot.stop(timeout=2)
     secret = used.split(":", 1)[1]
     records = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
@@ -372,13 +395,21 @@ def test_the_settings_turn_telegram_on_with_both(token, chat):
     assert (off.telegram_token, off.telegram_chat_id) == (None, None)
     with pytest.raises(ValueError, match="Telegram is off"):
         TelegramBot(off, {})
-    local = settings_from_mapping({**base_env(), "FRAC_TELEGRAM_TOKEN": token, "FRAC_TELEGRAM_CHAT_ID": str(chat),
-                                   "FRAC_TELEGRAM_API_URL": "http://localhost:8081/"})  # fmt: skip
+    local = settings_from_mapping(
+        {
+            **base_env(),
+            "FRAC_TELEGRAM_TOKEN": token,
+            "FRAC_TELEGRAM_CHAT_ID": str(chat),
+            "FRAC_TELEGRAM_API_URL": "http://localhost:8081/",
+        }
+    )
     assert local.telegram_api_url == "http://localhost:8081"
 
 
-@pytest.mark.parametrize("present, missing", [("FRAC_TELEGRAM_TOKEN", "FRAC_TELEGRAM_CHAT_ID"),
-                                              ("FRAC_TELEGRAM_CHAT_ID", "FRAC_TELEGRAM_TOKEN")])  # fmt: skip
+@pytest.mark.parametrize(
+    "present, missing",
+    [("FRAC_TELEGRAM_TOKEN", "FRAC_TELEGRAM_CHAT_ID"), ("FRAC_TELEGRAM_CHAT_ID", "FRAC_TELEGRAM_TOKEN")],
+)
 def test_one_without_the_other_names_the_missing_one(token, chat, present, missing):
     value = token if present == "FRAC_TELEGRAM_TOKEN" else str(chat)
     with pytest.raises(ConfigError) as caught:
@@ -389,8 +420,15 @@ def test_one_without_the_other_names_the_missing_one(token, chat, present, missi
 
 def bad_tokens(token: str) -> list[str]:
     bot_id, secret = token.split(":")
-    return [secret, f"{bot_id}:{secret[:20]}", f"{bot_id}:{secret} ", f"bot{token}", f"{bot_id}:{secret}!x",
-            f"{bot_id} {secret}", f"https://api.telegram.org/bot{token}/getMe"]  # fmt: skip
+    return [
+        secret,
+        f"{bot_id}:{secret[:20]}",
+        f"{bot_id}:{secret} ",
+        f"bot{token}",
+        f"{bot_id}:{secret}!x",
+        f"{bot_id} {secret}",
+        f"https://api.telegram.org/bot{token}/getMe",
+    ]
 
 
 def test_a_malformed_token_is_refused_without_being_shown(token, chat):
@@ -414,8 +452,13 @@ def test_a_bad_chat_id_is_refused_and_a_pasted_token_not_shown(token, bad):
     assert token.split(":")[1][:8] not in str(caught.value)
 
 
-@pytest.mark.parametrize("url, problem", [("http://api.example.com", "http:// is only allowed for localhost"),
-                                          ("ftp://api.telegram.org", "is not an http(s) URL")])  # fmt: skip
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("http://api.example.com", "http:// is only allowed for localhost"),
+        ("ftp://api.telegram.org", "is not an http(s) URL"),
+    ],
+)
 def test_the_api_url_is_https_off_localhost(token, chat, url, problem):
     env = {**base_env(), "FRAC_TELEGRAM_TOKEN": token, "FRAC_TELEGRAM_CHAT_ID": str(chat), "FRAC_TELEGRAM_API_URL": url}
     with pytest.raises(ConfigError) as caught:

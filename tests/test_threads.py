@@ -69,8 +69,13 @@ def _run_until_stuck(script_text: str, env, tmp_path, signals) -> tuple[int, str
     script = tmp_path / "stuck.py"
     script.write_text(script_text)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
-    proc = subprocess.Popen([sys.executable, str(script)], env={**clean, **env, "FRAC_HTTP_TIMEOUT": "0.2"},
-                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        env={**clean, **env, "FRAC_HTTP_TIMEOUT": "0.2"},
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: signals.clients == 1, timeout=20, what="the service connected")
         time.sleep(0.5)  # the worker ready (meta, first mids)
@@ -89,8 +94,13 @@ def test_a_stuck_worker_stops_the_process_with_exit_1(env, tmp_path, signals):
 
 
 def test_health_names_the_thread_that_died():
-    beat = {"pid": os.getpid(), "time": time.time(), "connected": True, "worker_alive": True,
-            "threads": {"worker": "ok", "receiver": "dead"}}  # fmt: skip
+    beat = {
+        "pid": os.getpid(),
+        "time": time.time(),
+        "connected": True,
+        "worker_alive": True,
+        "threads": {"worker": "ok", "receiver": "dead"},
+    }
     assert health_problem(beat, None, time.time()) == "the receiver thread is dead"
     beat["threads"]["receiver"] = "ok"
     assert health_problem(beat, None, time.time()) is None
@@ -112,7 +122,6 @@ def _aio_stuck_script() -> str:
                 threading.Event().wait()  # a hook that never returns (it blocks the worker's own loop)
     """)
     return header + BASIC.replace("executor = FractradeExecutor()", "executor = Stuck()")
-
 
 
 def test_an_aio_script_with_a_stuck_worker_ends_non_zero_instead_of_hanging(env, tmp_path, signals):

@@ -127,13 +127,31 @@ def test_exchange_faults_on_the_order_channel_are_mapped(env, sim):
 @pytest.mark.parametrize(
     "payload",
     [
-        {"action": {"type": "order", "orders": [{"a": 0, "b": True, "p": "95123.4", "s": "0.0003", "r": False,
-         "t": {"limit": {"tif": "Ioc"}}, "c": "0x" + "ab" * 16}], "grouping": "na"}, "nonce": 1764000000000,
-         "signature": {"r": "0x1", "s": "0x2", "v": 27}, "vaultAddress": None, "expiresAfter": 1764000005000},
+        {
+            "action": {
+                "type": "order",
+                "orders": [
+                    {
+                        "a": 0,
+                        "b": True,
+                        "p": "95123.4",
+                        "s": "0.0003",
+                        "r": False,
+                        "t": {"limit": {"tif": "Ioc"}},
+                        "c": "0x" + "ab" * 16,
+                    }
+                ],
+                "grouping": "na",
+            },
+            "nonce": 1764000000000,
+            "signature": {"r": "0x1", "s": "0x2", "v": 27},
+            "vaultAddress": None,
+            "expiresAfter": 1764000005000,
+        },
         {"type": "cancel", "cancels": [{"a": 3, "o": 12}]},
-        {"x": [1.5, -0.0, 1e-07, 10**30, "é\"\\\n\u2028", [], {}], "nested": {"deeper": {"deepest": [None]}}},
+        {"x": [1.5, -0.0, 1e-07, 10**30, 'é"\\\n\u2028', [], {}], "nested": {"deeper": {"deepest": [None]}}},
     ],
-)  # fmt: skip
+)
 def test_the_order_body_is_what_json_dumps_writes(payload):
     assert compact_json(payload) == json.dumps(payload, separators=(",", ":"))
 

@@ -65,8 +65,12 @@ class FakeBotAPI:
 
     # ---- life ----------------------------------------------------------------------------------
     def start(self) -> FakeBotAPI:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"botapi-{self._server.server_address[1]}", daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"botapi-{self._server.server_address[1]}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -100,8 +104,13 @@ class FakeBotAPI:
             self._next_update, self._next_message = update_id + 1, message_id + 1
             chat = {"id": chat_id, "type": "private" if chat_id > 0 else "group"}
             sender = {"id": from_id or abs(chat_id), "is_bot": False, "first_name": "Tester"}
-            message = {"message_id": message_id, "from": sender, "chat": chat,
-                       "date": int(time.time() if date is None else date), "text": text}  # fmt: skip
+            message = {
+                "message_id": message_id,
+                "from": sender,
+                "chat": chat,
+                "date": int(time.time() if date is None else date),
+                "text": text,
+            }
             self._updates.append({"update_id": update_id, "message": message})
             self._cond.notify_all()
         return update_id
@@ -113,8 +122,11 @@ class FakeBotAPI:
 
     def env(self, chat_id: int) -> dict[str, str]:
         """The settings that point a service's bot here, reporting to `chat_id` (for `demo` and tests)."""
-        return {"FRAC_TELEGRAM_TOKEN": self.token, "FRAC_TELEGRAM_CHAT_ID": str(chat_id),
-                "FRAC_TELEGRAM_API_URL": self.url}  # fmt: skip
+        return {
+            "FRAC_TELEGRAM_TOKEN": self.token,
+            "FRAC_TELEGRAM_CHAT_ID": str(chat_id),
+            "FRAC_TELEGRAM_API_URL": self.url,
+        }
 
     def texts(self, chat_id: int | None = None) -> list[str]:
         """The texts sent, in order (to one chat, or all)."""
@@ -170,8 +182,10 @@ class FakeBotAPI:
             message_id, self._next_message = self._next_message, self._next_message + 1
             self.messages.append({"chat_id": int(chat_id), "text": text, "at": time.monotonic()})
         chat = {"id": int(chat_id), "type": "private" if int(chat_id) > 0 else "group"}
-        return 200, {"ok": True, "result": {"message_id": message_id, "chat": chat, "date": int(time.time()),
-                                            "text": text}}  # fmt: skip
+        return 200, {
+            "ok": True,
+            "result": {"message_id": message_id, "chat": chat, "date": int(time.time()), "text": text},
+        }
 
     def _get_updates(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         offset, timeout = int(params.get("offset") or 0), min(float(params.get("timeout") or 0), MAX_POLL)
@@ -190,8 +204,11 @@ class FakeBotAPI:
 
 
 def _error(status: int, retry_after: int | None = None, description: str | None = None) -> tuple[int, dict]:
-    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description or DESCRIPTIONS.get(
-        status, f"Error {status}")}  # fmt: skip
+    body: dict[str, Any] = {
+        "ok": False,
+        "error_code": status,
+        "description": description or DESCRIPTIONS.get(status, f"Error {status}"),
+    }
     if status == 429:
         body["description"] = f"Too Many Requests: retry after {retry_after or 1}"
         body["parameters"] = {"retry_after": retry_after or 1}

@@ -32,12 +32,28 @@ from fractrade_sync.sim.signal_server import SignalServer
 
 # what the schedule draws from, each step (weights)
 EVENTS = {
-    "none": 8, "500": 2, "429": 2, "timeout": 2, "drop": 2, "html": 2, "hold": 2, "info-garbage": 2,
-    "clock": 1, "kill-in-flight": 2, "power-loss": 1, "reconnect": 1, "redeliver": 2, "stale": 1,
+    "none": 8,
+    "500": 2,
+    "429": 2,
+    "timeout": 2,
+    "drop": 2,
+    "html": 2,
+    "hold": 2,
+    "info-garbage": 2,
+    "clock": 1,
+    "kill-in-flight": 2,
+    "power-loss": 1,
+    "reconnect": 1,
+    "redeliver": 2,
+    "stale": 1,
     # the live exchange's own ways (EXCHANGE.md): its per-IP weight limit reached (429 null), the address-based
     # limit, an ok answer without per-order statuses, a garbled clearinghouseState, the account feed paused
-    "weight-limit": 1, "address-limit": 1, "ok-unreadable": 1, "state-garbage": 1, "feed-silent": 1,
-}  # fmt: skip
+    "weight-limit": 1,
+    "address-limit": 1,
+    "ok-unreadable": 1,
+    "state-garbage": 1,
+    "feed-silent": 1,
+}
 MAX_AGE = 20.0  # FRAC_MAX_ACTION_AGE for the run
 APPLIED = ("filled", "partially_filled", "resting")
 NEVER = ("expired", "rejected", "failed", "skipped")
@@ -65,13 +81,19 @@ class Chaos:
         self.state = workdir / "state"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))},
-            "FRAC_WS_URL": self.signals.url, "FRAC_USER_TOKEN": token,
+            "FRAC_WS_URL": self.signals.url,
+            "FRAC_USER_TOKEN": token,
             "HYPERLIQUID_PRIVATE_KEY": "0x" + self.wallet.key.hex().removeprefix("0x"),
-            "HYPERLIQUID_PUBLIC_ADDRESS": self.wallet.address, "HYPERLIQUID_API_URL": self.sim.url,
+            "HYPERLIQUID_PUBLIC_ADDRESS": self.wallet.address,
+            "HYPERLIQUID_API_URL": self.sim.url,
             "HYPERLIQUID_ENV": "testnet",
-            "FRAC_STATE_DIR": str(self.state), "FRAC_HTTP_TIMEOUT": "0.5", "FRAC_HEARTBEAT_INTERVAL": "0.2",
-            "FRAC_MAX_ACTION_AGE": str(MAX_AGE), "FRAC_DRAIN_TIMEOUT": "3", "LOGLEVEL": "INFO",
-        }  # fmt: skip
+            "FRAC_STATE_DIR": str(self.state),
+            "FRAC_HTTP_TIMEOUT": "0.5",
+            "FRAC_HEARTBEAT_INTERVAL": "0.2",
+            "FRAC_MAX_ACTION_AGE": str(MAX_AGE),
+            "FRAC_DRAIN_TIMEOUT": "3",
+            "LOGLEVEL": "INFO",
+        }
         self.log = open(workdir / "service.log", "a")  # noqa: SIM115 (the run's whole life)
         self.proc: subprocess.Popen | None = None
         self.sent: list[Sent] = []
@@ -80,8 +102,13 @@ class Chaos:
 
     # ---- the service ---------------------------------------------------------------------------
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "fractrade_sync", "run"], env=self.env, cwd=self.workdir,
-                                     stdout=self.log, stderr=self.log)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fractrade_sync", "run"],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=self.log,
+            stderr=self.log,
+        )
         deadline = time.monotonic() + 120  # (its preparation backs off while the exchange answers 429)
         while time.monotonic() < deadline:
             beat = read_heartbeat(self.state / "heartbeat.json") or {}
@@ -140,8 +167,13 @@ class Chaos:
         ts = time.time() - (MAX_AGE + 5 if stale else 0)
         metadata = {"event_id": f"chaos-{self.seed}-{len(self.sent)}", "timestamp": ts, "price": 1.0}
         position = {"symbol": symbol, "size": size, "side": self.rng.choice(("BUY", "SELL")), "reduce_only": False}
-        frame = {"type": "action", "data": {"action_id": "execute_hyperliquid_perp_trade",
-                                            "config": {"position": position, "metadata": metadata}}}  # fmt: skip
+        frame = {
+            "type": "action",
+            "data": {
+                "action_id": "execute_hyperliquid_perp_trade",
+                "config": {"position": position, "metadata": metadata},
+            },
+        }
         action = parse_frame(json.dumps(frame), time.time())
         return Sent(frame, action.key, action.cloid)
 
@@ -151,10 +183,15 @@ class Chaos:
         symbol, side = config["position"]["symbol"], config["position"]["side"]
         mid = float(self.sim.mids()[symbol])
         below = (kind == "stop_loss") == (side == "BUY")  # a long's stop is below the mid, its take profit above
-        position = {"symbol": symbol, "side": "SELL" if side == "BUY" else "BUY",
-                    "trigger_price": f"{mid * (0.9 if below else 1.1):.0f}"}  # fmt: skip
-        data = {"action_id": f"set_hyperliquid_perp_{kind}",
-                "config": {"position": position, "metadata": dict(config["metadata"])}}  # fmt: skip
+        position = {
+            "symbol": symbol,
+            "side": "SELL" if side == "BUY" else "BUY",
+            "trigger_price": f"{mid * (0.9 if below else 1.1):.0f}",
+        }
+        data = {
+            "action_id": f"set_hyperliquid_perp_{kind}",
+            "config": {"position": position, "metadata": dict(config["metadata"])},
+        }
         frame = {"type": "action", "data": data}
         action = parse_frame(json.dumps(frame), time.time())
         return Sent(frame, action.key, action.cloid)
@@ -289,8 +326,11 @@ class Chaos:
                 verdict = "never" if state in NEVER and row["reason"] else "wrong record"
             tally[verdict] += 1
             reason = f" ({row['reason'][:90]})" if row and row["reason"] and times != 1 else ""
-            print(f"{i:4d} {sent.key[:10]} applied={times} journal={state}{reason} [{', '.join(sent.events)}]"
-                  f" -> {verdict}", file=self.out)  # fmt: skip
+            print(
+                f"{i:4d} {sent.key[:10]} applied={times} journal={state}{reason} [{', '.join(sent.events)}]"
+                f" -> {verdict}",
+                file=self.out,
+            )
         print("summary: " + ", ".join(f"{k} {v}" for k, v in tally.items()), file=self.out)
         return tally["double"] == tally["lost"] == tally["wrong record"] == tally["unsettled"] == 0
 

@@ -54,8 +54,10 @@ def script(market: str = "main") -> list[Step]:
     coin, size, lev, stop, profit, risen, moved = MARKETS[market]
     shown = {px: f"{int(px):,}" for px in (stop, profit, risen, moved)}  # 48500 -> "48,500"
     return [
-        Step(f"open long {size} {coin} at {lev}x", _frame(trade, {"symbol": coin, "size": size, "side": "BUY"},
-                                                         leverage=lev)),  # fmt: skip
+        Step(
+            f"open long {size} {coin} at {lev}x",
+            _frame(trade, {"symbol": coin, "size": size, "side": "BUY"}, leverage=lev),
+        ),
         Step(f"stop loss at {shown[stop]}", _frame(sl, {"symbol": coin, "side": "SELL", "trigger_price": stop})),
         Step(f"take profit at {shown[profit]}", _frame(tp, {"symbol": coin, "side": "SELL", "trigger_price": profit})),
         Step(
@@ -69,8 +71,13 @@ def script(market: str = "main") -> list[Step]:
 
 
 # the operator's channels a demo may be pointed at (from the environment): a Telegram chat, a Prometheus scrape
-OPERATOR_VARS = ("FRAC_TELEGRAM_TOKEN", "FRAC_TELEGRAM_CHAT_ID", "FRAC_TELEGRAM_API_URL", "FRAC_STATUS_ADDR",
-                 "FRAC_NOTIFY_URL")  # fmt: skip
+OPERATOR_VARS = (
+    "FRAC_TELEGRAM_TOKEN",
+    "FRAC_TELEGRAM_CHAT_ID",
+    "FRAC_TELEGRAM_API_URL",
+    "FRAC_STATUS_ADDR",
+    "FRAC_NOTIFY_URL",
+)
 
 
 def run_demo(
@@ -174,8 +181,10 @@ def _play(service, sim, signals, address: str, out: TextIO, timeout: float, mark
     position = sim.positions(address, dex=dex) or {coin: "0 (flat)"}
     print(f"\nfinal position: {', '.join(f'{k} {v}' for k, v in position.items())}", file=out)
     orders = sim.open_orders(address, dex=dex)
-    print(f"open orders: {len(orders)}" + (" (the close canceled the stop loss and take profit)" if not orders else ""),
-          file=out)  # fmt: skip
+    print(
+        f"open orders: {len(orders)}" + (" (the close canceled the stop loss and take profit)" if not orders else ""),
+        file=out,
+    )
     for o in orders:
         print(f"  {o['coin']} {o['orderType']} {o['sz']} trigger {o.get('triggerPx')} (oid {o['oid']})", file=out)
     return _report(service, sim, address, out, deadline)

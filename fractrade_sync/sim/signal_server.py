@@ -156,8 +156,9 @@ class SignalServer:
             conns = list(self._conns)
         return broadcast(conns, text)
 
-    def push_raw_header(self, length: int, payload: bytes = b"", repeat: int = 1, opcode: int = 1,
-                        fin: bool = True) -> int:  # fmt: skip
+    def push_raw_header(
+        self, length: int, payload: bytes = b"", repeat: int = 1, opcode: int = 1, fin: bool = True
+    ) -> int:
         """A hostile or broken server: send a frame header announcing `length` payload bytes, then only `payload`
         `repeat` times (fewer bytes than announced, or more frames' worth: whatever the test needs). Returns how
         many connections took it all; one that closed meanwhile (a client refusing the frame) does not count."""
