@@ -143,7 +143,7 @@ def _decode(raw: bytes) -> tuple[Any, str]:
     except UnicodeDecodeError:
         raise _Invalid("not UTF-8 text") from None
     try:
-        message = _scan_whole(text)
+        message = _DECODER.decode(text)
     except RecursionError:
         raise _Invalid("not JSON: nested too deeply") from None
     except ArithmeticError:  # decimal.InvalidOperation: an exponent past what a Decimal can hold
@@ -169,21 +169,6 @@ def _refuse_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)  # stateless: shared, built once
-_SCAN = _DECODER.scan_once
-
-
-def _scan_whole(text: str) -> Any:
-    """_DECODER.decode(text): a frame that is one JSON object, without surrounding blanks, goes straight to the C
-    scanner (decode's two whitespace regexes cost a tenth of the parse after idle); anything else, and every
-    error, through decode itself, for its exact behaviour and message."""
-    if text[:1] == "{" and text[-1:] == "}":
-        try:
-            message, end = _SCAN(text, 0)
-        except Exception:  # StopIteration, a JSONDecodeError, _Invalid: decode says it as it would
-            return _DECODER.decode(text)
-        if end == len(text):
-            return message
-    return _DECODER.decode(text)
 
 
 def _parse_message(message: Any, text: str, received_at: float, context: dict) -> Parsed:
