@@ -7,7 +7,7 @@ __all__ = ["FractradeExecutor", "__version__"]
 def __getattr__(name: str):
     # lazy, so `fractrade-sync health` (run by cron every minute) does not import the SDK
     if name == "FractradeExecutor":
-        from .service import FractradeExecutor
+        from fractrade_sync.service import FractradeExecutor
 
         return FractradeExecutor
     raise AttributeError(name)

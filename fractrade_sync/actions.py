@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any, Mapping, Union
 
-from .rules import canonical
+from fractrade_sync.exchange.rules import canonical
 
 TRADE = "execute_hyperliquid_perp_trade"
 STOP_LOSS = "set_hyperliquid_perp_stop_loss"

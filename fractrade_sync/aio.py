@@ -10,9 +10,9 @@ import signal
 import threading
 from typing import Any, Callable, Mapping
 
-from . import service
-from .config import EXIT_OK
-from .outcome import Outcome
+from fractrade_sync import service
+from fractrade_sync.config.settings import EXIT_OK
+from fractrade_sync.outcome import Outcome
 
 
 class FractradeExecutor(service.FractradeExecutor):

@@ -8,7 +8,7 @@ import sys
 from typing import IO, Iterable
 from urllib.parse import quote
 
-from .outcome import OUTCOME_FIELDS
+from fractrade_sync.outcome import OUTCOME_FIELDS
 
 LOGGER_NAME = "fractrade_sync"
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)-9s %(message)s"

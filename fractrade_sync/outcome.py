@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from .actions import Action
+    from fractrade_sync.actions import Action
 
 RECEIVED = "received"
 SUBMITTING = "submitting"

@@ -10,24 +10,24 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from .account import AccountView
-from .actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
-from .batching import Batches, batchable
-from .channels import Channels
-from .config import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
-from .exchange import HyperliquidClient
-from .execution import Execution
-from .heartbeat import remove_heartbeat
-from .journal import Journal
-from .ledger import Ledger
-from .logs import setup_logging_unless_configured
-from .market import MidsFeed
-from .outcome import Outcome
-from .pipeline import HOOKS, Pipeline, refuse_coroutine_hooks
-from .receiver import Intake, Receiver
-from .state import SignerLock, StateLock, ensure_private_dir
-from .watchdog import Watchdog
-from .worker import Worker
+from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
+from fractrade_sync.channels.heartbeat import remove_heartbeat
+from fractrade_sync.channels.hub import Channels
+from fractrade_sync.config.settings import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
+from fractrade_sync.exchange.client import HyperliquidClient
+from fractrade_sync.execution.batching import Batches, batchable
+from fractrade_sync.execution.orders import Execution
+from fractrade_sync.execution.pipeline import HOOKS, Pipeline, refuse_coroutine_hooks
+from fractrade_sync.execution.worker import Worker
+from fractrade_sync.feeds.account import AccountView
+from fractrade_sync.feeds.market import MidsFeed
+from fractrade_sync.feeds.receiver import Intake, Receiver
+from fractrade_sync.logs import setup_logging_unless_configured
+from fractrade_sync.outcome import Outcome
+from fractrade_sync.storage.journal import Journal
+from fractrade_sync.storage.ledger import Ledger
+from fractrade_sync.storage.state import SignerLock, StateLock, ensure_private_dir
+from fractrade_sync.watchdog import Watchdog
 
 
 class ThreadFailure(RuntimeError):

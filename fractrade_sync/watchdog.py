@@ -9,11 +9,11 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-from .config import Settings
-from .heartbeat import write_heartbeat
-from .journal import Journal
-from .receiver import Receiver
-from .worker import Worker
+from fractrade_sync.channels.heartbeat import write_heartbeat
+from fractrade_sync.config.settings import Settings
+from fractrade_sync.execution.worker import Worker
+from fractrade_sync.feeds.receiver import Receiver
+from fractrade_sync.storage.journal import Journal
 
 CHECKPOINT_EVERY = 5.0  # seconds between the journal's WAL checkpoints
 # a worker busy with one action longer than STUCK_TIMEOUTS HTTP timeouts plus STUCK_MARGIN s is stuck. An action's

@@ -18,7 +18,7 @@ import pytest
 from eth_account import Account
 from hypothesis import settings as hypothesis_settings
 
-from fractrade_sync.config import settings_from_mapping
+from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
 from fractrade_sync.sim.hl_server import HyperliquidSimulator
 from fractrade_sync.sim.signal_server import SignalServer

@@ -8,8 +8,8 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
-from fractrade_sync import wire
-from fractrade_sync.account import AccountView
+from fractrade_sync.exchange import wire
+from fractrade_sync.feeds.account import AccountView
 
 CLOID = "0x" + "ab" * 16
 SL = {

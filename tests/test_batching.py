@@ -8,7 +8,7 @@ import logging
 import threading
 from decimal import Decimal
 
-from fractrade_sync.batching import next_wave
+from fractrade_sync.execution.batching import next_wave
 from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
 
 
@@ -215,7 +215,7 @@ def test_an_events_last_frame_arriving_during_its_request_goes_in_the_next_one(m
 def test_a_subscription_that_stops_sending_snapshots_gets_a_new_socket(make_service, sim, signals, wallet, monkeypatch):
     """Nothing of ours pending, pongs and allMids flowing, no clearinghouseState: asked again on the socket, then past
     the snapshot bound a new socket; the view is trusted again once a snapshot comes."""
-    from fractrade_sync import account_feed
+    from fractrade_sync.feeds import account_feed
 
     monkeypatch.setattr(account_feed, "REFRESH_AFTER", 0.3)
     service = make_service()

@@ -112,7 +112,7 @@ def test_status_without_a_journal(env, tmp_path):
 def test_every_command_has_help_with_examples(capsys):
     import pytest
 
-    from fractrade_sync.cli import EXAMPLES, main
+    from fractrade_sync.cli.main import EXAMPLES, main
 
     for command in EXAMPLES:
         with pytest.raises(SystemExit) as exit_info:
@@ -227,8 +227,8 @@ def test_kill_switch_says_which_state_dir_and_whether_a_service_runs_there(env, 
 def test_live_service_pid_without_fdinfo_falls_back_to_the_lock_and_the_command_line(tmp_path, monkeypatch):
     # where /proc/<pid>/fd cannot be read (another user's process): the lock must be held, and the recorded pid must
     # be a live process named fractrade-sync
-    from fractrade_sync import cli
-    from fractrade_sync.state import StateLock, StatePaths
+    from fractrade_sync.cli import main as cli
+    from fractrade_sync.storage.state import StateLock, StatePaths
 
     paths = StatePaths(tmp_path)
     with stranger("fractrade_sync") as named, stranger("sleep") as unnamed:
@@ -319,7 +319,7 @@ def test_a_missing_env_file_is_a_configuration_error_naming_it(env, tmp_path):
 
 def test_an_unreadable_env_file_is_a_configuration_error(env, tmp_path, monkeypatch, capsys):
     # (as root every file is readable: the check is played by denying read access)
-    from fractrade_sync import cli
+    from fractrade_sync.cli import main as cli
 
     path = write_env_file(tmp_path / "agent-a.env", env)
     real_access = os.access

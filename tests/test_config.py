@@ -11,7 +11,7 @@ import pytest
 from eth_account import Account
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
-from fractrade_sync.config import (
+from fractrade_sync.config.settings import (
     ConfigError,
     Secret,
     Settings,

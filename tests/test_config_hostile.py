@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fractrade_sync import config
-from fractrade_sync.config import ConfigError, load_settings, redact_url, settings_from_mapping, show_value
+from fractrade_sync.config import settings as config
+from fractrade_sync.config.settings import ConfigError, load_settings, redact_url, settings_from_mapping, show_value
 from tests.conftest import redacted_log
 
 
@@ -279,9 +279,9 @@ def test_a_private_env_file_loads_quietly(env, tmp_path, caplog, mode):
 def test_check_and_reprs_show_no_url_credentials(env, sim):
     """`check` prints to stdout, out of the log's redaction: the API URL's credentials are never in it."""
 
-    from fractrade_sync.check import run_check
-    from fractrade_sync.exchange import HyperliquidClient
-    from fractrade_sync.market import MidsFeed
+    from fractrade_sync.cli.check import run_check
+    from fractrade_sync.exchange.client import HyperliquidClient
+    from fractrade_sync.feeds.market import MidsFeed
 
     password = secrets.token_urlsafe(12)
     url = sim.url.replace("http://", f"http://trader:{password}@")

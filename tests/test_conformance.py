@@ -13,10 +13,11 @@ import pytest
 import requests
 import websocket
 
-from fractrade_sync import account_feed, market, wire
-from fractrade_sync.account import AccountView
-from fractrade_sync.answers import order_outcome, status_outcome
-from fractrade_sync.exchange import _asset
+from fractrade_sync.exchange import wire
+from fractrade_sync.exchange.answers import order_outcome, status_outcome
+from fractrade_sync.exchange.client import _asset
+from fractrade_sync.feeds import account_feed, market
+from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.outcome import FILLED, REJECTED, RESTING
 from tests.conftest import wait_for
 

@@ -637,7 +637,7 @@ def test_systemd_unit_passes_systemd_analyze_verify_without_a_warning(tmp_path):
 
 
 def test_systemd_unit_restarts_crashes_not_config_errors_and_outwaits_the_drain():
-    from fractrade_sync.config import Settings
+    from fractrade_sync.config.settings import Settings
 
     unit = unit_settings(UNIT.read_text())
     service, one = unit["Service"], lambda key: unit["Service"][key][-1]

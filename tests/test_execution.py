@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fractrade_sync.signing import NonceSource
+from fractrade_sync.exchange.signing import NonceSource
 from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_for, wait_state
 
 

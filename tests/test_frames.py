@@ -171,8 +171,8 @@ class _OtherReader:
 
 
 def test_a_reader_with_another_header_is_left_alone_and_it_is_warned_once(env, caplog):
-    from fractrade_sync.config import settings_from_mapping
-    from fractrade_sync.receiver import Receiver
+    from fractrade_sync.config.settings import settings_from_mapping
+    from fractrade_sync.feeds.receiver import Receiver
 
     caplog.set_level(logging.INFO)
     receiver = Receiver(settings_from_mapping(env), lambda frame: None, lambda up, what: None)

@@ -8,9 +8,9 @@ import logging
 import time
 
 from fractrade_sync.actions import parse_frame
-from fractrade_sync.journal import Journal
-from fractrade_sync.ledger import Ledger
 from fractrade_sync.outcome import FILLED, Outcome
+from fractrade_sync.storage.journal import Journal
+from fractrade_sync.storage.ledger import Ledger
 from tests.conftest import trade_frame
 
 

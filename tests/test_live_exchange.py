@@ -13,11 +13,12 @@ from decimal import Decimal
 import pytest
 import requests
 
-from fractrade_sync import account_feed, market, wire
-from fractrade_sync.account import AccountView
-from fractrade_sync.answers import order_outcome
-from fractrade_sync.budget import WeightBudget
-from fractrade_sync.exchange import TransientError
+from fractrade_sync.exchange import wire
+from fractrade_sync.exchange.answers import order_outcome
+from fractrade_sync.exchange.budget import WeightBudget
+from fractrade_sync.exchange.client import TransientError
+from fractrade_sync.feeds import account_feed, market
+from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.outcome import FILLED, RESTING
 from fractrade_sync.sim.hl_state import ISOLATED_ONLY
 from tests.conftest import protect_frame, run_frame, trade_frame, wait_for
@@ -351,7 +352,7 @@ def test_a_leverage_pushed_on_a_lost_connection_is_not_trusted_on_the_next_one()
     activeAssetData push there: a leverage changed in the UI during the outage is missed, no update is sent, and the
     trade goes out at the UI's leverage."""
 
-    from fractrade_sync.account import AccountView
+    from fractrade_sync.feeds.account import AccountView
 
     view = AccountView(live=lambda: True)
     view.on_positions({}, {}, 1_000, 1, subscribed_at=0.0)
@@ -371,10 +372,10 @@ def test_a_fill_learnt_by_cloid_is_not_counted_again_over_a_snapshot_that_shows_
     applies: the fill is counted twice until the stall (5 s)."""
     from types import SimpleNamespace
 
-    from fractrade_sync.account import AccountView
+    from fractrade_sync.exchange.rules import Asset, Order
+    from fractrade_sync.execution.sending import Sender
+    from fractrade_sync.feeds.account import AccountView
     from fractrade_sync.outcome import Outcome
-    from fractrade_sync.rules import Asset, Order
-    from fractrade_sync.sending import Sender
 
     now = [0.0]
     view = AccountView(live=lambda: True, clock=lambda: now[0])
@@ -395,8 +396,8 @@ def test_a_fill_learnt_by_cloid_is_not_counted_again_over_a_snapshot_that_shows_
 def test_the_status_commands_positions_are_unknown_when_the_answer_does_not_say(env, sim):
     """channels.positions_text (Telegram /status): a clearinghouseState answer without assetPositions (a gateway's
     JSON, an error object) is shown as "positions: none"."""
-    from fractrade_sync.channels import positions_text
-    from fractrade_sync.config import settings_from_mapping
+    from fractrade_sync.channels.hub import positions_text
+    from fractrade_sync.config.settings import settings_from_mapping
 
     settings = settings_from_mapping(env)  # (no service: nothing else takes the fault)
     sim.inject("answer", path="/info", answer='{"error": "gateway"}')
@@ -430,7 +431,7 @@ def test_an_applied_order_whose_record_aged_out_is_found_in_its_fills(make_servi
 def patched_info_lag(seconds: float):
     import contextlib
 
-    from fractrade_sync import sending
+    from fractrade_sync.execution import sending
 
     @contextlib.contextmanager
     def patched():

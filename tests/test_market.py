@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from fractrade_sync.market import MidsFeed, mids_ws_url
+from fractrade_sync.feeds.market import MidsFeed, mids_ws_url
 from tests.conftest import key_of, trade_frame, wait_for, wait_state
 
 

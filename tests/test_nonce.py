@@ -8,8 +8,8 @@ import logging
 
 from hyperliquid.utils.signing import get_timestamp_ms, sign_l1_action
 
-from fractrade_sync.config import settings_from_mapping
-from fractrade_sync.exchange import HyperliquidClient
+from fractrade_sync.config.settings import settings_from_mapping
+from fractrade_sync.exchange.client import HyperliquidClient
 from tests.conftest import key_of, push, trade_frame, wait_for, wait_state
 
 
@@ -132,7 +132,7 @@ def test_the_clock_offset_is_measured_said_and_allowed_for(make_service, sim, si
 def test_check_shows_the_clock_offset(env, sim):
     import io
 
-    from fractrade_sync.check import run_check
+    from fractrade_sync.cli.check import run_check
 
     sim.set_clock_offset(-2.5)
     client = HyperliquidClient(settings_from_mapping(env))

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from fractrade_sync.actions import TRADE, Action
-from fractrade_sync.notify import Notifier
+from fractrade_sync.channels.notify import Notifier
 from fractrade_sync.outcome import FILLED, OUTCOME_FIELDS, Outcome
 from tests.conftest import key_of, trade_frame, wait_for
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from hyperliquid.exchange import Exchange
 
 from fractrade_sync.actions import parse_frame
-from fractrade_sync.batching import SIBLINGS_WITHIN, EventShape
+from fractrade_sync.execution.batching import SIBLINGS_WITHIN, EventShape
 from fractrade_sync.outcome import FILLED, RESTING
 from tests.conftest import protect_frame, push, run_frame, trade_frame, wait_for, wait_state
 from tests.test_batching import _queued_together
@@ -158,7 +158,7 @@ def test_a_trade_whose_agent_sends_no_protection_does_not_wait():
 def test_a_stop_loss_replaced_since_is_found_as_executed_after_a_crash(env, sim, signals, wallet):
     """Found by chaos: a stop loss placed, then canceled by its replacement, then looked up by cloid after a kill -9
     (its outcome not journaled) was recorded "rejected: canceled" although it had rested."""
-    from fractrade_sync.answers import status_outcome
+    from fractrade_sync.exchange.answers import status_outcome
 
     order = {"coin": "BTC", "oid": 7, "origSz": "0.0", "sz": "0.0", "isTrigger": True, "orderType": "Stop Market"}
     found = status_outcome({"status": "order", "order": {"order": order, "status": "canceled"}}, lambda oid: (0, None))

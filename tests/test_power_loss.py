@@ -7,8 +7,8 @@ import logging
 import shutil
 import time
 
-from fractrade_sync.config import settings_from_mapping
-from fractrade_sync.state import StateLock, recorded_pid
+from fractrade_sync.config.settings import settings_from_mapping
+from fractrade_sync.storage.state import StateLock, recorded_pid
 from tests.conftest import key_of, push, start_ready, trade_frame, wait_state
 
 
@@ -87,7 +87,7 @@ def test_an_in_flight_note_with_no_row_becomes_a_row(tmp_path, caplog):
     """A power loss kept the in-flight note and lost the received note and every row: the note alone rebuilds the
     action, to be settled by its nonce and cloid."""
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal
+    from fractrade_sync.storage.journal import Journal
 
     journal = Journal(tmp_path / "j.sqlite3")
     action = parse_frame(json.dumps(trade_frame()), time.time())

@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime
 import secrets
 
-from fractrade_sync.channels import commands
-from fractrade_sync.config import settings_from_mapping
-from fractrade_sync.statusd import for_service
-from fractrade_sync.telegram import TelegramBot
+from fractrade_sync.channels.hub import commands
+from fractrade_sync.channels.statusd import for_service
+from fractrade_sync.channels.telegram import TelegramBot
+from fractrade_sync.config.settings import settings_from_mapping
 from tests.conftest import protect_frame, run_frame
 from tests.test_report import scripted_run
 from tests.test_statusd import families, get

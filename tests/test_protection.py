@@ -131,8 +131,8 @@ def test_mainnet_named_signs_for_mainnet_whatever_the_url(make_service, sim, sig
 def test_check_shows_the_multiplier_and_proves_the_key_signs_for_this_network(env, sim):
     import io
 
-    from fractrade_sync.check import EXIT_WALLET, run_check
-    from fractrade_sync.config import settings_from_mapping
+    from fractrade_sync.cli.check import EXIT_WALLET, run_check
+    from fractrade_sync.config.settings import settings_from_mapping
 
     out = io.StringIO()
     assert run_check(settings_from_mapping({**env, "FRAC_SIZE_MULTIPLIER": "0.5"}), out) == 0, out.getvalue()
@@ -179,7 +179,7 @@ def test_protection_with_an_explicit_size_keeps_it(make_service, sim, signals, w
 def _check(settings) -> tuple[int, str]:
     import io
 
-    from fractrade_sync.check import run_check
+    from fractrade_sync.cli.check import run_check
 
     out = io.StringIO()
     return run_check(settings, out), out.getvalue()
@@ -188,8 +188,8 @@ def _check(settings) -> tuple[int, str]:
 def test_check_says_the_network_the_caps_and_when_the_api_wallet_expires(env, sim):
     from eth_account import Account
 
-    from fractrade_sync.check import EXIT_WALLET
-    from fractrade_sync.config import settings_from_mapping
+    from fractrade_sync.cli.check import EXIT_WALLET
+    from fractrade_sync.config.settings import settings_from_mapping
 
     agent = Account.create()
     agent_env = {

@@ -11,9 +11,9 @@ import sys
 import threading
 import time
 
-from fractrade_sync.config import settings_from_mapping
-from fractrade_sync.notes import read_records
+from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
+from fractrade_sync.storage.notes import read_records
 from tests.conftest import (
     key_of,
     protect_frame,
@@ -424,7 +424,7 @@ def test_caps_refuse_with_reasons(make_service, sim, signals, wallet):
 def test_a_second_instance_on_the_same_state_dir_is_refused(make_service, env):
     import pytest
 
-    from fractrade_sync.config import ConfigError, settings_from_mapping
+    from fractrade_sync.config.settings import ConfigError, settings_from_mapping
 
     make_service()
     with pytest.raises(ConfigError, match="FRAC_STATE_DIR: another fractrade-sync is running"):
@@ -483,7 +483,7 @@ def test_an_unreadable_cloid_lookup_is_never_taken_for_never_executed(make_servi
 def test_unreadable_lookups_until_the_end_leave_the_outcome_unknown_until_settled(
     make_service, sim, signals, wallet, monkeypatch
 ):
-    from fractrade_sync import pipeline
+    from fractrade_sync.execution import pipeline
 
     monkeypatch.setattr(pipeline, "RECHECK_EVERY", 1.0)
     service = make_service(FRAC_HTTP_TIMEOUT="0.3")

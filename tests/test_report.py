@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from fractrade_sync import __version__
-from fractrade_sync.report import parse_since, slippage_bps, spread
-from fractrade_sync.statusd import for_service
+from fractrade_sync.channels.statusd import for_service
+from fractrade_sync.report.summary import parse_since, slippage_bps, spread
 from tests.conftest import key_of, run_cli, run_frame, trade_frame, wait_for
 
 MONEY = ("realized_pnl", "fees", "funding", "net_pnl")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import requests
 
-from fractrade_sync.report import build_from
-from fractrade_sync.report_page import TITLES, page
-from fractrade_sync.statusd import for_service
+from fractrade_sync.channels.statusd import for_service
+from fractrade_sync.report.page import TITLES, page
+from fractrade_sync.report.summary import build_from
 from tests.conftest import run_cli
 from tests.test_report import scripted_run
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fractrade_sync.rules import (
+from fractrade_sync.exchange.rules import (
     MAX_PERP_DECIMALS,
     is_valid_price,
     is_valid_size,
@@ -243,7 +243,7 @@ def test_to_wire_of_a_rounded_price_parses_to_a_valid_price(px, szd):
 
 
 def test_the_order_wire_is_the_sdks_and_refuses_what_it_cannot_carry_exactly():
-    from fractrade_sync.rules import Asset, Order
+    from fractrade_sync.exchange.rules import Asset, Order
 
     btc = Asset("BTC", 0, 5, 50)
     order = Order(btc, True, Decimal("0.01234"), Decimal("95123.4"), False, "0x" + "ab" * 16)

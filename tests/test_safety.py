@@ -8,8 +8,9 @@ import time
 
 from hyperliquid.exchange import Exchange
 
-from fractrade_sync import account_reads, receiver
-from fractrade_sync.config import settings_from_mapping
+from fractrade_sync.config.settings import settings_from_mapping
+from fractrade_sync.exchange import account_reads
+from fractrade_sync.feeds import receiver
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import (
     key_of,

@@ -220,7 +220,7 @@ BAD_CONFIG = [
 
 @pytest.mark.parametrize("var,value,expected", BAD_CONFIG, ids=[f"{v}={x}" for v, x, _ in BAD_CONFIG])
 def test_bad_configuration_exits_78_naming_the_variable(var, value, expected, tmp_path, wallet, monkeypatch, capsys):
-    from fractrade_sync.cli import main
+    from fractrade_sync.cli.main import main
 
     good = {
         "FRAC_WS_URL": "wss://app.fractrade.xyz",
@@ -256,7 +256,7 @@ def test_bad_configuration_exit_code_from_a_real_process(tmp_path):
 
 
 def test_ws_url_path_rule():
-    from fractrade_sync.config import normalize_ws_url
+    from fractrade_sync.config.settings import normalize_ws_url
 
     assert normalize_ws_url("https://app.fractrade.xyz") == "wss://app.fractrade.xyz/ws/executor/"
     assert normalize_ws_url("wss://app.fractrade.xyz/") == "wss://app.fractrade.xyz/ws/executor/"
@@ -330,8 +330,8 @@ def _journaled(journal, action) -> None:
 
 def test_journal_prunes_only_old_finished_actions(tmp_path):
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal
     from fractrade_sync.outcome import Outcome
+    from fractrade_sync.storage.journal import Journal
 
     now = [1_800_000_000.0]
     journal = Journal(tmp_path / "j.sqlite3", clock=lambda: now[0])
@@ -349,7 +349,7 @@ def test_journal_prunes_only_old_finished_actions(tmp_path):
 
 def test_the_watchdog_checkpoints_the_journal_off_the_order_path(make_service, signals, monkeypatch):
     from fractrade_sync import watchdog
-    from fractrade_sync.journal import Journal
+    from fractrade_sync.storage.journal import Journal
 
     calls = []
     original = Journal.checkpoint
@@ -368,7 +368,7 @@ def test_the_watchdog_checkpoints_the_journal_off_the_order_path(make_service, s
 
 def _reopen_after_a_torn_note(journal, notes_path, torn: bytes, clock=time.time):
     """A crash (power loss) tore the last note: close the journal and open it again, as the next start does."""
-    from fractrade_sync.journal import Journal
+    from fractrade_sync.storage.journal import Journal
 
     with open(notes_path, "ab") as notes:
         notes.write(torn)  # the torn last note is skipped
@@ -378,8 +378,8 @@ def _reopen_after_a_torn_note(journal, notes_path, torn: bytes, clock=time.time)
 
 def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path, caplog):
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal
     from fractrade_sync.outcome import Outcome
+    from fractrade_sync.storage.journal import Journal
 
     now = [1_800_000_000.0]
     journal = Journal(tmp_path / "j.sqlite3", clock=lambda: now[0])
@@ -407,10 +407,10 @@ def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path, ca
 
 
 def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tmp_path, monkeypatch):
-    from fractrade_sync import notes
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal
     from fractrade_sync.outcome import Outcome
+    from fractrade_sync.storage import notes
+    from fractrade_sync.storage.journal import Journal
 
     monkeypatch.setattr(notes, "NOTES_LIMIT", 200)
     journal = Journal(tmp_path / "j.sqlite3")
@@ -434,9 +434,9 @@ def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tm
 
 def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path, caplog):
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal
-    from fractrade_sync.notes import received_note
     from fractrade_sync.outcome import Outcome
+    from fractrade_sync.storage.journal import Journal
+    from fractrade_sync.storage.notes import received_note
 
     journal = Journal(tmp_path / "j.sqlite3")
     sent, refused, done = (parse_frame(json.dumps(trade_frame()), 1_800_000_000.0 + i) for i in range(3))
@@ -470,8 +470,8 @@ def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path, caplog
 
 def test_a_key_is_known_from_its_note_on_and_after_a_restart(tmp_path):
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal
     from fractrade_sync.outcome import Outcome
+    from fractrade_sync.storage.journal import Journal
 
     journal = Journal(tmp_path / "j.sqlite3")
     old, new = (parse_frame(json.dumps(trade_frame()), time.time()) for _ in range(2))
@@ -486,9 +486,9 @@ def test_a_key_is_known_from_its_note_on_and_after_a_restart(tmp_path):
 
 
 def test_a_note_that_cannot_be_written_whole_leaves_the_action_new(tmp_path, monkeypatch):
-    from fractrade_sync import notes
     from fractrade_sync.actions import parse_frame
-    from fractrade_sync.journal import Journal, Unwritable
+    from fractrade_sync.storage import notes
+    from fractrade_sync.storage.journal import Journal, Unwritable
 
     journal = Journal(tmp_path / "j.sqlite3")
     received = tmp_path / "j.sqlite3.received"

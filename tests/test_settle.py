@@ -3,7 +3,7 @@ design (each test failed before its fix)."""
 
 from __future__ import annotations
 
-from fractrade_sync import pipeline
+from fractrade_sync.execution import pipeline
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
 
@@ -73,7 +73,7 @@ class _Careless(FractradeExecutor):
 
 
 def test_a_hook_catching_exception_cannot_swallow_a_stop_with_an_order_in_flight(env, sim, signals, wallet):
-    from fractrade_sync.config import settings_from_mapping
+    from fractrade_sync.config.settings import settings_from_mapping
     from tests.conftest import restart_until_done, start_ready
 
     settings = settings_from_mapping({**env, "FRAC_HTTP_TIMEOUT": "0.5"})

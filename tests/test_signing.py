@@ -10,7 +10,7 @@ from hyperliquid.utils.signing import recover_agent_or_user_from_l1_action, sign
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fractrade_sync.signing import FastSigner, NonceSource
+from fractrade_sync.exchange.signing import FastSigner, NonceSource
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 

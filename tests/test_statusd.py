@@ -15,14 +15,14 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from fractrade_sync import statusd
 from fractrade_sync.actions import parse_frame
-from fractrade_sync.config import ConfigError, settings_from_mapping
-from fractrade_sync.exchange import HyperliquidClient, TransientError
-from fractrade_sync.heartbeat import write_heartbeat
-from fractrade_sync.metrics import LATENCY_BUCKETS, Metrics
+from fractrade_sync.channels import statusd
+from fractrade_sync.channels.heartbeat import write_heartbeat
+from fractrade_sync.channels.metrics import LATENCY_BUCKETS, Metrics
+from fractrade_sync.channels.statusd import StatusServer, for_service, heartbeat_age, service_health
+from fractrade_sync.config.settings import ConfigError, settings_from_mapping
+from fractrade_sync.exchange.client import HyperliquidClient, TransientError
 from fractrade_sync.outcome import EXPIRED, FILLED, PARTIALLY_FILLED, REJECTED, SKIPPED, Outcome
-from fractrade_sync.statusd import StatusServer, for_service, heartbeat_age, service_health
 
 from .conftest import protect_frame, run_frame, trade_frame, wait_for
 

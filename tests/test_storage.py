@@ -7,8 +7,8 @@ import json
 import logging
 import time
 
-from fractrade_sync.heartbeat import health_problem, read_heartbeat
-from fractrade_sync.journal import REJECTS_PER_MINUTE, Journal
+from fractrade_sync.channels.heartbeat import health_problem, read_heartbeat
+from fractrade_sync.storage.journal import REJECTS_PER_MINUTE, Journal
 from tests.conftest import key_of, push, run_frame, trade_frame, wait_for
 
 

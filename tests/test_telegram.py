@@ -17,10 +17,10 @@ import pytest
 from eth_account import Account
 
 from fractrade_sync.actions import TRADE, Action
-from fractrade_sync.config import ConfigError, settings_from_mapping
+from fractrade_sync.channels.telegram import MAX_TEXT, TelegramBot, fold
+from fractrade_sync.config.settings import ConfigError, settings_from_mapping
 from fractrade_sync.outcome import FILLED, REJECTED, Outcome
 from fractrade_sync.sim.botapi import FakeBotAPI
-from fractrade_sync.telegram import MAX_TEXT, TelegramBot, fold
 from tests.conftest import redacted_log, wait_for
 
 

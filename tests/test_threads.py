@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from fractrade_sync.config import settings_from_mapping
-from fractrade_sync.heartbeat import health_problem
+from fractrade_sync.channels.heartbeat import health_problem
+from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import key_of, trade_frame, wait_for, wait_state
 from tests.test_notify import webhook  # noqa: F401 - the fixture

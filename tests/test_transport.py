@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fractrade_sync.config import settings_from_mapping
-from fractrade_sync.exchange import HyperliquidClient, TransientError
-from fractrade_sync.transport import NotSent, OrderChannel, ProxyChannel, compact_json
+from fractrade_sync.config.settings import settings_from_mapping
+from fractrade_sync.exchange.client import HyperliquidClient, TransientError
+from fractrade_sync.exchange.transport import NotSent, OrderChannel, ProxyChannel, compact_json
 
 
 class _Closing(BaseHTTPRequestHandler):

@@ -25,7 +25,7 @@ from pathlib import Path
 from eth_account import Account
 
 from fractrade_sync.actions import parse_frame
-from fractrade_sync.heartbeat import read_heartbeat
+from fractrade_sync.channels.heartbeat import read_heartbeat
 from fractrade_sync.outcome import OPEN_STATES
 from fractrade_sync.sim.hl_server import HyperliquidSimulator
 from fractrade_sync.sim.signal_server import SignalServer

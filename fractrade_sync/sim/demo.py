@@ -15,15 +15,15 @@ from typing import Callable, Mapping, TextIO
 
 from eth_account import Account
 
-from ..actions import STOP_LOSS, TAKE_PROFIT, TRADE, parse_frame
-from ..config import EXIT_FAILURE, EXIT_OK, settings_from_mapping
-from ..logs import setup_logging
-from ..outcome import TERMINAL_STATES
-from ..report import MONEY, build, text
-from ..service import FractradeExecutor
-from .hl_dexes import owner
-from .hl_server import HyperliquidSimulator
-from .signal_server import SignalServer
+from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE, parse_frame
+from fractrade_sync.config.settings import EXIT_FAILURE, EXIT_OK, settings_from_mapping
+from fractrade_sync.logs import setup_logging
+from fractrade_sync.outcome import TERMINAL_STATES
+from fractrade_sync.report.summary import MONEY, build, text
+from fractrade_sync.service import FractradeExecutor
+from fractrade_sync.sim.hl_dexes import owner
+from fractrade_sync.sim.hl_server import HyperliquidSimulator
+from fractrade_sync.sim.signal_server import SignalServer
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The operator's channels: webhook, Telegram, the status endpoint, metrics, the heartbeat file."""

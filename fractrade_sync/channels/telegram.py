@@ -1,0 +1,390 @@
+"""Optional Telegram bot (FRAC_TELEGRAM_TOKEN, FRAC_TELEGRAM_CHAT_ID): outcomes and events to one chat, folded and
+sent from their own thread; /status, /pause, /resume and /help from that chat only, long-polled by a second thread."""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import json
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from urllib.parse import quote
+
+import requests
+
+from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE
+from fractrade_sync.backoff import Backoff
+from fractrade_sync.exchange.transport import NotSent, OrderChannel, ProxyChannel, cut
+
+if TYPE_CHECKING:
+    from fractrade_sync.actions import Action
+    from fractrade_sync.config.settings import Settings
+    from fractrade_sync.outcome import Outcome
+
+# sendMessage: "Text of the message to be sent, 1-4096 characters after entities parsing" (core.telegram.org/bots/api)
+MAX_TEXT = 4096
+MAX_LINE = 3500  # one outcome, event or reply; a longer one is cut, so the first line of a message always fits
+# Bot FAQ: "When sending messages inside a particular chat, avoid sending more than one message per second ... your
+# bot will not be able to send more than 20 messages per minute to the same group": the least time between two sends
+FOLD_WINDOW, GROUP_FOLD_WINDOW = 1.0, 3.0
+POLL_TIMEOUT = 25.0  # getUpdates: "Timeout in seconds for long polling"; a poll in flight is cut by stop()
+PROXIED_POLL_TIMEOUT = 5.0  # behind a proxy (requests) a poll cannot be cut: stop() may wait this long for it
+CONNECT_TIMEOUT, SEND_TIMEOUT = 3.05, 10.0
+MAX_COMMAND_AGE = 120.0  # seconds; an older command (sent while the service was down) is not run
+KINDS = {TRADE: "trade", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"}  # how a journal row's action is named
+
+
+class Answer(NamedTuple):
+    """One Bot API call: ok and its result, or the error: code (0: no answer), Telegram's description, retry_after."""
+
+    ok: bool
+    result: Any = None
+    code: int = 0
+    description: str = ""
+    retry_after: float | None = None
+
+    @property
+    def transient(self) -> bool:  # a failure worth asking again: no answer, 429, 5xx; not a 400/401/403/404/409
+        return not self.ok and (self.code == 0 or self.code == 429 or self.code >= 500)
+
+    def said(self) -> str:
+        return f"{self.code}: {self.description}" if self.code else self.description
+
+
+class TelegramBot:
+    """Two threads: one sends the queued lines (the caller never waits on Telegram), one long-polls for commands."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        commands: Mapping[str, Callable[[], str]] | None = None,
+        *,
+        logger: logging.Logger | None = None,
+        max_queue: int = 500,
+        poll_timeout: float = POLL_TIMEOUT,
+        fold_window: float | None = None,
+        max_command_age: float = MAX_COMMAND_AGE,
+    ):
+        if settings.telegram_token is None or settings.telegram_chat_id is None:
+            raise ValueError("Telegram is off: set FRAC_TELEGRAM_TOKEN and FRAC_TELEGRAM_CHAT_ID")
+        self._token = settings.telegram_token.reveal()  # it is in every URL's path: never logged, scrubbed from text
+        self.chat_id, self.api_url = int(settings.telegram_chat_id), settings.telegram_api_url
+        self.commands = {n.lstrip("/").lower(): fn for n, fn in (commands or {}).items() if n.lower() != "help"}
+        self.logger = logger or logging.getLogger("fractrade_sync.telegram")
+        self.max_queue, self.max_command_age = max(1, int(max_queue)), max_command_age
+        self.fold_window = fold_window or (GROUP_FOLD_WINDOW if self.chat_id < 0 else FOLD_WINDOW)
+        self.username: str | None = None  # the bot's own, from getMe: "/status@OtherBot" is for another bot
+        self.sent = self.failed = self.dropped = 0  # messages sent, messages refused, lines never sent
+        self._queue: collections.deque[str] = collections.deque()
+        self._replies: collections.deque[str] = collections.deque()  # answers to commands go out first
+        self._cond, self._stopping = threading.Condition(), threading.Event()
+        self._closing, self._deadline, self._not_before, self._failures = False, None, 0.0, 0
+        self._backoff = Backoff(1.0, cap=30.0, jitter=0.5)  # sendMessage after a 5xx or a network error
+        self._warned: dict[str, set] = {"send": set(), "poll": set()}  # troubles said at WARNING since it last worked
+        self._send_channel, self._poll_channel = self._channel(SEND_TIMEOUT), self._channel(poll_timeout + 10.0)
+        self.poll_timeout = PROXIED_POLL_TIMEOUT if isinstance(self._poll_channel, ProxyChannel) else poll_timeout
+        self._sender = threading.Thread(target=self._send_loop, name="telegram", daemon=True)
+        self._poller = threading.Thread(target=self._poll_loop, name="telegram-poll", daemon=True)
+
+    def _channel(self, read_timeout: float) -> OrderChannel | ProxyChannel:
+        """One kept-alive connection of our own (stop() can cut it), or requests behind a proxy, as exchange.py."""
+        proxies = requests.utils.get_environ_proxies(self.api_url)
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        if proxies:
+            return ProxyChannel(self.api_url, CONNECT_TIMEOUT, read_timeout, proxies=proxies, verify=verify)
+        return OrderChannel(self.api_url, CONNECT_TIMEOUT, read_timeout, verify=verify)
+
+    # ---- life ----------------------------------------------------------------------------------
+    def start(self) -> TelegramBot:
+        """Start sending and polling."""
+        self._sender.start()
+        self._poller.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send what is queued for at most `timeout` s and end both threads by then (a poll is cut at once)."""
+        timeout = max(0.0, timeout)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._closing:
+                return
+            # the sender's own deadline comes a little earlier: a send still in flight then is cut, and it ends
+            self._closing, self._deadline = True, deadline - min(0.25, timeout / 4)
+            self._cond.notify_all()
+        self._stopping.set()
+        self._end(self._poller, self._poll_channel, deadline)
+        if self._sender.ident is not None:
+            self._sender.join(max(0.0, self._deadline - time.monotonic()))  # drain what is queued
+        self._end(self._sender, self._send_channel, deadline)
+        if self.pending:
+            self.logger.warning("telegram: %d line(s) not sent before shutdown", self.pending)
+
+    @staticmethod
+    def _end(thread: threading.Thread, channel: OrderChannel | ProxyChannel, deadline: float) -> None:
+        if thread.ident is None:  # never started
+            channel.close()
+        while thread.is_alive():
+            # shut its socket down (wakes a blocked recv at once), again and again: catches a connect that raced a cut
+            cut(getattr(channel, "_sock", None))
+            thread.join(0.05)
+            if time.monotonic() >= deadline:
+                break
+
+    @property
+    def pending(self) -> int:
+        """Lines queued, not yet sent."""
+        with self._cond:
+            return len(self._queue) + len(self._replies)
+
+    # ---- the caller's side: a line into the queue, at once ---------------------------------------
+    def outcome(self, action: Action, outcome: Outcome) -> None:
+        """Queue one action's outcome as one short line."""
+        try:
+            self._put(outcome_text(action, outcome))
+        except Exception:
+            self.logger.exception("telegram: could not queue an outcome (the service goes on)")
+
+    def event(self, text: str) -> None:
+        """Queue an event: the connection lost or restored, a thread died, the clock's offset, the kill switch."""
+        self._put(" ".join(str(text).split()))
+
+    def _put(self, line: str, reply: bool = False) -> None:
+        line = self._scrub(line.strip())
+        line = line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
+        with self._cond:
+            if self._closing or not line:
+                return
+            (self._replies if reply else self._queue).append(line)
+            self._trim()
+            self._cond.notify_all()
+
+    def _trim(self) -> None:
+        """Keep the queue bounded: the oldest lines go (under the lock)."""
+        while len(self._queue) + len(self._replies) > self.max_queue:
+            (self._queue or self._replies).popleft()
+            self.dropped += 1
+            if self.dropped % 100 == 1:  # one WARNING per hundred lines dropped, not one per line
+                self.logger.warning("telegram: queue full; %d line(s) dropped so far; is Telegram down?", self.dropped)
+
+    # ---- the sending thread: everything queued, folded into one message ------------------------
+    def _send_loop(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                self._deliver(batch)
+            except Exception as exc:  # a bug here must not end the thread
+                self.logger.error("telegram: unexpected error while sending (it goes on): %s", self._scrub(repr(exc)))
+        self._send_channel.close()
+
+    def _next_batch(self) -> list[str] | None:
+        """Wait until lines are queued and the chat may take a message; take them all. None: time to end."""
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                queued = bool(self._queue or self._replies)
+                if (self._deadline is not None and now >= self._deadline) or (self._closing and not queued):
+                    return None
+                if queued and now >= self._not_before:
+                    batch = [*self._replies, *self._queue]
+                    self._replies.clear()
+                    self._queue.clear()
+                    return batch
+                wait = self._not_before - now if queued else 1.0
+                self._cond.wait(wait if self._deadline is None else min(wait, self._deadline - now))
+
+    def _deliver(self, batch: list[str]) -> None:
+        text, left = fold(batch)
+        started = time.monotonic()
+        answer = self._call(self._send_channel, "sendMessage", {"chat_id": self.chat_id, "text": text})
+        wait, restored = 0.0, False
+        with self._cond:
+            self._not_before = started + self.fold_window
+            if answer.transient:
+                self._failures += 1
+                wait = answer.retry_after or self._backoff.delay(self._failures - 1)
+                self._not_before = max(self._not_before, time.monotonic() + wait)
+                self._queue.extendleft(reversed(batch))  # asked again, with whatever comes meanwhile
+                self._trim()
+            else:
+                restored, self._failures = self._failures > 0, 0
+                if answer.ok:
+                    self.sent, self.dropped = self.sent + 1, self.dropped + left
+                else:
+                    self.failed += 1
+        if answer.transient:
+            self._warn("send", answer, f"sendMessage failed ({answer.said()}); asking again in {wait:.1f} s")
+        elif not answer.ok:
+            self._warn(
+                "send",
+                answer,
+                f"sendMessage refused ({answer.said()}); {len(batch)} line(s) not delivered; "
+                "check FRAC_TELEGRAM_TOKEN and FRAC_TELEGRAM_CHAT_ID",
+            )
+        elif restored:
+            self.logger.info("telegram: sending works again")
+        if answer.ok:
+            self._warned["send"].clear()
+
+    # ---- the polling thread: commands from the configured chat -----------------------------------
+    def _poll_loop(self) -> None:
+        offset, backoff = None, Backoff(1.0, cap=60.0, jitter=0.5)
+        while not self._stopping.is_set():
+            try:
+                offset, wait = self._poll_once(offset, backoff)
+            except Exception as exc:  # a bug here must not end the thread
+                self.logger.error("telegram: unexpected error while polling (it goes on): %s", self._scrub(repr(exc)))
+                wait = backoff.next_delay()
+            if wait:
+                self._stopping.wait(wait)
+        self._poll_channel.close()
+
+    def _poll_once(self, offset: int | None, backoff: Backoff) -> tuple[int | None, float]:
+        """getMe once, then getUpdates and its commands: the next offset, and how long to wait before the next call."""
+        # getUpdates' offset "Must be greater by one than the highest among the identifiers of previously received
+        # updates ... An update is considered confirmed as soon as getUpdates is called with an offset higher than its"
+        payload = {"timeout": max(1, int(self.poll_timeout)), "allowed_updates": ["message"], "offset": offset}
+        method, payload = ("getMe", {}) if self.username is None else ("getUpdates", payload)
+        answer = self._call(self._poll_channel, method, {k: v for k, v in payload.items() if v is not None})
+        if self._stopping.is_set():
+            return offset, 0.0
+        if not answer.ok:
+            wait = answer.retry_after if answer.code == 429 and answer.retry_after else backoff.next_delay()
+            wait = wait if answer.transient else max(wait, 30.0)  # a bad token (401), another poller (409): not soon
+            self._warn("poll", answer, f"{method} failed ({answer.said()}); asking again in {wait:.1f} s")
+            return offset, wait
+        if self._warned["poll"]:
+            self.logger.info("telegram: receiving commands works again")
+            self._warned["poll"].clear()
+        backoff.attempts = 0
+        if method == "getMe":
+            self.username = str(answer.result.get("username") or "") if isinstance(answer.result, dict) else ""
+        for update in answer.result if method == "getUpdates" and isinstance(answer.result, list) else []:
+            if isinstance(update, dict) and isinstance(update.get("update_id"), int):
+                offset = max(offset or 0, update["update_id"] + 1)  # confirmed before it runs: never run twice
+                self._handle(update.get("message"))
+        return offset, 0.0 if answer.result else 0.2  # a server that answers an empty poll at once is not spun on
+
+    def _handle(self, message: Any) -> None:
+        """One message: a command from the configured chat is run and answered; anything else is ignored."""
+        if not isinstance(message, dict):
+            return
+        chat = message["chat"].get("id") if isinstance(message.get("chat"), dict) else None
+        if chat != self.chat_id:  # the chat id only: the text may be anything, from anyone
+            self.logger.warning(
+                "telegram: ignored a message from chat %s; only FRAC_TELEGRAM_CHAT_ID's (%d) commands are taken",
+                chat if isinstance(chat, int) else "(none)",
+                self.chat_id,
+            )
+            return
+        text = message.get("text")
+        if not isinstance(text, str) or not text.startswith("/"):
+            return
+        name, _, addressee = text.split()[0][1:].partition("@")
+        if not name or (addressee and self.username and addressee.lower() != self.username.lower()):
+            return  # "/status@OtherBot" in a group: for another bot
+        name, sent_at = name.lower(), message.get("date")
+        age = time.time() - sent_at if isinstance(sent_at, (int, float)) else 0.0
+        if age > self.max_command_age:
+            self.logger.warning("telegram: /%s not run: it was sent %.0f s ago", name, age)
+            self._put(
+                f"/{name} not run: it was sent {age:.0f} s ago (the limit is {self.max_command_age:.0f} s); "
+                "send it again",
+                reply=True,
+            )
+            return
+        self._put(self._run(name), reply=True)
+
+    def _run(self, name: str) -> str:
+        if name == "help":
+            return self.help_text()
+        command = self.commands.get(name)
+        if command is None:
+            return f"unknown command /{name}; " + self.help_text()
+        self.logger.info("telegram: /%s from chat %d", name, self.chat_id)
+        try:
+            return str(command()).strip() or f"/{name}: done"
+        except Exception as exc:
+            self.logger.error("telegram: /%s failed", name, exc_info=True)
+            return f"/{name} failed ({type(exc).__name__}); see the service's log"
+
+    def help_text(self) -> str:
+        """'commands: /pause /resume /status /help'."""
+        return "commands: " + " ".join(f"/{name}" for name in [*sorted(self.commands), "help"])
+
+    # ---- the Bot API ---------------------------------------------------------------------------
+    def _call(self, channel: OrderChannel | ProxyChannel, method: str, payload: dict) -> Answer:
+        """POST {api}/bot<token>/<method>; never raises for HTTP or network trouble, never quotes the URL."""
+        try:
+            status, body = channel.post(f"/bot{self._token}/{method}", payload)
+        except (OSError, http.client.HTTPException, NotSent) as exc:  # its text may quote the URL: the type only
+            return Answer(False, description=f"network error ({type(exc).__name__})")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):  # a proxy's or gateway's page: a 4xx is refused, anything else retried
+            return Answer(False, code=status if status >= 400 else 0, description=f"HTTP {status}, not the Bot API")
+        if data.get("ok") is True and 200 <= status < 300:
+            return Answer(True, data.get("result"))
+        # ResponseParameters.retry_after: "In case of exceeding flood control, the number of seconds left to wait
+        # before the request can be repeated"
+        params = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+        retry = params.get("retry_after")
+        code = data.get("error_code") if isinstance(data.get("error_code"), int) else status
+        description = self._scrub(str(data.get("description") or f"HTTP {status}"))[:300]
+        return Answer(
+            False,
+            code=code if code >= 400 else status,
+            description=description,
+            retry_after=float(retry) if isinstance(retry, (int, float)) and retry > 0 else None,
+        )
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***").replace(quote(self._token, safe=""), "***")
+
+    def _warn(self, side: str, answer: Answer, message: str) -> None:
+        """WARNING once per kind of trouble until it works again (a 429 every time), DEBUG after."""
+        key = (answer.code, answer.description)
+        level = logging.DEBUG if key in self._warned[side] and answer.code != 429 else logging.WARNING
+        self._warned[side].add(key)
+        self.logger.log(level, "telegram: %s", message)
+
+
+def outcome_text(action: Action, outcome: Outcome) -> str:
+    """One short line: 'trade BUY 0.01 BTC -> filled 0.01 @ 50000.0, 12 ms'."""
+    text = f"{action.describe()} -> {outcome.state}"
+    text += f" {outcome.filled_sz} @ {outcome.avg_px}" if outcome.filled_sz else ""
+    text += f", {outcome.latency_ms:.0f} ms" if outcome.latency_ms is not None else ""
+    return text + (f": {outcome.reason[:200]}" if outcome.reason else "")
+
+
+def journal_line(row: Mapping[str, Any]) -> str:
+    """One journal row as /status lists it: 'trade BUY 0.01 BTC: filled'; a rejected frame that named no action (not
+    JSON, not an object) as 'frame: rejected (its reason)'."""
+    action_id = row.get("action_id")
+    kind = KINDS.get(action_id, action_id) if isinstance(action_id, str) and action_id else "frame"
+    words = [_shown(kind, 40), *(_shown(row[name], 40) for name in ("side", "size", "symbol") if row.get(name))]
+    reason = row.get("reason")
+    return f"{' '.join(words)}: {row.get('state') or 'unknown'}" + (f" ({_shown(reason, 80)})" if reason else "")
+
+
+def _shown(value: Any, limit: int) -> str:
+    """A journal field on one line, cut to `limit` characters (a rejected frame's fields are whatever it carried)."""
+    return " ".join(str(value).split())[:limit]
+
+
+def fold(lines: list[str], limit: int = MAX_TEXT) -> tuple[str, int]:
+    """Lines (each at most MAX_LINE characters) joined into one message of at most `limit` characters, '… and N more'
+    for those that do not fit; and N."""
+    tail = len(f"\n… and {len(lines)} more")
+    kept: list[str] = []
+    size = -1
+    for i, line in enumerate(lines):
+        if size + 1 + len(line) + (0 if i == len(lines) - 1 else tail) > limit:
+            break
+        kept.append(line)
+        size += 1 + len(line)
+    left = len(lines) - len(kept)
+    return "\n".join(kept) + (f"\n… and {left} more" if left else ""), left

@@ -1,0 +1,1 @@
+"""The command line: the service, check, send, status and the other commands."""

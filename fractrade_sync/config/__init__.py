@@ -1,0 +1,1 @@
+"""Configuration: the environment and flags -> checked Settings."""

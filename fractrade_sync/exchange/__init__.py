@@ -1,0 +1,1 @@
+"""The Hyperliquid adapter: requests, signatures, answers, the exchange's rules, accounts and dexes."""

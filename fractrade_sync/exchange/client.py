@@ -1,0 +1,318 @@
+"""The Hyperliquid adapter: meta, mids, account state and signed requests, over one post path."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+import requests
+from hyperliquid.utils.error import ClientError
+
+from fractrade_sync.backoff import exchange_retries
+from fractrade_sync.config.settings import ConfigError, Settings, redact_url
+from fractrade_sync.errors import TransientError, UnknownSymbol
+from fractrade_sync.exchange import wire
+from fractrade_sync.exchange.account_reads import AccountReads
+from fractrade_sync.exchange.accounts import Relation, resolve
+from fractrade_sync.exchange.budget import WeightBudget
+from fractrade_sync.exchange.dexes import Dexes, UnknownDexSymbol, dex_of
+from fractrade_sync.exchange.rules import Asset
+from fractrade_sync.exchange.signing import FastSigner, NonceSource
+from fractrade_sync.exchange.transport import NotSent, OrderChannel, ProxyChannel
+from fractrade_sync.feeds.account import AccountView
+from fractrade_sync.feeds.market import MidsFeed, RestNotices
+
+STALE_NOTICE_EVERY = 60.0  # seconds between two "cache stale" warnings of a kind: a dead feed must not flood the log
+KEEP_WARM_AFTER = 30.0  # seconds of an idle connection before a keep-warm request
+MIDS_READY_WAIT = 3.0  # prepare() waits this long for the feed's first snapshot, then goes on (REST fallback)
+META_RELOAD_EVERY = 60.0  # an unknown symbol reloads meta at most this often: a flood of them costs one request
+CLOCK_WARN = 1.0  # seconds of clock offset to the exchange that earn a warning: ages and expiries depend on it
+CLOCK_WARN_EVERY = 600.0  # seconds between two such warnings while it lasts
+
+
+def _asset(entry: dict, index: int) -> Asset:
+    """One meta universe entry (KeyError, TypeError, ValueError when it cannot be read)."""
+    max_leverage = int(entry.get("maxLeverage", 50))
+    return Asset(entry["name"], index, int(entry["szDecimals"]), max_leverage, wire.only_isolated(entry))
+
+
+def _tell(hook: Callable[[str, str, str], None], path: str, payload: dict, status: str) -> None:
+    """Tell on_request of a request: its type (the info type, or the signed action's); never raises."""
+    try:
+        action = payload.get("action")
+        kind = action.get("type") if isinstance(action, dict) else payload.get("type")
+        hook(path, kind if isinstance(kind, str) else "other", status)
+    except Exception:
+        logging.getLogger("fractrade_sync.exchange").debug("on_request failed", exc_info=True)
+
+
+class HyperliquidClient(AccountReads):
+    """Reads and signed writes; used by one thread at a time (the worker; `check` before any)."""
+
+    def __init__(self, settings: Settings, feed: MidsFeed | None = None, logger: logging.Logger | None = None):
+        self.settings = settings
+        self.feed = feed  # the live mids, started and stopped by the service (None: every mid over REST)
+        self.logger = logger or logging.getLogger("fractrade_sync.exchange")
+        self.address = settings.account_address
+        self.nonces = NonceSource()
+        self.vault: str | None = None  # the vaultAddress every action is signed with (relation(): a sub-account)
+        self.dexes = Dexes(self._info)  # HIP-3 dexes, loaded when a symbol of one first arrives
+        self.signer = FastSigner(settings.private_key.reveal())
+        self.account: AccountView | None = feed.account if feed is not None else None  # live positions, orders
+        self._notice = RestNotices(self.logger, STALE_NOTICE_EVERY)
+        self._coins: dict[int, str] = {}  # asset index -> name, for the account view
+        self._assets: dict[str, Asset] = {}
+        self._meta_at = float("-inf")  # monotonic time meta was last loaded
+        self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read or set)
+        self.weights = WeightBudget()  # the request weight spent, as the exchange counts it per IP
+        self.clock_offset: float | None = None  # seconds the exchange's clock is ahead of ours (None: not measured)
+        # told of every request (path, its type, the HTTP status or 'network' / 'not_sent'): metrics; must be cheap
+        self.on_request: Callable[[str, str, str], None] | None = None
+        self._clock_warned_at = self._clock_measured_at = float("-inf")
+        timeouts = (min(3.05, settings.http_timeout), settings.http_timeout)
+        # requests re-reads proxy and CA-bundle variables on every request: read them once, now
+        proxies = requests.utils.get_environ_proxies(settings.api_url)
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        # one kept-alive connection written in one sendall; behind a proxy, requests, which knows how to speak to it
+        self.http: OrderChannel | ProxyChannel = (
+            ProxyChannel(settings.api_url, *timeouts, proxies=proxies, verify=verify)
+            if proxies
+            else OrderChannel(settings.api_url, *timeouts, verify=verify)
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connection (idempotent)."""
+        self.http.close()
+
+    def __repr__(self) -> str:
+        return f"HyperliquidClient(api={redact_url(self.settings.api_url)!r}, account={self.address!r})"
+
+    # ---- the one post path ---------------------------------------------------------------------------
+    def request(self, path: str, payload: dict, on_sent: Callable[[], None] | None = None) -> Any:
+        """POST JSON to /info or /exchange; the exchange's JSON answer, or TransientError / ClientError.
+        on_sent (which must not raise) runs as the request leaves. A read that would leave orders no room in this
+        minute's request weight is not sent (TransientError, nothing sent)."""
+        action = payload.get("action")
+        if path == "/info":
+            weight = wire.info_weight(payload)
+            if not self.weights.room(weight):
+                raise TransientError(
+                    f"request weight: {self.weights.used()} of {self.weights.limit} spent in the "
+                    "last minute; reads wait so that orders keep room",
+                    in_flight=False,
+                )
+        else:
+            weight = wire.exchange_weight(action) if isinstance(action, dict) else 1
+        try:
+            status, body = self.http.post(path, payload, on_sent)
+        except NotSent as exc:  # the connection could not even be opened: nothing left this process
+            if self.on_request is not None:
+                _tell(self.on_request, path, payload, "not_sent")
+            raise TransientError(f"network: {exc}", in_flight=False) from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.weights.spend(weight, path)
+            if self.on_request is not None:
+                _tell(self.on_request, path, payload, "network")
+            raise TransientError(f"network: {type(exc).__name__}") from None
+        self.weights.spend(weight, path)
+        if self.on_request is not None:
+            _tell(self.on_request, path, payload, str(status))
+        text = body.decode("utf-8", "replace")
+        if status == 429:  # refused at the door: nothing was applied
+            raise TransientError("HTTP 429: rate limited by the exchange", in_flight=False)
+        if status >= 500:
+            raise TransientError(f"HTTP {status} from the exchange")
+        if status in (408, 425, 499):  # a gateway gave up waiting: the request may have reached the exchange
+            raise TransientError(f"HTTP {status} from a gateway")
+        if status >= 400:
+            raise ClientError(status, None, text, None, None)
+        try:
+            return json.loads(text)
+        except ValueError:  # a gateway's HTML page, a truncated body: not the exchange's answer
+            raise TransientError(f"unreadable answer from the exchange (HTTP {status}): {text[:200]!r}") from None
+
+    def _info(self, payload: dict) -> Any:
+        return self.request("/info", payload)
+
+    def post(self, payload: dict, on_sent: Callable[[], None] | None = None) -> dict:
+        """POST a signed payload to /exchange; an answer without a status is uncertain."""
+        account = self.account
+        sent_at = account.clock() if account is not None else 0.0
+        try:
+            result = self.request("/exchange", payload, on_sent)
+            if not isinstance(result, dict) or "status" not in result:
+                raise TransientError(f"unreadable answer from the exchange: {str(result)[:200]}")
+        except TransientError as exc:
+            if account is not None and exc.in_flight:
+                account.doubt()  # it may have changed the account: only a later snapshot tells
+            raise
+        if account is not None:
+            account.applied(payload["action"], result, self._coins, sent_at)  # shown at once, before the feed does
+        return result
+
+    # ---- reads -----------------------------------------------------------------------------------
+    def load_meta(self) -> dict[str, Asset]:
+        """Fetch the perp universe; index by name."""
+        meta = self._info({"type": "meta"})
+        try:
+            assets = {a["name"]: _asset(a, i) for i, a in enumerate(meta["universe"]) if not a.get("isDelisted")}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise TransientError(f"unreadable meta from the exchange: {str(meta)[:120]}", in_flight=False) from None
+        self._meta_at = time.monotonic()
+        self._assets = assets
+        self._coins = {a.index: a.name for a in self._assets.values()}
+        return self._assets
+
+    def asset(self, symbol: str) -> Asset:
+        """The asset for a symbol (exact, else case-insensitive); an unknown one reloads meta, at most once a
+        META_RELOAD_EVERY (a coin listed since). `dex:COIN`: a HIP-3 dex's (dexes.py)."""
+        if dex_of(symbol):
+            try:
+                found = self.dexes.asset(symbol)
+            except UnknownDexSymbol as exc:
+                raise UnknownSymbol(str(exc)) from None
+            except wire.Unreadable as exc:
+                raise TransientError(f"unreadable dex list or meta: {exc}", in_flight=False) from None
+            return found  # (not in self._coins: the account view holds the main dex only)
+        for attempt in range(2):
+            found = self._assets.get(symbol)
+            if found is None:
+                matches = [a for name, a in self._assets.items() if name.lower() == symbol.lower()]
+                found = matches[0] if len(matches) == 1 else None
+            if found is not None:
+                return found
+            if attempt == 0 and time.monotonic() - self._meta_at >= META_RELOAD_EVERY:
+                self.load_meta()
+        raise UnknownSymbol(f"unknown symbol '{symbol}': not a perp on this exchange")
+
+    def mid(self, coin: str) -> Decimal:
+        """The current mid price of a coin: from the live feed when fresh, else one REST allMids."""
+        cached = self.feed.get(coin) if self.feed is not None else None
+        if cached is not None:
+            return cached
+        dex = dex_of(coin)
+        if dex and self.feed is not None:
+            self.feed.watch_dex(dex)  # its allMids from now on
+        mids = self._info({"type": "allMids", "dex": dex} if dex else {"type": "allMids"})
+        try:  # the coin is in meta: an answer without its mid is unreadable (a gateway's), not "no such coin"
+            mid = Decimal(str(mids[coin]))
+        except (KeyError, TypeError, IndexError, InvalidOperation):
+            raise TransientError(f"allMids answered without a readable mid for {coin}: {str(mids)[:80]}") from None
+        feed = self.feed
+        if feed is not None and feed.started:  # (no feed by design, in check and scripts: REST is the plan)
+            self._notice(
+                "mids",
+                "mids cache stale/missing for %s; fetched over REST (feed last alive %.1fs ago, bound %.0fs)",
+                coin,
+                feed.age(),
+                feed.max_age,
+            )
+        return mid
+
+    def _measured_clock(self, offset: float) -> None:
+        """Remember the offset to the exchange's clock; warn (at most every CLOCK_WARN_EVERY) when over CLOCK_WARN.
+        https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint/perpetuals (the answer's
+        "time"; which instant it is, the request's or the last block's, is not documented: a block lags < 1 s)."""
+        self.clock_offset = offset
+        now = self._clock_measured_at = time.monotonic()
+        if abs(offset) > CLOCK_WARN and now - self._clock_warned_at >= CLOCK_WARN_EVERY:
+            self._clock_warned_at = now
+            self.logger.warning(
+                "this machine's clock is %.1fs %s the exchange's: action ages and order expiries depend on it; "
+                "fix the clock (NTP: timedatectl set-ntp true)",
+                abs(offset),
+                "behind" if offset > 0 else "ahead of",
+            )
+
+    def relation(self) -> Relation:
+        """How the key may trade the account (accounts.py): its own, as its API wallet, or a sub-account or vault of
+        either (then every action is signed with vaultAddress). Remembered for signing; TransientError when an
+        answer cannot be read."""
+        try:
+            found = resolve(self._info, self.settings.account_address, self.settings.signer_address)
+        except ValueError as exc:
+            raise TransientError(f"unreadable account role: {exc}", in_flight=False) from None
+        self.vault = found.vault
+        return found
+
+    # ---- writes ------------------------------------------------------------------------------
+    @property
+    def expiry_window(self) -> float:
+        """Seconds an L1 action stays valid: long enough for every identical resend of the retry schedule (one
+        nonce: applied once at most); the action's own deadline caps it (signed_payload)."""
+        retries = exchange_retries()
+        return self.settings.http_timeout * (retries.tries + 1) + 1.25 * sum(retries.delays()) + 1.0
+
+    def signed_payload(self, action: dict, deadline: float | None = None) -> dict:
+        """Sign an L1 action with a fresh nonce and an expiresAfter (never past `deadline`, a wall-clock time: the
+        exchange applies nothing of a stale action); the payload as it would be posted. expiresAfter is judged by
+        the exchange's clock: the measured offset is added."""
+        nonce = self.nonces.next()
+        offset_ms = int((self.clock_offset or 0.0) * 1000)
+        expires = nonce + offset_ms + int(self.expiry_window * 1000)
+        if deadline is not None:
+            expires = max(nonce + offset_ms + 1, min(expires, int(deadline * 1000) + offset_ms))
+        signature = self.signer.sign_l1(action, self.vault, nonce, expires, self.settings.is_mainnet)
+        payload = {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": self.vault}
+        return {**payload, "expiresAfter": expires}
+
+    def noop(self, nonce: int) -> dict:
+        """The signed noop that spends `nonce` (taken: nothing else signed with it can apply; a used nonce is refused
+        "Invalid nonce: duplicate nonce"). No expiresAfter: a late noop is harmless. Resend it as is."""
+        signature = self.signer.sign_l1({"type": "noop"}, self.vault, nonce, None, self.settings.is_mainnet)
+        return {"action": {"type": "noop"}, "nonce": nonce, "signature": signature, "vaultAddress": self.vault}
+
+    def update_leverage(self, asset: Asset, leverage: int, is_cross: bool) -> dict:
+        """Set a coin's leverage; remembers it when the exchange accepts."""
+        action = {"type": "updateLeverage", "asset": asset.index, "isCross": is_cross, "leverage": leverage}
+        result = self.post(self.signed_payload(action))
+        if result.get("status") == "ok":
+            self._leverage[asset.name] = ("cross" if is_cross else "isolated", leverage, time.monotonic())
+        return result
+
+    def modify(self, modifies: list[tuple[int | str, dict]]) -> dict:
+        """Modify open orders in place (batchModify: (oid or cloid, the new order wire) each), as the SDK's
+        bulk_modify_orders_new sends it."""
+        action = {"type": "batchModify", "modifies": [{"oid": ident, "order": wire} for ident, wire in modifies]}
+        return self.post(self.signed_payload(action))
+
+    def cancel(self, orders: list[tuple[Asset, int]]) -> dict:
+        """Cancel open orders by oid, on any coins, in one request."""
+        action = {"type": "cancel", "cancels": [{"a": asset.index, "o": oid} for asset, oid in orders]}
+        return self.post(self.signed_payload(action))
+
+    # ---- readiness -----------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Before the first action: meta, the wallet's right to trade (ConfigError if not), a warm connection."""
+        assets = self.load_meta()
+        found = self.relation()
+        if found.problem:
+            raise ConfigError(
+                "HYPERLIQUID_PRIVATE_KEY",
+                f"{found.problem}; approve it on Hyperliquid (API page), or set HYPERLIQUID_PUBLIC_ADDRESS to the "
+                "key's own account, an account it is an API wallet for, or a sub-account or vault of that account",
+            )
+        self.logger.info("trading account %s: %s", self.address, found.text)
+        self.account_state()  # the order path's connection is open now, and the clock offset measured
+        feed = self.feed
+        if feed is not None and feed.started and not feed.wait_ready(MIDS_READY_WAIT):
+            self.logger.warning(
+                "mids feed not live after %.0fs (%s); mids come over REST until it is", MIDS_READY_WAIT, feed.url
+            )
+        self.logger.info("Hyperliquid ready: %d perps", len(assets))
+
+    def keep_warm(self, idle: float = KEEP_WARM_AFTER) -> None:
+        """Worker thread, when idle: on a connection unused for `idle` seconds, send one light request (a
+        clearinghouseState, weight 2, which also measures the clock), so the server never closes it and the next
+        order pays no new handshake. Leverage and positions come from the subscriptions: nothing is re-read."""
+        if time.monotonic() - self.http.last_used < idle:
+            return
+        try:
+            self.account_state()
+        except (TransientError, ClientError) as exc:
+            self.logger.debug("keep-warm request failed (%s); the next order reconnects", type(exc).__name__)

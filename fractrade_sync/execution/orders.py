@@ -1,0 +1,254 @@
+"""Action -> order -> outcome: what each action means on Hyperliquid (its checks, its order, the protection it
+keeps); sending.py sends the order exactly once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, Callable
+
+from fractrade_sync.actions import Action
+from fractrade_sync.backoff import exchange_retries
+from fractrade_sync.config.settings import Settings
+from fractrade_sync.exchange.answers import error_text
+from fractrade_sync.exchange.client import HyperliquidClient, TransientError, UnknownSymbol
+from fractrade_sync.exchange.rules import (
+    MIN_ORDER_VALUE,
+    Asset,
+    Order,
+    price_problem,
+    round_price,
+    round_size,
+    slippage_price,
+)
+from fractrade_sync.execution.protection import Protection
+from fractrade_sync.execution.sending import (  # Refused: imported from here by the pipeline and hooks
+    Refused,
+    Sender,
+    Unfinished,
+)
+from fractrade_sync.outcome import Outcome
+from fractrade_sync.storage.journal import Journal
+
+
+class Execution:
+    """Executes one action at a time on the worker thread; every path ends in an Outcome."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: HyperliquidClient,
+        journal: Journal,
+        logger: logging.Logger,
+        clock: Callable[[], float] = time.time,
+        stopping: threading.Event | None = None,
+    ):
+        self.settings = settings
+        self.client = client
+        self.journal = journal
+        self.logger = logger
+        self.clock = clock
+        self.stopping = stopping or threading.Event()
+        self.sender = Sender(settings, client, journal, logger, clock, self.stopping)
+        self.protection = Protection(client, journal, logger, settings.dry_run, self.with_retries)
+
+    def prepare(self) -> None:
+        """Worker, before the first action: the exchange ready, then the protection a crash left tidied."""
+        self.client.prepare()
+        self.protection.sweep()
+
+    # ---- the three actions -------------------------------------------------------------------
+    def trade(self, action: Action) -> Outcome:
+        """A marketable IOC limit order at mid +/- slippage."""
+        planned = self.trade_order(action)
+        if isinstance(planned, Outcome):
+            return planned
+        order, note = planned
+        return self._sent(action, order, note)
+
+    def trade_order(self, action: Action) -> tuple[Order, str] | Outcome:
+        """A trade's order (and a note for its outcome), after every local check; an Outcome when it went stale
+        before its leverage was set. Refused when a check fails."""
+        asset = self._asset(action)
+        size = self._scaled(action.size, asset)
+        position = self._check_reduces(action, asset) if action.reduce_only else None
+        mid = self._mid(action, asset)
+        px = slippage_price(mid, action.is_buy, self.settings.slippage, asset.sz_decimals)
+        order = Order(asset, action.is_buy, size, px, action.reduce_only, action.cloid, tif="Ioc")
+        self._check_price(px, mid, action.is_buy)
+        self._check_value(order, mid, closes_all=position is not None and size >= abs(position))
+        note = ""
+        if action.leverage is not None and not action.reduce_only:
+            late = self._ensure_leverage(action, asset)  # after every local check: a refused trade changes nothing
+            if isinstance(late, Outcome):
+                return late
+            note = late or ""
+        return order, note
+
+    def protect(self, action: Action, tpsl: str) -> Outcome:
+        """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
+        return self._sent(action, self.protect_order(action, tpsl))
+
+    def protect_order(self, action: Action, tpsl: str, after_trade: bool = False) -> Order:
+        """A stop loss's or take profit's trigger order. Without a size: a position TP/SL (size 0), which the
+        exchange keeps sized to the whole position whatever it is when it fires; its position is read only to
+        refuse it with a clear reason (live view: no request), and not at all when a trade on its coin goes first in
+        the same request (`after_trade`: the exchange checks it against the position that trade leaves). With a
+        size: a trigger of that size, at most the position."""
+        asset = self._asset(action)
+        position = None if after_trade and action.size is None else self._protected(action, asset, tpsl)
+        trigger = round_price(action.trigger_price, asset.sz_decimals, "nearest")
+        # the worst price the triggered market order may fill at: the trigger +/- FRAC_TRIGGER_SLIPPAGE (10%, as
+        # Hyperliquid's own interface): a stop must still fill when the market gaps through its trigger
+        limit = slippage_price(trigger, action.is_buy, self.settings.trigger_slippage, asset.sz_decimals)
+        self._check_price(trigger, self._mid(action, asset))
+        self._check_price(limit, trigger, action.is_buy)
+        if action.size is None:
+            whole = Decimal(0)  # (size 0: the whole position)
+            cloid = action.cloid
+            return Order(asset, action.is_buy, whole, limit, True, cloid, trigger_px=trigger, tpsl=tpsl, position=True)
+        size = min(self._scaled(action.size, asset), abs(position))  # type: ignore[arg-type]
+        order = Order(asset, action.is_buy, size, limit, True, action.cloid, trigger_px=trigger, tpsl=tpsl)
+        self._check_value(order, trigger, closes_all=size >= abs(position))  # type: ignore[arg-type]
+        return order
+
+    def _protected(self, action: Action, asset: Asset, tpsl: str) -> Decimal:
+        """The position a stop loss or take profit protects (live, or read); Refused when there is none, or when
+        it is on the side the order would increase."""
+        position = self.with_retries(lambda: self.client.position(asset.name), reading_for=action)
+        if position == 0:
+            raise Refused(f"no open {asset.name} position to protect")
+        if (position > 0) == action.is_buy:
+            held = "long" if position > 0 else "short"
+            raise Refused(f"a {action.side} {tpsl.upper()} would increase the {held} {asset.name} position")
+        return position
+
+    def _sent(self, action: Action, order: Order, note: str = "") -> Outcome:
+        """One action's order sent on its own (a hook's call), its protection kept consistent at once."""
+        outcome = self.sender.submit(action, order)
+        self.after(action, outcome)
+        return replace(outcome, reason=f"{outcome.reason}; {note}" if outcome.reason else note) if note else outcome
+
+    def after(self, action: Action, outcome: Outcome) -> None:
+        """Keep protection consistent once the exchange took an order (live, or found by cloid on resume), now,
+        with whatever cleanup waited before it (protection.py). Never changes the outcome."""
+        self.protection.defer(action, outcome)
+        self.protection.flush()
+
+    # ---- checks ------------------------------------------------------------------------------
+    def _asset(self, action: Action) -> Asset:
+        try:
+            return self.client.asset(action.symbol)
+        except UnknownSymbol as exc:
+            raise Refused(str(exc)) from None
+
+    def _scaled(self, size: Decimal, asset: Asset) -> Decimal:
+        """An agent's size for this account: times FRAC_SIZE_MULTIPLIER, rounded down to the coin's lot."""
+        mult = self.settings.size_multiplier
+        scaled = round_size(size * mult, asset.sz_decimals)
+        if scaled <= 0:
+            times = f" x FRAC_SIZE_MULTIPLIER {mult}" if mult != 1 else ""
+            raise Refused(f"size {size}{times} rounds to 0 at {asset.sz_decimals} decimals for {asset.name}")
+        return scaled
+
+    def _check_price(self, px: Decimal, reference: Decimal, is_buy: bool | None = None) -> None:
+        problem = price_problem(px, reference, is_buy)
+        if problem:
+            raise Refused(problem)
+
+    def _mid(self, action: Action, asset: Asset) -> Decimal:
+        try:
+            return self.with_retries(lambda: self.client.mid(asset.name), reading_for=action)
+        except UnknownSymbol as exc:
+            raise Refused(str(exc)) from None
+
+    def _check_value(self, order: Order, mid: Decimal, closes_all: bool = False) -> None:
+        # Hyperliquid exempts a reduce-only order that closes the whole position from its $10 minimum
+        if order.value < MIN_ORDER_VALUE and not closes_all:
+            mult = self.settings.size_multiplier
+            times = f" (the agent's size x FRAC_SIZE_MULTIPLIER {mult})" if mult != 1 else ""
+            raise Refused(f"order value ${order.value:.2f}{times} is under Hyperliquid's $10 minimum")
+        cap = self.settings.max_order_usd
+        if cap is not None and not order.reduce_only and order.size * mid > cap:
+            raise Refused(f"order value ${order.size * mid:.2f} is over FRAC_MAX_ORDER_USD ${cap}")
+
+    def _check_reduces(self, action: Action, asset: Asset) -> Decimal:
+        """The position a reduce-only trade reduces; refused when there is none to reduce."""
+        is_buy = action.is_buy
+        position = self.with_retries(lambda: self.client.position(asset.name), reading_for=action)
+        if position == 0:
+            raise Refused(f"reduce-only: no open {asset.name} position to reduce")
+        if (position > 0) == is_buy:
+            raise Refused(f"reduce-only: a {'BUY' if is_buy else 'SELL'} would increase the {asset.name} position")
+        return position
+
+    def _ensure_leverage(self, action: Action, asset: Asset) -> Outcome | str | None:
+        """Update the coin's leverage when it differs; EXPIRED (and no update) when the action went stale. When the
+        exchange refuses the update (e.g. a margin-mode change with a position open): Refused, or with
+        FRAC_LEVERAGE_REFUSED=proceed a note for the outcome (the trade goes on at the coin's current leverage)."""
+        wanted = action.leverage
+        target = min(wanted, asset.max_leverage, self.settings.max_leverage or wanted)
+        if target < wanted:
+            self.logger.warning(
+                "leverage %dx for %s capped to %dx (asset max %dx, FRAC_MAX_LEVERAGE %s)",
+                wanted,
+                asset.name,
+                target,
+                asset.max_leverage,
+                self.settings.max_leverage or "unset",
+            )
+        mode = self.settings.margin_mode
+        isolated_only = asset.only_isolated and mode == "cross"
+        if isolated_only:  # the exchange refuses a cross update on it ("Cross margin is not allowed for this asset.")
+            mode = "isolated"
+        note = f"{asset.name} takes isolated margin only: leverage set isolated" if isolated_only else None
+        if self.with_retries(lambda: self.client.leverage(asset.name), reading_for=action) == (mode, target):
+            return note
+        late = self.sender.expired(action, "not sent")  # the reads took that long: a stale trade changes nothing
+        if late is not None:
+            return late
+        if self.settings.dry_run:
+            self.logger.info("dry run: would set %s leverage to %dx %s", asset.name, target, mode)
+            return note
+        result = self.with_retries(lambda: self.client.update_leverage(asset, target, mode == "cross"))
+        if result.get("status") != "ok":
+            current = self.client.leverage(asset.name)
+            now = f"{current[1]}x {current[0]}" if current else "its current leverage"
+            refusal = f"leverage update to {target}x {mode} refused by the exchange: {error_text(result)}"
+            if self.settings.leverage_refused != "proceed":
+                raise Refused(
+                    f"{refusal}; the trade was not sent ({asset.name} stays at {now}; "
+                    "FRAC_LEVERAGE_REFUSED=proceed trades at it instead)"
+                )
+            self.logger.warning(
+                "%s: %s; trading at %s (FRAC_LEVERAGE_REFUSED=proceed)", action.describe(), refusal, now
+            )
+            return f"traded at {now}: {refusal}"
+        self.logger.info("leverage for %s set to %dx %s", asset.name, target, mode)
+        return note
+
+    def with_retries(self, call: Callable[[], Any], reading_for: Action | None = None) -> Any:
+        """Retry an idempotent request (leverage, cancel, a read) on transient errors; bounded (~8 s of waits), and a
+        stop ends the waiting (a cleanup cut short is logged; its triggers stay live).
+        reading_for: a read an action's order depends on (position, mid, leverage), retried like the order itself:
+        each retry is logged, and a stop leaves the action for the next start (submit() checks its age again
+        before sending, so the waiting never sends a stale order)."""
+        for delay in (*exchange_retries().delays(), None):
+            try:
+                return call()
+            except TransientError as exc:
+                if delay is None:
+                    raise
+                if reading_for is not None:
+                    self.logger.warning("%s: %s; retrying the read in %.1fs", reading_for.describe(), exc, delay)
+                if self.stopping.wait(delay):
+                    if reading_for is not None:
+                        raise Unfinished(
+                            "stopped while the exchange was unreachable; nothing was sent, the action "
+                            "is resumed at the next start"
+                        ) from None
+                    raise
+        raise AssertionError("unreachable")

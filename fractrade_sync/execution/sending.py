@@ -1,0 +1,373 @@
+"""Sending one order exactly once, by the exchange's own guarantees and never by this machine's clock.
+
+Hyperliquid applies a nonce once per signer: an uncertain failure (a timeout, a lost answer, a 5xx) resends the
+identical signed order, and the exchange's answer to it is the truth. When resending cannot decide (the order
+expired, the exchange stays unreachable), a noop with the order's nonce does: taken, the order can never land;
+refused as used, it landed and is found by cloid. Only then is a new order signed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Callable
+
+from hyperliquid.utils.error import ClientError
+from hyperliquid.utils.signing import order_wires_to_order_action
+
+from fractrade_sync import outcome as J
+from fractrade_sync.actions import Action
+from fractrade_sync.backoff import exchange_retries
+from fractrade_sync.config.settings import Settings
+from fractrade_sync.exchange.answers import error_text, filled_by, nonce_refusal, order_outcome, status_outcome
+from fractrade_sync.exchange.client import HyperliquidClient, TransientError
+from fractrade_sync.exchange.rules import Order, grouping, to_wire
+from fractrade_sync.outcome import Outcome
+from fractrade_sync.storage.journal import Journal, Unwritable
+
+FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the first is certainly not applied
+# seconds an order the exchange applied may take to show by cloid on /info (an assumption: RELIABILITY.md)
+INFO_LAG = 8.0
+# only for an older run's in-flight note without a nonce: seconds past its expiresAfter before a cloid check counts
+SETTLE_MARGIN = 1.0
+NOT_FOUND = "not executed: the exchange shows no order with its cloid"
+FOUND_BEYOND = "found on the exchange by cloid in its fills and open orders (its order record is gone)"
+
+
+class Refused(Exception):
+    """Refused locally, before anything is sent; the message is the reason the user sees."""
+
+
+class Unfinished(BaseException):  # (not an Exception: a hook's `except Exception` must not swallow it)
+    """Stopping: the action stays in the journal ('received' or 'submitting') and is settled at the next start."""
+
+
+class Sender:
+    """Sends an action's order on the worker thread; every path ends in an Outcome, Unfinished or TransientError."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: HyperliquidClient,
+        journal: Journal,
+        logger: logging.Logger,
+        clock: Callable[[], float],
+        stopping: threading.Event,
+    ):
+        self.settings, self.client, self.journal, self.logger = settings, client, journal, logger
+        self.clock, self.stopping = clock, stopping
+        # (key, outcome) of the order this handling sent (the pipeline resets it per item)
+        self.sent_for: tuple[str, Outcome] | None = None
+        self._voided: set[int] = set()  # nonces our own noop spent: no request signed with one can ever apply
+
+    def submit(self, action: Action, order: Order) -> Outcome:
+        """One order per action and handling: a hook that calls its parent twice gets the first call's outcome again
+        (logged), never a second order under the same cloid."""
+        if self.sent_for is not None and self.sent_for[0] == action.key:
+            self.logger.warning(
+                "%s: an order of this action was sent already (cloid %s): one action is one order; "
+                "the hook's second call gets the first one's outcome",
+                action.describe(),
+                action.cloid,
+            )
+            return self.sent_for[1]
+        outcome = self.submit_batch([(action, order)])[0]
+        self.sent_for = (action.key, outcome)
+        return outcome
+
+    def submit_batch(self, pairs: list[tuple[Action, Order]]) -> list[Outcome]:
+        """Several actions' orders in one signed request, each with its own cloid, journal row and outcome (the
+        exchange takes them in this order). Exactly once by the exchange's own guarantee, never by this machine's
+        clock: an uncertain failure resends the identical signed request (one nonce: the exchange applies it once
+        at most), and when that cannot decide, a noop with the nonce does; an ambiguous request is settled order by
+        order, by cloid. Only an order certainly not applied is signed again."""
+        outcomes: dict[int, Outcome] = {}
+        wires: dict[int, dict] = {}
+        for i, (_, order) in enumerate(pairs):
+            try:
+                wires[i] = order.wire()
+            except ValueError as exc:  # a number the wire cannot carry exactly
+                outcomes[i] = Outcome(J.REJECTED, str(exc))
+        pending = list(wires)
+        if self.settings.dry_run and pending:
+            body = order_wires_to_order_action([wires[i] for i in pending], None, grouping([p[1] for p in pairs]))
+            self.logger.info("dry run: would send %s", json.dumps(body, separators=(",", ":")))
+            outcomes.update({i: Outcome(J.SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in pending})
+            pending = []
+        why = "not sent"  # retried reads or a leverage update took that long
+        for round_ in range(FRESH_ORDERS):
+            for i in pending:
+                late = self.expired(pairs[i][0], why)
+                if late is not None:
+                    outcomes[i] = late
+            pending = [i for i in pending if i not in outcomes]
+            if not pending:
+                break
+            if round_ and self.stopping.is_set():
+                raise Unfinished(f"{why}; the action is resumed at the next start")
+            actions = [pairs[i][0] for i in pending]
+            orders = [pairs[i][1] for i in pending]
+            body = order_wires_to_order_action([wires[i] for i in pending], None, grouping(orders))
+            payload = self.client.signed_payload(body, min(self.deadline(a) for a in actions))
+            try:
+                results, why = self._send(actions, [pairs[i][1] for i in pending], payload)
+            except Unwritable as exc:  # nothing of this round was sent; what earlier rounds settled stands
+                exc.known = {pairs[i][0].key: outcome for i, outcome in outcomes.items()}  # type: ignore[attr-defined]
+                raise
+            except TransientError as exc:
+                for i in pending:
+                    outcomes[i] = Outcome(
+                        J.UNKNOWN,
+                        f"outcome unknown ({exc}); settled by cloid {pairs[i][1].cloid} "
+                        f"and nonce {payload['nonce']} as soon as the exchange answers",
+                    )
+                pending = []
+                break
+            outcomes.update({i: seen for i, seen in zip(pending, results, strict=True) if seen is not None})
+        for i in pending:
+            outcomes.setdefault(i, Outcome(J.FAILED, why))
+        return [outcomes[i] for i in range(len(pairs))]
+
+    def _send(self, actions: list[Action], orders: list[Order], payload: dict) -> tuple[list[Outcome | None], str]:
+        """Send one signed request, resending it identically after an uncertain failure: each order's outcome, or
+        None for an order certainly not applied (and why). Raises TransientError when that cannot be known yet."""
+        maybe, last, attempt = False, "", 0  # maybe: a send of it may have reached the exchange
+        account = self.client.account
+        sent_at = account.clock() if account is not None else 0.0  # (as a view of the account measures time)
+        for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
+            if attempt and (self.stopping.wait(delay) or any(self.expired(a, "") for a in actions)):
+                break
+            try:
+                on_sent = self.journal.sending(actions, payload["expiresAfter"], payload["nonce"])
+            except Unwritable:
+                if not maybe:
+                    raise  # nothing of it left: not executed
+                on_sent = None  # an identical resend: the first attempt's note (same nonce) already covers it
+            try:
+                result = self.client.post(payload, on_sent)
+            except TransientError as exc:
+                maybe, last = maybe or exc.in_flight, str(exc)
+                then = "resending the identical signed order" if maybe else "retrying"
+                self.logger.warning("%s: %s (attempt %d); %s", _named(actions), exc, attempt + 1, then)
+                continue
+            except ClientError as exc:  # a 4xx: refused, unless an earlier send may have landed (then no answer)
+                if not maybe:
+                    refused = f"not executed: HTTP {exc.status_code} from the exchange: {str(exc.error_message)[:200]}"
+                    return [Outcome(J.FAILED, refused) for _ in actions], ""
+                last = f"resend answered HTTP {exc.status_code}"
+                break
+            if not maybe or result.get("status") == "ok":  # its answer, or the answer to its identical resend
+                return self._answered(actions, orders, result, sent_at), NOT_FOUND
+            if nonce_refusal(result) is not None:  # the nonce is spent (or out of the window): the fate is frozen
+                self.logger.info(
+                    "%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"], error_text(result)
+                )
+                found = self._learnt(orders, self._frozen(actions), sent_at)
+                return found, NOT_FOUND
+            last = f"resend refused: {error_text(result)}"  # e.g. expired: says nothing of the first one
+            break
+        if not maybe:  # every attempt refused at the door (429, no connection): certainly not applied, and done
+            if self.stopping.is_set():
+                raise Unfinished("not sent; the action is resumed at the next start")
+            unsent = f"not executed: exchange unreachable after {attempt + 1} attempts: {last}"
+            return [self.expired(a, unsent) or Outcome(J.FAILED, unsent) for a in actions], ""
+        seen = self._learnt(orders, self.void(payload["nonce"], actions), sent_at)
+        return seen, f"not executed ({last}; its nonce invalidated by a noop)"
+
+    def _answered(
+        self, actions: list[Action], orders: list[Order], result: dict, sent_at: float
+    ) -> list[Outcome | None]:
+        """Each order's outcome from the request's answer. An order the answer took (`ok`) without a status that
+        can be read is settled by cloid, as a lost answer is (its nonce is spent: its fate is frozen); if the
+        exchange cannot say yet, its outcome is UNKNOWN, settled later: never a final failure."""
+        now = self.clock()
+        outcomes: list[Outcome | None] = [
+            order_outcome(result, o.size, round((now - a.received_at) * 1000, 1), i)
+            for i, (a, o) in enumerate(zip(actions, orders, strict=True))
+        ]
+        unread = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if not unread:
+            return outcomes
+        self.logger.warning(
+            "%s: the exchange took the request but its answer says nothing readable of %d order(s): "
+            "%s; asking by cloid",
+            _named(actions),
+            len(unread),
+            str(result)[:160],
+        )
+        try:
+            found = self._learnt([orders[i] for i in unread], self._frozen([actions[i] for i in unread]), sent_at)
+        except TransientError as exc:
+            found = [
+                Outcome(
+                    J.UNKNOWN,
+                    f"outcome unknown ({exc}); settled by cloid {orders[i].cloid} as soon as the exchange answers",
+                )
+                for i in unread
+            ]
+        for i, seen in zip(unread, found, strict=True):
+            outcomes[i] = seen
+        return outcomes
+
+    def _learnt(self, orders: list[Order], seen: list[Outcome | None], sent_at: float) -> list[Outcome | None]:
+        """Outcomes found by cloid after a lost answer, laid over the live account view as an answer's would be
+        (a stop loss right after must see the fill its trade made), as of `sent_at`: when the request was first
+        sent (a snapshot that came since may show it already). Returns `seen`."""
+        account = self.client.account
+        wires, statuses = [], []
+        for order, outcome in zip(orders, seen, strict=True):
+            if account is None or outcome is None or outcome.oid is None:
+                continue
+            if outcome.state in (J.FILLED, J.PARTIALLY_FILLED) and outcome.filled_sz:
+                statuses.append({"filled": {"totalSz": outcome.filled_sz, "oid": outcome.oid}})
+            elif outcome.state == J.RESTING:
+                statuses.append({"resting": {"oid": outcome.oid}})
+            else:
+                continue
+            wires.append(order.wire())
+        if account is not None and wires:
+            coins = {o.asset.index: o.asset.name for o in orders}
+            answer = {"status": "ok", "response": {"data": {"statuses": statuses}}}
+            account.applied({"type": "order", "orders": wires}, answer, coins, sent_at)
+        return seen
+
+    def void(self, nonce: int, actions: list[Action]) -> list[Outcome | None]:
+        """Settle a request that may be in flight (these actions' orders) with a noop of its nonce. Taken: none of
+        them was applied and now none can be (None each). Refused as used or too low: the request's fate is frozen,
+        and each order is found by cloid (or had no effect: None). TransientError when the exchange gives no usable
+        answer."""
+        if nonce in self._voided:  # our own noop spent it already (another action of the same request)
+            return [None] * len(actions)
+        payload, last, named = self.client.noop(nonce), "", _named(actions)
+        for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
+            if attempt and self.stopping.wait(delay):
+                raise Unfinished(f"stopped while settling nonce {nonce}; settled at the next start")
+            try:
+                result = self.client.post(payload)
+            except (TransientError, ClientError) as exc:  # a gateway's 4xx is no answer either
+                last = str(exc)
+                self.logger.warning("%s: noop for nonce %d: %s; asking again", named, nonce, exc)
+                continue
+            if result.get("status") == "ok":
+                self.logger.info("%s: nonce %d invalidated by a noop: its order was never applied", named, nonce)
+                self._voided.add(nonce)
+                return [None] * len(actions)
+            if nonce_refusal(result) is not None:
+                return self._frozen(actions)
+            raise TransientError(f"noop for nonce {nonce} refused: {error_text(result)}")
+        raise TransientError(f"noop for nonce {nonce} unanswered: {last}")
+
+    def _frozen(self, actions: list[Action]) -> list[Outcome | None]:
+        """The request's nonce is spent: its orders were applied, or never will be. Each is asked by cloid over
+        INFO_LAG (an applied order may take that long to show); None only when the exchange kept saying it has no
+        such order: it had no effect. An unreadable answer is never that: TransientError when the last one could
+        not be read."""
+        start, delays = time.monotonic(), exchange_retries().delays()
+        found: dict[int, Outcome] = {}
+        while True:
+            unreadable: TransientError | None = None
+            for i, action in enumerate(actions):
+                if i in found:
+                    continue
+                try:
+                    seen = self.lookup(action)
+                except TransientError as exc:
+                    unreadable = exc
+                else:
+                    if seen is not None:
+                        found[i] = seen
+            if len(found) == len(actions):
+                return [found[i] for i in range(len(actions))]
+            elapsed = time.monotonic() - start
+            if elapsed >= INFO_LAG:  # asked again past the lag: this last answer decides
+                if unreadable is not None:
+                    raise unreadable
+                missing = [i for i in range(len(actions)) if i not in found]
+                found.update(self._beyond_records([actions[i] for i in missing], missing))
+                return [found.get(i) for i in range(len(actions))]
+            if unreadable is not None:
+                self.logger.warning("%s: cloid check failed: %s; asking again", _named(actions), unreadable)
+            if self.stopping.wait(min(next(delays, 2.0), max(0.05, INFO_LAG - elapsed))):
+                raise Unfinished("stopped while asking the exchange by cloid; settled at the next start")
+
+    def _beyond_records(self, actions: list[Action], places: list[int]) -> dict[int, Outcome]:
+        """The nonce is spent and orderStatus knows no such cloid: the exchange keeps about the account's last 2000
+        orders (EXCHANGE.md §4), so an applied order's record may be gone. Its fills (userFills carries the cloid)
+        and the open orders outlive it: an order found there was applied; only then is "no effect" concluded."""
+        wanted = {a.cloid.lower(): i for a, i in zip(actions, places, strict=True)}
+        try:
+            fills = self.client.fills()
+            listed = self.client.rest_open_orders()
+        except (TransientError, ClientError) as exc:
+            raise TransientError(f"no record by cloid, and the fills could not be read: {exc}") from None
+        outcomes: dict[int, Outcome] = {}
+        for cloid, i in wanted.items():
+            mine = [f for f in fills if str(f.get("cloid") or "").lower() == cloid]
+            if mine:
+                size, avg = filled_by(mine, mine[0]["oid"])
+                outcomes[i] = Outcome(J.FILLED, f"{FOUND_BEYOND}: filled", mine[0]["oid"], to_wire(size), avg)
+            elif any(str(o.get("cloid") or "").lower() == cloid for o in listed):
+                oid = next(o["oid"] for o in listed if str(o.get("cloid") or "").lower() == cloid)
+                outcomes[i] = Outcome(J.RESTING, f"{FOUND_BEYOND}: open", oid)
+        return outcomes
+
+    def deadline(self, action: Action) -> float:
+        """The wall-clock time after which the action is stale: no order of it may be applied after that."""
+        now = self.clock()
+        return now - action.age(now) + self.settings.max_action_age
+
+    def expired(self, action: Action, what: str) -> Outcome | None:
+        """EXPIRED when the action is now older than FRAC_MAX_ACTION_AGE, else None."""
+        age = action.age(self.clock())
+        if age <= self.settings.max_action_age:
+            return None
+        return Outcome(J.EXPIRED, f"{what}: {age:.0f}s old, over FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")
+
+    def settle(self, item_action: Action, nonce: int | None, since: float) -> Outcome | None:
+        """What became of an order left in flight (by a crash, or an unknown outcome): asked by cloid, then settled
+        by its nonce when known (a noop); without one, conclusive only once no order of it can land any more. None:
+        never applied. Raises TransientError."""
+        seen = self.lookup(item_action)
+        if seen is not None:
+            return seen
+        if nonce is not None:
+            return self.void(nonce, [item_action])[0]
+        # no nonce (an older version's note, or a lookup that failed before anything was sent): no order of the action
+        # can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no", and the
+        # worker does not wait for it: the action stays open and is asked again (recheck)
+        settle_at = min(since + self.client.expiry_window, self.deadline(item_action)) + SETTLE_MARGIN
+        if self.clock() < settle_at:
+            raise TransientError(
+                f"not seen by cloid yet; an order of it could still land until "
+                f"{time.strftime('%H:%M:%S', time.localtime(settle_at))}"
+            )
+        return None  # the lookup above came after settle_at: no order of it can land any more
+
+    def lookup(self, action: Action) -> Outcome | None:
+        """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError (a 4xx
+        too: only the exchange's explicit "unknownOid" counts as unseen)."""
+        try:
+            return status_outcome(self.client.order_status(action.cloid), self._filled)
+        except ClientError as exc:
+            raise TransientError(f"orderStatus answered HTTP {exc.status_code}") from None
+
+    def _filled(self, oid: int) -> tuple:
+        """What an order found by cloid filled, from the account's fills (REST userFills)."""
+        try:
+            return filled_by(self.client.fills(), oid)
+        except ClientError as exc:
+            raise TransientError(f"userFills answered HTTP {exc.status_code}") from None
+
+
+def _named(actions: list[Action]) -> str:
+    """How log lines name the actions of one request."""
+    if len(actions) == 1:
+        return actions[0].describe()
+    return f"{actions[0].describe()} (and {len(actions) - 1} more in the same request)"
+
+
+def _describe(order: Order) -> str:
+    side = "BUY" if order.is_buy else "SELL"
+    extra = f" trigger {to_wire(order.trigger_px)} {order.tpsl}" if order.trigger_px is not None else ""
+    return f"{side} {to_wire(order.size)} {order.asset.name} @ {to_wire(order.limit_px)}{extra}"
