@@ -227,25 +227,25 @@ def test_kill_switch_says_which_state_dir_and_whether_a_service_runs_there(env, 
 def test_live_service_pid_without_fdinfo_falls_back_to_the_lock_and_the_command_line(tmp_path, monkeypatch):
     # where /proc/<pid>/fd cannot be read (another user's process): the lock must be held, and the recorded pid must
     # be a live process named fractrade-sync
-    from fractrade_sync.cli import main as cli
+    from fractrade_sync.cli import running
     from fractrade_sync.storage.state import StateLock, StatePaths
 
     paths = StatePaths(tmp_path)
     with stranger("fractrade_sync") as named, stranger("sleep") as unnamed:
         for fdinfo in (True, False):
             if not fdinfo:
-                monkeypatch.setattr(cli, "_holds_flock", lambda pid, lock: None)
+                monkeypatch.setattr(running, "_holds_flock", lambda pid, lock: None)
             paths.lock.write_text(str(named.pid))  # lock free: a stale pid
-            assert cli.live_service_pid(paths) is None
+            assert running.live_service_pid(paths) is None
             lock = StateLock(paths.lock)
             assert lock.acquire()  # held by this process, its pid recorded
             try:
                 if fdinfo:  # (the fallback would ask whether pytest's command line names fractrade-sync)
-                    assert cli.live_service_pid(paths) == os.getpid()
+                    assert running.live_service_pid(paths) == os.getpid()
                 paths.lock.write_text(str(unnamed.pid))  # held, but the recorded pid is a stranger
-                assert cli.live_service_pid(paths) is None
+                assert running.live_service_pid(paths) is None
                 paths.lock.write_text(str(named.pid))  # held; the pid is named like the service but holds nothing
-                assert cli.live_service_pid(paths) == (None if fdinfo else named.pid)
+                assert running.live_service_pid(paths) == (None if fdinfo else named.pid)
             finally:
                 lock.release()
 
@@ -319,11 +319,12 @@ def test_a_missing_env_file_is_a_configuration_error_naming_it(env, tmp_path):
 
 def test_an_unreadable_env_file_is_a_configuration_error(env, tmp_path, monkeypatch, capsys):
     # (as root every file is readable: the check is played by denying read access)
+    from fractrade_sync.cli import commands
     from fractrade_sync.cli import main as cli
 
     path = write_env_file(tmp_path / "agent-a.env", env)
     real_access = os.access
-    monkeypatch.setattr(cli.os, "access", lambda p, mode: False if Path(p) == path else real_access(p, mode))
+    monkeypatch.setattr(commands.os, "access", lambda p, mode: False if Path(p) == path else real_access(p, mode))
     assert cli.main(["health", "--env-file", str(path)]) == 78
     err = capsys.readouterr().err
     assert f"configuration error: --env-file: {path}: not readable by this user (uid {os.getuid()})" in err

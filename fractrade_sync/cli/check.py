@@ -9,6 +9,7 @@ from typing import TextIO
 import websocket
 
 from fractrade_sync.config.settings import Settings, redact_url
+from fractrade_sync.exchange.accounts import Relation
 from fractrade_sync.exchange.answers import error_text
 from fractrade_sync.exchange.client import CLOCK_WARN, HyperliquidClient, TransientError
 
@@ -64,12 +65,28 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
     except Exception as exc:  # the SDK's ClientError and friends
         print(f"hyperliquid FAILED: {api}: {type(exc).__name__}: {exc}"[:300], file=out)
         return code or EXIT_HYPERLIQUID
-    summary = state.get("marginSummary", {})
     print(f"hyperliquid ok: {api} ({len(assets)} perps)", file=out)
     print(f"clock       {clock_line(client.clock_offset)}", file=out)
     if client.clock_offset is not None and abs(client.clock_offset) > CLOCK_WARN:
         code = code or EXIT_CLOCK  # ages and expiries depend on it: a problem to fix before money moves
     print(f"account     {settings.account_address}: {relation.text or 'NOT ALLOWED'}", file=out)
+    print_account(state, orders, out)
+    mult = settings.size_multiplier
+    print(
+        f"sizing      FRAC_SIZE_MULTIPLIER {mult}"
+        + (" (the agent's sizes as sent)" if mult == 1 else f": every size the agent sends is multiplied by {mult}"),
+        file=out,
+    )
+    print(f"caps        {caps_line(settings)}", file=out)
+    print(f"network     {settings.hl_env}: the key signs for {settings.hl_env} (HYPERLIQUID_ENV)", file=out)
+    if not may_trade(client, settings, relation, out):
+        return code or EXIT_WALLET
+    return code
+
+
+def print_account(state: dict, orders: list[dict], out: TextIO) -> None:
+    """The account's value, positions and open orders, as `check` shows them."""
+    summary = state.get("marginSummary", {})
     print(f"  value     ${summary.get('accountValue', '0')}  withdrawable ${state.get('withdrawable', '0')}", file=out)
     positions = [p["position"] for p in state.get("assetPositions", [])]
     print(f"  positions {len(positions)}", file=out)
@@ -83,29 +100,23 @@ def run_check(settings: Settings, out: TextIO | None = None) -> int:
     for o in orders:
         trig = f" trigger {o.get('triggerPx')}" if o.get("isTrigger") else ""
         print(f"    {o['coin']:<8} {o['side']} {o['sz']} @ {o['limitPx']} {o.get('orderType', '')}{trig}", file=out)
-    mult = settings.size_multiplier
-    print(
-        f"sizing      FRAC_SIZE_MULTIPLIER {mult}"
-        + (" (the agent's sizes as sent)" if mult == 1 else f": every size the agent sends is multiplied by {mult}"),
-        file=out,
-    )
-    print(f"caps        {caps_line(settings)}", file=out)
-    print(f"network     {settings.hl_env}: the key signs for {settings.hl_env} (HYPERLIQUID_ENV)", file=out)
+
+
+def may_trade(client: HyperliquidClient, settings: Settings, relation: Relation, out: TextIO) -> bool:
+    """The approval's expiry, then whether the key may trade for the account: the account's relation to the signer,
+    then a signed noop (each printed); False when it may not (the approval expired, or either refuses)."""
     expiry, expired = approval_line(client, settings, relation.approver)
     print(f"approval    {expiry}", file=out)
     if expired:
-        return code or EXIT_WALLET
-    if relation.problem:
-        print(f"trading     NOT ALLOWED: {relation.problem}", file=out)
-        return code or EXIT_WALLET
-    refused = signing_problem(client)
+        return False
+    refused = relation.problem or signing_problem(client)
     if refused:
         print(f"trading     NOT ALLOWED: {refused}", file=out)
-        return code or EXIT_WALLET
+        return False
     print(
         f"trading     ok: the key may trade for this account ({settings.hl_env}: a signed noop was accepted)", file=out
     )
-    return code
+    return True
 
 
 def caps_line(settings: Settings) -> str:

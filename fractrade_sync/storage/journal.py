@@ -5,7 +5,8 @@ passes through a few verbs: `admit` (receiver: the write-ahead note, or False fo
 (its 'received' row while it waits), `sending` (worker: the in-flight note before an order is written; the
 'submitting' commit as it travels), `finish` (its terminal state). `table.insert` is the one statement that
 creates a row, and `_write` the one place a live action's row is created; table.py holds the schema and the reads.
-The notes files (notes.py) are invisible to the rest of the service."""
+The notes files (notes.py) are invisible to the rest of the service; what the last run left in them is read back at
+open by recovery.py."""
 
 from __future__ import annotations
 
@@ -19,15 +20,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fractrade_sync.actions import Action, Rejection, parse_frame
-from fractrade_sync.outcome import (
-    FAILED,
-    OPEN_STATES,
-    REJECTED,
-    SUBMITTING,
-    TERMINAL_STATES,
-    Outcome,
-)
-from fractrade_sync.storage.notes import NotesFile, inflight_note, read_inflight, read_records, received_note
+from fractrade_sync.outcome import FAILED, REJECTED, SUBMITTING, TERMINAL_STATES, Outcome
+from fractrade_sync.storage.notes import NotesFile, inflight_note, received_note
+from fractrade_sync.storage.recovery import adopt_inflight, record_received
 from fractrade_sync.storage.state import ensure_private_dir
 from fractrade_sync.storage.table import (
     FILL_COLUMNS,
@@ -93,7 +88,7 @@ class Journal(Reads):
         recorded = journal.record_noted()
         if recorded:
             log.warning("%d action(s) received by the last run were not journaled yet: recorded now", recorded)
-        adopted = journal._adopt_inflight(expiry_window)
+        adopted = adopt_inflight(journal._conn(), journal._inflight, expiry_window)
         if adopted:
             log.warning("%d action(s) had an order in flight when the last run ended: checking them by cloid", adopted)
         pruned = journal.prune(clock() - RETENTION)
@@ -265,69 +260,14 @@ class Journal(Reads):
                     new.append(row)
         return new
 
-    # ---- recovery (open) and stop ------------------------------------------------------------------
+    # ---- recovery (open; the notes read back in recovery.py) and stop --------------------------------------
     def record_noted(self) -> int:
-        """At open and after an orderly stop: the noted frames without a row become 'received' rows (resumed at
-        the next start); then the notes are emptied, or kept aside with an ERROR when they do not read back
-        whole. Returns the rows added."""
-        raw = self._received.read()
-        if raw is None:
-            return 0
-        records, whole = read_records(raw)
-        added = 0
-        with self._conn() as conn:
-            for received_at, text in records:
-                parsed = parse_frame(text, received_at)
-                if isinstance(parsed, Action):
-                    added += insert(conn, action_columns(parsed, parsed.received_at))
-                    continue
-                whole = False
-                reason = parsed.reason if isinstance(parsed, Rejection) else "not an action"
-                log.error(
-                    "a frame noted by the last run no longer reads as an action (%s); journaled as rejected", reason
-                )
-                if isinstance(parsed, Rejection):
-                    self.reject(parsed)
-        self._received.settle(whole)
+        """At open and after an orderly stop: the noted frames without a row become 'received' rows; then the notes
+        are emptied, or kept aside when they do not read back whole (recovery.record_received). Returns the rows
+        added."""
+        added = record_received(self._conn(), self._received, self.reject)
         self._noted.clear()
         return added
-
-    def _adopt_inflight(self, expiry_window: float) -> int:
-        """Every action noted in flight and not finished becomes 'submitting' with its order's nonce, its time set
-        so that time + expiry_window is the order's expiresAfter (or later); one with no row (a power loss took its
-        received note and its row) gets one from the note's frame. Then the notes are settled. Returns the rows
-        changed."""
-        raw = self._inflight.read()
-        if raw is None:
-            return 0
-        notes, whole = read_inflight(raw, expiry_window)
-        changed = 0
-        marks = ",".join("?" * len(OPEN_STATES))
-        with self._conn() as conn:
-            for key, note in notes.items():
-                if conn.execute("SELECT 1 FROM actions WHERE key=?", (key,)).fetchone() is None:
-                    parsed = parse_frame(note.frame, note.received_at) if note.frame is not None else None
-                    if not isinstance(parsed, Action) or parsed.key != key:
-                        whole = False
-                        log.error(
-                            "an order with cloid 0x%s may be on the exchange, and nothing in the journal "
-                            "says what it was: check it on Hyperliquid",
-                            key[:32],
-                        )
-                        continue
-                    insert(conn, action_columns(parsed, note.bound))
-                    log.warning(
-                        "%s: in flight when the last run ended, and not in the journal (a power loss?): "
-                        "recorded from its in-flight note",
-                        parsed.describe(),
-                    )
-                changed += conn.execute(
-                    f"UPDATE actions SET state=?, nonce=COALESCE(?, nonce), updated_at=MAX(updated_at, ?) "
-                    f"WHERE key=? AND state IN ({marks})",
-                    (SUBMITTING, note.nonce, note.bound, key, *OPEN_STATES),
-                ).rowcount
-        self._inflight.settle(whole)
-        return changed
 
     def prune(self, older_than: float) -> int:
         """Delete finished actions last touched before a wall-clock time; open ones are never pruned."""

@@ -16,8 +16,8 @@ from pathlib import Path
 
 log = logging.getLogger("fractrade_sync.journal")
 NOTES_LIMIT = 256 * 1024  # a notes file is emptied past this size once nothing noted in it is still needed
-# "<key> <time> <expiresAfter>" (older runs), or "... <nonce> <received_at> <frame length>" and the frame's line
-_INFLIGHT_NOTE = re.compile(rb"([0-9a-f]{64}) ([0-9]{9,}\.[0-9]{3}) ([0-9]{12,})(?: ([0-9]+) (\S+) ([0-9]+))?$")
+# "<key> <time> <expiresAfter> <nonce> <received_at> <frame length>", then the frame's line
+_INFLIGHT_NOTE = re.compile(rb"([0-9a-f]{64}) ([0-9]{9,}\.[0-9]{3}) ([0-9]{12,}) ([0-9]+) (\S+) ([0-9]+)$")
 
 
 class NotesFile:
@@ -111,7 +111,7 @@ def inflight_note(key: str, at: float, expires_after_ms: int, nonce: int, receiv
 @dataclass
 class InFlight:
     """What an in-flight note says of one order: the time from which `expiry_window` reaches its expiresAfter (or
-    later), its nonce and the action's frame (None in an older run's notes)."""
+    later), its nonce and the action's frame (None when a power loss tore the frame's line)."""
 
     bound: float
     nonce: int | None = None
@@ -134,15 +134,13 @@ def read_inflight(raw: bytes, expiry_window: float) -> tuple[dict[str, InFlight]
             continue
         key, noted, expires = match.group(1).decode(), float(match.group(2)), int(match.group(3))
         bound = max(noted, expires / 1000 - expiry_window, found[key].bound if key in found else 0.0)
-        note = InFlight(bound)
-        if match.group(4) is not None:
-            length = int(match.group(6))
-            frame = raw[at : at + length]
-            if len(frame) < length or raw[at + length : at + length + 1] != b"\n":
-                whole = False  # torn by a power loss: the header still says an order may be in flight
-            else:
-                text = frame.decode("utf-8", "surrogatepass")
-                note = InFlight(bound, int(match.group(4)), float(match.group(5)), text)
-            at += length + 1
-        found[key] = note
+        length = int(match.group(6))
+        frame = raw[at : at + length]
+        if len(frame) < length or raw[at + length : at + length + 1] != b"\n":
+            whole = False  # torn by a power loss: the header still says an order may be in flight
+            found[key] = InFlight(bound)
+        else:
+            text = frame.decode("utf-8", "surrogatepass")
+            found[key] = InFlight(bound, int(match.group(4)), float(match.group(5)), text)
+        at += length + 1
     return found, whole

@@ -40,11 +40,9 @@ FINISH = "UPDATE actions SET state=?, reason=?, oid=?, filled_sz=?, avg_px=?, la
 
 
 def create(conn: sqlite3.Connection) -> None:
-    """The table and its indexes (the nonce column added to a journal of an older version)."""
+    """The tables and their indexes (the arrival_mid column added to a journal 0.1.0 wrote)."""
     conn.executescript(SCHEMA + LEDGER_SCHEMA)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(actions)")}
-    if "nonce" not in columns:
-        conn.execute("ALTER TABLE actions ADD COLUMN nonce INTEGER")
     if "arrival_mid" not in columns:  # the coin's mid when the action arrived (ledger.py: slippage against it)
         conn.execute("ALTER TABLE actions ADD COLUMN arrival_mid TEXT")
 
@@ -57,7 +55,7 @@ class Resumed:
     action: Action
     state: str
     since: float
-    nonce: int | None = None  # the nonce of the order that may be in flight (None: never sent, or an older run's)
+    nonce: int | None = None  # the nonce of the order that may be in flight (None: never sent, or its note was torn)
 
 
 class Reads:
