@@ -1,6 +1,15 @@
-"""The exchange adapter's own exceptions: an answer that is not there yet, a symbol the exchange does not list."""
+"""The service's exceptions, in one home: every module raises and catches them from here."""
 
 from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; names the variable and the fix, never its secret value."""
+
+    def __init__(self, variable: str, message: str):
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
 
 
 class TransientError(Exception):
@@ -13,3 +22,15 @@ class TransientError(Exception):
 
 class UnknownSymbol(Exception):
     """The coin is not a perp of the exchange's meta."""
+
+
+class Refused(Exception):
+    """Refused locally, before anything is sent; the message is the reason the user sees."""
+
+
+class Unfinished(BaseException):  # (not an Exception: a hook's `except Exception` must not swallow it)
+    """Stopping: the action stays in the journal ('received' or 'submitting') and is settled at the next start."""
+
+
+class ThreadFailure(RuntimeError):
+    """A thread of the service died or is stuck: it stops with a non-zero exit, so its supervisor restarts it."""

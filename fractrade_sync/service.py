@@ -11,27 +11,17 @@ import time
 from typing import Any, Callable, Mapping
 
 from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
+from fractrade_sync.assembly import assemble, probe_of
 from fractrade_sync.channels.heartbeat import remove_heartbeat
 from fractrade_sync.channels.hub import Channels
-from fractrade_sync.config.settings import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Settings, load_settings
-from fractrade_sync.exchange.client import HyperliquidClient
-from fractrade_sync.execution.batching import Batches, batchable
-from fractrade_sync.execution.orders import Execution
-from fractrade_sync.execution.pipeline import HOOKS, Pipeline, refuse_coroutine_hooks
-from fractrade_sync.execution.worker import Worker
-from fractrade_sync.feeds.account import AccountView
-from fractrade_sync.feeds.market import MidsFeed
-from fractrade_sync.feeds.receiver import Intake, Receiver
+from fractrade_sync.config.settings import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Settings, load_settings
+from fractrade_sync.errors import ConfigError, ThreadFailure
+from fractrade_sync.execution.hooks import hooks_of, refuse_coroutine_hooks
+from fractrade_sync.execution.pipeline import Pipeline
 from fractrade_sync.logs import setup_logging_unless_configured
-from fractrade_sync.outcome import Outcome
 from fractrade_sync.storage.journal import Journal
 from fractrade_sync.storage.ledger import Ledger
 from fractrade_sync.storage.state import SignerLock, StateLock, ensure_private_dir
-from fractrade_sync.watchdog import Watchdog
-
-
-class ThreadFailure(RuntimeError):
-    """A thread of the service died or is stuck: it stops with a non-zero exit, so its supervisor restarts it."""
 
 
 class FractradeExecutor:
@@ -46,7 +36,7 @@ class FractradeExecutor:
         self.logger = logging.getLogger("fractrade_sync")
         self.queue: queue.Queue = queue.Queue()
         self.stopping = threading.Event()  # set when a stop cuts the drain short: retry waits end, nothing new is sent
-        self.channels = Channels(self)  # webhook, Telegram, status endpoint: each only when configured
+        self.channels = Channels(self.settings, probe_of(self))  # webhook, Telegram, status endpoint: when configured
         self.notifier = self.channels.notifier
         self.fatal: Exception | None = None
         self.journal: Journal | None = None
@@ -77,6 +67,22 @@ class FractradeExecutor:
         # a script that embeds the service and configured no logging gets the CLI's (LOGLEVEL, LOG_FORMAT, redaction)
         setup_logging_unless_configured(settings.log_level, settings.log_format, settings.secrets)
         self.channels.bind()  # the status endpoint's port first: one in use fails the start before anything opens
+        unclean_since = self._lock_state()
+        resumed = self._build(unclean_since)
+        for item in resumed:  # oldest first, before anything new
+            self.queue.put(item)
+        self.logger.info("fractrade-sync starting for %s; %d action(s) resumed", settings.described, len(resumed))
+        self._started = True
+        self.channels.start()
+        for part in (self.feed, self.worker, self.receiver if receive else None, self.watchdog):
+            if part is not None:
+                part.start()
+        return self
+
+    def _lock_state(self) -> float | None:
+        """The state directory, this run's alone, and the signer, this agent's alone; the start's time when the last
+        run did not stop in order (else None)."""
+        settings = self.settings
         ensure_private_dir(settings.state_dir)
         if not self._lock.acquire():
             raise ConfigError(
@@ -86,66 +92,35 @@ class FractradeExecutor:
         if refused is not None:
             self._lock.release()
             raise ConfigError("HYPERLIQUID_PRIVATE_KEY", refused)
-        unclean_since = self.clock() if self._lock.unclean else None
-        if unclean_since is not None:
-            self.logger.warning(
-                "the last run did not stop in order (killed, crashed or a power loss): actions sent "
-                "before this start are looked up by cloid before anything is sent"
-            )
-        self.feed = MidsFeed(
-            settings.api_url,
-            logging.getLogger("fractrade_sync.market"),
-            account=AccountView(),
-            user=settings.account_address,  # (the ledger, built below, records the feed's fills)
-            on_fills=lambda fills: self.ledger and self.ledger.pushed(fills),
+        if not self._lock.unclean:
+            return None
+        self.logger.warning(
+            "the last run did not stop in order (killed, crashed or a power loss): actions sent "
+            "before this start are looked up by cloid before anything is sent"
         )
-        self.client = client = HyperliquidClient(settings, self.feed)
-        self.journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=self.clock)
-        self.ledger = ledger = Ledger(self.journal, client, self.feed, self.clock)
-        self.execution = execution = Execution(settings, client, self.journal, self.logger, self.clock, self.stopping)
-        self.pipeline = pipeline = Pipeline(
-            settings,
-            self.journal,
-            self.execution,
-            self._hooks(),
-            [*self.channels.listeners, ledger.outcome],
-            self.clock,
-            unclean_since,
-            self._storage,
-        )
-        self.worker = Worker(
+        return self.clock()
+
+    def _build(self, unclean_since: float | None) -> list:
+        """Every part, assembled in one place (assembly.py); returns what the journal resumes."""
+        parts = assemble(
+            self.settings,
             self.queue,
-            pipeline,
-            prepare=execution.prepare,
-            idle=(client.keep_warm, pipeline.recheck, ledger.idle),
+            self.channels,
+            self._hooks(),
+            clock=self.clock,
+            stopping=self.stopping,
+            unclean_since=unclean_since,
+            on_storage=self._storage,
+            on_connection=self._on_connection,
             on_fatal=self.fail,
             fatal=self.fatal_errors,
-            stopping=self.stopping,
-            handle_many=(batches := Batches(pipeline, batchable(type(self), FractradeExecutor))),
-            drained=execution.protection.flush,
+            on_thread_failed=self._thread_failed,
+            storage_problem=lambda: self.storage_problem,
         )
-        batches.past_deadline, batches.more = self.worker.past_deadline, self.worker.take_more
-        self.intake = Intake(self.journal, self.queue, self.worker.idle_now, self.clock, self._storage)
-        self.receiver = Receiver(settings, ledger.noting_arrival(self.intake), self._on_connection)
-        self.watchdog = Watchdog(
-            settings,
-            self.receiver,
-            self.worker,
-            self.queue,
-            self.journal,
-            self._thread_failed,
-            storage=lambda: self.storage_problem,
-            ticks=(self.channels.tick,),
-        )
-        for item in resumed:  # oldest first, before anything new
-            self.queue.put(item)
-        self.logger.info("fractrade-sync starting for %s; %d action(s) resumed", settings.described, len(resumed))
-        self._started = True
-        self.channels.start(client)
-        for part in (self.feed, self.worker, self.receiver if receive else None, self.watchdog):
-            if part is not None:
-                part.start()
-        return self
+        self.feed, self.client, self.journal, self.ledger = parts.feed, parts.client, parts.journal, parts.ledger
+        self.execution, self.pipeline, self.worker = parts.execution, parts.pipeline, parts.worker
+        self.intake, self.receiver, self.watchdog = parts.intake, parts.receiver, parts.watchdog
+        return parts.resumed
 
     def stop(self, timeout: float | None = None) -> int:
         """Stop receiving, finish the order in flight, drain for a bounded time; return actions left for next start."""
@@ -257,21 +232,19 @@ class FractradeExecutor:
         self._signals.append(signum)
         self._wake.set()
 
-    # ---- the seed's hooks (worker thread) ----------------------------------------------------------
-    # A hook may change the config (in place, or a changed copy) it passes on: that is what executes, under the
-    # action's own key and cloid (Pipeline.action_for), so it still executes once.
+    # ---- the seed's hooks (worker thread): a changed config executes under the action's key (hooks.py) ----------
     def _hooks(self) -> dict[str, Callable[[Any], Any]]:
         """The pipeline's hooks: kind -> this object's handle_* method."""
-        return {kind: getattr(self, name) for kind, name in HOOKS.items()}
+        return hooks_of(self)
 
-    def handle_hyperliquid_perp_trade(self, config: Mapping[str, Any]) -> Outcome:
-        """Execute a trade: a marketable IOC order."""
-        return self.execution.trade(self.pipeline.action_for(config, TRADE))
+    def handle_hyperliquid_perp_trade(self, config: Mapping[str, Any]) -> Any:
+        """Execute a trade: a marketable IOC order (planned here, sent with its wave)."""
+        return self.pipeline.plan(config, TRADE)
 
-    def handle_set_hyperliquid_perp_stop_loss(self, config: Mapping[str, Any]) -> Outcome:
+    def handle_set_hyperliquid_perp_stop_loss(self, config: Mapping[str, Any]) -> Any:
         """Set (replace) the stop loss of a position."""
-        return self.execution.protect(self.pipeline.action_for(config, STOP_LOSS), "sl")
+        return self.pipeline.plan(config, STOP_LOSS)
 
-    def handle_set_hyperliquid_perp_take_profit(self, config: Mapping[str, Any]) -> Outcome:
+    def handle_set_hyperliquid_perp_take_profit(self, config: Mapping[str, Any]) -> Any:
         """Set (replace) the take profit of a position."""
-        return self.execution.protect(self.pipeline.action_for(config, TAKE_PROFIT), "tp")
+        return self.pipeline.plan(config, TAKE_PROFIT)

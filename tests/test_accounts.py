@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 
-from fractrade_sync.config.settings import ConfigError, settings_from_mapping
+from fractrade_sync.config.settings import settings_from_mapping
+from fractrade_sync.errors import ConfigError
 from fractrade_sync.exchange.accounts import resolve
 from fractrade_sync.outcome import FILLED, RESTING
 from fractrade_sync.service import FractradeExecutor

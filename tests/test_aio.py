@@ -16,7 +16,7 @@ import pytest
 from eth_account import Account
 
 from fractrade_sync import aio
-from fractrade_sync.config.settings import ConfigError
+from fractrade_sync.errors import ConfigError
 from fractrade_sync.outcome import FAILED, FILLED, RESTING
 from tests.conftest import ROOT, key_of, protect_frame, run_frame, trade_frame, wait_for
 

@@ -8,7 +8,7 @@ import logging
 import threading
 from decimal import Decimal
 
-from fractrade_sync.execution.batching import next_wave
+from fractrade_sync.execution.waves import next_wave
 from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
 
 
@@ -23,15 +23,15 @@ def _orders_in(entry: dict) -> int:
 def _queued_together(service, sim, signals, frames: list[dict], before_release=lambda: None) -> list[dict]:
     """Push `frames` while the worker is held (on a frame refused locally: it sends nothing), so that they wait in the
     queue together; then release it. Returns their journal rows."""
-    gate, real, calls = threading.Event(), service.worker.handle_many, []
+    gate, real, calls = threading.Event(), service.worker.handle, []
 
-    def held(items):
+    def held(items, *more):
         if not calls:
             calls.append(items)
             gate.wait(10)
-        return real(items)
+        return real(items, *more)
 
-    service.worker.handle_many = held
+    service.worker.handle = held
     push(signals, trade_frame(symbol="NOPE"))
     wait_for(lambda: calls, what="the worker held")
     for frame in frames:
@@ -173,20 +173,16 @@ def test_waves_keep_each_coins_order_and_hold_a_trades_followers():
 
     t_btc, sl_btc, tp_btc = action(trade_frame()), action(protect_frame()), action(protect_frame("take_profit"))
     t_eth, t_eth2 = action(trade_frame(symbol="ETH")), action(trade_frame(symbol="ETH", side="SELL"))
-    everything = frozenset({"trade", "stop_loss", "take_profit"})
     # a stop loss / take profit without a size is a position TP/SL: it joins the trade on its coin (one request)
-    wave, rest = next_wave([t_btc, sl_btc, t_eth, tp_btc, t_eth2], everything)
+    wave, rest = next_wave([t_btc, sl_btc, t_eth, tp_btc, t_eth2])
     assert wave == [t_btc, sl_btc, t_eth, tp_btc] and rest == [t_eth2]
-    assert next_wave([sl_btc, tp_btc], everything) == ([sl_btc, tp_btc], [])  # no trade ahead: together
+    assert next_wave([sl_btc, tp_btc]) == ([sl_btc, tp_btc], [])  # no trade ahead: together
     sl_again = action(protect_frame(trigger="48600"))
-    assert next_wave([sl_btc, sl_again, tp_btc], everything) == ([sl_btc], [sl_again, tp_btc])  # one of each kind
+    assert next_wave([sl_btc, sl_again, tp_btc]) == ([sl_btc], [sl_again, tp_btc])  # one of each kind
     sized = action(protect_frame(size="0.01"))
-    assert next_wave([t_btc, sized, t_eth], everything) == ([t_btc, t_eth], [sized])  # needs the trade's answer
+    assert next_wave([t_btc, sized, t_eth]) == ([t_btc, t_eth], [sized])  # needs the trade's answer
     # the exchange refused a trade with its position TP/SL together: they wait for the trade's answer
-    assert next_wave([t_btc, sl_btc, t_eth], everything, together=False) == ([t_btc, t_eth], [sl_btc])
-    # a custom trade hook runs on its own, in its place
-    assert next_wave([sl_btc, t_eth, tp_btc], frozenset({"stop_loss", "take_profit"})) == ([sl_btc], [t_eth, tp_btc])
-    assert next_wave([t_eth, sl_btc], frozenset({"stop_loss"})) == ([], [t_eth, sl_btc])
+    assert next_wave([t_btc, sl_btc, t_eth], together=False) == ([t_btc, t_eth], [sl_btc])
 
 
 def test_an_events_last_frame_arriving_during_its_request_goes_in_the_next_one(make_service, sim, signals, wallet):

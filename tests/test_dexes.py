@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from fractrade_sync.execution.pipeline import symbol_allowed
+from fractrade_sync.execution.admission import symbol_allowed
 from fractrade_sync.outcome import FILLED, REJECTED, RESTING
 from tests.conftest import protect_frame, run_frame, trade_frame, wait_for
 from tests.test_batching import _queued_together

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fractrade_sync.config.settings import ConfigError, settings_from_mapping
-from fractrade_sync.execution.pipeline import HOOKS
+from fractrade_sync.config.settings import settings_from_mapping
+from fractrade_sync.errors import ConfigError
+from fractrade_sync.execution.hooks import HOOKS
 from fractrade_sync.outcome import FAILED, FILLED, REJECTED, RESTING
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import key_of, protect_frame, run_frame, trade_frame

@@ -13,14 +13,14 @@ from decimal import Decimal
 import pytest
 import requests
 
+from fractrade_sync.errors import TransientError
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.answers import order_outcome
 from fractrade_sync.exchange.budget import WeightBudget
-from fractrade_sync.exchange.client import TransientError
 from fractrade_sync.feeds import account_feed, market
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.outcome import FILLED, RESTING
-from fractrade_sync.sim.hl_state import ISOLATED_ONLY
+from fractrade_sync.sim.hl_model import ISOLATED_ONLY
 from tests.conftest import protect_frame, run_frame, trade_frame, wait_for
 from tests.test_notify import Webhook
 
@@ -420,7 +420,7 @@ def test_an_applied_order_whose_record_aged_out_is_found_in_its_fills(make_servi
         sim.url + "/info", json={"type": "orderStatus", "user": wallet.address, "oid": row["cloid"]}, timeout=5
     ).json() == {"status": "unknownOid"}
     action = parse_frame(json.dumps(frame), time.time())
-    sender = service.execution.sender
+    sender = service.pipeline.sender
     sender.stopping = threading.Event()
     with patched_info_lag(0.0):
         (found,) = sender._frozen([action])

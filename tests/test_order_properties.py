@@ -13,7 +13,7 @@ from eth_account import Account
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fractrade_sync.sim.hl_state import COINS
+from fractrade_sync.sim.hl_model import COINS
 from tests.conftest import key_of, protect_frame, trade_frame, wait_for, wait_state
 
 # what the exchange would say if the client got price or size wrong

@@ -12,7 +12,7 @@ from decimal import Decimal
 from hyperliquid.exchange import Exchange
 
 from fractrade_sync.actions import parse_frame
-from fractrade_sync.execution.batching import SIBLINGS_WITHIN, EventShape
+from fractrade_sync.execution.waves import SIBLINGS_WITHIN, EventShape
 from fractrade_sync.outcome import FILLED, RESTING
 from tests.conftest import protect_frame, push, run_frame, trade_frame, wait_for, wait_state
 from tests.test_batching import _queued_together

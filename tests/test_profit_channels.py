@@ -7,7 +7,7 @@ import datetime
 import secrets
 
 from fractrade_sync.channels.hub import commands
-from fractrade_sync.channels.statusd import for_service
+from fractrade_sync.channels.statusd import status_endpoint
 from fractrade_sync.channels.telegram import TelegramBot
 from fractrade_sync.config.settings import settings_from_mapping
 from tests.conftest import protect_frame, run_frame
@@ -19,7 +19,7 @@ def test_telegram_answers_profit_daily_positions_and_balance(make_service, signa
     service = make_service()
     scripted_run(service, signals, sim, wallet)
     run_frame(service, signals, protect_frame("stop_loss", "ETH", "SELL", "2800"))  # the held ETH long: a stop
-    answers = commands(service)
+    answers = commands(service.settings, service.channels.probe)
     books = sim.books(wallet.address)
     profit = answers["profit"]()
     assert profit.startswith("today: net ") and "since the first action: net " in profit
@@ -39,7 +39,7 @@ def test_telegram_answers_profit_daily_positions_and_balance(make_service, signa
 
 def test_metrics_show_pnl_fees_funding_slippage_and_latency_by_coin(make_service, signals, sim, wallet):
     service = make_service()
-    metrics, server = for_service(service, ("127.0.0.1", 0))
+    metrics, server = status_endpoint(service.settings, service.channels.probe, ("127.0.0.1", 0))
     pipeline = service.worker.handle
     pipeline.on_outcome = (*pipeline.on_outcome, metrics.outcome)  # the wiring service.py gets
     scripted_run(service, signals, sim, wallet)

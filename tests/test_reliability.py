@@ -229,7 +229,7 @@ def test_a_crash_between_a_frames_note_and_its_received_commit_loses_nothing(env
     first = start_ready(settings)
     dead = threading.Event()  # the process dies right after noting and queueing the frame
     first.journal.enqueued = lambda action: None
-    first.worker.handle_many = lambda actions: int(dead.wait(30))
+    first.worker.handle = lambda actions, *more: int(dead.wait(30))
     frame = push(signals, trade_frame())
     wait_for(lambda: key_of(frame) in _taken(env), what="the frame noted")
     assert first.journal.get(key_of(frame)) is None  # only its note knows it
@@ -424,7 +424,8 @@ def test_caps_refuse_with_reasons(make_service, sim, signals, wallet):
 def test_a_second_instance_on_the_same_state_dir_is_refused(make_service, env):
     import pytest
 
-    from fractrade_sync.config.settings import ConfigError, settings_from_mapping
+    from fractrade_sync.config.settings import settings_from_mapping
+    from fractrade_sync.errors import ConfigError
 
     make_service()
     with pytest.raises(ConfigError, match="FRAC_STATE_DIR: another fractrade-sync is running"):

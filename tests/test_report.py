@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from fractrade_sync import __version__
-from fractrade_sync.channels.statusd import for_service
+from fractrade_sync.channels.statusd import status_endpoint
 from fractrade_sync.report.summary import parse_since, slippage_bps, spread
 from tests.conftest import key_of, run_cli, run_frame, trade_frame, wait_for
 
@@ -44,7 +44,9 @@ def same_money(figures: dict, books: dict) -> None:
 
 def test_report_matches_the_simulators_books_to_the_cent(make_service, signals, sim, wallet, env, tmp_path):
     service = make_service()
-    metrics, server = for_service(service, ("127.0.0.1", 0))  # the endpoint service.py builds with FRAC_STATUS_ADDR
+    metrics, server = status_endpoint(
+        service.settings, service.channels.probe, ("127.0.0.1", 0)
+    )  # the endpoint service.py builds with FRAC_STATUS_ADDR
     server.start()
     frames = scripted_run(service, signals, sim, wallet)
     books = sim.books(wallet.address)

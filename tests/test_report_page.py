@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from fractrade_sync.channels.statusd import for_service
+from fractrade_sync.channels.statusd import status_endpoint
 from fractrade_sync.report.page import TITLES, page
 from fractrade_sync.report.summary import build_from
 from tests.conftest import run_cli
@@ -109,7 +109,7 @@ def test_the_page_draws_every_chart_in_chromium(make_service, signals, sim, wall
     assert "Plotly.newPlot" in html  # the `report` extra is installed with the tests: plotly's charts
     every_chart_drawn(*open_in_chromium(written.as_uri(), kept / "report-file.png", tmp_path / "profile"))
 
-    metrics, server = for_service(service, ("127.0.0.1", 0))
+    metrics, server = status_endpoint(service.settings, service.channels.probe, ("127.0.0.1", 0))
     server.start()
     try:
         url = "http://{}:{}/".format(*server.address)

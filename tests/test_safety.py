@@ -85,7 +85,7 @@ def test_resume_after_a_crash_between_a_new_stop_loss_and_the_cancel_of_the_old(
     wait_state(first, key_of(push(signals, protect_frame("stop_loss", trigger="48000"))))
     second_sl = protect_frame("stop_loss", trigger="49000")
     # die right after the exchange rested the new stop loss: no cancel, no terminal journal row
-    first.execution.protection.defer = lambda *args: None
+    first.pipeline.protection.after_outcome = lambda *args: None
     finish = first.journal.finish
     first.journal.finish = lambda action, outcome: None if action.key == key_of(second_sl) else finish(action, outcome)
     signals.push(second_sl)
@@ -165,7 +165,7 @@ def _killed_before_its_cleanup(env, sim, signals, wallet, last: dict) -> None:
     first = start_ready(settings)
     wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
     wait_state(first, key_of(push(signals, protect_frame("stop_loss", trigger="48000"))))
-    first.execution.protection.defer = lambda *args: None
+    first.pipeline.protection.after_outcome = lambda *args: None
     wait_state(first, key_of(push(signals, last)))
     first.stop(timeout=2)
 

@@ -19,7 +19,8 @@ from fractrade_sync.actions import parse_frame
 from fractrade_sync.channels import statusd
 from fractrade_sync.channels.heartbeat import write_heartbeat
 from fractrade_sync.channels.metrics import LATENCY_BUCKETS, Metrics
-from fractrade_sync.channels.statusd import StatusServer, for_service, heartbeat_age, service_health
+from fractrade_sync.channels.probe import ServiceProbe
+from fractrade_sync.channels.statusd import StatusServer, heartbeat_age, service_health, status_endpoint
 from fractrade_sync.config.settings import ConfigError, settings_from_mapping
 from fractrade_sync.exchange.client import HyperliquidClient, TransientError
 from fractrade_sync.outcome import EXPIRED, FILLED, PARTIALLY_FILLED, REJECTED, SKIPPED, Outcome
@@ -366,7 +367,7 @@ class FakeWatchdog:
 def test_service_health_judges_the_live_status_and_the_heartbeat_files_age(tmp_path):
     beat = tmp_path / "heartbeat"
     dog = FakeWatchdog()
-    health = service_health(lambda: dog, beat, lambda: 0.0123)
+    health = service_health(dog.status, beat, lambda: 0.0123)
     ok, data = health()
     assert not ok and data["problem"].startswith("no heartbeat file yet")
     write_heartbeat(beat, dog.status())
@@ -395,15 +396,9 @@ def test_service_health_judges_the_live_status_and_the_heartbeat_files_age(tmp_p
 
 
 def test_the_parts_of_a_service_not_built_yet_are_starting_and_absent(tmp_path, serve):
-    paths = SimpleNamespace(heartbeat=tmp_path / "heartbeat")
-    service = SimpleNamespace(
-        settings=SimpleNamespace(paths=paths, status_addr=LOCAL),
-        queue=queue.Queue(),
-        receiver=None,
-        client=None,
-        watchdog=None,
-    )
-    metrics, server = for_service(service)
+    paths = SimpleNamespace(heartbeat=tmp_path / "heartbeat", journal=tmp_path / "journal.sqlite3")
+    settings = SimpleNamespace(paths=paths, status_addr=LOCAL)
+    metrics, server = status_endpoint(settings, ServiceProbe(queue_depth=queue.Queue().qsize))
     server.start()
     try:
         status, _, body = get(server.address, "/health")
@@ -417,9 +412,8 @@ def test_the_parts_of_a_service_not_built_yet_are_starting_and_absent(tmp_path, 
 
 # ---- the exchange's hook ---------------------------------------------------------------------------------
 def test_every_exchange_request_is_told_to_the_hook_and_a_failing_hook_changes_nothing(env, sim):
-    client = HyperliquidClient(settings_from_mapping(env))
     seen = []
-    client.on_request = lambda *request: seen.append(request)
+    client = HyperliquidClient(settings_from_mapping(env), on_request=lambda *request: seen.append(request))
     try:
         client.load_meta()
         client.post(client.noop(client.nonces.next()))
@@ -428,8 +422,8 @@ def test_every_exchange_request_is_told_to_the_hook_and_a_failing_hook_changes_n
         assert client.load_meta()
     finally:
         client.close()
-    dead = HyperliquidClient(settings_from_mapping({**env, "HYPERLIQUID_API_URL": "http://127.0.0.1:9"}))
-    dead.on_request = lambda *request: seen.append(request)
+    dead_env = {**env, "HYPERLIQUID_API_URL": "http://127.0.0.1:9"}
+    dead = HyperliquidClient(settings_from_mapping(dead_env), on_request=lambda *request: seen.append(request))
     try:
         with pytest.raises(TransientError):
             dead.load_meta()
@@ -441,7 +435,8 @@ def test_every_exchange_request_is_told_to_the_hook_and_a_failing_hook_changes_n
 # ---- end to end ------------------------------------------------------------------------------------------
 def test_a_running_service_shows_a_filled_trade_and_its_health(make_service, signals):
     service = make_service()
-    metrics, server = for_service(service, LOCAL)  # the wiring service.py gets (FRAC_STATUS_ADDR is not set here)
+    # the wiring service.py gets (FRAC_STATUS_ADDR is not set here)
+    metrics, server = status_endpoint(service.settings, service.channels.probe, LOCAL)
     service.client.on_request = metrics.request
     pipeline = service.worker.handle
     pipeline.on_outcome = (*pipeline.on_outcome, metrics.outcome)

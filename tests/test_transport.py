@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from fractrade_sync.config.settings import settings_from_mapping
-from fractrade_sync.exchange.client import HyperliquidClient, TransientError
+from fractrade_sync.errors import TransientError
+from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.transport import NotSent, OrderChannel, ProxyChannel, compact_json
 
 

@@ -1,13 +1,14 @@
 """The operator's channels: the webhook, Telegram and the status endpoint, each on only when configured; the service
 tells them its events here, in one place (an outcome, the connection lost or back, an alert, the kill switch, the
-clock). None of them is on the order path: each sends from its own thread, and a slow one delays nothing."""
+clock), and they read it only through the ServiceProbe it gives them. None of them is on the order path: each sends
+from its own thread, and a slow one delays nothing."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import requests
 
@@ -17,25 +18,29 @@ from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.client import CLOCK_WARN
 from fractrade_sync.outcome import FAILED, FILLED, PARTIALLY_FILLED, REJECTED, RESTING
 
+if TYPE_CHECKING:
+    from fractrade_sync.channels.probe import ServiceProbe
+    from fractrade_sync.config.settings import Settings
+
 log = logging.getLogger("fractrade_sync.channels")
 
 
 class Channels:
-    """The webhook (FRAC_NOTIFY_URL), Telegram (FRAC_TELEGRAM_*) and the status endpoint (FRAC_STATUS_ADDR)."""
+    """The webhook (FRAC_NOTIFY_URL), Telegram (FRAC_TELEGRAM_*) and the status endpoint (FRAC_STATUS_ADDR), of the
+    service `probe` reads."""
 
-    def __init__(self, service: Any):
-        settings = service.settings
-        self.service = service
+    def __init__(self, settings: Settings, probe: ServiceProbe):
+        self.probe = probe
         self.notifier = Notifier(settings.notify_url, settings.account_address) if settings.notify_url else None
         self.telegram = self.metrics = self.status = None
         if settings.telegram_token:  # (imported only when on: prometheus-client alone costs ~0.1 s of start-up)
             from fractrade_sync.channels.telegram import TelegramBot
 
-            self.telegram = TelegramBot(settings, commands(service))
+            self.telegram = TelegramBot(settings, commands(settings, probe))
         if settings.status_addr:
-            from fractrade_sync.channels.statusd import for_service
+            from fractrade_sync.channels.statusd import status_endpoint
 
-            self.metrics, self.status = for_service(service)
+            self.metrics, self.status = status_endpoint(settings, probe)
         self._kill_switch = os.fspath(settings.paths.kill_switch)
         self._paused = False  # the kill switch as last seen (looked at start)
         self._clock_said = False
@@ -46,6 +51,12 @@ class Channels:
         """What hears each outcome: the pipeline's listeners."""
         parts = [part.outcome for part in (self.notifier, self.telegram, self.metrics) if part is not None]
         return [*parts, self.limited]
+
+    @property
+    def request_listener(self) -> Callable[[str, str, str], None] | None:
+        """What hears each exchange request (path, type, status): the exchange client's on_request; None when no
+        one listens (the status endpoint is off)."""
+        return None if self.metrics is None else self.metrics.request
 
     def limited(self, action: Any, outcome: Any) -> None:
         """The exchange's address-based limit refused an order: one ALERT saying what to do (again only once an
@@ -69,10 +80,9 @@ class Channels:
         if self.status is not None:
             self.status.start()
 
-    def start(self, client: Any) -> None:
+    def start(self) -> None:
+        """Start sending (the webhook's and Telegram's threads)."""
         self._paused = os.path.exists(self._kill_switch)
-        if self.metrics is not None:
-            client.on_request = self.metrics.request
         for part in (self.notifier, self.telegram):
             if part is not None:
                 part.start()
@@ -103,8 +113,7 @@ class Channels:
                 else "kill switch off: opening trades are allowed again"
             )
         self._paused = paused
-        client = self.service.client
-        offset = None if client is None else client.clock_offset
+        offset = self.probe.clock_offset()
         if offset is not None and (abs(offset) > CLOCK_WARN) != self._clock_said:
             self._clock_said = not self._clock_said
             self.event(
@@ -122,10 +131,10 @@ class Channels:
             self.status.stop(timeout=1.0)
 
 
-def commands(service: Any) -> dict[str, Callable[[], str]]:
+def commands(settings: Settings, probe: ServiceProbe) -> dict[str, Callable[[], str]]:
     """What Telegram's /status, /pause, /resume, /profit, /daily, /positions and /balance do (on the bot's
     thread)."""
-    paths = service.settings.paths
+    paths = settings.paths
 
     def pause() -> str:
         paths.kill_switch.write_text(f"kill switch set from Telegram at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -137,9 +146,9 @@ def commands(service: Any) -> dict[str, Callable[[], str]]:
 
     from fractrade_sync.channels import telegram_figures as figures
 
-    api, user = service.settings.api_url, service.settings.account_address
+    api, user = settings.api_url, settings.account_address
     return {
-        "status": lambda: status_text(service),
+        "status": lambda: status_text(settings, probe),
         "pause": pause,
         "resume": resume,
         "profit": lambda: figures.profit_text(paths.journal, time.time()),
@@ -149,17 +158,15 @@ def commands(service: Any) -> dict[str, Callable[[], str]]:
     }
 
 
-def status_text(service: Any, recent: int = 5) -> str:
+def status_text(settings: Settings, probe: ServiceProbe, recent: int = 5) -> str:
     """Connection, the worker, the kill switch, positions (one read of the exchange), the last actions."""
-    receiver, worker, settings = service.receiver, service.worker, service.settings
     lines = [
-        f"Fractrade: {'connected' if receiver is not None and receiver.connected.is_set() else 'NOT connected'}; "
-        f"exchange {'ready' if worker is not None and worker.ready.is_set() else 'not ready'}; "
-        f"queue {service.queue.qsize()}; kill switch {'ON' if settings.paths.kill_switch.exists() else 'off'}",
+        f"Fractrade: {'connected' if probe.connected() else 'NOT connected'}; "
+        f"exchange {'ready' if probe.exchange_ready() else 'not ready'}; "
+        f"queue {probe.queue_depth() or 0}; kill switch {'ON' if settings.paths.kill_switch.exists() else 'off'}",
         f"positions: {positions_text(settings)}",
     ]
-    journal = service.journal
-    lines += [journal_line(row) for row in (journal.recent(recent) if journal is not None else [])]
+    lines += [journal_line(row) for row in probe.recent_actions(recent)]
     return "\n".join(lines)
 
 

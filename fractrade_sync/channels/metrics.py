@@ -59,14 +59,17 @@ SLIPPAGE_HELP = (
 
 class Metrics:
     """The service's metrics. `outcome` (a pipeline listener) and `request` (HyperliquidClient.on_request) run on
-    the worker thread: a dict update each. Readings (`watch`) are callables of no argument, called at scrape time
-    from the HTTP thread: reconnects, queue_depth, clock_offset (None: absent), connected, heartbeat_age (None:
-    absent), and threads (name -> 'ok' / 'dead' / 'stuck')."""
+    the worker thread: a dict update each. Readings (keyword arguments) are callables called at scrape time from the
+    HTTP thread: reconnects, queue_depth, clock_offset, connected, heartbeat_age (each None: absent), threads (name
+    -> 'ok' / 'dead' / 'stuck'), money_by_coin; and arrival_mid(key), called for a trade's outcome."""
 
-    def __init__(self, **readings: Callable[[], object]):
+    def __init__(self, **readings: Callable[..., object]):
+        unknown = set(readings) - set(READINGS) - {"threads", "money_by_coin", "arrival_mid"}
+        if unknown:
+            raise TypeError(f"unknown readings: {', '.join(sorted(unknown))}")
         self.registry = CollectorRegistry(auto_describe=False)
         self.logger = logging.getLogger("fractrade_sync.metrics")
-        self.readings: dict[str, Callable[[], object]] = {}
+        self.readings: dict[str, Callable[..., object]] = dict(readings)
         # only writers take it (they may be two: the worker, and a script's own client): a scrape copies the dicts,
         # which is atomic under the GIL, and never waits for a writer
         self._write = threading.Lock()
@@ -76,16 +79,7 @@ class Metrics:
         self._latency_sum = 0.0
         # by coin: (histogram name, coin, label) -> [per-bucket counts, sum]
         self._by_coin: dict[tuple[str, str, str], list] = {}
-        self.watch(**readings)
         self.registry.register(_Collector(self))
-
-    def watch(self, **readings: Callable[[], object]) -> Metrics:
-        """Set (or replace) readings of the live service; unknown names are an error."""
-        unknown = set(readings) - set(READINGS) - {"threads", "money_by_coin", "arrival_mid"}
-        if unknown:
-            raise TypeError(f"unknown readings: {', '.join(sorted(unknown))}")
-        self.readings.update(readings)
-        return self
 
     # ---- the worker's side: cheap, never raises ------------------------------------------------
     def outcome(self, action: Action, outcome: Outcome) -> None:

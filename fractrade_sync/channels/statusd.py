@@ -15,7 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from socketserver import TCPServer
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -25,7 +25,8 @@ from fractrade_sync.config.values import ConfigError, is_loopback
 from fractrade_sync.report.summary import build_from, money_by_coin
 
 if TYPE_CHECKING:
-    from fractrade_sync.watchdog import Watchdog
+    from fractrade_sync.channels.probe import ServiceProbe
+    from fractrade_sync.config.settings import Settings
 
 VAR = "FRAC_STATUS_ADDR"
 # seconds a client has to send its request line and headers, in all: one that sends nothing, or trickles a byte at a
@@ -47,20 +48,19 @@ def heartbeat_age(path: Path) -> float | None:
 
 
 def service_health(
-    watchdog: Callable[[], Watchdog | None],
+    live_status: Callable[[], Mapping[str, Any] | None],
     heartbeat: Path,
     clock_offset: Callable[[], float | None] = lambda: None,
     max_age: float | None = None,
 ) -> Health:
-    """The /health callable of a running service: the watchdog's live status() (the heartbeat's content) judged
-    as `fractrade-sync health` judges the heartbeat file, plus the file's age (a watchdog that stopped writing it
-    fails too). `watchdog` returns the service's Watchdog, None before it is built."""
+    """The /health callable of a running service: the watchdog's live status (the heartbeat's content; None before
+    the watchdog is built) judged as `fractrade-sync health` judges the heartbeat file, plus the file's age (a
+    watchdog that stopped writing it fails too)."""
 
     def health() -> tuple[bool, dict[str, Any]]:
-        dog = watchdog()
-        if dog is None:
+        status = live_status()
+        if status is None:
             return False, {"problem": "starting: the service is not built yet"}
-        status = dog.status()
         age, now = heartbeat_age(heartbeat), time.time()
         if age is None:
             problem = "no heartbeat file yet: the watchdog writes one within a second of the start"
@@ -78,27 +78,26 @@ def service_health(
     return health
 
 
-def for_service(service: Any, addr: tuple[str, int] | None = None) -> tuple[Metrics, StatusServer]:
-    """The Metrics and the StatusServer (not started) of a FractradeExecutor, read through its attributes at each
-    request (a part not built yet is absent, or 'starting'): plain attributes, never a lock held across an order
-    (/health's Watchdog.status() takes the queue's mutex for one qsize(), as the watchdog does every second).
-    The caller wires `metrics.outcome` into the pipeline's listeners and `metrics.request` as client.on_request."""
-    paths = service.settings.paths
+def status_endpoint(
+    settings: Settings, probe: ServiceProbe, addr: tuple[str, int] | None = None
+) -> tuple[Metrics, StatusServer]:
+    """The Metrics and the StatusServer (not started, on `addr` or FRAC_STATUS_ADDR) of a service, read through its
+    probe at each request (a part not built yet is absent, or 'starting'). The caller gives `metrics.outcome` to
+    the pipeline as a listener and `metrics.request` to the exchange client as its on_request."""
+    paths = settings.paths
     metrics = Metrics(
-        reconnects=lambda: service.receiver.reconnects,
-        queue_depth=lambda: len(service.queue.queue),  # the deque's length: Queue.qsize() would take its mutex
-        clock_offset=lambda: service.client.clock_offset,
-        connected=lambda: service.receiver.connected.is_set(),
-        threads=lambda: service.watchdog.threads(),
+        reconnects=probe.reconnects,
+        queue_depth=probe.queue_depth,
+        clock_offset=probe.clock_offset,
+        connected=probe.connected,
+        threads=probe.threads,
         heartbeat_age=lambda: heartbeat_age(paths.heartbeat),
         money_by_coin=lambda: money_by_coin(paths.journal),
-        arrival_mid=lambda key: None if service.ledger is None else service.ledger.arrival_mid(key),
+        arrival_mid=probe.arrival_mid,
     )
-    offset = lambda: None if service.client is None else service.client.clock_offset  # noqa: E731
-    health = service_health(lambda: service.watchdog, paths.heartbeat, offset)
-    server = StatusServer(addr or service.settings.status_addr, health, metrics)
-    server.report = lambda: build_from(paths.journal)  # (report.py reads the journal on its own connection)
-    return metrics, server
+    health = service_health(probe.live_status, paths.heartbeat, probe.clock_offset)
+    report = lambda: build_from(paths.journal)  # (report.py reads the journal on its own connection)
+    return metrics, StatusServer(addr or settings.status_addr, health, metrics, report=report)
 
 
 class StatusServer:
@@ -113,6 +112,7 @@ class StatusServer:
         metrics: Metrics,
         logger: logging.Logger | None = None,
         request_timeout: float | None = None,
+        report: Callable[[], dict[str, Any]] | None = None,
     ):
         self.addr = (addr[0], int(addr[1]))
         self.request_timeout = REQUEST_TIMEOUT if request_timeout is None else float(request_timeout)
@@ -120,7 +120,7 @@ class StatusServer:
         self.metrics = metrics
         self.logger = logger or logging.getLogger("fractrade_sync.status")
         self.address: tuple[str, int] | None = None  # where it listens once started (the port 0 picked)
-        self.report: Callable[[], dict[str, Any]] | None = None  # report.build's figures (GET /, /report.json)
+        self.report = report  # report.build's figures (GET /, /report.json); None: those are 404
         self._server: _Server | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -4,20 +4,14 @@ sent from their own thread; /status, /pause, /resume and /help from that chat on
 from __future__ import annotations
 
 import collections
-import http.client
-import json
 import logging
-import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
-from urllib.parse import quote
-
-import requests
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE
 from fractrade_sync.backoff import Backoff
-from fractrade_sync.exchange.transport import NotSent, OrderChannel, ProxyChannel, cut
+from fractrade_sync.channels.telegram_api import Answer, BotApiClient
 
 if TYPE_CHECKING:
     from fractrade_sync.actions import Action
@@ -32,26 +26,9 @@ MAX_LINE = 3500  # one outcome, event or reply; a longer one is cut, so the firs
 FOLD_WINDOW, GROUP_FOLD_WINDOW = 1.0, 3.0
 POLL_TIMEOUT = 25.0  # getUpdates: "Timeout in seconds for long polling"; a poll in flight is cut by stop()
 PROXIED_POLL_TIMEOUT = 5.0  # behind a proxy (requests) a poll cannot be cut: stop() may wait this long for it
-CONNECT_TIMEOUT, SEND_TIMEOUT = 3.05, 10.0
+SEND_TIMEOUT = 10.0
 MAX_COMMAND_AGE = 120.0  # seconds; an older command (sent while the service was down) is not run
 KINDS = {TRADE: "trade", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"}  # how a journal row's action is named
-
-
-class Answer(NamedTuple):
-    """One Bot API call: ok and its result, or the error: code (0: no answer), Telegram's description, retry_after."""
-
-    ok: bool
-    result: Any = None
-    code: int = 0
-    description: str = ""
-    retry_after: float | None = None
-
-    @property
-    def transient(self) -> bool:  # a failure worth asking again: no answer, 429, 5xx; not a 400/401/403/404/409
-        return not self.ok and (self.code == 0 or self.code == 429 or self.code >= 500)
-
-    def said(self) -> str:
-        return f"{self.code}: {self.description}" if self.code else self.description
 
 
 class TelegramBot:
@@ -70,7 +47,7 @@ class TelegramBot:
     ):
         if settings.telegram_token is None or settings.telegram_chat_id is None:
             raise ValueError("Telegram is off: set FRAC_TELEGRAM_TOKEN and FRAC_TELEGRAM_CHAT_ID")
-        self._token = settings.telegram_token.reveal()  # it is in every URL's path: never logged, scrubbed from text
+        token = settings.telegram_token.reveal()  # it is in every URL's path: never logged, scrubbed from text
         self.chat_id, self.api_url = int(settings.telegram_chat_id), settings.telegram_api_url
         self.commands = {n.lstrip("/").lower(): fn for n, fn in (commands or {}).items() if n.lower() != "help"}
         self.logger = logger or logging.getLogger("fractrade_sync.telegram")
@@ -84,18 +61,12 @@ class TelegramBot:
         self._closing, self._deadline, self._not_before, self._failures = False, None, 0.0, 0
         self._backoff = Backoff(1.0, cap=30.0, jitter=0.5)  # sendMessage after a 5xx or a network error
         self._warned: dict[str, set] = {"send": set(), "poll": set()}  # troubles said at WARNING since it last worked
-        self._send_channel, self._poll_channel = self._channel(SEND_TIMEOUT), self._channel(poll_timeout + 10.0)
-        self.poll_timeout = PROXIED_POLL_TIMEOUT if isinstance(self._poll_channel, ProxyChannel) else poll_timeout
+        self._send_api = BotApiClient(self.api_url, token, SEND_TIMEOUT)
+        self._poll_api = BotApiClient(self.api_url, token, poll_timeout + 10.0)
+        self._scrub = self._send_api.scrub
+        self.poll_timeout = PROXIED_POLL_TIMEOUT if self._poll_api.proxied else poll_timeout
         self._sender = threading.Thread(target=self._send_loop, name="telegram", daemon=True)
         self._poller = threading.Thread(target=self._poll_loop, name="telegram-poll", daemon=True)
-
-    def _channel(self, read_timeout: float) -> OrderChannel | ProxyChannel:
-        """One kept-alive connection of our own (stop() can cut it), or requests behind a proxy, as exchange.py."""
-        proxies = requests.utils.get_environ_proxies(self.api_url)
-        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        if proxies:
-            return ProxyChannel(self.api_url, CONNECT_TIMEOUT, read_timeout, proxies=proxies, verify=verify)
-        return OrderChannel(self.api_url, CONNECT_TIMEOUT, read_timeout, verify=verify)
 
     # ---- life ----------------------------------------------------------------------------------
     def start(self) -> TelegramBot:
@@ -115,20 +86,20 @@ class TelegramBot:
             self._closing, self._deadline = True, deadline - min(0.25, timeout / 4)
             self._cond.notify_all()
         self._stopping.set()
-        self._end(self._poller, self._poll_channel, deadline)
+        self._end(self._poller, self._poll_api, deadline)
         if self._sender.ident is not None:
             self._sender.join(max(0.0, self._deadline - time.monotonic()))  # drain what is queued
-        self._end(self._sender, self._send_channel, deadline)
+        self._end(self._sender, self._send_api, deadline)
         if self.pending:
             self.logger.warning("telegram: %d line(s) not sent before shutdown", self.pending)
 
     @staticmethod
-    def _end(thread: threading.Thread, channel: OrderChannel | ProxyChannel, deadline: float) -> None:
+    def _end(thread: threading.Thread, api: BotApiClient, deadline: float) -> None:
         if thread.ident is None:  # never started
-            channel.close()
+            api.close()
         while thread.is_alive():
-            # shut its socket down (wakes a blocked recv at once), again and again: catches a connect that raced a cut
-            cut(getattr(channel, "_sock", None))
+            # cut its call in flight (wakes a blocked recv at once), again and again: catches a connect that raced a cut
+            api.cut()
             thread.join(0.05)
             if time.monotonic() >= deadline:
                 break
@@ -176,7 +147,7 @@ class TelegramBot:
                 self._deliver(batch)
             except Exception as exc:  # a bug here must not end the thread
                 self.logger.error("telegram: unexpected error while sending (it goes on): %s", self._scrub(repr(exc)))
-        self._send_channel.close()
+        self._send_api.close()
 
     def _next_batch(self) -> list[str] | None:
         """Wait until lines are queued and the chat may take a message; take them all. None: time to end."""
@@ -197,7 +168,7 @@ class TelegramBot:
     def _deliver(self, batch: list[str]) -> None:
         text, left = fold(batch)
         started = time.monotonic()
-        answer = self._call(self._send_channel, "sendMessage", {"chat_id": self.chat_id, "text": text})
+        answer = self._send_api.call("sendMessage", {"chat_id": self.chat_id, "text": text})
         wait, restored = 0.0, False
         with self._cond:
             self._not_before = started + self.fold_window
@@ -238,7 +209,7 @@ class TelegramBot:
                 wait = backoff.next_delay()
             if wait:
                 self._stopping.wait(wait)
-        self._poll_channel.close()
+        self._poll_api.close()
 
     def _poll_once(self, offset: int | None, backoff: Backoff) -> tuple[int | None, float]:
         """getMe once, then getUpdates and its commands: the next offset, and how long to wait before the next call."""
@@ -246,7 +217,7 @@ class TelegramBot:
         # updates ... An update is considered confirmed as soon as getUpdates is called with an offset higher than its"
         payload = {"timeout": max(1, int(self.poll_timeout)), "allowed_updates": ["message"], "offset": offset}
         method, payload = ("getMe", {}) if self.username is None else ("getUpdates", payload)
-        answer = self._call(self._poll_channel, method, {k: v for k, v in payload.items() if v is not None})
+        answer = self._poll_api.call(method, {k: v for k, v in payload.items() if v is not None})
         if self._stopping.is_set():
             return offset, 0.0
         if not answer.ok:
@@ -313,37 +284,7 @@ class TelegramBot:
         """'commands: /pause /resume /status /help'."""
         return "commands: " + " ".join(f"/{name}" for name in [*sorted(self.commands), "help"])
 
-    # ---- the Bot API ---------------------------------------------------------------------------
-    def _call(self, channel: OrderChannel | ProxyChannel, method: str, payload: dict) -> Answer:
-        """POST {api}/bot<token>/<method>; never raises for HTTP or network trouble, never quotes the URL."""
-        try:
-            status, body = channel.post(f"/bot{self._token}/{method}", payload)
-        except (OSError, http.client.HTTPException, NotSent) as exc:  # its text may quote the URL: the type only
-            return Answer(False, description=f"network error ({type(exc).__name__})")
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):  # a proxy's or gateway's page: a 4xx is refused, anything else retried
-            return Answer(False, code=status if status >= 400 else 0, description=f"HTTP {status}, not the Bot API")
-        if data.get("ok") is True and 200 <= status < 300:
-            return Answer(True, data.get("result"))
-        # ResponseParameters.retry_after: "In case of exceeding flood control, the number of seconds left to wait
-        # before the request can be repeated"
-        params = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
-        retry = params.get("retry_after")
-        code = data.get("error_code") if isinstance(data.get("error_code"), int) else status
-        description = self._scrub(str(data.get("description") or f"HTTP {status}"))[:300]
-        return Answer(
-            False,
-            code=code if code >= 400 else status,
-            description=description,
-            retry_after=float(retry) if isinstance(retry, (int, float)) and retry > 0 else None,
-        )
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "***").replace(quote(self._token, safe=""), "***")
-
+    # ---- the log ------------------------------------------------------------------------------
     def _warn(self, side: str, answer: Answer, message: str) -> None:
         """WARNING once per kind of trouble until it works again (a 429 every time), DEBUG after."""
         key = (answer.code, answer.description)

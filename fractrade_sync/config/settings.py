@@ -14,10 +14,9 @@ from urllib.parse import urlsplit
 
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
-from fractrade_sync.config.values import (  # ConfigError and Secret are imported from here by the rest of the package
+from fractrade_sync.config.values import (  # Secret and show_value are imported from here by the rest of the package
     _KNOWN_SECRETS,
     LOG_LEVELS,
-    ConfigError,
     Secret,
     _key_shaped,
     _secret_values,
@@ -36,6 +35,7 @@ from fractrade_sync.config.values import (  # ConfigError and Secret are importe
     url_credentials,
     url_secrets,
 )
+from fractrade_sync.errors import ConfigError  # noqa: F401 (cli/ and storage/ import it from here until they move)
 from fractrade_sync.storage.state import StatePaths
 
 logger = logging.getLogger("fractrade_sync.config")

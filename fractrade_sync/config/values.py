@@ -11,19 +11,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from fractrade_sync.errors import ConfigError
+
 EXECUTOR_PATH = "/ws/executor/"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
-
-
-class ConfigError(Exception):
-    """A configuration value is missing or wrong; names the variable and the fix, never its secret value."""
-
-    def __init__(self, variable: str, message: str):
-        super().__init__(f"{variable}: {message}")
-        self.variable = variable
-        self.message = message
 
 
 class Secret:

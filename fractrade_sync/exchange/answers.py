@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Callable
 
-from fractrade_sync.exchange.client import TransientError
+from fractrade_sync.errors import TransientError
 from fractrade_sync.exchange.rules import to_wire
 from fractrade_sync.outcome import FILLED, PARTIALLY_FILLED, REJECTED, RESTING, Outcome
 

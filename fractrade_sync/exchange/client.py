@@ -14,8 +14,8 @@ import requests
 from hyperliquid.utils.error import ClientError
 
 from fractrade_sync.backoff import exchange_retries
-from fractrade_sync.config.settings import ConfigError, Settings, redact_url
-from fractrade_sync.errors import TransientError, UnknownSymbol
+from fractrade_sync.config.settings import Settings, redact_url
+from fractrade_sync.errors import ConfigError, TransientError, UnknownSymbol
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.account_reads import AccountReads
 from fractrade_sync.exchange.accounts import Relation, resolve
@@ -54,7 +54,13 @@ def _tell(hook: Callable[[str, str, str], None], path: str, payload: dict, statu
 class HyperliquidClient(AccountReads):
     """Reads and signed writes; used by one thread at a time (the worker; `check` before any)."""
 
-    def __init__(self, settings: Settings, feed: MidsFeed | None = None, logger: logging.Logger | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        feed: MidsFeed | None = None,
+        logger: logging.Logger | None = None,
+        on_request: Callable[[str, str, str], None] | None = None,
+    ):
         self.settings = settings
         self.feed = feed  # the live mids, started and stopped by the service (None: every mid over REST)
         self.logger = logger or logging.getLogger("fractrade_sync.exchange")
@@ -72,7 +78,7 @@ class HyperliquidClient(AccountReads):
         self.weights = WeightBudget()  # the request weight spent, as the exchange counts it per IP
         self.clock_offset: float | None = None  # seconds the exchange's clock is ahead of ours (None: not measured)
         # told of every request (path, its type, the HTTP status or 'network' / 'not_sent'): metrics; must be cheap
-        self.on_request: Callable[[str, str, str], None] | None = None
+        self.on_request = on_request  # each request told (path, type, status): the metrics
         self._clock_warned_at = self._clock_measured_at = float("-inf")
         timeouts = (min(3.05, settings.http_timeout), settings.http_timeout)
         # requests re-reads proxy and CA-bundle variables on every request: read them once, now

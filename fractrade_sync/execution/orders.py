@@ -1,20 +1,19 @@
-"""Action -> order -> outcome: what each action means on Hyperliquid (its checks, its order, the protection it
-keeps); sending.py sends the order exactly once."""
+"""Action -> order: what each action means on Hyperliquid (its checks, its order); sending.py sends it exactly
+once."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable
 
 from fractrade_sync.actions import Action
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.settings import Settings
+from fractrade_sync.errors import Refused, TransientError, Unfinished, UnknownSymbol
 from fractrade_sync.exchange.answers import error_text
-from fractrade_sync.exchange.client import HyperliquidClient, TransientError, UnknownSymbol
+from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.rules import (
     MIN_ORDER_VALUE,
     Asset,
@@ -24,50 +23,24 @@ from fractrade_sync.exchange.rules import (
     round_size,
     slippage_price,
 )
-from fractrade_sync.execution.protection import Protection
-from fractrade_sync.execution.sending import (  # Refused: imported from here by the pipeline and hooks
-    Refused,
-    Sender,
-    Unfinished,
-)
 from fractrade_sync.outcome import Outcome
-from fractrade_sync.storage.journal import Journal
 
 
 class Execution:
-    """Executes one action at a time on the worker thread; every path ends in an Outcome."""
+    """What each action means on Hyperliquid, on the worker thread: its order after every local check (its mid, its
+    position, its leverage), or Refused with the reason the user sees. Sends no order (sending.py does)."""
 
     def __init__(
         self,
         settings: Settings,
         client: HyperliquidClient,
-        journal: Journal,
         logger: logging.Logger,
-        clock: Callable[[], float] = time.time,
-        stopping: threading.Event | None = None,
+        expired: Callable[[Action, str], Outcome | None],
+        stopping: threading.Event,
     ):
-        self.settings = settings
-        self.client = client
-        self.journal = journal
-        self.logger = logger
-        self.clock = clock
-        self.stopping = stopping or threading.Event()
-        self.sender = Sender(settings, client, journal, logger, clock, self.stopping)
-        self.protection = Protection(client, journal, logger, settings.dry_run, self.with_retries)
-
-    def prepare(self) -> None:
-        """Worker, before the first action: the exchange ready, then the protection a crash left tidied."""
-        self.client.prepare()
-        self.protection.sweep()
-
-    # ---- the three actions -------------------------------------------------------------------
-    def trade(self, action: Action) -> Outcome:
-        """A marketable IOC limit order at mid +/- slippage."""
-        planned = self.trade_order(action)
-        if isinstance(planned, Outcome):
-            return planned
-        order, note = planned
-        return self._sent(action, order, note)
+        self.settings, self.client, self.logger = settings, client, logger
+        self.expired = expired  # EXPIRED when the action went stale meanwhile (Sender.expired)
+        self.stopping = stopping
 
     def trade_order(self, action: Action) -> tuple[Order, str] | Outcome:
         """A trade's order (and a note for its outcome), after every local check; an Outcome when it went stale
@@ -87,10 +60,6 @@ class Execution:
                 return late
             note = late or ""
         return order, note
-
-    def protect(self, action: Action, tpsl: str) -> Outcome:
-        """Set (replace) a stop loss or take profit: a reduce-only market trigger order."""
-        return self._sent(action, self.protect_order(action, tpsl))
 
     def protect_order(self, action: Action, tpsl: str, after_trade: bool = False) -> Order:
         """A stop loss's or take profit's trigger order. Without a size: a position TP/SL (size 0), which the
@@ -125,18 +94,6 @@ class Execution:
             held = "long" if position > 0 else "short"
             raise Refused(f"a {action.side} {tpsl.upper()} would increase the {held} {asset.name} position")
         return position
-
-    def _sent(self, action: Action, order: Order, note: str = "") -> Outcome:
-        """One action's order sent on its own (a hook's call), its protection kept consistent at once."""
-        outcome = self.sender.submit(action, order)
-        self.after(action, outcome)
-        return replace(outcome, reason=f"{outcome.reason}; {note}" if outcome.reason else note) if note else outcome
-
-    def after(self, action: Action, outcome: Outcome) -> None:
-        """Keep protection consistent once the exchange took an order (live, or found by cloid on resume), now,
-        with whatever cleanup waited before it (protection.py). Never changes the outcome."""
-        self.protection.defer(action, outcome)
-        self.protection.flush()
 
     # ---- checks ------------------------------------------------------------------------------
     def _asset(self, action: Action) -> Asset:
@@ -207,7 +164,7 @@ class Execution:
         note = f"{asset.name} takes isolated margin only: leverage set isolated" if isolated_only else None
         if self.with_retries(lambda: self.client.leverage(asset.name), reading_for=action) == (mode, target):
             return note
-        late = self.sender.expired(action, "not sent")  # the reads took that long: a stale trade changes nothing
+        late = self.expired(action, "not sent")  # the reads took that long: a stale trade changes nothing
         if late is not None:
             return late
         if self.settings.dry_run:

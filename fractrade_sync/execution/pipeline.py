@@ -1,4 +1,8 @@
-"""Action -> Outcome, on the worker thread: resume, staleness, the trader's guards, the hook; journal and report."""
+"""The worker's one handler: everything queued at once -> waves -> one signed request each -> an outcome for each
+action, journaled and reported. Every action takes this way, new or resumed, stock hook or user's:
+
+    admission (decided before any hook?) -> the hook plans (an order, or an outcome) -> the wave's requests are sent
+    (exactly once: sending.py) -> each outcome journaled and reported -> its protection (protection.py)."""
 
 from __future__ import annotations
 
@@ -6,289 +10,184 @@ import dataclasses
 import inspect
 import json
 import logging
-import os
 import time
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence
 
 from fractrade_sync.actions import Action, parse_frame
-from fractrade_sync.config.settings import ConfigError, Settings
-from fractrade_sync.exchange.client import TransientError
-from fractrade_sync.execution.orders import Execution, Refused
-from fractrade_sync.execution.sending import Unfinished
+from fractrade_sync.errors import Refused, TransientError, Unfinished
+from fractrade_sync.execution.admission import Admission
+from fractrade_sync.execution.hooks import COROUTINE_RETURNED, ActionConfig, Handling, Hook, with_identity
+from fractrade_sync.execution.orders import Execution
+from fractrade_sync.execution.protection import Protection
+from fractrade_sync.execution.sending import Sender, Sent
+from fractrade_sync.execution.waves import (
+    MORE_UP_TO,
+    SIBLINGS_WITHIN,
+    EventShape,
+    next_wave,
+    refused_together,
+    requests_of,
+)
 from fractrade_sync.outcome import (
-    EXPIRED,
     FAILED,
-    RECEIVED,
     REJECTED,
     SKIPPED,
+    TERMINAL_STATES,
     UNKNOWN,
     Outcome,
     outcome_fields,
     outcome_line,
 )
-from fractrade_sync.storage.journal import Journal, Resumed, Unwritable
+from fractrade_sync.storage.journal import Journal, Unwritable
+from fractrade_sync.storage.table import Resumed
 
-Item = Union[Action, Resumed]
-FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this machine's clock (NTP keeps both close)
-# after an unclean stop, actions created up to this long after the start are looked up too (the agent's clock may be
-# a little ahead of ours; a restart takes longer than that anyway)
-UNCLEAN_MARGIN = 2.0
 RECHECK_EVERY = 30.0  # seconds between two attempts to settle an action whose outcome the exchange has not told
-Hook = Callable[["ActionConfig"], Any]
-# kind -> the seed's name of its hook, the executor's overridable handle_* method
-HOOKS = {
-    "trade": "handle_hyperliquid_perp_trade",
-    "stop_loss": "handle_set_hyperliquid_perp_stop_loss",
-    "take_profit": "handle_set_hyperliquid_perp_take_profit",
-}
+log = logging.getLogger("fractrade_sync")
 
 
-class ActionConfig(dict):
-    """The action's raw `config` dict (the seed's hook argument), carrying the parsed Action. A copy, all the way
-    down: the hook may change it in place, and the action's own config still says what came."""
-
-    def __init__(self, action: Action):
-        super().__init__(_copy(action.config))
-        self.action = action
+def _nothing_more(wait: float) -> list:
+    return []
 
 
-_NESTED = (dict, list)
-
-
-def _copy(value: dict | list) -> dict | list:
-    """A JSON object's or array's copy, all the way down (strings, numbers, Decimals are immutable)."""
-    if isinstance(value, dict):
-        return {name: _copy(item) if isinstance(item, _NESTED) else item for name, item in value.items()}
-    return [_copy(item) if isinstance(item, _NESTED) else item for item in value]
-
-
-def with_identity(action: Action, original: Action) -> Action:
-    """`action` as a hook changed it, with the identity of the action it handles: its key (and so its cloid), event,
-    timestamp, receive time and frame. The journal, the duplicate check and the exchange's cloid all see one action,
-    whatever the hook changed."""
-    same = dataclasses.replace(
-        action,
-        event_id=original.event_id,
-        timestamp=original.timestamp,
-        received_at=original.received_at,
-        frame=original.frame,
-    )
-    vars(same)["key"] = original.key  # Action.key is a cached_property: the key is its identity, the cloid its prefix
-    if same.key != original.key or same.cloid != original.cloid:
-        raise RuntimeError(
-            "Action.key is no longer a cached_property: a hook's changed config cannot keep the "
-            "action's identity; nothing was sent"
-        )
-    return same
-
-
-def refuse_coroutine_hooks(executor: object) -> None:
-    """ConfigError when a synchronous executor has an `async def` hook (its coroutine would never run)."""
-    names = [name for name in HOOKS.values() if inspect.iscoroutinefunction(getattr(executor, name))]
-    if names:
-        where = type(executor).__name__ + "." + ", ".join(names)
-        raise ConfigError(
-            where,
-            "an `async def` hook needs the asyncio face of the service: use `from "
-            "fractrade_sync.aio import FractradeExecutor` (this class calls its hooks "
-            "synchronously on the worker thread)",
-        )
+def _never() -> bool:
+    return False
 
 
 class Pipeline:
-    """The worker's handler: one action (live, or resumed from the journal) to its one terminal outcome."""
+    """Items (new actions, or resumed from the journal) -> one terminal outcome each; returns how many it left for
+    the next start (a stop came first)."""
 
     def __init__(
         self,
-        settings: Settings,
         journal: Journal,
+        admission: Admission,
         execution: Execution,
+        sender: Sender,
+        protection: Protection,
         hooks: Mapping[str, Hook],
         on_outcome: Sequence[Callable[[Action, Outcome], None]] = (),
-        clock: Callable[[], float] = time.time,
-        unclean_since: float | None = None,
         on_storage: Callable[[str | None], None] = lambda problem: None,
+        clock: Callable[[], float] = time.time,
     ):
-        self.settings = settings
-        self.journal = journal
-        self.execution = execution
+        self.journal, self.admission, self.execution = journal, admission, execution
+        self.sender, self.protection, self.clock = sender, protection, clock
         self.hooks = hooks  # kind (trade, stop_loss, take_profit) -> the service's overridable handle_* method
-        self.on_outcome = tuple(on_outcome)
-        self.clock = clock
-        # the start of a run after an unclean stop: what the last run sent may be missing from the journal
-        self.unclean_since = unclean_since
-        self.on_storage = on_storage
-        self.logger = logging.getLogger("fractrade_sync")
-        self._kill_switch = os.fspath(settings.paths.kill_switch)
-        self.current: Action | None = None  # the action a hook is handling now (worker thread)
-        self.executed: Action | None = None  # what it executes, when the hook changed its config
+        self.on_outcome, self.on_storage = tuple(on_outcome), on_storage
+        self.shape = EventShape()
+        self.together = True  # a trade and its position TP/SL in one request (False once the exchange refused it)
+        self.current: Handling | None = None  # the action whose hook runs now (worker thread)
 
-    def __call__(self, item: Item) -> bool:
-        """Decide, journal and report one action; False when it is left for the next start (a stop came first)."""
-        action = item.action if isinstance(item, Resumed) else item
-        self.executed = None
-        self.execution.sender.sent_for = None
-        self.execution.protection.flush()  # the cleanups that waited come before anything handled on its own
-        try:
-            outcome = self.decide(item)
-        except Unfinished as exc:  # it stays 'received' or 'submitting' in the journal; the next start settles it
-            self.logger.warning("%s: %s", action.describe(), exc)
-            return False
-        except Unwritable as exc:  # before its order left: nothing was sent
-            outcome = Outcome(FAILED, f"not executed: {exc}")
-            self.on_storage(str(exc))
-            self.conclude(item, self.executed or action, outcome, unwritable=True)
-            return True
-        self.conclude(item, self.executed or action, outcome)  # as a hook changed it: the same key
-        return True
+    # ---- the worker's steps ---------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Before the first action: the exchange ready, then the protection a crash left tidied."""
+        self.execution.client.prepare()
+        self.protection.at_start()
 
-    def conclude(self, item: Item, action: Action, outcome: Outcome, unwritable: bool = False) -> None:
-        """Journal an action's outcome and report it (once: a still-unknown one resumed is not told again)."""
-        try:
-            self.journal.finish(action, outcome)
-        except Unwritable as exc:  # what happened is still told, on every channel
-            self.logger.error("%s: its outcome (%s) is not journaled: %s", action.describe(), outcome.state, exc)
-            self.on_storage(str(exc))
-        else:
-            if not unwritable:
-                self.on_storage(None)  # a commit went through: the journal can be written again
-        if outcome.state == UNKNOWN and isinstance(item, Resumed) and item.state == UNKNOWN:
-            self.logger.debug("%s: still unknown (%s)", action.describe(), outcome.reason)  # reported once already
-        else:
-            self.report(action, outcome)
+    def drained(self) -> None:
+        """The queue is empty: the cleanups that waited run now."""
+        self.protection.when_drained()
 
     def recheck(self) -> None:
-        """Worker, when idle: try again to settle the actions whose outcome is unknown (at most every
-        RECHECK_EVERY each); a settled one is reported like any outcome."""
+        """When idle: try again to settle the actions whose outcome is unknown (at most every RECHECK_EVERY each)."""
         for item in self.journal.unsettled(self.clock() - RECHECK_EVERY):
-            self(item)
+            self([item])
 
-    def decide(self, item: Item) -> Outcome:
-        """The action's outcome: found on the exchange (resumed), expired, skipped, refused, or what it did."""
-        seen = self.before_hook(item)
-        if seen is not None:
-            return seen
-        return self._run_hook(item.action if isinstance(item, Resumed) else item)
+    def __call__(
+        self,
+        items: list[Any],
+        more: Callable[[float], list] = _nothing_more,
+        past_deadline: Callable[[], bool] = _never,
+    ) -> int:
+        """Everything queued at once: waves of one request each, in arrival order. `more(wait)`: what was queued since
+        (the worker's); `past_deadline()`: a stop's drain time is over."""
+        pending, left, taken = list(items), 0, 0
+        self._learn(pending)
+        while pending:
+            if past_deadline():  # stopping: what is not started stays in the journal for the next start
+                return left + len(pending)
+            self._gather(pending, taken, more)
+            wave, pending = next_wave(pending, self.together)
+            taken += len(wave)
+            unfinished = self._wave([Handling(item) for item in wave])
+            if unfinished:
+                left += unfinished + len(pending)
+                log.warning("stopping; %d action(s) left for the next start", left)
+                return left
+            if taken < MORE_UP_TO:  # what arrived during that request joins (an event's last frames)
+                pending.extend(self._learn(more(0.0)))
+        return left
 
-    def before_hook(self, item: Item) -> Outcome | None:
-        """An outcome decided before any hook runs (found on the exchange, expired, skipped, refused by the
-        trader's guards), or None: the action's hook executes it."""
-        if isinstance(item, Resumed):
-            seen = self._resume(item)
-            if seen is not None:
-                return seen
-            action = item.action
-        else:
-            action = item
-            seen = self._sent_before_an_unclean_stop(action)
-            if seen is not None:
-                return seen
-        age, limit = action.age(self.clock()), self.settings.max_action_age
-        if age > limit:
-            return Outcome(EXPIRED, f"{age:.0f}s old, over FRAC_MAX_ACTION_AGE={limit:g}s")
-        if age < -FUTURE_TOLERANCE:  # a broken clock, ours or the agent's: its age would be wrong everywhere
-            return Outcome(REJECTED, f"metadata.timestamp is {-age:.0f}s in the future; check the clocks")
-        if action.server_execution:
-            return Outcome(SKIPPED, "metadata.server_execution is true: the platform executes it")
-        refusal = self.guard(action)
-        return Outcome(REJECTED, refusal) if refusal else None
+    def _learn(self, items: list[Any]) -> list[Any]:
+        """Note which trades' events carried a stop loss or take profit (the wait for an event's protection)."""
+        for item in items:
+            if isinstance(item, Action):
+                self.shape.protected(item)
+        return items
 
-    def _resume(self, item: Resumed) -> Outcome | None:
-        """Ask the exchange before anything else. A 'submitting' or 'unknown' action has an order that may be in
-        flight: settled by its nonce (a noop) and cloid. A 'received' one was never sent, unless an OS crash lost
-        its in-flight note: ask by cloid."""
-        action, execution = item.action, self.execution
-        try:
-            if item.state == RECEIVED:
-                seen = self._looked_up(action)
-            else:
-                seen = execution.sender.settle(action, item.nonce, item.since)
-        except TransientError as exc:
-            return _unknown(f"outcome unknown ({exc})", action)
-        if seen is not None:
-            self._after_late(action, seen)
-        return seen
-
-    def _looked_up(self, action: Action) -> Outcome | None:
-        """The action's cloid asked of the exchange, again on an unreadable answer, like any read an order depends
-        on (a stop leaves the action for the next start)."""
-        return self.execution.with_retries(lambda: self.execution.sender.lookup(action), reading_for=action)
-
-    def _after_late(self, action: Action, seen: Outcome) -> None:
-        """An outcome learnt late (resumed, settled, found after an unclean stop): its protection cleanup runs only
-        when no newer action on the coin followed it; else that cleanup would cancel the protection placed since."""
-        if self.journal.newer_on_symbol(action.symbol, action.received_at, action.key):
-            self.logger.warning(
-                "%s: settled late as %s; its protection cleanup is skipped (newer actions on %s followed it)",
-                action.describe(),
-                seen.state,
-                action.symbol,
-            )
+    def _gather(self, pending: list[Any], taken: int, more: Callable[[float], list]) -> None:
+        """A trade at the head whose event's stop loss and take profit (as this agent's events usually carry) are
+        not queued yet: wait for them up to SIBLINGS_WITHIN, so that the whole event goes in one request."""
+        head = pending[0]
+        if not isinstance(head, Action) or head.kind != "trade" or taken >= MORE_UP_TO:
             return
-        self.execution.after(action, seen)
+        wanted = self.shape.expected()
+        self.shape.traded(head)
+        self._learn(pending)
+        deadline = time.monotonic() + SIBLINGS_WITHIN
+        while True:
+            have = {a.kind for a in pending if isinstance(a, Action) and a.event_id == head.event_id and a.size is None}
+            left = deadline - time.monotonic()
+            if wanted <= have or left <= 0:
+                break
+            pending.extend(self._learn(more(left)))
 
-    def _sent_before_an_unclean_stop(self, action: Action) -> Outcome | None:
-        """After an unclean stop (a power loss can take the journal's last writes with it), an action created before
-        this start may be one the last run executed: asked by cloid before it is sent."""
-        since = self.unclean_since
-        if since is None:
-            return None
-        now = self.clock()
-        if now - action.age(now) > since + UNCLEAN_MARGIN:
-            return None  # created since: the last run never saw it (a stale one is asked too: the record tells)
+    # ---- one wave: plan each action, send its requests, conclude each ----------------------------
+    def _wave(self, wave: list[Handling]) -> int:
+        """One wave; returns how many of it a stop left for the next start."""
+        self.protection.before_wave({h.original.symbol for h in wave if h.original.kind == "trade"})
         try:
-            seen = self._looked_up(action)
-        except TransientError as exc:
-            return _unknown(f"sent before an unclean stop? the cloid check failed ({exc})", action)
-        if seen is not None:
-            self.logger.warning(
-                "%s: executed by the last run, whose journal lost it (unclean stop): %s", action.describe(), seen.state
+            planned = [h for h in wave if self._plan(h, wave)]
+            for request in requests_of(planned):
+                self._request(request)
+        except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start
+            log.warning("%s", exc)
+            return sum(not h.concluded for h in wave)
+        except Exception:  # a bug: what was not concluded may have been sent; its journal row says how far
+            log.exception(
+                "a wave of %d action(s) failed; each one left open is settled from its journal row", len(wave)
             )
-            self._after_late(action, seen)
-        return seen
+            return self._settle([h.original for h in wave if not h.concluded])
+        return 0
 
-    def guard(self, action: Action) -> str | None:
-        """The trader's own limits; a refusal reason, or None."""
-        allowed = self.settings.allowed_symbols
-        if allowed is not None and not symbol_allowed(action.symbol, allowed):
-            return f"symbol {action.symbol} is not in FRAC_ALLOWED_SYMBOLS"
-        opening = action.kind == "trade" and not action.reduce_only
-        if opening and os.path.exists(self._kill_switch):
-            return f"kill switch is on ({self.settings.paths.kill_switch}): opening trades are refused"
-        return None
-
-    def action_for(self, config: Mapping[str, Any], action_id: str) -> Action:
-        """The Action a hook's config means (the base hooks execute this): as the hook passed it on, changed or not,
-        with the identity of the action being handled, so it still executes once; Refused when the change made it
-        invalid or the trader's guards refuse it."""
-        original = self.current if self.current is not None else getattr(config, "action", None)
-        if isinstance(original, Action) and original.action_id == action_id and config == original.config:
-            return original  # unchanged: the action as it came
-        frame = json.dumps({"type": "ACTION", "data": {"action_id": action_id, "config": config}}, default=str)
-        parsed = parse_frame(frame, original.received_at if isinstance(original, Action) else self.clock())
-        if not isinstance(parsed, Action):
-            raise Refused(f"the hook's config: {getattr(parsed, 'reason', 'not an action')}")
-        if not isinstance(original, Action):  # called outside the pipeline: a new action
-            return parsed
-        executed = with_identity(parsed, original)
-        refusal = self.guard(executed)
-        if refusal:
-            raise Refused(refusal)
-        self.executed = executed
-        return executed
-
-    def _run_hook(self, action: Action) -> Outcome:
-        """Call the action's hook; what it raises or returns becomes the outcome."""
-        self.current = action
+    def _plan(self, h: Handling, wave: list[Handling]) -> bool:
+        """Decide the action before its hook, else run its hook: True when it planned an order to send."""
+        coin = h.original.symbol.lower()
+        h.after_trade = self.together and any(
+            o.order is not None and o.action.kind == "trade" and o.original.symbol.lower() == coin
+            for o in wave[: wave.index(h)]
+        )
         try:
-            result = self.hooks[action.kind](ActionConfig(action))
+            outcome = self.admission(h.item)
+            if outcome is None:
+                outcome = self._hooked(h)
+        except Unwritable as exc:  # before its order left: nothing was sent
+            self.on_storage(str(exc))
+            self._conclude(h, Outcome(FAILED, f"not executed: {exc}"), unwritable=True)
+            return False
+        if outcome is not None:
+            self._conclude(h, outcome)
+            return False
+        return True
+
+    def _hooked(self, h: Handling) -> Outcome | None:
+        """Run the action's hook: None when it planned an order (it goes out with the wave), else its outcome."""
+        self.current = h
+        try:
+            result = self.hooks[h.original.kind](ActionConfig(h.original))
             if inspect.isawaitable(result):  # an async hook on the synchronous class: it never ran
                 getattr(result, "close", lambda: None)()
-                return Outcome(
-                    FAILED,
-                    "the hook returned a coroutine (nothing was executed); for async hooks use "
-                    "`from fractrade_sync.aio import FractradeExecutor`",
-                )
+                h.order = None
+                return Outcome(FAILED, COROUTINE_RETURNED)
         except Refused as exc:
             return Outcome(REJECTED, str(exc))
         except (Unfinished, Unwritable):
@@ -296,29 +195,139 @@ class Pipeline:
         except TransientError as exc:
             return Outcome(FAILED, f"exchange unreachable: {exc}")
         except Exception as exc:
-            self.logger.exception("%s failed", action.describe())
+            log.exception("%s failed", h.original.describe())
             return Outcome(FAILED, f"{type(exc).__name__}: {exc}"[:300])
         finally:
             self.current = None
+        if h.order is not None:  # the hook asked for its order (the stock hook, or super()): sent with the wave
+            return None
         if isinstance(result, Outcome):
             return result
         placed = "handled by a custom hook" if result else "handled by a custom hook that placed no order"
         return Outcome(SKIPPED, placed)
 
+    def _request(self, request: list[Handling]) -> None:
+        """One request's orders sent, each outcome journaled and reported. A trade with its position TP/SL that the
+        exchange refuses as a whole is sent again as two requests (the trade, then its protection), and from then
+        on always so (EXCHANGE.md §8: whether the exchange takes them together is not confirmed)."""
+        if not self.together and len(request) > 1 and not request[0].order.position and request[-1].order.position:
+            for part in ([request[0]], request[1:]):
+                self._request(part)
+            return
+        try:
+            sent = self.sender.submit_batch([(h.action, h.order) for h in request])
+        except Exception as exc:  # a bug: the request may have left, so the exchange decides (by cloid, later)
+            log.exception("sending %d order(s) failed", len(request))
+            why = f"outcome unknown ({type(exc).__name__}: {str(exc)[:200]})"
+            sent = Sent(
+                [
+                    Outcome(UNKNOWN, f"{why}; settled by cloid {h.action.cloid} as soon as the exchange answers")
+                    for h in request
+                ]
+            )
+        if self.together and refused_together(request, sent.outcomes):
+            self.together = False
+            log.warning(
+                "the exchange refused a trade and its position TP/SL in one request (%s); from now on the "
+                "trade goes first and its protection right after its answer",
+                sent.outcomes[0].reason[:160],
+            )
+            self._request(request)
+            return
+        if sent.unwritable is not None:  # before the request left: nothing of it was sent
+            self.on_storage(sent.unwritable)
+        for h, outcome in zip(request, sent.outcomes, strict=True):
+            self.protection.after_outcome(h.action, outcome)
+            if h.note:
+                outcome = dataclasses.replace(
+                    outcome, reason=f"{outcome.reason}; {h.note}" if outcome.reason else h.note
+                )
+            self._conclude(h, outcome, unwritable=sent.unwritable is not None)
+
+    def _settle(self, actions: list[Action]) -> int:
+        """Each action as the next start would take it: by its journal row ('received': asked by cloid first;
+        'submitting': by its nonce and cloid); returns how many are left."""
+        left = 0
+        for action in actions:
+            row = self.journal.get(action.key)
+            if row is None or row["state"] in TERMINAL_STATES:
+                continue
+            try:
+                left += self([Resumed(action, row["state"], row["updated_at"], row["nonce"])])
+            except Exception:  # the same bug again: this one waits for the next start, the others go on
+                log.exception("%s: left for the next start", action.describe())
+                left += 1
+        return left
+
+    # ---- what the stock hooks call --------------------------------------------------------------
+    def plan(self, config: Mapping[str, Any], action_id: str) -> Handling | Outcome:
+        """The stock hooks' work: the order the config means (its checks, its leverage), planned on the action's
+        handling and sent with its wave; or its outcome when it has none (it went stale). One order per action: a
+        hook that calls its parent twice gets the first plan again."""
+        h = self.current
+        if h is None:
+            raise RuntimeError("a handle_* hook executes only on the worker thread, for the action it was given")
+        if h.order is not None:
+            log.warning(
+                "%s: an order of this action was planned already (cloid %s): one action is one order; "
+                "the hook's second call gets the first one's plan",
+                h.action.describe(),
+                h.action.cloid,
+            )
+            return h
+        action = self.action_for(config, action_id)
+        if action.kind == "trade":
+            made = self.execution.trade_order(action)
+            if isinstance(made, Outcome):
+                return made
+            h.order, h.note = made
+        else:
+            tpsl = "sl" if action.kind == "stop_loss" else "tp"
+            h.order = self.execution.protect_order(action, tpsl, h.after_trade)
+        return h
+
+    def action_for(self, config: Mapping[str, Any], action_id: str) -> Action:
+        """The Action a hook's config means: as the hook passed it on, changed or not, with the identity of the action
+        being handled, so it still executes once; Refused when the change made it invalid or the trader's guards
+        refuse it."""
+        h = self.current
+        original = h.original
+        if original.action_id == action_id and config == original.config:
+            return original  # unchanged: the action as it came
+        frame = json.dumps({"type": "ACTION", "data": {"action_id": action_id, "config": config}}, default=str)
+        parsed = parse_frame(frame, original.received_at)
+        if not isinstance(parsed, Action):
+            raise Refused(f"the hook's config: {getattr(parsed, 'reason', 'not an action')}")
+        executed = with_identity(parsed, original)
+        refusal = self.admission.guard(executed)
+        if refusal:
+            raise Refused(refusal)
+        h.executed = executed
+        return executed
+
+    # ---- journal and report ---------------------------------------------------------------------
+    def _conclude(self, h: Handling, outcome: Outcome, unwritable: bool = False) -> None:
+        self.conclude(h.item, h.action, outcome, unwritable)
+        h.concluded = True
+
+    def conclude(self, item: Action | Resumed, action: Action, outcome: Outcome, unwritable: bool = False) -> None:
+        """Journal an action's outcome and report it (once: a still-unknown one resumed is not told again)."""
+        try:
+            self.journal.finish(action, outcome)
+        except Unwritable as exc:  # what happened is still told, on every channel
+            log.error("%s: its outcome (%s) is not journaled: %s", action.describe(), outcome.state, exc)
+            self.on_storage(str(exc))
+        else:
+            if not unwritable:
+                self.on_storage(None)  # a commit went through: the journal can be written again
+        if outcome.state == UNKNOWN and isinstance(item, Resumed) and item.state == UNKNOWN:
+            log.debug("%s: still unknown (%s)", action.describe(), outcome.reason)  # reported once already
+        else:
+            self.report(action, outcome)
+
     def report(self, action: Action, outcome: Outcome) -> None:
         """One INFO line per action with the essentials (its OUTCOME_FIELDS in a JSON log); then the notifiers."""
         level = logging.WARNING if outcome.state == FAILED else logging.INFO
-        self.logger.log(level, outcome_line(action, outcome), extra=outcome_fields(action, outcome))
+        log.log(level, outcome_line(action, outcome), extra=outcome_fields(action, outcome))
         for listener in self.on_outcome:
             listener(action, outcome)
-
-
-def _unknown(why: str, action: Action) -> Outcome:
-    """The outcome of an action the exchange has not told about yet: open, settled by cloid later."""
-    return Outcome(UNKNOWN, f"{why}; settled by cloid {action.cloid} as soon as the exchange answers")
-
-
-def symbol_allowed(symbol: str, allowed: frozenset[str]) -> bool:
-    """FRAC_ALLOWED_SYMBOLS: a coin by name (any case), a HIP-3 coin as `dex:COIN`, every coin of a dex as `dex:*`."""
-    wanted = symbol.lower()
-    return any(wanted == a.lower() or (a.endswith(":*") and wanted.startswith(a[:-1].lower())) for a in allowed)

@@ -2,9 +2,9 @@
 of its kind; a trade that leaves the coin flat, opens it from flat or flips it cancels the triggers left from the
 previous position; a trade that changes a protected position resizes the whole-position triggers to cover it.
 
-Cleanups wait while more actions are queued (`defer`), then run together (`flush`): the positions are protected
-first, and the cleanups of a whole burst cost one cancel and one modify request. Only this service's own triggers
-are touched (a cloid the journal has as a stop loss or take profit)."""
+Cleanups wait while more actions are queued (`after_outcome`), then run together (`when_drained`): the positions are
+protected first, and the cleanups of a whole burst cost one cancel and one modify request. Only this service's own
+triggers are touched (a cloid the journal has as a stop loss or take profit)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 from fractrade_sync import outcome as J
 from fractrade_sync.actions import Action
+from fractrade_sync.errors import TransientError
 from fractrade_sync.exchange import wire
-from fractrade_sync.exchange.client import HyperliquidClient, TransientError
+from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.dexes import dex_of
 from fractrade_sync.exchange.rules import Asset, Order
 from fractrade_sync.outcome import Outcome
@@ -41,17 +42,33 @@ class Protection:
         self.retried = retried  # an idempotent request with bounded retries (Execution.with_retries)
         self.deferred: list[tuple[Action, Outcome]] = []
 
-    def defer(self, action: Action, outcome: Outcome) -> None:
-        """Remember an executed action's cleanup until `flush`."""
+    # ---- the phases, each called from one place: the pipeline ---------------------------------------
+    def at_start(self) -> None:
+        """Before the first action: tidy what a cleanup cut short by a stop or a crash left (`sweep`)."""
+        self._sweep_all()
+
+    def before_wave(self, traded: set[str]) -> None:
+        """Before a wave's requests: a trade must not overtake the cleanup waiting on its coin; that runs first."""
+        wanted = {s.lower() for s in traded}
+        if any(action.symbol.lower() in wanted for action, _ in self.deferred):
+            self._flush()
+
+    def after_outcome(self, action: Action, outcome: Outcome) -> None:
+        """An order the exchange took: its cleanup waits until the queue drains (`when_drained`)."""
         if not self.dry_run and outcome.state in (J.FILLED, J.PARTIALLY_FILLED, J.RESTING):
             self.deferred.append((action, outcome))
 
-    def waiting_on(self, symbols: set[str]) -> bool:
-        """Whether a cleanup waits on one of these coins (a new trade on it must not overtake its cleanup)."""
-        wanted = {s.lower() for s in symbols}
-        return any(action.symbol.lower() in wanted for action, _ in self.deferred)
+    def when_drained(self) -> None:
+        """The queue is empty: every waiting cleanup runs, together."""
+        self._flush()
 
-    def flush(self) -> None:
+    def settled_late(self, action: Action, outcome: Outcome) -> None:
+        """An outcome learnt late (resumed, found by cloid): its cleanup, with whatever waited before it, now."""
+        self.after_outcome(action, outcome)
+        self._flush()
+
+    # ---- the work ---------------------------------------------------------------------------------
+    def _flush(self) -> None:
         """Run every deferred cleanup: per coin, its open orders (live, or REST) and, after a trade, its position
         (REST); then one cancel request and one modify request for all coins."""
         entries, self.deferred = self.deferred, []
@@ -73,7 +90,7 @@ class Protection:
             except Exception as exc:  # (a gateway's 4xx too) never an action's failure: its order stands
                 self.logger.error("resizing the protection failed: %s; it keeps its old size", _reason(exc))
 
-    def sweep(self) -> None:
+    def _sweep_all(self) -> None:
         """At start: what a cleanup cut short left (cleanups wait until the queue drains, and a kill -9 loses them).
         On each coin, this service's triggers older than the newest of their kind are canceled (one stop loss and
         one take profit at most: a new one replaces the older), and on a flat coin all of them (a trigger of a

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from hyperliquid.utils.error import ClientError
@@ -20,27 +21,29 @@ from fractrade_sync import outcome as J
 from fractrade_sync.actions import Action
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.settings import Settings
-from fractrade_sync.exchange.answers import error_text, filled_by, nonce_refusal, order_outcome, status_outcome
-from fractrade_sync.exchange.client import HyperliquidClient, TransientError
+from fractrade_sync.errors import TransientError, Unfinished
+from fractrade_sync.exchange.answers import error_text, nonce_refusal, order_outcome
+from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
+from fractrade_sync.execution.records import beyond_records, lookup
 from fractrade_sync.outcome import Outcome
 from fractrade_sync.storage.journal import Journal, Unwritable
 
 FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the first is certainly not applied
 # seconds an order the exchange applied may take to show by cloid on /info (an assumption: RELIABILITY.md)
 INFO_LAG = 8.0
-# only for an older run's in-flight note without a nonce: seconds past its expiresAfter before a cloid check counts
+# an in-flight note without a nonce (torn by a power loss): seconds past its expiresAfter before a cloid check counts
 SETTLE_MARGIN = 1.0
 NOT_FOUND = "not executed: the exchange shows no order with its cloid"
-FOUND_BEYOND = "found on the exchange by cloid in its fills and open orders (its order record is gone)"
 
 
-class Refused(Exception):
-    """Refused locally, before anything is sent; the message is the reason the user sees."""
+@dataclass(frozen=True)
+class Sent:
+    """A request's orders, sent: each one's outcome, and why the journal could not be written when that stopped a
+    round before its request left (None: it could)."""
 
-
-class Unfinished(BaseException):  # (not an Exception: a hook's `except Exception` must not swallow it)
-    """Stopping: the action stays in the journal ('received' or 'submitting') and is settled at the next start."""
+    outcomes: list[Outcome]
+    unwritable: str | None = None
 
 
 class Sender:
@@ -57,31 +60,15 @@ class Sender:
     ):
         self.settings, self.client, self.journal, self.logger = settings, client, journal, logger
         self.clock, self.stopping = clock, stopping
-        # (key, outcome) of the order this handling sent (the pipeline resets it per item)
-        self.sent_for: tuple[str, Outcome] | None = None
         self._voided: set[int] = set()  # nonces our own noop spent: no request signed with one can ever apply
 
-    def submit(self, action: Action, order: Order) -> Outcome:
-        """One order per action and handling: a hook that calls its parent twice gets the first call's outcome again
-        (logged), never a second order under the same cloid."""
-        if self.sent_for is not None and self.sent_for[0] == action.key:
-            self.logger.warning(
-                "%s: an order of this action was sent already (cloid %s): one action is one order; "
-                "the hook's second call gets the first one's outcome",
-                action.describe(),
-                action.cloid,
-            )
-            return self.sent_for[1]
-        outcome = self.submit_batch([(action, order)])[0]
-        self.sent_for = (action.key, outcome)
-        return outcome
-
-    def submit_batch(self, pairs: list[tuple[Action, Order]]) -> list[Outcome]:
+    def submit_batch(self, pairs: list[tuple[Action, Order]]) -> Sent:
         """Several actions' orders in one signed request, each with its own cloid, journal row and outcome (the
         exchange takes them in this order). Exactly once by the exchange's own guarantee, never by this machine's
         clock: an uncertain failure resends the identical signed request (one nonce: the exchange applies it once
         at most), and when that cannot decide, a noop with the nonce does; an ambiguous request is settled order by
-        order, by cloid. Only an order certainly not applied is signed again."""
+        order, by cloid. Only an order certainly not applied is signed again. The journal unwritable before a
+        round's request left: that round's orders are not executed (`Sent.unwritable` says why)."""
         outcomes: dict[int, Outcome] = {}
         wires: dict[int, dict] = {}
         for i, (_, order) in enumerate(pairs):
@@ -96,6 +83,7 @@ class Sender:
             outcomes.update({i: Outcome(J.SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in pending})
             pending = []
         why = "not sent"  # retried reads or a leverage update took that long
+        unwritable: str | None = None
         for round_ in range(FRESH_ORDERS):
             for i in pending:
                 late = self.expired(pairs[i][0], why)
@@ -113,8 +101,10 @@ class Sender:
             try:
                 results, why = self._send(actions, [pairs[i][1] for i in pending], payload)
             except Unwritable as exc:  # nothing of this round was sent; what earlier rounds settled stands
-                exc.known = {pairs[i][0].key: outcome for i, outcome in outcomes.items()}  # type: ignore[attr-defined]
-                raise
+                unwritable = str(exc)
+                outcomes.update({i: Outcome(J.FAILED, f"not executed: {exc}") for i in pending})
+                pending = []
+                break
             except TransientError as exc:
                 for i in pending:
                     outcomes[i] = Outcome(
@@ -127,7 +117,7 @@ class Sender:
             outcomes.update({i: seen for i, seen in zip(pending, results, strict=True) if seen is not None})
         for i in pending:
             outcomes.setdefault(i, Outcome(J.FAILED, why))
-        return [outcomes[i] for i in range(len(pairs))]
+        return Sent([outcomes[i] for i in range(len(pairs))], unwritable)
 
     def _send(self, actions: list[Action], orders: list[Order], payload: dict) -> tuple[list[Outcome | None], str]:
         """Send one signed request, resending it identically after an uncertain failure: each order's outcome, or
@@ -284,33 +274,12 @@ class Sender:
                 if unreadable is not None:
                     raise unreadable
                 missing = [i for i in range(len(actions)) if i not in found]
-                found.update(self._beyond_records([actions[i] for i in missing], missing))
+                found.update(beyond_records(self.client, [actions[i] for i in missing], missing))
                 return [found.get(i) for i in range(len(actions))]
             if unreadable is not None:
                 self.logger.warning("%s: cloid check failed: %s; asking again", _named(actions), unreadable)
             if self.stopping.wait(min(next(delays, 2.0), max(0.05, INFO_LAG - elapsed))):
                 raise Unfinished("stopped while asking the exchange by cloid; settled at the next start")
-
-    def _beyond_records(self, actions: list[Action], places: list[int]) -> dict[int, Outcome]:
-        """The nonce is spent and orderStatus knows no such cloid: the exchange keeps about the account's last 2000
-        orders (EXCHANGE.md §4), so an applied order's record may be gone. Its fills (userFills carries the cloid)
-        and the open orders outlive it: an order found there was applied; only then is "no effect" concluded."""
-        wanted = {a.cloid.lower(): i for a, i in zip(actions, places, strict=True)}
-        try:
-            fills = self.client.fills()
-            listed = self.client.rest_open_orders()
-        except (TransientError, ClientError) as exc:
-            raise TransientError(f"no record by cloid, and the fills could not be read: {exc}") from None
-        outcomes: dict[int, Outcome] = {}
-        for cloid, i in wanted.items():
-            mine = [f for f in fills if str(f.get("cloid") or "").lower() == cloid]
-            if mine:
-                size, avg = filled_by(mine, mine[0]["oid"])
-                outcomes[i] = Outcome(J.FILLED, f"{FOUND_BEYOND}: filled", mine[0]["oid"], to_wire(size), avg)
-            elif any(str(o.get("cloid") or "").lower() == cloid for o in listed):
-                oid = next(o["oid"] for o in listed if str(o.get("cloid") or "").lower() == cloid)
-                outcomes[i] = Outcome(J.RESTING, f"{FOUND_BEYOND}: open", oid)
-        return outcomes
 
     def deadline(self, action: Action) -> float:
         """The wall-clock time after which the action is stale: no order of it may be applied after that."""
@@ -333,9 +302,9 @@ class Sender:
             return seen
         if nonce is not None:
             return self.void(nonce, [item_action])[0]
-        # no nonce (an older version's note, or a lookup that failed before anything was sent): no order of the action
-        # can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no", and the
-        # worker does not wait for it: the action stays open and is asked again (recheck)
+        # no nonce (a note torn by a power loss, or a lookup that failed before anything was sent): no order of the
+        # action can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no",
+        # and the worker does not wait for it: the action stays open and is asked again (recheck)
         settle_at = min(since + self.client.expiry_window, self.deadline(item_action)) + SETTLE_MARGIN
         if self.clock() < settle_at:
             raise TransientError(
@@ -345,19 +314,8 @@ class Sender:
         return None  # the lookup above came after settle_at: no order of it can land any more
 
     def lookup(self, action: Action) -> Outcome | None:
-        """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError (a 4xx
-        too: only the exchange's explicit "unknownOid" counts as unseen)."""
-        try:
-            return status_outcome(self.client.order_status(action.cloid), self._filled)
-        except ClientError as exc:
-            raise TransientError(f"orderStatus answered HTTP {exc.status_code}") from None
-
-    def _filled(self, oid: int) -> tuple:
-        """What an order found by cloid filled, from the account's fills (REST userFills)."""
-        try:
-            return filled_by(self.client.fills(), oid)
-        except ClientError as exc:
-            raise TransientError(f"userFills answered HTTP {exc.status_code}") from None
+        """What the exchange did with this action's cloid; None when it never saw it (records.py)."""
+        return lookup(self.client, action)
 
 
 def _named(actions: list[Action]) -> str:

@@ -6,40 +6,38 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from fractrade_sync.backoff import preparation
-from fractrade_sync.exchange.client import TransientError
+from fractrade_sync.errors import TransientError
 
 STOP = object()  # the sentinel that ends the loop
 MAX_BATCH = 32  # items taken from the queue at once for a batch handler
 
 
 class Worker:
-    """One thread, one queue: prepare once, then dequeue -> handle; one failing item never stops the loop.
+    """One thread, one queue: prepare once, then dequeue -> handle; one failing hand-over never stops the loop.
 
-    `handle(item)` returns False when it left the item for the next start; with `handle_many`, everything queued
-    (up to MAX_BATCH) is handed over at once instead, and it returns how many it left; `drained` runs whenever the
-    queue is found empty after a hand-over. `prepare()` is retried with backoff until it succeeds (an exception of
-    `fatal` ends the thread through `on_fatal`); the `idle` steps run when the queue has been empty for a while.
-    `stopping` is set when a stop cuts the drain short."""
+    `handle(items, more, past_deadline)` gets everything queued at once (up to MAX_BATCH), with `more(wait)` for what
+    is queued since and `past_deadline()` for a stop's drain time being over, and returns how many it left for the
+    next start; `drained` runs whenever the queue is found empty after a hand-over. `prepare()` is retried with
+    backoff until it succeeds (an exception of `fatal` ends the thread through `on_fatal`); the `idle` steps run
+    when the queue has been empty for a while. `stopping` is set when a stop cuts the drain short."""
 
     def __init__(
         self,
         actions: queue.Queue,
-        handle: Callable[[Any], bool],
+        handle: Callable[[list, Callable[[float], list], Callable[[], bool]], int],
         *,
         prepare: Callable[[], None],
         idle: Sequence[Callable[[], None]],
+        drained: Callable[[], None],
         on_fatal: Callable[[Exception], None],
         fatal: tuple[type[Exception], ...] = (),
         stopping: threading.Event | None = None,
-        handle_many: Callable[[list], int] | None = None,
-        drained: Callable[[], None] | None = None,
     ):
         self.queue = actions
-        self.handle, self.prepare, self.idle = handle, prepare, idle
-        self.handle_many, self.drained = handle_many, drained
+        self.handle, self.prepare, self.idle, self.drained = handle, prepare, idle, drained
         self.on_fatal, self.fatal = on_fatal, fatal
         self.stopping = stopping or threading.Event()
         self.logger = logging.getLogger("fractrade_sync.worker")
@@ -95,11 +93,11 @@ class Worker:
                     self._guarded(step)
                 continue
             self.waiting = False
-            batch = self._batch = [item] if item is STOP or self.handle_many is None else [item, *self._more()]
+            batch = self._batch = [item] if item is STOP else [item, *self._more()]
             stop = batch[-1] is STOP
             try:
                 self._handle([it for it in batch if it is not STOP])
-                if self.drained is not None and (stop or self.queue.qsize() == 0):
+                if stop or self.queue.qsize() == 0:
                     self._guarded(self.drained)  # (before task_done: a drained queue means its cleanups ran too)
             finally:
                 self.busy_since = None
@@ -156,12 +154,7 @@ class Worker:
             return
         self.busy_since = time.monotonic()
         try:
-            if self.handle_many is not None:
-                self.left_behind += self.handle_many(items)
-                return
-            for item in items:
-                if self.handle(item) is False:
-                    self.left_behind += 1
+            self.left_behind += self.handle(items, self.take_more, self.past_deadline)
         except Exception:
             self.logger.exception("worker: unexpected error (the loop goes on)")
 

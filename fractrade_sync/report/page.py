@@ -1,9 +1,10 @@
 """The report (report.py) as one self-contained HTML page that opens offline: the totals, cumulative net PnL over
 time, net PnL per day, the slippage and latency distributions, and the table of actions.
 
-The charts are plotly's (a dependency), its JavaScript embedded once in the page (no CDN: it works offline and behind
-a firewall). Where plotly cannot be imported (a distribution's package without it), and with `use_plotly=False`, the
-same charts are drawn as plain inline SVG (report/svg.py): the page never depends on anything it does not carry. Each chart is a
+The charts are plotly's (a dependency), its JavaScript embedded once in the page (no CDN: it works offline and
+behind a firewall). Where plotly cannot be imported (a distribution's package without it), and with
+`use_plotly=False`, the same charts are drawn as plain inline SVG (report/svg.py): the page never depends on anything
+it does not carry. Each chart is a
 `<figure class="chart" data-chart="NAME">`; a chart without data says so instead of drawing an empty frame."""
 
 from __future__ import annotations

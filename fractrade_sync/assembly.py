@@ -1,0 +1,122 @@
+"""The service's parts, built in one place at start, each given what it uses (narrow callables, never the service)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from fractrade_sync.channels.hub import Channels
+from fractrade_sync.channels.probe import ServiceProbe
+from fractrade_sync.config.settings import Settings
+from fractrade_sync.exchange.client import HyperliquidClient
+from fractrade_sync.execution.admission import Admission
+from fractrade_sync.execution.hooks import Hook
+from fractrade_sync.execution.orders import Execution
+from fractrade_sync.execution.pipeline import Pipeline
+from fractrade_sync.execution.protection import Protection
+from fractrade_sync.execution.sending import Sender
+from fractrade_sync.execution.worker import Worker
+from fractrade_sync.feeds.account import AccountView
+from fractrade_sync.feeds.market import MidsFeed
+from fractrade_sync.feeds.receiver import Intake, Receiver
+from fractrade_sync.storage.journal import Journal
+from fractrade_sync.storage.ledger import Ledger
+from fractrade_sync.watchdog import Watchdog
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What a start builds: the feeds, the exchange client, the journal and ledger, the pipeline, the threads."""
+
+    feed: MidsFeed
+    client: HyperliquidClient
+    journal: Journal
+    ledger: Ledger
+    execution: Execution
+    pipeline: Pipeline
+    worker: Worker
+    intake: Intake
+    receiver: Receiver
+    watchdog: Watchdog
+    resumed: list  # what the journal resumes, oldest first
+
+
+def assemble(
+    settings: Settings,
+    actions: queue.Queue,
+    channels: Channels,
+    hooks: Mapping[str, Hook],
+    *,
+    clock: Callable[[], float],
+    stopping: threading.Event,
+    unclean_since: float | None,
+    on_storage: Callable[[str | None], None],
+    on_connection: Callable[[bool, str], None],
+    on_fatal: Callable[[Exception], None],
+    fatal: tuple[type[Exception], ...],
+    on_thread_failed: Callable[[str], None],
+    storage_problem: Callable[[], Any],
+) -> Parts:
+    """Every part of a start, in the order they need each other."""
+    logger = logging.getLogger("fractrade_sync")
+    ledger: Ledger | None = None  # (built once the journal is open; the feed's fills reach it from then on)
+    feed = MidsFeed(
+        settings.api_url,
+        logging.getLogger("fractrade_sync.market"),
+        account=AccountView(),
+        user=settings.account_address,
+        on_fills=lambda fills: ledger and ledger.pushed(fills),
+    )
+    client = HyperliquidClient(settings, feed, on_request=channels.request_listener)
+    journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=clock)
+    ledger = Ledger(journal, client, feed, clock)
+    sender = Sender(settings, client, journal, logger, clock, stopping)
+    execution = Execution(settings, client, logger, sender.expired, stopping)
+    protection = Protection(client, journal, logger, settings.dry_run, execution.with_retries)
+    admission = Admission(
+        settings, journal, sender, execution.with_retries, protection.settled_late, clock, unclean_since
+    )
+    listeners = [*channels.listeners, ledger.outcome]
+    pipeline = Pipeline(journal, admission, execution, sender, protection, hooks, listeners, on_storage, clock)
+    worker = Worker(
+        actions,
+        pipeline,
+        prepare=pipeline.prepare,
+        idle=(client.keep_warm, pipeline.recheck, ledger.idle),
+        drained=pipeline.drained,
+        on_fatal=on_fatal,
+        fatal=fatal,
+        stopping=stopping,
+    )
+    intake = Intake(journal, actions, worker.idle_now, clock, on_storage)
+    receiver = Receiver(settings, ledger.noting_arrival(intake), on_connection)
+    watchdog = Watchdog(
+        settings,
+        receiver,
+        worker,
+        actions,
+        journal,
+        on_thread_failed,
+        storage=storage_problem,
+        ticks=(channels.tick,),
+    )
+    return Parts(feed, client, journal, ledger, execution, pipeline, worker, intake, receiver, watchdog, resumed)
+
+
+def probe_of(service: Any) -> ServiceProbe:
+    """What the operator's channels read of a service, as narrow callables: each part as it is when read (None: not
+    built yet; the channels are built before the parts, so that the status port is bound first)."""
+    return ServiceProbe(
+        connected=lambda: None if service.receiver is None else service.receiver.connected.is_set(),
+        reconnects=lambda: None if service.receiver is None else service.receiver.reconnects,
+        exchange_ready=lambda: None if service.worker is None else service.worker.ready.is_set(),
+        queue_depth=service.queue.qsize,
+        clock_offset=lambda: None if service.client is None else service.client.clock_offset,
+        threads=lambda: None if service.watchdog is None else service.watchdog.threads(),
+        live_status=lambda: None if service.watchdog is None else service.watchdog.status(),
+        recent_actions=lambda n: [] if service.journal is None else service.journal.recent(n),
+        arrival_mid=lambda key: None if service.ledger is None else service.ledger.arrival_mid(key),
+    )

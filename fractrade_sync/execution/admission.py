@@ -1,0 +1,142 @@
+"""What is decided before any hook runs: a resumed action found on the exchange (by its nonce and cloid), one the
+last run sent before an unclean stop, a stale one, a skipped one, one the trader's own guards refuse."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable
+
+from fractrade_sync.actions import Action
+from fractrade_sync.config.settings import Settings
+from fractrade_sync.errors import TransientError
+from fractrade_sync.execution.sending import Sender
+from fractrade_sync.outcome import EXPIRED, RECEIVED, REJECTED, SKIPPED, UNKNOWN, Outcome
+from fractrade_sync.storage.journal import Journal
+from fractrade_sync.storage.table import Resumed
+
+FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this machine's clock (NTP keeps both close)
+# after an unclean stop, actions created up to this long after the start are looked up too (the agent's clock may be
+# a little ahead of ours; a restart takes longer than that anyway)
+UNCLEAN_MARGIN = 2.0
+
+
+class Admission:
+    """Before the hook: an outcome already decided, or None (the action's hook plans it)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        sender: Sender,
+        retried: Callable[..., Any],
+        settled_late: Callable[[Action, Outcome], None],
+        clock: Callable[[], float] = time.time,
+        unclean_since: float | None = None,
+    ):
+        self.settings, self.journal, self.sender, self.clock = settings, journal, sender, clock
+        self.retried = retried  # a read an action depends on, retried like its order (Execution.with_retries)
+        self.settled_late = settled_late  # an outcome learnt late: its protection (Protection.settled_late)
+        # the start of a run after an unclean stop: what the last run sent may be missing from the journal
+        self.unclean_since = unclean_since
+        self.logger = logging.getLogger("fractrade_sync")
+        self._kill_switch = os.fspath(settings.paths.kill_switch)
+
+    def __call__(self, item: Action | Resumed) -> Outcome | None:
+        """An outcome decided before any hook runs (found on the exchange, expired, skipped, refused by the
+        trader's guards), or None: the action's hook executes it."""
+        if isinstance(item, Resumed):
+            seen = self._resume(item)
+            if seen is not None:
+                return seen
+            action = item.action
+        else:
+            action = item
+            seen = self._sent_before_an_unclean_stop(action)
+            if seen is not None:
+                return seen
+        age, limit = action.age(self.clock()), self.settings.max_action_age
+        if age > limit:
+            return Outcome(EXPIRED, f"{age:.0f}s old, over FRAC_MAX_ACTION_AGE={limit:g}s")
+        if age < -FUTURE_TOLERANCE:  # a broken clock, ours or the agent's: its age would be wrong everywhere
+            return Outcome(REJECTED, f"metadata.timestamp is {-age:.0f}s in the future; check the clocks")
+        if action.server_execution:
+            return Outcome(SKIPPED, "metadata.server_execution is true: the platform executes it")
+        refusal = self.guard(action)
+        return Outcome(REJECTED, refusal) if refusal else None
+
+    def guard(self, action: Action) -> str | None:
+        """The trader's own limits; a refusal reason, or None."""
+        allowed = self.settings.allowed_symbols
+        if allowed is not None and not symbol_allowed(action.symbol, allowed):
+            return f"symbol {action.symbol} is not in FRAC_ALLOWED_SYMBOLS"
+        opening = action.kind == "trade" and not action.reduce_only
+        if opening and os.path.exists(self._kill_switch):
+            return f"kill switch is on ({self.settings.paths.kill_switch}): opening trades are refused"
+        return None
+
+    def _resume(self, item: Resumed) -> Outcome | None:
+        """Ask the exchange before anything else. A 'submitting' or 'unknown' action has an order that may be in
+        flight: settled by its nonce (a noop) and cloid. A 'received' one was never sent, unless an OS crash lost
+        its in-flight note: ask by cloid."""
+        action = item.action
+        try:
+            if item.state == RECEIVED:
+                seen = self._looked_up(action)
+            else:
+                seen = self.sender.settle(action, item.nonce, item.since)
+        except TransientError as exc:
+            return unknown(f"outcome unknown ({exc})", action)
+        if seen is not None:
+            self._after_late(action, seen)
+        return seen
+
+    def _looked_up(self, action: Action) -> Outcome | None:
+        """The action's cloid asked of the exchange, again on an unreadable answer, like any read an order depends
+        on (a stop leaves the action for the next start)."""
+        return self.retried(lambda: self.sender.lookup(action), reading_for=action)
+
+    def _after_late(self, action: Action, seen: Outcome) -> None:
+        """An outcome learnt late (resumed, settled, found after an unclean stop): its protection cleanup runs only
+        when no newer action on the coin followed it; else that cleanup would cancel the protection placed since."""
+        if self.journal.newer_on_symbol(action.symbol, action.received_at, action.key):
+            self.logger.warning(
+                "%s: settled late as %s; its protection cleanup is skipped (newer actions on %s followed it)",
+                action.describe(),
+                seen.state,
+                action.symbol,
+            )
+            return
+        self.settled_late(action, seen)
+
+    def _sent_before_an_unclean_stop(self, action: Action) -> Outcome | None:
+        """After an unclean stop (a power loss can take the journal's last writes with it), an action created before
+        this start may be one the last run executed: asked by cloid before it is sent."""
+        since = self.unclean_since
+        if since is None:
+            return None
+        now = self.clock()
+        if now - action.age(now) > since + UNCLEAN_MARGIN:
+            return None  # created since: the last run never saw it (a stale one is asked too: the record tells)
+        try:
+            seen = self._looked_up(action)
+        except TransientError as exc:
+            return unknown(f"sent before an unclean stop? the cloid check failed ({exc})", action)
+        if seen is not None:
+            self.logger.warning(
+                "%s: executed by the last run, whose journal lost it (unclean stop): %s", action.describe(), seen.state
+            )
+            self._after_late(action, seen)
+        return seen
+
+
+def unknown(why: str, action: Action) -> Outcome:
+    """The outcome of an action the exchange has not told about yet: open, settled by cloid later."""
+    return Outcome(UNKNOWN, f"{why}; settled by cloid {action.cloid} as soon as the exchange answers")
+
+
+def symbol_allowed(symbol: str, allowed: frozenset[str]) -> bool:
+    """FRAC_ALLOWED_SYMBOLS: a coin by name (any case), a HIP-3 coin as `dex:COIN`, every coin of a dex as `dex:*`."""
+    wanted = symbol.lower()
+    return any(wanted == a.lower() or (a.endswith(":*") and wanted.startswith(a[:-1].lower())) for a in allowed)

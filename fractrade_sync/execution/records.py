@@ -1,0 +1,54 @@
+"""An order's fate asked of the exchange by its cloid: its order record (`orderStatus`), and where that record is gone
+(the exchange keeps about the account's last 2000 orders, EXCHANGE.md §4), its fills and the open orders."""
+
+from __future__ import annotations
+
+from hyperliquid.utils.error import ClientError
+
+from fractrade_sync import outcome as J
+from fractrade_sync.actions import Action
+from fractrade_sync.errors import TransientError
+from fractrade_sync.exchange.answers import filled_by, status_outcome
+from fractrade_sync.exchange.client import HyperliquidClient
+from fractrade_sync.exchange.rules import to_wire
+from fractrade_sync.outcome import Outcome
+
+FOUND_BEYOND = "found on the exchange by cloid in its fills and open orders (its order record is gone)"
+
+
+def lookup(client: HyperliquidClient, action: Action) -> Outcome | None:
+    """What the exchange did with this action's cloid; None when it never saw it. Raises TransientError (a 4xx
+    too: only the exchange's explicit "unknownOid" counts as unseen)."""
+
+    def filled(oid: int) -> tuple:  # what an order found by cloid filled, from the account's fills (REST userFills)
+        try:
+            return filled_by(client.fills(), oid)
+        except ClientError as exc:
+            raise TransientError(f"userFills answered HTTP {exc.status_code}") from None
+
+    try:
+        return status_outcome(client.order_status(action.cloid), filled)
+    except ClientError as exc:
+        raise TransientError(f"orderStatus answered HTTP {exc.status_code}") from None
+
+
+def beyond_records(client: HyperliquidClient, actions: list[Action], places: list[int]) -> dict[int, Outcome]:
+    """The nonce is spent and orderStatus knows no such cloid: the applied order's record may be gone. Its fills
+    (userFills carries the cloid) and the open orders outlive it: an order found there was applied (its place in
+    `places` -> its outcome); only then is "no effect" concluded."""
+    wanted = {a.cloid.lower(): i for a, i in zip(actions, places, strict=True)}
+    try:
+        fills = client.fills()
+        listed = client.rest_open_orders()
+    except (TransientError, ClientError) as exc:
+        raise TransientError(f"no record by cloid, and the fills could not be read: {exc}") from None
+    outcomes: dict[int, Outcome] = {}
+    for cloid, i in wanted.items():
+        mine = [f for f in fills if str(f.get("cloid") or "").lower() == cloid]
+        if mine:
+            size, avg = filled_by(mine, mine[0]["oid"])
+            outcomes[i] = Outcome(J.FILLED, f"{FOUND_BEYOND}: filled", mine[0]["oid"], to_wire(size), avg)
+        elif any(str(o.get("cloid") or "").lower() == cloid for o in listed):
+            oid = next(o["oid"] for o in listed if str(o.get("cloid") or "").lower() == cloid)
+            outcomes[i] = Outcome(J.RESTING, f"{FOUND_BEYOND}: open", oid)
+    return outcomes
