@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 
-from fractrade_sync.sim import chaos
+from chaos.harness import Chaos
 
 
 def test_a_short_chaos_seed_keeps_the_invariant(tmp_path, monkeypatch):
     out = io.StringIO()
-    run = chaos.Chaos(seed=11, actions=10, workdir=tmp_path, out=out)
+    run = Chaos(seed=11, actions=10, workdir=tmp_path, out=out)
     try:
         ok = run.run()
     finally:

@@ -1,7 +1,7 @@
 """Hyperliquid's grouped orders: the `order` action's "grouping", "na" | "normalTpsl" | "positionTpsl".
 
 The grouping is a field of the signed action (the SDK's signing.order_wires_to_order_action puts it there), so it is
-hashed as sent (hl_server._recover). The state (hl_state) calls in here to refuse a grouped action as a whole
+hashed as sent (hl_exchange_endpoint.recover). The state (hl_state) calls in here to refuse a grouped action as a whole
 (`refusal`, before the nonce is spent), to place one (`place`), when a normalTpsl parent ends (`parent_ended`), when
 a modify replaces a grouped order (`carry_over`) and when a size-0 position leg fires (`whole_position`).
 
@@ -15,7 +15,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # hl_state imports this module
-    from fractrade_sync.sim.hl_state import HyperliquidState, Order
+    from fractrade_sync.sim.hl_model import Order
+    from fractrade_sync.sim.hl_state import HyperliquidState
 
 GROUPINGS = ("na", "normalTpsl", "positionTpsl")  # §3: NKT order.ts (the newer {"p": rate} is not modelled)
 # The bare per-order statuses of a group's TP/SL legs (§3: NKT order.ts; "waitingForFill" live in TW-RO P5b; a
@@ -42,7 +43,7 @@ def _is_trigger(wire: dict) -> bool:
 
 
 def refusal(action: dict, refuse_entry: bool) -> str | None:
-    """Why a grouped `order` action is refused as a whole, or None (wires already well-formed: hl_state._wire_asset).
+    """Why a grouped `order` action is refused as a whole, or None (wires already well-formed: hl_parse.wire_asset).
     With `refuse_entry`, a positionTpsl action carrying an entry order is refused too."""
     grouping = action.get("grouping", "na")
     if grouping not in GROUPINGS:

@@ -1,6 +1,6 @@
 """The simulator's books beyond positions, as Hyperliquid keeps them: a fee on every fill (taker and maker rates), each
 fill's `fee` and `closedPnl`, and funding paid on demand (`pay_funding`), served as `userFunding`. Each fact with its
-public source (EXCHANGE.md §9); hl_state.py books a fill's fee through `fill_fee`.
+public source (EXCHANGE.md §9); hl_matching.py books a fill's fee through `fill_fee`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def pay_funding(state: HyperliquidState, coin: str, rate: Any) -> list[FundingPa
     """Settle funding on `coin` now at `rate` for every account holding it: payment = position size x oracle price x
     rate, longs paying shorts when the rate is positive (Hyperliquid's docs, "Funding": "funding payment = position
     size * oracle price * funding rate", paid hourly). The simulator has no separate oracle: its mark stands in."""
-    from fractrade_sync.sim.hl_state import dec
+    from fractrade_sync.sim.hl_model import dec
 
     rate = dec(rate, "rate")
     with state.lock:
@@ -71,7 +71,7 @@ def pay_funding(state: HyperliquidState, coin: str, rate: Any) -> list[FundingPa
 def funding_record(p: FundingPayment) -> dict:
     """A userFunding entry (nktkas/hyperliquid src/api/info/_methods/userFunding.ts: time, hash, delta {type
     "funding", coin, usdc, szi, fundingRate, nSamples})."""
-    from fractrade_sync.sim.hl_state import fmt
+    from fractrade_sync.sim.hl_model import fmt
 
     delta = {
         "type": "funding",

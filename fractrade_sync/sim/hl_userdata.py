@@ -27,7 +27,8 @@ from decimal import Decimal
 from typing import Iterator
 
 from fractrade_sync.sim import hl_dexes, hl_views, wsserver
-from fractrade_sync.sim.hl_state import COINS, Fill, HyperliquidState, Order, fmt
+from fractrade_sync.sim.hl_model import COINS, Fill, Order, fmt
+from fractrade_sync.sim.hl_state import HyperliquidState
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Iterable
 
 from fractrade_sync.sim import hl_accounts, hl_dexes, hl_grouping, hl_ledger
-from fractrade_sync.sim.hl_state import (
+from fractrade_sync.sim.hl_model import (
     COINS,
     ISOLATED_ONLY,
     MAX_LEVERAGE,
@@ -19,11 +19,11 @@ from fractrade_sync.sim.hl_state import (
     UNIVERSE,
     ZERO,
     Account,
-    HyperliquidState,
     Order,
     fmt,
     usd,
 )
+from fractrade_sync.sim.hl_state import HyperliquidState
 
 
 def applied(o: Order) -> dict:
