@@ -24,7 +24,8 @@ from fractrade_sync.actions import (
     Rejection,
     parse_frame,
 )
-from fractrade_sync.storage.journal import REJECTED, Journal
+from fractrade_sync.outcome import REJECTED
+from fractrade_sync.storage.journal import Journal
 
 NOW = 1_732_450_005.0
 COIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_\-]{0,31}$")

@@ -15,7 +15,7 @@ import websocket
 
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.answers import order_outcome, status_outcome
-from fractrade_sync.exchange.client import _asset
+from fractrade_sync.exchange.client import asset_of
 from fractrade_sync.feeds import account_feed, market
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.outcome import FILLED, REJECTED, RESTING
@@ -216,7 +216,7 @@ def test_the_client_reads_the_live_shapes():
     found = status_outcome(LIVE_STATUS, lambda oid: (Decimal(0), None))
     assert found.state == RESTING and found.oid == 7
     assert status_outcome({"status": "unknownOid"}, lambda oid: (Decimal(0), None)) is None
-    assert _asset(LIVE_META_ENTRY, 3).only_isolated
+    assert asset_of(LIVE_META_ENTRY, 3).only_isolated
     assert account_feed.refused_channel(LIVE_REFUSAL["data"]) == "webData2"
 
 

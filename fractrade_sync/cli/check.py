@@ -8,10 +8,12 @@ from typing import TextIO
 
 import websocket
 
-from fractrade_sync.config.settings import Settings, redact_url
+from fractrade_sync.config.settings import Settings
+from fractrade_sync.config.values import redact_url
+from fractrade_sync.errors import TransientError
 from fractrade_sync.exchange.accounts import Relation
 from fractrade_sync.exchange.answers import error_text
-from fractrade_sync.exchange.client import CLOCK_WARN, HyperliquidClient, TransientError
+from fractrade_sync.exchange.client import CLOCK_WARN, HyperliquidClient
 
 EXIT_OK, EXIT_FRACTRADE, EXIT_HYPERLIQUID, EXIT_WALLET, EXIT_CLOCK = 0, 2, 3, 4, 5
 

@@ -19,7 +19,8 @@ from fractrade_sync.cli.commands import (
     cmd_send,
     cmd_status,
 )
-from fractrade_sync.config.settings import EXIT_CONFIG, EXIT_FAILURE, ConfigError
+from fractrade_sync.config.settings import EXIT_CONFIG, EXIT_FAILURE
+from fractrade_sync.errors import ConfigError
 
 EPILOG = """\
 Secrets (FRAC_USER_TOKEN, HYPERLIQUID_PRIVATE_KEY) are read only from the environment or

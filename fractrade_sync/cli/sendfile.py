@@ -7,7 +7,8 @@ import logging
 import time
 from pathlib import Path
 
-from fractrade_sync.config.settings import EXIT_FAILURE, EXIT_OK, ConfigError, Settings
+from fractrade_sync.config.settings import EXIT_FAILURE, EXIT_OK, Settings
+from fractrade_sync.errors import ConfigError
 from fractrade_sync.outcome import FAILED, RECEIVED, SUBMITTING, UNKNOWN
 from fractrade_sync.service import FractradeExecutor
 

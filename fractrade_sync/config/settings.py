@@ -14,12 +14,11 @@ from urllib.parse import urlsplit
 
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
-from fractrade_sync.config.values import (  # Secret and show_value are imported from here by the rest of the package
-    _KNOWN_SECRETS,
+from fractrade_sync.config.values import (
+    KNOWN_SECRETS,
     LOG_LEVELS,
     Secret,
-    _key_shaped,
-    _secret_values,
+    key_shaped,
     normalize_api_url,
     normalize_ws_url,
     parse_address,
@@ -31,11 +30,12 @@ from fractrade_sync.config.values import (  # Secret and show_value are imported
     parse_private_key,
     parse_symbols,
     redact_url,
-    show_value,  # noqa: F401 (re-exported)
+    secret_values,
+    show_value,
     url_credentials,
     url_secrets,
 )
-from fractrade_sync.errors import ConfigError  # noqa: F401 (cli/ and storage/ import it from here until they move)
+from fractrade_sync.errors import ConfigError
 from fractrade_sync.storage.state import StatePaths
 
 logger = logging.getLogger("fractrade_sync.config")
@@ -187,8 +187,8 @@ def settings_from_mapping(env: Mapping[str, str], require_ws: bool = True) -> Se
     """Validate every variable in a plain mapping; raise ConfigError on the first bad one, never quoting a value
     that may be a secret (show_value), nor any piece of this mapping's secrets."""
     opt = {k: v for k, v in env.items() if isinstance(v, str)}
-    known = _secret_values(opt)
-    token = _KNOWN_SECRETS.set(known)
+    known = secret_values(opt)
+    token = KNOWN_SECRETS.set(known)
     try:
         return _settings(opt, require_ws)
     except ConfigError as err:  # a last guard, should a message ever quote a secret after all
@@ -196,7 +196,7 @@ def settings_from_mapping(env: Mapping[str, str], require_ws: bool = True) -> Se
             raise ConfigError(err.variable, "is not valid (the value is not shown: it may be a secret)") from None
         raise
     finally:
-        _KNOWN_SECRETS.reset(token)
+        KNOWN_SECRETS.reset(token)
 
 
 def _settings(opt: dict[str, str], require_ws: bool) -> Settings:
@@ -228,7 +228,7 @@ def _settings(opt: dict[str, str], require_ws: bool) -> Settings:
     )
     if opt.get("FRAC_STATE_DIR", "").strip():
         state_dir = Path(opt["FRAC_STATE_DIR"].strip()).expanduser()
-        if any(_key_shaped(part) for part in state_dir.parts):  # it would be shown by every status line
+        if any(key_shaped(part) for part in state_dir.parts):  # it would be shown by every status line
             raise ConfigError("FRAC_STATE_DIR", "looks like a key or token, not a directory (the value is not shown)")
         values["state_dir"] = state_dir
     _numbers(opt, values)

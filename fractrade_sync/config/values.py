@@ -53,13 +53,13 @@ _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PRIVATE|(?:^|_)KEY$", re.IGNORECA
 _NOT_SECRET_NAME = re.compile(r"_(?:PATH|FILE|DIR)$", re.IGNORECASE)  # SSH_PRIVATE_KEY_PATH names a file
 _PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
 # the secret values of the mapping settings_from_mapping is validating: no message may quote any part of them
-_KNOWN_SECRETS: ContextVar[tuple[str, ...]] = ContextVar("fractrade_sync_known_secrets", default=())
+KNOWN_SECRETS: ContextVar[tuple[str, ...]] = ContextVar("fractrade_sync_known_secrets", default=())
 
 
 def _overlaps_a_secret(text: str) -> bool:
     """True when the text is a piece (8+ characters) of a known secret, or holds one."""
     low = text.lower()
-    return any((len(low) >= 8 and low in s.lower()) or (len(s) >= 6 and s.lower() in low) for s in _KNOWN_SECRETS.get())
+    return any((len(low) >= 8 and low in s.lower()) or (len(s) >= 6 and s.lower() in low) for s in KNOWN_SECRETS.get())
 
 
 def _may_be_secret(text: str) -> bool:
@@ -245,7 +245,7 @@ def parse_choice(raw: str, var: str, choices: tuple[str, ...], upper: bool = Fal
     return value
 
 
-def _secret_values(opt: Mapping[str, str]) -> tuple[str, ...]:
+def secret_values(opt: Mapping[str, str]) -> tuple[str, ...]:
     """What no message may quote: the values of secret-named variables, URL credentials, a webhook's token."""
     names = [k for k in opt if _SECRET_NAME.search(k) and not _NOT_SECRET_NAME.search(k)]
     values = {opt[k].strip() for k in names if opt[k].strip()}
@@ -256,7 +256,7 @@ def _secret_values(opt: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(v for v in values if len(v) >= 6)
 
 
-def _key_shaped(value: str) -> bool:
+def key_shaped(value: str) -> bool:
     """A private key or a hex token (32+ hex digits), or a piece of a known secret."""
     hex_body = _HEX_BODY.match(value)
     return bool(hex_body and len(hex_body.group(1)) >= 32) or _overlaps_a_secret(value)
@@ -265,7 +265,7 @@ def _key_shaped(value: str) -> bool:
 def parse_symbols(raw: str) -> frozenset[str]:
     """FRAC_ALLOWED_SYMBOLS: coin names, comma-separated; an entry shaped like a key or token is refused unquoted."""
     symbols = frozenset(s.strip() for s in raw.split(",") if s.strip())
-    if any(len(s) > 32 or _key_shaped(s) or (_HEX_BODY.match(s) and len(s) > 8) for s in symbols):
+    if any(len(s) > 32 or key_shaped(s) or (_HEX_BODY.match(s) and len(s) > 8) for s in symbols):
         raise ConfigError(
             "FRAC_ALLOWED_SYMBOLS",
             "an entry looks like a key or token, not a symbol (the value is not shown); use e.g. BTC,ETH",
@@ -321,7 +321,7 @@ def parse_listen_addr(raw: str, var: str) -> tuple[str, int]:
             f"{show_value(raw)}: the host is not a name or an IP address (an IPv6 address goes "
             f"in brackets: [::1]:9108); {use}",
         )
-    if any(_key_shaped(label) for label in labels) or _key_shaped(host):
+    if any(key_shaped(label) for label in labels) or key_shaped(host):
         raise ConfigError(var, f"the host looks like a key or token (the value is not shown); {use}")
     return host, int(port)
 

@@ -14,7 +14,8 @@ import requests
 from hyperliquid.utils.error import ClientError
 
 from fractrade_sync.backoff import exchange_retries
-from fractrade_sync.config.settings import Settings, redact_url
+from fractrade_sync.config.settings import Settings
+from fractrade_sync.config.values import redact_url
 from fractrade_sync.errors import ConfigError, TransientError, UnknownSymbol
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.account_reads import AccountReads
@@ -35,7 +36,7 @@ CLOCK_WARN = 1.0  # seconds of clock offset to the exchange that earn a warning:
 CLOCK_WARN_EVERY = 600.0  # seconds between two such warnings while it lasts
 
 
-def _asset(entry: dict, index: int) -> Asset:
+def asset_of(entry: dict, index: int) -> Asset:
     """One meta universe entry (KeyError, TypeError, ValueError when it cannot be read)."""
     max_leverage = int(entry.get("maxLeverage", 50))
     return Asset(entry["name"], index, int(entry["szDecimals"]), max_leverage, wire.only_isolated(entry))
@@ -166,7 +167,7 @@ class HyperliquidClient(AccountReads):
         """Fetch the perp universe; index by name."""
         meta = self._info({"type": "meta"})
         try:
-            assets = {a["name"]: _asset(a, i) for i, a in enumerate(meta["universe"]) if not a.get("isDelisted")}
+            assets = {a["name"]: asset_of(a, i) for i, a in enumerate(meta["universe"]) if not a.get("isDelisted")}
         except (KeyError, TypeError, ValueError, AttributeError):
             raise TransientError(f"unreadable meta from the exchange: {str(meta)[:120]}", in_flight=False) from None
         self._meta_at = time.monotonic()
