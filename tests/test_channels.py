@@ -92,7 +92,7 @@ def test_the_kill_switch_set_elsewhere_is_said_on_telegram(make_service, sim, si
 
 
 def test_a_port_in_use_fails_the_start_before_anything_opens(make_service, env):
-    from fractrade_sync.config.settings import ConfigError
+    from fractrade_sync.errors import ConfigError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

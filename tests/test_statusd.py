@@ -21,8 +21,9 @@ from fractrade_sync.channels.heartbeat import write_heartbeat
 from fractrade_sync.channels.metrics import LATENCY_BUCKETS, Metrics
 from fractrade_sync.channels.probe import ServiceProbe
 from fractrade_sync.channels.statusd import StatusServer, heartbeat_age, service_health, status_endpoint
-from fractrade_sync.config.settings import ConfigError, settings_from_mapping
-from fractrade_sync.exchange.client import HyperliquidClient, TransientError
+from fractrade_sync.config.settings import settings_from_mapping
+from fractrade_sync.errors import ConfigError, TransientError
+from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.outcome import EXPIRED, FILLED, PARTIALLY_FILLED, REJECTED, SKIPPED, Outcome
 
 from .conftest import protect_frame, run_frame, trade_frame, wait_for

@@ -18,7 +18,8 @@ from eth_account import Account
 
 from fractrade_sync.actions import TRADE, Action
 from fractrade_sync.channels.telegram import MAX_TEXT, TelegramBot, fold
-from fractrade_sync.config.settings import ConfigError, settings_from_mapping
+from fractrade_sync.config.settings import settings_from_mapping
+from fractrade_sync.errors import ConfigError
 from fractrade_sync.outcome import FILLED, REJECTED, Outcome
 from fractrade_sync.sim.botapi import FakeBotAPI
 from tests.conftest import redacted_log, wait_for

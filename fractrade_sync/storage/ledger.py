@@ -215,7 +215,7 @@ class Ledger:
             self._read_funding()
 
     def _read_fills(self) -> None:
-        from fractrade_sync.exchange.client import TransientError
+        from fractrade_sync.errors import TransientError
 
         try:
             self.fills(self.client.fills())
@@ -226,7 +226,7 @@ class Ledger:
     def _read_funding(self) -> None:
         """The account's funding since the last one journaled (an hour before it: a settlement's record may come
         late), or since the start of the first journaled action's hour; paged by the last time seen."""
-        from fractrade_sync.exchange.client import TransientError
+        from fractrade_sync.errors import TransientError
 
         last = self.journal.last_funding_time()
         if last is None:
