@@ -9,10 +9,8 @@ import logging
 import resource
 import secrets
 import time
-from types import SimpleNamespace
 
 import pytest
-import websocket
 
 from fractrade_sync.actions import MAX_FRAME_BYTES
 from fractrade_sync.outcome import REJECTED
@@ -121,67 +119,3 @@ def test_a_message_of_exactly_the_limit_is_still_read_and_parsed(make_service, s
     assert run_frame(service, signals, trade_frame())["state"] == "filled"
     assert signals.connections_total == connections and service.receiver.reconnects == 0
     assert not refusals(caplog)
-
-
-class _ReaderElsewhere(websocket.WebSocket):
-    """A websocket-client whose frame reader is not where 1.x keeps it (a future version)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._frames = self.__dict__.pop("frame_buffer")
-
-    def recv_frame(self):
-        return self._frames.recv_frame()
-
-
-def test_without_the_frame_reader_the_parser_check_remains_and_it_is_warned_once(
-    make_service, signals, caplog, monkeypatch
-):
-    monkeypatch.setattr(websocket._app, "WebSocket", _ReaderElsewhere)
-    caplog.set_level(logging.INFO)
-    service = make_service()
-    over = trade_frame()
-    signals.push(padded(over, MAX_FRAME_BYTES + 1))  # read whole, then rejected by the parser, as before the hook
-    row = wait_for(lambda: [r for r in service.journal.all() if r["state"] == REJECTED], what="the rejection")[0]
-    assert row["reason"] == f"frame too large ({MAX_FRAME_BYTES + 1} bytes; the limit is {MAX_FRAME_BYTES})"
-    connections = signals.connections_total
-    signals.drop_all()
-    wait_for(
-        lambda: signals.connections_total > connections and service.receiver.connected.is_set(),
-        timeout=10,
-        what="the receiver connected again",
-    )
-    assert run_frame(service, signals, trade_frame())["state"] == "filled"
-    warnings = [m for m in receiver_lines(caplog, logging.WARNING) if "refused only after" in m]
-    assert warnings == [
-        f"frames over {MAX_FRAME_BYTES} bytes are refused only after websocket-client has read them whole: "
-        "websocket-client's WebSocket.frame_buffer.recv_length is not there"
-    ]
-    assert not refusals(caplog)
-
-
-class _OtherReader:
-    """A frame reader with the names of websocket-client 1.x but another header (a future version)."""
-
-    header = length = None
-    reads = 0
-
-    def recv_length(self):
-        self.header, self.length, self.reads = {"fin": 1, "opcode": 1}, 300, self.reads + 1
-
-
-def test_a_reader_with_another_header_is_left_alone_and_it_is_warned_once(env, caplog):
-    from fractrade_sync.config.settings import settings_from_mapping
-    from fractrade_sync.feeds.receiver import Receiver
-
-    caplog.set_level(logging.INFO)
-    receiver = Receiver(settings_from_mapping(env), lambda frame: None, lambda up, what: None)
-    reader = _OtherReader()
-    app = SimpleNamespace(sock=SimpleNamespace(frame_buffer=reader, close=lambda *args, **kwargs: None))
-    receiver._limit_frame_size(app)
-    for _ in range(3):
-        reader.recv_length()  # never raises: the frame is read as before
-    assert reader.reads == 3 and "recv_length" not in vars(reader)  # the wrapper undid itself
-    assert not receiver._size_limit  # the next connection is left alone
-    warnings = [m for m in receiver_lines(caplog, logging.WARNING) if "refused only after" in m]
-    assert len(warnings) == 1 and "its frame header is not the one this version knows (KeyError: 4)" in warnings[0]
