@@ -34,3 +34,8 @@ class Unfinished(BaseException):  # (not an Exception: a hook's `except Exceptio
 
 class ThreadFailure(RuntimeError):
     """A thread of the service died or is stuck: it stops with a non-zero exit, so its supervisor restarts it."""
+
+
+class Unwritable(Exception):
+    """The journal (its notes or its database) cannot be written: disk full, a read-only or vanished state dir.
+    Nothing that would need the record may happen: exactly-once cannot be promised without it."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from fractrade_sync.errors import Unwritable
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.service import FractradeExecutor
-from fractrade_sync.storage.journal import Unwritable
 from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_for
 from tests.test_account_view_changes import _push, _snapshot
 from tests.test_batching import _queued_together

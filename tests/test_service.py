@@ -487,8 +487,9 @@ def test_a_key_is_known_from_its_note_on_and_after_a_restart(tmp_path):
 
 def test_a_note_that_cannot_be_written_whole_leaves_the_action_new(tmp_path, monkeypatch):
     from fractrade_sync.actions import parse_frame
+    from fractrade_sync.errors import Unwritable
     from fractrade_sync.storage import notes
-    from fractrade_sync.storage.journal import Journal, Unwritable
+    from fractrade_sync.storage.journal import Journal
 
     journal = Journal(tmp_path / "j.sqlite3")
     received = tmp_path / "j.sqlite3.received"

@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from fractrade_sync.actions import Action, parse_frame
-from fractrade_sync.errors import Refused, TransientError, Unfinished
+from fractrade_sync.errors import Refused, TransientError, Unfinished, Unwritable
 from fractrade_sync.execution.admission import Admission
 from fractrade_sync.execution.hooks import COROUTINE_RETURNED, ActionConfig, Handling, Hook, with_identity
 from fractrade_sync.execution.orders import Execution
@@ -38,7 +38,7 @@ from fractrade_sync.outcome import (
     outcome_fields,
     outcome_line,
 )
-from fractrade_sync.storage.journal import Journal, Unwritable
+from fractrade_sync.storage.journal import Journal
 from fractrade_sync.storage.table import Resumed
 
 RECHECK_EVERY = 30.0  # seconds between two attempts to settle an action whose outcome the exchange has not told

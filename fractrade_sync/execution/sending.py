@@ -21,13 +21,13 @@ from fractrade_sync import outcome as J
 from fractrade_sync.actions import Action
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.settings import Settings
-from fractrade_sync.errors import TransientError, Unfinished
+from fractrade_sync.errors import TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
 from fractrade_sync.execution.records import beyond_records, lookup
 from fractrade_sync.outcome import Outcome
-from fractrade_sync.storage.journal import Journal, Unwritable
+from fractrade_sync.storage.journal import Journal
 
 FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the first is certainly not applied
 # seconds an order the exchange applied may take to show by cloid on /info (an assumption: RELIABILITY.md)

@@ -14,9 +14,10 @@ import websocket
 from fractrade_sync.actions import Action, Ignored, Rejection, parse_frame
 from fractrade_sync.backoff import reconnect
 from fractrade_sync.config.settings import Settings
+from fractrade_sync.errors import Unwritable
 from fractrade_sync.exchange.transport import cut
 from fractrade_sync.feeds.frame_limit import FrameTooLarge, LimitedSocket, open_connection
-from fractrade_sync.storage.journal import Journal, Unwritable
+from fractrade_sync.storage.journal import Journal
 
 AUTH_STATUSES = (401, 403)
 HANDSHAKE_TIMEOUT = 30.0  # seconds for the TCP connect, the TLS and WebSocket handshakes, and any one socket call

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fractrade_sync.actions import Action, Rejection, parse_frame
+from fractrade_sync.errors import Unwritable
 from fractrade_sync.outcome import FAILED, REJECTED, SUBMITTING, TERMINAL_STATES, Outcome
 from fractrade_sync.storage.notes import NotesFile, inflight_note, received_note
 from fractrade_sync.storage.recovery import adopt_inflight, record_received
@@ -40,11 +41,6 @@ log = logging.getLogger("fractrade_sync.journal")
 REJECTS_PER_MINUTE = 100  # rejected frames journaled a minute at most (the rest are logged only)
 REJECT_TEXT = 300  # characters of each text kept of a rejected frame
 RETENTION = 90 * 86_400.0  # finished actions are kept 90 days: far past any redelivery (they expire after 60 s)
-
-
-class Unwritable(Exception):
-    """The journal (its notes or its database) cannot be written: disk full, a read-only or vanished state dir.
-    Nothing that would need the record may happen: exactly-once cannot be promised without it."""
 
 
 @contextmanager
