@@ -146,7 +146,13 @@ class Pipeline:
         """One wave; returns how many of it a stop left for the next start."""
         self.protection.before_wave({h.original.symbol for h in wave if h.original.kind == "trade"})
         try:
-            planned = [h for h in wave if self._plan(h, wave)]
+            planned, traded = [], set()  # (coins with a trade planned in this wave: its legs go right behind it)
+            for h in wave:
+                h.after_trade = self.together and h.original.symbol.lower() in traded
+                if self._plan(h):
+                    planned.append(h)
+                    if h.action.kind == "trade":
+                        traded.add(h.original.symbol.lower())
             for request in requests_of(planned):
                 self._request(request)
         except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start
@@ -159,13 +165,8 @@ class Pipeline:
             return self._settle([h.original for h in wave if not h.concluded])
         return 0
 
-    def _plan(self, h: Handling, wave: list[Handling]) -> bool:
+    def _plan(self, h: Handling) -> bool:
         """Decide the action before its hook, else run its hook: True when it planned an order to send."""
-        coin = h.original.symbol.lower()
-        h.after_trade = self.together and any(
-            o.order is not None and o.action.kind == "trade" and o.original.symbol.lower() == coin
-            for o in wave[: wave.index(h)]
-        )
         try:
             outcome = self.admission(h.item)
             if outcome is None:
