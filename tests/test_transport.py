@@ -12,7 +12,7 @@ import pytest
 from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.errors import TransientError
 from fractrade_sync.exchange.client import HyperliquidClient
-from fractrade_sync.exchange.transport import NotSent, OrderChannel, ProxyChannel, compact_json
+from fractrade_sync.exchange.transport import KeptAliveChannel, NotSent, ProxyChannel, compact_json
 
 
 class _Closing(BaseHTTPRequestHandler):
@@ -48,7 +48,7 @@ def closing_server():
 
 
 def test_a_closed_connection_is_reopened_for_the_next_request(closing_server):
-    channel = OrderChannel(f"http://127.0.0.1:{closing_server.server_address[1]}", 1.0, 1.0)
+    channel = KeptAliveChannel(f"http://127.0.0.1:{closing_server.server_address[1]}", 1.0, 1.0)
     for _ in range(3):
         assert channel.post("/exchange", {"a": 1}) == (200, b'{"status":"ok"}')
     assert len({port for _, port in _Closing.connections}) == 3  # a new connection each time the server closed
@@ -60,7 +60,7 @@ def test_nothing_listening_is_not_sent():
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    channel = OrderChannel(f"http://127.0.0.1:{port}", 0.5, 0.5)
+    channel = KeptAliveChannel(f"http://127.0.0.1:{port}", 0.5, 0.5)
     with pytest.raises(NotSent):
         channel.post("/exchange", {})
 

@@ -24,7 +24,7 @@ from fractrade_sync.exchange.budget import WeightBudget
 from fractrade_sync.exchange.dexes import Dexes, UnknownDexSymbol, dex_of
 from fractrade_sync.exchange.rules import Asset
 from fractrade_sync.exchange.signing import FastSigner, NonceSource
-from fractrade_sync.exchange.transport import NotSent, OrderChannel, ProxyChannel
+from fractrade_sync.exchange.transport import KeptAliveChannel, NotSent, ProxyChannel
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.feeds.market import MidsFeed, RestNotices
 
@@ -86,10 +86,10 @@ class HyperliquidClient(AccountReads):
         proxies = requests.utils.get_environ_proxies(settings.api_url)
         verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         # one kept-alive connection written in one sendall; behind a proxy, requests, which knows how to speak to it
-        self.http: OrderChannel | ProxyChannel = (
+        self.http: KeptAliveChannel | ProxyChannel = (
             ProxyChannel(settings.api_url, *timeouts, proxies=proxies, verify=verify)
             if proxies
-            else OrderChannel(settings.api_url, *timeouts, verify=verify)
+            else KeptAliveChannel(settings.api_url, *timeouts, verify=verify)
         )
 
     def close(self) -> None:

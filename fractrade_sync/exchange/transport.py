@@ -1,4 +1,5 @@
-"""The exchange's HTTP: one kept-alive connection written in one send() per request, or requests behind a proxy."""
+"""JSON over HTTP POST: one kept-alive connection written in one send() per request, or requests behind a proxy. The
+exchange's orders and reads go this way, and so do Telegram's Bot API calls."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ class NotSent(Exception):
     """Nothing of the request left this process (connecting failed): it cannot be applied."""
 
 
-class OrderChannel:
+class KeptAliveChannel:
     """POST JSON over one persistent connection: the whole request in one sendall, the answer parsed by
-    http.client (BENCHMARKS.md: why not requests). Used by one thread at a time."""
+    http.client (BENCHMARKS.md: why not requests). Used by one thread at a time; any other may cut() it."""
 
     def __init__(self, api_url: str, connect_timeout: float, read_timeout: float, verify: str | bool = True):
         parts = urlsplit(api_url)
@@ -72,6 +73,10 @@ class OrderChannel:
                 sock.close()
             except OSError:
                 pass  # already gone
+
+    def cut(self) -> None:
+        """From another thread: end a request in flight at once (its recv() wakes with an error)."""
+        cut(self._sock)
 
     def _usable(self) -> bool:
         """False when the server closed the idle connection (it reads as EOF) or it is gone."""
@@ -128,8 +133,11 @@ class ProxyChannel:
     def close(self) -> None:
         self.session.close()
 
+    def cut(self) -> None:
+        """requests' call cannot be cut: behind a proxy a caller keeps its calls short instead."""
+
     def post(self, path: str, payload: Any, on_sent: Callable[[], None] | None = None) -> tuple[int, bytes]:
-        """(status, body), as OrderChannel.post; on_sent runs just before the request (requests writes and reads
+        """(status, body), as KeptAliveChannel.post; on_sent runs just before the request (requests writes and reads
         in one call)."""
         self.last_used = time.monotonic()
         body = compact_json(payload).encode()
