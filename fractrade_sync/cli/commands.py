@@ -72,13 +72,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+def _journal_path(args: argparse.Namespace) -> Path | None:
+    """The state dir's journal, or None (said on stderr) when the service has not run with it."""
+    path = _paths(args).journal
+    if not path.exists():
+        print(f"no journal at {path}: the service has not run with this state dir", file=sys.stderr)
+        return None
+    return path
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from fractrade_sync.outcome import row_fields
     from fractrade_sync.storage.journal import Journal
 
-    path = _paths(args).journal
-    if not path.exists():
-        print(f"no journal at {path}: the service has not run with this state dir", file=sys.stderr)
+    path = _journal_path(args)
+    if path is None:
         return EXIT_FAILURE
     journal = Journal(path)
     rows, counts = journal.recent(args.limit), journal.counts()
@@ -103,9 +111,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from fractrade_sync.report.summary import build, parse_since, text
     from fractrade_sync.storage.journal import Journal
 
-    path = _paths(args).journal
-    if not path.exists():
-        print(f"no journal at {path}: the service has not run with this state dir", file=sys.stderr)
+    path = _journal_path(args)
+    if path is None:
         return EXIT_FAILURE
     try:
         since = parse_since(args.since, time.time())
