@@ -10,22 +10,8 @@ from fractrade_sync.errors import Unwritable
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_for
-from tests.test_account_view_changes import _push, _snapshot
+from tests.test_account_view_changes import CLOID, SL, _push, _snapshot
 from tests.test_batching import _queued_together
-
-CLOID = "0x" + "ab" * 16
-SL = {
-    "coin": "BTC",
-    "side": "A",
-    "limitPx": "43200.0",
-    "sz": "0.01",
-    "oid": 7,
-    "cloid": CLOID,
-    "isTrigger": True,
-    "reduceOnly": True,
-    "orderType": "Stop Market",
-    "triggerPx": "48000.0",
-}
 
 
 def _view_with_an_old_stop() -> AccountView:
