@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -12,7 +13,7 @@ from fractrade_sync.channels.hub import Channels
 from fractrade_sync.channels.probe import ServiceProbe
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.exchange.client import HyperliquidClient
-from fractrade_sync.execution.admission import Admission
+from fractrade_sync.execution.admission import Admission, guard
 from fractrade_sync.execution.hooks import Hook
 from fractrade_sync.execution.orders import Execution
 from fractrade_sync.execution.pipeline import Pipeline
@@ -74,7 +75,7 @@ def assemble(
     journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=clock)
     ledger = Ledger(journal, client, feed, clock)
     sender = Sender(settings, client, journal, logger, clock, stopping)
-    execution = Execution(settings, client, logger, sender.expired, stopping)
+    execution = Execution(settings, client, logger, sender.expired, functools.partial(guard, settings), stopping)
     protection = Protection(client, journal, logger, settings.dry_run, execution.with_retries)
     admission = Admission(
         settings, journal, sender, execution.with_retries, protection.settled_late, clock, unclean_since
@@ -91,8 +92,8 @@ def assemble(
         fatal=fatal,
         stopping=stopping,
     )
-    intake = Intake(journal, actions, worker.idle_now, clock, on_storage)
-    receiver = Receiver(settings, ledger.noting_arrival(intake), on_connection)
+    intake = Intake(journal, actions, worker.idle_now, clock, on_storage, on_queued=ledger.arrived)
+    receiver = Receiver(settings, intake, on_connection)
     watchdog = Watchdog(
         settings,
         receiver,

@@ -239,12 +239,12 @@ class FractradeExecutor:
 
     def handle_hyperliquid_perp_trade(self, config: Mapping[str, Any]) -> Any:
         """Execute a trade: a marketable IOC order (planned here, sent with its wave)."""
-        return self.pipeline.plan(config, TRADE)
+        return self.execution.plan(config, TRADE)
 
     def handle_set_hyperliquid_perp_stop_loss(self, config: Mapping[str, Any]) -> Any:
         """Set (replace) the stop loss of a position."""
-        return self.pipeline.plan(config, STOP_LOSS)
+        return self.execution.plan(config, STOP_LOSS)
 
     def handle_set_hyperliquid_perp_take_profit(self, config: Mapping[str, Any]) -> Any:
         """Set (replace) the take profit of a position."""
-        return self.pipeline.plan(config, TAKE_PROFIT)
+        return self.execution.plan(config, TAKE_PROFIT)

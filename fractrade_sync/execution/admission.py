@@ -68,13 +68,7 @@ class Admission:
 
     def guard(self, action: Action) -> str | None:
         """The trader's own limits; a refusal reason, or None."""
-        allowed = self.settings.allowed_symbols
-        if allowed is not None and not symbol_allowed(action.symbol, allowed):
-            return f"symbol {action.symbol} is not in FRAC_ALLOWED_SYMBOLS"
-        opening = action.kind == "trade" and not action.reduce_only
-        if opening and os.path.exists(self._kill_switch):
-            return f"kill switch is on ({self.settings.paths.kill_switch}): opening trades are refused"
-        return None
+        return guard(self.settings, action, self._kill_switch)
 
     def _resume(self, item: Resumed) -> Outcome | None:
         """Ask the exchange before anything else. A 'submitting' or 'unknown' action has an order that may be in
@@ -129,6 +123,17 @@ class Admission:
             )
             self._after_late(action, seen)
         return seen
+
+
+def guard(settings: Settings, action: Action, kill_switch: str | None = None) -> str | None:
+    """The trader's own limits (FRAC_ALLOWED_SYMBOLS, the kill switch); a refusal reason, or None."""
+    allowed = settings.allowed_symbols
+    if allowed is not None and not symbol_allowed(action.symbol, allowed):
+        return f"symbol {action.symbol} is not in FRAC_ALLOWED_SYMBOLS"
+    opening = action.kind == "trade" and not action.reduce_only
+    if opening and os.path.exists(kill_switch or settings.paths.kill_switch):
+        return f"kill switch is on ({settings.paths.kill_switch}): opening trades are refused"
+    return None
 
 
 def unknown(why: str, action: Action) -> Outcome:

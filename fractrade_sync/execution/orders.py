@@ -3,12 +3,13 @@ once."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from fractrade_sync.actions import Action
+from fractrade_sync.actions import Action, parse_frame
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import Refused, TransientError, Unfinished, UnknownSymbol
@@ -23,12 +24,14 @@ from fractrade_sync.exchange.rules import (
     round_size,
     slippage_price,
 )
+from fractrade_sync.execution.hooks import Handling, with_identity
 from fractrade_sync.outcome import Outcome
 
 
 class Execution:
     """What each action means on Hyperliquid, on the worker thread: its order after every local check (its mid, its
-    position, its leverage), or Refused with the reason the user sees. Sends no order (sending.py does)."""
+    position, its leverage), planned on the action's Handling by the stock hooks, or Refused with the reason the user
+    sees. Sends no order (sending.py does)."""
 
     def __init__(
         self,
@@ -36,11 +39,60 @@ class Execution:
         client: HyperliquidClient,
         logger: logging.Logger,
         expired: Callable[[Action, str], Outcome | None],
+        guard: Callable[[Action], str | None],
         stopping: threading.Event,
     ):
         self.settings, self.client, self.logger = settings, client, logger
         self.expired = expired  # EXPIRED when the action went stale meanwhile (Sender.expired)
+        self.guard = guard  # the trader's own limits, for a config a hook changed (Admission.guard)
         self.stopping = stopping
+        self.current: Handling | None = None  # the action whose hook runs now (set by the pipeline)
+
+    # ---- what the stock hooks call (the pipeline sets `current` while the action's hook runs) ----------------
+    def plan(self, config: Mapping[str, Any], action_id: str) -> Handling | Outcome:
+        """The stock hooks' work: the order the config means (its checks, its leverage), planned on the action's
+        handling and sent with its wave; or its outcome when it has none (it went stale). One order per action: a
+        hook that calls its parent twice gets the first plan again."""
+        h = self.current
+        if h is None:
+            raise RuntimeError("a handle_* hook executes only on the worker thread, for the action it was given")
+        if h.order is not None:
+            self.logger.warning(
+                "%s: an order of this action was planned already (cloid %s): one action is one order; "
+                "the hook's second call gets the first one's plan",
+                h.action.describe(),
+                h.action.cloid,
+            )
+            return h
+        action = self.action_for(config, action_id)
+        if action.kind == "trade":
+            made = self.trade_order(action)
+            if isinstance(made, Outcome):
+                return made
+            h.order, h.note = made
+        else:
+            tpsl = "sl" if action.kind == "stop_loss" else "tp"
+            h.order = self.protect_order(action, tpsl, h.after_trade)
+        return h
+
+    def action_for(self, config: Mapping[str, Any], action_id: str) -> Action:
+        """The Action a hook's config means: as the hook passed it on, changed or not, with the identity of the action
+        being handled, so it still executes once; Refused when the change made it invalid or the trader's guards
+        refuse it."""
+        h = self.current
+        original = h.original
+        if original.action_id == action_id and config == original.config:
+            return original  # unchanged: the action as it came
+        frame = json.dumps({"type": "ACTION", "data": {"action_id": action_id, "config": config}}, default=str)
+        parsed = parse_frame(frame, original.received_at)
+        if not isinstance(parsed, Action):
+            raise Refused(f"the hook's config: {getattr(parsed, 'reason', 'not an action')}")
+        executed = with_identity(parsed, original)
+        refusal = self.guard(executed)
+        if refusal:
+            raise Refused(refusal)
+        h.executed = executed
+        return executed
 
     def trade_order(self, action: Action) -> tuple[Order, str] | Outcome:
         """A trade's order (and a note for its outcome), after every local check; an Outcome when it went stale

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import logging
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from fractrade_sync.actions import Action, parse_frame
+from fractrade_sync.actions import Action
 from fractrade_sync.errors import Refused, TransientError, Unfinished, Unwritable
 from fractrade_sync.execution.admission import Admission
-from fractrade_sync.execution.hooks import COROUTINE_RETURNED, ActionConfig, Handling, Hook, with_identity
+from fractrade_sync.execution.hooks import COROUTINE_RETURNED, ActionConfig, Handling, Hook
 from fractrade_sync.execution.orders import Execution
 from fractrade_sync.execution.protection import Protection
 from fractrade_sync.execution.sending import Sender, Sent
@@ -75,7 +74,6 @@ class Pipeline:
         self.on_outcome, self.on_storage = tuple(on_outcome), on_storage
         self.shape = EventShape()
         self.together = True  # a trade and its position TP/SL in one request (False once the exchange refused it)
-        self.current: Handling | None = None  # the action whose hook runs now (worker thread)
 
     # ---- the worker's steps ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -182,7 +180,7 @@ class Pipeline:
 
     def _hooked(self, h: Handling) -> Outcome | None:
         """Run the action's hook: None when it planned an order (it goes out with the wave), else its outcome."""
-        self.current = h
+        self.execution.current = h  # (what the stock hooks plan on: Execution.plan)
         try:
             result = self.hooks[h.original.kind](ActionConfig(h.original))
             if inspect.isawaitable(result):  # an async hook on the synchronous class: it never ran
@@ -199,7 +197,7 @@ class Pipeline:
             log.exception("%s failed", h.original.describe())
             return Outcome(FAILED, f"{type(exc).__name__}: {exc}"[:300])
         finally:
-            self.current = None
+            self.execution.current = None
         if h.order is not None:  # the hook asked for its order (the stock hook, or super()): sent with the wave
             return None
         if isinstance(result, Outcome):
@@ -259,52 +257,6 @@ class Pipeline:
                 log.exception("%s: left for the next start", action.describe())
                 left += 1
         return left
-
-    # ---- what the stock hooks call --------------------------------------------------------------
-    def plan(self, config: Mapping[str, Any], action_id: str) -> Handling | Outcome:
-        """The stock hooks' work: the order the config means (its checks, its leverage), planned on the action's
-        handling and sent with its wave; or its outcome when it has none (it went stale). One order per action: a
-        hook that calls its parent twice gets the first plan again."""
-        h = self.current
-        if h is None:
-            raise RuntimeError("a handle_* hook executes only on the worker thread, for the action it was given")
-        if h.order is not None:
-            log.warning(
-                "%s: an order of this action was planned already (cloid %s): one action is one order; "
-                "the hook's second call gets the first one's plan",
-                h.action.describe(),
-                h.action.cloid,
-            )
-            return h
-        action = self.action_for(config, action_id)
-        if action.kind == "trade":
-            made = self.execution.trade_order(action)
-            if isinstance(made, Outcome):
-                return made
-            h.order, h.note = made
-        else:
-            tpsl = "sl" if action.kind == "stop_loss" else "tp"
-            h.order = self.execution.protect_order(action, tpsl, h.after_trade)
-        return h
-
-    def action_for(self, config: Mapping[str, Any], action_id: str) -> Action:
-        """The Action a hook's config means: as the hook passed it on, changed or not, with the identity of the action
-        being handled, so it still executes once; Refused when the change made it invalid or the trader's guards
-        refuse it."""
-        h = self.current
-        original = h.original
-        if original.action_id == action_id and config == original.config:
-            return original  # unchanged: the action as it came
-        frame = json.dumps({"type": "ACTION", "data": {"action_id": action_id, "config": config}}, default=str)
-        parsed = parse_frame(frame, original.received_at)
-        if not isinstance(parsed, Action):
-            raise Refused(f"the hook's config: {getattr(parsed, 'reason', 'not an action')}")
-        executed = with_identity(parsed, original)
-        refusal = self.admission.guard(executed)
-        if refusal:
-            raise Refused(refusal)
-        h.executed = executed
-        return executed
 
     # ---- journal and report ---------------------------------------------------------------------
     def _conclude(self, h: Handling, outcome: Outcome, unwritable: bool = False) -> None:

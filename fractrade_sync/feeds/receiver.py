@@ -202,12 +202,14 @@ class Intake:
         worker_idle: Callable[[], bool],
         clock: Callable[[], float] = time.time,
         on_storage: Callable[[str | None], None] = lambda problem: None,
+        on_queued: Callable[[Action], None] = lambda action: None,
     ):
         self.journal = journal
         self.queue = actions
         self.worker_idle = worker_idle
         self.clock = clock
         self.on_storage = on_storage  # the journal cannot be written (a reason), or can again (None)
+        self.on_queued = on_queued  # an action queued (the ledger notes its coin's mid as it arrives)
         self._unwritable = False
         self.logger = logging.getLogger("fractrade_sync.receiver")
 
@@ -246,4 +248,5 @@ class Intake:
                 self.journal.enqueued(parsed)
             except Exception:  # the note stands in for the row: recorded at the next start at the latest
                 self.logger.exception("could not commit the 'received' row of %s", parsed.describe())
+        self.on_queued(parsed)
         return parsed

@@ -156,21 +156,16 @@ class Ledger:
             self.on_new_funding(new)
         return len(new)
 
-    def noting_arrival(self, intake: Callable[[Any], Action | None]) -> Callable[[Any], Action | None]:
-        """The receiver's intake, noting each taken action's coin mid as it arrives (the live feed's, when it is
-        current; a dict write after the action is queued, nothing more on the receiver's path)."""
-
-        def take(frame: Any) -> Action | None:
-            action = intake(frame)
-            if action is not None and self.feed is not None:
-                mid = self.feed.get(action.symbol)
-                if mid is not None:
-                    with self._lock:  # (the idle step swaps the dict)
-                        if len(self._arrivals) < ARRIVALS_KEPT:
-                            self._arrivals[action.key] = str(mid)
-            return action
-
-        return take
+    def arrived(self, action: Action) -> None:
+        """The receiver queued an action: its coin's mid as it arrives (the live feed's, when it is current; a dict
+        write after the action is queued, nothing more on the receiver's path)."""
+        if self.feed is None:
+            return
+        mid = self.feed.get(action.symbol)
+        if mid is not None:
+            with self._lock:  # (the idle step swaps the dict)
+                if len(self._arrivals) < ARRIVALS_KEPT:
+                    self._arrivals[action.key] = str(mid)
 
     def outcome(self, action: Action, outcome: Outcome) -> None:
         """A pipeline listener: an order that filled is awaited from the userFills feed (no request); the account's
