@@ -25,6 +25,7 @@ from fractrade_sync.errors import TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
+from fractrade_sync.execution.delivery import Answered, NonceSpent, RefusedHttp, Unsent, deliver
 from fractrade_sync.execution.records import beyond_records, lookup
 from fractrade_sync.outcome import Outcome
 from fractrade_sync.storage.journal import Journal
@@ -82,24 +83,24 @@ class Sender:
             self.logger.info("dry run: would send %s", json.dumps(body, separators=(",", ":")))
             outcomes.update({i: Outcome(J.SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in pending})
             pending = []
-        why = "not sent"  # retried reads or a leverage update took that long
+        unapplied = "not sent"  # why an order left unapplied is not executed (reads or a leverage update took long)
         unwritable: str | None = None
-        for round_ in range(FRESH_ORDERS):
+        for signing in range(FRESH_ORDERS):  # 0: the first order; 1: a fresh one, the first certainly not applied
             for i in pending:
-                late = self.expired(pairs[i][0], why)
+                late = self.expired(pairs[i][0], unapplied)
                 if late is not None:
                     outcomes[i] = late
             pending = [i for i in pending if i not in outcomes]
             if not pending:
                 break
-            if round_ and self.stopping.is_set():
-                raise Unfinished(f"{why}; the action is resumed at the next start")
+            if signing and self.stopping.is_set():
+                raise Unfinished(f"{unapplied}; the action is resumed at the next start")
             actions = [pairs[i][0] for i in pending]
             orders = [pairs[i][1] for i in pending]
             body = order_wires_to_order_action([wires[i] for i in pending], None, grouping(orders))
             payload = self.client.signed_payload(body, min(self.deadline(a) for a in actions))
             try:
-                results, why = self._send(actions, [pairs[i][1] for i in pending], payload)
+                results, unapplied = self._send(actions, orders, payload)
             except Unwritable as exc:  # nothing of this round was sent; what earlier rounds settled stands
                 unwritable = str(exc)
                 outcomes.update({i: Outcome(J.FAILED, f"not executed: {exc}") for i in pending})
@@ -116,54 +117,39 @@ class Sender:
                 break
             outcomes.update({i: seen for i, seen in zip(pending, results, strict=True) if seen is not None})
         for i in pending:
-            outcomes.setdefault(i, Outcome(J.FAILED, why))
+            outcomes.setdefault(i, Outcome(J.FAILED, unapplied))
         return Sent([outcomes[i] for i in range(len(pairs))], unwritable)
 
     def _send(self, actions: list[Action], orders: list[Order], payload: dict) -> tuple[list[Outcome | None], str]:
-        """Send one signed request, resending it identically after an uncertain failure: each order's outcome, or
-        None for an order certainly not applied (and why). Raises TransientError when that cannot be known yet."""
-        maybe, last, attempt = False, "", 0  # maybe: a send of it may have reached the exchange
+        """Send one signed request exactly once (delivery.py): each order's outcome, or None for an order certainly
+        not applied (and why). Raises TransientError when that cannot be known yet."""
         account = self.client.account
         sent_at = account.clock() if account is not None else 0.0  # (as a view of the account measures time)
-        for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
-            if attempt and (self.stopping.wait(delay) or any(self.expired(a, "") for a in actions)):
-                break
-            try:
-                on_sent = self.journal.sending(actions, payload["expiresAfter"], payload["nonce"])
-            except Unwritable:
-                if not maybe:
-                    raise  # nothing of it left: not executed
-                on_sent = None  # an identical resend: the first attempt's note (same nonce) already covers it
-            try:
-                result = self.client.post(payload, on_sent)
-            except TransientError as exc:
-                maybe, last = maybe or exc.in_flight, str(exc)
-                then = "resending the identical signed order" if maybe else "retrying"
-                self.logger.warning("%s: %s (attempt %d); %s", _named(actions), exc, attempt + 1, then)
-                continue
-            except ClientError as exc:  # a 4xx: refused, unless an earlier send may have landed (then no answer)
-                if not maybe:
-                    refused = f"not executed: HTTP {exc.status_code} from the exchange: {str(exc.error_message)[:200]}"
-                    return [Outcome(J.FAILED, refused) for _ in actions], ""
-                last = f"resend answered HTTP {exc.status_code}"
-                break
-            if not maybe or result.get("status") == "ok":  # its answer, or the answer to its identical resend
-                return self._answered(actions, orders, result, sent_at), NOT_FOUND
-            if nonce_refusal(result) is not None:  # the nonce is spent (or out of the window): the fate is frozen
-                self.logger.info(
-                    "%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"], error_text(result)
-                )
-                found = self._learnt(orders, self._frozen(actions), sent_at)
-                return found, NOT_FOUND
-            last = f"resend refused: {error_text(result)}"  # e.g. expired: says nothing of the first one
-            break
-        if not maybe:  # every attempt refused at the door (429, no connection): certainly not applied, and done
+        ending = deliver(
+            payload,
+            note=lambda: self.journal.sending(actions, payload["expiresAfter"], payload["nonce"]),
+            post=self.client.post,
+            stopping=self.stopping,
+            stale=lambda: any(self.expired(a, "") for a in actions),
+            named=lambda: _named(actions),
+            logger=self.logger,
+        )
+        if isinstance(ending, Answered):
+            return self._answered(actions, orders, ending.result, sent_at), NOT_FOUND
+        if isinstance(ending, NonceSpent):
+            spent = error_text(ending.result)
+            self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"], spent)
+            return self._learnt(orders, self._frozen(actions), sent_at), NOT_FOUND
+        if isinstance(ending, RefusedHttp):
+            refused = f"not executed: HTTP {ending.status} from the exchange: {ending.text}"
+            return [Outcome(J.FAILED, refused) for _ in actions], ""
+        if isinstance(ending.state, Unsent):  # every attempt refused at the door (429, no connection): not applied
             if self.stopping.is_set():
                 raise Unfinished("not sent; the action is resumed at the next start")
-            unsent = f"not executed: exchange unreachable after {attempt + 1} attempts: {last}"
+            unsent = f"not executed: exchange unreachable after {ending.attempts} attempts: {ending.state.why}"
             return [self.expired(a, unsent) or Outcome(J.FAILED, unsent) for a in actions], ""
         seen = self._learnt(orders, self.void(payload["nonce"], actions), sent_at)
-        return seen, f"not executed ({last}; its nonce invalidated by a noop)"
+        return seen, f"not executed ({ending.state.why}; its nonce invalidated by a noop)"
 
     def _answered(
         self, actions: list[Action], orders: list[Order], result: dict, sent_at: float
