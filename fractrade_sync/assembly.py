@@ -18,7 +18,9 @@ from fractrade_sync.execution.hooks import Hook
 from fractrade_sync.execution.orders import Execution
 from fractrade_sync.execution.pipeline import Pipeline
 from fractrade_sync.execution.protection import Protection
+from fractrade_sync.execution.requests import Requests
 from fractrade_sync.execution.sending import Sender
+from fractrade_sync.execution.waves import Waves
 from fractrade_sync.execution.worker import Worker
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.feeds.market import MidsFeed
@@ -81,7 +83,9 @@ def assemble(
         settings, journal, sender, execution.with_retries, protection.settled_late, clock, unclean_since
     )
     listeners = [*channels.listeners, ledger.outcome]
-    pipeline = Pipeline(journal, admission, execution, sender, protection, hooks, listeners, on_storage, clock)
+    requests = Requests(sender)
+    waves = Waves(together=lambda: requests.together)
+    pipeline = Pipeline(journal, admission, execution, waves, requests, protection, hooks, listeners, on_storage, clock)
     worker = Worker(
         actions,
         pipeline,

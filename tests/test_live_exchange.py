@@ -420,7 +420,7 @@ def test_an_applied_order_whose_record_aged_out_is_found_in_its_fills(make_servi
         sim.url + "/info", json={"type": "orderStatus", "user": wallet.address, "oid": row["cloid"]}, timeout=5
     ).json() == {"status": "unknownOid"}
     action = parse_frame(json.dumps(frame), time.time())
-    sender = service.pipeline.sender
+    sender = service.pipeline.requests.sender
     sender.stopping = threading.Event()
     with patched_info_lag(0.0):
         (found,) = sender._frozen([action])

@@ -169,7 +169,7 @@ def test_a_stop_loss_replaced_since_is_found_as_executed_after_a_crash(env, sim,
 
 def test_a_whole_request_refused_with_one_status_still_sends_the_trade(make_service, sim, signals, wallet):
     """EXCHANGE.md §3: pre-validation refuses a whole batch "as a top-level err or as one status for the whole batch";
-    answers.order_outcome reads the second shape as a whole refusal, but batching._refused_together then sees two
+    answers.order_outcome reads the second shape as a whole refusal, but requests.refused_together then sees two
     reasons ("X" for the trade, "X (for the whole request)" for the legs) and never falls back: the trade is
     rejected, and so is every later event's trade."""
     service = make_service()

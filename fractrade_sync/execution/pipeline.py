@@ -18,15 +18,9 @@ from fractrade_sync.execution.admission import Admission
 from fractrade_sync.execution.hooks import COROUTINE_RETURNED, ActionConfig, Handling, Hook
 from fractrade_sync.execution.orders import Execution
 from fractrade_sync.execution.protection import Protection
-from fractrade_sync.execution.sending import Sender, Sent
-from fractrade_sync.execution.waves import (
-    MORE_UP_TO,
-    SIBLINGS_WITHIN,
-    EventShape,
-    next_wave,
-    refused_together,
-    requests_of,
-)
+from fractrade_sync.execution.requests import Requests
+from fractrade_sync.execution.sending import Sent
+from fractrade_sync.execution.waves import MORE_UP_TO, Waves
 from fractrade_sync.outcome import (
     FAILED,
     REJECTED,
@@ -61,7 +55,8 @@ class Pipeline:
         journal: Journal,
         admission: Admission,
         execution: Execution,
-        sender: Sender,
+        waves: Waves,
+        requests: Requests,
         protection: Protection,
         hooks: Mapping[str, Hook],
         on_outcome: Sequence[Callable[[Action, Outcome], None]] = (),
@@ -69,11 +64,9 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
     ):
         self.journal, self.admission, self.execution = journal, admission, execution
-        self.sender, self.protection, self.clock = sender, protection, clock
+        self.waves, self.requests, self.protection, self.clock = waves, requests, protection, clock
         self.hooks = hooks  # kind (trade, stop_loss, take_profit) -> the service's overridable handle_* method
         self.on_outcome, self.on_storage = tuple(on_outcome), on_storage
-        self.shape = EventShape()
-        self.together = True  # a trade and its position TP/SL in one request (False once the exchange refused it)
 
     # ---- the worker's steps ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -99,12 +92,10 @@ class Pipeline:
         """Everything queued at once: waves of one request each, in arrival order. `more(wait)`: what was queued since
         (the worker's); `past_deadline()`: a stop's drain time is over."""
         pending, left, taken = list(items), 0, 0
-        self._learn(pending)
         while pending:
             if past_deadline():  # stopping: what is not started stays in the journal for the next start
                 return left + len(pending)
-            self._gather(pending, taken, more)
-            wave, pending = next_wave(pending, self.together)
+            wave, pending = self.waves.next(pending, more, taken)
             taken += len(wave)
             unfinished = self._wave([Handling(item) for item in wave])
             if unfinished:
@@ -112,32 +103,8 @@ class Pipeline:
                 log.warning("stopping; %d action(s) left for the next start", left)
                 return left
             if taken < MORE_UP_TO:  # what arrived during that request joins (an event's last frames)
-                pending.extend(self._learn(more(0.0)))
+                pending.extend(more(0.0))
         return left
-
-    def _learn(self, items: list[Any]) -> list[Any]:
-        """Note which trades' events carried a stop loss or take profit (the wait for an event's protection)."""
-        for item in items:
-            if isinstance(item, Action):
-                self.shape.protected(item)
-        return items
-
-    def _gather(self, pending: list[Any], taken: int, more: Callable[[float], list]) -> None:
-        """A trade at the head whose event's stop loss and take profit (as this agent's events usually carry) are
-        not queued yet: wait for them up to SIBLINGS_WITHIN, so that the whole event goes in one request."""
-        head = pending[0]
-        if not isinstance(head, Action) or head.kind != "trade" or taken >= MORE_UP_TO:
-            return
-        wanted = self.shape.expected()
-        self.shape.traded(head)
-        self._learn(pending)
-        deadline = time.monotonic() + SIBLINGS_WITHIN
-        while True:
-            have = {a.kind for a in pending if isinstance(a, Action) and a.event_id == head.event_id and a.size is None}
-            left = deadline - time.monotonic()
-            if wanted <= have or left <= 0:
-                break
-            pending.extend(self._learn(more(left)))
 
     # ---- one wave: plan each action, send its requests, conclude each ----------------------------
     def _wave(self, wave: list[Handling]) -> int:
@@ -146,13 +113,13 @@ class Pipeline:
         try:
             planned, traded = [], set()  # (coins with a trade planned in this wave: its legs go right behind it)
             for h in wave:
-                h.after_trade = self.together and h.original.symbol.lower() in traded
+                h.after_trade = self.requests.together and h.original.symbol.lower() in traded
                 if self._plan(h):
                     planned.append(h)
                     if h.action.kind == "trade":
                         traded.add(h.original.symbol.lower())
-            for request in requests_of(planned):
-                self._request(request)
+            for request, sent in self.requests.send(planned):
+                self._concluded(request, sent)
         except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start
             log.warning("%s", exc)
             return sum(not h.concluded for h in wave)
@@ -205,42 +172,15 @@ class Pipeline:
         placed = "handled by a custom hook" if result else "handled by a custom hook that placed no order"
         return Outcome(SKIPPED, placed)
 
-    def _request(self, request: list[Handling]) -> None:
-        """One request's orders sent, each outcome journaled and reported. A trade with its position TP/SL that the
-        exchange refuses as a whole is sent again as two requests (the trade, then its protection), and from then
-        on always so (EXCHANGE.md §8: whether the exchange takes them together is not confirmed)."""
-        if not self.together and len(request) > 1 and not request[0].order.position and request[-1].order.position:
-            for part in ([request[0]], request[1:]):
-                self._request(part)
-            return
-        try:
-            sent = self.sender.submit_batch([(h.action, h.order) for h in request])
-        except Exception as exc:  # a bug: the request may have left, so the exchange decides (by cloid, later)
-            log.exception("sending %d order(s) failed", len(request))
-            why = f"outcome unknown ({type(exc).__name__}: {str(exc)[:200]})"
-            sent = Sent(
-                [
-                    Outcome(UNKNOWN, f"{why}; settled by cloid {h.action.cloid} as soon as the exchange answers")
-                    for h in request
-                ]
-            )
-        if self.together and refused_together(request, sent.outcomes):
-            self.together = False
-            log.warning(
-                "the exchange refused a trade and its position TP/SL in one request (%s); from now on the "
-                "trade goes first and its protection right after its answer",
-                sent.outcomes[0].reason[:160],
-            )
-            self._request(request)
-            return
+    def _concluded(self, request: list[Handling], sent: Sent) -> None:
+        """One request's outcomes: each one's protection after it, its note, journaled and reported."""
         if sent.unwritable is not None:  # before the request left: nothing of it was sent
             self.on_storage(sent.unwritable)
         for h, outcome in zip(request, sent.outcomes, strict=True):
             self.protection.after_outcome(h.action, outcome)
             if h.note:
-                outcome = dataclasses.replace(
-                    outcome, reason=f"{outcome.reason}; {h.note}" if outcome.reason else h.note
-                )
+                reason = f"{outcome.reason}; {h.note}" if outcome.reason else h.note
+                outcome = dataclasses.replace(outcome, reason=reason)
             self._conclude(h, outcome, unwritable=sent.unwritable is not None)
 
     def _settle(self, actions: list[Action]) -> int:

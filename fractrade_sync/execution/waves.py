@@ -1,34 +1,26 @@
-"""Actions waiting together go out together: the worker hands over everything queued, and each wave of it is one
-signed request (Hyperliquid's `order` action takes several orders, applied in the order given).
+"""Actions waiting together go out together: the worker hands over everything queued, and each wave of it goes out in
+as few signed requests as the exchange takes (requests.py; Hyperliquid's `order` action takes several orders, applied
+in the order given).
 
 A wave keeps each coin's arrival order: an action joins it unless an earlier action on its coin is still waiting,
 or a trade on its coin is in the wave (a stop loss that needs the trade's resulting position waits for the trade's
 answer, then reads the position from the live account view, which lays that answer over the feed); a trade waits
 when its coin has an action in the wave (its cleanup must see that action's order as older than itself). Every action
-takes this way, new or resumed, whether its hook is the stock one or the user's.
-"A batched request with n orders is treated as one request for IP based rate limiting, but as n requests for
-address-based rate limiting" (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/rate-limits-and-
-user-limits)."""
+takes this way, new or resumed, whether its hook is the stock one or the user's."""
 
 from __future__ import annotations
 
 import collections
-from typing import Any, Sequence
+import time
+from typing import Any, Callable, Sequence
 
 from fractrade_sync.actions import Action
-from fractrade_sync.exchange import wire
-from fractrade_sync.exchange.answers import WHOLE
-from fractrade_sync.exchange.dexes import dex_of
-from fractrade_sync.execution.hooks import Handling
-from fractrade_sync.outcome import REJECTED, Outcome
 from fractrade_sync.storage.table import Resumed
 
 MORE_UP_TO = 128  # actions one hand-over sends before the worker looks up (its cleanups, its idle steps)
 # seconds a lone trade waits for the stop loss and take profit its agent's events usually carry (frames of one event
 # come back to back: they are in the queue well within this); BENCHMARKS.md has what it costs a plain trade
 SIBLINGS_WITHIN = 0.005
-# a whole request refused with one of these says nothing about sending a trade with its position TP/SL together
-NOT_ABOUT_GROUPING = (wire.ADDRESS_LIMIT, "Must deposit", "User or API Wallet", "Invalid nonce")
 
 
 def action_of(item: Action | Resumed) -> Action:
@@ -72,22 +64,6 @@ def next_wave(items: Sequence[Any], together: bool = True) -> tuple[list[Any], l
     return wave, rest
 
 
-def requests_of(planned: list[Handling]) -> list[list[Handling]]:
-    """A wave's orders as requests: the position TP/SL of a coin in one `positionTpsl` request each, with the trade
-    on their coin first (EXCHANGE.md §8: one coin, an entry first, at most one of each kind); the rest in one per
-    dex."""
-    coins = {h.action.symbol.lower() for h in planned if h.order.position}
-    groups: dict[str, list[Handling]] = {}
-    for h in planned:
-        coin = h.action.symbol.lower()
-        together = coin in coins and (h.order.position or h.action.kind == "trade")
-        groups.setdefault(coin if together else dex_of(coin) + ":", []).append(h)
-    for coin, group in groups.items():
-        if not coin.endswith(":"):  # a coin's position TP/SL group: the trade first
-            group.sort(key=lambda h: h.action.kind != "trade")  # (stable: the legs keep their order)
-    return list(groups.values())
-
-
 class EventShape:
     """Whether this agent's trades come with a stop loss and take profit without a size (the same event_id, back to
     back), learnt from its recent events: then the worker waits a few milliseconds for a lone trade's protection so
@@ -115,13 +91,40 @@ class EventShape:
         return frozenset(k for k, part in share.items() if part >= 0.5)
 
 
-def refused_together(planned: list[Handling], outcomes: list[Outcome]) -> bool:
-    """A trade with its position TP/SL refused as a whole: every order refused with the same reason, one that is
-    not about the account (the address-based limit, a deposit, the wallet, a nonce)."""
-    if len(planned) < 2 or planned[0].order.position or not planned[-1].order.position:
-        return False
-    reasons = {o.reason.removesuffix(WHOLE) for o in outcomes}
-    reason = next(iter(reasons))
-    return (
-        all(o.state == REJECTED for o in outcomes) and len(reasons) == 1 and not reason.startswith(NOT_ABOUT_GROUPING)
-    )
+class Waves:
+    """The next wave of what is queued: each coin's order kept (next_wave), and a trade at the head waits a few
+    milliseconds for the stop loss and take profit its agent's events usually carry (EventShape)."""
+
+    def __init__(self, together: Callable[[], bool]):
+        self.together = together  # a trade and its position TP/SL may share a request (Requests.together)
+        self.shape = EventShape()
+
+    def next(self, pending: list[Any], more: Callable[[float], list], taken: int) -> tuple[list[Any], list[Any]]:
+        """The next wave of `pending` and the rest (`more(wait)`: what the worker has queued since)."""
+        self._learn(pending)
+        self._gather(pending, taken, more)
+        return next_wave(pending, self.together())
+
+    def _learn(self, items: list[Any]) -> list[Any]:
+        """Note which trades' events carried a stop loss or take profit (the wait for an event's protection)."""
+        for item in items:
+            if isinstance(item, Action):
+                self.shape.protected(item)
+        return items
+
+    def _gather(self, pending: list[Any], taken: int, more: Callable[[float], list]) -> None:
+        """A trade at the head whose event's stop loss and take profit (as this agent's events usually carry) are
+        not queued yet: wait for them up to SIBLINGS_WITHIN, so that the whole event goes in one request."""
+        head = pending[0]
+        if not isinstance(head, Action) or head.kind != "trade" or taken >= MORE_UP_TO:
+            return
+        wanted = self.shape.expected()
+        self.shape.traded(head)
+        self._learn(pending)
+        deadline = time.monotonic() + SIBLINGS_WITHIN
+        while True:
+            have = {a.kind for a in pending if isinstance(a, Action) and a.event_id == head.event_id and a.size is None}
+            left = deadline - time.monotonic()
+            if wanted <= have or left <= 0:
+                break
+            pending.extend(self._learn(more(left)))
