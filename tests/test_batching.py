@@ -20,9 +20,10 @@ def _orders_in(entry: dict) -> int:
     return len(((entry["response"] or {}).get("response") or {}).get("data", {}).get("statuses", []))
 
 
-def _queued_together(service, sim, signals, frames: list[dict], before_release=lambda: None) -> list[dict]:
+def _queued_together(service, sim, signals, frames: list[dict], before_release=lambda: None, waited=None) -> list[dict]:
     """Push `frames` while the worker is held (on a frame refused locally: it sends nothing), so that they wait in the
-    queue together; then release it. Returns their journal rows."""
+    queue together; then release it. Returns the journal rows of the `waited` ones (all by default), once
+    terminal."""
     gate, real, calls = threading.Event(), service.worker.handle, []
 
     def held(items, *more):
@@ -39,7 +40,7 @@ def _queued_together(service, sim, signals, frames: list[dict], before_release=l
     wait_for(lambda: service.queue.qsize() >= len(frames), what="the frames queued together")
     before_release()
     gate.set()
-    return [wait_state(service, key_of(frame), timeout=30) for frame in frames]
+    return [wait_state(service, key_of(frame), timeout=30) for frame in (frames if waited is None else waited)]
 
 
 def test_one_request_with_one_order_refused_and_one_filled_gives_each_its_own_outcome(

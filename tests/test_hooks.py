@@ -132,3 +132,85 @@ def test_a_hook_that_returns_a_coroutine_fails_the_action_instead_of_skipping_it
     row = run_frame(service, signals, trade_frame())
     assert row["state"] == FAILED and "returned a coroutine" in row["reason"]
     assert sim.applied_orders(wallet.address) == []
+
+
+class Reading(FractradeExecutor):
+    """A hook that looks at what its parent did before returning it."""
+
+    def handle_hyperliquid_perp_trade(self, config):
+        outcome = super().handle_hyperliquid_perp_trade(config)
+        self.saw = (outcome.state, outcome.filled_sz)
+        return outcome
+
+
+def test_a_hook_reading_its_parents_outcome_sees_the_exchanges_answer(make_service, sim, signals, wallet):
+    service = make_service(Reading)
+    frame = trade_frame(size="0.02")
+    row = run_frame(service, signals, frame)
+    assert row["state"] == FILLED and service.saw == (FILLED, "0.02")
+    assert len(orders_of(sim, wallet, key_of(frame))) == 1
+
+
+class Overriding(FractradeExecutor):
+    """A hook that asks its parent for the order, then says an outcome of its own."""
+
+    def handle_hyperliquid_perp_trade(self, config):
+        from fractrade_sync.outcome import SKIPPED, Outcome
+
+        super().handle_hyperliquid_perp_trade(config)
+        return Outcome(SKIPPED, "told by my hook")
+
+
+def test_a_hook_returning_its_own_outcome_after_its_parent_sends_the_order_and_journals_its_word(
+    make_service, sim, signals, wallet
+):
+    service = make_service(Overriding)
+    frame = trade_frame()
+    row = run_frame(service, signals, frame)
+    assert (row["state"], row["reason"]) == ("skipped", "told by my hook")
+    assert len(orders_of(sim, wallet, key_of(frame))) == 1  # as its parent was asked
+
+
+class SizingStops(FractradeExecutor):
+    """A stop-loss hook that gives the agent's position stop loss a size."""
+
+    def handle_set_hyperliquid_perp_stop_loss(self, config):
+        return super().handle_set_hyperliquid_perp_stop_loss(change(config, "copy", size="0.01"))
+
+
+def test_a_hook_sizing_an_events_stop_loss_gets_it_placed_after_its_trade(make_service, sim, signals, wallet):
+    """The trade and its stop loss (no size) wait together and join one wave; the hook gives the stop loss a size:
+    it needs the trade's position, so the trade is sent first and the stop loss right after, sized against it."""
+    from tests.test_batching import _queued_together
+
+    service = make_service(SizingStops)
+    event = "ev-" + key_of(trade_frame())[:8]
+    trade, stop = trade_frame(size="0.02", event_id=event), protect_frame("stop_loss", event_id=event)
+    rows = _queued_together(service, sim, signals, [trade, stop])
+    assert [r["state"] for r in rows] == [FILLED, RESTING], rows
+    (order,) = orders_of(sim, wallet, key_of(stop))
+    assert order["sz"] == "0.01"
+
+
+def test_a_bug_on_one_action_leaves_the_others_of_its_hand_over_executed(make_service, sim, signals, wallet, caplog):
+    """An unexpected error before one action's hook: that action is settled from its journal row (once, no loop), and
+    the actions queued with it still execute."""
+    from tests.test_batching import _queued_together
+
+    service = make_service()
+    admission, calls = service.pipeline.admission, []
+
+    def failing(item):
+        calls.append(item)
+        action = item.action if hasattr(item, "action") else item
+        if action.symbol == "SOL":
+            raise ValueError("a bug")
+        return admission.__class__.__call__(admission, item)
+
+    service.pipeline.admission = failing
+    frames = [trade_frame(symbol="SOL"), trade_frame(symbol="ETH"), trade_frame(symbol="ETH", side="SELL")]
+    rows = _queued_together(service, sim, signals, frames, waited=frames[1:])
+    assert [r["state"] for r in rows] == [FILLED, FILLED], rows
+    assert service.journal.get(key_of(frames[0]))["state"] == "received"  # left for the next start, as it says
+    mine = [c for c in calls if (c.action if hasattr(c, "action") else c).symbol != "NOPE"]  # (the holding frame)
+    assert len(mine) == 4  # the SOL action twice (its wave, then its settling), each ETH trade once: no loop

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from fractrade_sync.actions import Action
 from fractrade_sync.errors import ConfigError
 from fractrade_sync.exchange.rules import Order
+from fractrade_sync.outcome import Outcome
 from fractrade_sync.storage.table import Resumed
 
 Hook = Callable[["ActionConfig"], Any]
@@ -35,6 +36,10 @@ class ActionConfig(dict):
         self.action = action
 
 
+def _nowhere(handling: Handling | None) -> None:
+    raise RuntimeError("this action's wave sends its orders only while its hook runs")
+
+
 @dataclasses.dataclass(eq=False)
 class Handling:
     """One action's way through a wave, its own (never shared between actions): the item as queued, whether a trade
@@ -47,6 +52,10 @@ class Handling:
     order: Order | None = None
     note: str = ""
     concluded: bool = False  # journaled and reported
+    # sends what its wave planned before it now (and, given, this handling's order too): set by the pipeline
+    send_planned: Callable[[Handling | None], None] = _nowhere
+    sent: Outcome | None = None  # what became of its order, when it was sent before its hook returned
+    planned_order: PlannedOrder | None = None  # what the stock hook returned for it
 
     @property
     def original(self) -> Action:
@@ -60,6 +69,27 @@ class Handling:
     def __repr__(self) -> str:
         planned = f"order planned ({self.action.describe()})" if self.order is not None else "no order planned"
         return f"<Handling {self.original.describe()}: {planned}>"
+
+
+class PlannedOrder:
+    """What a stock hook returns: the action's order, planned, which goes out with its wave once the hook returns it.
+    Reading a field of its outcome (state, reason, oid, filled_sz, ...) sends it at once, with what its wave planned
+    before it, so that a hook that looks at what its parent did sees the exchange's answer."""
+
+    def __init__(self, handling: Handling):
+        self._handling = handling
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        handling = self._handling
+        if handling.sent is None:
+            handling.send_planned(handling)
+        return getattr(handling.sent, name)
+
+    def __repr__(self) -> str:
+        handling = self._handling
+        return f"<PlannedOrder {handling.action.describe()}: {handling.sent or 'sent with its wave'}>"
 
 
 _NESTED = (dict, list)

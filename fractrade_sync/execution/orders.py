@@ -24,7 +24,7 @@ from fractrade_sync.exchange.rules import (
     round_size,
     slippage_price,
 )
-from fractrade_sync.execution.hooks import Handling, with_identity
+from fractrade_sync.execution.hooks import Handling, PlannedOrder, with_identity
 from fractrade_sync.outcome import Outcome
 
 
@@ -49,21 +49,24 @@ class Execution:
         self.current: Handling | None = None  # the action whose hook runs now (set by the pipeline)
 
     # ---- what the stock hooks call (the pipeline sets `current` while the action's hook runs) ----------------
-    def plan(self, config: Mapping[str, Any], action_id: str) -> Handling | Outcome:
+    def plan(self, config: Mapping[str, Any], action_id: str) -> PlannedOrder | Outcome:
         """The stock hooks' work: the order the config means (its checks, its leverage), planned on the action's
         handling and sent with its wave; or its outcome when it has none (it went stale). One order per action: a
         hook that calls its parent twice gets the first plan again."""
         h = self.current
         if h is None:
-            raise RuntimeError("a handle_* hook executes only on the worker thread, for the action it was given")
-        if h.order is not None:
+            raise RuntimeError(
+                "a handle_* hook plans only on the worker thread, for the action it was given: to execute an "
+                "action from a script, give its frame to accept_frame()"
+            )
+        if h.planned_order is not None:
             self.logger.warning(
                 "%s: an order of this action was planned already (cloid %s): one action is one order; "
                 "the hook's second call gets the first one's plan",
                 h.action.describe(),
                 h.action.cloid,
             )
-            return h
+            return h.planned_order
         action = self.action_for(config, action_id)
         if action.kind == "trade":
             made = self.trade_order(action)
@@ -71,9 +74,13 @@ class Execution:
                 return made
             h.order, h.note = made
         else:
+            if h.after_trade and action.size is not None:  # a hook sized a leg: it needs its trade's answer first
+                h.send_planned(None)
+                h.after_trade = False
             tpsl = "sl" if action.kind == "stop_loss" else "tp"
             h.order = self.protect_order(action, tpsl, h.after_trade)
-        return h
+        h.planned_order = PlannedOrder(h)
+        return h.planned_order
 
     def action_for(self, config: Mapping[str, Any], action_id: str) -> Action:
         """The Action a hook's config means: as the hook passed it on, changed or not, with the identity of the action

@@ -38,6 +38,16 @@ RECHECK_EVERY = 30.0  # seconds between two attempts to settle an action whose o
 log = logging.getLogger("fractrade_sync")
 
 
+def _failed(action: Action, exc: Exception) -> Outcome:
+    """The outcome of a hook that raised (nothing of it was sent)."""
+    if isinstance(exc, Refused):
+        return Outcome(REJECTED, str(exc))
+    if isinstance(exc, TransientError):
+        return Outcome(FAILED, f"exchange unreachable: {exc}")
+    log.exception("%s failed", action.describe())
+    return Outcome(FAILED, f"{type(exc).__name__}: {exc}"[:300])
+
+
 def _nothing_more(wait: float) -> list:
     return []
 
@@ -97,9 +107,10 @@ class Pipeline:
                 return left + len(pending)
             wave, pending = self.waves.next(pending, more, taken)
             taken += len(wave)
-            unfinished = self._wave([Handling(item) for item in wave])
-            if unfinished:
-                left += unfinished + len(pending)
+            unfinished, stopped = self._wave([Handling(item) for item in wave])
+            left += unfinished
+            if stopped:
+                left += len(pending)
                 log.warning("stopping; %d action(s) left for the next start", left)
                 return left
             if taken < MORE_UP_TO:  # what arrived during that request joins (an event's last frames)
@@ -107,28 +118,43 @@ class Pipeline:
         return left
 
     # ---- one wave: plan each action, send its requests, conclude each ----------------------------
-    def _wave(self, wave: list[Handling]) -> int:
-        """One wave; returns how many of it a stop left for the next start."""
+    def _wave(self, wave: list[Handling], settling: bool = False) -> tuple[int, bool]:
+        """One wave: how many of it are left for the next start, and whether a stop left them. A bug: what was not
+        concluded is settled from its journal row (once: `settling` is that settling)."""
         self.protection.before_wave({h.original.symbol for h in wave if h.original.kind == "trade"})
+        planned: list[Handling] = []
+        traded: set[str] = set()  # coins with a trade planned and not sent yet: its position TP/SL go right behind
+
+        def send_planned(this: Handling | None = None) -> None:
+            """What is planned, sent now (with `this` action's order last, its outcome kept for its hook)."""
+            ready = [*planned, this] if this is not None else list(planned)
+            planned.clear()
+            traded.clear()
+            for request, sent in self.requests.send(ready):
+                self._concluded(request, sent, this)
+
         try:
-            planned, traded = [], set()  # (coins with a trade planned in this wave: its legs go right behind it)
             for h in wave:
+                h.send_planned = send_planned
                 h.after_trade = self.requests.together and h.original.symbol.lower() in traded
                 if self._plan(h):
                     planned.append(h)
                     if h.action.kind == "trade":
                         traded.add(h.original.symbol.lower())
-            for request, sent in self.requests.send(planned):
-                self._concluded(request, sent)
+            send_planned()
         except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start
             log.warning("%s", exc)
-            return sum(not h.concluded for h in wave)
+            return sum(not h.concluded for h in wave), True
         except Exception:  # a bug: what was not concluded may have been sent; its journal row says how far
+            open_ = [h.original for h in wave if not h.concluded]
+            if settling:
+                log.exception("%s: left for the next start", open_[0].describe() if open_ else "settling")
+                return len(open_), False
             log.exception(
                 "a wave of %d action(s) failed; each one left open is settled from its journal row", len(wave)
             )
-            return self._settle([h.original for h in wave if not h.concluded])
-        return 0
+            return self._settle(open_), False
+        return 0, False
 
     def _plan(self, h: Handling) -> bool:
         """Decide the action before its hook, else run its hook: True when it planned an order to send."""
@@ -154,17 +180,17 @@ class Pipeline:
                 getattr(result, "close", lambda: None)()
                 h.order = None
                 return Outcome(FAILED, COROUTINE_RETURNED)
-        except Refused as exc:
-            return Outcome(REJECTED, str(exc))
         except (Unfinished, Unwritable):
             raise
-        except TransientError as exc:
-            return Outcome(FAILED, f"exchange unreachable: {exc}")
-        except Exception as exc:
-            log.exception("%s failed", h.original.describe())
-            return Outcome(FAILED, f"{type(exc).__name__}: {exc}"[:300])
+        except Exception as exc:  # (an order already sent for it: what the exchange did is its outcome)
+            return h.sent or _failed(h.original, exc)
         finally:
             self.execution.current = None
+        if h.sent is not None:  # its order went out while the hook ran (it read what its parent did)
+            return result if isinstance(result, Outcome) else h.sent
+        if h.order is not None and isinstance(result, Outcome):  # its parent's order, and an outcome of its own
+            h.send_planned(h)  # the order goes out, as its parent was asked; the hook's outcome is what it says
+            return result
         if h.order is not None:  # the hook asked for its order (the stock hook, or super()): sent with the wave
             return None
         if isinstance(result, Outcome):
@@ -172,8 +198,9 @@ class Pipeline:
         placed = "handled by a custom hook" if result else "handled by a custom hook that placed no order"
         return Outcome(SKIPPED, placed)
 
-    def _concluded(self, request: list[Handling], sent: Sent) -> None:
-        """One request's outcomes: each one's protection after it, its note, journaled and reported."""
+    def _concluded(self, request: list[Handling], sent: Sent, hooked: Handling | None = None) -> None:
+        """One request's outcomes: each one's protection after it, its note, journaled and reported; but the one
+        whose hook is still running (`hooked`) keeps its outcome for the hook (concluded once the hook returns)."""
         if sent.unwritable is not None:  # before the request left: nothing of it was sent
             self.on_storage(sent.unwritable)
         for h, outcome in zip(request, sent.outcomes, strict=True):
@@ -181,7 +208,10 @@ class Pipeline:
             if h.note:
                 reason = f"{outcome.reason}; {h.note}" if outcome.reason else h.note
                 outcome = dataclasses.replace(outcome, reason=reason)
-            self._conclude(h, outcome, unwritable=sent.unwritable is not None)
+            if h is hooked:
+                h.sent = outcome
+            else:
+                self._conclude(h, outcome, unwritable=sent.unwritable is not None)
 
     def _settle(self, actions: list[Action]) -> int:
         """Each action as the next start would take it: by its journal row ('received': asked by cloid first;
@@ -191,11 +221,8 @@ class Pipeline:
             row = self.journal.get(action.key)
             if row is None or row["state"] in TERMINAL_STATES:
                 continue
-            try:
-                left += self([Resumed(action, row["state"], row["updated_at"], row["nonce"])])
-            except Exception:  # the same bug again: this one waits for the next start, the others go on
-                log.exception("%s: left for the next start", action.describe())
-                left += 1
+            resumed = Resumed(action, row["state"], row["updated_at"], row["nonce"])
+            left += self._wave([Handling(resumed)], settling=True)[0]  # (the same bug again: left, the others go on)
         return left
 
     # ---- journal and report ---------------------------------------------------------------------
