@@ -139,8 +139,10 @@ class Pipeline:
                 h.after_trade = self.requests.together and h.original.symbol.lower() in traded
                 if self._plan(h):
                     planned.append(h)
-                    if h.action.kind == "trade":
-                        traded.add(h.original.symbol.lower())
+                    if h.action.kind == "trade":  # (as its hook left it: a hook may move a trade to another coin)
+                        traded.add(h.action.symbol.lower())
+                        if h.action.symbol.lower() != h.original.symbol.lower():
+                            self.protection.before_wave({h.action.symbol})
             send_planned()
         except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start
             log.warning("%s", exc)
