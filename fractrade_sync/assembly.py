@@ -64,7 +64,6 @@ def assemble(
     storage_problem: Callable[[], Any],
 ) -> Parts:
     """Every part of a start, in the order they need each other."""
-    logger = logging.getLogger("fractrade_sync")
     ledger: Ledger | None = None  # (built once the journal is open; the feed's fills reach it from then on)
     feed = MidsFeed(
         settings.api_url,
@@ -76,16 +75,10 @@ def assemble(
     client = HyperliquidClient(settings, feed, on_request=channels.request_listener)
     journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=clock)
     ledger = Ledger(journal, client, feed, clock)
-    sender = Sender(settings, client, journal, logger, clock, stopping)
-    execution = Execution(settings, client, logger, sender.expired, functools.partial(guard, settings), stopping)
-    protection = Protection(client, journal, logger, settings.dry_run, execution.with_retries)
-    admission = Admission(
-        settings, journal, sender, execution.with_retries, protection.settled_late, clock, unclean_since
-    )
     listeners = [*channels.listeners, ledger.outcome]
-    requests = Requests(sender)
-    waves = Waves(together=lambda: requests.together)
-    pipeline = Pipeline(journal, admission, execution, waves, requests, protection, hooks, listeners, on_storage, clock)
+    execution, pipeline = _execution(
+        settings, client, journal, hooks, listeners, on_storage, clock, stopping, unclean_since
+    )
     worker = Worker(
         actions,
         pipeline,
@@ -109,6 +102,31 @@ def assemble(
         ticks=(channels.tick,),
     )
     return Parts(feed, client, journal, ledger, execution, pipeline, worker, intake, receiver, watchdog, resumed)
+
+
+def _execution(
+    settings: Settings,
+    client: HyperliquidClient,
+    journal: Journal,
+    hooks: Mapping[str, Hook],
+    listeners: list[Callable[[Any, Any], None]],
+    on_storage: Callable[[str | None], None],
+    clock: Callable[[], float],
+    stopping: threading.Event,
+    unclean_since: float | None,
+) -> tuple[Execution, Pipeline]:
+    """The worker's pipeline and what it uses: sending, planning, protection, admission, waves and requests."""
+    logger = logging.getLogger("fractrade_sync")
+    sender = Sender(settings, client, journal, logger, clock, stopping)
+    execution = Execution(settings, client, logger, sender.expired, functools.partial(guard, settings), stopping)
+    protection = Protection(client, journal, logger, settings.dry_run, execution.with_retries)
+    admission = Admission(
+        settings, journal, sender, execution.with_retries, protection.settled_late, clock, unclean_since
+    )
+    requests = Requests(sender)
+    waves = Waves(together=lambda: requests.together)
+    pipeline = Pipeline(journal, admission, execution, waves, requests, protection, hooks, listeners, on_storage, clock)
+    return execution, pipeline
 
 
 def probe_of(service: Any) -> ServiceProbe:
