@@ -47,8 +47,9 @@ class Handling:
     (same key and cloid), its order and a note for its outcome."""
 
     item: Action | Resumed
+    original: Action = dataclasses.field(init=False)  # the action as it came
+    action: Action = dataclasses.field(init=False)  # what executes: as its hook changed it (same key), else as it came
     after_trade: bool = False
-    executed: Action | None = None
     order: Order | None = None
     note: str = ""
     concluded: bool = False  # journaled and reported
@@ -57,14 +58,8 @@ class Handling:
     sent: Outcome | None = None  # what became of its order, when it was sent before its hook returned
     planned_order: PlannedOrder | None = None  # what the stock hook returned for it
 
-    @property
-    def original(self) -> Action:
-        return self.item.action if isinstance(self.item, Resumed) else self.item
-
-    @property
-    def action(self) -> Action:
-        """What executes: the action as its hook changed it, else as it came."""
-        return self.executed or self.original
+    def __post_init__(self) -> None:
+        self.original = self.action = self.item.action if isinstance(self.item, Resumed) else self.item
 
     def __repr__(self) -> str:
         planned = f"order planned ({self.action.describe()})" if self.order is not None else "no order planned"

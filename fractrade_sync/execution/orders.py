@@ -98,7 +98,7 @@ class Execution:
         refusal = self.guard(executed)
         if refusal:
             raise Refused(refusal)
-        h.executed = executed
+        h.action = executed
         return executed
 
     def trade_order(self, action: Action) -> tuple[Order, str] | Outcome:

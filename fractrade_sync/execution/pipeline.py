@@ -101,11 +101,12 @@ class Pipeline:
     ) -> int:
         """Everything queued at once: waves of one request each, in arrival order. `more(wait)`: what was queued since
         (the worker's); `past_deadline()`: a stop's drain time is over."""
-        pending, left, taken = list(items), 0, 0
-        while pending:
+        pending, fresh, left, taken = [], list(items), 0, 0
+        while pending or fresh:
             if past_deadline():  # stopping: what is not started stays in the journal for the next start
-                return left + len(pending)
-            wave, pending = self.waves.next(pending, more, taken)
+                return left + len(pending) + len(fresh)
+            wave, pending = self.waves.next(pending, fresh, more, taken)
+            fresh = []
             taken += len(wave)
             unfinished, stopped = self._wave([Handling(item) for item in wave])
             left += unfinished
@@ -114,7 +115,7 @@ class Pipeline:
                 log.warning("stopping; %d action(s) left for the next start", left)
                 return left
             if taken < MORE_UP_TO:  # what arrived during that request joins (an event's last frames)
-                pending.extend(more(0.0))
+                fresh = more(0.0)
         return left
 
     # ---- one wave: plan each action, send its requests, conclude each ----------------------------

@@ -23,11 +23,6 @@ MORE_UP_TO = 128  # actions one hand-over sends before the worker looks up (its 
 SIBLINGS_WITHIN = 0.005
 
 
-def action_of(item: Action | Resumed) -> Action:
-    """The action of a queued item (a new one, or one resumed from the journal)."""
-    return item.action if isinstance(item, Resumed) else item
-
-
 def next_wave(items: Sequence[Any], together: bool = True) -> tuple[list[Any], list[Any]]:
     """The items (new or resumed actions) of `items` that go out together now, and the rest (in order). A stop loss
     or take profit without a size is a position TP/SL: it joins a trade on its coin (one request, the trade first:
@@ -43,24 +38,28 @@ def next_wave(items: Sequence[Any], together: bool = True) -> tuple[list[Any], l
     traded: set[str] = set()  # coins with a trade in the wave
     legs: set[tuple[str, str]] = set()  # (coin, kind) of the position TP/SL in the wave
     for item in items:
-        action = action_of(item)
+        action = item.action if isinstance(item, Resumed) else item
         coin = action.symbol.lower()
-        if action.kind == "trade":
+        if coin in blocked:
+            rest.append(item)
+            continue
+        kind = action.kind
+        if kind == "trade":
             joins = coin not in present
         elif action.size is None:
-            joins = (coin, action.kind) not in legs and (together or coin not in traded)
+            joins = (coin, kind) not in legs and (together or coin not in traded)
         else:
             joins = coin not in traded
-        if coin in blocked or not joins:
+        if not joins:
             blocked.add(coin)
             rest.append(item)
             continue
         wave.append(item)
         present.add(coin)
-        if action.kind == "trade":
+        if kind == "trade":
             traded.add(coin)
         elif action.size is None:
-            legs.add((coin, action.kind))
+            legs.add((coin, kind))
     return wave, rest
 
 
@@ -99,9 +98,12 @@ class Waves:
         self.together = together  # a trade and its position TP/SL may share a request (Requests.together)
         self.shape = EventShape()
 
-    def next(self, pending: list[Any], more: Callable[[float], list], taken: int) -> tuple[list[Any], list[Any]]:
-        """The next wave of `pending` and the rest (`more(wait)`: what the worker has queued since)."""
-        self._learn(pending)
+    def next(
+        self, pending: list[Any], fresh: list[Any], more: Callable[[float], list], taken: int
+    ) -> tuple[list[Any], list[Any]]:
+        """The next wave of what is pending (`fresh`: queued since the last wave, after it), and the rest.
+        `more(wait)`: what the worker has queued since."""
+        pending.extend(self._learn(fresh))
         self._gather(pending, taken, more)
         return next_wave(pending, self.together())
 
@@ -120,7 +122,7 @@ class Waves:
             return
         wanted = self.shape.expected()
         self.shape.traded(head)
-        self._learn(pending)
+        self._learn([a for a in pending if isinstance(a, Action) and a.event_id == head.event_id])
         deadline = time.monotonic() + SIBLINGS_WITHIN
         while True:
             have = {a.kind for a in pending if isinstance(a, Action) and a.event_id == head.event_id and a.size is None}
