@@ -214,3 +214,61 @@ def test_a_bug_on_one_action_leaves_the_others_of_its_hand_over_executed(make_se
     assert service.journal.get(key_of(frames[0]))["state"] == "received"  # left for the next start, as it says
     mine = [c for c in calls if (c.action if hasattr(c, "action") else c).symbol != "NOPE"]  # (the holding frame)
     assert len(mine) == 4  # the SOL action twice (its wave, then its settling), each ETH trade once: no loop
+
+
+class Remembering(FractradeExecutor):
+    """A trade hook that keeps what its parent returned; a stop-loss hook that looks at it later."""
+
+    last = None
+
+    def handle_hyperliquid_perp_trade(self, config):
+        self.last = super().handle_hyperliquid_perp_trade(config)
+        return self.last
+
+    def handle_set_hyperliquid_perp_stop_loss(self, config):
+        self.seen_filled = self.last.filled_sz if self.last is not None else None
+        return super().handle_set_hyperliquid_perp_stop_loss(config)
+
+
+def test_a_planned_order_read_after_it_went_out_is_never_sent_again(make_service, sim, signals, wallet):
+    service = make_service(Remembering)
+    trade = trade_frame(size="0.02")
+    assert run_frame(service, signals, trade)["state"] == FILLED
+    assert run_frame(service, signals, protect_frame("stop_loss", trigger="45000"))["state"] == RESTING
+    assert service.seen_filled == "0.02"
+    assert len(orders_of(sim, wallet, key_of(trade))) == 1
+    assert service.journal.get(key_of(trade))["state"] == FILLED
+
+
+def test_a_planned_order_of_the_same_wave_read_by_another_hook_goes_out_once(make_service, sim, signals, wallet):
+    from tests.test_batching import _queued_together
+
+    service = make_service(Remembering)
+    event = "ev-" + key_of(trade_frame())[:8]
+    trade, stop = trade_frame(size="0.02", event_id=event), protect_frame("stop_loss", event_id=event)
+    rows = _queued_together(service, sim, signals, [trade, stop])
+    assert [r["state"] for r in rows] == [FILLED, RESTING], rows
+    assert service.seen_filled == "0.02"
+    assert len(orders_of(sim, wallet, key_of(trade))) == 1
+
+
+def test_a_failure_while_a_hook_sends_early_fails_the_wave_not_the_hooks_action(make_service, sim, signals, wallet):
+    """Sending a wave's orders early (a hook reads its order's outcome) and failing on a bug: not the hook's failure;
+    the wave's actions are settled from their journal rows, by what the exchange did."""
+    from tests.test_batching import _queued_together
+
+    service = make_service(Reading)
+    protection, real, failed = service.pipeline.protection, service.pipeline.protection.after_outcome, []
+
+    def failing(action, outcome):
+        if action.symbol == "ETH" and not failed:  # once: the wave fails; its settling goes through
+            failed.append(action)
+            raise ValueError("a bug")
+        return real(action, outcome)
+
+    protection.after_outcome = failing
+    frames = [trade_frame(symbol="ETH"), trade_frame(symbol="BTC")]
+    rows = _queued_together(service, sim, signals, frames)
+    assert [r["state"] for r in rows] == [FILLED, FILLED], rows
+    for frame in frames:
+        assert len(orders_of(sim, wallet, key_of(frame))) == 1

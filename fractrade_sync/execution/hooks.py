@@ -21,6 +21,7 @@ HOOKS = {
     "stop_loss": "handle_set_hyperliquid_perp_stop_loss",
     "take_profit": "handle_set_hyperliquid_perp_take_profit",
 }
+HOOKING, PLANNED, WAITING, SENDING = "hooking", "planned", "waiting", "sending"  # a Handling's stages
 COROUTINE_RETURNED = (
     "the hook returned a coroutine (nothing was executed); for async hooks use "
     "`from fractrade_sync.aio import FractradeExecutor`"
@@ -55,7 +56,8 @@ class Handling:
     concluded: bool = False  # journaled and reported
     # sends what its wave planned before it now (and, given, this handling's order too): set by the pipeline
     send_planned: Callable[[Handling | None], None] = _nowhere
-    sent: Outcome | None = None  # what became of its order, when it was sent before its hook returned
+    stage: str = "new"  # HOOKING (its hook runs), PLANNED (it returned), WAITING (its order waits), SENDING
+    sent: Outcome | None = None  # what became of its order, once it was sent
     planned_order: PlannedOrder | None = None  # what the stock hook returned for it
 
     def __post_init__(self) -> None:
@@ -78,8 +80,12 @@ class PlannedOrder:
         if name.startswith("_"):
             raise AttributeError(name)
         handling = self._handling
-        if handling.sent is None:
+        if handling.sent is None and handling.stage == HOOKING:  # its own hook asks: its order goes now
             handling.send_planned(handling)
+        elif handling.sent is None and handling.stage == WAITING:  # another action's hook asks: the wave goes now
+            handling.send_planned(None)
+        if handling.sent is None:
+            raise RuntimeError(f"{handling.action.describe()}: its order was not sent (its hook did not return it)")
         return getattr(handling.sent, name)
 
     def __repr__(self) -> str:

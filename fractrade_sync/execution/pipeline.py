@@ -15,7 +15,16 @@ from typing import Any, Callable, Mapping, Sequence
 from fractrade_sync.actions import Action
 from fractrade_sync.errors import Refused, TransientError, Unfinished, Unwritable
 from fractrade_sync.execution.admission import Admission
-from fractrade_sync.execution.hooks import COROUTINE_RETURNED, ActionConfig, Handling, Hook
+from fractrade_sync.execution.hooks import (
+    COROUTINE_RETURNED,
+    HOOKING,
+    PLANNED,
+    SENDING,
+    WAITING,
+    ActionConfig,
+    Handling,
+    Hook,
+)
 from fractrade_sync.execution.orders import Execution
 from fractrade_sync.execution.protection import Protection
 from fractrade_sync.execution.requests import Requests
@@ -123,38 +132,21 @@ class Pipeline:
         """One wave: how many of it are left for the next start, and whether a stop left them. A bug: what was not
         concluded is settled from its journal row (once: `settling` is that settling)."""
         self.protection.before_wave({h.original.symbol for h in wave if h.original.kind == "trade"})
-        planned: list[Handling] = []
-        traded: set[str] = set()  # coins with a trade planned and not sent yet: its position TP/SL go right behind
-
-        def send_planned(this: Handling | None = None) -> None:
-            """What is planned, sent now (with `this` action's order last, its outcome kept for its hook)."""
-            ready = [*planned, this] if this is not None else list(planned)
-            planned.clear()
-            traded.clear()
-            for request, sent in self.requests.send(ready):
-                self._concluded(request, sent, this)
-
         try:
-            for h in wave:
-                h.send_planned = send_planned
-                h.after_trade = self.requests.together and h.original.symbol.lower() in traded
-                if self._plan(h):
-                    planned.append(h)
-                    if h.action.kind == "trade":  # (as its hook left it: a hook may move a trade to another coin)
-                        traded.add(h.action.symbol.lower())
-                        if h.action.symbol.lower() != h.original.symbol.lower():
-                            self.protection.before_wave({h.action.symbol})
-            send_planned()
+            _Wave(self, wave).run()
         except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start
             log.warning("%s", exc)
             return sum(not h.concluded for h in wave), True
-        except Exception:  # a bug: what was not concluded may have been sent; its journal row says how far
+        except (Exception, _SendingFailed) as exc:  # a bug: what was not concluded may have been sent
+            cause = exc.__cause__ if isinstance(exc, _SendingFailed) else exc
             open_ = [h.original for h in wave if not h.concluded]
             if settling:
-                log.exception("%s: left for the next start", open_[0].describe() if open_ else "settling")
+                log.error("%s: left for the next start", open_[0].describe() if open_ else "settling", exc_info=cause)
                 return len(open_), False
-            log.exception(
-                "a wave of %d action(s) failed; each one left open is settled from its journal row", len(wave)
+            log.error(
+                "a wave of %d action(s) failed; each one left open is settled from its journal row",
+                len(wave),
+                exc_info=cause,
             )
             return self._settle(open_), False
         return 0, False
@@ -176,7 +168,7 @@ class Pipeline:
 
     def _hooked(self, h: Handling) -> Outcome | None:
         """Run the action's hook: None when it planned an order (it goes out with the wave), else its outcome."""
-        self.execution.current = h  # (what the stock hooks plan on: Execution.plan)
+        self.execution.current, h.stage = h, HOOKING  # (what the stock hooks plan on: Execution.plan)
         try:
             result = self.hooks[h.original.kind](ActionConfig(h.original))
             if inspect.isawaitable(result):  # an async hook on the synchronous class: it never ran
@@ -188,7 +180,7 @@ class Pipeline:
         except Exception as exc:  # (an order already sent for it: what the exchange did is its outcome)
             return h.sent or _failed(h.original, exc)
         finally:
-            self.execution.current = None
+            self.execution.current, h.stage = None, PLANNED
         if h.sent is not None:  # its order went out while the hook ran (it read what its parent did)
             return result if isinstance(result, Outcome) else h.sent
         if h.order is not None and isinstance(result, Outcome):  # its parent's order, and an outcome of its own
@@ -211,9 +203,8 @@ class Pipeline:
             if h.note:
                 reason = f"{outcome.reason}; {h.note}" if outcome.reason else h.note
                 outcome = dataclasses.replace(outcome, reason=reason)
-            if h is hooked:
-                h.sent = outcome
-            else:
+            h.sent = outcome  # (what its PlannedOrder says from now on)
+            if h is not hooked:
                 self._conclude(h, outcome, unwritable=sent.unwritable is not None)
 
     def _settle(self, actions: list[Action]) -> int:
@@ -254,3 +245,52 @@ class Pipeline:
         log.log(level, outcome_line(action, outcome), extra=outcome_fields(action, outcome))
         for listener in self.on_outcome:
             listener(action, outcome)
+
+
+class _SendingFailed(BaseException):  # (not an Exception: a hook that sent its order early must not swallow it)
+    """Sending a wave's orders failed unexpectedly (a bug): the wave fails, whoever started the sending."""
+
+
+class _Wave:
+    """One wave's plans, its own: sent together once every action is planned, or earlier when a hook needs an answer
+    (its order's outcome, or the position a trade planned before it leaves)."""
+
+    def __init__(self, pipeline: Pipeline, handlings: list[Handling]):
+        self.pipeline, self.handlings = pipeline, handlings
+        self.planned: list[Handling] = []
+        self.traded: set[str] = set()  # coins with a trade planned and not sent yet: its position TP/SL go right behind
+
+    def run(self) -> None:
+        for h in self.handlings:
+            h.send_planned = self.send
+            h.after_trade = self.pipeline.requests.together and h.original.symbol.lower() in self.traded
+            if self.pipeline._plan(h):
+                self._add(h)
+        self.send()
+
+    def _add(self, h: Handling) -> None:
+        coin = h.action.symbol.lower()
+        if coin != h.original.symbol.lower():  # a hook moved it to another coin: what is planned there goes first
+            if any(o.action.symbol.lower() == coin for o in self.planned):
+                self.send()
+            if h.action.kind == "trade":
+                self.pipeline.protection.before_wave({h.action.symbol})
+        h.stage = WAITING
+        self.planned.append(h)
+        if h.action.kind == "trade":
+            self.traded.add(coin)
+
+    def send(self, this: Handling | None = None) -> None:
+        """What is planned, sent now (and `this` action's order last, its outcome kept for its running hook)."""
+        ready = [*self.planned, this] if this is not None and this not in self.planned else list(self.planned)
+        self.planned.clear()
+        self.traded.clear()
+        for h in ready:
+            h.stage = SENDING
+        try:
+            for request, sent in self.pipeline.requests.send(ready):
+                self.pipeline._concluded(request, sent, this)
+        except Unfinished:
+            raise
+        except Exception as exc:
+            raise _SendingFailed() from exc
