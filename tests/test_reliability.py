@@ -498,3 +498,20 @@ def test_unreadable_lookups_until_the_end_leave_the_outcome_unknown_until_settle
     sim.reset_faults()  # the exchange answers again: the next settling round tells the truth
     row = wait_for(lambda: (r := service.journal.get(key_of(frame)))["state"] != "unknown" and r, what="settled")
     assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid", row
+
+
+def test_an_order_found_applied_after_its_action_went_stale_is_journaled_as_applied(make_service, sim, signals, wallet):
+    """Found by the chaos run (seed 3): refused at the door four times (429), then applied with its answer lost; by the
+    next resend the action is stale, so the request is settled by its nonce (the noop finds it spent) and its cloid
+    (found filled after two unreadable answers). What the exchange did stands: filled, never "expired"."""
+    service = make_service(FRAC_MAX_ACTION_AGE="4")
+    for _ in range(4):
+        sim.inject("429", path="/exchange")
+    sim.inject("drop", path="/exchange")
+    sim.inject("answer", path="/info", answer='{"status":"maintenance"}')
+    sim.inject("answer", path="/info", answer="null")
+    frame = trade_frame(size="0.01")
+    signals.push(frame)
+    row = wait_state(service, key_of(frame))
+    assert (row["state"], row["reason"]) == ("filled", "found on the exchange by cloid"), row
+    assert len([o for o in sim.applied_orders(wallet.address) if o["cloid"] == row["cloid"]]) == 1

@@ -116,6 +116,7 @@ class Sender:
                 pending = []
                 break
             outcomes.update({i: seen for i, seen in zip(pending, results, strict=True) if seen is not None})
+            pending = [i for i in pending if i not in outcomes]  # (found applied: never "stale" in the next round)
         for i in pending:
             outcomes.setdefault(i, Outcome(J.FAILED, unapplied))
         return Sent([outcomes[i] for i in range(len(pairs))], unwritable)
