@@ -23,7 +23,7 @@ from fractrade_sync.execution.sending import Sender
 from fractrade_sync.execution.waves import Waves
 from fractrade_sync.execution.worker import Worker
 from fractrade_sync.feeds.account import AccountView
-from fractrade_sync.feeds.market import MidsFeed
+from fractrade_sync.feeds.exchange_feed import ExchangeFeed
 from fractrade_sync.feeds.receiver import Intake, Receiver
 from fractrade_sync.storage.journal import Journal
 from fractrade_sync.storage.ledger import Ledger
@@ -34,7 +34,7 @@ from fractrade_sync.watchdog import Watchdog
 class Parts:
     """What a start builds: the feeds, the exchange client, the journal and ledger, the pipeline, the threads."""
 
-    feed: MidsFeed
+    feed: ExchangeFeed
     client: HyperliquidClient
     journal: Journal
     ledger: Ledger
@@ -65,7 +65,7 @@ def assemble(
 ) -> Parts:
     """Every part of a start, in the order they need each other."""
     ledger: Ledger | None = None  # (built once the journal is open; the feed's fills reach it from then on)
-    feed = MidsFeed(
+    feed = ExchangeFeed(
         settings.api_url,
         logging.getLogger("fractrade_sync.market"),
         account=AccountView(),

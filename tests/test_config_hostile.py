@@ -283,7 +283,7 @@ def test_check_and_reprs_show_no_url_credentials(env, sim):
 
     from fractrade_sync.cli.check import run_check
     from fractrade_sync.exchange.client import HyperliquidClient
-    from fractrade_sync.feeds.market import MidsFeed
+    from fractrade_sync.feeds.exchange_feed import ExchangeFeed
 
     password = secrets.token_urlsafe(12)
     url = sim.url.replace("http://", f"http://trader:{password}@")
@@ -292,4 +292,4 @@ def test_check_and_reprs_show_no_url_credentials(env, sim):
     run_check(settings, out)
     assert "hyperliquid ok: http://***@127.0.0.1:" in out.getvalue(), out.getvalue()
     assert password not in out.getvalue() and "trader" not in out.getvalue()
-    assert password not in repr(HyperliquidClient(settings)) and password not in repr(MidsFeed(url))
+    assert password not in repr(HyperliquidClient(settings)) and password not in repr(ExchangeFeed(url))

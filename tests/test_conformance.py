@@ -1,7 +1,8 @@
 """The client and the simulator held to the same shapes: the live exchange's (EXCHANGE.md, each example below with its
-source). Every recorded live answer and push must be read by the client's readers (wire.py, answers.py, market.py);
-every answer and push the simulator gives for the requests the client sends must have the live example's shape: the
-same keys with the same JSON types, no key the live one lacks. So neither can drift from the exchange alone."""
+source). Every recorded live answer and push must be read by the client's readers (wire.py, answers.py,
+exchange_feed.py); every answer and push the simulator gives for the requests the client sends must have the live
+example's shape: the same keys with the same JSON types, no key the live one lacks. So neither can drift from the
+exchange alone."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import websocket
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.answers import order_outcome, status_outcome
 from fractrade_sync.exchange.client import asset_of
-from fractrade_sync.feeds import account_feed, market
+from fractrade_sync.feeds import account_feed, exchange_feed
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.outcome import FILLED, REJECTED, RESTING
 from tests.conftest import wait_for
@@ -221,7 +222,7 @@ def test_the_client_reads_the_live_shapes():
 
 
 def test_the_account_view_takes_the_live_pushes():
-    feed = market.MidsFeed("http://127.0.0.1:1", account=AccountView(), user=USER)
+    feed = exchange_feed.ExchangeFeed("http://127.0.0.1:1", account=AccountView(), user=USER)
     feed.generation = 1
     feed._on_message(
         json.dumps(
@@ -280,7 +281,7 @@ def test_the_simulators_answers_have_the_live_shapes(sim, traded):
 
 def test_the_simulators_pushes_have_the_live_shapes_and_the_client_takes_them(sim, traded):
     user = traded
-    ws = websocket.create_connection(market.mids_ws_url(sim.url), timeout=5)
+    ws = websocket.create_connection(exchange_feed.mids_ws_url(sim.url), timeout=5)
     got: dict[str, list] = {}
     try:
         for channel in account_feed.ACCOUNT_CHANNELS:
@@ -302,7 +303,7 @@ def test_the_simulators_pushes_have_the_live_shapes_and_the_client_takes_them(si
     assert same_shape(got["activeAssetData"][0], LIVE_ASSET_DATA) == []
     assert same_shape(got["userFills"][0]["fills"][0], LIVE_FILL) == []
     # the client's own reader takes each of them into its view
-    feed = market.MidsFeed(sim.url, account=AccountView(), user=user)
+    feed = exchange_feed.ExchangeFeed(sim.url, account=AccountView(), user=user)
     feed.generation = 1
     for channel in ("clearinghouseState", "openOrders", "activeAssetData", "userFills"):
         for data in got[channel]:

@@ -64,7 +64,7 @@ def test_orders_always_pass_price_and_size_rules(make_service, sim, signals):
     def check(scenario):
         coin, mid, size, kind, side, reduce_only, move, leverage, whole = scenario
         sim.set_mid(coin, str(mid))
-        # the service prices from its live mids feed: let the push arrive (a real market moves continuously)
+        # the service prices from its live exchange feed: let the push arrive (a real market moves continuously)
         wait_for(lambda: service.client.feed.get(coin) == mid, what=f"{coin} mid {mid} on the feed")
         if kind == "trade":
             meta = {} if leverage is None else {"leverage": leverage}

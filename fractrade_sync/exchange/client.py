@@ -26,7 +26,7 @@ from fractrade_sync.exchange.rules import Asset
 from fractrade_sync.exchange.signing import FastSigner, NonceSource
 from fractrade_sync.exchange.transport import KeptAliveChannel, NotSent, ProxyChannel
 from fractrade_sync.feeds.account import AccountView
-from fractrade_sync.feeds.market import MidsFeed, RestNotices
+from fractrade_sync.feeds.exchange_feed import ExchangeFeed, RestNotices
 
 STALE_NOTICE_EVERY = 60.0  # seconds between two "cache stale" warnings of a kind: a dead feed must not flood the log
 KEEP_WARM_AFTER = 30.0  # seconds of an idle connection before a keep-warm request
@@ -58,7 +58,7 @@ class HyperliquidClient(AccountReads):
     def __init__(
         self,
         settings: Settings,
-        feed: MidsFeed | None = None,
+        feed: ExchangeFeed | None = None,
         logger: logging.Logger | None = None,
         on_request: Callable[[str, str, str], None] | None = None,
     ):
@@ -309,7 +309,7 @@ class HyperliquidClient(AccountReads):
         feed = self.feed
         if feed is not None and feed.started and not feed.wait_ready(MIDS_READY_WAIT):
             self.logger.warning(
-                "mids feed not live after %.0fs (%s); mids come over REST until it is", MIDS_READY_WAIT, feed.url
+                "exchange feed not live after %.0fs (%s); mids come over REST until it is", MIDS_READY_WAIT, feed.url
             )
         self.logger.info("Hyperliquid ready: %d perps", len(assets))
 

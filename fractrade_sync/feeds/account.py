@@ -2,13 +2,13 @@
 (clearinghouseState, openOrders, activeAssetData, with orderUpdates and userFills saying which orders changed), with
 this service's own changes laid over them until the feed shows them. Trusted only while proven; REST otherwise.
 
-The feed thread (market.py) hands in what it read (wire.py checked the shapes); the worker reads, and records what
-its own requests changed the moment their answers come (`applied`): the exchange's answer reaches us before, or after,
-its pushes. Positions are ordered by the exchange's own clock (clearinghouseState.time): a snapshot older than the
-one held is ignored, and a fill is shown by a snapshot whose time is at or after the fill's (userFills' time). An own
-change the feed never confirms within CONFIRM_WITHIN means the subscription may be silently dead: the view is
-distrusted, the feed reconnects, and reads go to REST until new snapshots arrive. Shapes and sources: EXCHANGE.md;
-what nothing confirms: RELIABILITY.md's assumptions."""
+The feed thread (exchange_feed.py) hands in what it read (wire.py checked the shapes); the worker reads, and records
+what its own requests changed the moment their answers come (`applied`): the exchange's answer reaches us before, or
+after, its pushes. Positions are ordered by the exchange's own clock (clearinghouseState.time): a snapshot older than
+the one held is ignored, and a fill is shown by a snapshot whose time is at or after the fill's (userFills' time). An
+own change the feed never confirms within CONFIRM_WITHIN means the subscription may be silently dead: the view is
+distrusted, the feed reconnects, and reads go to REST until new snapshots arrive. Shapes and sources: EXCHANGE.md; what
+nothing confirms: RELIABILITY.md's assumptions."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from fractrade_sync.feeds.account_changes import Change, cloid_of, ids_of, names
 
 CONFIRM_WITHIN = 5.0  # seconds the feed may take to show an own change before the view stops being trusted
 # positions older than this are not trusted (the live clearinghouseState pushes about every 2 s, and the feed asks
-# for a snapshot after REFRESH_AFTER of quiet, market.py): a pong proves the socket, only a snapshot the subscription
+# for a snapshot after REFRESH_AFTER of quiet, exchange_feed.py): a pong proves the socket, only a snapshot the
+# subscription
 MAX_SNAPSHOT_AGE = 15.0
 SEEN_KEPT = 2048  # order ids the feed reported, kept to confirm own changes (far more than one batch)
 

@@ -1,6 +1,6 @@
-"""The account's own subscriptions, on the mids feed's socket (market.py): positions (clearinghouseState) and open
-orders (openOrders) of the main dex, the events that say an order changed (orderUpdates, userFills), and leverage per
-coin in use (activeAssetData); never webData2, refused as a subscription since 2026 (EXCHANGE.md). Each push is read
+"""The account's own subscriptions, on the exchange feed's socket (exchange_feed.py): positions (clearinghouseState) and
+open orders (openOrders) of the main dex, the events that say an order changed (orderUpdates, userFills), and leverage
+per coin in use (activeAssetData); never webData2, refused as a subscription since 2026 (EXCHANGE.md). Each push is read
 strictly (wire.py) into the account view; a subscription the exchange refuses gets one WARNING and is asked again at
 most every ASK_AGAIN_AFTER. Runs on the feed's thread; `watch` may be called from any."""
 

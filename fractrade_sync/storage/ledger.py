@@ -22,7 +22,7 @@ from fractrade_sync.outcome import FILLED, PARTIALLY_FILLED
 if TYPE_CHECKING:
     from fractrade_sync.actions import Action
     from fractrade_sync.exchange.client import HyperliquidClient
-    from fractrade_sync.feeds.market import MidsFeed
+    from fractrade_sync.feeds.exchange_feed import ExchangeFeed
     from fractrade_sync.outcome import Outcome
     from fractrade_sync.storage.journal import Journal
 
@@ -98,7 +98,7 @@ class Ledger:
         self,
         journal: Journal,
         client: HyperliquidClient,
-        feed: MidsFeed | None = None,
+        feed: ExchangeFeed | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ):

@@ -8,13 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from fractrade_sync.feeds.market import MidsFeed, mids_ws_url
+from fractrade_sync.feeds.exchange_feed import ExchangeFeed, mids_ws_url
 from tests.conftest import key_of, trade_frame, wait_for, wait_state
 
 
 @pytest.fixture
 def live(make_service):
-    """A connected, ready service whose client's mids feed is live; the feed is closed at teardown."""
+    """A connected, ready service whose client's exchange feed is live; the feed is closed at teardown."""
 
     def make(**overrides):
         service = make_service(**overrides)
@@ -30,7 +30,7 @@ def test_ws_url_is_derived_like_the_sdk():
 
 
 def test_feed_gets_mids_from_the_simulator_and_follows_set_mid(sim):
-    feed = MidsFeed(sim.url).start()
+    feed = ExchangeFeed(sim.url).start()
     try:
         wait_for(feed.ready.is_set, 5, what="first allMids snapshot")
         assert feed.get("BTC") == Decimal("50000")
@@ -46,7 +46,7 @@ def test_feed_gets_mids_from_the_simulator_and_follows_set_mid(sim):
 
 
 def test_a_message_that_is_not_utf8_or_json_is_skipped_and_the_feed_goes_on(sim):
-    feed = MidsFeed(sim.url).start()
+    feed = ExchangeFeed(sim.url).start()
     try:
         wait_for(feed.ready.is_set, 5, what="first allMids snapshot")
         for bad in (b'{"channel": "allMids", "data": {"mids": {"BTC": "\xff"}}}', "not json", '{"channel": 1}'):
@@ -61,7 +61,7 @@ def test_a_message_that_is_not_utf8_or_json_is_skipped_and_the_feed_goes_on(sim)
 def test_after_an_unreadable_push_pongs_no_longer_vouch_for_the_old_mids(sim):
     """A push that cannot be read may have carried new mids: the cache must go stale (REST) rather than let pongs
     keep an old price fresh, until the next whole allMids."""
-    feed = MidsFeed(sim.url, max_age=0.4).start()
+    feed = ExchangeFeed(sim.url, max_age=0.4).start()
     try:
         wait_for(feed.ready.is_set, 5, what="first allMids snapshot")
         assert feed.get("BTC") == Decimal("50000")
@@ -77,7 +77,7 @@ def test_after_an_unreadable_push_pongs_no_longer_vouch_for_the_old_mids(sim):
 
 def test_quiet_feed_stays_fresh_through_pings(sim):
     """No mid changes: pongs on the live subscription keep the cache usable past the staleness bound."""
-    feed = MidsFeed(sim.url, max_age=0.4).start()
+    feed = ExchangeFeed(sim.url, max_age=0.4).start()
     try:
         wait_for(feed.ready.is_set, 5, what="first allMids snapshot")
         first = feed.messages

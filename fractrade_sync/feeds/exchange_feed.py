@@ -1,4 +1,5 @@
-"""The mids feed thread: Hyperliquid's allMids market-data WebSocket -> a live {coin: mid} cache."""
+"""The exchange feed thread: Hyperliquid's WebSocket, one socket for the market's allMids (-> a live {coin: mid}
+cache) and the account's own channels (account_feed.py -> the live AccountView)."""
 
 from __future__ import annotations
 
@@ -54,10 +55,10 @@ def mids_ws_url(api_url: str) -> str:
     return f"{ws_scheme}{sep}{rest}/ws"
 
 
-class MidsFeed:
-    """One thread holds the allMids subscription open (ping, reconnect with backoff); get() is lock-free. Given an
-    AccountView, the same socket carries the account's user-data channels into it. The service starts and stops it
-    like its other threads."""
+class ExchangeFeed:
+    """Hyperliquid's WebSocket: the mids and the account's channels. One thread holds the allMids subscription open
+    (ping, reconnect with backoff); get() is lock-free. Given an AccountView, the same socket carries the account's
+    user-data channels into it. The service starts and stops it like its other threads."""
 
     def __init__(
         self,
@@ -106,7 +107,7 @@ class MidsFeed:
             self.account.on_stall = self._cut  # a silently dead subscription: reconnect, subscribe again
 
     def __repr__(self) -> str:
-        return f"MidsFeed({redact_url(self.url)!r}, coins={len(self._mids)}, connected={self.connected.is_set()})"
+        return f"ExchangeFeed({redact_url(self.url)!r}, coins={len(self._mids)}, connected={self.connected.is_set()})"
 
     # ---- reading -------------------------------------------------------------------------------
     def get(self, coin: str, max_age: float | None = None) -> Decimal | None:
@@ -139,11 +140,11 @@ class MidsFeed:
         return self._thread is not None
 
     # ---- life ----------------------------------------------------------------------------------
-    def start(self) -> MidsFeed:
+    def start(self) -> ExchangeFeed:
         """Start the feed thread (once; later calls do nothing)."""
         with self._lock:
             if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="mids-feed")
+                self._thread = threading.Thread(target=self._run, name="exchange-feed")
                 self._thread.start()
         return self
 
@@ -163,7 +164,7 @@ class MidsFeed:
             thread.join(0.2)
             self._cut()  # a stop that raced a connect in progress
         if thread.is_alive():
-            self.logger.warning("mids feed did not stop within %.1fs", timeout)
+            self.logger.warning("exchange feed did not stop within %.1fs", timeout)
 
     def _cut(self) -> None:
         """Shut the raw socket down: wakes a blocked recv() or connect at once."""
@@ -192,13 +193,13 @@ class MidsFeed:
                     self.channels.connected(ws, self.generation)
                 connected_at = self.clock()
                 self.connected.set()
-                self.logger.info("mids feed connected (%s)", redact_url(self.url))
+                self.logger.info("exchange feed connected (%s)", redact_url(self.url))
                 self._serve(ws)
             except (websocket.WebSocketException, OSError, ValueError, Dead) as exc:
                 if not self._stop.is_set():
-                    self.logger.warning("mids feed: %s: %s", type(exc).__name__, str(exc)[:200])
+                    self.logger.warning("exchange feed: %s: %s", type(exc).__name__, str(exc)[:200])
             except Exception:
-                self.logger.exception("mids feed loop failed")
+                self.logger.exception("exchange feed loop failed")
             finally:
                 self.connected.clear()
                 if self.account is not None:
@@ -211,9 +212,9 @@ class MidsFeed:
             stable = connected_at is not None and self.clock() - connected_at >= self.backoff.stable_after
             delay = self.backoff.next_delay(stable=stable)
             self.reconnects += 1
-            self.logger.warning("mids feed lost; reconnecting in %.2fs (mids fall back to REST meanwhile)", delay)
+            self.logger.warning("exchange feed lost; reconnecting in %.2fs (mids fall back to REST meanwhile)", delay)
             self._stop.wait(delay)
-        self.logger.debug("mids feed stopped")
+        self.logger.debug("exchange feed stopped")
 
     def _serve(self, ws: websocket.WebSocket) -> None:
         """Read pushes until the socket fails, goes silent or we stop; ping on schedule."""
@@ -226,7 +227,7 @@ class MidsFeed:
             except websocket.WebSocketTimeoutException:
                 text = None
             except UnicodeDecodeError:  # one message that is not UTF-8: skipped, the stream itself is intact
-                self.logger.debug("mids feed: a message that is not UTF-8 text, skipped")
+                self.logger.debug("exchange feed: a message that is not UTF-8 text, skipped")
                 text, snapshot_here = None, False  # it may have been a push: see below
                 if self.account is not None:
                     self.account.lost()
@@ -280,7 +281,7 @@ class MidsFeed:
             msg = json.loads(text)
             channel = msg.get("channel")
         except (ValueError, AttributeError):
-            self.logger.debug("mids feed: unreadable message %r", text[:120])
+            self.logger.debug("exchange feed: unreadable message %r", text[:120])
             return None
         self.messages += 1
         if channel == "allMids":
@@ -297,5 +298,5 @@ class MidsFeed:
         elif channel in USER_CHANNELS and self.channels is not None:
             self.channels.push(channel, msg.get("data"))
         elif channel == "error" and (self.channels is None or not self.channels.refused(msg.get("data"))):
-            self.logger.warning("mids feed: the exchange says %s", str(msg.get("data"))[:200])
+            self.logger.warning("exchange feed: the exchange says %s", str(msg.get("data"))[:200])
         return channel
