@@ -366,10 +366,9 @@ def test_a_leverage_pushed_on_a_lost_connection_is_not_trusted_on_the_next_one()
 
 
 def test_a_fill_learnt_by_cloid_is_not_counted_again_over_a_snapshot_that_shows_it():
-    """sending.Sender._learnt lays a fill found by cloid over the view stamped with the lookup's time (applied()
-    without sent_at), seconds after the fill: a positions snapshot that came in between already shows it, yet the
-    ambiguous rule of position() (a snapshot after the order was sent, its fill's time unknown: don't know) never
-    applies: the fill is counted twice until the stall (5 s)."""
+    """A fill found by cloid (sending.Sender._shown_in_account) is laid over the view as of when its order was sent,
+    not when it was found: a positions snapshot that came in between and already shows it is not added to again (the
+    position reads as the snapshot's, or "don't know"; never twice the fill)."""
     from types import SimpleNamespace
 
     from fractrade_sync.exchange.rules import Asset, Order
@@ -384,18 +383,18 @@ def test_a_fill_learnt_by_cloid_is_not_counted_again_over_a_snapshot_that_shows_
     sent_at = now[0] = 1.0  # the order leaves; its answer is lost, its userFills report too (an unreadable push)
     now[0] = 3.0
     view.on_positions({}, {"BTC": Decimal("0.01")}, 3_000, 1)  # a later snapshot shows the fill
-    now[0] = 6.0  # resend refused "duplicate nonce", found filled by cloid: _learnt lays it over the view
+    now[0] = 6.0  # resend refused "duplicate nonce", found filled by cloid: _shown_in_account lays it over the view
     sender = Sender.__new__(Sender)  # (only its client's account view is used)
     sender.client = SimpleNamespace(account=view)
     order = Order(Asset("BTC", 0, 5, 50), True, Decimal("0.01"), Decimal("50500"), False, "0x" + "ab" * 16)
-    sender._learnt([order], [Outcome(FILLED, "found", 7, "0.01")], sent_at)
+    sender._shown_in_account([order], [Outcome(FILLED, "found", 7, "0.01")], sent_at)
     assert sent_at < now[0]
     assert view.position("BTC") in (None, Decimal("0.01")), view.position("BTC")
 
 
 def test_the_status_commands_positions_are_unknown_when_the_answer_does_not_say(env, sim):
     """channels.positions_text (Telegram /status): a clearinghouseState answer without assetPositions (a gateway's
-    JSON, an error object) is shown as "positions: none"."""
+    JSON, an error object) is shown as unknown, never as "positions: none"."""
     from fractrade_sync.channels.hub import positions_text
     from fractrade_sync.config.settings import settings_from_mapping
 
@@ -423,7 +422,7 @@ def test_an_applied_order_whose_record_aged_out_is_found_in_its_fills(make_servi
     sender = service.pipeline.requests.sender
     sender.stopping = threading.Event()
     with patched_info_lag(0.0):
-        (found,) = sender._frozen([action])
+        (found,) = sender._by_cloid([action])
     assert found is not None and found.state == FILLED and found.filled_sz == "0.01", found
     assert "its order record is gone" in found.reason
 

@@ -13,14 +13,13 @@ import time
 from decimal import Decimal
 from typing import Any, Callable
 
-from fractrade_sync import outcome as J
 from fractrade_sync.actions import Action
 from fractrade_sync.errors import TransientError
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.dexes import dex_of
 from fractrade_sync.exchange.rules import Asset, Order
-from fractrade_sync.outcome import Outcome
+from fractrade_sync.outcome import FILLED, PARTIALLY_FILLED, RESTING, Outcome
 from fractrade_sync.storage.journal import Journal
 
 KINDS = {"stop_loss": "Stop", "take_profit": "Take Profit"}  # action kind -> frontendOpenOrders orderType prefix
@@ -55,7 +54,7 @@ class Protection:
 
     def after_outcome(self, action: Action, outcome: Outcome) -> None:
         """An order the exchange took: its cleanup waits until the queue drains (`when_drained`)."""
-        if not self.dry_run and outcome.state in (J.FILLED, J.PARTIALLY_FILLED, J.RESTING):
+        if not self.dry_run and outcome.state in (FILLED, PARTIALLY_FILLED, RESTING):
             self.deferred.append((action, outcome))
 
     def when_drained(self) -> None:
@@ -120,9 +119,9 @@ class Protection:
     def _plan(self, symbol: str, items: list[tuple[Action, Outcome]], cancels: list, modifies: list) -> None:
         """One coin's cleanups, in the order its actions came (a trade, if any, comes first: see waiting_on)."""
         asset = self.client.asset(symbol)
-        trades = [(a, o) for a, o in items if a.kind == "trade" and o.state in (J.FILLED, J.PARTIALLY_FILLED)]
+        trades = [(a, o) for a, o in items if a.kind == "trade" and o.state in (FILLED, PARTIALLY_FILLED)]
         # (by cloid: a position TP/SL's answer carries no oid, EXCHANGE.md §8)
-        placed = [(a, o) for a, o in items if a.kind != "trade" and o.state == J.RESTING]
+        placed = [(a, o) for a, o in items if a.kind != "trade" and o.state == RESTING]
         if not placed and not (trades and self.journal.has_resting_protection(asset.name)):
             return
         keep = {KINDS[a.kind]: a.cloid.lower() for a, _ in placed}  # the last one of each kind replaces the others

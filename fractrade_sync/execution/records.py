@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from hyperliquid.utils.error import ClientError
 
-from fractrade_sync import outcome as J
 from fractrade_sync.actions import Action
 from fractrade_sync.errors import TransientError
 from fractrade_sync.exchange.answers import filled_by, status_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.rules import to_wire
-from fractrade_sync.outcome import Outcome
+from fractrade_sync.outcome import FILLED, RESTING, Outcome
 
 FOUND_BEYOND = "found on the exchange by cloid in its fills and open orders (its order record is gone)"
 
@@ -47,8 +46,8 @@ def beyond_records(client: HyperliquidClient, actions: list[Action], places: lis
         mine = [f for f in fills if str(f.get("cloid") or "").lower() == cloid]
         if mine:
             size, avg = filled_by(mine, mine[0]["oid"])
-            outcomes[i] = Outcome(J.FILLED, f"{FOUND_BEYOND}: filled", mine[0]["oid"], to_wire(size), avg)
+            outcomes[i] = Outcome(FILLED, f"{FOUND_BEYOND}: filled", mine[0]["oid"], to_wire(size), avg)
         elif any(str(o.get("cloid") or "").lower() == cloid for o in listed):
             oid = next(o["oid"] for o in listed if str(o.get("cloid") or "").lower() == cloid)
-            outcomes[i] = Outcome(J.RESTING, f"{FOUND_BEYOND}: open", oid)
+            outcomes[i] = Outcome(RESTING, f"{FOUND_BEYOND}: open", oid)
     return outcomes

@@ -17,7 +17,6 @@ from typing import Callable
 from hyperliquid.utils.error import ClientError
 from hyperliquid.utils.signing import order_wires_to_order_action
 
-from fractrade_sync import outcome as J
 from fractrade_sync.actions import Action
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.settings import Settings
@@ -27,7 +26,17 @@ from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
 from fractrade_sync.execution.delivery import Answered, NonceSpent, RefusedHttp, Unsent, deliver
 from fractrade_sync.execution.records import beyond_records, lookup
-from fractrade_sync.outcome import Outcome
+from fractrade_sync.outcome import (
+    EXPIRED,
+    FAILED,
+    FILLED,
+    PARTIALLY_FILLED,
+    REJECTED,
+    RESTING,
+    SKIPPED,
+    UNKNOWN,
+    Outcome,
+)
 from fractrade_sync.storage.journal import Journal
 
 FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the first is certainly not applied
@@ -61,7 +70,7 @@ class Sender:
     ):
         self.settings, self.client, self.journal, self.logger = settings, client, journal, logger
         self.clock, self.stopping = clock, stopping
-        self._voided: set[int] = set()  # nonces our own noop spent: no request signed with one can ever apply
+        self._invalidated: set[int] = set()  # nonces our own noop spent: no request signed with one can ever apply
 
     def submit_batch(self, pairs: list[tuple[Action, Order]]) -> Sent:
         """Several actions' orders in one signed request, each with its own cloid, journal row and outcome (the
@@ -76,12 +85,12 @@ class Sender:
             try:
                 wires[i] = order.wire()
             except ValueError as exc:  # a number the wire cannot carry exactly
-                outcomes[i] = Outcome(J.REJECTED, str(exc))
+                outcomes[i] = Outcome(REJECTED, str(exc))
         pending = list(wires)
         if self.settings.dry_run and pending:
             body = order_wires_to_order_action([wires[i] for i in pending], None, grouping([p[1] for p in pairs]))
             self.logger.info("dry run: would send %s", json.dumps(body, separators=(",", ":")))
-            outcomes.update({i: Outcome(J.SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in pending})
+            outcomes.update({i: Outcome(SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in pending})
             pending = []
         unapplied = "not sent"  # why an order left unapplied is not executed (reads or a leverage update took long)
         unwritable: str | None = None
@@ -103,13 +112,13 @@ class Sender:
                 results, unapplied = self._send(actions, orders, payload)
             except Unwritable as exc:  # nothing of this round was sent; what earlier rounds settled stands
                 unwritable = str(exc)
-                outcomes.update({i: Outcome(J.FAILED, f"not executed: {exc}") for i in pending})
+                outcomes.update({i: Outcome(FAILED, f"not executed: {exc}") for i in pending})
                 pending = []
                 break
             except TransientError as exc:
                 for i in pending:
                     outcomes[i] = Outcome(
-                        J.UNKNOWN,
+                        UNKNOWN,
                         f"outcome unknown ({exc}); settled by cloid {pairs[i][1].cloid} "
                         f"and nonce {payload['nonce']} as soon as the exchange answers",
                     )
@@ -118,7 +127,7 @@ class Sender:
             outcomes.update({i: seen for i, seen in zip(pending, results, strict=True) if seen is not None})
             pending = [i for i in pending if i not in outcomes]  # (found applied: never "stale" in the next round)
         for i in pending:
-            outcomes.setdefault(i, Outcome(J.FAILED, unapplied))
+            outcomes.setdefault(i, Outcome(FAILED, unapplied))
         return Sent([outcomes[i] for i in range(len(pairs))], unwritable)
 
     def _send(self, actions: list[Action], orders: list[Order], payload: dict) -> tuple[list[Outcome | None], str]:
@@ -140,16 +149,16 @@ class Sender:
         if isinstance(ending, NonceSpent):
             spent = error_text(ending.result)
             self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"], spent)
-            return self._learnt(orders, self._frozen(actions), sent_at), NOT_FOUND
+            return self._shown_in_account(orders, self._by_cloid(actions), sent_at), NOT_FOUND
         if isinstance(ending, RefusedHttp):
             refused = f"not executed: HTTP {ending.status} from the exchange: {ending.text}"
-            return [Outcome(J.FAILED, refused) for _ in actions], ""
+            return [Outcome(FAILED, refused) for _ in actions], ""
         if isinstance(ending.state, Unsent):  # every attempt refused at the door (429, no connection): not applied
             if self.stopping.is_set():
                 raise Unfinished("not sent; the action is resumed at the next start")
             unsent = f"not executed: exchange unreachable after {ending.attempts} attempts: {ending.state.why}"
-            return [self.expired(a, unsent) or Outcome(J.FAILED, unsent) for a in actions], ""
-        seen = self._learnt(orders, self.void(payload["nonce"], actions), sent_at)
+            return [self.expired(a, unsent) or Outcome(FAILED, unsent) for a in actions], ""
+        seen = self._shown_in_account(orders, self.invalidate(payload["nonce"], actions), sent_at)
         return seen, f"not executed ({ending.state.why}; its nonce invalidated by a noop)"
 
     def _answered(
@@ -174,11 +183,13 @@ class Sender:
             str(result)[:160],
         )
         try:
-            found = self._learnt([orders[i] for i in unread], self._frozen([actions[i] for i in unread]), sent_at)
+            found = self._shown_in_account(
+                [orders[i] for i in unread], self._by_cloid([actions[i] for i in unread]), sent_at
+            )
         except TransientError as exc:
             found = [
                 Outcome(
-                    J.UNKNOWN,
+                    UNKNOWN,
                     f"outcome unknown ({exc}); settled by cloid {orders[i].cloid} as soon as the exchange answers",
                 )
                 for i in unread
@@ -187,7 +198,9 @@ class Sender:
             outcomes[i] = seen
         return outcomes
 
-    def _learnt(self, orders: list[Order], seen: list[Outcome | None], sent_at: float) -> list[Outcome | None]:
+    def _shown_in_account(
+        self, orders: list[Order], seen: list[Outcome | None], sent_at: float
+    ) -> list[Outcome | None]:
         """Outcomes found by cloid after a lost answer, laid over the live account view as an answer's would be
         (a stop loss right after must see the fill its trade made), as of `sent_at`: when the request was first
         sent (a snapshot that came since may show it already). Returns `seen`."""
@@ -196,9 +209,9 @@ class Sender:
         for order, outcome in zip(orders, seen, strict=True):
             if account is None or outcome is None or outcome.oid is None:
                 continue
-            if outcome.state in (J.FILLED, J.PARTIALLY_FILLED) and outcome.filled_sz:
+            if outcome.state in (FILLED, PARTIALLY_FILLED) and outcome.filled_sz:
                 statuses.append({"filled": {"totalSz": outcome.filled_sz, "oid": outcome.oid}})
-            elif outcome.state == J.RESTING:
+            elif outcome.state == RESTING:
                 statuses.append({"resting": {"oid": outcome.oid}})
             else:
                 continue
@@ -209,12 +222,12 @@ class Sender:
             account.applied({"type": "order", "orders": wires}, answer, coins, sent_at)
         return seen
 
-    def void(self, nonce: int, actions: list[Action]) -> list[Outcome | None]:
+    def invalidate(self, nonce: int, actions: list[Action]) -> list[Outcome | None]:
         """Settle a request that may be in flight (these actions' orders) with a noop of its nonce. Taken: none of
         them was applied and now none can be (None each). Refused as used or too low: the request's fate is frozen,
         and each order is found by cloid (or had no effect: None). TransientError when the exchange gives no usable
         answer."""
-        if nonce in self._voided:  # our own noop spent it already (another action of the same request)
+        if nonce in self._invalidated:  # our own noop spent it already (another action of the same request)
             return [None] * len(actions)
         payload, last, named = self.client.noop(nonce), "", _named(actions)
         for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
@@ -228,14 +241,14 @@ class Sender:
                 continue
             if result.get("status") == "ok":
                 self.logger.info("%s: nonce %d invalidated by a noop: its order was never applied", named, nonce)
-                self._voided.add(nonce)
+                self._invalidated.add(nonce)
                 return [None] * len(actions)
             if nonce_refusal(result) is not None:
-                return self._frozen(actions)
+                return self._by_cloid(actions)
             raise TransientError(f"noop for nonce {nonce} refused: {error_text(result)}")
         raise TransientError(f"noop for nonce {nonce} unanswered: {last}")
 
-    def _frozen(self, actions: list[Action]) -> list[Outcome | None]:
+    def _by_cloid(self, actions: list[Action]) -> list[Outcome | None]:
         """The request's nonce is spent: its orders were applied, or never will be. Each is asked by cloid over
         INFO_LAG (an applied order may take that long to show); None only when the exchange kept saying it has no
         such order: it had no effect. An unreadable answer is never that: TransientError when the last one could
@@ -278,7 +291,7 @@ class Sender:
         age = action.age(self.clock())
         if age <= self.settings.max_action_age:
             return None
-        return Outcome(J.EXPIRED, f"{what}: {age:.0f}s old, over FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")
+        return Outcome(EXPIRED, f"{what}: {age:.0f}s old, over FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")
 
     def settle(self, item_action: Action, nonce: int | None, since: float) -> Outcome | None:
         """What became of an order left in flight (by a crash, or an unknown outcome): asked by cloid, then settled
@@ -288,7 +301,7 @@ class Sender:
         if seen is not None:
             return seen
         if nonce is not None:
-            return self.void(nonce, [item_action])[0]
+            return self.invalidate(nonce, [item_action])[0]
         # no nonce (a note torn by a power loss, or a lookup that failed before anything was sent): no order of the
         # action can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no",
         # and the worker does not wait for it: the action stays open and is asked again (recheck)
