@@ -29,7 +29,10 @@ from fractrade_sync.sim.signal_server import SignalServer
 class Chaos:
     def __init__(self, seed: int, actions: int, workdir: Path, out=sys.stdout):
         self.rng = random.Random(seed)
-        self.seed, self.count, self.workdir, self.out = seed, actions, workdir, out
+        self.seed = seed
+        self.count = actions
+        self.workdir = workdir
+        self.out = out
         self.wallet = Account.create()
         self.sim = HyperliquidSimulator().start()
         self.sim.add_account(self.wallet.address, 1_000_000)

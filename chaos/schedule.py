@@ -69,7 +69,8 @@ def protection(trade: Sent, kind: str, mid: float) -> Sent:
     """The stop loss or take profit (no size: a position TP/SL) of the agent's event that `trade` opened, placed
     around the coin's `mid`."""
     config = trade.frame["data"]["config"]
-    symbol, side = config["position"]["symbol"], config["position"]["side"]
+    symbol = config["position"]["symbol"]
+    side = config["position"]["side"]
     below = (kind == "stop_loss") == (side == "BUY")  # a long's stop is below the mid, its take profit above
     position = {
         "symbol": symbol,

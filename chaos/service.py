@@ -22,7 +22,9 @@ class Service:
     its heartbeat says so and `signals` has its connection."""
 
     def __init__(self, workdir: Path, env: dict[str, str], signals: SignalServer):
-        self.workdir, self.env, self.signals = workdir, env, signals
+        self.workdir = workdir
+        self.env = env
+        self.signals = signals
         self.state = workdir / "state"
         self.log = open(workdir / "service.log", "a")  # noqa: SIM115 (the run's whole life)
         self.proc: subprocess.Popen | None = None

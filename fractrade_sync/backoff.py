@@ -22,8 +22,13 @@ class Backoff:
         stable_after: float = 30.0,
         rand: Callable[[float, float], float] = random.uniform,
     ):
-        self.base, self.cap, self.factor, self.jitter = base, cap, factor, jitter
-        self.tries, self.stable_after, self.rand = tries, stable_after, rand
+        self.base = base
+        self.cap = cap
+        self.factor = factor
+        self.jitter = jitter
+        self.tries = tries
+        self.stable_after = stable_after
+        self.rand = rand
         self.attempts = 0
 
     def delay(self, attempt: int) -> float:

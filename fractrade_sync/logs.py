@@ -65,10 +65,12 @@ class RedactingFilter(logging.Filter):
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: keep the raw msg
-            record.msg, record.args = self._scrub(str(record.msg)), None
+            record.msg = self._scrub(str(record.msg))
+            record.args = None
         else:
             if pattern.search(message):
-                record.msg, record.args = self._scrub(message), None
+                record.msg = self._scrub(message)
+                record.args = None
         text = record.exc_text
         if record.exc_info and not text:
             text = logging.Formatter().formatException(record.exc_info)

@@ -39,7 +39,10 @@ class Watchdog:
         ticks: Sequence[Callable[[], None]] = (),
     ):
         self.settings = settings
-        self.receiver, self.worker, self.queue, self.journal = receiver, worker, actions, journal
+        self.receiver = receiver
+        self.worker = worker
+        self.queue = actions
+        self.journal = journal
         self.on_failure = on_failure  # a thread died or is stuck: the service stops with a non-zero exit
         self.interval = interval
         self.storage = storage  # why the journal cannot be written now, or None
@@ -88,7 +91,8 @@ class Watchdog:
 
     def threads(self) -> dict[str, str]:
         """Each watched thread: 'ok', 'dead' (ended while the service runs) or 'stuck' (the worker, busy too long)."""
-        worker, now = self.worker, time.monotonic()
+        worker = self.worker
+        now = time.monotonic()
         stuck_after = self.settings.http_timeout * STUCK_TIMEOUTS + STUCK_MARGIN
         busy = worker.busy_since
         if not worker.is_alive():

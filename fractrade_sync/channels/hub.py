@@ -146,7 +146,8 @@ def commands(settings: Settings, probe: ServiceProbe) -> dict[str, Callable[[], 
 
     from fractrade_sync.channels import telegram_figures as figures
 
-    api, user = settings.api_url, settings.account_address
+    api = settings.api_url
+    user = settings.account_address
     return {
         "status": lambda: status_text(settings, probe),
         "pause": pause,

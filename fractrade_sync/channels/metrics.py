@@ -126,15 +126,18 @@ class Metrics:
 
     def families(self) -> Iterator[Metric]:
         """Every family, from copies of the counts and fresh readings."""
-        actions, requests = dict(self._actions), dict(self._requests)
-        buckets, total = list(self._buckets), self._latency_sum
+        actions = dict(self._actions)
+        requests = dict(self._requests)
+        buckets = list(self._buckets)
+        total = self._latency_sum
         family = CounterMetricFamily(
             "fractrade_actions", "Actions by kind and terminal outcome.", labels=("kind", "outcome")
         )
         for (kind, state), count in sorted(actions.items()):
             family.add_metric((kind, state), count)
         yield family
-        cumulative, seen = [], 0
+        cumulative = []
+        seen = 0
         for bound, count in zip((*LATENCY_BUCKETS, float("inf")), buckets, strict=True):
             seen += count
             cumulative.append((floatToGoString(bound), seen))
@@ -161,7 +164,8 @@ class Metrics:
         slippage = HistogramMetricFamily("fractrade_slippage_bps", SLIPPAGE_HELP, labels=("coin", "against"))
         for (name, coin, label), (counts, total) in sorted(observed.items()):
             bounds = LATENCY_BUCKETS if name == "latency" else SLIPPAGE_BUCKETS
-            cumulative, seen = [], 0
+            cumulative = []
+            seen = 0
             for bound, count in zip((*bounds, float("inf")), counts, strict=True):
                 seen += count
                 cumulative.append((floatToGoString(bound), seen))

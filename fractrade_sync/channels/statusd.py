@@ -62,7 +62,8 @@ def service_health(
         status = live_status()
         if status is None:
             return False, {"problem": "starting: the service is not built yet"}
-        age, now = heartbeat_age(heartbeat), time.time()
+        age = heartbeat_age(heartbeat)
+        now = time.time()
         if age is None:
             problem = "no heartbeat file yet: the watchdog writes one within a second of the start"
         else:  # the live status, dated by the file: its age is judged, everything else is now
@@ -152,7 +153,8 @@ class StatusServer:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop serving and close the socket; waits at most `timeout` (a request in progress ends on its own)."""
-        server, self._server = self._server, None
+        server = self._server
+        self._server = None
         if server is None:
             return
         self._stop.set()
@@ -179,7 +181,8 @@ class StatusServer:
                 ok, data = self.health()
             except Exception as exc:
                 self.logger.exception("status endpoint: the health check failed")
-                ok, data = False, {"problem": f"the health check failed ({type(exc).__name__})"}
+                ok = False
+                data = {"problem": f"the health check failed ({type(exc).__name__})"}
             body = json.dumps({"ok": bool(ok), **data}, default=str, sort_keys=True).encode() + b"\n"
             return (200 if ok else 503), "application/json", body
         if path == "/metrics":
@@ -216,12 +219,14 @@ class _Server(ThreadingHTTPServer):
 
     def server_bind(self) -> None:
         TCPServer.server_bind(self)  # HTTPServer's own would look the host's name up (getfqdn): it may hang on DNS
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
 
 
 def _handler(status: StatusServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        server_version, sys_version = "fractrade-sync", ""
+        server_version = "fractrade-sync"
+        sys_version = ""
         timeout = status.request_timeout
 
         def setup(self) -> None:
@@ -252,7 +257,8 @@ class _UntilDeadline(io.RawIOBase):
 
     def __init__(self, sock: socket.socket, deadline: float):
         super().__init__()
-        self._sock, self._deadline = sock, deadline
+        self._sock = sock
+        self._deadline = deadline
 
     def readable(self) -> bool:
         return True

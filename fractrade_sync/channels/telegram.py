@@ -23,7 +23,8 @@ MAX_TEXT = 4096
 MAX_LINE = 3500  # one outcome, event or reply; a longer one is cut, so the first line of a message always fits
 # Bot FAQ: "When sending messages inside a particular chat, avoid sending more than one message per second ... your
 # bot will not be able to send more than 20 messages per minute to the same group": the least time between two sends
-FOLD_WINDOW, GROUP_FOLD_WINDOW = 1.0, 3.0
+FOLD_WINDOW = 1.0
+GROUP_FOLD_WINDOW = 3.0
 POLL_TIMEOUT = 25.0  # getUpdates: "Timeout in seconds for long polling"; a poll in flight is cut by stop()
 PROXIED_POLL_TIMEOUT = 5.0  # behind a proxy (requests) a poll cannot be cut: stop() may wait this long for it
 SEND_TIMEOUT = 10.0
@@ -48,17 +49,23 @@ class TelegramBot:
         if settings.telegram_token is None or settings.telegram_chat_id is None:
             raise ValueError("Telegram is off: set FRAC_TELEGRAM_TOKEN and FRAC_TELEGRAM_CHAT_ID")
         token = settings.telegram_token.reveal()  # it is in every URL's path: never logged, scrubbed from text
-        self.chat_id, self.api_url = int(settings.telegram_chat_id), settings.telegram_api_url
+        self.chat_id = int(settings.telegram_chat_id)
+        self.api_url = settings.telegram_api_url
         self.commands = {n.lstrip("/").lower(): fn for n, fn in (commands or {}).items() if n.lower() != "help"}
         self.logger = logger or logging.getLogger("fractrade_sync.telegram")
-        self.max_queue, self.max_command_age = max(1, int(max_queue)), max_command_age
+        self.max_queue = max(1, int(max_queue))
+        self.max_command_age = max_command_age
         self.fold_window = fold_window or (GROUP_FOLD_WINDOW if self.chat_id < 0 else FOLD_WINDOW)
         self.username: str | None = None  # the bot's own, from getMe: "/status@OtherBot" is for another bot
         self.sent = self.failed = self.dropped = 0  # messages sent, messages refused, lines never sent
         self._queue: collections.deque[str] = collections.deque()
         self._replies: collections.deque[str] = collections.deque()  # answers to commands go out first
-        self._cond, self._stopping = threading.Condition(), threading.Event()
-        self._closing, self._deadline, self._not_before, self._failures = False, None, 0.0, 0
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._closing = False
+        self._deadline = None
+        self._not_before = 0.0
+        self._failures = 0
         self._backoff = Backoff(1.0, cap=30.0, jitter=0.5)  # sendMessage after a 5xx or a network error
         self._warned: dict[str, set] = {"send": set(), "poll": set()}  # troubles said at WARNING since it last worked
         self._send_api = BotApiClient(self.api_url, token, SEND_TIMEOUT)
@@ -83,7 +90,8 @@ class TelegramBot:
             if self._closing:
                 return
             # the sender's own deadline comes a little earlier: a send still in flight then is cut, and it ends
-            self._closing, self._deadline = True, deadline - min(0.25, timeout / 4)
+            self._closing = True
+            self._deadline = deadline - min(0.25, timeout / 4)
             self._cond.notify_all()
         self._stopping.set()
         self._end(self._poller, self._poll_api, deadline)
@@ -169,7 +177,8 @@ class TelegramBot:
         text, left = fold(batch)
         started = time.monotonic()
         answer = self._send_api.call("sendMessage", {"chat_id": self.chat_id, "text": text})
-        wait, restored = 0.0, False
+        wait = 0.0
+        restored = False
         with self._cond:
             self._not_before = started + self.fold_window
             if answer.transient:
@@ -179,9 +188,11 @@ class TelegramBot:
                 self._queue.extendleft(reversed(batch))  # asked again, with whatever comes meanwhile
                 self._trim()
             else:
-                restored, self._failures = self._failures > 0, 0
+                restored = self._failures > 0
+                self._failures = 0
                 if answer.ok:
-                    self.sent, self.dropped = self.sent + 1, self.dropped + left
+                    self.sent = self.sent + 1
+                    self.dropped = self.dropped + left
                 else:
                     self.failed += 1
         if answer.transient:
@@ -200,7 +211,8 @@ class TelegramBot:
 
     # ---- the polling thread: commands from the configured chat -----------------------------------
     def _poll_loop(self) -> None:
-        offset, backoff = None, Backoff(1.0, cap=60.0, jitter=0.5)
+        offset = None
+        backoff = Backoff(1.0, cap=60.0, jitter=0.5)
         while not self._stopping.is_set():
             try:
                 offset, wait = self._poll_once(offset, backoff)
@@ -255,7 +267,8 @@ class TelegramBot:
         name, _, addressee = text.split()[0][1:].partition("@")
         if not name or (addressee and self.username and addressee.lower() != self.username.lower()):
             return  # "/status@OtherBot" in a group: for another bot
-        name, sent_at = name.lower(), message.get("date")
+        name = name.lower()
+        sent_at = message.get("date")
         age = time.time() - sent_at if isinstance(sent_at, (int, float)) else 0.0
         if age > self.max_command_age:
             self.logger.warning("telegram: /%s not run: it was sent %.0f s ago", name, age)

@@ -29,7 +29,8 @@ def _money_line(label: str, figures: dict[str, Any]) -> str:
 
 def profit_text(journal: Path, now: float) -> str:
     """/profit: realized PnL, fees, funding and net, today (UTC) and since the first action."""
-    today, everything = build_from(journal, _day_start(now)), build_from(journal)
+    today = build_from(journal, _day_start(now))
+    everything = build_from(journal)
     lines = [_money_line("today", today), _money_line("since the first action", everything)]
     slip = everything["slippage_bps"]
     if slip["count"]:
@@ -74,7 +75,8 @@ def positions_text(api_url: str, user: str, read: Callable[[str, dict], Any] = _
         lines = []
         for p in positions:
             size = Decimal(str(p["szi"]))
-            stop, take = _covers(orders, p["coin"], size, "Stop"), _covers(orders, p["coin"], size, "Take Profit")
+            stop = _covers(orders, p["coin"], size, "Stop")
+            take = _covers(orders, p["coin"], size, "Take Profit")
             lines.append(
                 f"{p['coin']} {'long' if size > 0 else 'short'} {abs(size)} @ {p['entryPx']}; unrealized "
                 f"{p['unrealizedPnl']} USDC; stop loss: {stop}; take profit: {take}"

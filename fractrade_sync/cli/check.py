@@ -15,7 +15,11 @@ from fractrade_sync.exchange.accounts import Relation
 from fractrade_sync.exchange.answers import error_text
 from fractrade_sync.exchange.client import CLOCK_WARN, HyperliquidClient
 
-EXIT_OK, EXIT_FRACTRADE, EXIT_HYPERLIQUID, EXIT_WALLET, EXIT_CLOCK = 0, 2, 3, 4, 5
+EXIT_OK = 0
+EXIT_FRACTRADE = 2
+EXIT_HYPERLIQUID = 3
+EXIT_WALLET = 4
+EXIT_CLOCK = 5
 
 
 def check_fractrade(settings: Settings, timeout: float = 10.0) -> str | None:

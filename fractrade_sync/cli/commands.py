@@ -89,7 +89,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if path is None:
         return EXIT_FAILURE
     journal = Journal(path)
-    rows, counts = journal.recent(args.limit), journal.counts()
+    rows = journal.recent(args.limit)
+    counts = journal.counts()
     journal.close()
     if args.json:
         actions = [{"received_at": r["received_at"], "event_id": r["event_id"], **row_fields(r)} for r in rows]

@@ -40,7 +40,9 @@ from fractrade_sync.storage.state import StatePaths
 
 logger = logging.getLogger("fractrade_sync.config")
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 78  # sysexits: 78 = EX_CONFIG
+EXIT_OK = 0  # sysexits: 78 = EX_CONFIG
+EXIT_FAILURE = 1
+EXIT_CONFIG = 78
 TELEGRAM_API_URL = "https://api.telegram.org"
 
 
@@ -295,7 +297,8 @@ def _telegram(opt: Mapping[str, str], values: dict) -> None:
     api_url = normalize_api_url(opt.get("FRAC_TELEGRAM_API_URL") or TELEGRAM_API_URL, "FRAC_TELEGRAM_API_URL")
     values["telegram_api_url"] = api_url
     values["url_secrets"] = tuple(dict.fromkeys((*values.get("url_secrets", ()), *url_credentials(api_url))))
-    token, chat = opt.get("FRAC_TELEGRAM_TOKEN", "").strip(), opt.get("FRAC_TELEGRAM_CHAT_ID", "").strip()
+    token = opt.get("FRAC_TELEGRAM_TOKEN", "").strip()
+    chat = opt.get("FRAC_TELEGRAM_CHAT_ID", "").strip()
     if not token and not chat:
         return
     if not chat:
@@ -321,4 +324,5 @@ def _telegram(opt: Mapping[str, str], values: dict) -> None:
             "FRAC_TELEGRAM_CHAT_ID",
             f"{show_value(chat)} is not a chat id; use the chat's whole number, e.g. 123456789 (a group's is negative)",
         )
-    values["telegram_token"], values["telegram_chat_id"] = Secret(token), int(chat)
+    values["telegram_token"] = Secret(token)
+    values["telegram_chat_id"] = int(chat)

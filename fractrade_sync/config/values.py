@@ -148,7 +148,8 @@ def _check_port(parts, var: str, example: str) -> None:
 
 def normalize_ws_url(raw: str) -> str:
     """Map http(s) to ws(s), require wss:// off loopback, append the executor path when none."""
-    var, example = "FRAC_WS_URL", "wss://host/path"
+    var = "FRAC_WS_URL"
+    example = "wss://host/path"
     raw = raw.strip()
     parts = _split(raw, var, example)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
@@ -293,7 +294,8 @@ _HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 def parse_listen_addr(raw: str, var: str) -> tuple[str, int]:
     """`host:port` to listen on (a name, an IPv4 address or a bracketed IPv6 one; `:port` alone is 127.0.0.1)."""
-    text, use = raw.strip(), "use host:port, e.g. 127.0.0.1:9108 (or :9108 for 127.0.0.1)"
+    text = raw.strip()
+    use = "use host:port, e.g. 127.0.0.1:9108 (or :9108 for 127.0.0.1)"
     host, sep, port = text.rpartition(":")
     if not sep:
         raise ConfigError(var, f"{show_value(raw)} is not host:port; {use}")

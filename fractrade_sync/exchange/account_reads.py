@@ -25,7 +25,8 @@ class AccountReads:
     and `_measured_clock` are used here."""
 
     def _account_notice(self, what: str) -> None:
-        feed, account = self.feed, self.account
+        feed = self.feed
+        account = self.account
         if feed is None or not feed.started or account is None:
             return  # (no feed by design, in check and scripts: REST is the plan)
         if (

@@ -38,9 +38,11 @@ def resolve(info: Callable[[dict], Any], account: str, signer: str) -> Relation:
     if account == signer:
         return Relation(None, "the key's own account")
     role, data = _role(info({"type": "userRole", "user": signer}))
-    owner, via = signer, ""
+    owner = signer
+    via = ""
     if role == "agent":
-        owner, via = _address(data, "user"), f" through API wallet {signer}"
+        owner = _address(data, "user")
+        via = f" through API wallet {signer}"
         if owner == account:
             return Relation(None, f"through API wallet {signer}", approver=owner)
     elif role != "user":

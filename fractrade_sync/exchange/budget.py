@@ -24,7 +24,9 @@ class WeightBudget:
         read_share: float = READ_SHARE,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.limit, self.read_limit, self.clock = limit, int(limit * read_share), clock
+        self.limit = limit
+        self.read_limit = int(limit * read_share)
+        self.clock = clock
         self.total = 0  # weight spent since start
         self.by_kind: collections.Counter[str] = collections.Counter()
         self._spent: collections.deque[tuple[float, int]] = collections.deque()

@@ -30,7 +30,8 @@ class Dexes:
     """The HIP-3 dexes' assets this service has needed; `info` posts one /info request (the client's)."""
 
     def __init__(self, info: Callable[[dict], Any], clock: Callable[[], float] = time.monotonic):
-        self.info, self.clock = info, clock
+        self.info = info
+        self.clock = clock
         self.index: dict[str, int] = {}  # dex name (lower case) -> its index in perpDexs
         self.assets: dict[str, dict[str, Asset]] = {}  # dex -> {name (as its meta spells it): asset}
         self._loaded_at: dict[str, float] = {}  # dex ("" for the list) -> when last loaded
@@ -86,7 +87,8 @@ class Dexes:
             try:
                 name = str(entry["name"])
                 name = name if ":" in name else f"{dex}:{name}"  # (the meta spells them "xyz:NVDA")
-                sz, lev = int(entry["szDecimals"]), int(entry.get("maxLeverage", 50))
+                sz = int(entry["szDecimals"])
+                lev = int(entry.get("maxLeverage", 50))
                 assets[name] = Asset(name, base + i, sz, lev, wire.only_isolated(entry))
             except (KeyError, TypeError, ValueError):
                 raise wire.Unreadable(f"meta for dex {dex} with an unreadable entry: {str(entry)[:120]}") from None

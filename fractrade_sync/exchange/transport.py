@@ -34,7 +34,8 @@ class KeptAliveChannel:
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.https else 80)
         self.base_path = parts.path.rstrip("/")
-        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         netloc = parts.netloc.rsplit("@", 1)[-1]
         self._head = (
             f"Host: {netloc}\r\nContent-Type: application/json\r\nAccept-Encoding: identity\r\n"
@@ -67,7 +68,8 @@ class KeptAliveChannel:
         self._sock = sock
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
+        sock = self._sock
+        self._sock = None
         if sock is not None:
             try:
                 sock.close()

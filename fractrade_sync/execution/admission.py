@@ -35,7 +35,10 @@ class Admission:
         clock: Callable[[], float] = time.time,
         unclean_since: float | None = None,
     ):
-        self.settings, self.journal, self.sender, self.clock = settings, journal, sender, clock
+        self.settings = settings
+        self.journal = journal
+        self.sender = sender
+        self.clock = clock
         self.retried = retried  # a read an action depends on, retried like its order (Execution.with_retries)
         self.settled_late = settled_late  # an outcome learnt late: its protection (Protection.settled_late)
         # the start of a run after an unclean stop: what the last run sent may be missing from the journal
@@ -56,7 +59,8 @@ class Admission:
             seen = self._sent_before_an_unclean_stop(action)
             if seen is not None:
                 return seen
-        age, limit = action.age(self.clock()), self.settings.max_action_age
+        age = action.age(self.clock())
+        limit = self.settings.max_action_age
         if age > limit:
             return Outcome(EXPIRED, f"{age:.0f}s old, over FRAC_MAX_ACTION_AGE={limit:g}s")
         if age < -FUTURE_TOLERANCE:  # a broken clock, ours or the agent's: its age would be wrong everywhere

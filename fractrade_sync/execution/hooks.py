@@ -21,7 +21,10 @@ HOOKS = {
     "stop_loss": "handle_set_hyperliquid_perp_stop_loss",
     "take_profit": "handle_set_hyperliquid_perp_take_profit",
 }
-HOOKING, PLANNED, WAITING, SENDING = "hooking", "planned", "waiting", "sending"  # a Handling's stages
+HOOKING = "hooking"  # a Handling's stages
+PLANNED = "planned"
+WAITING = "waiting"
+SENDING = "sending"
 COROUTINE_RETURNED = (
     "the hook returned a coroutine (nothing was executed); for async hooks use "
     "`from fractrade_sync.aio import FractradeExecutor`"

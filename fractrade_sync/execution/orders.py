@@ -42,7 +42,9 @@ class Execution:
         guard: Callable[[Action], str | None],
         stopping: threading.Event,
     ):
-        self.settings, self.client, self.logger = settings, client, logger
+        self.settings = settings
+        self.client = client
+        self.logger = logger
         self.expired = expired  # EXPIRED when the action went stale meanwhile (Sender.expired)
         self.guard = guard  # the trader's own limits, for a config a hook changed (Admission.guard)
         self.stopping = stopping

@@ -82,10 +82,16 @@ class Pipeline:
         on_storage: Callable[[str | None], None] = lambda problem: None,
         clock: Callable[[], float] = time.time,
     ):
-        self.journal, self.admission, self.execution = journal, admission, execution
-        self.waves, self.requests, self.protection, self.clock = waves, requests, protection, clock
+        self.journal = journal
+        self.admission = admission
+        self.execution = execution
+        self.waves = waves
+        self.requests = requests
+        self.protection = protection
+        self.clock = clock
         self.hooks = hooks  # kind (trade, stop_loss, take_profit) -> the service's overridable handle_* method
-        self.on_outcome, self.on_storage = tuple(on_outcome), on_storage
+        self.on_outcome = tuple(on_outcome)
+        self.on_storage = on_storage
 
     # ---- the worker's steps ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -110,7 +116,10 @@ class Pipeline:
     ) -> int:
         """Everything queued at once: waves of one request each, in arrival order. `more(wait)`: what was queued since
         (the worker's); `past_deadline()`: a stop's drain time is over."""
-        pending, fresh, left, taken = [], list(items), 0, 0
+        pending = []
+        fresh = list(items)
+        left = 0
+        taken = 0
         while pending or fresh:
             if past_deadline():  # stopping: what is not started stays in the journal for the next start
                 return left + len(pending) + len(fresh)
@@ -168,7 +177,8 @@ class Pipeline:
 
     def _hooked(self, h: Handling) -> Outcome | None:
         """Run the action's hook: None when it planned an order (it goes out with the wave), else its outcome."""
-        self.execution.current, h.stage = h, HOOKING  # (what the stock hooks plan on: Execution.plan)
+        self.execution.current = h  # (what the stock hooks plan on: Execution.plan)
+        h.stage = HOOKING
         try:
             result = self.hooks[h.original.kind](ActionConfig(h.original))
             if inspect.isawaitable(result):  # an async hook on the synchronous class: it never ran
@@ -180,7 +190,8 @@ class Pipeline:
         except Exception as exc:  # (an order already sent for it: what the exchange did is its outcome)
             return h.sent or _failed(h.original, exc)
         finally:
-            self.execution.current, h.stage = None, PLANNED
+            self.execution.current = None
+            h.stage = PLANNED
         if h.sent is not None:  # its order went out while the hook ran (it read what its parent did)
             return result if isinstance(result, Outcome) else h.sent
         if h.order is not None and isinstance(result, Outcome):  # its parent's order, and an outcome of its own
@@ -256,7 +267,8 @@ class _Wave:
     (its order's outcome, or the position a trade planned before it leaves)."""
 
     def __init__(self, pipeline: Pipeline, handlings: list[Handling]):
-        self.pipeline, self.handlings = pipeline, handlings
+        self.pipeline = pipeline
+        self.handlings = handlings
         self.planned: list[Handling] = []
         self.traded: set[str] = set()  # coins with a trade planned and not sent yet: its position TP/SL go right behind
 

@@ -37,7 +37,10 @@ class Protection:
         dry_run: bool,
         retried: Callable[[Callable[[], Any]], Any],
     ):
-        self.client, self.journal, self.logger, self.dry_run = client, journal, logger, dry_run
+        self.client = client
+        self.journal = journal
+        self.logger = logger
+        self.dry_run = dry_run
         self.retried = retried  # an idempotent request with bounded retries (Execution.with_retries)
         self.deferred: list[tuple[Action, Outcome]] = []
 
@@ -70,7 +73,8 @@ class Protection:
     def _flush(self) -> None:
         """Run every deferred cleanup: per coin, its open orders (live, or REST) and, after a trade, its position
         (REST); then one cancel request and one modify request for all coins."""
-        entries, self.deferred = self.deferred, []
+        entries = self.deferred
+        self.deferred = []
         by_coin: dict[str, list[tuple[Action, Outcome]]] = {}
         for action, outcome in entries:
             by_coin.setdefault(action.symbol.lower(), []).append((action, outcome))
@@ -106,7 +110,8 @@ class Protection:
             held = wire.positions(self.client.account_state(dex))  # (strict: an unreadable answer is never "flat")
             cancels = []
             for order in orders:
-                coin, kind = order.get("coin"), _kind(order)
+                coin = order.get("coin")
+                kind = _kind(order)
                 newer = any(o.get("coin") == coin and _kind(o) == kind and _age(o) < _age(order) for o in orders)
                 if held.get(coin, Decimal(0)) == 0:
                     cancels.append((self.client.asset(coin), order["oid"], f"{coin} is flat: its protection is void"))
@@ -153,7 +158,8 @@ class Protection:
     def _after(self, asset: Asset, action: Action, outcome: Outcome) -> Decimal:
         """The position a trade left: the position its fill started from, as the feed reported it (waiting up to
         REPORT_WITHIN for that report while the feed is live), plus what it filled; else read over REST."""
-        account, deadline = self.client.account, time.monotonic() + REPORT_WITHIN
+        account = self.client.account
+        deadline = time.monotonic() + REPORT_WITHIN
         while account is not None and outcome.oid is not None:
             start = account.position_before(outcome.oid)
             if start is not None:
@@ -229,7 +235,8 @@ def _void_reason(action: Action, outcome: Outcome, position: Decimal) -> str | N
 def _resized(asset: Asset, position: Decimal, triggers: list[tuple[dict, str | None]]) -> list[tuple[str, dict]]:
     """batchModify entries that make the whole-position triggers (set without a size) cover `position`: same
     trigger, limit and cloid."""
-    size, reducing = abs(position), "A" if position > 0 else "B"  # a sell protects a long
+    size = abs(position)  # a sell protects a long
+    reducing = "A" if position > 0 else "B"
     modifies = []
     for o, set_size in triggers:
         if set_size is not None or o.get("isPositionTpsl") or o.get("side") != reducing:

@@ -68,8 +68,12 @@ class Sender:
         clock: Callable[[], float],
         stopping: threading.Event,
     ):
-        self.settings, self.client, self.journal, self.logger = settings, client, journal, logger
-        self.clock, self.stopping = clock, stopping
+        self.settings = settings
+        self.client = client
+        self.journal = journal
+        self.logger = logger
+        self.clock = clock
+        self.stopping = stopping
         self._invalidated: set[int] = set()  # nonces our own noop spent: no request signed with one can ever apply
 
     def submit_batch(self, pairs: list[tuple[Action, Order]]) -> Sent:
@@ -205,7 +209,8 @@ class Sender:
         (a stop loss right after must see the fill its trade made), as of `sent_at`: when the request was first
         sent (a snapshot that came since may show it already). Returns `seen`."""
         account = self.client.account
-        wires, statuses = [], []
+        wires = []
+        statuses = []
         for order, outcome in zip(orders, seen, strict=True):
             if account is None or outcome is None or outcome.oid is None:
                 continue
@@ -229,7 +234,9 @@ class Sender:
         answer."""
         if nonce in self._invalidated:  # our own noop spent it already (another action of the same request)
             return [None] * len(actions)
-        payload, last, named = self.client.noop(nonce), "", _named(actions)
+        payload = self.client.noop(nonce)
+        last = ""
+        named = _named(actions)
         for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
             if attempt and self.stopping.wait(delay):
                 raise Unfinished(f"stopped while settling nonce {nonce}; settled at the next start")
@@ -253,7 +260,8 @@ class Sender:
         INFO_LAG (an applied order may take that long to show); None only when the exchange kept saying it has no
         such order: it had no effect. An unreadable answer is never that: TransientError when the last one could
         not be read."""
-        start, delays = time.monotonic(), exchange_retries().delays()
+        start = time.monotonic()
+        delays = exchange_retries().delays()
         found: dict[int, Outcome] = {}
         while True:
             unreadable: TransientError | None = None

@@ -37,8 +37,12 @@ class Worker:
         stopping: threading.Event | None = None,
     ):
         self.queue = actions
-        self.handle, self.prepare, self.idle, self.drained = handle, prepare, idle, drained
-        self.on_fatal, self.fatal = on_fatal, fatal
+        self.handle = handle
+        self.prepare = prepare
+        self.idle = idle
+        self.drained = drained
+        self.on_fatal = on_fatal
+        self.fatal = fatal
         self.stopping = stopping or threading.Event()
         self.logger = logging.getLogger("fractrade_sync.worker")
         self.heartbeat = time.monotonic()

@@ -51,7 +51,8 @@ class AccountView:
         logger: logging.Logger | None = None,
     ):
         self.live = live  # the feed's word: its socket proved alive recently
-        self.clock, self.confirm_within = clock, confirm_within
+        self.clock = clock
+        self.confirm_within = confirm_within
         self.logger = logger or logging.getLogger("fractrade_sync.account")
         self.on_stall: Callable[[], None] = lambda: None  # the feed reconnects
         self.generation = -1  # the connection the snapshots came on (the feed's count of connections)
@@ -94,7 +95,9 @@ class AccountView:
             if generation != self._taken.get("positions"):
                 before = self.clock() if subscribed_at is None else subscribed_at
                 self._changes = [c for c in self._changes if c.delta == 0 or c.at >= before]
-            self._positions, self._positions_time, self.positions_at = held, when, self.clock()
+            self._positions = held
+            self._positions_time = when
+            self.positions_at = self.clock()
             self.refused.discard("clearinghouseState")
             self._took("positions", generation)
 
@@ -154,7 +157,8 @@ class AccountView:
 
     def _note_starts(self, fills: list) -> None:
         for fill in fills:
-            oid, when = fill.get("oid"), fill.get("time")
+            oid = fill.get("oid")
+            when = fill.get("time")
             try:
                 start = Decimal(str(fill["startPosition"]))
             except (KeyError, ArithmeticError):
@@ -222,7 +226,8 @@ class AccountView:
         if result.get("status") != "ok":
             return
         statuses = ((result.get("response") or {}).get("data") or {}).get("statuses") or []
-        kind, changes = action.get("type"), []
+        kind = action.get("type")
+        changes = []
         now = self.clock() if sent_at is None else sent_at
         # (only the coins of `coins`: the main dex's, which this view holds; a HIP-3 dex's are read over REST)
         if kind == "order":
@@ -241,7 +246,8 @@ class AccountView:
                 change = order_change(modify.get("order", {}), status, coins, now)
                 if change is not None:  # the modified order replaces the one it was (by oid or cloid)
                     ident = cloid_of(modify.get("oid")) if isinstance(modify.get("oid"), str) else modify.get("oid")
-                    change.gone, change.resized = frozenset({ident}), True
+                    change.gone = frozenset({ident})
+                    change.resized = True
                     changes.append(change)
         elif kind == "updateLeverage" and action.get("asset") in coins:  # until its activeAssetData push shows it
             with self._lock:
@@ -334,5 +340,6 @@ class AccountView:
         self._changes.clear()  # what REST reads from here on includes them
         self._leverage.clear()
         self._after = self.snapshots
-        self._dead, self.generation = self.generation, -1
+        self._dead = self.generation
+        self.generation = -1
         self.on_stall()

@@ -53,7 +53,8 @@ def order_change(wire: Mapping[str, Any], status: Any, coins: Mapping[int, str],
         status = {"resting": {"oid": None}}
     if not isinstance(status, dict) or wire.get("a") not in coins:
         return None
-    coin, cloid = coins[wire.get("a")], cloid_of(wire.get("c"))
+    coin = coins[wire.get("a")]
+    cloid = cloid_of(wire.get("c"))
     is_buy = bool(wire.get("b"))
     if "filled" in status:
         filled = status["filled"]

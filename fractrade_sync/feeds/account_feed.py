@@ -59,7 +59,10 @@ class AccountChannels:
         clock: Callable[[], float],
         on_fills: Callable[[list], object] | None = None,
     ):
-        self.account, self.user, self.logger, self.clock = account, user, logger, clock
+        self.account = account
+        self.user = user
+        self.logger = logger
+        self.clock = clock
         self.on_fills = on_fills  # told of each userFills push's fills (the ledger), on the feed's thread
         self.generation = 0  # the feed's connection the pushes come on
         self._subscribed_at = float("-inf")
@@ -69,7 +72,9 @@ class AccountChannels:
 
     def connected(self, ws: Any, generation: int) -> None:
         """A new socket: ask for everything (a refused one only once ASK_AGAIN_AFTER has passed)."""
-        self.generation, self._subscribed_at, self._asked = generation, self.account.clock(), set()
+        self.generation = generation
+        self._subscribed_at = self.account.clock()
+        self._asked = set()
         self.ask(ws)
 
     def watch(self, coin: str) -> None:
@@ -146,7 +151,8 @@ class AccountChannels:
         try:
             if channel == "clearinghouseState":
                 state = wire.user_push(data, "clearinghouseState", self.user)
-                held, when = wire.positions(state), wire.state_time(state)
+                held = wire.positions(state)
+                when = wire.state_time(state)
                 account.on_positions(state, held, when, self.generation, self._subscribed_at)
             elif channel == "openOrders":
                 orders = wire.open_orders(wire.user_push(data, "orders", self.user))

@@ -33,7 +33,8 @@ class RestNotices:
     feed must not flood the log), counting the ones in between."""
 
     def __init__(self, logger: logging.Logger, every: float = 60.0):
-        self.logger, self.every = logger, every
+        self.logger = logger
+        self.every = every
         self._at: dict[str, float] = {}
         self._unnoticed: dict[str, int] = {}
 
@@ -228,7 +229,8 @@ class ExchangeFeed:
                 text = None
             except UnicodeDecodeError:  # one message that is not UTF-8: skipped, the stream itself is intact
                 self.logger.debug("exchange feed: a message that is not UTF-8 text, skipped")
-                text, snapshot_here = None, False  # it may have been a push: see below
+                text = None  # it may have been a push: see below
+                snapshot_here = False
                 if self.account is not None:
                     self.account.lost()
             now = self.clock()

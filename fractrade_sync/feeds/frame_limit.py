@@ -52,7 +52,8 @@ class FrameTracker:
 
     def feed(self, data: bytes) -> FrameTooLarge | None:
         """Take the next received bytes; a refusal once a header announces too much (and from then on)."""
-        at, end = 0, len(data)
+        at = 0
+        end = len(data)
         while at < end and self.refused is None:
             if self._skip:
                 step = min(self._skip, end - at)
@@ -73,8 +74,11 @@ class FrameTracker:
         return 2 + {126: 2, 127: 8}.get(short, 0) + (4 if self._head[1] & 0x80 else 0)
 
     def _header_done(self) -> None:
-        head, self._head = self._head, bytearray()
-        fin, opcode, short = head[0] & 0x80, head[0] & 0x0F, head[1] & 0x7F
+        head = self._head
+        self._head = bytearray()
+        fin = head[0] & 0x80
+        opcode = head[0] & 0x0F
+        short = head[1] & 0x7F
         length = int.from_bytes(head[2:4], "big") if short == 126 else short
         length = int.from_bytes(head[2:10], "big") if short == 127 else length
         size = self._earlier + length if opcode == 0 else length
@@ -106,7 +110,8 @@ class _Limited:
 
     def track(self) -> None:
         """The handshake is done (read line by line: nothing of a frame read yet): follow the frames from here."""
-        self._status, self._frames = None, FrameTracker()
+        self._status = None
+        self._frames = FrameTracker()
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if self._refused:
@@ -131,7 +136,8 @@ class _Limited:
         self._status += data
         if b"\n" not in self._status and len(self._status) < 256:
             return
-        words, self._status = bytes(self._status).split(None, 2), None
+        words = bytes(self._status).split(None, 2)
+        self._status = None
         if len(words) > 1 and words[0].startswith(b"HTTP/") and words[1].isdigit() and words[1][:1] == b"3":
             status = int(words[1])
             raise websocket.WebSocketBadStatusException(
@@ -164,7 +170,8 @@ def open_connection(url: str, timeout: float) -> LimitedSocket | LimitedSSLSocke
     HTTP_PROXY for ws, NO_PROXY honoured, as requests and websocket-client read them), TLS checked against certifi's
     roots (or WEBSOCKET_CLIENT_CA_BUNDLE); `timeout` bounds every step and stays the socket's timeout."""
     parts = urlsplit(url)
-    secure, host = parts.scheme.lower() == "wss", parts.hostname or "localhost"
+    secure = parts.scheme.lower() == "wss"
+    host = parts.hostname or "localhost"
     port = parts.port or (443 if secure else 80)
     proxy = _proxy(host, port, secure)
     sock = _connect((proxy.hostname or "localhost", proxy.port or 80) if proxy else (host, port), timeout)

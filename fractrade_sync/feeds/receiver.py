@@ -76,7 +76,8 @@ class Receiver:
     def force_close(self, why: str) -> None:
         """Cut the current connection (the watchdog's silence verdict, or stop); the loop reconnects."""
         with self._lock:
-            app, sock = self._app, self._sock
+            app = self._app
+            sock = self._sock
         if app is None:
             return
         if why != "stopping":
@@ -88,7 +89,8 @@ class Receiver:
         while not self._stop.is_set():
             self._connection()
             with self._lock:
-                self._app, self._sock = None, None
+                self._app = None
+                self._sock = None
             was_up = self.connected.is_set()
             self.connected.clear()
             if self._stop.is_set():
@@ -123,7 +125,8 @@ class Receiver:
             socket=sock,  # websocket-client connects no socket of its own: it does the handshake over this one
         )
         with self._lock:
-            self._app, self._sock = app, sock
+            self._app = app
+            self._sock = sock
         if self._stop.is_set():  # stop() came while connecting: it found nothing to cut
             sock.close()
             return
@@ -142,7 +145,8 @@ class Receiver:
             sock.close()  # (websocket-client closed it already, unless its loop failed)
 
     def _was_stable(self) -> bool:
-        at, self.connected_at = self.connected_at, None
+        at = self.connected_at
+        self.connected_at = None
         return at is not None and time.monotonic() - at >= self.backoff.stable_after
 
     # ---- callbacks: parse, journal, enqueue, return ------------------------------------------

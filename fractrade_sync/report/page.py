@@ -139,7 +139,8 @@ def totals(report: dict[str, Any]) -> str:
         ("funding", report["funding"]),
     ]
     cells = "".join(f"<div>{escape(name)}<b>{escape(value)}</b></div>" for name, value in figures)
-    latency, slip = report["latency_ms"], report["slippage_bps"]
+    latency = report["latency_ms"]
+    slip = report["slippage_bps"]
     cells += f"<div>latency p50 / p95 / worst<b>{latency['p50']} / {latency['p95']} / {latency['max']} ms</b></div>"
     cells += f"<div>slippage p50 / p95 / worst<b>{slip['p50']} / {slip['p95']} / {slip['max']} bps</b></div>"
     counts = ", ".join(f"{escape(k)} {v}" for k, v in report["actions"].items()) or "none"

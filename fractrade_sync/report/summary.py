@@ -72,7 +72,9 @@ def slippage_bps(avg_px: Decimal, reference: Decimal | None, is_buy: bool) -> fl
 
 
 def _money(totals: dict[str, Decimal]) -> dict[str, str]:
-    realized, fees, funding = totals["realized_pnl"], totals["fees"], totals["funding"]
+    realized = totals["realized_pnl"]
+    fees = totals["fees"]
+    funding = totals["funding"]
     return {
         "realized_pnl": str(realized),
         "fees": str(fees),
@@ -146,7 +148,8 @@ def money_by_coin(path: Path) -> dict[str, dict[str, Decimal]]:
     """The journal's totals by coin since its start: realized PnL, fees, funding (the metrics read it per scrape)."""
     journal = JournalFile(path)
     try:
-        fills, funding = journal.fills_since(0), journal.funding_since(0)
+        fills = journal.fills_since(0)
+        funding = journal.funding_since(0)
     finally:
         journal.close()
     coins: dict[str, dict[str, Decimal]] = defaultdict(_new_totals)
@@ -162,7 +165,8 @@ def build(journal: Reads, since: float = 0.0, now: float | None = None) -> dict[
     """The report over the journal from `since` (wall-clock seconds; 0: everything)."""
     now = dt.datetime.now(dt.timezone.utc).timestamp() if now is None else now
     since_ms = int(since * 1000)
-    fills, funding = journal.fills_since(since_ms), journal.funding_since(since_ms)
+    fills = journal.fills_since(since_ms)
+    funding = journal.funding_since(since_ms)
     actions = journal.actions_since(since)
     totals = _new_totals()
     per_coin: dict[str, dict[str, Any]] = defaultdict(_new_totals)
@@ -170,7 +174,8 @@ def build(journal: Reads, since: float = 0.0, now: float | None = None) -> dict[
     by_action: dict[str, list[dict]] = defaultdict(list)
     events: list[tuple[int, Decimal]] = []  # (time ms, net change): the cumulative net PnL
     for fill in fills:
-        pnl, fee = Decimal(fill["closed_pnl"]), Decimal(fill["fee"])
+        pnl = Decimal(fill["closed_pnl"])
+        fee = Decimal(fill["fee"])
         for bucket in (totals, per_coin[fill["coin"]], per_day[day_of(fill["time"])]):
             bucket["realized_pnl"] += pnl
             bucket["fees"] += fee
@@ -182,7 +187,8 @@ def build(journal: Reads, since: float = 0.0, now: float | None = None) -> dict[
             bucket["funding"] += usdc
         events.append((record["time"], usdc))
     lines = [execution(row, by_action.get(row["key"], [])) for row in actions]
-    cumulative, net = [], ZERO
+    cumulative = []
+    net = ZERO
     for when, change in sorted(events):
         net += change
         cumulative.append({"time": iso(when / 1000), "net_pnl": str(net)})

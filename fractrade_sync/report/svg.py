@@ -7,11 +7,14 @@ from __future__ import annotations
 from html import escape
 from typing import Callable
 
-WIDTH, HEIGHT, PAD = 640, 240, 40
+WIDTH = 640
+HEIGHT = 240
+PAD = 40
 
 
 def _scale(values: list[float], low_px: float, high_px: float) -> tuple[float, float, Callable[[float], float]]:
-    low, high = min(values + [0.0]), max(values + [0.0])
+    low = min(values + [0.0])
+    high = max(values + [0.0])
     if high == low:
         high = low + 1.0
 
@@ -68,7 +71,8 @@ def bars(title: str, labels: list[str], values: list[float]) -> str:
 
 def histogram(title: str, values: list[float], bins: int = 12) -> str:
     """How the values spread: counts in equal bins between their least and greatest."""
-    low, high = min(values), max(values)
+    low = min(values)
+    high = max(values)
     width = (high - low) / bins or 1.0
     counts = [0] * bins
     for value in values:

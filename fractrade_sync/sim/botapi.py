@@ -46,7 +46,8 @@ class FakeBotAPI:
     """The Bot API of one bot (its `token`); `url` is what FRAC_TELEGRAM_API_URL takes."""
 
     def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0, username: str = "fractrade_test_bot"):
-        self.token, self.username = token, username
+        self.token = token
+        self.username = username
         self.bot_id = int(token.split(":", 1)[0]) if token.split(":", 1)[0].isdigit() else 1
         self.messages: list[dict[str, Any]] = []  # every sendMessage accepted: chat_id, text, at (monotonic)
         self.requests: list[tuple[float, str, int]] = []  # (monotonic arrival, method, status answered)
@@ -55,7 +56,8 @@ class FakeBotAPI:
         self.quote_path = False  # a 404 quotes the request's path, token and all, as some gateways' pages do
         self._faults: collections.deque[tuple[str | None, int, int | None]] = collections.deque()
         self._updates: list[dict[str, Any]] = []  # not yet confirmed
-        self._next_update, self._next_message = 700_000_001, 1
+        self._next_update = 700_000_001
+        self._next_message = 1
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self.polls_waiting = 0  # long polls held right now
@@ -100,8 +102,10 @@ class FakeBotAPI:
     def say(self, chat_id: int, text: str, *, date: float | None = None, from_id: int | None = None) -> int:
         """A user writes `text` in chat `chat_id` (negative: a group); returns the update_id."""
         with self._cond:
-            update_id, message_id = self._next_update, self._next_message
-            self._next_update, self._next_message = update_id + 1, message_id + 1
+            update_id = self._next_update
+            message_id = self._next_message
+            self._next_update = update_id + 1
+            self._next_message = message_id + 1
             chat = {"id": chat_id, "type": "private" if chat_id > 0 else "group"}
             sender = {"id": from_id or abs(chat_id), "is_bot": False, "first_name": "Tester"}
             message = {
@@ -171,7 +175,8 @@ class FakeBotAPI:
         return 200, {"ok": True, "result": me}
 
     def _send_message(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        text, chat_id = params.get("text"), params.get("chat_id")
+        text = params.get("text")
+        chat_id = params.get("chat_id")
         if chat_id in (None, ""):
             return _error(400, description="Bad Request: chat_id is empty")
         if not isinstance(text, str) or not text.strip():
@@ -179,7 +184,8 @@ class FakeBotAPI:
         if len(text) > 4096:
             return _error(400, description="Bad Request: message is too long")
         with self._cond:
-            message_id, self._next_message = self._next_message, self._next_message + 1
+            message_id = self._next_message
+            self._next_message = self._next_message + 1
             self.messages.append({"chat_id": int(chat_id), "text": text, "at": time.monotonic()})
         chat = {"id": int(chat_id), "type": "private" if int(chat_id) > 0 else "group"}
         return 200, {
@@ -188,7 +194,8 @@ class FakeBotAPI:
         }
 
     def _get_updates(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        offset, timeout = int(params.get("offset") or 0), min(float(params.get("timeout") or 0), MAX_POLL)
+        offset = int(params.get("offset") or 0)
+        timeout = min(float(params.get("timeout") or 0), MAX_POLL)
         limit = max(1, min(100, int(params.get("limit") or 100)))
         deadline = time.monotonic() + timeout
         with self._cond:

@@ -50,7 +50,9 @@ MARKETS = {
 
 def script(market: str = "main") -> list[Step]:
     """Open a long with leverage, protect it, move the stop, close."""
-    trade, sl, tp = TRADE, STOP_LOSS, TAKE_PROFIT
+    trade = TRADE
+    sl = STOP_LOSS
+    tp = TAKE_PROFIT
     coin, size, lev, stop, profit, risen, moved = MARKETS[market]
     shown = {px: f"{int(px):,}" for px in (stop, profit, risen, moved)}  # 48500 -> "48,500"
     return [
@@ -101,9 +103,11 @@ def run_demo(
         SignalServer(token) as signals,
     ):
         sim.add_account(wallet.address, 10_000)
-        key, account = wallet, wallet.address
+        key = wallet
+        account = wallet.address
         if sub_account:  # a sub-account of the throwaway account, traded through an API wallet of it
-            account, key = Account.create().address, Account.create()
+            account = Account.create().address
+            key = Account.create()
             sim.add_sub_account(wallet.address, account, usdc=10_000)
             sim.approve_agent(wallet.address, key.address)
         if market == "hip3":
@@ -120,7 +124,8 @@ def run_demo(
         }
         settings = settings_from_mapping(env)
         handler = None if quiet else setup_logging("INFO", "text", settings.secrets)
-        ours, level = logging.getLogger("fractrade_sync"), logging.getLogger("fractrade_sync").level
+        ours = logging.getLogger("fractrade_sync")
+        level = logging.getLogger("fractrade_sync").level
         if quiet:
             ours.setLevel(logging.ERROR)
         print(f"demo: simulated Hyperliquid at {sim.url}, Fractrade signals at {signals.url}", file=out)

@@ -26,7 +26,8 @@ NOT_REGISTERED = "Vault not registered: {vault}"
 
 def add(st: HyperliquidState, role: str, owner: str, address: str, usdc, name: str) -> None:
     """Open `address` as a sub-account of (or a vault led by) `owner`, with its own balance and nothing else."""
-    owner, address = owner.lower(), address.lower()
+    owner = owner.lower()
+    address = address.lower()
     with st.lock:
         if owner not in st.accounts or owner in st.vaults:
             raise ValueError(f"{owner} has no account of its own to hold a {role}; add_account first")

@@ -22,8 +22,11 @@ def answer(state, userdata, body) -> tuple[int, object, str | None]:
     """Verify and apply one /exchange body to `state` (its changes told through `userdata`, hl_userdata.UserFeed):
     (http status, answer, signer)."""
     try:
-        action, nonce, sig = body["action"], body["nonce"], body["signature"]
-        vault, expires = body.get("vaultAddress"), body.get("expiresAfter")
+        action = body["action"]
+        nonce = body["nonce"]
+        sig = body["signature"]
+        vault = body.get("vaultAddress")
+        expires = body.get("expiresAfter")
         kind = action["type"]
     except (KeyError, TypeError) as exc:
         return 422, f"{BAD_BODY}: missing field {exc}", None

@@ -83,7 +83,8 @@ def place(st: HyperliquidState, action: dict, user: str, signer: str, nonce: int
     parent: Order | None = None
     legs = wires
     if not _is_trigger(wires[0]):
-        legs, entered = wires[1:], []
+        legs = wires[1:]
+        entered = []
         statuses.append(st._answer(wires[0], partial(_entry, st, user, signer, nonce, coin, wires[0], entered)))
         parent = entered[0] if entered and "error" not in statuses[0] else None  # refused: it is no order
     leg = _position_leg if action["grouping"] == "positionTpsl" else partial(_child, parent=parent)
@@ -143,7 +144,8 @@ def parent_ended(st: HyperliquidState, parent: Order) -> None:
             continue
         child.parent = None
         if not parent.filled_sz:
-            child.status, child.status_ts = parent.status, parent.status_ts
+            child.status = parent.status
+            child.status_ts = parent.status_ts
             st._note_order(child)
 
 

@@ -137,9 +137,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, answer, content_type: str = "text/plain; charset=utf-8") -> None:
         if isinstance(answer, str):
-            data, ctype = answer.encode(), content_type
+            data = answer.encode()
+            ctype = content_type
         else:
-            data, ctype = json.dumps(answer).encode(), "application/json"
+            data = json.dumps(answer).encode()
+            ctype = "application/json"
         try:
             self.send_response(status)
             self.send_header("Content-Type", ctype)

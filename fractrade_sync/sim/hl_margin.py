@@ -51,7 +51,8 @@ class MarginMixin:
 
     def _check(self, o: Order, waiting: bool = False) -> None:
         """The value, price-band, reduce-only (not while `waiting` for a parent's fill) and margin rules."""
-        acct, mid = self.accounts[o.user], self.mids[o.coin]
+        acct = self.accounts[o.user]
+        mid = self.mids[o.coin]
         pos = acct.positions.get(o.coin)
         szi = pos.szi if pos else ZERO
         market_trigger = o.trigger and o.trigger["isMarket"]
@@ -75,7 +76,8 @@ class MarginMixin:
                 raise ValueError("Insufficient margin to place order.")
 
     def _update_leverage(self, user, action) -> dict:
-        coin, value = asset_coin(action["asset"]), action["leverage"]
+        coin = asset_coin(action["asset"])
+        value = action["leverage"]
         if not isinstance(value, int) or not 1 <= value <= MAX_LEVERAGE[coin]:
             raise ExchangeError("Invalid leverage value")
         kind = "cross" if action["isCross"] else "isolated"

@@ -18,7 +18,8 @@ class MatchingMixin:
 
     def _fill_qty(self, order: Order) -> Decimal:
         """What can fill now: capped by the coin's liquidity and, if reduce-only, the position."""
-        qty, cap = order.remaining, self.liquidity.get(order.coin)
+        qty = order.remaining
+        cap = self.liquidity.get(order.coin)
         if cap is not None:
             qty = min(qty, cap)
         if order.reduce_only:
@@ -57,7 +58,8 @@ class MatchingMixin:
             if order.reduce_only:
                 self._set_status(order, "reduceOnlyCanceled")
             return
-        pos, usdc = acct.positions.get(order.coin), acct.usdc
+        pos = acct.positions.get(order.coin)
+        usdc = acct.usdc
         start = pos.szi if pos else ZERO
         self._apply_fill(acct, order.coin, qty if order.is_buy else -qty, px)
         self._record_fill(order, px, qty, start, acct.usdc - usdc, crossed)
@@ -70,7 +72,8 @@ class MatchingMixin:
         self._follow_position(order.user, order.coin)
 
     def _record_fill(self, o: Order, px: Decimal, qty: Decimal, start: Decimal, pnl: Decimal, crossed: bool) -> None:
-        tid, self.next_tid = self.next_tid, self.next_tid + 1
+        tid = self.next_tid
+        self.next_tid = self.next_tid + 1
         fee = hl_ledger.fill_fee(px, qty, crossed)
         self.accounts[o.user].usdc -= fee  # closedPnl stays before the fee, as the exchange reports it (hl_ledger)
         fill = Fill(o.user, o.coin, o.is_buy, px, qty, self.now_ms(), start, pnl, o.oid, o.cloid, crossed, tid, fee)
@@ -114,8 +117,10 @@ class MatchingMixin:
 
     def _fire_if_crossed(self, order: Order) -> None:
         """Fire a trigger order whose price the mark has reached."""
-        mid, mark = self.mids[order.coin], self.marks[order.coin]
-        tpx, tp = order.trigger["triggerPx"], order.trigger["tpsl"] == "tp"
+        mid = self.mids[order.coin]
+        mark = self.marks[order.coin]
+        tpx = order.trigger["triggerPx"]
+        tp = order.trigger["tpsl"] == "tp"
         # A sell stop protects a long: fires as the price falls to it; on the mark price (hl_state's __init__)
         up = tp != order.is_buy
         if not ((mark >= tpx) if up else (mark <= tpx)):
@@ -146,7 +151,8 @@ class MatchingMixin:
                         self._set_status(order, "scheduledCancel")
 
     def _set_status(self, order: Order, status: str) -> None:
-        order.status, order.status_ts = status, self.now_ms()
+        order.status = status
+        order.status_ts = self.now_ms()
         self._note_order(order)
         if order.oid in self.waiting and status != "open":
             hl_grouping.parent_ended(self, order)  # its normalTpsl children go live, or end with it

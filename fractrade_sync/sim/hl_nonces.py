@@ -22,7 +22,8 @@ class NonceBook:
     def check_window(self, nonce: int) -> None:
         """Refuse a nonce more than two days behind the exchange's clock or a day ahead of it."""
         now = self.now_ms()
-        low, high = now - 2 * DAY_MS, now + DAY_MS
+        low = now - 2 * DAY_MS
+        high = now + DAY_MS
         if nonce <= low:
             raise ExchangeError(f"Invalid nonce: nonce too low {nonce} < {low}")
         if nonce >= high:

@@ -133,7 +133,8 @@ class OrderEntryMixin:
         https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/exchange-endpoint#modify-multiple-orders"""
         statuses = []
         for item in modifies:
-            ident, wire = item["oid"], item["order"]
+            ident = item["oid"]
+            wire = item["order"]
             found = self._open_order(user, ident)
             if found is None:
                 statuses.append({"error": "Cannot modify canceled or filled order"})  # text unconfirmed
@@ -141,7 +142,8 @@ class OrderEntryMixin:
             try:
                 # a position leg stays one, size 0 allowed (unconfirmed, EXCHANGE.md §8 "Modifying a position TP/SL")
                 new = self._parse(user, signer, nonce, self._coin(wire["a"]), wire, whole_ok=found.position_tpsl)
-                new.position_tpsl, new.parent = found.position_tpsl, found.parent
+                new.position_tpsl = found.position_tpsl
+                new.parent = found.parent
                 found.status = "canceled"  # its margin is free for the new order's check
                 self._check(new, waiting=new.parent is not None)
             except ValueError as exc:

@@ -58,7 +58,8 @@ class HyperliquidSimulator:
         deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._server.shutdown()
-        conns, clients = self.sockets.connections(), self._server.clients()
+        conns = self.sockets.connections()
+        clients = self._server.clients()
         for conn in conns:
             conn.abort()
         wsserver.shut_down(clients)

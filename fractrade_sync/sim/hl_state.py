@@ -99,7 +99,8 @@ class HyperliquidState(OrderEntryMixin, MatchingMixin, MarginMixin):
                 self.accounts[hl_dexes.account_key(address, dex)] = Account(usdc=ZERO)
 
     def approve_agent(self, user: str, agent: str, name: str = "", days: float = 180) -> None:
-        user, agent = user.lower(), agent.lower()
+        user = user.lower()
+        agent = agent.lower()
         with self.lock:
             acct = self.accounts.get(user)
             if acct is None:

@@ -53,7 +53,8 @@ def subscription_key(sub) -> Key | None:
     user = sub.get("user")
     if not isinstance(user, str) or not _ADDRESS.fullmatch(user):
         return None
-    channel, extra = sub["type"], ""
+    channel = sub["type"]
+    extra = ""
     if channel in ("clearinghouseState", "openOrders"):
         extra = sub.get("dex", "")
         if extra not in DEXES:
@@ -256,7 +257,8 @@ class UserFeed:
         openOrders only the dex that changed (the journal names the account: "xyz:0x…" on a HIP-3 dex)."""
         st = self._state
         with st.lock:
-            journal, st.journal = st.journal, []
+            journal = st.journal
+            st.journal = []
             if not journal:
                 return
             with self._lock:

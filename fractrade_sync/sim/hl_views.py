@@ -61,9 +61,11 @@ def frontend(o: Order, children: Iterable[Order] = ()) -> dict:
     same shape (EXCHANGE.md §8: TW-RO P5; the nested rows' own fields are unconfirmed). A position leg is
     isPositionTpsl, and one of size 0 shows origSz and sz "0.0" (§8: origSz "0" confirmed, sz unconfirmed)."""
     shape = {"triggerCondition": "N/A", "isTrigger": False, "triggerPx": "0.0"}
-    order_type, tif = "Limit", o.tif
+    order_type = "Limit"
+    tif = o.tif
     if o.trigger:
-        tpx, tp = o.trigger["triggerPx"], o.trigger["tpsl"] == "tp"
+        tpx = o.trigger["triggerPx"]
+        tp = o.trigger["tpsl"] == "tp"
         up = tp != o.is_buy
         order_type = ("Take Profit" if tp else "Stop") + (" Market" if o.trigger["isMarket"] else " Limit")
         cond = f"Price {'above' if up else 'below'} {fmt(tpx)}"  # text unconfirmed
@@ -139,7 +141,8 @@ SPOT_META = {
 def _ctxs(st: HyperliquidState, dex: str = "") -> list[dict]:
     out = []
     for coin in [row[0] for row in hl_dexes.UNIVERSES[dex]] if dex else COINS:
-        mid, mark = fmt(st.mids[coin]), fmt(st.marks[coin])
+        mid = fmt(st.mids[coin])
+        mark = fmt(st.marks[coin])
         oi = sum(
             (abs(a.positions[coin].szi) for a in st.accounts.values() if coin in a.positions),
             ZERO,
@@ -164,11 +167,13 @@ def _ctxs(st: HyperliquidState, dex: str = "") -> list[dict]:
 def clearinghouse(st: HyperliquidState, user: str) -> dict:
     """The clearinghouseState answer (also the clearinghouseState feed's payload)."""
     acct = st.accounts.get(user.lower()) or Account(usdc=ZERO)
-    rows, ntl = [], ZERO
+    rows = []
+    ntl = ZERO
     for coin, p in acct.positions.items():
         kind, lev = st.lev(acct, coin)
         mark = st.marks[coin]  # positions are valued at the mark (hl_state.HyperliquidState.__init__)
-        value, upnl = abs(p.szi) * mark, p.szi * (mark - p.entry_px)
+        value = abs(p.szi) * mark
+        upnl = p.szi * (mark - p.entry_px)
         ntl += value
         side = 1 if p.szi > 0 else -1
         liq = p.entry_px * (1 - Decimal(side) / lev)  # isolated-style estimate
@@ -268,7 +273,9 @@ def basic_order(o: Order) -> dict:
 
 
 def answer(st: HyperliquidState, body: dict):
-    kind, user, dex = body.get("type"), str(body.get("user", "")), body.get("dex") or ""
+    kind = body.get("type")
+    user = str(body.get("user", ""))
+    dex = body.get("dex") or ""
     if kind in DEX_REQUESTS and dex not in hl_dexes.NAMES:
         return 200, None
     held = hl_dexes.account_key(user, dex)  # the user's clearinghouse on that dex
@@ -326,7 +333,8 @@ def active_asset_data(st: HyperliquidState, user: str, coin: str) -> dict:
         return {}
     kind, value = st.lev(acct, coin)
     leverage = {"type": kind, "value": value}
-    mark, pos = st.marks[coin], acct.positions.get(coin)
+    mark = st.marks[coin]
+    pos = acct.positions.get(coin)
     szi = pos.szi if pos else ZERO
     if kind == "isolated":
         leverage["rawUsd"] = usd(-szi * pos.entry_px + abs(szi) * mark / value if pos else ZERO)

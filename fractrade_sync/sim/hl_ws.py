@@ -20,7 +20,9 @@ class SocketFeeds:
     """The /ws connections of one simulator and their allMids subscriptions; `stop` ends every connection's loop."""
 
     def __init__(self, state, userdata: hl_userdata.UserFeed, stop: threading.Event):
-        self.state, self.userdata, self.stop = state, userdata, stop
+        self.state = state
+        self.userdata = userdata
+        self.stop = stop
         self._lock = threading.Lock()
         self._order = threading.Lock()  # serializes allMids snapshots and pushes
         self._subscribed: dict[object, set[str]] = {}  # connection -> the dexes whose allMids it subscribed to

@@ -17,7 +17,12 @@ from typing import Iterable
 # https://datatracker.ietf.org/doc/html/rfc6455#section-1.3
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_MESSAGE = 16 * 1024 * 1024
-_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0, 1, 2, 8, 9, 10
+_OP_CONT = 0
+_OP_TEXT = 1
+_OP_BINARY = 2
+_OP_CLOSE = 8
+_OP_PING = 9
+_OP_PONG = 10
 _CONTINUE = object()  # a frame was handled but no message is complete yet
 _POLL_SLICE = 0.25  # seconds; a blocked recv re-checks close state this often
 
@@ -229,16 +234,20 @@ class WebSocketConnection:
         buf = self._buf
         if len(buf) < 2:
             return None
-        b0, b1 = buf[0], buf[1]
-        n, pos = b1 & 0x7F, 2
+        b0 = buf[0]
+        b1 = buf[1]
+        n = b1 & 0x7F
+        pos = 2
         if n == 126:
             if len(buf) < 4:
                 return None
-            (n,), pos = struct.unpack_from("!H", buf, 2), 4
+            (n,) = struct.unpack_from("!H", buf, 2)
+            pos = 4
         elif n == 127:
             if len(buf) < 10:
                 return None
-            (n,), pos = struct.unpack_from("!Q", buf, 2), 10
+            (n,) = struct.unpack_from("!Q", buf, 2)
+            pos = 10
         if n > MAX_MESSAGE:
             raise _ProtocolError(1009, "frame too large")
         if not b1 & 0x80:
@@ -284,8 +293,11 @@ class WebSocketConnection:
             raise _ProtocolError(1009, "message too large")
         if not fin:
             return _CONTINUE
-        data, kind = b"".join(self._frags), self._frag_opcode
-        self._frags, self._frag_opcode, self._frag_size = [], None, 0
+        data = b"".join(self._frags)
+        kind = self._frag_opcode
+        self._frags = []
+        self._frag_opcode = None
+        self._frag_size = 0
         if kind == _OP_BINARY:
             return data.decode("utf-8", "replace")
         try:

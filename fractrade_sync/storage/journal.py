@@ -123,7 +123,8 @@ class Journal(Reads):
         self._inflight.close()
         self._received.close()
         with self._lock:
-            conns, self._all = self._all, []
+            conns = self._all
+            self._all = []
         for conn in conns:
             try:
                 conn.close()

@@ -50,7 +50,9 @@ def fill_row(fill: Any) -> dict[str, Any] | None:
     """A userFills fill (push or answer) as a journal row, or None when it does not say what a fill must say."""
     if not isinstance(fill, dict):
         return None
-    tid, oid, when = fill.get("tid"), fill.get("oid"), fill.get("time")
+    tid = fill.get("tid")
+    oid = fill.get("oid")
+    when = fill.get("time")
     if not all(isinstance(n, int) and not isinstance(n, bool) for n in (tid, oid, when)):
         return None
     numbers = {
@@ -78,7 +80,8 @@ def funding_row(record: Any) -> dict[str, Any] | None:
     delta = record.get("delta") if isinstance(record, dict) else None
     if not isinstance(delta, dict) or delta.get("type") != "funding" or not isinstance(delta.get("coin"), str):
         return None
-    when, usdc = record.get("time"), _number(delta.get("usdc"))
+    when = record.get("time")
+    usdc = _number(delta.get("usdc"))
     if not isinstance(when, int) or isinstance(when, bool) or usdc is None:
         return None
     return {
@@ -102,8 +105,11 @@ class Ledger:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ):
-        self.journal, self.client, self.feed = journal, client, feed
-        self.clock, self.monotonic = clock, monotonic
+        self.journal = journal
+        self.client = client
+        self.feed = feed
+        self.clock = clock
+        self.monotonic = monotonic
         self.on_new_fills: Callable[[list[dict]], None] | None = None  # metrics: told of each fill once
         self.on_new_funding: Callable[[list[dict]], None] | None = None
         self._arrivals: dict[str, str] = {}  # action key -> its coin's mid when it arrived (not journaled yet)
@@ -190,8 +196,10 @@ class Ledger:
     def idle(self) -> None:
         """Worker, when idle: keep the noted mids; read the account's fills when due; its funding when due."""
         with self._lock:
-            arrivals, self._arrivals = self._arrivals, {}
-            pushed, self._pushed = self._pushed, []
+            arrivals = self._arrivals
+            self._arrivals = {}
+            pushed = self._pushed
+            self._pushed = []
         if pushed:
             self.fills(pushed)
         if arrivals:

@@ -72,7 +72,8 @@ class NotesFile:
         self._size = 0
 
     def close(self) -> None:
-        fd, self._fd = self._fd, None
+        fd = self._fd
+        self._fd = None
         if fd is not None:
             os.close(fd)
 
@@ -92,7 +93,8 @@ def read_records(raw: bytes) -> tuple[list[tuple[float, str]], bool]:
         end = raw.find(b"\n", at)
         try:
             received_at, length = raw[at:end].split(b" ")
-            start, stop = end + 1, end + 1 + int(length)
+            start = end + 1
+            stop = end + 1 + int(length)
             if end < 0 or raw[stop : stop + 1] != b"\n":
                 return records, False
             records.append((float(received_at), raw[start:stop].decode("utf-8", "surrogatepass")))
@@ -132,7 +134,9 @@ def read_inflight(raw: bytes, expiry_window: float) -> tuple[dict[str, InFlight]
         if match is None:
             whole = False
             continue
-        key, noted, expires = match.group(1).decode(), float(match.group(2)), int(match.group(3))
+        key = match.group(1).decode()
+        noted = float(match.group(2))
+        expires = int(match.group(3))
         bound = max(noted, expires / 1000 - expiry_window, found[key].bound if key in found else 0.0)
         length = int(match.group(6))
         frame = raw[at : at + length]
