@@ -21,7 +21,7 @@ from fractrade_sync.execution.pipeline import Pipeline
 from fractrade_sync.logs import setup_logging_unless_configured
 from fractrade_sync.storage.journal import Journal
 from fractrade_sync.storage.ledger import Ledger
-from fractrade_sync.storage.state import SignerLock, StateLock, ensure_private_dir
+from fractrade_sync.storage.state import RunLocks
 
 
 class FractradeExecutor:
@@ -43,8 +43,7 @@ class FractradeExecutor:
         self.feed = self.client = self.execution = self.intake = self.worker = self.receiver = self.watchdog = None
         self.pipeline: Pipeline | None = None
         self.ledger: Ledger | None = None  # fills and funding, journaled once (report.py reads them)
-        self._lock = StateLock(self.settings.paths.lock)
-        self._signer = SignerLock(self.settings.signer_address, str(self.settings.state_dir))
+        self._locks = RunLocks(self.settings.paths, self.settings.signer_address)  # the state dir's, the signer's
         self._wake = threading.Event()
         self._signals: list[int] = []
         self._stop_lock = threading.Lock()
@@ -82,17 +81,7 @@ class FractradeExecutor:
     def _lock_state(self) -> float | None:
         """The state directory, this run's alone, and the signer, this agent's alone; the start's time when the last
         run did not stop in order (else None)."""
-        settings = self.settings
-        ensure_private_dir(settings.state_dir)
-        if not self._lock.acquire():
-            raise ConfigError(
-                "FRAC_STATE_DIR", f"another fractrade-sync is running with {settings.state_dir}; stop it first"
-            )
-        refused = self._signer.acquire()
-        if refused is not None:
-            self._lock.release()
-            raise ConfigError("HYPERLIQUID_PRIVATE_KEY", refused)
-        if not self._lock.unclean:
+        if not self._locks.acquire():
             return None
         self.logger.warning(
             "the last run did not stop in order (killed, crashed or a power loss): actions sent "
@@ -117,9 +106,16 @@ class FractradeExecutor:
             on_thread_failed=self._thread_failed,
             storage_problem=lambda: self.storage_problem,
         )
-        self.feed, self.client, self.journal, self.ledger = parts.feed, parts.client, parts.journal, parts.ledger
-        self.execution, self.pipeline, self.worker = parts.execution, parts.pipeline, parts.worker
-        self.intake, self.receiver, self.watchdog = parts.intake, parts.receiver, parts.watchdog
+        self.feed = parts.feed
+        self.client = parts.client
+        self.journal = parts.journal
+        self.ledger = parts.ledger
+        self.execution = parts.execution
+        self.pipeline = parts.pipeline
+        self.worker = parts.worker
+        self.intake = parts.intake
+        self.receiver = parts.receiver
+        self.watchdog = parts.watchdog
         return parts.resumed
 
     def stop(self, timeout: float | None = None) -> int:
@@ -152,8 +148,7 @@ class FractradeExecutor:
             self.logger.warning("stopped while the %s thread(s) still run; the journal stays open", ", ".join(stuck))
         else:
             self.journal.close()
-            self._lock.release()
-            self._signer.release()
+            self._locks.release()
         if left:
             self.logger.warning("stopped with %d action(s) left in the journal; they resume at the next start", left)
         else:
@@ -198,7 +193,8 @@ class FractradeExecutor:
     def _storage(self, problem: str | None) -> None:
         """The journal cannot be written (nothing that needs it is executed meanwhile): say so on every channel and
         fail `health`, until it can again."""
-        was, self.storage_problem = self.storage_problem, problem
+        was = self.storage_problem
+        self.storage_problem = problem
         if problem is None:
             if was is not None:
                 self.logger.warning("the journal can be written again: actions execute again")

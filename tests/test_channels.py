@@ -1,11 +1,12 @@
 """The operator's channels on a running service, over real sockets: Telegram (the fake Bot API), the status endpoint
-(a Prometheus scrape), the kill switch from a phone."""
+(a Prometheus scrape), the kill switch from a phone; a slow webhook or a slow Telegram never delays an action."""
 
 from __future__ import annotations
 
 import json
 import secrets
 import socket
+import threading
 import urllib.request
 
 import pytest
@@ -140,3 +141,22 @@ def test_the_demo_shows_on_a_telegram_chat_and_a_prometheus_scrape(bot, caplog):
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_slow_webhook_and_a_slow_telegram_never_delay_an_action(make_service, sim, signals, wallet):
+    from tests.test_notify import Webhook
+
+    hook = Webhook()
+    hook.release.clear()  # every post hangs until the end of the test
+    token = f"{secrets.randbelow(10**9) + 10**8}:{secrets.token_urlsafe(26)}"
+    with FakeBotAPI(token) as bot:
+        bot.latency["sendMessage"] = 5.0
+        try:
+            service = make_service(FRAC_NOTIFY_URL=hook.url, **bot.env(4242))
+            rows = [run_frame(service, signals, trade_frame(size="0.01")) for _ in range(5)]
+        finally:
+            threading.Thread(target=hook.close, daemon=True).start()
+    assert all(r["state"] == "filled" for r in rows)
+    # receipt to the exchange's answer: a few ms here (the simulator answers at once); a channel in the way would
+    # add its 5 s (or the webhook's forever)
+    assert max(r["latency_ms"] for r in rows) < 500, [r["latency_ms"] for r in rows]

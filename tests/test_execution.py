@@ -1,9 +1,13 @@
-"""Execution semantics on the simulator: leverage, stop loss / take profit, local refusals, outcomes."""
+"""Execution semantics on the simulator: leverage (never touched by a dry run or a refused trade, and a change made
+elsewhere noticed), stop loss / take profit, local refusals, outcomes."""
 
 from __future__ import annotations
 
 import logging
 
+from hyperliquid.exchange import Exchange
+
+from fractrade_sync.exchange import account_reads
 from fractrade_sync.exchange.signing import NonceSource
 from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_for, wait_state
 
@@ -43,6 +47,31 @@ def test_isolated_margin_is_configurable(make_service, sim, signals, wallet):
     service = make_service(FRAC_MARGIN_MODE="isolated")
     run_frame(service, signals, trade_frame(leverage=4))
     assert sim.leverage(wallet.address, "BTC") == {"type": "isolated", "value": 4}
+
+
+def test_dry_run_never_touches_leverage(make_service, sim, signals, wallet):
+    service = make_service(FRAC_DRY_RUN="1")
+    before = sim.leverage(wallet.address, "BTC")
+    assert run_frame(service, signals, trade_frame(leverage=33))["state"] == "skipped"
+    assert sim.leverage(wallet.address, "BTC") == before and sim.request_count("/exchange") == 0
+
+
+def test_a_refused_trade_leaves_leverage_alone(make_service, sim, signals, wallet):
+    service = make_service(FRAC_MAX_ORDER_USD="1000")
+    before = sim.leverage(wallet.address, "BTC")
+    row = run_frame(service, signals, trade_frame(size="0.05", leverage=40))
+    assert row["state"] == "rejected" and "FRAC_MAX_ORDER_USD" in row["reason"]
+    assert sim.leverage(wallet.address, "BTC") == before
+
+
+def test_a_leverage_changed_elsewhere_is_noticed(make_service, sim, signals, wallet, monkeypatch):
+    monkeypatch.setattr(account_reads, "LEVERAGE_TTL", 0.0)  # instead of waiting a minute
+    service = make_service()
+    run_frame(service, signals, trade_frame(leverage=10))
+    Exchange(wallet, sim.url).update_leverage(3, "BTC", True)  # the trader sets 3x in Hyperliquid's UI
+    wait_for(lambda: service.client.account.leverage("BTC") == ("cross", 3), what="the activeAssetData push")
+    run_frame(service, signals, trade_frame(leverage=10))
+    assert sim.leverage(wallet.address, "BTC") == {"type": "cross", "value": 10}
 
 
 def test_second_stop_loss_replaces_the_first(make_service, sim, signals, wallet):
@@ -122,6 +151,16 @@ def test_order_under_ten_dollars_is_refused_locally(make_service, sim, signals, 
     assert row["state"] == "rejected"
     assert row["reason"].startswith("order value $") and "under Hyperliquid's $10 minimum" in row["reason"]
     assert sim.request_count("/exchange") == 0
+
+
+def test_a_position_under_ten_dollars_can_still_be_closed_and_protected(make_service, sim, signals, wallet):
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.0003"))  # ~$15
+    sim.set_mid("BTC", 30000)  # now ~$9
+    wait_for(lambda: service.client.feed.get("BTC") == 30000, what="the feed's new mid")
+    assert run_frame(service, signals, protect_frame("stop_loss", trigger="25000"))["state"] == "resting"
+    assert run_frame(service, signals, trade_frame(side="SELL", size="0.0003", reduce_only=True))["state"] == "filled"
+    assert sim.positions(wallet.address) == {}
 
 
 def test_size_is_rounded_down_to_the_lot(make_service, sim, signals, wallet):

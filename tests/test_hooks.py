@@ -1,4 +1,5 @@
-"""The synchronous hooks: what a hook passes on is what executes, under the action's own key and cloid."""
+"""The synchronous hooks: what a hook passes on is what executes, under the action's own key and cloid; a careless
+hook (one catching every Exception, one calling its parent twice) neither swallows a stop nor doubles an order."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fractrade_sync.errors import ConfigError
 from fractrade_sync.execution.hooks import HOOKS
 from fractrade_sync.outcome import FAILED, FILLED, REJECTED, RESTING
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, run_frame, trade_frame
+from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for
 
 KINDS = ("trade", "stop_loss", "take_profit")
 MODES = ("in_place", "copy", "unchanged")
@@ -272,3 +273,46 @@ def test_a_failure_while_a_hook_sends_early_fails_the_wave_not_the_hooks_action(
     assert [r["state"] for r in rows] == [FILLED, FILLED], rows
     for frame in frames:
         assert len(orders_of(sim, wallet, key_of(frame))) == 1
+
+
+class _Careless(FractradeExecutor):
+    """A hook that catches every Exception its parent raises, and one that calls its parent twice."""
+
+    def handle_hyperliquid_perp_trade(self, config):
+        try:
+            return super().handle_hyperliquid_perp_trade(config)
+        except Exception:
+            return None
+
+    def handle_set_hyperliquid_perp_stop_loss(self, config):
+        super().handle_set_hyperliquid_perp_stop_loss(config)
+        return super().handle_set_hyperliquid_perp_stop_loss(config)
+
+
+def test_a_hook_catching_exception_cannot_swallow_a_stop_with_an_order_in_flight(env, sim, signals, wallet):
+    from fractrade_sync.config.settings import settings_from_mapping
+    from tests.conftest import restart_until_done, start_ready
+
+    settings = settings_from_mapping({**env, "FRAC_HTTP_TIMEOUT": "0.5"})
+    first = start_ready(settings)
+    first.__class__ = _Careless  # (its hooks are looked up at each call)
+    first.pipeline.hooks = first._hooks()
+    sim.timeout_s = 3.0
+    sim.inject("hold")  # the order is on its way
+    sim.inject("500", 30)  # and nothing else gets an answer: a stop comes first
+    frame = push(signals, trade_frame(size="0.01"))
+    wait_for(lambda: sim.request_count("/exchange") >= 2, what="the resends")
+    first.stop(timeout=0.5)
+    assert first.journal.get(key_of(frame))["state"] == "submitting"  # not 'skipped': left for the next start
+    sim.reset_faults()
+    row = restart_until_done(settings, key_of(frame))
+    assert row["state"] == "filled" and len(sim.applied_orders(wallet.address)) == 1, row
+
+
+def test_a_hook_calling_its_parent_twice_sends_one_order(make_service, sim, signals, wallet):
+    service = make_service(_Careless)
+    run_frame(service, signals, trade_frame(size="0.02"))
+    row = run_frame(service, signals, protect_frame(trigger="45000"))
+    assert row["state"] == "resting", row  # the first call's outcome, told again to the second
+    assert len(sim.open_orders(wallet.address)) == 1
+    assert sim.request_count("/exchange", "order") == 2  # the trade and one stop loss

@@ -1,11 +1,16 @@
-"""Logging: text and JSON output, and no secret in any part of any record."""
+"""Logging: text and JSON output, and no secret in any part of any record; the running service's JSON log parses
+with its stable fields."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
+import time
 from typing import Callable
 
 import pytest
@@ -19,6 +24,7 @@ from fractrade_sync.logs import (
     setup_logging,
     setup_logging_unless_configured,
 )
+from tests.conftest import key_of, push, run_cli, trade_frame, wait_for
 
 TOKEN = "frac-token-5f3a9c1e7b2d4f60"
 
@@ -247,6 +253,32 @@ def test_json_lines_are_parseable_with_stable_fields(install, log):
         assert first[name] == value
     assert isinstance(first["latency_ms"], float) and isinstance(first["oid"], int)
     assert second["message"] == 'quote " and \\ backslash and\nnewline'
+
+
+def test_the_running_services_json_log_parses_with_its_stable_fields(env, tmp_path, signals, sim):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FRAC_", "HYPERLIQUID_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fractrade_sync", "run"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        env={**clean, **env, "LOG_FORMAT": "json"},
+        text=True,
+    )
+    try:
+        wait_for(lambda: run_cli(["health"], env, tmp_path).returncode == 0, timeout=20, interval=0.2, what="up")
+        frame = push(signals, trade_frame())
+        wait_for(lambda: len(sim.applied_orders()) == 1, what="the trade")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    records = [json.loads(line) for line in err.splitlines() if line.strip()]  # every line is one JSON object
+    assert all({"time", "level", "name", "thread", "message"} <= set(r) for r in records), records[:3]
+    (outcome,) = [r for r in records if r.get("outcome") == "filled"]
+    assert set(JSON_FIELDS) <= set(outcome) and outcome["action_key"] == key_of(frame)
+    assert outcome["symbol"] == "BTC" and outcome["filled_sz"] == "0.01" and outcome["thread"] == "worker"
 
 
 def test_text_format(install, log):

@@ -1,16 +1,20 @@
 """Exactly once by the exchange's own guarantees, never by this machine's clock: one nonce is applied once at most,
-and a noop spends a nonce so that the order signed with it can never land. Against the simulator, with its clock
-apart from ours and requests held in transit."""
+and a noop spends a nonce so that the order signed with it can never land; a 4xx or a 429 answering the resend of an
+order that may have landed is no answer, and the noop decides. Against the simulator, with its clock apart from ours
+and requests held in transit."""
 
 from __future__ import annotations
 
 import logging
 
+import pytest
 from hyperliquid.utils.signing import get_timestamp_ms, sign_l1_action
 
 from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.exchange.client import HyperliquidClient
 from tests.conftest import key_of, push, trade_frame, wait_for, wait_state
+
+RESENDS = 5  # exchange_retries(): 5 retries after the first send
 
 
 def _orders(sim) -> list[dict]:
@@ -115,6 +119,35 @@ def test_a_noop_refused_as_used_means_the_order_landed(make_service, sim, signal
     (noop,) = [e for e in sim.exchange_log() if e["action_type"] == "noop"]
     assert noop["errors"] == [f"Invalid nonce: duplicate nonce {noop['nonce']}"]
     _applied_once(sim, wallet)
+
+
+def test_a_gateways_4xx_to_a_resend_is_no_answer_not_a_refusal(make_service, sim, signals, wallet):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    sim.inject("drop")  # applied, answer lost
+    sim.inject("403")  # the identical resend: a WAF's 403
+    row = wait_state(service, key_of(push(signals, trade_frame(size="0.01"))), timeout=30)
+    assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid", row
+    assert len(sim.applied_orders(wallet.address)) == 1
+
+
+@pytest.mark.parametrize("first", ["drop", "timeout"])
+def test_a_429_to_the_resend_of_an_order_that_landed_is_no_proof_it_did_not(make_service, sim, signals, wallet, first):
+    """The first send is applied and its answer lost (dropped, or too late); every resend is refused with a 429 at
+    the door. The order landed: the noop of its nonce is refused as used and the cloid finds it filled, once."""
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    sim.timeout_s = 1.0  # "timeout": applied, answered after the client's 0.5 s
+    sim.inject(first)
+    sim.inject("429", RESENDS)
+    row = wait_state(service, key_of(push(signals, trade_frame(size="0.01"))), timeout=40)
+    assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid", row
+    assert len(sim.applied_orders(wallet.address)) == 1
+    log = sim.exchange_log()
+    orders = [e for e in log if e["action_type"] == "order"]
+    assert orders[0]["fault"] == first and orders[0]["ok"]  # applied
+    assert [e["http_status"] for e in orders[1:]] == [429] * RESENDS  # the identical resends, refused at the door
+    assert len({e["nonce"] for e in orders}) == 1  # one order signed: never a second one
+    (noop,) = [e for e in log if e["action_type"] == "noop"]
+    assert noop["nonce"] == orders[0]["nonce"] and noop["errors"] == [f"Invalid nonce: duplicate nonce {noop['nonce']}"]
 
 
 def test_the_clock_offset_is_measured_said_and_allowed_for(make_service, sim, signals, wallet, caplog):

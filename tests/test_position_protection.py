@@ -1,7 +1,8 @@
 """The whole signal in one request, its protection kept by the exchange (position TP/SL): a stop loss or take profit
 without a size is a `positionTpsl` trigger of size 0, which covers the whole position whatever it is when it fires;
 an agent's trade and its protection go out in one signed request; the older trigger of the kind goes once the new one
-rests; only this service's own triggers are touched; a flat coin keeps none of ours."""
+rests; only this service's own triggers are touched; a flat coin keeps none of ours. All of it holds across a crash or
+a kill -9 (finished at the next start), a stop loss fired on the exchange, and a trade settled late."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from decimal import Decimal
 from hyperliquid.exchange import Exchange
 
 from fractrade_sync.actions import parse_frame
+from fractrade_sync.config.settings import settings_from_mapping
+from fractrade_sync.execution import pipeline
 from fractrade_sync.execution.waves import SIBLINGS_WITHIN, EventShape
 from fractrade_sync.outcome import FILLED, RESTING
-from tests.conftest import protect_frame, push, run_frame, trade_frame, wait_for, wait_state
+from fractrade_sync.service import FractradeExecutor
+from tests.conftest import key_of, protect_frame, push, run_frame, start_ready, trade_frame, wait_for, wait_state
 from tests.test_batching import _queued_together
 
 
@@ -211,3 +215,95 @@ def test_a_stop_loss_replacing_one_not_yet_shown_by_the_feed_cancels_it(make_ser
     cancels = [e for e in sim.exchange_log() if e["action_type"] == "cancel"]
     stops = sorted(o["triggerPx"] for o in sim.open_orders(wallet.address) if o["orderType"] == "Stop Market")
     assert stops == ["47000.0"], (stops, [c["errors"] for c in cancels])  # the replaced stop at 48000 must be gone
+
+
+def _trigger_prices(sim, wallet) -> list[tuple]:
+    return [(o["orderType"], o["triggerPx"]) for o in sim.open_orders(wallet.address) if o.get("isTrigger")]
+
+
+def test_resume_after_a_crash_between_a_new_stop_loss_and_the_cancel_of_the_old(env, sim, signals, wallet):
+    settings = settings_from_mapping(env)
+    first = start_ready(settings)
+    wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
+    wait_state(first, key_of(push(signals, protect_frame("stop_loss", trigger="48000"))))
+    second_sl = protect_frame("stop_loss", trigger="49000")
+    # die right after the exchange rested the new stop loss: no cancel, no terminal journal row
+    first.pipeline.protection.after_outcome = lambda *args: None
+    finish = first.journal.finish
+    first.journal.finish = lambda action, outcome: None if action.key == key_of(second_sl) else finish(action, outcome)
+    signals.push(second_sl)
+    wait_for(lambda: len(_trigger_prices(sim, wallet)) == 2, what="the second stop loss resting")
+    first.stop(timeout=2)
+    again = FractradeExecutor(settings).start()
+    try:
+        row = wait_state(again, key_of(second_sl), timeout=20)
+        wait_for(lambda: len(_trigger_prices(sim, wallet)) == 1, what="the older stop loss canceled")
+    finally:
+        again.stop(timeout=2)
+    assert row["state"] == "resting" and _trigger_prices(sim, wallet) == [("Stop Market", "49000.0")]
+
+
+def test_a_take_profit_left_by_a_fired_stop_loss_never_closes_the_next_position(make_service, sim, signals, wallet):
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.02"))
+    run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
+    run_frame(service, signals, protect_frame("take_profit", trigger="55000"))
+    sim.set_mid("BTC", 47900)  # the stop loss fires on the exchange: flat, the take profit stays
+    assert sim.positions(wallet.address) == {} and len(_trigger_prices(sim, wallet)) == 1
+    # (the feed sees 47900 first: else its late push could follow the wait below and price the trade off it)
+    wait_for(lambda: service.client.feed.get("BTC") == 47900, what="the feed's low mid")
+    sim.set_mid("BTC", 50000)
+    wait_for(lambda: service.client.feed.get("BTC") == 50000, what="the feed's new mid")
+    row = run_frame(service, signals, trade_frame(size="0.02"))  # a new long, from flat
+    assert row["state"] == "filled", row
+    assert _trigger_prices(sim, wallet) == []
+    sim.set_mid("BTC", 55100)
+    assert sim.positions(wallet.address) == {"BTC": "0.02"}
+
+
+def _killed_before_its_cleanup(env, sim, signals, wallet, last: dict) -> None:
+    """A run that opens 0.02 BTC with a stop loss at 48000, then executes `last` and dies before that action's
+    cleanup (cleanups wait until the queue drains: a kill -9 loses one still waiting)."""
+    settings = settings_from_mapping(env)
+    first = start_ready(settings)
+    wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
+    wait_state(first, key_of(push(signals, protect_frame("stop_loss", trigger="48000"))))
+    first.pipeline.protection.after_outcome = lambda *args: None
+    wait_state(first, key_of(push(signals, last)))
+    first.stop(timeout=2)
+
+
+def test_a_replace_a_kill_cut_short_is_finished_at_the_next_start(env, sim, signals, wallet):
+    _killed_before_its_cleanup(env, sim, signals, wallet, protect_frame("stop_loss", trigger="49000"))
+    assert len(_trigger_prices(sim, wallet)) == 2  # the new stop loss, and the old one it replaces
+    again = FractradeExecutor(settings_from_mapping(env)).start()
+    try:
+        wait_for(lambda: _trigger_prices(sim, wallet) == [("Stop Market", "49000.0")], what="the older stop canceled")
+    finally:
+        again.stop(timeout=2)
+
+
+def test_a_stop_left_on_a_coin_a_kill_left_flat_is_canceled_at_the_next_start(env, sim, signals, wallet):
+    _killed_before_its_cleanup(env, sim, signals, wallet, trade_frame(side="SELL", size="0.02", reduce_only=True))
+    assert sim.positions(wallet.address) == {} and len(_trigger_prices(sim, wallet)) == 1
+    again = FractradeExecutor(settings_from_mapping(env)).start()
+    try:
+        wait_for(lambda: _trigger_prices(sim, wallet) == [], what="the void stop canceled")
+    finally:
+        again.stop(timeout=2)
+
+
+def test_a_trade_settled_late_never_cancels_the_stop_placed_since(make_service, sim, signals, wallet, monkeypatch):
+    """Applied, its answer lost, every resend and noop refused at the door: 'unknown'. The agent's stop loss rests;
+    the recheck then finds the trade filled, and its cleanup ('opened from flat') would cancel that stop."""
+    monkeypatch.setattr(pipeline, "RECHECK_EVERY", 1.0)
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    sim.inject("drop")
+    sim.inject("500", 11)
+    frame = push(signals, trade_frame(size="0.01"))
+    assert wait_state(service, key_of(frame), timeout=40)["state"] == "unknown"
+    sim.reset_faults()
+    assert run_frame(service, signals, protect_frame(trigger="45000"))["state"] == "resting"
+    wait_for(lambda: service.journal.get(key_of(frame))["state"] == "filled", timeout=30, what="settled")
+    wait_for(lambda: service.queue.unfinished_tasks == 0, what="idle")
+    assert len(sim.open_orders(wallet.address)) == 1, "the live stop loss of the open position was canceled"

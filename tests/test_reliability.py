@@ -1,4 +1,5 @@
-"""Exactly once under failure: fault injection, kill -9, redelivery, SIGTERM with a queue; the trader's guards."""
+"""Exactly once under failure: fault injection, a full disk, kill -9, a stop while an outcome is still open,
+redelivery, SIGTERM with a queue; retries that never send a stale action; the trader's guards."""
 
 from __future__ import annotations
 
@@ -86,6 +87,42 @@ def test_exchange_down_for_good_fails_cleanly_and_provably_unexecuted(make_servi
     assert sim.applied_orders(wallet.address) == []
 
 
+def test_a_4xx_on_the_first_send_is_a_refusal(make_service, sim, signals, wallet):
+    service = make_service()
+    sim.inject("403")
+    row = run_frame(service, signals, trade_frame(size="0.01"))
+    assert row["state"] == "failed" and "403" in row["reason"], row
+    assert sim.applied_orders(wallet.address) == []
+
+
+def test_disk_full_at_a_resend_never_records_an_applied_order_as_not_executed(make_service, sim, signals, wallet):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    notes, calls = service.journal._inflight, []
+    real = notes.append
+
+    def append(data, may_empty):  # the first note is written; then the disk is full (ENOSPC)
+        calls.append(1)
+        if len(calls) >= 2:
+            raise OSError(28, "No space left on device")
+        return real(data, may_empty)
+
+    notes.append = append
+    sim.inject("drop")
+    row = wait_state(service, key_of(push(signals, trade_frame(size="0.01"))), timeout=30)
+    assert row["state"] == "filled" and len(sim.applied_orders(wallet.address)) == 1, row
+
+
+def test_retries_never_send_a_stale_action(make_service, sim, signals, wallet):
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5", FRAC_MAX_ACTION_AGE="3")
+    sim.inject("500", 3)
+    frame = trade_frame(ts=time.time() - 2)  # fresh when taken, stale by the second resend
+    row = wait_state(service, key_of(push(signals, frame)), timeout=30)
+    assert row["state"] == "expired" and row["reason"].startswith(
+        "not executed (HTTP 500 from the exchange; its nonce invalidated by a noop): "
+    ), row
+    assert sim.applied_orders(wallet.address) == []
+
+
 def test_reads_before_the_order_are_retried_like_the_order(make_service, sim, signals, wallet):
     service = make_service()
     service.client.account = None  # positions over REST (no live account view): its retries are what this tests
@@ -125,6 +162,19 @@ def test_a_stop_while_reads_are_retried_leaves_the_action_for_the_next_start(env
     sim.reset_faults()
     row = restart_until_done(settings, key_of(frame))
     assert row["state"] == "filled" and sim.positions(wallet.address) == {}
+
+
+def test_a_stop_during_the_settle_wait_leaves_the_order_for_the_next_start(env, sim, signals, wallet):
+    settings = settings_from_mapping({**env, "FRAC_HTTP_TIMEOUT": "0.5"})
+    first = start_ready(settings)
+    sim.timeout_s = 1.0
+    sim.inject("timeout")  # applied, answered after our read timeout
+    frame = push(signals, trade_frame())
+    wait_for(lambda: sim.request_count("/exchange", "order") == 1, what="the order in flight")
+    first.stop(timeout=0.1)  # the drain ends during the settle wait: nothing may be concluded yet
+    row = restart_until_done(settings, key_of(frame))
+    assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid"
+    assert len(sim.applied_orders(wallet.address)) == 1
 
 
 def test_redelivery_after_reconnect_gives_one_order(make_service, sim, signals, wallet):
@@ -234,8 +284,7 @@ def test_a_crash_between_a_frames_note_and_its_received_commit_loses_nothing(env
     wait_for(lambda: key_of(frame) in _taken(env), what="the frame noted")
     assert first.journal.get(key_of(frame)) is None  # only its note knows it
     first.receiver.stop()
-    first._lock.release(orderly=False)
-    first._signer.release()  # (a process that dies lets go of its locks)
+    first._locks.release(orderly=False)
     try:
         row = restart_until_done(settings, key_of(frame))
     finally:
@@ -256,8 +305,7 @@ def test_a_crash_between_the_order_write_and_its_submitting_commit_is_settled_by
     row = first.journal.get(key_of(frame))
     assert row is None or row["state"] == "received"  # only the notes know the order is in flight
     first.receiver.stop()
-    first._lock.release(orderly=False)  # the process is gone, as far as the state dir can tell
-    first._signer.release()  # (and as far as its signer's lock can)
+    first._locks.release(orderly=False)  # the process is gone, as far as the state dir can tell
     started = time.time()
     try:
         row = restart_until_done(settings, key_of(frame))

@@ -1,4 +1,5 @@
-"""The service end to end over real sockets: frame -> journal -> signed order on the simulator."""
+"""The service end to end over real sockets: frame -> journal -> signed order on the simulator; its connection to
+Fractrade kept open by pings when quiet, cut when silent, and retried when refused or never answered."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import time
 
 import pytest
 
+from fractrade_sync.feeds import receiver
 from fractrade_sync.outcome import FILLED, REJECTED
 from tests.conftest import ROOT, key_of, run_cli, trade_frame, wait_for, wait_state
 
@@ -277,6 +280,44 @@ def test_a_silent_connection_is_cut_and_reopened(make_service, signals):
     wait_for(service.receiver.connected.is_set, what="connected again")
 
 
+def test_pings_keep_a_quiet_healthy_connection_open(make_service, signals):
+    """No frame for 3 s, a silence timeout of 2 s: the pongs alone keep it alive, with no reconnect."""
+    service = make_service(FRAC_PING_INTERVAL="0.5", FRAC_SILENCE_TIMEOUT="2")
+    time.sleep(3.0)
+    assert service.receiver.reconnects == 0 and signals.connections_total == 1
+    assert service.receiver.connected.is_set()
+
+
+def test_a_server_that_never_answers_the_handshake_is_retried(make_service, env, monkeypatch):
+    monkeypatch.setattr(receiver, "HANDSHAKE_TIMEOUT", 0.5)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept():
+        listener.settimeout(0.2)
+        while len(accepted) < 3:
+            try:
+                accepted.append(listener.accept()[0])  # and never answer
+            except OSError:
+                if listener.fileno() < 0:
+                    return
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        service = make_service(wait=False, FRAC_WS_URL=f"ws://127.0.0.1:{listener.getsockname()[1]}")
+        wait_for(lambda: len(accepted) >= 3, timeout=15, what="three handshake attempts")
+        service.stop(timeout=5)
+        assert not service.receiver.is_alive()
+    finally:
+        listener.close()
+        thread.join(5)
+        for sock in accepted:
+            sock.close()
+
+
 def test_hostile_frames_through_the_whole_receive_path(make_service, sim, signals, wallet):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
@@ -516,4 +557,4 @@ def test_a_failing_record_at_stop_still_ends_the_service(make_service, monkeypat
 
     monkeypatch.setattr(service.journal, "record_noted", disk_full)
     service.stop(timeout=1)  # logs it; the notes stay for the next start
-    assert not service.watchdog.is_alive() and not service._lock.held
+    assert not service.watchdog.is_alive() and not service._locks.held

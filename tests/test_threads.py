@@ -1,4 +1,5 @@
-"""A thread that dies or hangs never leaves a RUNNING service that trades nothing: alert, exit 1, restart."""
+"""A thread that dies or hangs never leaves a RUNNING service that trades nothing: alert, exit 1, restart; and
+`fractrade-sync health` names the thread that died."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from fractrade_sync.channels.heartbeat import health_problem
 from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, trade_frame, wait_for, wait_state
+from tests.conftest import key_of, run_cli, trade_frame, wait_for, wait_state
 from tests.test_notify import webhook  # noqa: F401 - the fixture
 
 
@@ -104,6 +105,35 @@ def test_health_names_the_thread_that_died():
     assert health_problem(beat, None, time.time()) == "the receiver thread is dead"
     beat["threads"]["receiver"] = "ok"
     assert health_problem(beat, None, time.time()) is None
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death is the point
+def test_health_reports_a_dead_worker(make_service, signals, env, tmp_path):
+    """The worker thread ends (a hook raising SystemExit); the service is kept from stopping (its watchdog's verdict
+    is recorded instead), so `fractrade-sync health` reads the heartbeat that says which thread died."""
+    from fractrade_sync.service import FractradeExecutor
+
+    verdicts: list[str] = []
+
+    class Dies(FractradeExecutor):
+        def handle_hyperliquid_perp_trade(self, config):
+            raise SystemExit("the worker ends")
+
+        def _thread_failed(self, problem):
+            verdicts.append(problem)
+
+    service = make_service(Dies)
+    wait_for(lambda: run_cli(["health"], env, tmp_path).returncode == 0, interval=0.2, what="healthy first")
+    signals.push(trade_frame())
+    wait_for(lambda: not service.worker.is_alive(), what="the worker dead")
+    result = wait_for(
+        lambda: (r := run_cli(["health"], env, tmp_path)).returncode == 1 and r,
+        timeout=10,
+        interval=0.2,
+        what="health failing",
+    )
+    assert "the worker thread is dead" in result.stdout + result.stderr, result
+    assert verdicts and verdicts[0] == "the worker thread is dead"
 
 
 def _aio_stuck_script() -> str:

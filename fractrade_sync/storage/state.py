@@ -1,4 +1,5 @@
-"""The state directory: its paths (defined once, for the service and the CLI alike), its mode, its lock."""
+"""The state directory: its paths (defined once, for the service and the CLI alike), its mode, its lock; the signer's
+lock; both, as one run holds them (RunLocks)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from fractrade_sync.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class StateLock:
 
     def release(self, orderly: bool = True) -> None:
         """Let go of the lock; an orderly release first clears the pid (the next start is a clean one)."""
-        fd, self._fd = self._fd, None
+        fd = self._fd
+        self._fd = None
         if fd is None:
             return
         try:
@@ -119,9 +123,42 @@ class SignerLock:
         return None
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
+        fd = self._fd
+        self._fd = None
         if fd is not None:
             os.close(fd)
+
+
+class RunLocks:
+    """What one run holds while it runs: its state directory (StateLock) and its signer (SignerLock)."""
+
+    def __init__(self, paths: StatePaths, signer: str):
+        self.state_dir = paths.dir
+        self.state = StateLock(paths.lock)
+        self.signer = SignerLock(signer, str(paths.dir))
+
+    @property
+    def held(self) -> bool:
+        return self.state.held
+
+    def acquire(self) -> bool:
+        """Both, or neither and a ConfigError that says who holds which; True when the last run that held the state
+        directory did not stop in order."""
+        ensure_private_dir(self.state_dir)
+        if not self.state.acquire():
+            raise ConfigError(
+                "FRAC_STATE_DIR", f"another fractrade-sync is running with {self.state_dir}; stop it first"
+            )
+        refused = self.signer.acquire()
+        if refused is not None:
+            self.state.release()
+            raise ConfigError("HYPERLIQUID_PRIVATE_KEY", refused)
+        return self.state.unclean
+
+    def release(self, orderly: bool = True) -> None:
+        """Let go of both; an orderly release marks the stop as clean (StateLock.release)."""
+        self.state.release(orderly)
+        self.signer.release()
 
 
 def recorded_pid(path: Path) -> int | None:
