@@ -21,7 +21,7 @@ from fractrade_sync.execution.pipeline import Pipeline
 from fractrade_sync.logs import setup_logging_unless_configured
 from fractrade_sync.storage.journal import Journal
 from fractrade_sync.storage.ledger import Ledger
-from fractrade_sync.storage.state import RunLocks
+from fractrade_sync.storage.state_dir import RunLocks
 
 
 class FractradeExecutor:

@@ -228,7 +228,7 @@ def test_live_service_pid_without_fdinfo_falls_back_to_the_lock_and_the_command_
     # where /proc/<pid>/fd cannot be read (another user's process): the lock must be held, and the recorded pid must
     # be a live process named fractrade-sync
     from fractrade_sync.cli import running
-    from fractrade_sync.storage.state import StateLock, StatePaths
+    from fractrade_sync.storage.state_dir import StateLock, StatePaths
 
     paths = StatePaths(tmp_path)
     with stranger("fractrade_sync") as named, stranger("sleep") as unnamed:

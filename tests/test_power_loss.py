@@ -8,7 +8,7 @@ import shutil
 import time
 
 from fractrade_sync.config.settings import settings_from_mapping
-from fractrade_sync.storage.state import StateLock, recorded_pid
+from fractrade_sync.storage.state_dir import StateLock, recorded_pid
 from tests.conftest import key_of, push, start_ready, trade_frame, wait_state
 
 

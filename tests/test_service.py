@@ -259,7 +259,7 @@ def test_bad_configuration_exit_code_from_a_real_process(tmp_path):
 
 
 def test_ws_url_path_rule():
-    from fractrade_sync.config.values import normalize_ws_url
+    from fractrade_sync.config.parsing import normalize_ws_url
 
     assert normalize_ws_url("https://app.fractrade.xyz") == "wss://app.fractrade.xyz/ws/executor/"
     assert normalize_ws_url("wss://app.fractrade.xyz/") == "wss://app.fractrade.xyz/ws/executor/"

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from fractrade_sync.channels.heartbeat import health_problem, read_heartbeat
 from fractrade_sync.channels.metrics import Metrics
-from fractrade_sync.config.values import is_loopback
+from fractrade_sync.config.parsing import is_loopback
 from fractrade_sync.errors import ConfigError
 from fractrade_sync.report.summary import build_from, money_by_coin
 

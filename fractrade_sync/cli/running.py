@@ -7,7 +7,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from fractrade_sync.storage.state import StatePaths, recorded_pid
+from fractrade_sync.storage.state_dir import StatePaths, recorded_pid
 
 
 def live_service_pid(paths: StatePaths) -> int | None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
-from fractrade_sync.config.values import (
+from fractrade_sync.config.parsing import (
     KNOWN_SECRETS,
     LOG_LEVELS,
     Secret,
@@ -36,7 +36,7 @@ from fractrade_sync.config.values import (
     url_secrets,
 )
 from fractrade_sync.errors import ConfigError
-from fractrade_sync.storage.state import StatePaths
+from fractrade_sync.storage.state_dir import StatePaths
 
 logger = logging.getLogger("fractrade_sync.config")
 

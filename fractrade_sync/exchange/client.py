@@ -14,8 +14,8 @@ import requests
 from hyperliquid.utils.error import ClientError
 
 from fractrade_sync.backoff import exchange_retries
+from fractrade_sync.config.parsing import redact_url
 from fractrade_sync.config.settings import Settings
-from fractrade_sync.config.values import redact_url
 from fractrade_sync.errors import ConfigError, TransientError, UnknownSymbol
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.account_reads import AccountReads

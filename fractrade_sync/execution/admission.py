@@ -14,7 +14,7 @@ from fractrade_sync.errors import TransientError
 from fractrade_sync.execution.sending import Sender
 from fractrade_sync.outcome import EXPIRED, RECEIVED, REJECTED, SKIPPED, UNKNOWN, Outcome
 from fractrade_sync.storage.journal import Journal
-from fractrade_sync.storage.table import Resumed
+from fractrade_sync.storage.journal_table import Resumed
 
 FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this machine's clock (NTP keeps both close)
 # after an unclean stop, actions created up to this long after the start are looked up too (the agent's clock may be

@@ -12,7 +12,7 @@ from fractrade_sync.actions import Action
 from fractrade_sync.errors import ConfigError
 from fractrade_sync.exchange.rules import Order
 from fractrade_sync.outcome import Outcome
-from fractrade_sync.storage.table import Resumed
+from fractrade_sync.storage.journal_table import Resumed
 
 Hook = Callable[["ActionConfig"], Any]
 # kind -> the seed's name of its hook, the executor's overridable handle_* method

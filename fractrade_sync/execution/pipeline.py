@@ -41,7 +41,7 @@ from fractrade_sync.outcome import (
     outcome_line,
 )
 from fractrade_sync.storage.journal import Journal
-from fractrade_sync.storage.table import Resumed
+from fractrade_sync.storage.journal_table import Resumed
 
 RECHECK_EVERY = 30.0  # seconds between two attempts to settle an action whose outcome the exchange has not told
 log = logging.getLogger("fractrade_sync")

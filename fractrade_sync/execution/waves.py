@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from fractrade_sync.actions import Action
-from fractrade_sync.storage.table import Resumed
+from fractrade_sync.storage.journal_table import Resumed
 
 MORE_UP_TO = 128  # actions one hand-over sends before the worker looks up (its cleanups, its idle steps)
 # seconds a lone trade waits for the stop loss and take profit its agent's events usually carry (frames of one event

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from fractrade_sync.actions import TRADE, Action, parse_frame
-from fractrade_sync.storage.table import Reads
+from fractrade_sync.storage.journal_table import Reads
 
 ZERO = Decimal(0)
 MONEY = ("realized_pnl", "fees", "funding", "net_pnl")

@@ -1,12 +1,12 @@
 """The journal: every action's life, written before anything acts on it, behind one door.
 
-`Journal.open()` runs the whole recovery in order and returns the actions to resume; after that each action
-passes through a few verbs: `admit` (receiver: the write-ahead note, or False for a duplicate), `enqueued`
-(its 'received' row while it waits), `sending` (worker: the in-flight note before an order is written; the
-'submitting' commit as it travels), `finish` (its terminal state). `table.insert` is the one statement that
-creates a row, and `_write` the one place a live action's row is created; table.py holds the schema and the reads.
-The notes files (notes.py) are invisible to the rest of the service; what the last run left in them is read back at
-open by recovery.py."""
+`Journal.open()` runs the whole recovery in order and returns the actions to resume; after that each action passes
+through a few verbs: `admit` (receiver: the write-ahead note, or False for a duplicate), `enqueued` (its 'received' row
+while it waits), `sending` (worker: the in-flight note before an order is written; the 'submitting' commit as it
+travels), `finish` (its terminal state). `journal_table.insert` is the one statement that creates a row, and `_write`
+the one place a live action's row is created; journal_table.py holds the schema and the reads. The notes files
+(notes.py) are invisible to the rest of the service; what the last run left in them is read back at open by
+recovery.py."""
 
 from __future__ import annotations
 
@@ -22,10 +22,7 @@ from typing import Any, Callable, Iterator
 from fractrade_sync.actions import Action, Rejection, parse_frame
 from fractrade_sync.errors import Unwritable
 from fractrade_sync.outcome import FAILED, REJECTED, SUBMITTING, TERMINAL_STATES, Outcome
-from fractrade_sync.storage.notes import NotesFile, inflight_note, received_note
-from fractrade_sync.storage.recovery import adopt_inflight, record_received
-from fractrade_sync.storage.state import ensure_private_dir
-from fractrade_sync.storage.table import (
+from fractrade_sync.storage.journal_table import (
     FILL_COLUMNS,
     FINISH,
     FUNDING_COLUMNS,
@@ -36,6 +33,9 @@ from fractrade_sync.storage.table import (
     create,
     insert,
 )
+from fractrade_sync.storage.notes import NotesFile, inflight_note, received_note
+from fractrade_sync.storage.recovery import adopt_inflight, record_received
+from fractrade_sync.storage.state_dir import ensure_private_dir
 
 log = logging.getLogger("fractrade_sync.journal")
 REJECTS_PER_MINUTE = 100  # rejected frames journaled a minute at most (the rest are logged only)

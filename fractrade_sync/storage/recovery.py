@@ -12,8 +12,8 @@ from typing import Callable
 
 from fractrade_sync.actions import Action, Rejection, parse_frame
 from fractrade_sync.outcome import OPEN_STATES, SUBMITTING
+from fractrade_sync.storage.journal_table import action_columns, insert
 from fractrade_sync.storage.notes import NotesFile, read_inflight, read_records
-from fractrade_sync.storage.table import action_columns, insert
 
 log = logging.getLogger("fractrade_sync.journal")
 
