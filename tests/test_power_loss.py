@@ -8,7 +8,8 @@ import shutil
 import time
 
 from fractrade_sync.config.settings import settings_from_mapping
-from fractrade_sync.storage.state_dir import StateLock, recorded_pid
+from fractrade_sync.errors import ConfigError
+from fractrade_sync.storage.state_dir import RunLocks, StateLock, StatePaths, recorded_pid
 from tests.conftest import key_of, push, start_ready, trade_frame, wait_state
 
 
@@ -81,6 +82,31 @@ def test_the_marker_exists_from_the_first_moment_and_only_an_orderly_stop_clears
     assert third.acquire() and not third.unclean
     third.release()
     assert recorded_pid(path) is None
+
+
+def test_a_start_refused_for_its_signer_keeps_the_last_runs_unclean_stop_known(tmp_path, monkeypatch):
+    """The last run was killed; this start is refused because another agent holds the signer: the next start must
+    still know the last run did not stop in order (its orders are looked up by cloid before anything is sent)."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    signer = "0x" + "ab" * 20
+    ours, theirs = StatePaths(tmp_path / "ours"), StatePaths(tmp_path / "theirs")
+    killed = RunLocks(ours, signer)
+    assert killed.acquire() is False
+    killed.release(orderly=False)  # kill -9
+    other = RunLocks(theirs, signer)  # another agent with the same signer starts meanwhile
+    assert other.acquire() is False
+    refused = RunLocks(ours, signer)
+    try:
+        refused.acquire()
+    except ConfigError as exc:
+        assert "HYPERLIQUID_PRIVATE_KEY" in str(exc) and "held by another running agent" in str(exc)
+    else:
+        raise AssertionError("a signer held by another agent must refuse the start")
+    assert not refused.held
+    other.release()
+    again = RunLocks(ours, signer)
+    assert again.acquire() is True  # still unclean: the refused start did not clear the marker
+    again.release()
 
 
 def test_an_in_flight_note_with_no_row_becomes_a_row(tmp_path, caplog):

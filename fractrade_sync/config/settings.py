@@ -40,9 +40,9 @@ from fractrade_sync.storage.state_dir import StatePaths
 
 logger = logging.getLogger("fractrade_sync.config")
 
-EXIT_OK = 0  # sysexits: 78 = EX_CONFIG
+EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_CONFIG = 78
+EXIT_CONFIG = 78  # sysexits: 78 = EX_CONFIG
 TELEGRAM_API_URL = "https://api.telegram.org"
 
 

@@ -29,9 +29,8 @@ class AccountReads:
         account = self.account
         if feed is None or not feed.started or account is None:
             return  # (no feed by design, in check and scripts: REST is the plan)
-        if (
-            account.refused
-        ):  # the exchange refused a subscription: said once already (exchange_feed.py), REST is the plan
+        # the exchange refused a subscription: said once already (exchange_feed.py), REST is the plan
+        if account.refused:
             self.logger.debug(
                 "account subscription %s refused by the exchange; %s read over REST",
                 "/".join(sorted(account.refused)),

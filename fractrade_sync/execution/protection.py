@@ -235,8 +235,8 @@ def _void_reason(action: Action, outcome: Outcome, position: Decimal) -> str | N
 def _resized(asset: Asset, position: Decimal, triggers: list[tuple[dict, str | None]]) -> list[tuple[str, dict]]:
     """batchModify entries that make the whole-position triggers (set without a size) cover `position`: same
     trigger, limit and cloid."""
-    size = abs(position)  # a sell protects a long
-    reducing = "A" if position > 0 else "B"
+    size = abs(position)
+    reducing = "A" if position > 0 else "B"  # a sell protects a long
     modifies = []
     for o, set_size in triggers:
         if set_size is not None or o.get("isPositionTpsl") or o.get("side") != reducing:

@@ -23,9 +23,8 @@ from typing import Any, Callable, Mapping
 from fractrade_sync.feeds.account_changes import Change, cloid_of, ids_of, names, order_change, same_size
 
 CONFIRM_WITHIN = 5.0  # seconds the feed may take to show an own change before the view stops being trusted
-# positions older than this are not trusted (the live clearinghouseState pushes about every 2 s, and the feed asks
-# for a snapshot after REFRESH_AFTER of quiet, exchange_feed.py): a pong proves the socket, only a snapshot the
-# subscription
+# positions older than this are not trusted (the live clearinghouseState pushes about every 2 s, and the feed asks for
+# a snapshot after REFRESH_AFTER of quiet, exchange_feed.py): a pong proves the socket, a snapshot the subscription
 MAX_SNAPSHOT_AGE = 15.0
 SEEN_KEPT = 2048  # order ids the feed reported, kept to confirm own changes (far more than one batch)
 

@@ -145,7 +145,7 @@ class ExchangeFeed:
         """Start the feed thread (once; later calls do nothing)."""
         with self._lock:
             if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="exchange-feed")
+                self._thread = threading.Thread(target=self._run, name="feed")
                 self._thread.start()
         return self
 

@@ -233,13 +233,13 @@ class Journal(Reads):
 
     # ---- the ledger: what the exchange says happened (ledger.py) ----------------------------------------
     def record_fills(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Journal fills of this service's orders (table.FILL_COLUMNS), each once by (tid, oid), whoever reports it
-        and however often; returns the ones new to the journal."""
+        """Journal fills of this service's orders (journal_table.FILL_COLUMNS), each once by (tid, oid), whoever
+        reports it and however often; returns the ones new to the journal."""
         return self._record_once("fills", FILL_COLUMNS, rows)
 
     def record_funding(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Journal the account's funding settlements (table.FUNDING_COLUMNS), each once by (time, coin); returns the
-        new ones."""
+        """Journal the account's funding settlements (journal_table.FUNDING_COLUMNS), each once by (time, coin);
+        returns the new ones."""
         return self._record_once("funding", FUNDING_COLUMNS, rows)
 
     def record_arrivals(self, mids: dict[str, str]) -> None:

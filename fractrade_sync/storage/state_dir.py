@@ -150,8 +150,8 @@ class RunLocks:
                 "FRAC_STATE_DIR", f"another fractrade-sync is running with {self.state_dir}; stop it first"
             )
         refused = self.signer.acquire()
-        if refused is not None:
-            self.state.release()
+        if refused is not None:  # (a last run that did not stop in order stays known as such for the next start)
+            self.state.release(orderly=not self.state.unclean)
             raise ConfigError("HYPERLIQUID_PRIVATE_KEY", refused)
         return self.state.unclean
 
