@@ -22,7 +22,6 @@ from fractrade_sync.execution.requests import Requests
 from fractrade_sync.execution.sending import Sender
 from fractrade_sync.execution.waves import Waves
 from fractrade_sync.execution.worker import Worker
-from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.feeds.exchange_feed import ExchangeFeed
 from fractrade_sync.feeds.receiver import Intake, Receiver
 from fractrade_sync.storage.journal import Journal
@@ -68,7 +67,6 @@ def assemble(
     feed = ExchangeFeed(
         settings.api_url,
         logging.getLogger("fractrade_sync.market"),
-        account=AccountView(),
         user=settings.account_address,
         on_fills=lambda fills: ledger and ledger.pushed(fills),
     )

@@ -51,9 +51,8 @@ def _push(view, snapshot: dict, generation: int, subscribed_at=None) -> None:
 
 
 def _view(clock):
-    view = AccountView(live=lambda: True, clock=clock)
     stalls = []
-    view.on_stall = lambda: stalls.append(clock())
+    view = AccountView(live=lambda: True, clock=clock, on_stall=lambda: stalls.append(clock()))
     _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1, subscribed_at=clock() - 1)
     view.on_events("orderUpdates", [{"order": {"oid": 7, "cloid": CLOID, "coin": "BTC"}, "status": "open"}])
     _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1)
@@ -76,8 +75,9 @@ def _resize(view, size):
 
 
 def test_a_resize_superseded_by_a_second_resize_never_stalls_a_healthy_feed():
-    """Two trades on BTC within one snapshot interval: the protection is resized to 0.02, then 0.03. The feed is
-    healthy and its next snapshots list the stop at 0.03; the 0.02 change is never 'shown' -> a spurious stall."""
+    """Two trades on BTC within one snapshot interval: the protection is resized to 0.02, then 0.03. The healthy
+    feed's next snapshots list the stop at 0.03 only: the 0.03 resize supersedes the 0.02 one (never awaited), the view
+    stays trusted and the subscription is never cut."""
     clock = Clock()
     view, stalls = _view(clock)
     _resize(view, "0.02")
@@ -91,8 +91,8 @@ def test_a_resize_superseded_by_a_second_resize_never_stalls_a_healthy_feed():
 
 
 def test_a_resized_stop_that_fires_never_stalls_a_healthy_feed():
-    """The stop is resized, then fires (or is canceled) before a snapshot lists it at its new size: the resize
-    change can never be shown -> a spurious stall and reconnect."""
+    """The stop is resized, then fires (or is canceled) before a snapshot lists it at its new size: a snapshot
+    without the stop settles the pending resize, so the view stays trusted and the subscription is never cut."""
     clock = Clock()
     view, stalls = _view(clock)
     _resize(view, "0.02")
@@ -104,9 +104,9 @@ def test_a_resized_stop_that_fires_never_stalls_a_healthy_feed():
 
 
 def test_a_cancel_is_not_shown_by_a_snapshot_that_predates_its_order():
-    """A stop placed (its answer laid over) then canceled by the next trade's cleanup; the next snapshot predates
-    the stop: it does not list it, so the cancel counts as shown and is pruned, while the placement is not yet
-    confirmed: the view (trusted) lists a canceled stop as open."""
+    """A stop placed (its answer laid over), then canceled by the next trade's cleanup; the next snapshot predates
+    the stop and does not list it. That absence does not count as the cancel shown: the view never lists the
+    canceled stop as open."""
     clock = Clock()
     view = AccountView(live=lambda: True, clock=clock)
     _push(view, _snapshot({"BTC": "0.01"}), 1)
@@ -133,9 +133,9 @@ def test_a_cancel_is_not_shown_by_a_snapshot_that_predates_its_order():
 
 
 def test_a_dead_subscription_with_a_change_pending_gets_a_new_socket_even_past_the_age_bound():
-    """The user-data subscription dies while nothing of ours is pending (pongs, allMids still flow). After 15 s the
-    view is distrusted by age, which returns before the stall check: the own changes made since are never checked,
-    on_stall (reconnect on a new socket) is never called, and only the same-socket refresh is ever tried."""
+    """The user-data subscription dies while nothing of ours is pending (pongs, allMids still flow). Past the age
+    bound the view is distrusted by age, and an own change made since is still checked: unconfirmed, it calls
+    on_stall (a new socket), not only the same-socket refresh."""
     clock = Clock()
     view, stalls = _view(clock)
     clock.t += 20  # no snapshot since
@@ -149,13 +149,11 @@ def test_a_dead_subscription_with_a_change_pending_gets_a_new_socket_even_past_t
 
 
 def test_a_push_of_the_stalled_socket_is_never_trusted():
-    """on_snapshot checks `generation == self._dead` before it takes the lock (and before parsing the push): a
-    worker read that stalls the view while the feed thread parses a push of that same socket lets that push through.
-    It sets the generation back, so the view is trusted again on the subscription just declared dead, with the own
-    fill it had laid over (cleared by the stall) missing."""
+    """A worker read stalls the view while the feed thread parses a push of that same socket: the push, arriving
+    after the stall, is not taken (the dead generation is checked under the lock), so the view is never trusted
+    again on the subscription just declared dead, without the own fill it had laid over."""
     clock = Clock()
     view = AccountView(live=lambda: True, clock=clock)
-    view.on_stall = lambda: None
     _push(view, _snapshot({}), 1)
     order = {"a": 0, "b": True, "p": "51000", "s": "0.01", "r": False, "t": {"limit": {"tif": "Ioc"}}, "c": CLOID}
     view.applied({"type": "order", "orders": [order]}, OK([{"filled": {"totalSz": "0.01", "oid": 9}}]), {0: "BTC"})

@@ -18,7 +18,6 @@ from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.answers import order_outcome, status_outcome
 from fractrade_sync.exchange.client import asset_of
 from fractrade_sync.feeds import account_feed, exchange_feed
-from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.outcome import FILLED, REJECTED, RESTING
 from tests.conftest import wait_for
 
@@ -222,7 +221,7 @@ def test_the_client_reads_the_live_shapes():
 
 
 def test_the_account_view_takes_the_live_pushes():
-    feed = exchange_feed.ExchangeFeed("http://127.0.0.1:1", account=AccountView(), user=USER)
+    feed = exchange_feed.ExchangeFeed("http://127.0.0.1:1", user=USER)
     feed.generation = 1
     feed._on_message(
         json.dumps(
@@ -303,7 +302,7 @@ def test_the_simulators_pushes_have_the_live_shapes_and_the_client_takes_them(si
     assert same_shape(got["activeAssetData"][0], LIVE_ASSET_DATA) == []
     assert same_shape(got["userFills"][0]["fills"][0], LIVE_FILL) == []
     # the client's own reader takes each of them into its view
-    feed = exchange_feed.ExchangeFeed(sim.url, account=AccountView(), user=user)
+    feed = exchange_feed.ExchangeFeed(sim.url, user=user)
     feed.generation = 1
     for channel in ("clearinghouseState", "openOrders", "activeAssetData", "userFills"):
         for data in got[channel]:

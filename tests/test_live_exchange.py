@@ -46,7 +46,7 @@ class Sent:
 
 
 def test_the_feed_asks_for_what_the_exchange_serves_and_never_webdata2():
-    feed = exchange_feed.ExchangeFeed("http://127.0.0.1:1", account=AccountView(), user="0x" + "ab" * 20)
+    feed = exchange_feed.ExchangeFeed("http://127.0.0.1:1", user="0x" + "ab" * 20)
     ws = Sent()
     feed.channels.ask(ws)
     kinds = [(m["subscription"]["type"], m["subscription"].get("dex")) for m in ws.sent]
@@ -61,7 +61,7 @@ def test_the_feed_asks_for_what_the_exchange_serves_and_never_webdata2():
 def test_a_refused_subscription_is_warned_once_and_not_asked_again_in_a_loop(caplog):
     clock = [1000.0]
     user = "0x" + "ab" * 20
-    feed = exchange_feed.ExchangeFeed("http://127.0.0.1:1", account=AccountView(), user=user, clock=lambda: clock[0])
+    feed = exchange_feed.ExchangeFeed("http://127.0.0.1:1", user=user, clock=lambda: clock[0])
     request = json.dumps(
         {"method": "subscribe", "subscription": {"type": "clearinghouseState", "user": user, "dex": ""}}
     )

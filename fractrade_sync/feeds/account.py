@@ -48,12 +48,13 @@ class AccountView:
         clock: Callable[[], float] = time.monotonic,
         confirm_within: float = CONFIRM_WITHIN,
         logger: logging.Logger | None = None,
+        on_stall: Callable[[], None] = lambda: None,
     ):
         self.live = live  # the feed's word: its socket proved alive recently
         self.clock = clock
         self.confirm_within = confirm_within
         self.logger = logger or logging.getLogger("fractrade_sync.account")
-        self.on_stall: Callable[[], None] = lambda: None  # the feed reconnects
+        self.on_stall = on_stall  # the feed reconnects
         self.generation = -1  # the connection the snapshots came on (the feed's count of connections)
         self.snapshots = 0  # positions and order snapshots taken, all connections
         self.stalls = 0

@@ -58,8 +58,8 @@ def mids_ws_url(api_url: str) -> str:
 
 class ExchangeFeed:
     """Hyperliquid's WebSocket: the mids and the account's channels. One thread holds the allMids subscription open
-    (ping, reconnect with backoff); get() is lock-free. Given an AccountView, the same socket carries the account's
-    user-data channels into it. The service starts and stops it like its other threads."""
+    (ping, reconnect with backoff); get() is lock-free. Given a user, the same socket carries that account's user-data
+    channels into its live view (`account`, built here). The service starts and stops it like its other threads."""
 
     def __init__(
         self,
@@ -70,7 +70,6 @@ class ExchangeFeed:
         ping_interval: float = PING_INTERVAL,
         connect_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        account: AccountView | None = None,
         user: str | None = None,
         on_fills: Callable[[list], object] | None = None,
     ):
@@ -99,13 +98,11 @@ class ExchangeFeed:
         self._ws: websocket.WebSocket | None = None
         self._thread: threading.Thread | None = None
         self.generation = 0  # connections made: the account view trusts a snapshot of the current one only
-        self.account = account if user else None
-        # the account's own subscriptions on this socket (account_feed.py)
-        self.channels = AccountChannels(account, user, self.logger, clock, on_fills) if self.account else None
         self._asked_dexes: set[str] = set()  # the dexes whose allMids are subscribed on the current socket
-        if self.account is not None:
-            self.account.live = self._account_live
-            self.account.on_stall = self._cut  # a silently dead subscription: reconnect, subscribe again
+        # given a user, the live view of its account and its subscriptions on this socket (account_feed.py); a
+        # silently dead subscription stalls the view, and the feed reconnects and subscribes again
+        self.account = AccountView(live=self._account_live, on_stall=self._cut) if user else None
+        self.channels = AccountChannels(self.account, user, self.logger, clock, on_fills) if self.account else None
 
     def __repr__(self) -> str:
         return f"ExchangeFeed({redact_url(self.url)!r}, coins={len(self._mids)}, connected={self.connected.is_set()})"
