@@ -80,7 +80,7 @@ class HyperliquidClient(AccountReads):
         self.clock_offset: float | None = None  # seconds the exchange's clock is ahead of ours (None: not measured)
         # told of every request (path, its type, the HTTP status or 'network' / 'not_sent'): metrics; must be cheap
         self.on_request = on_request  # each request told (path, type, status): the metrics
-        self._clock_warned_at = self._clock_measured_at = float("-inf")
+        self._clock_warned_at = float("-inf")
         timeouts = (min(3.05, settings.http_timeout), settings.http_timeout)
         # requests re-reads proxy and CA-bundle variables on every request: read them once, now
         proxies = requests.utils.get_environ_proxies(settings.api_url)
@@ -226,7 +226,7 @@ class HyperliquidClient(AccountReads):
         https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint/perpetuals (the answer's
         "time"; which instant it is, the request's or the last block's, is not documented: a block lags < 1 s)."""
         self.clock_offset = offset
-        now = self._clock_measured_at = time.monotonic()
+        now = time.monotonic()
         if abs(offset) > CLOCK_WARN and now - self._clock_warned_at >= CLOCK_WARN_EVERY:
             self._clock_warned_at = now
             self.logger.warning(

@@ -57,7 +57,7 @@ class AccountView:
         self.on_stall = on_stall  # the feed reconnects
         self.generation = -1  # the connection the snapshots came on (the feed's count of connections)
         self.snapshots = 0  # positions and order snapshots taken, all connections
-        self.stalls = 0
+        self.stalls = 0  # times an own change went unshown and the subscription was taken for silently dead
         self.refused: set[str] = set()  # subscriptions the exchange answered with an error frame
         self._positions: dict[str, Decimal] = {}
         self._positions_time = -1  # the exchange's time of the positions held (clearinghouseState.time, ms)

@@ -110,8 +110,6 @@ class Ledger:
         self.feed = feed
         self.clock = clock
         self.monotonic = monotonic
-        self.on_new_fills: Callable[[list[dict]], None] | None = None  # metrics: told of each fill once
-        self.on_new_funding: Callable[[list[dict]], None] | None = None
         self._arrivals: dict[str, str] = {}  # action key -> its coin's mid when it arrived (not journaled yet)
         self._lock = threading.Lock()
         self._fills_due = True  # read the account's fills at the next idle step (at start; a fill the feed missed)
@@ -148,19 +146,13 @@ class Ledger:
         with self._lock:
             for row in mine:
                 self._awaiting.pop(row["action_key"], None)
-        new = self.journal.record_fills(mine)
-        if new and self.on_new_fills is not None:
-            self.on_new_fills(new)
-        return len(new)
+        return len(self.journal.record_fills(mine))
 
     def funding(self, records: list[Any]) -> int:
         """Journal the account's funding settlements among these (a userFunding answer); each once. Returns how many
         were new."""
         rows = [row for row in map(funding_row, records) if row is not None]
-        new = self.journal.record_funding(rows)
-        if new and self.on_new_funding is not None:
-            self.on_new_funding(new)
-        return len(new)
+        return len(self.journal.record_funding(rows))
 
     def arrived(self, action: Action) -> None:
         """The receiver queued an action: its coin's mid as it arrives (the live feed's, when it is current; a dict
@@ -214,7 +206,7 @@ class Ledger:
         now = self.clock()
         if self._funding_due or now >= self._funding_next:
             self._funding_due = False
-            self._funding_next = (now // 3600 + 1) * 3600 + FUNDING_LAG
+            self._funding_next = (now // FUNDING_EVERY + 1) * FUNDING_EVERY + FUNDING_LAG
             self._read_funding()
 
     def _read_fills(self) -> None:
