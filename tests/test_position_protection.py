@@ -159,6 +159,40 @@ def test_a_trade_whose_agent_sends_no_protection_does_not_wait():
     assert SIBLINGS_WITHIN <= 0.005  # "a few milliseconds at most"
 
 
+def test_what_an_agents_events_carry_is_counted_as_the_recent_events_say():
+    """EventShape keeps its counts in step as events come and go (pure logic): after any sequence of trades and
+    protection (repeated events, unsized and sized legs, more events than it keeps), what it expects is what the
+    kept events themselves say: a kind most of them carried (a first event counting as carrying both)."""
+    import collections
+    import random
+    from types import SimpleNamespace
+
+    def said(events: collections.OrderedDict) -> frozenset:
+        seen = list(events.values())
+        share = {k: (sum(k in kinds for kinds in seen) + 1) / (len(seen) + 2) for k in ("stop_loss", "take_profit")}
+        return frozenset(k for k, part in share.items() if part >= 0.5)
+
+    rng = random.Random(7)
+    for _ in range(200):
+        shape, events = EventShape(kept=rng.randint(1, 6)), collections.OrderedDict()
+        for _ in range(rng.randint(0, 40)):
+            event = f"e{rng.randint(0, 8)}"
+            kind = rng.choice(("trade", "stop_loss", "take_profit"))
+            size = rng.choice((None, "0.01")) if kind != "trade" else "0.01"
+            action = SimpleNamespace(event_id=event, kind=kind, size=size)
+            if kind == "trade":
+                shape.traded(action)
+                events.pop(event, None)
+                events[event] = set()
+                while len(events) > shape.kept:
+                    events.popitem(last=False)
+            else:
+                shape.protected(action)
+                if size is None and event in events:
+                    events[event].add(kind)
+            assert shape.expected() == said(events)
+
+
 def test_a_stop_loss_replaced_since_is_found_as_executed_after_a_crash(env, sim, signals, wallet):
     """Found by chaos: a stop loss placed, then canceled by its replacement, then looked up by cloid after a kill -9
     (its outcome not journaled) was recorded "rejected: canceled" although it had rested."""

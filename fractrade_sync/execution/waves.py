@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 from fractrade_sync.actions import Action
 from fractrade_sync.storage.journal_table import Resumed
 
+PROTECTION_KINDS = ("stop_loss", "take_profit")
 MORE_UP_TO = 128  # actions one hand-over sends before the worker looks up (its cleanups, its idle steps)
 # seconds a lone trade waits for the stop loss and take profit its agent's events usually carry (frames of one event
 # come back to back: they are in the queue well within this); BENCHMARKS.md has what it costs a plain trade
@@ -71,23 +72,28 @@ class EventShape:
     def __init__(self, kept: int = 20):
         self.kept = kept
         self._events: collections.OrderedDict[str, set[str]] = collections.OrderedDict()  # trade's event -> kinds
+        self._carried = collections.Counter()  # kind -> how many of the kept events carried it (kept in step)
 
     def traded(self, action: Action) -> None:
+        self._forget(self._events.pop(action.event_id, set()))
         self._events[action.event_id] = set()
-        self._events.move_to_end(action.event_id)
         while len(self._events) > self.kept:
-            self._events.popitem(last=False)
+            self._forget(self._events.popitem(last=False)[1])
 
     def protected(self, action: Action) -> None:
-        if action.size is None and action.event_id in self._events:
-            self._events[action.event_id].add(action.kind)
+        kinds = self._events.get(action.event_id) if action.size is None else None
+        if kinds is not None and action.kind not in kinds:
+            kinds.add(action.kind)
+            self._carried[action.kind] += 1
+
+    def _forget(self, kinds: set[str]) -> None:
+        self._carried.subtract(kinds)
 
     def expected(self) -> frozenset[str]:
         """The kinds a trade's event usually carries: those most of the recent events carried (a trade's first
         events count as carrying both, until seen otherwise)."""
-        seen = list(self._events.values())
-        share = {k: (sum(k in kinds for kinds in seen) + 1) / (len(seen) + 2) for k in ("stop_loss", "take_profit")}
-        return frozenset(k for k, part in share.items() if part >= 0.5)
+        seen = len(self._events)
+        return frozenset(k for k in PROTECTION_KINDS if (self._carried[k] + 1) / (seen + 2) >= 0.5)
 
 
 class Waves:
