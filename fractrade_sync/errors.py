@@ -13,11 +13,13 @@ class ConfigError(Exception):
 
 
 class TransientError(Exception):
-    """No usable answer (network, timeout, 429, 5xx, unreadable). in_flight: the request may still be applied."""
+    """No usable answer (network, timeout, 5xx, unreadable): a request that changes the account may still be
+    applied."""
 
-    def __init__(self, message: str, in_flight: bool = True):
-        super().__init__(message)
-        self.in_flight = in_flight
+
+class NothingApplied(TransientError):
+    """No usable answer, and nothing of the request was applied: refused at the door (429, the request weight kept
+    for orders) or never sent (the connection could not be opened)."""
 
 
 class UnknownSymbol(Exception):

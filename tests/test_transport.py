@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from fractrade_sync.config.settings import settings_from_mapping
-from fractrade_sync.errors import TransientError
+from fractrade_sync.errors import NothingApplied, TransientError
 from fractrade_sync.exchange.client import HyperliquidClient
+from fractrade_sync.exchange.posted import HttpRefused, NoAnswer, NotTaken, post_once
 from fractrade_sync.exchange.transport import KeptAliveChannel, NotSent, ProxyChannel, compact_json
 
 
@@ -65,13 +66,12 @@ def test_nothing_listening_is_not_sent():
         channel.post("/exchange", {})
 
 
-def test_client_maps_a_refused_connection_to_not_in_flight(env, sim):
+def test_client_maps_a_refused_connection_to_nothing_applied(env, sim):
     settings = settings_from_mapping({**env, "HYPERLIQUID_API_URL": sim.url})
     client = HyperliquidClient(settings)
     sim.stop()  # nothing listens any more
-    with pytest.raises(TransientError) as info:
+    with pytest.raises(NothingApplied):
         client.post({"action": {}, "nonce": 1, "signature": {}})
-    assert info.value.in_flight is False
 
 
 def test_keep_warm_uses_the_order_connection_only_when_idle(env, sim):
@@ -96,9 +96,8 @@ def test_behind_a_proxy_orders_stay_on_requests(env, monkeypatch):
 def test_what_the_exchange_answers_on_info_is_mapped(env, sim):
     client = HyperliquidClient(settings_from_mapping(env))
     sim.inject("429", path="/info")
-    with pytest.raises(TransientError, match="HTTP 429") as info:
+    with pytest.raises(NothingApplied, match="HTTP 429"):
         client.order_status("0x" + "0" * 32)
-    assert info.value.in_flight is False
     sim.inject("500", path="/info")
     with pytest.raises(TransientError, match="HTTP 500"):
         client.account_state()
@@ -111,17 +110,15 @@ def test_exchange_faults_on_the_order_channel_are_mapped(env, sim):
     client.prepare()
     payload = {"action": {"type": "noop"}, "nonce": 1, "signature": {}}
     sim.inject("429")
-    with pytest.raises(TransientError, match="HTTP 429") as info:
-        client.post(payload)
-    assert info.value.in_flight is False
+    assert post_once(client.post, payload) == NotTaken("HTTP 429: rate limited by the exchange")
     sim.inject("500")
-    with pytest.raises(TransientError, match="HTTP 500") as info:
-        client.post(payload)
-    assert info.value.in_flight is True
+    assert post_once(client.post, payload) == NoAnswer("HTTP 500 from the exchange")  # it may have landed
     sim.inject("drop")
-    with pytest.raises(TransientError, match="network") as info:
-        client.post(payload)
-    assert info.value.in_flight is True
+    dropped = post_once(client.post, payload)
+    assert isinstance(dropped, NoAnswer) and dropped.why.startswith("network"), dropped
+    sim.inject("403")
+    refused = post_once(client.post, payload)
+    assert isinstance(refused, HttpRefused) and refused.status == 403, refused
     client.close()
 
 

@@ -55,7 +55,7 @@ class AccountReads:
             wire.positions(state)
             when = wire.state_time(state)
         except wire.Unreadable as exc:
-            raise TransientError(f"unreadable account state: {exc}", in_flight=False) from None
+            raise TransientError(f"unreadable account state: {exc}") from None
         self._measured_clock(when / 1000 - (sent + time.time()) / 2)
         return state
 
@@ -94,7 +94,7 @@ class AccountReads:
         try:
             kind, value = wire.leverage(data, coin)
         except wire.Unreadable as exc:  # e.g. null: unreadable, not "no leverage"
-            raise TransientError(str(exc), in_flight=False) from None
+            raise TransientError(str(exc)) from None
         self._leverage[coin] = (kind, value, time.monotonic())
 
     def open_orders(self, dex: str = "") -> list[dict]:
@@ -113,14 +113,14 @@ class AccountReads:
         try:
             return wire.open_orders(self._info({**body, "dex": dex} if dex else body))
         except wire.Unreadable as exc:
-            raise TransientError(f"unreadable open orders: {exc}", in_flight=False) from None
+            raise TransientError(f"unreadable open orders: {exc}") from None
 
     def fills(self) -> list[dict]:
         """The account's recent fills (userFills over REST: about the last 2000), read strictly."""
         try:
             return wire.fills(self._info({"type": "userFills", "user": self.address}))
         except wire.Unreadable as exc:
-            raise TransientError(f"unreadable fills: {exc}", in_flight=False) from None
+            raise TransientError(f"unreadable fills: {exc}") from None
 
     def order_status(self, cloid: str) -> dict:
         """What the exchange knows of an order by its cloid ({'status': 'unknownOid'} when nothing); may raise."""

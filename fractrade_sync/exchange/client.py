@@ -16,7 +16,7 @@ from hyperliquid.utils.error import ClientError
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.parsing import redact_url
 from fractrade_sync.config.settings import Settings
-from fractrade_sync.errors import ConfigError, TransientError, UnknownSymbol
+from fractrade_sync.errors import ConfigError, NothingApplied, TransientError, UnknownSymbol
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.account_reads import AccountReads
 from fractrade_sync.exchange.accounts import Relation, resolve
@@ -108,10 +108,9 @@ class HyperliquidClient(AccountReads):
         if path == "/info":
             weight = wire.info_weight(payload)
             if not self.weights.room(weight):
-                raise TransientError(
+                raise NothingApplied(
                     f"request weight: {self.weights.used()} of {self.weights.limit} spent in the "
-                    "last minute; reads wait so that orders keep room",
-                    in_flight=False,
+                    "last minute; reads wait so that orders keep room"
                 )
         else:
             weight = wire.exchange_weight(action) if isinstance(action, dict) else 1
@@ -120,7 +119,7 @@ class HyperliquidClient(AccountReads):
         except NotSent as exc:  # the connection could not even be opened: nothing left this process
             if self.on_request is not None:
                 _tell(self.on_request, path, payload, "not_sent")
-            raise TransientError(f"network: {exc}", in_flight=False) from None
+            raise NothingApplied(f"network: {exc}") from None
         except (OSError, http.client.HTTPException) as exc:
             self.weights.spend(weight, path)
             if self.on_request is not None:
@@ -131,7 +130,7 @@ class HyperliquidClient(AccountReads):
             _tell(self.on_request, path, payload, str(status))
         text = body.decode("utf-8", "replace")
         if status == 429:  # refused at the door: nothing was applied
-            raise TransientError("HTTP 429: rate limited by the exchange", in_flight=False)
+            raise NothingApplied("HTTP 429: rate limited by the exchange")
         if status >= 500:
             raise TransientError(f"HTTP {status} from the exchange")
         if status in (408, 425, 499):  # a gateway gave up waiting: the request may have reached the exchange
@@ -154,8 +153,10 @@ class HyperliquidClient(AccountReads):
             result = self.request("/exchange", payload, on_sent)
             if not isinstance(result, dict) or "status" not in result:
                 raise TransientError(f"unreadable answer from the exchange: {str(result)[:200]}")
-        except TransientError as exc:
-            if account is not None and exc.in_flight:
+        except NothingApplied:
+            raise
+        except TransientError:
+            if account is not None:
                 account.doubt()  # it may have changed the account: only a later snapshot tells
             raise
         if account is not None:
@@ -169,7 +170,7 @@ class HyperliquidClient(AccountReads):
         try:
             assets = {a["name"]: asset_of(a, i) for i, a in enumerate(meta["universe"]) if not a.get("isDelisted")}
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise TransientError(f"unreadable meta from the exchange: {str(meta)[:120]}", in_flight=False) from None
+            raise TransientError(f"unreadable meta from the exchange: {str(meta)[:120]}") from None
         self._meta_at = time.monotonic()
         self._assets = assets
         self._coins = {a.index: a.name for a in self._assets.values()}
@@ -184,7 +185,7 @@ class HyperliquidClient(AccountReads):
             except UnknownDexSymbol as exc:
                 raise UnknownSymbol(str(exc)) from None
             except wire.Unreadable as exc:
-                raise TransientError(f"unreadable dex list or meta: {exc}", in_flight=False) from None
+                raise TransientError(f"unreadable dex list or meta: {exc}") from None
             return found  # (not in self._coins: the account view holds the main dex only)
         for attempt in range(2):
             found = self._assets.get(symbol)
@@ -243,7 +244,7 @@ class HyperliquidClient(AccountReads):
         try:
             found = resolve(self._info, self.settings.account_address, self.settings.signer_address)
         except ValueError as exc:
-            raise TransientError(f"unreadable account role: {exc}", in_flight=False) from None
+            raise TransientError(f"unreadable account role: {exc}") from None
         self.vault = found.vault
         return found
 

@@ -1,6 +1,7 @@
 """One signed request's delivery to the exchange, attempt after attempt, as types: where it stands (`Unsent`: nothing
 of it can have reached the exchange; `MaybeLanded`: a send of it may have) and how it ended (`Answered`,
-`NonceSpent`, `RefusedHttp`, `Undecided`). sending.py turns each ending into the orders' outcomes.
+`NonceSpent`, `HttpRefused`, `Undecided`), each send's result read as a type (exchange/posted.py). sending.py turns each
+ending into the orders' outcomes.
 
 Hyperliquid applies a nonce once per signer: after an uncertain failure the identical signed request is sent again,
 and the exchange's answer to it is the truth; a resend refused for its nonce means the fate of the first is frozen."""
@@ -12,11 +13,10 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from hyperliquid.utils.error import ClientError
-
 from fractrade_sync.backoff import exchange_retries
-from fractrade_sync.errors import TransientError, Unwritable
+from fractrade_sync.errors import Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal
+from fractrade_sync.exchange.posted import HttpRefused, NoAnswer, NotTaken, Posted
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,6 @@ class NonceSpent:
 
 
 @dataclass(frozen=True)
-class RefusedHttp:
-    """A 4xx before any send may have landed: refused, certainly not applied."""
-
-    status: int
-    text: str
-
-
-@dataclass(frozen=True)
 class Undecided:
     """The attempts ended (spent, stopping, stale, or a resend that says nothing of the first) without an answer."""
 
@@ -63,13 +55,13 @@ class Undecided:
     attempts: int
 
 
-Ending = Union[Answered, NonceSpent, RefusedHttp, Undecided]
+Ending = Union[Answered, NonceSpent, HttpRefused, Undecided]  # HttpRefused: a 4xx before any send may have landed
 
 
 def deliver(
     payload: dict,
     note: Callable[[], Callable[[], None] | None],
-    post: Callable[[dict, Callable[[], None] | None], dict],
+    post: Callable[[dict, Callable[[], None] | None], Posted],
     stopping: threading.Event,
     stale: Callable[[], bool],
     named: Callable[[], str],
@@ -89,18 +81,18 @@ def deliver(
             if isinstance(state, Unsent):
                 raise  # nothing of it left: not executed
             on_sent = None
-        try:
-            result = post(payload, on_sent)
-        except TransientError as exc:
-            landed = isinstance(state, MaybeLanded) or exc.in_flight
-            state = MaybeLanded(str(exc)) if landed else Unsent(str(exc))
+        posted = post(payload, on_sent)
+        if isinstance(posted, (NotTaken, NoAnswer)):
+            landed = isinstance(state, MaybeLanded) or isinstance(posted, NoAnswer)
+            state = MaybeLanded(posted.why) if landed else Unsent(posted.why)
             then = "resending the identical signed order" if landed else "retrying"
-            logger.warning("%s: %s (attempt %d); %s", named(), exc, attempts, then)
+            logger.warning("%s: %s (attempt %d); %s", named(), posted.why, attempts, then)
             continue
-        except ClientError as exc:  # a 4xx: refused, unless an earlier send may have landed (then no answer)
+        if isinstance(posted, HttpRefused):  # refused, unless an earlier send may have landed (then no answer)
             if isinstance(state, Unsent):
-                return RefusedHttp(exc.status_code, str(exc.error_message)[:200])
-            return Undecided(MaybeLanded(f"resend answered HTTP {exc.status_code}"), attempts)
+                return posted
+            return Undecided(MaybeLanded(f"resend answered HTTP {posted.status}"), attempts)
+        result = posted.result
         if isinstance(state, Unsent) or result.get("status") == "ok":
             return Answered(result)
         if nonce_refusal(result) is not None:

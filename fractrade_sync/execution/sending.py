@@ -7,6 +7,7 @@ refused as used, it landed and is found by cloid. Only then is a new order signe
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -23,8 +24,9 @@ from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
+from fractrade_sync.exchange.posted import HttpRefused, post_once
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
-from fractrade_sync.execution.delivery import Answered, NonceSpent, RefusedHttp, Unsent, deliver
+from fractrade_sync.execution.delivery import Answered, NonceSpent, Unsent, deliver
 from fractrade_sync.execution.records import beyond_records, lookup
 from fractrade_sync.outcome import (
     EXPIRED,
@@ -142,7 +144,7 @@ class Sender:
         ending = deliver(
             payload,
             note=lambda: self.journal.sending(actions, payload["expiresAfter"], payload["nonce"]),
-            post=self.client.post,
+            post=functools.partial(post_once, self.client.post),
             stopping=self.stopping,
             stale=lambda: any(self.expired(a, "") for a in actions),
             named=lambda: _named(actions),
@@ -154,7 +156,7 @@ class Sender:
             spent = error_text(ending.result)
             self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"], spent)
             return self._shown_in_account(orders, self._by_cloid(actions), sent_at), NOT_FOUND
-        if isinstance(ending, RefusedHttp):
+        if isinstance(ending, HttpRefused):
             refused = f"not executed: HTTP {ending.status} from the exchange: {ending.text}"
             return [Outcome(FAILED, refused) for _ in actions], ""
         if isinstance(ending.state, Unsent):  # every attempt refused at the door (429, no connection): not applied
