@@ -11,7 +11,6 @@ recovery.py."""
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -71,7 +70,7 @@ class Journal(Reads):
         self._lock = threading.Lock()
         ensure_private_dir(self.path.parent)
         self.path.touch(mode=0o600)
-        self.path.chmod(0o600)
+        self.path.chmod(0o600)  # before SQLite opens it: its -wal and -shm files get the database file's mode
         with self._conn() as conn:
             create(conn)
 
@@ -102,11 +101,7 @@ class Journal(Reads):
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            old = os.umask(0o077)  # the -wal and -shm files SQLite creates stay private
-            try:
-                conn = sqlite3.connect(self.path, timeout=10.0, isolation_level="DEFERRED", check_same_thread=False)
-            finally:
-                os.umask(old)
+            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level="DEFERRED", check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a process crash (kill -9); the cloid check on resume covers power loss.

@@ -32,11 +32,7 @@ class NotesFile:
         """Append one whole note; first empty the file if it is past NOTES_LIMIT and `may_empty` (nothing noted
         in it is still needed). A short write (disk full) is undone and raised, never left torn mid-file."""
         if self._fd is None:
-            old = os.umask(0o077)
-            try:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            finally:
-                os.umask(old)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # (a umask only narrows it)
             self._size = os.fstat(self._fd).st_size
         if may_empty and self._size > NOTES_LIMIT:
             os.ftruncate(self._fd, 0)
