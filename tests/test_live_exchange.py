@@ -1,6 +1,6 @@
-"""The client against the live exchange's behaviour (issue: meet the live Hyperliquid): the subscriptions it serves
-and refuses, reads that do not say what they should, the request weights it counts, the address-based limit,
-isolated-only assets, and order status as the exchange reports it. Each test was seen red against the code before."""
+"""The client against the live exchange's behaviour: the subscriptions it serves and refuses, reads that do not say
+what they should, the request weights it counts, the address-based limit, isolated-only assets, and order status as
+the exchange reports it (each shape with its source in EXCHANGE.md)."""
 
 from __future__ import annotations
 

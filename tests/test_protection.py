@@ -1,4 +1,4 @@
-"""Protection a trader can rely on, sizing for followers, the network named (#14), against the simulator."""
+"""Protection a trader can rely on, sizing for followers, the network named, against the simulator."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ def _stops(sim, wallet) -> list[dict]:
 
 
 def test_a_stop_fills_when_the_market_gaps_through_its_trigger(make_service, sim, signals, wallet):
-    """A 7% gap past the trigger: within the default FRAC_TRIGGER_SLIPPAGE (10%) the stop fills; with the trade's
-    1% bound (the old behaviour, FRAC_TRIGGER_SLIPPAGE=0.01) it would be left unfilled and the position open."""
+    """A 7% gap past the trigger: within the default FRAC_TRIGGER_SLIPPAGE (10%) the stop fills; with a trade's 1%
+    bound (FRAC_TRIGGER_SLIPPAGE=0.01) it would be left unfilled and the position open."""
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.02"))
     row = run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))

@@ -1,4 +1,5 @@
-"""The order channel: one persistent connection, reconnects, failure mapping, keep-warm."""
+"""The exchange connection (KeptAliveChannel, ProxyChannel): one persistent connection, reconnects, what each failure
+means (exchange/posted.py), keep-warm."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ class Channels:
         self.probe = probe
         self.notifier = Notifier(settings.notify_url, settings.account_address) if settings.notify_url else None
         self.telegram = self.metrics = self.status = None
-        if settings.telegram_token:  # (imported only when on: prometheus-client alone costs ~0.1 s of start-up)
+        if settings.telegram_token:  # (imported only when on: prometheus-client weighs on start-up, BENCHMARKS.md)
             from fractrade_sync.channels.telegram import TelegramBot
 
             self.telegram = TelegramBot(settings, commands(settings, probe))

@@ -173,8 +173,8 @@ class ExchangeFeed:
     # ---- the thread ----------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
-            # UTF-8 is checked by the C decoder in recv(): websocket-client's own check is pure Python, about 0.2 ms
-            # per KB while holding the GIL, and Hyperliquid's allMids runs to several KB many times a minute
+            # UTF-8 is checked by the C decoder in recv(): websocket-client's own check is pure Python and holds the
+            # GIL over every allMids push, several KB many times a minute (BENCHMARKS.md, "the receive side")
             ws = websocket.WebSocket(skip_utf8_validation=True)
             with self._lock:
                 self._ws = ws

@@ -135,8 +135,8 @@ class Receiver:
                 ping_interval=self.settings.ping_interval,
                 ping_timeout=min(10.0, self.settings.ping_interval / 2),
                 # frames come as bytes, decoded by the parser in C: websocket-client checks UTF-8 in pure Python
-                # (~0.08 ms per 300 bytes before the frame reaches us) and drops the whole connection on a bad
-                # byte; the parser rejects that one frame instead, with its reason, and the next one executes
+                # (BENCHMARKS.md, "the receive side") and drops the whole connection on a bad byte; the parser
+                # rejects that one frame instead, with its reason, and the next one executes
                 skip_utf8_validation=True,
             )
         except Exception:
