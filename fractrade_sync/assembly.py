@@ -118,9 +118,7 @@ def _execution(
     sender = Sender(settings, client, journal, logger, clock, stopping)
     execution = Execution(settings, client, logger, sender.expired, functools.partial(guard, settings), stopping)
     protection = Protection(client, journal, logger, settings.dry_run, execution.with_retries)
-    admission = Admission(
-        settings, journal, sender, execution.with_retries, protection.settled_late, clock, unclean_since
-    )
+    admission = Admission(settings, journal, sender, execution.with_retries, clock, unclean_since)
     requests = Requests(sender)
     waves = Waves(together=lambda: requests.together)
     pipeline = Pipeline(journal, admission, execution, waves, requests, protection, hooks, listeners, on_storage, clock)

@@ -327,6 +327,27 @@ def test_a_stop_left_on_a_coin_a_kill_left_flat_is_canceled_at_the_next_start(en
         again.stop(timeout=2)
 
 
+def test_a_closing_trade_settled_late_still_cancels_the_stop_of_the_position_it_closed(
+    make_service, sim, signals, wallet, monkeypatch
+):
+    """A trade closes a protected position, its answer lost and every resend and noop refused at the door: 'unknown'.
+    When the recheck finds it filled, its cleanup runs then: the stop loss of the closed position does not stay."""
+    monkeypatch.setattr(pipeline, "RECHECK_EVERY", 1.0)
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    assert run_frame(service, signals, trade_frame(size="0.01"))["state"] == FILLED
+    assert run_frame(service, signals, protect_frame(trigger="45000", size="0.01"))["state"] == RESTING
+    assert len(sim.open_orders(wallet.address)) == 1
+    sim.inject("drop")
+    sim.inject("500", 11)
+    frame = push(signals, trade_frame(size="0.01", side="SELL"))
+    assert wait_state(service, key_of(frame), timeout=40)["state"] == "unknown"
+    assert len(sim.open_orders(wallet.address)) == 1  # nothing known yet: nothing canceled
+    sim.reset_faults()
+    wait_for(lambda: service.journal.get(key_of(frame))["state"] == "filled", timeout=30, what="settled")
+    assert sim.positions(wallet.address) == {}
+    wait_for(lambda: sim.open_orders(wallet.address) == [], timeout=10, what="the closed position's stop canceled")
+
+
 def test_a_trade_settled_late_never_cancels_the_stop_placed_since(make_service, sim, signals, wallet, monkeypatch):
     """Applied, its answer lost, every resend and noop refused at the door: 'unknown'. The agent's stop loss rests;
     the recheck then finds the trade filled, and its cleanup ('opened from flat') would cancel that stop."""

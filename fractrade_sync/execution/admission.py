@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from fractrade_sync.actions import Action
@@ -22,8 +23,17 @@ FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this mach
 UNCLEAN_MARGIN = 2.0
 
 
+@dataclass(frozen=True)
+class FoundLate:
+    """What the exchange did with an action, learnt late (resumed and settled, or found after an unclean stop): its
+    outcome, and its protection's cleanup to run now (Protection.settled_late, called by the pipeline)."""
+
+    outcome: Outcome
+
+
 class Admission:
-    """Before the hook: an outcome already decided, or None (the action's hook plans it)."""
+    """Before the hook: an outcome already decided (FoundLate when the exchange already did it), or None (the
+    action's hook plans it)."""
 
     def __init__(
         self,
@@ -31,7 +41,6 @@ class Admission:
         journal: Journal,
         sender: Sender,
         retried: Callable[..., Any],
-        settled_late: Callable[[Action, Outcome], None],
         clock: Callable[[], float] = time.time,
         unclean_since: float | None = None,
     ):
@@ -40,13 +49,12 @@ class Admission:
         self.sender = sender
         self.clock = clock
         self.retried = retried  # a read an action depends on, retried like its order (Execution.with_retries)
-        self.settled_late = settled_late  # an outcome learnt late: its protection (Protection.settled_late)
         # the start of a run after an unclean stop: what the last run sent may be missing from the journal
         self.unclean_since = unclean_since
         self.logger = logging.getLogger("fractrade_sync")
         self._kill_switch = os.fspath(settings.paths.kill_switch)
 
-    def __call__(self, item: Action | Resumed) -> Outcome | None:
+    def __call__(self, item: Action | Resumed) -> Outcome | FoundLate | None:
         """An outcome decided before any hook runs (found on the exchange, expired, skipped, refused by the
         trader's guards), or None: the action's hook executes it."""
         if isinstance(item, Resumed):
@@ -74,7 +82,7 @@ class Admission:
         """The trader's own limits; a refusal reason, or None."""
         return guard(self.settings, action, self._kill_switch)
 
-    def _resume(self, item: Resumed) -> Outcome | None:
+    def _resume(self, item: Resumed) -> Outcome | FoundLate | None:
         """Ask the exchange before anything else. A 'submitting' or 'unknown' action has an order that may be in
         flight: settled by its nonce (a noop) and cloid. A 'received' one was never sent, unless an OS crash lost
         its in-flight note: ask by cloid."""
@@ -86,29 +94,14 @@ class Admission:
                 seen = self.sender.settle(action, item.nonce, item.since)
         except TransientError as exc:
             return unknown(f"outcome unknown ({exc})", action)
-        if seen is not None:
-            self._after_late(action, seen)
-        return seen
+        return None if seen is None else FoundLate(seen)
 
     def _looked_up(self, action: Action) -> Outcome | None:
         """The action's cloid asked of the exchange, again on an unreadable answer, like any read an order depends
         on (a stop leaves the action for the next start)."""
         return self.retried(lambda: self.sender.lookup(action), reading_for=action)
 
-    def _after_late(self, action: Action, seen: Outcome) -> None:
-        """An outcome learnt late (resumed, settled, found after an unclean stop): its protection cleanup runs only
-        when no newer action on the coin followed it; else that cleanup would cancel the protection placed since."""
-        if self.journal.newer_on_symbol(action.symbol, action.received_at, action.key):
-            self.logger.warning(
-                "%s: settled late as %s; its protection cleanup is skipped (newer actions on %s followed it)",
-                action.describe(),
-                seen.state,
-                action.symbol,
-            )
-            return
-        self.settled_late(action, seen)
-
-    def _sent_before_an_unclean_stop(self, action: Action) -> Outcome | None:
+    def _sent_before_an_unclean_stop(self, action: Action) -> Outcome | FoundLate | None:
         """After an unclean stop (a power loss can take the journal's last writes with it), an action created before
         this start may be one the last run executed: asked by cloid before it is sent."""
         since = self.unclean_since
@@ -121,12 +114,12 @@ class Admission:
             seen = self._looked_up(action)
         except TransientError as exc:
             return unknown(f"sent before an unclean stop? the cloid check failed ({exc})", action)
-        if seen is not None:
-            self.logger.warning(
-                "%s: executed by the last run, whose journal lost it (unclean stop): %s", action.describe(), seen.state
-            )
-            self._after_late(action, seen)
-        return seen
+        if seen is None:
+            return None
+        self.logger.warning(
+            "%s: executed by the last run, whose journal lost it (unclean stop): %s", action.describe(), seen.state
+        )
+        return FoundLate(seen)
 
 
 def guard(settings: Settings, action: Action, kill_switch: str | None = None) -> str | None:

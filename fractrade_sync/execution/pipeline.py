@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from fractrade_sync.actions import Action
 from fractrade_sync.errors import Refused, TransientError, Unfinished, Unwritable
-from fractrade_sync.execution.admission import Admission
+from fractrade_sync.execution.admission import Admission, FoundLate
 from fractrade_sync.execution.hooks import (
     COROUTINE_RETURNED,
     HOOKING,
@@ -164,6 +164,9 @@ class Pipeline:
         """Decide the action before its hook, else run its hook: True when it planned an order to send."""
         try:
             outcome = self.admission(h.item)
+            if isinstance(outcome, FoundLate):  # the exchange did it already: its protection's cleanup, then it ends
+                self.protection.settled_late(h.action, outcome.outcome)
+                outcome = outcome.outcome
             if outcome is None:
                 outcome = self._hooked(h)
         except Unwritable as exc:  # before its order left: nothing was sent

@@ -65,7 +65,16 @@ class Protection:
         self._flush()
 
     def settled_late(self, action: Action, outcome: Outcome) -> None:
-        """An outcome learnt late (resumed, found by cloid): its cleanup, with whatever waited before it, now."""
+        """An outcome learnt late (resumed, found by cloid): its cleanup, with whatever waited before it, now; but
+        only when no newer action on the coin followed it (that cleanup would cancel the protection placed since)."""
+        if self.journal.newer_on_symbol(action.symbol, action.received_at, action.key):
+            self.logger.warning(
+                "%s: settled late as %s; its protection cleanup is skipped (newer actions on %s followed it)",
+                action.describe(),
+                outcome.state,
+                action.symbol,
+            )
+            return
         self.after_outcome(action, outcome)
         self._flush()
 
