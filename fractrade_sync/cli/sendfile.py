@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 from fractrade_sync.config.settings import EXIT_FAILURE, EXIT_OK, Settings
@@ -43,11 +42,7 @@ def send_file(settings: Settings, path: Path, timeout: float = 120.0) -> int:
             action = service.accept_frame(frame)
             if action is not None:
                 keys.append(action.key)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and service.fatal is None:
-            if service.queue.unfinished_tasks == 0 and service.worker.ready.is_set():
-                break
-            time.sleep(0.05)
+        service.worker.wait_done(timeout, give_up=lambda: service.fatal is not None)
         rows = [service.journal.get(key) for key in keys]
         states = [row["state"] if row else RECEIVED for row in rows]  # no row yet: still only noted, queued
     finally:

@@ -113,6 +113,19 @@ class Worker:
                 break
         self.logger.debug("worker stopped")
 
+    def wait_done(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """Wait until everything queued so far is handled, its cleanups too: True; False at the timeout or once
+        `give_up()` says so. (Queue.join, in a thread of its own: join takes no timeout.)"""
+        joined = threading.Thread(target=self.queue.join, name="wait-done", daemon=True)
+        joined.start()
+        deadline = time.monotonic() + timeout
+        while joined.is_alive() and not give_up():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            joined.join(min(0.05, left))
+        return not joined.is_alive()
+
     def take_more(self, wait: float = 0.0) -> list:
         """For the batch handler, between two requests: what was queued since (up to MAX_BATCH), never STOP (it
         stays for the loop); the loop marks them done with the rest of its batch. With nothing queued, waits up to

@@ -179,8 +179,8 @@ def _play(service, sim, signals, address: str, out: TextIO, timeout: float, mark
             detail = "journaled already: not executed again"
         print(f"+{time.monotonic() - t0:6.2f}s  {step.title:<50} -> {detail}", file=out)
         previous = frame
-    while service.queue.unfinished_tasks and time.monotonic() < deadline:  # the close's cleanup runs as the queue
-        time.sleep(0.01)  # drains: the final state is read after it (the worker marks its hand-over done after it)
+    # the close's cleanup runs as the queue drains: the final state is read after it (done only after it)
+    service.worker.wait_done(max(0.0, deadline - time.monotonic()))
     coin = MARKETS[market][0]
     dex = coin.partition(":")[0] if ":" in coin else ""
     position = sim.positions(address, dex=dex) or {coin: "0 (flat)"}
