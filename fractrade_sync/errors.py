@@ -22,6 +22,18 @@ class NothingApplied(TransientError):
     for orders) or never sent (the connection could not be opened)."""
 
 
+class NotSent(Exception):
+    """Nothing of the request left this process (connecting failed): it cannot be applied."""
+
+
+class UnreadableAnswer(Exception):
+    """An answer or push whose shape is not the one the exchange gives: it says nothing."""
+
+
+class SubscriptionDead(Exception):
+    """The account's subscription is dead on this socket: the feed takes a new one."""
+
+
 class UnknownSymbol(Exception):
     """The coin is not a perp of the exchange's meta."""
 

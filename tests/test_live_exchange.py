@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from fractrade_sync.errors import TransientError
+from fractrade_sync.errors import TransientError, UnreadableAnswer
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.answers import order_outcome
 from fractrade_sync.exchange.budget import WeightBudget
@@ -148,13 +148,13 @@ def test_a_garbled_read_at_start_never_sweeps_the_stops(make_service, sim, signa
 
 
 def test_unreadable_reads_raise_instead_of_meaning_nothing():
-    with pytest.raises(wire.Unreadable):
+    with pytest.raises(UnreadableAnswer):
         wire.positions({"error": "x"})
-    with pytest.raises(wire.Unreadable):
+    with pytest.raises(UnreadableAnswer):
         wire.open_orders({"error": "x"})
-    with pytest.raises(wire.Unreadable):
+    with pytest.raises(UnreadableAnswer):
         wire.leverage({"leverage": {"type": "cross", "value": None}}, "BTC")
-    with pytest.raises(wire.Unreadable):
+    with pytest.raises(UnreadableAnswer):
         wire.leverage({}, "BTC")
     assert wire.positions({"assetPositions": []}) == {}
 

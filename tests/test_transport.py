@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from fractrade_sync.config.settings import settings_from_mapping
-from fractrade_sync.errors import NothingApplied, TransientError
+from fractrade_sync.errors import NothingApplied, NotSent, TransientError
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.posted import HttpRefused, NoAnswer, NotTaken, post_once
-from fractrade_sync.exchange.transport import KeptAliveChannel, NotSent, ProxyChannel, compact_json
+from fractrade_sync.exchange.transport import KeptAliveChannel, ProxyChannel, compact_json
 
 
 class _Closing(BaseHTTPRequestHandler):

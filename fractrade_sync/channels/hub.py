@@ -14,6 +14,7 @@ import requests
 
 from fractrade_sync.channels.notify import Notifier
 from fractrade_sync.channels.telegram import journal_line
+from fractrade_sync.errors import UnreadableAnswer
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.client import CLOCK_WARN
 from fractrade_sync.outcome import FAILED, FILLED, PARTIALLY_FILLED, REJECTED, RESTING
@@ -180,7 +181,7 @@ def positions_text(settings: Any) -> str:
             json={"type": "clearinghouseState", "user": settings.account_address},
         )
         held = wire.positions(answer.json())  # (strict: an answer that does not say it is never "none")
-    except wire.Unreadable:
+    except UnreadableAnswer:
         return "unknown (the exchange's answer does not say)"
     except (requests.RequestException, ValueError) as exc:
         return f"unknown ({type(exc).__name__})"

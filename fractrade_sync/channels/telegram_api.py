@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 import requests
 
-from fractrade_sync.exchange.transport import KeptAliveChannel, NotSent, ProxyChannel
+from fractrade_sync.errors import NotSent
+from fractrade_sync.exchange.transport import KeptAliveChannel, ProxyChannel
 
 CONNECT_TIMEOUT = 3.05
 

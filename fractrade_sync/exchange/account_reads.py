@@ -9,7 +9,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from fractrade_sync.errors import TransientError
+from fractrade_sync.errors import TransientError, UnreadableAnswer
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.dexes import dex_of
 
@@ -54,7 +54,7 @@ class AccountReads:
         try:
             wire.positions(state)
             when = wire.state_time(state)
-        except wire.Unreadable as exc:
+        except UnreadableAnswer as exc:
             raise TransientError(f"unreadable account state: {exc}") from None
         self._measured_clock(when / 1000 - (sent + time.time()) / 2)
         return state
@@ -93,7 +93,7 @@ class AccountReads:
     def _remember_leverage(self, coin: str, data: Any) -> None:
         try:
             kind, value = wire.leverage(data, coin)
-        except wire.Unreadable as exc:  # e.g. null: unreadable, not "no leverage"
+        except UnreadableAnswer as exc:  # e.g. null: unreadable, not "no leverage"
             raise TransientError(str(exc)) from None
         self._leverage[coin] = (kind, value, time.monotonic())
 
@@ -112,14 +112,14 @@ class AccountReads:
         body = {"type": "frontendOpenOrders", "user": self.address}
         try:
             return wire.open_orders(self._info({**body, "dex": dex} if dex else body))
-        except wire.Unreadable as exc:
+        except UnreadableAnswer as exc:
             raise TransientError(f"unreadable open orders: {exc}") from None
 
     def fills(self) -> list[dict]:
         """The account's recent fills (userFills over REST: about the last 2000), read strictly."""
         try:
             return wire.fills(self._info({"type": "userFills", "user": self.address}))
-        except wire.Unreadable as exc:
+        except UnreadableAnswer as exc:
             raise TransientError(f"unreadable fills: {exc}") from None
 
     def order_status(self, cloid: str) -> dict:

@@ -16,15 +16,15 @@ from hyperliquid.utils.error import ClientError
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.parsing import redact_url
 from fractrade_sync.config.settings import Settings
-from fractrade_sync.errors import ConfigError, NothingApplied, TransientError, UnknownSymbol
+from fractrade_sync.errors import ConfigError, NothingApplied, NotSent, TransientError, UnknownSymbol, UnreadableAnswer
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.account_reads import AccountReads
 from fractrade_sync.exchange.accounts import Relation, resolve
 from fractrade_sync.exchange.budget import WeightBudget
-from fractrade_sync.exchange.dexes import Dexes, UnknownDexSymbol, dex_of
+from fractrade_sync.exchange.dexes import Dexes, dex_of
 from fractrade_sync.exchange.rules import Asset
 from fractrade_sync.exchange.signing import FastSigner, NonceSource
-from fractrade_sync.exchange.transport import KeptAliveChannel, NotSent, ProxyChannel
+from fractrade_sync.exchange.transport import KeptAliveChannel, ProxyChannel
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.feeds.exchange_feed import ExchangeFeed, RestNotices
 
@@ -182,9 +182,7 @@ class HyperliquidClient(AccountReads):
         if dex_of(symbol):
             try:
                 found = self.dexes.asset(symbol)
-            except UnknownDexSymbol as exc:
-                raise UnknownSymbol(str(exc)) from None
-            except wire.Unreadable as exc:
+            except UnreadableAnswer as exc:
                 raise TransientError(f"unreadable dex list or meta: {exc}") from None
             return found  # (not in self._coins: the account view holds the main dex only)
         for attempt in range(2):

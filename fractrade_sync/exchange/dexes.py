@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from fractrade_sync.errors import UnknownSymbol, UnreadableAnswer
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.rules import Asset
 
@@ -22,10 +23,6 @@ def dex_of(symbol: str) -> str:
     return dex.lower() if sep else ""
 
 
-class UnknownDexSymbol(Exception):
-    """No such HIP-3 dex, or no such coin on it."""
-
-
 class Dexes:
     """The HIP-3 dexes' assets this service has needed; `info` posts one /info request (the client's)."""
 
@@ -37,8 +34,8 @@ class Dexes:
         self._loaded_at: dict[str, float] = {}  # dex ("" for the list) -> when last loaded
 
     def asset(self, symbol: str) -> Asset:
-        """The asset of `dex:COIN` (both parts case-insensitive); UnknownDexSymbol when the exchange lists no such
-        dex or coin; TransientError when its answers cannot be read."""
+        """The asset of `dex:COIN` (both parts case-insensitive); UnknownSymbol when the exchange lists no such
+        dex or coin; UnreadableAnswer when its answers cannot be read."""
         dex = dex_of(symbol)
         for attempt in range(2):
             found = self._find(dex, symbol)
@@ -47,7 +44,7 @@ class Dexes:
             if attempt == 0 and self._due(dex):
                 self._load(dex)
         known = "" if dex in self.index else f": no HIP-3 dex '{dex}' on this exchange"
-        raise UnknownDexSymbol(f"unknown symbol '{symbol}'{known or ': not a perp of its dex'}")
+        raise UnknownSymbol(f"unknown symbol '{symbol}'{known or ': not a perp of its dex'}")
 
     def coins(self) -> dict[int, str]:
         """Asset id -> name, for every dex asset loaded."""
@@ -67,7 +64,7 @@ class Dexes:
         self._loaded_at[dex] = self.clock()
         listed = self.info({"type": "perpDexs"})
         if not isinstance(listed, list):
-            raise wire.Unreadable(f"perpDexs answered {str(listed)[:120]}")
+            raise UnreadableAnswer(f"perpDexs answered {str(listed)[:120]}")
         self.index = {
             str(entry["name"]).lower(): i
             for i, entry in enumerate(listed)
@@ -78,7 +75,7 @@ class Dexes:
         meta = self.info({"type": "meta", "dex": dex})
         universe = meta.get("universe") if isinstance(meta, dict) else None
         if not isinstance(universe, list):
-            raise wire.Unreadable(f"meta for dex {dex} answered {str(meta)[:120]}")
+            raise UnreadableAnswer(f"meta for dex {dex} answered {str(meta)[:120]}")
         base = FIRST_DEX_ID + self.index[dex] * PER_DEX
         assets = {}
         for i, entry in enumerate(universe):
@@ -91,5 +88,5 @@ class Dexes:
                 lev = int(entry.get("maxLeverage", 50))
                 assets[name] = Asset(name, base + i, sz, lev, wire.only_isolated(entry))
             except (KeyError, TypeError, ValueError):
-                raise wire.Unreadable(f"meta for dex {dex} with an unreadable entry: {str(entry)[:120]}") from None
+                raise UnreadableAnswer(f"meta for dex {dex} with an unreadable entry: {str(entry)[:120]}") from None
         self.assets[dex] = assets

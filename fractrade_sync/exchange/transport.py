@@ -14,14 +14,12 @@ from urllib.parse import urlsplit
 
 import requests
 
+from fractrade_sync.errors import NotSent
+
 
 def compact_json(payload: Any) -> str:
     """The request body: JSON without spaces, as json.dumps writes it."""
     return json.dumps(payload, separators=(",", ":"))
-
-
-class NotSent(Exception):
-    """Nothing of the request left this process (connecting failed): it cannot be applied."""
 
 
 class KeptAliveChannel:

@@ -1,12 +1,14 @@
-"""What the exchange's answers and pushes must say, read strictly: each reader returns what the service uses, or
-raises Unreadable when the shape is not what it should be. A read that does not say what it should is "don't know",
-never "flat", "no orders" or "no leverage". The shapes and their sources: EXCHANGE.md; the conformance test
+"""What the exchange's answers and pushes must say, read strictly: each reader returns what the service uses, or raises
+UnreadableAnswer when the shape is not what it should be. A read that does not say what it should is "don't know", never
+"flat", "no orders" or "no leverage". The shapes and their sources: EXCHANGE.md; the conformance test
 (tests/test_conformance.py) holds these readers and the simulator's answers and pushes to the same shapes."""
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from fractrade_sync.errors import UnreadableAnswer
 
 # the info weights the exchange counts against the IP's 1200 a minute: "Rate limits and user limits",
 # https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/rate-limits-and-user-limits (EXCHANGE.md)
@@ -26,10 +28,6 @@ INFO_WEIGHT = 20  # every other info request (meta, frontendOpenOrders, activeAs
 ADDRESS_LIMIT = "Too many cumulative requests sent"
 
 
-class Unreadable(Exception):
-    """An answer or push whose shape is not the one the exchange gives: it says nothing."""
-
-
 def info_weight(payload: dict) -> int:
     """The weight the exchange counts for one /info request."""
     return INFO_WEIGHTS.get(str(payload.get("type")), INFO_WEIGHT)
@@ -43,13 +41,13 @@ def exchange_weight(action: dict) -> int:
 
 def _dec(value: Any, what: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise Unreadable(f"{what} is {str(value)[:40]!r}, not a number")
+        raise UnreadableAnswer(f"{what} is {str(value)[:40]!r}, not a number")
     try:
         out = Decimal(str(value))
     except InvalidOperation:
-        raise Unreadable(f"{what} is {str(value)[:40]!r}, not a number") from None
+        raise UnreadableAnswer(f"{what} is {str(value)[:40]!r}, not a number") from None
     if not out.is_finite():
-        raise Unreadable(f"{what} is {value!r}")
+        raise UnreadableAnswer(f"{what} is {value!r}")
     return out
 
 
@@ -61,13 +59,13 @@ def positions(state: Any) -> dict[str, Decimal]:
     """clearinghouseState -> {coin: signed size} of its open positions (a coin not listed is flat)."""
     items = state.get("assetPositions") if isinstance(state, dict) else None
     if not isinstance(items, list):
-        raise Unreadable(f"clearinghouseState without assetPositions: {_brief(state)}")
+        raise UnreadableAnswer(f"clearinghouseState without assetPositions: {_brief(state)}")
     held = {}
     for item in items:
         position = item.get("position") if isinstance(item, dict) else None
         coin = position.get("coin") if isinstance(position, dict) else None
         if not isinstance(coin, str):
-            raise Unreadable(f"clearinghouseState with an unreadable position: {_brief(item)}")
+            raise UnreadableAnswer(f"clearinghouseState with an unreadable position: {_brief(item)}")
         held[coin] = _dec(position.get("szi"), f"{coin} szi")
     return held
 
@@ -76,17 +74,17 @@ def state_time(state: Any) -> int:
     """clearinghouseState's "time": the exchange's clock (ms) when it was taken."""
     when = state.get("time") if isinstance(state, dict) else None
     if isinstance(when, bool) or not isinstance(when, int):
-        raise Unreadable(f"clearinghouseState without its time: {_brief(state)}")
+        raise UnreadableAnswer(f"clearinghouseState without its time: {_brief(state)}")
     return when
 
 
 def open_orders(orders: Any) -> list[dict]:
     """frontendOpenOrders (or an openOrders push's orders) -> the list, each with its coin and oid."""
     if not isinstance(orders, list):
-        raise Unreadable(f"open orders that are not a list: {_brief(orders)}")
+        raise UnreadableAnswer(f"open orders that are not a list: {_brief(orders)}")
     for order in orders:
         if not (isinstance(order, dict) and isinstance(order.get("coin"), str) and isinstance(order.get("oid"), int)):
-            raise Unreadable(f"an open order without its coin or oid: {_brief(order)}")
+            raise UnreadableAnswer(f"an open order without its coin or oid: {_brief(order)}")
     return orders
 
 
@@ -96,16 +94,16 @@ def leverage(data: Any, coin: str) -> tuple[str, int]:
     kind = lev.get("type") if isinstance(lev, dict) else None
     value = lev.get("value") if isinstance(lev, dict) else None
     if kind not in ("cross", "isolated") or isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise Unreadable(f"unreadable leverage for {coin}: {_brief(lev)}")
+        raise UnreadableAnswer(f"unreadable leverage for {coin}: {_brief(lev)}")
     return kind, value
 
 
 def user_push(data: Any, key: str, user: str) -> Any:
     """The payload of a per-user push ({"dex", "user", key: ...}) for `user` on the main dex."""
     if not isinstance(data, dict) or key not in data:
-        raise Unreadable(f"a push without {key}: {_brief(data)}")
+        raise UnreadableAnswer(f"a push without {key}: {_brief(data)}")
     if str(data.get("user", "")).lower() != user.lower() or data.get("dex", "") != "":
-        raise Unreadable(f"a push for another account or dex: {data.get('user')!r} {data.get('dex')!r}")
+        raise UnreadableAnswer(f"a push for another account or dex: {data.get('user')!r} {data.get('dex')!r}")
     return data[key]
 
 
@@ -118,10 +116,10 @@ def fills(data: Any) -> list[dict]:
     """userFills (push or answer) -> its fills, each with oid, sz and px."""
     items = data.get("fills") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise Unreadable(f"fills that are not a list: {_brief(data)}")
+        raise UnreadableAnswer(f"fills that are not a list: {_brief(data)}")
     for fill in items:
         if not isinstance(fill, dict) or not isinstance(fill.get("oid"), int):
-            raise Unreadable(f"a fill without its oid: {_brief(fill)}")
+            raise UnreadableAnswer(f"a fill without its oid: {_brief(fill)}")
         _dec(fill.get("sz"), "fill sz")
         _dec(fill.get("px"), "fill px")
     return items

@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any, Callable
 
+from fractrade_sync.errors import SubscriptionDead, UnreadableAnswer
 from fractrade_sync.exchange import wire
 from fractrade_sync.feeds.account import AccountView
 
@@ -21,10 +22,6 @@ REFRESH_AFTER = 5.0
 ASK_AGAIN_AFTER = 600.0  # seconds before a subscription the exchange refused is asked for again (not in a loop)
 # the error frames that refuse a subscription (EXCHANGE.md); "Already subscribed: {...}" refuses nothing
 REFUSALS = ("Error parsing JSON into valid websocket request", "Invalid subscription")
-
-
-class Dead(Exception):
-    """The account's subscription is dead on this socket: the feed takes a new one."""
 
 
 def _user_request(method: str, channel: str, user: str, coin: str | None = None) -> str:
@@ -111,7 +108,7 @@ class AccountChannels:
             return last
         bound = account.max_snapshot_age
         if account.snapshots and quiet > 2 * bound and now - self._subscribed_at > 2 * bound:
-            raise Dead(f"no clearinghouseState for {quiet:.0f}s despite asking again")
+            raise SubscriptionDead(f"no clearinghouseState for {quiet:.0f}s despite asking again")
         for method in ("unsubscribe", "subscribe"):
             ws.send(_user_request(method, "clearinghouseState", self.user))
         return now
@@ -160,13 +157,13 @@ class AccountChannels:
             elif channel == "activeAssetData":
                 coin = data.get("coin") if isinstance(data, dict) else None
                 if not isinstance(coin, str) or str(data.get("user", "")).lower() != self.user.lower():
-                    raise wire.Unreadable(f"activeAssetData for another account or coin: {str(data)[:80]}")
+                    raise UnreadableAnswer(f"activeAssetData for another account or coin: {str(data)[:80]}")
                 account.on_leverage(coin, wire.leverage(data, coin))
             else:
                 account.on_events(channel, data)
                 if channel == "userFills" and self.on_fills is not None and isinstance(data, dict):
                     self._tell_fills(data.get("fills") or [])
-        except wire.Unreadable as exc:
+        except UnreadableAnswer as exc:
             account.lost()
             self.logger.warning(
                 "account feed: a %s push that cannot be read (%s); REST until the next one", channel, exc

@@ -14,9 +14,10 @@ import websocket
 
 from fractrade_sync.backoff import reconnect
 from fractrade_sync.config.parsing import redact_url
+from fractrade_sync.errors import SubscriptionDead
 from fractrade_sync.exchange.transport import cut
 from fractrade_sync.feeds.account import AccountView
-from fractrade_sync.feeds.account_feed import USER_CHANNELS, AccountChannels, Dead
+from fractrade_sync.feeds.account_feed import USER_CHANNELS, AccountChannels
 
 # Staleness bound. Hyperliquid pushes allMids on every block (sub-second on mainnet) and only when a mid changes,
 # so a quiet socket is not a stale one: a mid counts as fresh while the subscribed socket has proven itself alive
@@ -193,7 +194,7 @@ class ExchangeFeed:
                 self.connected.set()
                 self.logger.info("exchange feed connected (%s)", redact_url(self.url))
                 self._serve(ws)
-            except (websocket.WebSocketException, OSError, ValueError, Dead) as exc:
+            except (websocket.WebSocketException, OSError, ValueError, SubscriptionDead) as exc:
                 if not self._stop.is_set():
                     self.logger.warning("exchange feed: %s: %s", type(exc).__name__, str(exc)[:200])
             except Exception:
