@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import requests
 from hyperliquid.utils.error import ClientError
@@ -25,8 +25,11 @@ from fractrade_sync.exchange.dexes import Dexes, dex_of
 from fractrade_sync.exchange.rules import Asset
 from fractrade_sync.exchange.signing import FastSigner, NonceSource
 from fractrade_sync.exchange.transport import KeptAliveChannel, ProxyChannel
-from fractrade_sync.feeds.account import AccountView
-from fractrade_sync.feeds.exchange_feed import ExchangeFeed, RestNotices
+from fractrade_sync.logs import RestNotices
+
+if TYPE_CHECKING:  # (the feed is handed in: the client serves reads from its live caches)
+    from fractrade_sync.feeds.account import AccountView
+    from fractrade_sync.feeds.exchange_feed import ExchangeFeed
 
 STALE_NOTICE_EVERY = 60.0  # seconds between two "cache stale" warnings of a kind: a dead feed must not flood the log
 KEEP_WARM_AFTER = 30.0  # seconds of an idle connection before a keep-warm request

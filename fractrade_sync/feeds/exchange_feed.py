@@ -29,26 +29,6 @@ SUBSCRIBE = json.dumps({"method": "subscribe", "subscription": {"type": "allMids
 PING = json.dumps({"method": "ping"})
 
 
-class RestNotices:
-    """A WARNING when a live cache could not answer and REST did, at most once a `every` seconds per kind (a dead
-    feed must not flood the log), counting the ones in between."""
-
-    def __init__(self, logger: logging.Logger, every: float = 60.0):
-        self.logger = logger
-        self.every = every
-        self._at: dict[str, float] = {}
-        self._unnoticed: dict[str, int] = {}
-
-    def __call__(self, kind: str, text: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._at.get(kind, float("-inf")) < self.every:
-            self._unnoticed[kind] = self._unnoticed.get(kind, 0) + 1
-            return
-        more = self._unnoticed.pop(kind, 0)
-        self.logger.warning(text + (f"; {more} more since the last notice" if more else ""), *args)
-        self._at[kind] = now
-
-
 def mids_ws_url(api_url: str) -> str:
     """The market-data socket of an API base URL, as the SDK derives it: http->ws, https->wss, path /ws."""
     base = api_url.rstrip("/")
