@@ -100,6 +100,9 @@ def price_problem(px: Decimal, reference: Decimal, is_buy: bool | None = None) -
     return None
 
 
+TPSL = {"stop_loss": "sl", "take_profit": "tp"}  # an action kind -> its trigger order's tpsl on the wire
+
+
 @dataclass(frozen=True)
 class Order:
     """One order as it goes on the wire."""

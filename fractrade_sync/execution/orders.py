@@ -17,6 +17,7 @@ from fractrade_sync.exchange.answers import error_text
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.rules import (
     MIN_ORDER_VALUE,
+    TPSL,
     Asset,
     Order,
     price_problem,
@@ -79,8 +80,7 @@ class Execution:
             if h.after_trade and action.size is not None:  # a hook sized a leg: it needs its trade's answer first
                 h.send_planned(None)
                 h.after_trade = False
-            tpsl = "sl" if action.kind == "stop_loss" else "tp"
-            h.order = self.protect_order(action, tpsl, h.after_trade)
+            h.order = self.protect_order(action, TPSL[action.kind], h.after_trade)
         h.planned_order = PlannedOrder(h)
         return h.planned_order
 

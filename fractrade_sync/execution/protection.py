@@ -18,11 +18,10 @@ from fractrade_sync.errors import TransientError
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.dexes import dex_of
-from fractrade_sync.exchange.rules import Asset, Order
+from fractrade_sync.exchange.rules import TPSL, Asset, Order
 from fractrade_sync.outcome import FILLED, PARTIALLY_FILLED, RESTING, Outcome
 from fractrade_sync.storage.journal import Journal
 
-KINDS = {"stop_loss": "Stop", "take_profit": "Take Profit"}  # action kind -> frontendOpenOrders orderType prefix
 REPORT_WITHIN = 0.25  # seconds a cleanup waits for the feed's report of its trade's fill before reading REST
 
 
@@ -138,7 +137,7 @@ class Protection:
         placed = [(a, o) for a, o in items if a.kind != "trade" and o.state == RESTING]
         if not placed and not (trades and self.journal.has_resting_protection(asset.name)):
             return
-        keep = {KINDS[a.kind]: a.cloid.lower() for a, _ in placed}  # the last one of each kind replaces the others
+        keep = {a.kind: a.cloid.lower() for a, _ in placed}  # the last one of each kind replaces the others
         triggers = self._own_triggers(asset)
         if any(t.get("oid") is None and _cloid(t) not in keep.values() for t, _ in triggers):
             # one of ours the feed has not shown yet (a position TP/SL is answered without its oid): its oid, to
@@ -147,7 +146,7 @@ class Protection:
             triggers = self._ours([o for o in listed if o.get("coin") == asset.name])
         for kind, cloid in keep.items():
             cancels.extend(
-                (asset, t["oid"], f"replaced {'sl' if kind == 'Stop' else 'tp'} on {asset.name}")
+                (asset, t["oid"], f"replaced {TPSL[kind]} on {asset.name}")
                 for t, _ in triggers
                 if _kind(t) == kind and _cloid(t) != cloid
             )
@@ -225,7 +224,9 @@ def _cloid(order: dict) -> str:
 
 
 def _kind(order: dict) -> str:
-    return "Take Profit" if str(order.get("orderType", "")).startswith("Take Profit") else "Stop"
+    """A trigger order's kind, as actions name it, from its frontendOpenOrders orderType ("Take Profit Market",
+    "Stop Market", ...)."""
+    return "take_profit" if str(order.get("orderType", "")).startswith("Take Profit") else "stop_loss"
 
 
 def _void_reason(action: Action, outcome: Outcome, position: Decimal) -> str | None:
@@ -252,7 +253,7 @@ def _resized(asset: Asset, position: Decimal, triggers: list[tuple[dict, str | N
             continue  # (a position TP/SL covers the whole position by itself)
         if Decimal(str(o.get("sz", "0"))) == size:
             continue
-        tpsl = "tp" if _kind(o) == "Take Profit" else "sl"
+        tpsl = TPSL[_kind(o)]
         order = Order(
             asset,
             o["side"] == "B",

@@ -33,9 +33,6 @@ from fractrade_sync.sim.hl_nonces import NonceBook
 from fractrade_sync.sim.hl_orders import OrderEntryMixin
 from fractrade_sync.sim.hl_parse import wire_asset
 
-# hl_views, hl_userdata and hl_ledger import the model's names from here (they predate hl_model, which defines
-# them); new code imports them from hl_model
-
 # more cancels than this in one action are refused as a whole, with this text (MarcosACH/tickwright
 # docs/research/hyperliquid-reduce-only-cancel-market-probes.md P4, a testnet probe with 201 cancels)
 MAX_CANCELS = 200
