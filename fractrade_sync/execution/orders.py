@@ -51,6 +51,10 @@ class Execution:
         self.stopping = stopping
         self.current: Handling | None = None  # the action whose hook runs now (set by the pipeline)
 
+    def prepare(self) -> None:
+        """Before the first plan: the exchange ready (its meta, the live feed's first snapshot)."""
+        self.client.prepare()
+
     # ---- what the stock hooks call (the pipeline sets `current` while the action's hook runs) ----------------
     def plan(self, config: Mapping[str, Any], action_id: str) -> PlannedOrder | Outcome:
         """The stock hooks' work: the order the config means (its checks, its leverage), planned on the action's

@@ -96,7 +96,7 @@ class Pipeline:
     # ---- the worker's steps ---------------------------------------------------------------------
     def prepare(self) -> None:
         """Before the first action: the exchange ready, then the protection a crash left tidied."""
-        self.execution.client.prepare()
+        self.execution.prepare()
         self.protection.at_start()
 
     def drained(self) -> None:
