@@ -150,6 +150,24 @@ def test_a_429_to_the_resend_of_an_order_that_landed_is_no_proof_it_did_not(make
     assert noop["nonce"] == orders[0]["nonce"] and noop["errors"] == [f"Invalid nonce: duplicate nonce {noop['nonce']}"]
 
 
+def test_a_noop_without_an_answer_is_asked_again_until_the_exchange_says(make_service, sim, signals, wallet, caplog):
+    """The order is applied and its answer lost, no resend is answered, and the noop itself first meets a gateway's
+    403 and then a 500: neither says anything of the nonce, so the noop is sent again until the exchange answers
+    (its nonce used: the order is found by cloid, once)."""
+    service = make_service(FRAC_HTTP_TIMEOUT="0.5")
+    sim.inject("drop")  # applied, its answer lost
+    sim.inject("500", RESENDS)  # every identical resend: no answer
+    sim.inject("403")  # the noop: a gateway's 4xx
+    sim.inject("500")  # the noop again: no answer
+    row = wait_state(service, key_of(push(signals, trade_frame(size="0.01"))), timeout=40)
+    assert row["state"] == "filled" and row["reason"] == "found on the exchange by cloid", row
+    noops = [e for e in sim.exchange_log() if e["action_type"] == "noop"]
+    assert [e["http_status"] for e in noops] == [403, 500, 200], noops
+    assert noops[-1]["errors"] == [f"Invalid nonce: duplicate nonce {noops[-1]['nonce']}"]
+    assert "noop for nonce" in caplog.text and "HTTP 403" in caplog.text
+    _applied_once(sim, wallet)
+
+
 def test_the_clock_offset_is_measured_said_and_allowed_for(make_service, sim, signals, wallet, caplog):
     """Our clock 90 s behind the exchange's: every expiresAfter computed by our clock alone would have passed on
     arrival. The offset is measured at start, said loudly, and the orders' expiresAfter allow for it."""

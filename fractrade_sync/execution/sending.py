@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from hyperliquid.utils.error import ClientError
 from hyperliquid.utils.signing import order_wires_to_order_action
 
 from fractrade_sync.actions import Action
@@ -24,7 +23,7 @@ from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
-from fractrade_sync.exchange.posted import HttpRefused, post_once
+from fractrade_sync.exchange.posted import HttpRefused, Took, post_once
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
 from fractrade_sync.execution.delivery import Answered, NonceSpent, Unsent, deliver
 from fractrade_sync.execution.records import beyond_records, lookup
@@ -242,12 +241,12 @@ class Sender:
         for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
             if attempt and self.stopping.wait(delay):
                 raise Unfinished(f"stopped while settling nonce {nonce}; settled at the next start")
-            try:
-                result = self.client.post(payload)
-            except (TransientError, ClientError) as exc:  # a gateway's 4xx is no answer either
-                last = str(exc)
-                self.logger.warning("%s: noop for nonce %d: %s; asking again", named, nonce, exc)
+            posted = post_once(self.client.post, payload)
+            if not isinstance(posted, Took):  # no answer, or a gateway's 4xx: no answer either
+                last = f"HTTP {posted.status}: {posted.text}" if isinstance(posted, HttpRefused) else posted.why
+                self.logger.warning("%s: noop for nonce %d: %s; asking again", named, nonce, last)
                 continue
+            result = posted.result
             if result.get("status") == "ok":
                 self.logger.info("%s: nonce %d invalidated by a noop: its order was never applied", named, nonce)
                 self._invalidated.add(nonce)
