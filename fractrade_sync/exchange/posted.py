@@ -23,7 +23,7 @@ class Took:
 class NotTaken:
     """No answer, and nothing of it was applied: refused at the door (429) or never sent."""
 
-    why: str
+    why: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""One signed request's delivery to the exchange, attempt after attempt, as types: where it stands (`Unsent`: nothing
-of it can have reached the exchange; `MaybeLanded`: a send of it may have) and how it ended (`Answered`,
-`NonceSpent`, `HttpRefused`, `Undecided`), each send's result read as a type (exchange/posted.py). sending.py turns each
-ending into the orders' outcomes.
+"""One signed request's delivery to the exchange, attempt after attempt, as types (each send's result is one of
+exchange/posted.py's): where it stands (`NotTaken`: nothing of it can have been applied yet; `NoAnswer`: a send of it
+may have landed) and how it ended (`Took`: the exchange's answer, `NonceSpent`, `HttpRefused`, `Undecided`). sending.py
+turns each ending into the orders' outcomes.
 
 Hyperliquid applies a nonce once per signer: after an uncertain failure the identical signed request is sent again,
 and the exchange's answer to it is the truth; a resend refused for its nonce means the fate of the first is frozen."""
@@ -16,28 +16,7 @@ from typing import Callable, Union
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.errors import Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal
-from fractrade_sync.exchange.posted import HttpRefused, NoAnswer, NotTaken, Posted
-
-
-@dataclass(frozen=True)
-class Unsent:
-    """Nothing of the request can have reached the exchange (yet): refused at the door, or not sent."""
-
-    why: str = ""
-
-
-@dataclass(frozen=True)
-class MaybeLanded:
-    """A send of the request may have reached the exchange: only its answer, a resend's, or its nonce decide."""
-
-    why: str
-
-
-@dataclass(frozen=True)
-class Answered:
-    """The exchange's answer to the request, or to its identical resend."""
-
-    result: dict
+from fractrade_sync.exchange.posted import HttpRefused, NoAnswer, NotTaken, Posted, Took
 
 
 @dataclass(frozen=True)
@@ -51,11 +30,13 @@ class NonceSpent:
 class Undecided:
     """The attempts ended (spent, stopping, stale, or a resend that says nothing of the first) without an answer."""
 
-    state: Unsent | MaybeLanded
+    state: NotTaken | NoAnswer  # where it stood: NoAnswer once a send of it may have landed
     attempts: int
 
 
-Ending = Union[Answered, NonceSpent, HttpRefused, Undecided]  # HttpRefused: a 4xx before any send may have landed
+# Took: the exchange's answer to the request (or to its identical resend); HttpRefused: a 4xx before any send of it
+# may have landed
+Ending = Union[Took, NonceSpent, HttpRefused, Undecided]
 
 
 def deliver(
@@ -70,7 +51,7 @@ def deliver(
     """Send the signed request, resending it identically after an uncertain failure, with backoff, until it ends.
     `note()` writes its in-flight note before each send (and returns what runs once it is written): Unwritable before
     anything may have landed is raised (not executed); on a resend the first note (same nonce) covers it."""
-    state: Unsent | MaybeLanded = Unsent()
+    state: NotTaken | NoAnswer = NotTaken()
     attempts = 0
     for attempts, delay in enumerate((0.0, *exchange_retries().delays()), start=1):
         if attempts > 1 and (stopping.wait(delay) or stale()):
@@ -78,25 +59,25 @@ def deliver(
         try:
             on_sent = note()
         except Unwritable:
-            if isinstance(state, Unsent):
+            if isinstance(state, NotTaken):
                 raise  # nothing of it left: not executed
             on_sent = None
         posted = post(payload, on_sent)
         if isinstance(posted, (NotTaken, NoAnswer)):
-            landed = isinstance(state, MaybeLanded) or isinstance(posted, NoAnswer)
-            state = MaybeLanded(posted.why) if landed else Unsent(posted.why)
+            landed = isinstance(state, NoAnswer) or isinstance(posted, NoAnswer)
+            state = NoAnswer(posted.why) if landed else posted
             then = "resending the identical signed order" if landed else "retrying"
             logger.warning("%s: %s (attempt %d); %s", named(), posted.why, attempts, then)
             continue
         if isinstance(posted, HttpRefused):  # refused, unless an earlier send may have landed (then no answer)
-            if isinstance(state, Unsent):
+            if isinstance(state, NotTaken):
                 return posted
-            return Undecided(MaybeLanded(f"resend answered HTTP {posted.status}"), attempts)
+            return Undecided(NoAnswer(f"resend answered HTTP {posted.status}"), attempts)
         result = posted.result
-        if isinstance(state, Unsent) or result.get("status") == "ok":
-            return Answered(result)
+        if isinstance(state, NotTaken) or result.get("status") == "ok":
+            return posted
         if nonce_refusal(result) is not None:
             return NonceSpent(result)
         # e.g. expired: says nothing of the first one
-        return Undecided(MaybeLanded(f"resend refused: {error_text(result)}"), attempts)
+        return Undecided(NoAnswer(f"resend refused: {error_text(result)}"), attempts)
     return Undecided(state, attempts)

@@ -23,9 +23,9 @@ from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
-from fractrade_sync.exchange.posted import HttpRefused, Took, post_once
+from fractrade_sync.exchange.posted import HttpRefused, NotTaken, Took, post_once
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
-from fractrade_sync.execution.delivery import Answered, NonceSpent, Unsent, deliver
+from fractrade_sync.execution.delivery import NonceSpent, deliver
 from fractrade_sync.execution.records import beyond_records, lookup
 from fractrade_sync.outcome import (
     EXPIRED,
@@ -149,7 +149,7 @@ class Sender:
             named=lambda: _named(actions),
             logger=self.logger,
         )
-        if isinstance(ending, Answered):
+        if isinstance(ending, Took):
             return self._answered(actions, orders, ending.result, sent_at), NOT_FOUND
         if isinstance(ending, NonceSpent):
             spent = error_text(ending.result)
@@ -158,7 +158,7 @@ class Sender:
         if isinstance(ending, HttpRefused):
             refused = f"not executed: HTTP {ending.status} from the exchange: {ending.text}"
             return [Outcome(FAILED, refused) for _ in actions], ""
-        if isinstance(ending.state, Unsent):  # every attempt refused at the door (429, no connection): not applied
+        if isinstance(ending.state, NotTaken):  # every attempt refused at the door (429, no connection): not applied
             if self.stopping.is_set():
                 raise Unfinished("not sent; the action is resumed at the next start")
             unsent = f"not executed: exchange unreachable after {ending.attempts} attempts: {ending.state.why}"
