@@ -4,6 +4,8 @@ start, naming why; two local agents never share a signer."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from eth_account import Account
 
@@ -63,6 +65,20 @@ def test_a_sub_account_of_someone_else_is_refused_at_start_naming_why(env, tmp_p
     assert result.returncode == 78, result.stderr
     assert f"is not an API wallet approved for {sub.lower()}" in result.stderr
     assert "is no sub-account or vault of" in result.stderr
+
+
+def test_send_with_nothing_to_queue_still_fails_when_the_account_is_refused(env, tmp_path, sim, signals):
+    """`send` of a file without one valid action: nothing is queued, yet the account the key may not trade for
+    fails the command (exit 78), as it fails `run`; never a quiet 0."""
+    stranger, sub = Account.create(), Account.create().address
+    sim.add_account(stranger.address)
+    sim.add_sub_account(stranger.address, sub)
+    path = tmp_path / "nothing.jsonl"
+    path.write_text(json.dumps({"type": "ACTION", "data": {}}) + "\n")  # refused by the parser: nothing queued
+    env = {k: v for k, v in env.items() if not k.startswith("FRAC_WS") and k != "FRAC_USER_TOKEN"}
+    result = run_cli(["send", str(path)], {**env, "HYPERLIQUID_PUBLIC_ADDRESS": sub}, tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert f"is not an API wallet approved for {sub.lower()}" in result.stderr
 
 
 def test_check_names_the_relation(env, tmp_path, sim, wallet):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from fractrade_sync.config.settings import EXIT_FAILURE, EXIT_OK, Settings
@@ -42,7 +43,10 @@ def send_file(settings: Settings, path: Path, timeout: float = 120.0) -> int:
             action = service.accept_frame(frame)
             if action is not None:
                 keys.append(action.key)
-        service.worker.wait_done(timeout, give_up=lambda: service.fatal is not None)
+        deadline = time.monotonic() + timeout
+        while not service.worker.ready.wait(0.05) and service.fatal is None and time.monotonic() < deadline:
+            pass  # the exchange ready first (a refusal there is the command's failure, even with nothing queued)
+        service.worker.wait_done(max(0.0, deadline - time.monotonic()), give_up=lambda: service.fatal is not None)
         rows = [service.journal.get(key) for key in keys]
         states = [row["state"] if row else RECEIVED for row in rows]  # no row yet: still only noted, queued
     finally:

@@ -104,9 +104,9 @@ class HyperliquidClient(AccountReads):
 
     # ---- the one post path ---------------------------------------------------------------------------
     def request(self, path: str, payload: dict, on_sent: Callable[[], None] | None = None) -> Any:
-        """POST JSON to /info or /exchange; the exchange's JSON answer, or TransientError / ClientError.
-        on_sent (which must not raise) runs as the request leaves. A read that would leave orders no room in this
-        minute's request weight is not sent (TransientError, nothing sent)."""
+        """POST JSON to /info or /exchange; the exchange's JSON answer, or TransientError (NothingApplied when nothing
+        of it can have been applied) / ClientError (a 4xx). on_sent (which must not raise) runs as the request leaves.
+        A read that would leave orders no room in this minute's request weight is not sent (NothingApplied)."""
         action = payload.get("action")
         if path == "/info":
             weight = wire.info_weight(payload)

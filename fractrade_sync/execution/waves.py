@@ -15,9 +15,10 @@ import time
 from typing import Any, Callable, Sequence
 
 from fractrade_sync.actions import Action
+from fractrade_sync.exchange.rules import TPSL
 from fractrade_sync.storage.journal_table import Resumed
 
-PROTECTION_KINDS = ("stop_loss", "take_profit")
+PROTECTION_KINDS = tuple(TPSL)  # stop_loss, take_profit
 MORE_UP_TO = 128  # actions one hand-over sends before the worker looks up (its cleanups, its idle steps)
 # seconds a lone trade waits for the stop loss and take profit its agent's events usually carry (frames of one event
 # come back to back: they are in the queue well within this); BENCHMARKS.md has what it costs a plain trade

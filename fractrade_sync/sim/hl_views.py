@@ -69,10 +69,8 @@ def frontend(o: Order, children: Iterable[Order] = ()) -> dict:
         up = tp != o.is_buy
         order_type = ("Take Profit" if tp else "Stop") + (" Market" if o.trigger["isMarket"] else " Limit")
         cond = f"Price {'above' if up else 'below'} {fmt(tpx)}"  # text unconfirmed
-        shape, tif = (
-            {"triggerCondition": cond, "isTrigger": True, "triggerPx": fmt(tpx)},
-            None,
-        )
+        shape = {"triggerCondition": cond, "isTrigger": True, "triggerPx": fmt(tpx)}
+        tif = None
     return {
         "coin": o.coin,
         "side": "B" if o.is_buy else "A",
