@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -13,7 +12,6 @@ from fractrade_sync.channels.heartbeat import write_heartbeat
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.execution.worker import Worker
 from fractrade_sync.feeds.receiver import Receiver
-from fractrade_sync.storage.journal import Journal
 
 CHECKPOINT_EVERY = 5.0  # seconds between the journal's WAL checkpoints
 # a worker busy with one action longer than STUCK_TIMEOUTS HTTP timeouts plus STUCK_MARGIN s is stuck. An action's
@@ -31,8 +29,8 @@ class Watchdog:
         settings: Settings,
         receiver: Receiver,
         worker: Worker,
-        actions: queue.Queue,
-        journal: Journal,
+        queue_depth: Callable[[], int],
+        checkpoint: Callable[[], None],
         on_failure: Callable[[str], None],
         interval: float = 1.0,
         storage: Callable[[], str | None] = lambda: None,
@@ -41,8 +39,8 @@ class Watchdog:
         self.settings = settings
         self.receiver = receiver
         self.worker = worker
-        self.queue = actions
-        self.journal = journal
+        self.queue_depth = queue_depth  # actions waiting for the worker
+        self.checkpoint = checkpoint  # the journal's WAL checkpoint (Journal.checkpoint)
         self.on_failure = on_failure  # a thread died or is stuck: the service stops with a non-zero exit
         self.interval = interval
         self.storage = storage  # why the journal cannot be written now, or None
@@ -87,7 +85,7 @@ class Watchdog:
             tick()
         if now - self._last_checkpoint >= CHECKPOINT_EVERY:
             self._last_checkpoint = now
-            self.journal.checkpoint()  # off the order path: the hot connections never checkpoint
+            self.checkpoint()  # off the order path: the hot connections never checkpoint
 
     def threads(self) -> dict[str, str]:
         """Each watched thread: 'ok', 'dead' (ended while the service runs) or 'stuck' (the worker, busy too long)."""
@@ -118,7 +116,7 @@ class Watchdog:
             "worker_alive": threads["worker"] == "ok",
             "threads": threads,
             "exchange_ready": self.worker.ready.is_set(),
-            "queue_depth": self.queue.qsize(),
+            "queue_depth": self.queue_depth(),
             "reconnects": self.receiver.reconnects,
             "heartbeat_interval": self.settings.heartbeat_interval,
             "storage": self.storage(),
