@@ -26,6 +26,13 @@ from fractrade_sync.sim.signal_server import SignalServer
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def info_reads(sim) -> int:
+    """The /info requests other than the ledger's: its fills and its funding are read when the worker is idle,
+    whenever that is (the funding at the first idle step after a first trade), so a count across a trade that must
+    not read anything leaves them out."""
+    return sum(n for kind, n in sim.requests.counts("/info").items() if kind not in ("userFills", "userFunding"))
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> object:
     """Poll a condition with a deadline; fail the test with `what` when it never holds."""
     deadline = time.monotonic() + timeout

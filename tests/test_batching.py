@@ -9,7 +9,7 @@ import threading
 from decimal import Decimal
 
 from fractrade_sync.execution.waves import next_wave
-from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
+from tests.conftest import info_reads, key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
 
 
 def _order_requests(sim) -> list[dict]:
@@ -77,7 +77,7 @@ def test_an_event_is_protected_in_one_request_with_no_reads(make_service, sim, s
     run_frame(service, signals, trade_frame(size="0.02", event_id=first))
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000", event_id=first))
     run_frame(service, signals, protect_frame("take_profit", trigger="55000", event_id=first))
-    sent, reads = len(_order_requests(sim)), sim.request_count("/info")
+    sent, reads = len(_order_requests(sim)), info_reads(sim)
     event = "e-" + key_of(trade_frame())[:8]
     frames = [
         trade_frame(size="0.01", event_id=event),
@@ -93,7 +93,7 @@ def test_an_event_is_protected_in_one_request_with_no_reads(make_service, sim, s
     assert [r["state"] for r in rows] == ["filled", "resting", "resting"], rows
     # one request: the trade, then its stop loss and take profit as position TP/SL (EXCHANGE.md §8)
     assert [_orders_in(e) for e in _order_requests(sim)[sent:]] == [3]
-    assert sim.request_count("/info") == reads  # nothing read: no sizing, the open orders from the live view
+    assert info_reads(sim) == reads  # nothing read: no sizing, the open orders from the live view
     triggers = sorted((o["orderType"], o["triggerPx"], o["sz"]) for o in sim.open_orders(wallet.address))
     assert triggers == [("Stop Market", "48500.0", "0.0"), ("Take Profit Market", "56000.0", "0.0")]
 
@@ -105,14 +105,14 @@ def test_with_a_lagging_feed_the_stop_loss_covers_the_position_the_trades_answer
     run_frame(service, signals, trade_frame(size="0.02"))
     wait_for(lambda: service.client.account.pending() == 0, what="the first trade shown by the feed")
     sim.set_userdata_delay(1.0)  # the feed shows what happens a second late
-    reads, states = sim.request_count("/info"), sim.request_count("/info", "clearinghouseState")
+    reads, states = info_reads(sim), sim.request_count("/info", "clearinghouseState")
     trade, stop = trade_frame(size="0.01"), protect_frame("stop_loss", trigger="48000", size="0.05")
     rows = _queued_together(service, sim, signals, [trade, stop])
     assert [r["state"] for r in rows] == ["filled", "resting"], rows
     # a sized stop covers at most the position: the feed still says 0.02, the stop covers the 0.03 the trade's own
     # answer made, and nothing was read
     assert [Decimal(o["sz"]) for o in sim.open_orders(wallet.address)] == [Decimal("0.03")]
-    assert sim.request_count("/info") - reads <= 1  # (the held frame's unknown symbol may reload meta)
+    assert info_reads(sim) - reads <= 1  # (the held frame's unknown symbol may reload meta)
     assert sim.request_count("/info", "clearinghouseState") == states
 
 

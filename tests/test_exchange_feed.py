@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from fractrade_sync.feeds.exchange_feed import ExchangeFeed, mids_ws_url
-from tests.conftest import key_of, trade_frame, wait_for, wait_state
+from tests.conftest import info_reads, key_of, trade_frame, wait_for, wait_state
 
 
 @pytest.fixture
@@ -96,14 +96,14 @@ def test_steady_state_trade_is_one_exchange_request_and_no_info(live, sim, signa
     signals.push(warm)
     assert wait_state(service, key_of(warm))["state"] == "filled"  # loads leverage into the cache
 
-    info, exchange = sim.request_count("/info"), sim.request_count("/exchange")
+    info, exchange = info_reads(sim), sim.request_count("/exchange")
     frame = trade_frame(size="0.001", side="SELL", leverage=10)
     signals.push(frame)
     row = wait_state(service, key_of(frame))
 
     assert row["state"] == "filled"
     assert sim.request_count("/exchange") - exchange == 1
-    assert sim.request_count("/info") - info == 0
+    assert info_reads(sim) - info == 0
     last = sim.applied_orders(wallet.address)[-1]
     assert (last["is_buy"], last["status"], last["sz"]) == (False, "filled", "0.001")
 

@@ -9,7 +9,7 @@ from hyperliquid.exchange import Exchange
 
 from fractrade_sync.exchange import account_reads
 from fractrade_sync.exchange.signing import NonceSource
-from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_for, wait_state
+from tests.conftest import info_reads, key_of, protect_frame, run_frame, trade_frame, wait_for, wait_state
 
 
 def test_leverage_is_updated_only_when_it_changes(make_service, sim, signals, wallet):
@@ -240,7 +240,7 @@ def test_closing_a_position_cancels_its_stop_loss_and_take_profit(make_service, 
 def test_a_trade_without_protection_costs_no_extra_request(make_service, sim, signals, wallet):
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.01"))
-    before = sim.request_count("/info")
+    before = info_reads(sim)
     run_frame(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))
     # the reduce-only check's position comes from the live account view (the first trade laid over it): no read
-    assert sim.request_count("/info") - before == 0
+    assert info_reads(sim) - before == 0

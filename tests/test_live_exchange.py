@@ -21,7 +21,7 @@ from fractrade_sync.feeds import account_feed, exchange_feed
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.outcome import FILLED, RESTING
 from fractrade_sync.sim.hl_model import ISOLATED_ONLY
-from tests.conftest import protect_frame, run_frame, trade_frame, wait_for
+from tests.conftest import info_reads, protect_frame, run_frame, trade_frame, wait_for
 from tests.test_notify import Webhook
 
 ISOLATED_COIN = sorted(ISOLATED_ONLY)[0]
@@ -85,10 +85,9 @@ def test_the_service_trusts_the_live_feeds_the_simulator_serves(make_service, si
     account = service.client.account
     run_frame(service, signals, trade_frame(size="0.01"))
     wait_for(lambda: account.position("BTC") == Decimal("0.01"), what="the view trusted, showing the fill")
-    wait_for(lambda: service.journal.fills_since(0), what="the fill journaled (the ledger's read after a fill)")
-    reads = sim.request_count("/info")
+    reads = info_reads(sim)
     assert run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))["state"] == RESTING
-    assert sim.request_count("/info") == reads  # sized from the live view: nothing read
+    assert info_reads(sim) == reads  # sized from the live view: nothing read
 
 
 def test_an_error_frame_for_the_account_feed_means_rest_with_one_warning(make_service, sim, signals, wallet, caplog):

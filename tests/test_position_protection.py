@@ -18,7 +18,17 @@ from fractrade_sync.execution import pipeline
 from fractrade_sync.execution.waves import SIBLINGS_WITHIN, EventShape
 from fractrade_sync.outcome import FILLED, RESTING
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, push, run_frame, start_ready, trade_frame, wait_for, wait_state
+from tests.conftest import (
+    info_reads,
+    key_of,
+    protect_frame,
+    push,
+    run_frame,
+    start_ready,
+    trade_frame,
+    wait_for,
+    wait_state,
+)
 from tests.test_batching import _queued_together
 
 
@@ -41,12 +51,12 @@ def _triggers(sim, wallet) -> list[tuple]:
 
 def test_an_event_goes_in_one_request_its_protection_kept_by_the_exchange(make_service, sim, signals, wallet):
     service = make_service()
-    before, reads = len(_order_requests(sim)), sim.request_count("/info")
+    before, reads = len(_order_requests(sim)), info_reads(sim)
     rows = _queued_together(service, sim, signals, _event())
     assert [r["state"] for r in rows] == [FILLED, RESTING, RESTING], rows
     sent = _order_requests(sim)[before:]
     assert len(sent) == 1 and sent[0]["grouping"] == "positionTpsl", sent  # trade, stop loss, take profit together
-    assert sim.request_count("/info") - reads <= 1  # (the held frame's unknown symbol may reload meta)
+    assert info_reads(sim) - reads <= 1  # (the held frame's unknown symbol may reload meta)
     assert _triggers(sim, wallet) == [("Stop Market", "0.0", True), ("Take Profit Market", "0.0", True)]
 
 
@@ -54,11 +64,11 @@ def test_a_later_trade_needs_no_resize_and_the_stop_closes_the_whole_position(ma
     service = make_service()
     _queued_together(service, sim, signals, _event())
     wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
-    orders, reads = sim.request_count("/exchange"), sim.request_count("/info")
+    orders, reads = sim.request_count("/exchange"), info_reads(sim)
     run_frame(service, signals, trade_frame(size="0.02"))  # adds to the protected position
     wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
     assert sim.request_count("/exchange") - orders == 1  # the trade only: no modify
-    assert sim.request_count("/info") == reads  # and nothing read
+    assert info_reads(sim) == reads  # and nothing read
     assert sim.positions(wallet.address) == {"BTC": "0.03"}
     sim.set_mark("BTC", "47900")  # through the stop loss (triggers fire on the mark)
     wait_for(lambda: sim.positions(wallet.address) == {}, what="the whole 0.03 closed by the position stop loss")

@@ -57,3 +57,8 @@ class RequestLog:
     def request_count(self, path: str = "/exchange", type: str | None = None) -> int:
         with self._lock:
             return sum(n for (p, t), n in self._counts.items() if p == path and type in (None, t))
+
+    def counts(self, path: str) -> dict:
+        """Requests on one path by type, for a failing test to say which read it saw."""
+        with self._lock:
+            return {t: n for (p, t), n in self._counts.items() if p == path}
