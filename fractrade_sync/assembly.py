@@ -120,7 +120,7 @@ def _execution(
     protection = Protection(client, journal, logger, settings.dry_run, execution.with_retries)
     admission = Admission(settings, journal, sender, execution.with_retries, clock, unclean_since)
     requests = Requests(sender)
-    waves = Waves(together=lambda: requests.together)
+    waves = Waves()
     pipeline = Pipeline(journal, admission, execution, waves, requests, protection, hooks, listeners, on_storage, clock)
     return execution, pipeline
 

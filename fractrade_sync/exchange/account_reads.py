@@ -21,8 +21,8 @@ def _asset_data(user: str, coin: str) -> dict:
 
 
 class AccountReads:
-    """Mixed into HyperliquidClient: its `_info`, `address`, `account`, `feed`, `logger`, `_notice`, `_leverage`
-    and `_measured_clock` are used here."""
+    """Mixed into HyperliquidClient: its `_info`, `address`, `account`, `feed`, `logger`, `_notice`, `_leverage`,
+    `_watched` and `_measured_clock` are used here."""
 
     def _account_notice(self, what: str) -> None:
         feed = self.feed
@@ -80,7 +80,9 @@ class AccountReads:
         """The leverage set on a coin (it can change in the UI too): from its activeAssetData subscription while the
         feed is live; else a REST read, trusted for LEVERAGE_TTL. The coin is watched from its first use."""
         if self.feed is not None and self.account is not None:
-            self.feed.watch(coin)
+            if coin not in self._watched:  # (the feed keeps it subscribed from then on, across reconnects)
+                self._watched.add(coin)
+                self.feed.watch(coin)
             pushed = self.account.leverage(coin)
             if pushed is not None:
                 return pushed

@@ -79,6 +79,7 @@ class HyperliquidClient(AccountReads):
         self._assets: dict[str, Asset] = {}
         self._meta_at = float("-inf")  # monotonic time meta was last loaded
         self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read or set)
+        self._watched: set[str] = set()  # coins whose leverage the feed was asked to keep subscribed
         self.weights = WeightBudget()  # the request weight spent, as the exchange counts it per IP
         self.clock_offset: float | None = None  # seconds the exchange's clock is ahead of ours (None: not measured)
         # told of every request (path, its type, the HTTP status or 'network' / 'not_sent'): metrics; must be cheap

@@ -123,7 +123,7 @@ class Pipeline:
         while pending or fresh:
             if past_deadline():  # stopping: what is not started stays in the journal for the next start
                 return left + len(pending) + len(fresh)
-            wave, pending = self.waves.next(pending, fresh, more, taken)
+            wave, pending = self.waves.next(pending, fresh, more, taken, self.requests.together)
             fresh = []
             taken += len(wave)
             unfinished, stopped = self._wave([Handling(item) for item in wave])
@@ -140,7 +140,8 @@ class Pipeline:
     def _wave(self, wave: list[Handling], settling: bool = False) -> tuple[int, bool]:
         """One wave: how many of it are left for the next start, and whether a stop left them. A bug: what was not
         concluded is settled from its journal row (once: `settling` is that settling)."""
-        self.protection.before_wave({h.original.symbol for h in wave if h.original.kind == "trade"})
+        if self.protection.deferred:  # (nothing waits, nothing to run first: protection is not entered)
+            self.protection.before_wave({h.original.symbol for h in wave if h.original.kind == "trade"})
         try:
             _Wave(self, wave).run()
         except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start

@@ -41,7 +41,7 @@ class Protection:
         self.logger = logger
         self.dry_run = dry_run
         self.retried = retried  # an idempotent request with bounded retries (Execution.with_retries)
-        self.deferred: list[tuple[Action, Outcome]] = []
+        self.deferred: list[tuple[Action, Outcome]] = []  # the cleanups waiting for the queue to drain
 
     # ---- the phases, each called from one place: the pipeline ---------------------------------------
     def at_start(self) -> None:

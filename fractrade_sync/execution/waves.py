@@ -101,18 +101,18 @@ class Waves:
     """The next wave of what is queued: each coin's order kept (next_wave), and a trade at the head waits a few
     milliseconds for the stop loss and take profit its agent's events usually carry (EventShape)."""
 
-    def __init__(self, together: Callable[[], bool]):
-        self.together = together  # a trade and its position TP/SL may share a request (Requests.together)
+    def __init__(self):
         self.shape = EventShape()
 
     def next(
-        self, pending: list[Any], fresh: list[Any], more: Callable[[float], list], taken: int
+        self, pending: list[Any], fresh: list[Any], more: Callable[[float], list], taken: int, together: bool
     ) -> tuple[list[Any], list[Any]]:
         """The next wave of what is pending (`fresh`: queued since the last wave, after it), and the rest.
-        `more(wait)`: what the worker has queued since."""
+        `more(wait)`: what the worker has queued since; `together`: a trade and its position TP/SL may share a
+        request (Requests.together)."""
         pending.extend(self._learn(fresh))
         self._gather(pending, taken, more)
-        return next_wave(pending, self.together())
+        return next_wave(pending, together)
 
     def _learn(self, items: list[Any]) -> list[Any]:
         """Note which trades' events carried a stop loss or take profit (the wait for an event's protection)."""
