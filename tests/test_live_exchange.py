@@ -429,14 +429,15 @@ def test_an_applied_order_whose_record_aged_out_is_found_in_its_fills(make_servi
 def patched_info_lag(seconds: float):
     import contextlib
 
-    from fractrade_sync.execution import sending
+    from fractrade_sync.execution import records
 
     @contextlib.contextmanager
     def patched():
-        saved, sending.INFO_LAG = sending.INFO_LAG, seconds
+        saved = records.INFO_LAG
+        records.INFO_LAG = seconds
         try:
             yield
         finally:
-            sending.INFO_LAG = saved
+            records.INFO_LAG = saved
 
     return patched()

@@ -1,7 +1,8 @@
 """One signed request's delivery to the exchange, attempt after attempt, as types (each send's result is one of
 exchange/posted.py's): where it stands (`NotTaken`: nothing of it can have been applied yet; `NoAnswer`: a send of it
 may have landed) and how it ended (`Took`: the exchange's answer, `NonceSpent`, `HttpRefused`, `Undecided`). sending.py
-turns each ending into the orders' outcomes.
+turns each ending into the orders' outcomes. A noop of the request's nonce (`deliver_noop`) ends in `Invalidated` or
+`NonceSpent`.
 
 Hyperliquid applies a nonce once per signer: after an uncertain failure the identical signed request is sent again,
 and the exchange's answer to it is the truth; a resend refused for its nonce means the fate of the first is frozen."""
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Union
 
 from fractrade_sync.backoff import exchange_retries
-from fractrade_sync.errors import Unwritable
+from fractrade_sync.errors import TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal
 from fractrade_sync.exchange.posted import HttpRefused, NoAnswer, NotTaken, Posted, Took
 
@@ -81,3 +82,34 @@ def deliver(
         # e.g. expired: says nothing of the first one
         return Undecided(NoAnswer(f"resend refused: {error_text(result)}"), attempts)
     return Undecided(state, attempts)
+
+
+@dataclass(frozen=True)
+class Invalidated:
+    """The noop of a request's nonce was taken: nothing signed with that nonce was ever applied, and now none can be."""
+
+
+def deliver_noop(
+    payload: dict, post: Callable[[dict], Posted], stopping: threading.Event, named: str, logger: logging.Logger
+) -> Invalidated | NonceSpent:
+    """Send the signed noop of a request's nonce (`payload`) until the exchange answers it: Invalidated, or NonceSpent
+    (refused as used or too low: the request's fate is frozen). No answer, or a gateway's 4xx, is no answer: asked
+    again, with backoff. Raises Unfinished when stopping, TransientError when the exchange gives no usable answer."""
+    nonce = payload["nonce"]
+    last = ""
+    for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
+        if attempt and stopping.wait(delay):
+            raise Unfinished(f"stopped while settling nonce {nonce}; settled at the next start")
+        posted = post(payload)
+        if not isinstance(posted, Took):
+            last = f"HTTP {posted.status}: {posted.text}" if isinstance(posted, HttpRefused) else posted.why
+            logger.warning("%s: noop for nonce %d: %s; asking again", named, nonce, last)
+            continue
+        result = posted.result
+        if result.get("status") == "ok":
+            logger.info("%s: nonce %d invalidated by a noop: its order was never applied", named, nonce)
+            return Invalidated()
+        if nonce_refusal(result) is not None:
+            return NonceSpent(result)
+        raise TransientError(f"noop for nonce {nonce} refused: {error_text(result)}")
+    raise TransientError(f"noop for nonce {nonce} unanswered: {last}")

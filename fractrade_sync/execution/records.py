@@ -3,16 +3,23 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 from hyperliquid.utils.error import ClientError
 
 from fractrade_sync.actions import Action
-from fractrade_sync.errors import TransientError
+from fractrade_sync.backoff import exchange_retries
+from fractrade_sync.errors import TransientError, Unfinished
 from fractrade_sync.exchange.answers import filled_by, status_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.rules import to_wire
 from fractrade_sync.outcome import FILLED, RESTING, Outcome
 
 FOUND_BEYOND = "found on the exchange by cloid in its fills and open orders (its order record is gone)"
+# seconds an order the exchange applied may take to show by cloid on /info (an assumption: RELIABILITY.md)
+INFO_LAG = 8.0
 
 
 def lookup(client: HyperliquidClient, action: Action) -> Outcome | None:
@@ -51,3 +58,39 @@ def beyond_records(client: HyperliquidClient, actions: list[Action], places: lis
             oid = next(o["oid"] for o in listed if str(o.get("cloid") or "").lower() == cloid)
             outcomes[i] = Outcome(RESTING, f"{FOUND_BEYOND}: open", oid)
     return outcomes
+
+
+def by_cloid(
+    client: HyperliquidClient, actions: list[Action], stopping: threading.Event, named: str, logger: logging.Logger
+) -> list[Outcome | None]:
+    """A request's nonce is spent: its orders were applied, or never will be. Each is asked by cloid over INFO_LAG (an
+    applied order may take that long to show); None only when the exchange kept saying it has no such order: it had
+    no effect. An unreadable answer is never that: TransientError when the last one could not be read."""
+    start = time.monotonic()
+    delays = exchange_retries().delays()
+    found: dict[int, Outcome] = {}
+    while True:
+        unreadable: TransientError | None = None
+        for i, action in enumerate(actions):
+            if i in found:
+                continue
+            try:
+                seen = lookup(client, action)
+            except TransientError as exc:
+                unreadable = exc
+            else:
+                if seen is not None:
+                    found[i] = seen
+        if len(found) == len(actions):
+            return [found[i] for i in range(len(actions))]
+        elapsed = time.monotonic() - start
+        if elapsed >= INFO_LAG:  # asked again past the lag: this last answer decides
+            if unreadable is not None:
+                raise unreadable
+            missing = [i for i in range(len(actions)) if i not in found]
+            found.update(beyond_records(client, [actions[i] for i in missing], missing))
+            return [found.get(i) for i in range(len(actions))]
+        if unreadable is not None:
+            logger.warning("%s: cloid check failed: %s; asking again", named, unreadable)
+        if stopping.wait(min(next(delays, 2.0), max(0.05, INFO_LAG - elapsed))):
+            raise Unfinished("stopped while asking the exchange by cloid; settled at the next start")

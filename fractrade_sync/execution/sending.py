@@ -18,15 +18,14 @@ from typing import Callable
 from hyperliquid.utils.signing import order_wires_to_order_action
 
 from fractrade_sync.actions import Action
-from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import TransientError, Unfinished, Unwritable
-from fractrade_sync.exchange.answers import error_text, nonce_refusal, order_outcome
+from fractrade_sync.exchange.answers import error_text, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.posted import HttpRefused, NotTaken, Took, post_once
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
-from fractrade_sync.execution.delivery import NonceSpent, deliver
-from fractrade_sync.execution.records import beyond_records, lookup
+from fractrade_sync.execution.delivery import NonceSpent, deliver, deliver_noop
+from fractrade_sync.execution.records import by_cloid, lookup
 from fractrade_sync.outcome import (
     EXPIRED,
     FAILED,
@@ -41,11 +40,17 @@ from fractrade_sync.outcome import (
 from fractrade_sync.storage.journal import Journal
 
 FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the first is certainly not applied
-# seconds an order the exchange applied may take to show by cloid on /info (an assumption: RELIABILITY.md)
-INFO_LAG = 8.0
 # an in-flight note without a nonce (torn by a power loss): seconds past its expiresAfter before a cloid check counts
 SETTLE_MARGIN = 1.0
 NOT_FOUND = "not executed: the exchange shows no order with its cloid"
+
+
+@dataclass(frozen=True)
+class NotApplied:
+    """An order of a request certainly not applied, and now never can be: signed afresh in the next round, or FAILED
+    with `why` when no round is left."""
+
+    why: str
 
 
 @dataclass(frozen=True)
@@ -97,24 +102,25 @@ class Sender:
             self.logger.info("dry run: would send %s", json.dumps(body, separators=(",", ":")))
             outcomes.update({i: Outcome(SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in pending})
             pending = []
-        unapplied = "not sent"  # why an order left unapplied is not executed (reads or a leverage update took long)
+        # why each order not applied yet is not executed, if it ends so (reads or a leverage update took long)
+        unapplied = {i: NotApplied("not sent") for i in pending}
         unwritable: str | None = None
         for signing in range(FRESH_ORDERS):  # 0: the first order; 1: a fresh one, the first certainly not applied
             for i in pending:
-                late = self.expired(pairs[i][0], unapplied)
+                late = self.expired(pairs[i][0], unapplied[i].why)
                 if late is not None:
                     outcomes[i] = late
             pending = [i for i in pending if i not in outcomes]
             if not pending:
                 break
             if signing and self.stopping.is_set():
-                raise Unfinished(f"{unapplied}; the action is resumed at the next start")
+                raise Unfinished(f"{unapplied[pending[0]].why}; the action is resumed at the next start")
             actions = [pairs[i][0] for i in pending]
             orders = [pairs[i][1] for i in pending]
             body = order_wires_to_order_action([wires[i] for i in pending], None, grouping(orders))
             payload = self.client.signed_payload(body, min(self.deadline(a) for a in actions))
             try:
-                results, unapplied = self._send(actions, orders, payload)
+                results = self._send(actions, orders, payload)
             except Unwritable as exc:  # nothing of this round was sent; what earlier rounds settled stands
                 unwritable = str(exc)
                 outcomes.update({i: Outcome(FAILED, f"not executed: {exc}") for i in pending})
@@ -129,15 +135,19 @@ class Sender:
                     )
                 pending = []
                 break
-            outcomes.update({i: seen for i, seen in zip(pending, results, strict=True) if seen is not None})
+            for i, seen in zip(pending, results, strict=True):
+                if isinstance(seen, NotApplied):
+                    unapplied[i] = seen
+                else:
+                    outcomes[i] = seen
             pending = [i for i in pending if i not in outcomes]  # (found applied: never "stale" in the next round)
         for i in pending:
-            outcomes.setdefault(i, Outcome(FAILED, unapplied))
+            outcomes.setdefault(i, Outcome(FAILED, unapplied[i].why))
         return Sent([outcomes[i] for i in range(len(pairs))], unwritable)
 
-    def _send(self, actions: list[Action], orders: list[Order], payload: dict) -> tuple[list[Outcome | None], str]:
-        """Send one signed request exactly once (delivery.py): each order's outcome, or None for an order certainly
-        not applied (and why). Raises TransientError when that cannot be known yet."""
+    def _send(self, actions: list[Action], orders: list[Order], payload: dict) -> list[Outcome | NotApplied]:
+        """Send one signed request exactly once (delivery.py): each order's outcome, or NotApplied for an order
+        certainly not applied. Raises TransientError when that cannot be known yet."""
         account = self.client.account
         sent_at = account.clock() if account is not None else 0.0  # (as a view of the account measures time)
         ending = deliver(
@@ -150,21 +160,21 @@ class Sender:
             logger=self.logger,
         )
         if isinstance(ending, Took):
-            return self._answered(actions, orders, ending.result, sent_at), NOT_FOUND
+            return _or_not_applied(self._answered(actions, orders, ending.result, sent_at), NOT_FOUND)
         if isinstance(ending, NonceSpent):
             spent = error_text(ending.result)
             self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"], spent)
-            return self._shown_in_account(orders, self._by_cloid(actions), sent_at), NOT_FOUND
+            return _or_not_applied(self._shown_in_account(orders, self._by_cloid(actions), sent_at), NOT_FOUND)
         if isinstance(ending, HttpRefused):
             refused = f"not executed: HTTP {ending.status} from the exchange: {ending.text}"
-            return [Outcome(FAILED, refused) for _ in actions], ""
+            return [Outcome(FAILED, refused) for _ in actions]
         if isinstance(ending.state, NotTaken):  # every attempt refused at the door (429, no connection): not applied
             if self.stopping.is_set():
                 raise Unfinished("not sent; the action is resumed at the next start")
             unsent = f"not executed: exchange unreachable after {ending.attempts} attempts: {ending.state.why}"
-            return [self.expired(a, unsent) or Outcome(FAILED, unsent) for a in actions], ""
+            return [self.expired(a, unsent) or Outcome(FAILED, unsent) for a in actions]
         seen = self._shown_in_account(orders, self.invalidate(payload["nonce"], actions), sent_at)
-        return seen, f"not executed ({ending.state.why}; its nonce invalidated by a noop)"
+        return _or_not_applied(seen, f"not executed ({ending.state.why}; its nonce invalidated by a noop)")
 
     def _answered(
         self, actions: list[Action], orders: list[Order], result: dict, sent_at: float
@@ -229,66 +239,24 @@ class Sender:
         return seen
 
     def invalidate(self, nonce: int, actions: list[Action]) -> list[Outcome | None]:
-        """Settle a request that may be in flight (these actions' orders) with a noop of its nonce. Taken: none of
-        them was applied and now none can be (None each). Refused as used or too low: the request's fate is frozen,
-        and each order is found by cloid (or had no effect: None). TransientError when the exchange gives no usable
-        answer."""
+        """Settle a request that may be in flight (these actions' orders) with a noop of its nonce (delivery.py).
+        Taken: none of them was applied and now none can be (None each). Refused as used or too low: the request's
+        fate is frozen, and each order is found by cloid (or had no effect: None). TransientError when the exchange
+        gives no usable answer."""
         if nonce in self._invalidated:  # our own noop spent it already (another action of the same request)
             return [None] * len(actions)
-        payload = self.client.noop(nonce)
-        last = ""
         named = _named(actions)
-        for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
-            if attempt and self.stopping.wait(delay):
-                raise Unfinished(f"stopped while settling nonce {nonce}; settled at the next start")
-            posted = post_once(self.client.post, payload)
-            if not isinstance(posted, Took):  # no answer, or a gateway's 4xx: no answer either
-                last = f"HTTP {posted.status}: {posted.text}" if isinstance(posted, HttpRefused) else posted.why
-                self.logger.warning("%s: noop for nonce %d: %s; asking again", named, nonce, last)
-                continue
-            result = posted.result
-            if result.get("status") == "ok":
-                self.logger.info("%s: nonce %d invalidated by a noop: its order was never applied", named, nonce)
-                self._invalidated.add(nonce)
-                return [None] * len(actions)
-            if nonce_refusal(result) is not None:
-                return self._by_cloid(actions)
-            raise TransientError(f"noop for nonce {nonce} refused: {error_text(result)}")
-        raise TransientError(f"noop for nonce {nonce} unanswered: {last}")
+        ending = deliver_noop(
+            self.client.noop(nonce), functools.partial(post_once, self.client.post), self.stopping, named, self.logger
+        )
+        if isinstance(ending, NonceSpent):
+            return self._by_cloid(actions)
+        self._invalidated.add(nonce)
+        return [None] * len(actions)
 
     def _by_cloid(self, actions: list[Action]) -> list[Outcome | None]:
-        """The request's nonce is spent: its orders were applied, or never will be. Each is asked by cloid over
-        INFO_LAG (an applied order may take that long to show); None only when the exchange kept saying it has no
-        such order: it had no effect. An unreadable answer is never that: TransientError when the last one could
-        not be read."""
-        start = time.monotonic()
-        delays = exchange_retries().delays()
-        found: dict[int, Outcome] = {}
-        while True:
-            unreadable: TransientError | None = None
-            for i, action in enumerate(actions):
-                if i in found:
-                    continue
-                try:
-                    seen = self.lookup(action)
-                except TransientError as exc:
-                    unreadable = exc
-                else:
-                    if seen is not None:
-                        found[i] = seen
-            if len(found) == len(actions):
-                return [found[i] for i in range(len(actions))]
-            elapsed = time.monotonic() - start
-            if elapsed >= INFO_LAG:  # asked again past the lag: this last answer decides
-                if unreadable is not None:
-                    raise unreadable
-                missing = [i for i in range(len(actions)) if i not in found]
-                found.update(beyond_records(self.client, [actions[i] for i in missing], missing))
-                return [found.get(i) for i in range(len(actions))]
-            if unreadable is not None:
-                self.logger.warning("%s: cloid check failed: %s; asking again", _named(actions), unreadable)
-            if self.stopping.wait(min(next(delays, 2.0), max(0.05, INFO_LAG - elapsed))):
-                raise Unfinished("stopped while asking the exchange by cloid; settled at the next start")
+        """The request's nonce is spent: each order asked by cloid (records.py)."""
+        return by_cloid(self.client, actions, self.stopping, _named(actions), self.logger)
 
     def deadline(self, action: Action) -> float:
         """The wall-clock time after which the action is stale: no order of it may be applied after that."""
@@ -325,6 +293,12 @@ class Sender:
     def lookup(self, action: Action) -> Outcome | None:
         """What the exchange did with this action's cloid; None when it never saw it (records.py)."""
         return lookup(self.client, action)
+
+
+def _or_not_applied(seen: list[Outcome | None], why: str) -> list[Outcome | NotApplied]:
+    """Each order's outcome; NotApplied (`why`) for one certainly not applied (None: not found, or its nonce spent by
+    our noop)."""
+    return [NotApplied(why) if outcome is None else outcome for outcome in seen]
 
 
 def _named(actions: list[Action]) -> str:
