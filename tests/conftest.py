@@ -200,6 +200,12 @@ def wait_state(service: FractradeExecutor, key: str, timeout: float = 40.0) -> d
     return wait_for(done, timeout, what=f"terminal state of {key[:12]}")
 
 
+def wait_drained(service: FractradeExecutor, what: str = "the queue drained", timeout: float = 10.0) -> None:
+    """Wait until everything queued so far is handled, its cleanups too (Worker.wait_done: Queue.join)."""
+    if not service.worker.wait_done(timeout):
+        raise AssertionError(f"timed out waiting for {what}")
+
+
 def push(signals: SignalServer, frame: dict) -> dict:
     """Push a frame; return it (to wait on its key)."""
     signals.push(frame)
@@ -210,7 +216,7 @@ def run_frame(service: FractradeExecutor, signals: SignalServer, frame: dict) ->
     """Push a frame and wait for its action's terminal journal row, and for the worker to have logged it."""
     signals.push(frame)
     row = wait_state(service, key_of(frame))
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the outcome reported")  # it follows the commit
+    wait_drained(service, "the outcome reported")  # it follows the commit
     return row
 
 

@@ -9,7 +9,17 @@ import threading
 from decimal import Decimal
 
 from fractrade_sync.execution.waves import next_wave
-from tests.conftest import info_reads, key_of, protect_frame, push, run_frame, trade_frame, wait_for, wait_state
+from tests.conftest import (
+    info_reads,
+    key_of,
+    protect_frame,
+    push,
+    run_frame,
+    trade_frame,
+    wait_drained,
+    wait_for,
+    wait_state,
+)
 
 
 def _order_requests(sim) -> list[dict]:
@@ -88,7 +98,7 @@ def test_an_event_is_protected_in_one_request_with_no_reads(make_service, sim, s
     for frame in frames:
         signals.push(frame)
     rows = [wait_state(service, key_of(frame)) for frame in frames]
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    wait_drained(service, "the cleanups")
     sim.latency_s = 0.0
     assert [r["state"] for r in rows] == ["filled", "resting", "resting"], rows
     # one request: the trade, then its stop loss and take profit as position TP/SL (EXCHANGE.md §8)

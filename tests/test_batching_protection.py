@@ -9,7 +9,7 @@ from decimal import Decimal
 from fractrade_sync.errors import Unwritable
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_for
+from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_drained, wait_for
 from tests.test_account_view_changes import CLOID, SL, _push, _snapshot
 from tests.test_batching import _queued_together
 
@@ -87,7 +87,7 @@ def test_a_stop_loss_queued_before_a_trade_on_its_coin_covers_the_position_after
     run_frame(service, signals, trade_frame(size="0.02"))
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
     _queued_together(service, sim, signals, [protect_frame("stop_loss", trigger="48500"), trade_frame(size="0.01")])
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    wait_drained(service, "the cleanups")
     assert sim.positions(wallet.address) == {"BTC": "0.03"}
     triggers = [(o["orderType"], o["triggerPx"], o["sz"]) for o in sim.open_orders(wallet.address)]
     # the new stop is a position TP/SL (size 0: the whole 0.03); finding: a sized one kept 0.02
@@ -100,7 +100,7 @@ def test_a_stop_loss_queued_before_a_closing_trade_is_canceled_with_the_position
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
     closing = trade_frame(size="0.02", side="SELL", reduce_only=True)
     _queued_together(service, sim, signals, [protect_frame("stop_loss", trigger="48500"), closing])
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    wait_drained(service, "the cleanups")
     assert sim.positions(wallet.address) == {}
     assert sim.open_orders(wallet.address) == []  # finding: the new stop stays live on the flat coin
 
@@ -139,7 +139,7 @@ def test_a_cleanups_4xx_never_strands_the_rest_of_a_batch(make_service, sim, sig
     _403_on_modify(service, sim)
     first, second = trade_frame(size="0.01"), trade_frame(size="0.01")
     _queued_together(service, sim, signals, [first, second])
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the batch handled")
+    wait_drained(service, "the batch handled")
     row = service.journal.get(key_of(second))
     # finding: the flush before the second trade's wave raised ClientError out of Batches; the second trade stays
     # 'received' for the rest of the run, and the worker does not count it as left
@@ -178,7 +178,7 @@ def test_a_silently_dead_subscription_never_decides_a_cleanup(make_service, sim,
     assert sim.positions(wallet.address) == {}
     sim.set_mid("BTC", 50000)
     row = run_frame(service, signals, trade_frame(size="0.01"))  # opened from flat
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    wait_drained(service, "the cleanups")
     assert row["state"] == "filled" and sim.positions(wallet.address) == {"BTC": "0.01"}
     # REST would say 0.01 == the fill: "opened from flat", the old take profit canceled. The view (stale 0.02 plus
     # the fill) says 0.03: the previous position's take profit is resized and stays live on the new one

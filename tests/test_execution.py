@@ -9,7 +9,7 @@ from hyperliquid.exchange import Exchange
 
 from fractrade_sync.exchange import account_reads
 from fractrade_sync.exchange.signing import NonceSource
-from tests.conftest import info_reads, key_of, protect_frame, run_frame, trade_frame, wait_for, wait_state
+from tests.conftest import info_reads, key_of, protect_frame, run_frame, trade_frame, wait_drained, wait_for, wait_state
 
 
 def test_leverage_is_updated_only_when_it_changes(make_service, sim, signals, wallet):
@@ -81,7 +81,7 @@ def test_second_stop_loss_replaces_the_first(make_service, sim, signals, wallet)
     tp = run_frame(service, signals, protect_frame("take_profit", trigger="55000"))
     second = run_frame(service, signals, protect_frame("stop_loss", trigger="49000"))
     assert first["state"] == second["state"] == tp["state"] == "resting"
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanup")
+    wait_drained(service, "the cleanup")
     orders = sim.open_orders(wallet.address)
     stops = [o for o in orders if o["orderType"] == "Stop Market"]
     # a position TP/SL (size 0: the whole position); its answer gives no oid, its cloid is the action's

@@ -21,7 +21,7 @@ from fractrade_sync.feeds import account_feed, exchange_feed
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.outcome import FILLED, RESTING
 from fractrade_sync.sim.hl_model import ISOLATED_ONLY
-from tests.conftest import info_reads, protect_frame, run_frame, trade_frame, wait_for
+from tests.conftest import info_reads, protect_frame, run_frame, trade_frame, wait_drained, wait_for
 from tests.test_notify import Webhook
 
 ISOLATED_COIN = sorted(ISOLATED_ONLY)[0]
@@ -118,7 +118,7 @@ def test_a_garbled_position_read_is_never_flat(make_service, sim, signals, walle
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
     sim.inject("answer", count=3, path="/info", answer=garbled)
     run_frame(service, signals, trade_frame(size="0.01"))
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanup")
+    wait_drained(service, "the cleanup")
     stops = [o for o in sim.open_orders(wallet.address) if o["orderType"] == "Stop Market"]
     assert len(stops) == 1, "a garbled read was taken as 'flat': the stop loss was canceled"
 

@@ -26,6 +26,7 @@ from tests.conftest import (
     run_frame,
     start_ready,
     trade_frame,
+    wait_drained,
     wait_for,
     wait_state,
 )
@@ -63,10 +64,10 @@ def test_an_event_goes_in_one_request_its_protection_kept_by_the_exchange(make_s
 def test_a_later_trade_needs_no_resize_and_the_stop_closes_the_whole_position(make_service, sim, signals, wallet):
     service = make_service()
     _queued_together(service, sim, signals, _event())
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    wait_drained(service, "the cleanups")
     orders, reads = sim.request_count("/exchange"), info_reads(sim)
     run_frame(service, signals, trade_frame(size="0.02"))  # adds to the protected position
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    wait_drained(service, "the cleanups")
     assert sim.request_count("/exchange") - orders == 1  # the trade only: no modify
     assert info_reads(sim) == reads  # and nothing read
     assert sim.positions(wallet.address) == {"BTC": "0.03"}
@@ -83,7 +84,7 @@ def test_a_new_stop_loss_replaces_ours_only_once_it_rests_and_never_a_hand_place
     Exchange(wallet, sim.url).order("BTC", False, 0.01, 42300, hand, reduce_only=True)  # the trader's own stop
     row = run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
     assert row["state"] == RESTING, row
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanup")
+    wait_drained(service, "the cleanup")
     stops = sorted(
         (o["triggerPx"], o["isPositionTpsl"])
         for o in sim.open_orders(wallet.address)
@@ -247,7 +248,7 @@ def test_a_stop_loss_replacing_one_not_yet_shown_by_the_feed_cancels_it(make_ser
     replaced stop stays live beside the new one (until the next start's sweep)."""
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.01"))
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the trade's cleanup")
+    wait_drained(service, "the trade's cleanup")
     wait_for(lambda: service.client.account.position("BTC") == Decimal("0.01"), what="the live view trusted")
     sim.set_userdata_delay(0.6)  # a lagging feed, still in order (trusted: well inside 5 s)
     first = protect_frame("stop_loss", trigger="48000")
@@ -255,7 +256,7 @@ def test_a_stop_loss_replacing_one_not_yet_shown_by_the_feed_cancels_it(make_ser
     rows = _queued_together(service, sim, signals, [first, second])
     assert [r["state"] for r in rows] == [RESTING, RESTING], rows
     wait_for(lambda: any(e["action_type"] == "cancel" for e in sim.exchange_log()), what="the replace's cancel")
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    wait_drained(service, "the cleanups")
     cancels = [e for e in sim.exchange_log() if e["action_type"] == "cancel"]
     stops = sorted(o["triggerPx"] for o in sim.open_orders(wallet.address) if o["orderType"] == "Stop Market")
     assert stops == ["47000.0"], (stops, [c["errors"] for c in cancels])  # the replaced stop at 48000 must be gone
@@ -370,5 +371,5 @@ def test_a_trade_settled_late_never_cancels_the_stop_placed_since(make_service, 
     sim.reset_faults()
     assert run_frame(service, signals, protect_frame(trigger="45000"))["state"] == "resting"
     wait_for(lambda: service.journal.get(key_of(frame))["state"] == "filled", timeout=30, what="settled")
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="idle")
+    wait_drained(service, "idle")
     assert len(sim.open_orders(wallet.address)) == 1, "the live stop loss of the open position was canceled"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import protect_frame, run_frame, trade_frame, wait_for
+from tests.conftest import protect_frame, run_frame, trade_frame, wait_drained
 
 
 def _stops(sim, wallet) -> list[dict]:
@@ -157,7 +157,7 @@ def test_protection_set_without_a_size_covers_the_whole_position_as_it_changes(m
     modifies = sim.request_count("/exchange", "batchModify")
     run_frame(service, signals, trade_frame(size="0.02"))  # adds to the protected position
     run_frame(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))  # and shrinks it
-    wait_for(lambda: service.queue.unfinished_tasks == 0, what="the cleanups")
+    wait_drained(service, "the cleanups")
     orders = sorted((o["orderType"], o["sz"], o["isPositionTpsl"]) for o in sim.open_orders(wallet.address))
     assert orders == [("Stop Market", "0.0", True), ("Take Profit Market", "0.0", True)]
     assert sim.request_count("/exchange", "batchModify") == modifies  # nothing to resize
