@@ -90,18 +90,8 @@ class Sender:
         order, by cloid. Only an order certainly not applied is signed again. The journal unwritable before a
         round's request left: that round's orders are not executed (`Sent.unwritable` says why)."""
         outcomes: dict[int, Outcome] = {}
-        wires: dict[int, dict] = {}
-        for i, (_, order) in enumerate(pairs):
-            try:
-                wires[i] = order.wire()
-            except ValueError as exc:  # a number the wire cannot carry exactly
-                outcomes[i] = Outcome(REJECTED, str(exc))
+        wires = self._wires(pairs, outcomes)
         pending = list(wires)
-        if self.settings.dry_run and pending:
-            body = order_wires_to_order_action([wires[i] for i in pending], None, grouping([p[1] for p in pairs]))
-            self.logger.info("dry run: would send %s", json.dumps(body, separators=(",", ":")))
-            outcomes.update({i: Outcome(SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in pending})
-            pending = []
         # why each order not applied yet is not executed, if it ends so (reads or a leverage update took long)
         unapplied = {i: NotApplied("not sent") for i in pending}
         unwritable: str | None = None
@@ -144,6 +134,22 @@ class Sender:
         for i in pending:
             outcomes.setdefault(i, Outcome(FAILED, unapplied[i].why))
         return Sent([outcomes[i] for i in range(len(pairs))], unwritable)
+
+    def _wires(self, pairs: list[tuple[Action, Order]], outcomes: dict[int, Outcome]) -> dict[int, dict]:
+        """Each order's wire, by its place: the ones to send. An order the wire cannot carry is REJECTED; in a dry
+        run each one is SKIPPED, logged as it would have been sent (none to send)."""
+        wires: dict[int, dict] = {}
+        for i, (_, order) in enumerate(pairs):
+            try:
+                wires[i] = order.wire()
+            except ValueError as exc:  # a number the wire cannot carry exactly
+                outcomes[i] = Outcome(REJECTED, str(exc))
+        if self.settings.dry_run and wires:
+            body = order_wires_to_order_action(list(wires.values()), None, grouping([p[1] for p in pairs]))
+            self.logger.info("dry run: would send %s", json.dumps(body, separators=(",", ":")))
+            outcomes.update({i: Outcome(SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in wires})
+            return {}
+        return wires
 
     def _send(self, actions: list[Action], orders: list[Order], payload: dict) -> list[Outcome | NotApplied]:
         """Send one signed request exactly once (delivery.py): each order's outcome, or NotApplied for an order
