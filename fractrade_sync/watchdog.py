@@ -6,12 +6,10 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from fractrade_sync.channels.heartbeat import write_heartbeat
 from fractrade_sync.config.settings import Settings
-from fractrade_sync.execution.worker import Worker
-from fractrade_sync.feeds.receiver import Receiver
 
 CHECKPOINT_EVERY = 5.0  # seconds between the journal's WAL checkpoints
 # a worker busy with one action longer than STUCK_TIMEOUTS HTTP timeouts plus STUCK_MARGIN s is stuck. An action's
@@ -21,14 +19,39 @@ STUCK_TIMEOUTS = 40
 STUCK_MARGIN = 90.0
 
 
+class WatchedReceiver(Protocol):
+    """What the watchdog uses of the receiver thread (feeds/receiver.py's Receiver)."""
+
+    connected: threading.Event
+    last_activity: float  # monotonic time of the last frame or pong
+    reconnects: int
+
+    @property
+    def started(self) -> bool: ...
+
+    def is_alive(self) -> bool: ...
+
+    def force_close(self, reason: str) -> None: ...
+
+
+class WatchedWorker(Protocol):
+    """What the watchdog uses of the worker thread (execution/worker.py's Worker)."""
+
+    ready: threading.Event  # the exchange is ready
+    busy_since: float | None  # monotonic time the item in hand was taken, None while waiting
+    heartbeat: float  # monotonic time of its last loop
+
+    def is_alive(self) -> bool: ...
+
+
 class Watchdog:
     """Every second: cut a silent connection, judge the threads, write the heartbeat, checkpoint the journal."""
 
     def __init__(
         self,
         settings: Settings,
-        receiver: Receiver,
-        worker: Worker,
+        receiver: WatchedReceiver,
+        worker: WatchedWorker,
         queue_depth: Callable[[], int],
         checkpoint: Callable[[], None],
         on_failure: Callable[[str], None],
