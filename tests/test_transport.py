@@ -1,5 +1,5 @@
 """The exchange connection (KeptAliveChannel, ProxyChannel): one persistent connection, reconnects, what each failure
-means (exchange/posted.py), keep-warm."""
+means (exchange/delivery.py), keep-warm."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.errors import NothingApplied, NotSent, TransientError
 from fractrade_sync.exchange.client import HyperliquidClient
-from fractrade_sync.exchange.posted import HttpRefused, NoAnswer, NotTaken, post_once
+from fractrade_sync.exchange.delivery import HttpRefused, NoAnswer, NotTaken, post_once
 from fractrade_sync.exchange.transport import KeptAliveChannel, ProxyChannel, compact_json
 
 

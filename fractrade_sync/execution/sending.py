@@ -22,9 +22,8 @@ from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
-from fractrade_sync.exchange.posted import HttpRefused, NotTaken, Took, post_once
+from fractrade_sync.exchange.delivery import HttpRefused, NonceSpent, NotTaken, Took, deliver, deliver_noop
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
-from fractrade_sync.execution.delivery import NonceSpent, deliver, deliver_noop
 from fractrade_sync.execution.records import by_cloid, lookup
 from fractrade_sync.outcome import (
     EXPIRED,
@@ -152,14 +151,14 @@ class Sender:
         return wires
 
     def _send(self, actions: list[Action], orders: list[Order], payload: dict) -> list[Outcome | NotApplied]:
-        """Send one signed request exactly once (delivery.py): each order's outcome, or NotApplied for an order
+        """Send one signed request exactly once (exchange/delivery.py): each order's outcome, or NotApplied for an order
         certainly not applied. Raises TransientError when that cannot be known yet."""
         account = self.client.account
         sent_at = account.clock() if account is not None else 0.0  # (as a view of the account measures time)
         ending = deliver(
             payload,
-            note=lambda: self.journal.sending(actions, payload["expiresAfter"], payload["nonce"]),
-            post=functools.partial(post_once, self.client.post),
+            note=functools.partial(self.journal.sending, actions, payload["expiresAfter"], payload["nonce"]),
+            post=self.client.post,
             stopping=self.stopping,
             stale=lambda: any(self.expired(a, "") for a in actions),
             named=lambda: _named(actions),
@@ -245,16 +244,14 @@ class Sender:
         return seen
 
     def invalidate(self, nonce: int, actions: list[Action]) -> list[Outcome | None]:
-        """Settle a request that may be in flight (these actions' orders) with a noop of its nonce (delivery.py).
+        """Settle a request that may be in flight (these actions' orders) with a noop of its nonce (deliver_noop).
         Taken: none of them was applied and now none can be (None each). Refused as used or too low: the request's
         fate is frozen, and each order is found by cloid (or had no effect: None). TransientError when the exchange
         gives no usable answer."""
         if nonce in self._invalidated:  # our own noop spent it already (another action of the same request)
             return [None] * len(actions)
         named = _named(actions)
-        ending = deliver_noop(
-            self.client.noop(nonce), functools.partial(post_once, self.client.post), self.stopping, named, self.logger
-        )
+        ending = deliver_noop(self.client.noop(nonce), self.client.post, self.stopping, named, self.logger)
         if isinstance(ending, NonceSpent):
             return self._by_cloid(actions)
         self._invalidated.add(nonce)

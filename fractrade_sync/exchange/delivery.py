@@ -1,8 +1,10 @@
-"""One signed request's delivery to the exchange, attempt after attempt, as types (each send's result is one of
-exchange/posted.py's): where it stands (`NotTaken`: nothing of it can have been applied yet; `NoAnswer`: a send of it
-may have landed) and how it ended (`Took`: the exchange's answer, `NonceSpent`, `HttpRefused`, `Undecided`). sending.py
-turns each ending into the orders' outcomes. A noop of the request's nonce (`deliver_noop`) ends in `Invalidated` or
-`NonceSpent`.
+"""One signed request's delivery to /exchange, as types, never as exceptions or data read off one.
+
+What one POST came to (`post_once`): the exchange's answer (`Took`), refused at the door with nothing applied
+(`NotTaken`), no answer while it may have landed (`NoAnswer`), or a 4xx (`HttpRefused`). A request delivered attempt
+after attempt (`deliver`): where it stands (`NotTaken`, then `NoAnswer` once a send of it may have landed) and how it
+ended (`Took`, `NonceSpent`, `HttpRefused`, `Undecided`); execution/sending.py turns each ending into the orders'
+outcomes. A noop of the request's nonce (`deliver_noop`) ends in `Invalidated` or `NonceSpent`.
 
 Hyperliquid applies a nonce once per signer: after an uncertain failure the identical signed request is sent again,
 and the exchange's answer to it is the truth; a resend refused for its nonce means the fate of the first is frozen."""
@@ -14,10 +16,58 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Union
 
+from hyperliquid.utils.error import ClientError
+
 from fractrade_sync.backoff import exchange_retries
-from fractrade_sync.errors import TransientError, Unfinished, Unwritable
+from fractrade_sync.errors import NothingApplied, TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal
-from fractrade_sync.exchange.posted import HttpRefused, NoAnswer, NotTaken, Posted, Took
+
+# the client's signed POST (HyperliquidClient.post): the payload, and what runs once its bytes are written
+ClientPost = Callable[[dict, Callable[[], None] | None], dict]
+
+
+@dataclass(frozen=True)
+class Took:
+    """The exchange's JSON answer, with its status ("ok" or "err")."""
+
+    result: dict
+
+
+@dataclass(frozen=True)
+class NotTaken:
+    """No answer, and nothing of it was applied: refused at the door (429) or never sent."""
+
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class NoAnswer:
+    """No usable answer (network, timeout, 5xx, a gateway's page) while it may have reached the exchange."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class HttpRefused:
+    """A 4xx: the exchange (or a gateway in front of it) refused the request."""
+
+    status: int
+    text: str
+
+
+Posted = Union[Took, NotTaken, NoAnswer, HttpRefused]
+
+
+def post_once(post: ClientPost, payload: dict, on_sent: Callable[[], None] | None = None) -> Posted:
+    """One POST of `payload` with the client's `post` (HyperliquidClient.post), as what it came to."""
+    try:
+        return Took(post(payload, on_sent))
+    except NothingApplied as exc:
+        return NotTaken(str(exc))
+    except TransientError as exc:
+        return NoAnswer(str(exc))
+    except ClientError as exc:
+        return HttpRefused(exc.status_code, str(exc.error_message)[:200])
 
 
 @dataclass(frozen=True)
@@ -43,7 +93,7 @@ Ending = Union[Took, NonceSpent, HttpRefused, Undecided]
 def deliver(
     payload: dict,
     note: Callable[[], Callable[[], None] | None],
-    post: Callable[[dict, Callable[[], None] | None], Posted],
+    post: ClientPost,
     stopping: threading.Event,
     stale: Callable[[], bool],
     named: Callable[[], str],
@@ -63,7 +113,7 @@ def deliver(
             if isinstance(state, NotTaken):
                 raise  # nothing of it left: not executed
             on_sent = None
-        posted = post(payload, on_sent)
+        posted = post_once(post, payload, on_sent)
         if isinstance(posted, (NotTaken, NoAnswer)):
             landed = isinstance(state, NoAnswer) or isinstance(posted, NoAnswer)
             state = NoAnswer(posted.why) if landed else posted
@@ -90,7 +140,7 @@ class Invalidated:
 
 
 def deliver_noop(
-    payload: dict, post: Callable[[dict], Posted], stopping: threading.Event, named: str, logger: logging.Logger
+    payload: dict, post: ClientPost, stopping: threading.Event, named: str, logger: logging.Logger
 ) -> Invalidated | NonceSpent:
     """Send the signed noop of a request's nonce (`payload`) until the exchange answers it: Invalidated, or NonceSpent
     (refused as used or too low: the request's fate is frozen). No answer, or a gateway's 4xx, is no answer: asked
@@ -100,7 +150,7 @@ def deliver_noop(
     for attempt, delay in enumerate((0.0, *exchange_retries().delays())):
         if attempt and stopping.wait(delay):
             raise Unfinished(f"stopped while settling nonce {nonce}; settled at the next start")
-        posted = post(payload)
+        posted = post_once(post, payload)
         if not isinstance(posted, Took):
             last = f"HTTP {posted.status}: {posted.text}" if isinstance(posted, HttpRefused) else posted.why
             logger.warning("%s: noop for nonce %d: %s; asking again", named, nonce, last)
