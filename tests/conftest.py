@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def info_reads(sim) -> int:
     """The /info requests other than the ledger's: its fills and its funding are read when the worker is idle,
     whenever that is (the funding at the first idle step after a first trade), so a count across a trade that must
-    not read anything leaves them out."""
+    not read anything leaves them out (every userFills read with them: a cloid lookup's comes with the orderStatus
+    or frontendOpenOrders read it follows, which count)."""
     return sum(n for kind, n in sim.requests.counts("/info").items() if kind not in ("userFills", "userFunding"))
 
 

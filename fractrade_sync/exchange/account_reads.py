@@ -81,8 +81,8 @@ class AccountReads:
         feed is live; else a REST read, trusted for LEVERAGE_TTL. The coin is watched from its first use."""
         if self.feed is not None and self.account is not None:
             if coin not in self._watched:  # (the feed keeps it subscribed from then on, across reconnects)
-                self._watched.add(coin)
                 self.feed.watch(coin)
+                self._watched.add(coin)
             pushed = self.account.leverage(coin)
             if pushed is not None:
                 return pushed

@@ -1,4 +1,6 @@
-"""One signed request's delivery to /exchange, as types, never as exceptions or data read off one.
+"""One signed request's delivery to /exchange: what each send came to and how the delivery ended are types; no
+exception from the exchange, and no data read off one, leaves this module (what it raises is the service's own:
+Unwritable, Unfinished, TransientError).
 
 What one POST came to (`post_once`): the exchange's answer (`Took`), refused at the door with nothing applied
 (`NotTaken`), no answer while it may have landed (`NoAnswer`), or a 4xx (`HttpRefused`). A request delivered attempt
@@ -72,7 +74,8 @@ def post_once(post: ClientPost, payload: dict, on_sent: Callable[[], None] | Non
 
 @dataclass(frozen=True)
 class NonceSpent:
-    """A resend found the request's nonce used (or out of the window): its fate is frozen, found by cloid."""
+    """A resend, or the noop of its nonce, found the request's nonce used (or out of the window): its fate is frozen,
+    found by cloid."""
 
     result: dict
 

@@ -289,7 +289,7 @@ class _Wave:
         if coin != h.original.symbol.lower():  # a hook moved it to another coin: what is planned there goes first
             if any(o.action.symbol.lower() == coin for o in self.planned):
                 self.send()
-            if h.action.kind == "trade":
+            if h.action.kind == "trade" and self.pipeline.protection.deferred:
                 self.pipeline.protection.before_wave({h.action.symbol})
         h.stage = WAITING
         self.planned.append(h)

@@ -1,11 +1,13 @@
 """An order's fate asked of the exchange by its cloid: its order record (`orderStatus`), and where that record is gone
-(the exchange keeps about the account's last 2000 orders, EXCHANGE.md §4), its fills and the open orders."""
+(the exchange keeps about the account's last 2000 orders, EXCHANGE.md §4), its fills and the open orders. Once a
+request's nonce is spent, `by_cloid` asks over INFO_LAG before "never seen" counts (Unfinished when stopping)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from typing import Callable
 
 from hyperliquid.utils.error import ClientError
 
@@ -61,11 +63,18 @@ def beyond_records(client: HyperliquidClient, actions: list[Action], places: lis
 
 
 def by_cloid(
-    client: HyperliquidClient, actions: list[Action], stopping: threading.Event, named: str, logger: logging.Logger
+    client: HyperliquidClient,
+    actions: list[Action],
+    stopping: threading.Event,
+    named: str,
+    logger: logging.Logger,
+    look: Callable[[Action], Outcome | None] | None = None,
 ) -> list[Outcome | None]:
     """A request's nonce is spent: its orders were applied, or never will be. Each is asked by cloid over INFO_LAG (an
     applied order may take that long to show); None only when the exchange kept saying it has no such order: it had
-    no effect. An unreadable answer is never that: TransientError when the last one could not be read."""
+    no effect. An unreadable answer is never that: TransientError when the last one could not be read. `look`: how
+    one action is asked (the Sender's lookup; `lookup` on the client by default)."""
+    look = look or (lambda action: lookup(client, action))
     start = time.monotonic()
     delays = exchange_retries().delays()
     found: dict[int, Outcome] = {}
@@ -75,7 +84,7 @@ def by_cloid(
             if i in found:
                 continue
             try:
-                seen = lookup(client, action)
+                seen = look(action)
             except TransientError as exc:
                 unreadable = exc
             else:

@@ -259,7 +259,7 @@ class Sender:
 
     def _by_cloid(self, actions: list[Action]) -> list[Outcome | None]:
         """The request's nonce is spent: each order asked by cloid (records.py)."""
-        return by_cloid(self.client, actions, self.stopping, _named(actions), self.logger)
+        return by_cloid(self.client, actions, self.stopping, _named(actions), self.logger, self.lookup)
 
     def deadline(self, action: Action) -> float:
         """The wall-clock time after which the action is stale: no order of it may be applied after that."""

@@ -59,6 +59,6 @@ class RequestLog:
             return sum(n for (p, t), n in self._counts.items() if p == path and type in (None, t))
 
     def counts(self, path: str) -> dict:
-        """Requests on one path by type, for a failing test to say which read it saw."""
+        """Requests on one path, by type."""
         with self._lock:
             return {t: n for (p, t), n in self._counts.items() if p == path}
