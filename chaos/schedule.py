@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from fractrade_sync.actions import parse_frame
+from fractrade_sync.frames import parse_frame
 from fractrade_sync.sim.hl_server import HyperliquidSimulator
 
 # what the schedule draws from, each step (weights)

@@ -222,7 +222,7 @@ def run_frame(service: FractradeExecutor, signals: SignalServer, frame: dict) ->
 
 
 def key_of(frame: dict) -> str:
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
 
     return parse_frame(json.dumps(frame), time.time()).key
 

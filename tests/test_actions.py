@@ -13,17 +13,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from fractrade_sync.actions import (
-    ACTION_IDS,
-    MAX_FRAME_BYTES,
-    STOP_LOSS,
-    TAKE_PROFIT,
-    TRADE,
-    Action,
-    Ignored,
-    Rejection,
-    parse_frame,
-)
+from fractrade_sync.actions import ACTION_IDS, STOP_LOSS, TAKE_PROFIT, TRADE, Action
+from fractrade_sync.frames import MAX_FRAME_BYTES, Ignored, Rejection, parse_frame
 from fractrade_sync.outcome import REJECTED
 from fractrade_sync.storage.journal import Journal
 

@@ -177,7 +177,7 @@ def test_waves_keep_each_coins_order_and_hold_a_trades_followers():
     import json
     import time
 
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
 
     def action(frame):
         return parse_frame(json.dumps(frame), time.time())

@@ -20,10 +20,10 @@ import websocket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fractrade_sync.actions import MAX_FRAME_BYTES
 from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.feeds.frame_limit import FrameTracker
 from fractrade_sync.feeds.receiver import Receiver
+from fractrade_sync.frames import MAX_FRAME_BYTES
 from tests.conftest import trade_frame, wait_for
 
 LIMIT = 300  # a small limit for the property: fragments and 16-bit lengths cross it

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from fractrade_sync.actions import MAX_FRAME_BYTES
+from fractrade_sync.frames import MAX_FRAME_BYTES
 from fractrade_sync.outcome import REJECTED
 from tests.conftest import key_of, run_frame, trade_frame, wait_for, wait_state
 

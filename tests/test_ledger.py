@@ -7,7 +7,7 @@ import json
 import logging
 import time
 
-from fractrade_sync.actions import parse_frame
+from fractrade_sync.frames import parse_frame
 from fractrade_sync.outcome import FILLED, Outcome
 from fractrade_sync.storage.journal import Journal
 from fractrade_sync.storage.ledger import Ledger

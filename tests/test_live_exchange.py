@@ -406,7 +406,7 @@ def test_the_status_commands_positions_are_unknown_when_the_answer_does_not_say(
 def test_an_applied_order_whose_record_aged_out_is_found_in_its_fills(make_service, sim, signals, wallet):
     """orderStatus keeps about the account's last 2000 orders: after the nonce is spent, "no such cloid" is not yet
     "no effect" while the fills (which carry the cloid) or the open orders show it."""
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
 
     service = make_service()
     frame = trade_frame(size="0.01")

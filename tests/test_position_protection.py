@@ -12,10 +12,10 @@ from decimal import Decimal
 
 from hyperliquid.exchange import Exchange
 
-from fractrade_sync.actions import parse_frame
 from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.execution import pipeline
 from fractrade_sync.execution.waves import SIBLINGS_WITHIN, EventShape
+from fractrade_sync.frames import parse_frame
 from fractrade_sync.outcome import FILLED, RESTING
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import (

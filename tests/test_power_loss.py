@@ -112,7 +112,7 @@ def test_a_start_refused_for_its_signer_keeps_the_last_runs_unclean_stop_known(t
 def test_an_in_flight_note_with_no_row_becomes_a_row(tmp_path, caplog):
     """A power loss kept the in-flight note and lost the received note and every row: the note alone rebuilds the
     action, to be settled by its nonce and cloid."""
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
     from fractrade_sync.storage.journal import Journal
 
     journal = Journal(tmp_path / "j.sqlite3")

@@ -36,7 +36,7 @@ def decimals_between(draw, low: int, high: int, max_digits: int = 9) -> Decimal:
 
 MIDS = decimals_between(-6, 5)  # 1e-6 <= mid < 1e6
 PRICES = decimals_between(-12, 14, max_digits=20)  # any positive price the code could ever see
-SIZES = decimals_between(-18, 15, max_digits=12)  # the range actions.py accepts
+SIZES = decimals_between(-18, 15, max_digits=12)  # the range frames.py accepts
 
 
 def tick(sz_decimals: int) -> Decimal:

@@ -370,7 +370,7 @@ def _journaled(journal, action) -> None:
 
 
 def test_journal_prunes_only_old_finished_actions(tmp_path):
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
     from fractrade_sync.outcome import Outcome
     from fractrade_sync.storage.journal import Journal
 
@@ -418,7 +418,7 @@ def _reopen_after_a_torn_note(journal, notes_path, torn: bytes, clock=time.time)
 
 
 def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path, caplog):
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
     from fractrade_sync.outcome import Outcome
     from fractrade_sync.storage.journal import Journal
 
@@ -448,7 +448,7 @@ def test_in_flight_notes_become_submitting_at_start_and_are_emptied(tmp_path, ca
 
 
 def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tmp_path, monkeypatch):
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
     from fractrade_sync.outcome import Outcome
     from fractrade_sync.storage import notes
     from fractrade_sync.storage.journal import Journal
@@ -474,7 +474,7 @@ def test_in_flight_notes_are_emptied_only_when_every_noted_action_is_finished(tm
 
 
 def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path, caplog):
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
     from fractrade_sync.outcome import Outcome
     from fractrade_sync.storage.journal import Journal
     from fractrade_sync.storage.notes import received_note
@@ -510,7 +510,7 @@ def test_received_notes_are_the_duplicate_check_and_become_rows(tmp_path, caplog
 
 
 def test_a_key_is_known_from_its_note_on_and_after_a_restart(tmp_path):
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
     from fractrade_sync.outcome import Outcome
     from fractrade_sync.storage.journal import Journal
 
@@ -527,8 +527,8 @@ def test_a_key_is_known_from_its_note_on_and_after_a_restart(tmp_path):
 
 
 def test_a_note_that_cannot_be_written_whole_leaves_the_action_new(tmp_path, monkeypatch):
-    from fractrade_sync.actions import parse_frame
     from fractrade_sync.errors import Unwritable
+    from fractrade_sync.frames import parse_frame
     from fractrade_sync.storage import notes
     from fractrade_sync.storage.journal import Journal
 

@@ -15,7 +15,6 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from fractrade_sync.actions import parse_frame
 from fractrade_sync.channels import statusd
 from fractrade_sync.channels.heartbeat import write_heartbeat
 from fractrade_sync.channels.metrics import LATENCY_BUCKETS, Metrics
@@ -24,6 +23,7 @@ from fractrade_sync.channels.statusd import StatusServer, heartbeat_age, service
 from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.errors import ConfigError, TransientError
 from fractrade_sync.exchange.client import HyperliquidClient
+from fractrade_sync.frames import parse_frame
 from fractrade_sync.outcome import EXPIRED, FILLED, PARTIALLY_FILLED, REJECTED, SKIPPED, Outcome
 
 from .conftest import protect_frame, run_frame, trade_frame, wait_for

@@ -83,7 +83,7 @@ def test_an_order_whose_in_flight_note_cannot_be_written_is_not_sent(make_servic
 
 
 def test_what_a_rejected_frame_stores_is_capped(tmp_path):
-    from fractrade_sync.actions import parse_frame
+    from fractrade_sync.frames import parse_frame
 
     now = [1_800_000_000.0]
     journal = Journal(tmp_path / "j.sqlite3", clock=lambda: now[0])

@@ -9,7 +9,7 @@ import threading
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-from fractrade_sync.actions import Action, parse_frame
+from fractrade_sync.actions import Action
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import Refused, TransientError, Unfinished, UnknownSymbol
@@ -26,6 +26,7 @@ from fractrade_sync.exchange.rules import (
     slippage_price,
 )
 from fractrade_sync.execution.hooks import Handling, PlannedOrder, with_identity
+from fractrade_sync.frames import parse_frame
 from fractrade_sync.outcome import Outcome
 
 

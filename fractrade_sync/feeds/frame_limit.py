@@ -20,8 +20,8 @@ import certifi
 import requests
 import websocket
 
-from fractrade_sync.actions import MAX_FRAME_BYTES
 from fractrade_sync.exchange.transport import cut
+from fractrade_sync.frames import MAX_FRAME_BYTES
 
 MESSAGE_TOO_BIG = 1009  # RFC 6455 7.4.1: the close code for a message too big to process
 _HEAD_MAX = 65536  # the longest proxy answer head read

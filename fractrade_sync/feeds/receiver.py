@@ -11,12 +11,13 @@ from typing import Callable
 
 import websocket
 
-from fractrade_sync.actions import Action, Ignored, Rejection, parse_frame
+from fractrade_sync.actions import Action
 from fractrade_sync.backoff import reconnect
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import Unwritable
 from fractrade_sync.exchange.transport import cut
 from fractrade_sync.feeds.frame_limit import FrameTooLarge, LimitedSocket, open_connection
+from fractrade_sync.frames import Ignored, Rejection, parse_frame
 from fractrade_sync.storage.journal import Journal
 
 AUTH_STATUSES = (401, 403)

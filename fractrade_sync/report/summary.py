@@ -15,7 +15,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
-from fractrade_sync.actions import TRADE, Action, parse_frame
+from fractrade_sync.actions import TRADE, Action
+from fractrade_sync.frames import parse_frame
 from fractrade_sync.storage.journal_table import Reads
 
 ZERO = Decimal(0)

@@ -15,8 +15,9 @@ from typing import Callable, Mapping, TextIO
 
 from eth_account import Account
 
-from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE, parse_frame
+from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE
 from fractrade_sync.config.settings import EXIT_FAILURE, EXIT_OK, settings_from_mapping
+from fractrade_sync.frames import parse_frame
 from fractrade_sync.logs import setup_logging
 from fractrade_sync.outcome import TERMINAL_STATES
 from fractrade_sync.report.summary import MONEY, build, text

@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from fractrade_sync.actions import Action, Rejection, parse_frame
+from fractrade_sync.actions import Action
 from fractrade_sync.errors import Unwritable
+from fractrade_sync.frames import Rejection, parse_frame
 from fractrade_sync.outcome import FAILED, REJECTED, SUBMITTING, TERMINAL_STATES, Outcome
 from fractrade_sync.storage.journal_table import (
     FILL_COLUMNS,

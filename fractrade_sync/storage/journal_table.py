@@ -7,7 +7,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, Action, parse_frame
+from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, Action
+from fractrade_sync.frames import parse_frame
 from fractrade_sync.outcome import OPEN_STATES, RECEIVED, RESTING, UNKNOWN
 
 SCHEMA = """

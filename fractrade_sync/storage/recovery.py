@@ -10,7 +10,8 @@ import logging
 import sqlite3
 from typing import Callable
 
-from fractrade_sync.actions import Action, Rejection, parse_frame
+from fractrade_sync.actions import Action
+from fractrade_sync.frames import Rejection, parse_frame
 from fractrade_sync.outcome import OPEN_STATES, SUBMITTING
 from fractrade_sync.storage.journal_table import action_columns, insert
 from fractrade_sync.storage.notes import NotesFile, read_inflight, read_records
