@@ -15,6 +15,7 @@ TRADE = "execute_hyperliquid_perp_trade"
 STOP_LOSS = "set_hyperliquid_perp_stop_loss"
 TAKE_PROFIT = "set_hyperliquid_perp_take_profit"
 ACTION_IDS = (TRADE, STOP_LOSS, TAKE_PROFIT)
+KIND_OF = {TRADE: "trade", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"}  # how the service names each action
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Action:
     @property
     def kind(self) -> str:
         """trade, stop_loss or take_profit."""
-        return {TRADE: "trade", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"}[self.action_id]
+        return KIND_OF[self.action_id]
 
     def age(self, now: float) -> float:
         """Seconds since the signal was made (its timestamp), else since it was received."""

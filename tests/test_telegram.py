@@ -17,7 +17,8 @@ import pytest
 from eth_account import Account
 
 from fractrade_sync.actions import TRADE, Action
-from fractrade_sync.channels.telegram import MAX_TEXT, TelegramBot, fold
+from fractrade_sync.channels.telegram import MAX_TEXT, TelegramBot
+from fractrade_sync.channels.texts import fold
 from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.errors import ConfigError
 from fractrade_sync.outcome import FILLED, REJECTED, Outcome
@@ -149,10 +150,10 @@ def test_a_burst_too_long_for_one_message_is_cut_with_a_count(api, bots, token, 
 
 
 def test_fold_keeps_to_the_limit_and_counts_the_rest():
-    assert fold(["a", "b"]) == ("a\nb", 0)
-    text, left = fold(["y" * 50] * 1000)
+    assert fold(["a", "b"], MAX_TEXT) == ("a\nb", 0)
+    text, left = fold(["y" * 50] * 1000, MAX_TEXT)
     assert len(text) <= MAX_TEXT and text.endswith(f"\n… and {left} more") and left == 1000 - text.count("y" * 50)
-    text, left = fold(["z" * 3500, "z" * 1000])
+    text, left = fold(["z" * 3500, "z" * 1000], MAX_TEXT)
     assert (text, left) == ("z" * 3500 + "\n… and 1 more", 1)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import requests
 
 from fractrade_sync.channels.notify import Notifier
-from fractrade_sync.channels.telegram import journal_line
+from fractrade_sync.channels.texts import journal_line
 from fractrade_sync.errors import UnreadableAnswer
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.client import CLOCK_WARN

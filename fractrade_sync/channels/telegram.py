@@ -9,9 +9,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE
 from fractrade_sync.backoff import Backoff
 from fractrade_sync.channels.telegram_api import Answer, BotApiClient
+from fractrade_sync.channels.texts import fold, outcome_text
 
 if TYPE_CHECKING:
     from fractrade_sync.actions import Action
@@ -29,7 +29,6 @@ POLL_TIMEOUT = 25.0  # getUpdates: "Timeout in seconds for long polling"; a poll
 PROXIED_POLL_TIMEOUT = 5.0  # behind a proxy (requests) a poll cannot be cut: stop() may wait this long for it
 SEND_TIMEOUT = 10.0
 MAX_COMMAND_AGE = 120.0  # seconds; an older command (sent while the service was down) is not run
-KINDS = {TRADE: "trade", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"}  # how a journal row's action is named
 
 
 class TelegramBot:
@@ -174,7 +173,7 @@ class TelegramBot:
                 self._cond.wait(wait if self._deadline is None else min(wait, self._deadline - now))
 
     def _deliver(self, batch: list[str]) -> None:
-        text, left = fold(batch)
+        text, left = fold(batch, MAX_TEXT)
         started = time.monotonic()
         answer = self._send_api.call("sendMessage", {"chat_id": self.chat_id, "text": text})
         wait = 0.0
@@ -304,41 +303,3 @@ class TelegramBot:
         level = logging.DEBUG if key in self._warned[side] and answer.code != 429 else logging.WARNING
         self._warned[side].add(key)
         self.logger.log(level, "telegram: %s", message)
-
-
-def outcome_text(action: Action, outcome: Outcome) -> str:
-    """One short line: 'trade BUY 0.01 BTC -> filled 0.01 @ 50000.0, 12 ms'."""
-    text = f"{action.describe()} -> {outcome.state}"
-    text += f" {outcome.filled_sz} @ {outcome.avg_px}" if outcome.filled_sz else ""
-    text += f", {outcome.latency_ms:.0f} ms" if outcome.latency_ms is not None else ""
-    return text + (f": {outcome.reason[:200]}" if outcome.reason else "")
-
-
-def journal_line(row: Mapping[str, Any]) -> str:
-    """One journal row as /status lists it: 'trade BUY 0.01 BTC: filled'; a rejected frame that named no action (not
-    JSON, not an object) as 'frame: rejected (its reason)'."""
-    action_id = row.get("action_id")
-    kind = KINDS.get(action_id, action_id) if isinstance(action_id, str) and action_id else "frame"
-    words = [_shown(kind, 40), *(_shown(row[name], 40) for name in ("side", "size", "symbol") if row.get(name))]
-    reason = row.get("reason")
-    return f"{' '.join(words)}: {row.get('state') or 'unknown'}" + (f" ({_shown(reason, 80)})" if reason else "")
-
-
-def _shown(value: Any, limit: int) -> str:
-    """A journal field on one line, cut to `limit` characters (a rejected frame's fields are whatever it carried)."""
-    return " ".join(str(value).split())[:limit]
-
-
-def fold(lines: list[str], limit: int = MAX_TEXT) -> tuple[str, int]:
-    """Lines (each at most MAX_LINE characters) joined into one message of at most `limit` characters, '… and N more'
-    for those that do not fit; and N."""
-    tail = len(f"\n… and {len(lines)} more")
-    kept: list[str] = []
-    size = -1
-    for i, line in enumerate(lines):
-        if size + 1 + len(line) + (0 if i == len(lines) - 1 else tail) > limit:
-            break
-        kept.append(line)
-        size += 1 + len(line)
-    left = len(lines) - len(kept)
-    return "\n".join(kept) + (f"\n… and {left} more" if left else ""), left
