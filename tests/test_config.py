@@ -11,7 +11,8 @@ import pytest
 from eth_account import Account
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
-from fractrade_sync.config.parsing import Secret, normalize_ws_url
+from fractrade_sync.config.parsing import normalize_ws_url
+from fractrade_sync.config.secrets import Secret
 from fractrade_sync.config.settings import Settings, load_settings, settings_from_mapping
 from fractrade_sync.errors import ConfigError
 from tests.conftest import hex_key

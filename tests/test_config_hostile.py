@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fractrade_sync.config import settings as config
-from fractrade_sync.config.parsing import redact_url, show_value
+from fractrade_sync.config.secrets import redact_url, show_value
 from fractrade_sync.config.settings import load_settings, settings_from_mapping
 from fractrade_sync.errors import ConfigError
 from tests.conftest import redacted_log

@@ -8,7 +8,7 @@ from typing import TextIO
 
 import websocket
 
-from fractrade_sync.config.parsing import redact_url
+from fractrade_sync.config.secrets import redact_url
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import TransientError
 from fractrade_sync.exchange.accounts import Relation

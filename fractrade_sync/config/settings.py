@@ -15,10 +15,7 @@ from urllib.parse import urlsplit
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
 from fractrade_sync.config.parsing import (
-    KNOWN_SECRETS,
     LOG_LEVELS,
-    Secret,
-    key_shaped,
     normalize_api_url,
     normalize_ws_url,
     parse_address,
@@ -29,6 +26,11 @@ from fractrade_sync.config.parsing import (
     parse_number,
     parse_private_key,
     parse_symbols,
+)
+from fractrade_sync.config.secrets import (
+    KNOWN_SECRETS,
+    Secret,
+    key_shaped,
     redact_url,
     secret_values,
     show_value,

@@ -14,7 +14,7 @@ import requests
 from hyperliquid.utils.error import ClientError
 
 from fractrade_sync.backoff import exchange_retries
-from fractrade_sync.config.parsing import redact_url
+from fractrade_sync.config.secrets import redact_url
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import ConfigError, NothingApplied, NotSent, TransientError, UnknownSymbol, UnreadableAnswer
 from fractrade_sync.exchange import wire

@@ -13,7 +13,7 @@ from typing import Callable
 import websocket
 
 from fractrade_sync.backoff import reconnect
-from fractrade_sync.config.parsing import redact_url
+from fractrade_sync.config.secrets import redact_url
 from fractrade_sync.errors import SubscriptionDead
 from fractrade_sync.exchange.transport import cut
 from fractrade_sync.feeds.account import AccountView
