@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from fractrade_sync.exchange.rules import canonical
@@ -15,7 +16,8 @@ TRADE = "execute_hyperliquid_perp_trade"
 STOP_LOSS = "set_hyperliquid_perp_stop_loss"
 TAKE_PROFIT = "set_hyperliquid_perp_take_profit"
 ACTION_IDS = (TRADE, STOP_LOSS, TAKE_PROFIT)
-KIND_OF = {TRADE: "trade", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"}  # how the service names each action
+# how the service names each action (read-only: Action.kind reads it)
+KIND_OF = MappingProxyType({TRADE: "trade", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"})
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,13 @@ lines folded into one message under a size limit."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from fractrade_sync.actions import KIND_OF, Action
-from fractrade_sync.outcome import Outcome
+from fractrade_sync.actions import KIND_OF
+
+if TYPE_CHECKING:
+    from fractrade_sync.actions import Action
+    from fractrade_sync.outcome import Outcome
 
 
 def outcome_text(action: Action, outcome: Outcome) -> str:
@@ -33,8 +36,8 @@ def _shown(value: Any, limit: int) -> str:
 
 
 def fold(lines: list[str], limit: int) -> tuple[str, int]:
-    """Lines (each shorter than `limit` by more than the tail) joined into one message of at most `limit` characters,
-    '… and N more' for those that do not fit; and N."""
+    """Lines joined into one message of at most `limit` characters, '… and N more' for those that do not fit; and N.
+    The first line always fits when it and that tail do (telegram.py cuts each line to MAX_LINE for that)."""
     tail = len(f"\n… and {len(lines)} more")
     kept: list[str] = []
     size = -1
