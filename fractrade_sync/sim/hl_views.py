@@ -1,4 +1,5 @@
-"""Hyperliquid's /info response shapes, rendered from the simulator's state.
+"""Hyperliquid's /info response shapes of an account and its orders, rendered from the simulator's state, and the
+/info dispatcher (`answer`); the market's shapes (meta, contexts, mids) are hl_market.py's.
 
 Callers hold `state.lock`. Field names and string formats follow the API docs
 (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint)
@@ -10,13 +11,11 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 from typing import Iterable
 
-from fractrade_sync.sim import hl_accounts, hl_dexes, hl_grouping, hl_ledger
+from fractrade_sync.sim import hl_accounts, hl_dexes, hl_grouping, hl_ledger, hl_market
 from fractrade_sync.sim.hl_model import (
     COINS,
-    ISOLATED_ONLY,
     MAX_LEVERAGE,
     SZ_DECIMALS,
-    UNIVERSE,
     ZERO,
     Account,
     Order,
@@ -87,79 +86,6 @@ def frontend(o: Order, children: Iterable[Order] = ()) -> dict:
         "tif": tif,
         "cloid": o.cloid,
     }
-
-
-def _asset(name: str, sz_decimals: int, lev: int) -> dict:
-    """One meta.universe entry; an isolated-only one carries `onlyIsolated` (deprecated) and `marginMode`
-    (nktkas/hyperliquid src/api/info/_methods/meta.ts)."""
-    entry = {"name": name, "szDecimals": sz_decimals, "maxLeverage": lev, "marginTableId": lev}
-    if name in ISOLATED_ONLY:
-        entry.update({"onlyIsolated": True, "marginMode": hl_dexes.MARGIN_MODES.get(name, "strictIsolated")})
-    return entry
-
-
-def _meta(dex: str = "") -> dict | None:
-    """meta for the main dex or a HIP-3 dex (names "xyz:NVDA"); null for a dex there is not (df-hyperliquid-core:
-    "An unknown dex answers `null`")."""
-    if dex and dex not in hl_dexes.UNIVERSES:
-        return None
-    rows = [row[:3] for row in hl_dexes.UNIVERSES[dex]] if dex else [row[:3] for row in UNIVERSE]
-    universe = [_asset(n, s, lev) for n, s, lev in rows]
-    # Margin tables with id < 50 are one tier whose max leverage is the id.
-    tables = [
-        [
-            lev,
-            {
-                "description": "",
-                "marginTiers": [{"lowerBound": "0.0", "maxLeverage": lev}],
-            },
-        ]
-        for lev in sorted({lev for _n, _s, lev in rows})
-    ]
-    return {"universe": universe, "marginTables": tables, "collateralToken": 0}
-
-
-SPOT_META = {
-    "universe": [],
-    "tokens": [
-        {
-            "name": "USDC",
-            "szDecimals": 8,
-            "weiDecimals": 8,
-            "index": 0,
-            "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054",
-            "isCanonical": True,
-            "evmContract": None,
-            "fullName": None,
-        }
-    ],
-}
-
-
-def _ctxs(st: HyperliquidState, dex: str = "") -> list[dict]:
-    out = []
-    for coin in [row[0] for row in hl_dexes.UNIVERSES[dex]] if dex else COINS:
-        mid = fmt(st.mids[coin])
-        mark = fmt(st.marks[coin])
-        oi = sum(
-            (abs(a.positions[coin].szi) for a in st.accounts.values() if coin in a.positions),
-            ZERO,
-        )
-        out.append(
-            {
-                "funding": "0.0000125",
-                "openInterest": fmt(oi),
-                "prevDayPx": mid,
-                "dayNtlVlm": "0.0",
-                "premium": "0.0",
-                "oraclePx": mid,
-                "markPx": mark,
-                "midPx": mid,
-                "impactPxs": [mid, mid],
-                "dayBaseVlm": "0.0",
-            }
-        )
-    return out
 
 
 def clearinghouse(st: HyperliquidState, user: str) -> dict:
@@ -240,15 +166,6 @@ def _order_status(st: HyperliquidState, user: str, oid) -> dict:
     }
 
 
-def all_mids(st: HyperliquidState, dex: str = "") -> dict[str, str] | None:
-    """allMids: the main perps' mids and the spot ones, or a HIP-3 dex's own ("xyz:NVDA": ..., the SDK reads
-    all_mids(dex)[coin]); null for a dex there is not (unconfirmed)."""
-    if dex:
-        rows = hl_dexes.UNIVERSES.get(dex)
-        return None if rows is None else {row[0]: fmt(st.mids[row[0]]) for row in rows}
-    return {c: fmt(px) for mids in (st.mids, st.spot_mids) for c, px in mids.items() if ":" not in c}
-
-
 # the requests that take a "dex" ("" or absent: the main dex; nktkas' request schemas); an unknown dex answers null
 # (df-hyperliquid-core for meta; for the others unconfirmed)
 DEX_REQUESTS = ("meta", "metaAndAssetCtxs", "allMids", "clearinghouseState", "openOrders", "frontendOpenOrders")
@@ -279,10 +196,10 @@ def answer(st: HyperliquidState, body: dict):
     held = hl_dexes.account_key(user, dex)  # the user's clearinghouse on that dex
     mine = [o for o in st.orders if o.user == held and o.status == "open"]
     views = {
-        "meta": lambda: _meta(dex),
-        "spotMeta": lambda: SPOT_META,
-        "metaAndAssetCtxs": lambda: [_meta(dex), _ctxs(st, dex)],
-        "allMids": lambda: all_mids(st, dex),
+        "meta": lambda: hl_market.meta(dex),
+        "spotMeta": lambda: hl_market.SPOT_META,
+        "metaAndAssetCtxs": lambda: [hl_market.meta(dex), hl_market.asset_ctxs(st, dex)],
+        "allMids": lambda: hl_market.all_mids(st, dex),
         "perpDexs": hl_dexes.perp_dexs,
         "clearinghouseState": lambda: clearinghouse(st, held),
         "openOrders": lambda: [basic_order(o) for o in mine],
@@ -380,8 +297,8 @@ def web_data2(st: HyperliquidState, user: str) -> dict:
         "agentAddress": agent,
         "agentValidUntil": valid_until,
         "cumLedger": "0.0",
-        "meta": _meta(),
-        "assetCtxs": _ctxs(st),
+        "meta": hl_market.meta(),
+        "assetCtxs": hl_market.asset_ctxs(st),
         "serverTime": st.now_ms(),
         "isVault": hl_accounts.user_role(st, user)["role"] == hl_accounts.VAULT,
         "user": user,

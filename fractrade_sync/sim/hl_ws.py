@@ -8,7 +8,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler
 
-from fractrade_sync.sim import hl_dexes, hl_userdata, hl_views, wsserver
+from fractrade_sync.sim import hl_dexes, hl_market, hl_userdata, wsserver
 
 # the /ws answer to a webData2 subscription since 2026-07: an error frame echoing the request (haocn-ops/hyperopen
 # docs/exec-plans/active/2026-07-14-base-dex-clearinghouse-stream-replaces-webdata2.md, a live probe; nktkas/hyperliquid
@@ -92,7 +92,7 @@ class SocketFeeds:
     def mids(self, dex: str = "") -> dict[str, str]:
         """What allMids says: the main perps' mids, then the spot-style ones the ticker adds; a HIP-3 dex's own."""
         with self.state.lock:
-            return hl_views.all_mids(self.state, dex)
+            return hl_market.all_mids(self.state, dex)
 
     def push_raw(self, text: str | bytes) -> int:
         """Send one text frame as it is to every allMids subscriber of the main dex; how many got it."""
