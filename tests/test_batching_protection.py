@@ -176,7 +176,10 @@ def test_a_silently_dead_subscription_never_decides_a_cleanup(make_service, sim,
     sim.pause_userdata(True)  # the subscription dies without a word; allMids and pongs go on
     sim.set_mid("BTC", 47000)  # the stop loss fires on the exchange: flat
     assert sim.positions(wallet.address) == {}
+    # (the feed sees 47000 first, then 50000: else the trade is priced off the low mid and finds nothing to match)
+    wait_for(lambda: service.client.feed.get("BTC") == 47000, what="the feed's low mid")
     sim.set_mid("BTC", 50000)
+    wait_for(lambda: service.client.feed.get("BTC") == 50000, what="the feed's new mid")
     row = run_frame(service, signals, trade_frame(size="0.01"))  # opened from flat
     wait_drained(service, "the cleanups")
     assert row["state"] == "filled" and sim.positions(wallet.address) == {"BTC": "0.01"}
