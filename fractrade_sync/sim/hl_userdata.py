@@ -5,7 +5,8 @@ The state journals each change (hl_state); `flush()` turns the journal into mess
 queues them, so they leave in the order the state changed; one pusher thread sends them, never the thread that
 answers the HTTP request (on the exchange too an order's answer and its pushes race).
 
-Shapes follow the API docs' "Websocket > Subscriptions" page
+An order's and a fill's shapes are hl_order_shapes.py's; the channels' messages follow the API docs' "Websocket >
+Subscriptions" page
 (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/websocket/subscriptions), the Python SDK
 (hyperliquid-dex/hyperliquid-python-sdk: hyperliquid/utils/types.py, websocket_manager.py) and, where the docs
 give no type, nktkas/hyperliquid, whose types are checked against the live API (src/api/subscription/_methods/
@@ -17,17 +18,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import json
 import logging
 import re
 import threading
 import time
-from decimal import Decimal
 from typing import Iterator
 
-from fractrade_sync.sim import hl_dexes, hl_views, wsserver
-from fractrade_sync.sim.hl_model import COINS, Fill, Order, fmt
+from fractrade_sync.sim import hl_dexes, hl_order_shapes, hl_views, wsserver
+from fractrade_sync.sim.hl_model import COINS
 from fractrade_sync.sim.hl_state import HyperliquidState
 
 log = logging.getLogger(__name__)
@@ -64,63 +63,6 @@ def subscription_key(sub) -> Key | None:
         if extra not in COINS and extra not in hl_dexes.COINS:
             return None  # an unknown coin: the live answer is unconfirmed
     return channel, user.lower(), extra
-
-
-def ws_order(o: Order) -> dict:
-    """A WsOrder: {"order": WsBasicOrder, "status", "statusTimestamp"} (docs: "interface WsOrder"). `sz` is what is
-    left unfilled, "0.0" once filled (unconfirmed for canceled orders); cloid only when the order has one (docs:
-    `cloid: string | undefined`)."""
-    basic = hl_views.basic_order(o)
-    return {"order": basic, "status": o.status, "statusTimestamp": o.status_ts}
-
-
-def fill_dir(start: Decimal, delta: Decimal) -> str:
-    """The fill's "dir" ("Open Long", "Close Short", "Long > Short" for a flip). The docs say only "used for frontend
-    display"; these texts are the ones public clients match on (not in the docs: unconfirmed)."""
-    if start == 0 or (start > 0) == (delta > 0):
-        return "Open Long" if delta > 0 else "Open Short"
-    if abs(delta) > abs(start):
-        return "Long > Short" if start > 0 else "Short > Long"
-    return "Close Long" if start > 0 else "Close Short"
-
-
-def ws_fill(f: Fill) -> dict:
-    """A WsFill (docs: "interface WsFill"; `twapId` and the optional `cloid` from nktkas/hyperliquid's UserFill).
-    `fee` is what the fill cost (hl_ledger: taker or maker rate), `closedPnl` the PnL it realized before that fee;
-    `hash` is made up (there is no L1 transaction here)."""
-    delta = f.sz if f.is_buy else -f.sz
-    fill = {
-        "coin": f.coin,
-        "px": fmt(f.px),
-        "sz": fmt(f.sz),
-        "side": "B" if f.is_buy else "A",
-        "time": f.time,
-        "startPosition": fmt(f.start),
-        "dir": fill_dir(f.start, delta),
-        "closedPnl": fmt(f.closed_pnl),
-        "hash": "0x" + hashlib.sha256(f"{f.user}:{f.oid}:{f.tid}".encode()).hexdigest(),
-        "oid": f.oid,
-        "crossed": f.crossed,
-        "fee": fmt(f.fee),
-        "tid": f.tid,
-        "feeToken": "USDC",
-        "twapId": None,
-    }
-    if f.cloid:
-        fill["cloid"] = f.cloid
-    return fill
-
-
-def _unrepeated(orders: list[Order]) -> list[dict]:
-    """One WsOrder per reported change: an entry the same as the order's previous one in the batch is dropped."""
-    last: dict[int, dict] = {}
-    out = []
-    for o in orders:
-        entry = ws_order(o)
-        if last.get(o.oid) != entry:
-            out.append(entry)
-        last[o.oid] = entry
-    return out
 
 
 def account_message(st: HyperliquidState, key: Key) -> str:
@@ -225,7 +167,7 @@ class UserFeed:
                 self._enqueue(key, (conn,), account_message(self._state, key))
             elif channel == "userFills":
                 fills = [
-                    ws_fill(f)
+                    hl_order_shapes.ws_fill(f)
                     for f in [f for f in self._state.fills if hl_dexes.owner(f.user) == user][-SNAPSHOT_FILLS:]
                 ]
                 self._enqueue(key, (conn,), _message("userFills", {"isSnapshot": True, "user": user, "fills": fills}))
@@ -271,8 +213,8 @@ class UserFeed:
                 mine = sorted(key for key in keys if key[1] == user)
                 if not mine:
                     continue
-                orders = _unrepeated([item for kind, item, _dex in items if kind == "order"])
-                fills = [ws_fill(item) for kind, item, _dex in items if kind == "fill"]
+                orders = hl_order_shapes.unrepeated([item for kind, item, _dex in items if kind == "order"])
+                fills = [hl_order_shapes.ws_fill(item) for kind, item, _dex in items if kind == "fill"]
                 changed = {dex for _kind, _item, dex in items}
                 ordered = {dex for kind, _item, dex in items if kind == "order"}
                 if orders and ("orderUpdates", user, "") in keys:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 from typing import Iterable
 
-from fractrade_sync.sim import hl_accounts, hl_dexes, hl_grouping, hl_ledger, hl_market
+from fractrade_sync.sim import hl_accounts, hl_dexes, hl_grouping, hl_ledger, hl_market, hl_order_shapes
 from fractrade_sync.sim.hl_model import (
     COINS,
     MAX_LEVERAGE,
@@ -171,22 +171,6 @@ def _order_status(st: HyperliquidState, user: str, oid) -> dict:
 DEX_REQUESTS = ("meta", "metaAndAssetCtxs", "allMids", "clearinghouseState", "openOrders", "frontendOpenOrders")
 
 
-def basic_order(o: Order) -> dict:
-    """An order as openOrders lists it and orderUpdates names it (WsBasicOrder): cloid only when it has one."""
-    basic = {
-        "coin": o.coin,
-        "side": "B" if o.is_buy else "A",
-        "limitPx": fmt(o.limit_px),
-        "sz": fmt(o.remaining),
-        "oid": o.oid,
-        "timestamp": o.timestamp,
-        "origSz": fmt(o.sz),
-    }
-    if o.cloid:
-        basic["cloid"] = o.cloid
-    return basic
-
-
 def answer(st: HyperliquidState, body: dict):
     kind = body.get("type")
     user = str(body.get("user", ""))
@@ -202,7 +186,7 @@ def answer(st: HyperliquidState, body: dict):
         "allMids": lambda: hl_market.all_mids(st, dex),
         "perpDexs": hl_dexes.perp_dexs,
         "clearinghouseState": lambda: clearinghouse(st, held),
-        "openOrders": lambda: [basic_order(o) for o in mine],
+        "openOrders": lambda: [hl_order_shapes.basic_order(o) for o in mine],
         "frontendOpenOrders": lambda: open_orders(st, held),
         # still answered over /info on 2026-07-14 while refused on /ws (haocn-ops/hyperopen, as in hl_server)
         "webData2": lambda: web_data2(st, user.lower()),
@@ -231,10 +215,12 @@ def _user_fills(st: HyperliquidState, user: str) -> list[dict]:
     """The user's fills, newest first, at most 2000 ("Returns at most 2000 most recent fills", info endpoint docs:
     https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint#retrieve-a-users-fills); each
     in the WsFill shape the userFills feed uses (nktkas/hyperliquid src/api/info/_methods/userFills.ts)."""
-    from fractrade_sync.sim.hl_userdata import ws_fill  # (hl_userdata imports this module)
 
     # every dex's (unconfirmed: userFills takes no "dex")
-    return [ws_fill(f) for f in reversed([f for f in st.fills if hl_dexes.owner(f.user) == user.lower()][-2000:])]
+    return [
+        hl_order_shapes.ws_fill(f)
+        for f in reversed([f for f in st.fills if hl_dexes.owner(f.user) == user.lower()][-2000:])
+    ]
 
 
 def active_asset_data(st: HyperliquidState, user: str, coin: str) -> dict:
