@@ -8,7 +8,7 @@ collects them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # hl_state imports this module
     from fractrade_sync.sim.hl_state import HyperliquidState
@@ -65,10 +65,12 @@ def user_role(st: HyperliquidState, user: str) -> dict:
     return {"role": "missing"}
 
 
-def sub_accounts(st: HyperliquidState, user: str) -> list[dict] | None:
-    """subAccounts: each of the master's sub-accounts with its main-dex clearinghouse and spot state, or null when it
-    has none (nktkas/hyperliquid src/api/info/_methods/subAccounts.ts); the spot state is empty (no spot here)."""
-    from fractrade_sync.sim.hl_views import clearinghouse  # (hl_views imports this module)
+def sub_accounts(
+    st: HyperliquidState, user: str, clearinghouse: Callable[[HyperliquidState, str], dict]
+) -> list[dict] | None:
+    """subAccounts: each of the master's sub-accounts with its main-dex clearinghouse (hl_views renders it) and spot
+    state, or null when it has none (nktkas/hyperliquid src/api/info/_methods/subAccounts.ts); the spot state is
+    empty (no spot here)."""
 
     user = user.lower()
     subs = [

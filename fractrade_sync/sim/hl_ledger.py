@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
+from fractrade_sync.sim.hl_dexes import owner
+from fractrade_sync.sim.hl_model import dec, fmt
+
 if TYPE_CHECKING:
     from fractrade_sync.sim.hl_state import HyperliquidState
 
@@ -46,7 +49,6 @@ def pay_funding(state: HyperliquidState, coin: str, rate: Any) -> list[FundingPa
     """Settle funding on `coin` now at `rate` for every account holding it: payment = position size x oracle price x
     rate, longs paying shorts when the rate is positive (Hyperliquid's docs, "Funding": "funding payment = position
     size * oracle price * funding rate", paid hourly). The simulator has no separate oracle: its mark stands in."""
-    from fractrade_sync.sim.hl_model import dec
 
     rate = dec(rate, "rate")
     with state.lock:
@@ -71,7 +73,6 @@ def pay_funding(state: HyperliquidState, coin: str, rate: Any) -> list[FundingPa
 def funding_record(p: FundingPayment) -> dict:
     """A userFunding entry (nktkas/hyperliquid src/api/info/_methods/userFunding.ts: time, hash, delta {type
     "funding", coin, usdc, szi, fundingRate, nSamples})."""
-    from fractrade_sync.sim.hl_model import fmt
 
     delta = {
         "type": "funding",
@@ -99,7 +100,6 @@ def user_funding(state: HyperliquidState, user: str, start: Any, end: Any = None
 def books(state: HyperliquidState, user: str) -> dict[str, str]:
     """The simulator's own totals for an account, on every dex (its HIP-3 dexes' clearinghouses too), exact decimal
     strings: realized PnL (the sum of its fills' closedPnl), fees, funding, net (realized - fees + funding)."""
-    from fractrade_sync.sim.hl_dexes import owner  # (hl_dexes imports this module's neighbours)
 
     user = user.lower()
     with state.lock:

@@ -194,7 +194,7 @@ def answer(st: HyperliquidState, body: dict):
         "userFills": lambda: _user_fills(st, user),
         "userFunding": lambda: hl_ledger.user_funding(st, user, body.get("startTime"), body.get("endTime")),
         "userRole": lambda: hl_accounts.user_role(st, user),
-        "subAccounts": lambda: hl_accounts.sub_accounts(st, user),
+        "subAccounts": lambda: hl_accounts.sub_accounts(st, user, clearinghouse),
         "vaultDetails": lambda: hl_accounts.vault_details(st, body.get("vaultAddress", "")),
         "activeAssetData": lambda: active_asset_data(st, user, str(body.get("coin", ""))),
         "extraAgents": lambda: [

@@ -17,6 +17,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Callable
 
+from fractrade_sync.errors import TransientError
 from fractrade_sync.outcome import FILLED, PARTIALLY_FILLED
 
 if TYPE_CHECKING:
@@ -210,8 +211,6 @@ class Ledger:
             self._read_funding()
 
     def _read_fills(self) -> None:
-        from fractrade_sync.errors import TransientError
-
         try:
             self.fills(self.client.fills())
         except TransientError as exc:  # asked again at the next idle step
@@ -221,8 +220,6 @@ class Ledger:
     def _read_funding(self) -> None:
         """The account's funding since the last one journaled (an hour before it: a settlement's record may come
         late), or since the start of the first journaled action's hour; paged by the last time seen."""
-        from fractrade_sync.errors import TransientError
-
         last = self.journal.last_funding_time()
         if last is None:
             first = self.journal.actions_since(0.0)[:1]
