@@ -68,13 +68,12 @@ def by_cloid(
     stopping: threading.Event,
     named: str,
     logger: logging.Logger,
-    look: Callable[[Action], Outcome | None] | None = None,
+    look: Callable[[Action], Outcome | None],
 ) -> list[Outcome | None]:
     """A request's nonce is spent: its orders were applied, or never will be. Each is asked by cloid over INFO_LAG (an
     applied order may take that long to show); None only when the exchange kept saying it has no such order: it had
     no effect. An unreadable answer is never that: TransientError when the last one could not be read. `look`: how
-    one action is asked (the Sender's lookup; `lookup` on the client by default)."""
-    look = look or (lambda action: lookup(client, action))
+    one action is asked (the Sender's lookup)."""
     start = time.monotonic()
     delays = exchange_retries().delays()
     found: dict[int, Outcome] = {}
