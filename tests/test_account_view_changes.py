@@ -1,7 +1,7 @@
 """The account view's own changes against the feed's snapshots: resizes superseded or fired before a snapshot showed
 them never stall a healthy feed; a cancel is not taken as shown by a snapshot older than its order; a push of a
-stalled socket is never trusted; a view distrusted by age asks for a new socket (each test failed on a version before
-it)."""
+stalled socket is never trusted; a view distrusted by age asks for a new socket (each of these failed on a version
+before it); the position before an order of ours is its earliest fill's start."""
 
 from __future__ import annotations
 
@@ -167,3 +167,19 @@ def test_a_push_of_the_stalled_socket_is_never_trusted():
 
     _push(view, Push(_snapshot({})), 1)  # a late push of the stalled socket, without the fill
     assert view.position("BTC") is None, "trusted on the stalled socket, without the own fill: 0 instead of 0.01"
+
+
+def test_the_position_before_an_order_is_its_earliest_fills_start():
+    """An order that fills in several pieces: the position before it is the start of its first fill (a buy's least,
+    a sell's most), whichever order userFills reports the pieces in."""
+    view = AccountView(live=lambda: True)
+    buy = [{"oid": 9, "time": 2, "side": "B", "startPosition": "0.01"}]
+    first = [{"oid": 9, "time": 1, "side": "B", "startPosition": "0.0"}]
+    sell = [{"oid": 5, "time": 3, "side": "A", "startPosition": "0.02"}, {"oid": 5, "time": 4, "side": "A"}]
+    view.on_events("userFills", {"fills": buy})
+    view.on_events("userFills", {"fills": first})
+    view.on_events("userFills", {"fills": buy})  # (a snapshot repeats a piece)
+    view.on_events("userFills", {"fills": [{**sell[0], "time": 5, "startPosition": "0.01"}, *sell]})
+    assert view.position_before(9) == Decimal("0.0")
+    assert view.position_before(5) == Decimal("0.02")
+    assert view.position_before(6) is None

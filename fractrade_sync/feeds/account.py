@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-from fractrade_sync.feeds.account_changes import Change, cloid_of, ids_of, names, order_change, same_size
+from fractrade_sync.feeds.account_changes import (
+    Change,
+    answer_changes,
+    cloid_of,
+    ids_of,
+    named_orders,
+    names,
+    note_starts,
+    same_size,
+)
 
 CONFIRM_WITHIN = 5.0  # seconds the feed may take to show an own change before the view stops being trusted
 # positions older than this are not trusted (the live clearinghouseState pushes about every 2 s, and the feed asks for
@@ -121,12 +130,7 @@ class AccountView:
 
     def on_events(self, channel: str, data: Any) -> None:
         """An orderUpdates or userFills push: the orders it names were changed on the exchange, at its time."""
-        if channel == "orderUpdates":
-            items = [u for u in data if isinstance(u, dict)] if isinstance(data, list) else []
-            named = [(u.get("order"), u.get("statusTimestamp")) for u in items]
-        else:  # userFills: {"isSnapshot"?, "user", "fills": [...]}
-            fills = data.get("fills", []) if isinstance(data, dict) else []
-            named = [(f, f.get("time")) for f in fills if isinstance(f, dict)]
+        named = named_orders(channel, data)
         with self._lock:
             self.refused.discard(channel)  # (asked again after a refusal, and served)
             for order, when in named:
@@ -142,7 +146,7 @@ class AccountView:
                             self._seen[ident] = report
                         self._seen.move_to_end(ident)
             if channel == "userFills":
-                self._note_starts([f for f, _ in named])
+                note_starts(self._starts, [f for f, _ in named])
             while len(self._seen) > SEEN_KEPT:
                 self._seen.popitem(last=False)
             while len(self._starts) > SEEN_KEPT:
@@ -154,20 +158,6 @@ class AccountView:
         with self._lock:
             known = self._starts.get(oid)
             return None if known is None else known[1]
-
-    def _note_starts(self, fills: list) -> None:
-        for fill in fills:
-            oid = fill.get("oid")
-            when = fill.get("time")
-            try:
-                start = Decimal(str(fill["startPosition"]))
-            except (KeyError, ArithmeticError):
-                continue
-            if isinstance(oid, int) and isinstance(when, int) and not isinstance(when, bool):
-                known = self._starts.get(oid)
-                buy = fill.get("side") == "B"  # each fill moves the position one way: the earliest start is the
-                if known is None or (start < known[1] if buy else start > known[1]):  # buy's least, the sell's most
-                    self._starts[oid] = (min(when, known[0]) if known else when, start)
 
     def lost(self) -> None:
         """The socket went down, or a push could not be read: nothing here is trusted until new snapshots (and the
@@ -221,40 +211,13 @@ class AccountView:
         sent_at: float | None = None,
     ) -> None:
         """The exchange answered `action` (order, cancel, batchModify, updateLeverage), sent at `sent_at`
-        (self.clock; None: now), with `result`: lay what it changed over the snapshots. The one door for this
-        service's own changes. `coins`: asset index -> name."""
-        if result.get("status") != "ok":
-            return
-        statuses = ((result.get("response") or {}).get("data") or {}).get("statuses") or []
-        kind = action.get("type")
-        changes = []
-        now = self.clock() if sent_at is None else sent_at
-        # (only the coins of `coins`: the main dex's, which this view holds; a HIP-3 dex's are read over REST)
-        if kind == "order":
-            for wire, status in zip(action.get("orders", []), statuses, strict=False):
-                change = order_change(wire, status, coins, now)
-                if change is not None:
-                    changes.append(change)
-        elif kind == "cancel":
-            for cancel, status in zip(action.get("cancels", []), statuses, strict=False):
-                if status == "success" and cancel.get("a") in coins:
-                    ident = cancel.get("o")
-                    coin = coins.get(cancel.get("a"), "")
-                    changes.append(Change(now, frozenset({ident}), coin, gone=frozenset({ident})))
-        elif kind == "batchModify":
-            for modify, status in zip(action.get("modifies", []), statuses, strict=False):
-                change = order_change(modify.get("order", {}), status, coins, now)
-                if change is not None:  # the modified order replaces the one it was (by oid or cloid)
-                    ident = cloid_of(modify.get("oid")) if isinstance(modify.get("oid"), str) else modify.get("oid")
-                    change.gone = frozenset({ident})
-                    change.resized = True
-                    changes.append(change)
-        elif kind == "updateLeverage" and action.get("asset") in coins:  # until its activeAssetData push shows it
+        (self.clock; None: now), with `result`: lay what it changed over the snapshots (account_changes.py). The one
+        door for this service's own changes. `coins`: asset index -> name; only the main dex's, which this view holds
+        (a HIP-3 dex's are read over REST)."""
+        changes, leverage = answer_changes(action, result, coins, self.clock() if sent_at is None else sent_at)
+        if leverage is not None:  # until its activeAssetData push shows it
             with self._lock:
-                self._leverage[coins[action["asset"]]] = (
-                    "cross" if action.get("isCross") else "isolated",
-                    int(action.get("leverage", 0)),
-                )
+                self._leverage[leverage[0]] = leverage[1]
         if changes:
             with self._lock:
                 for change in changes:

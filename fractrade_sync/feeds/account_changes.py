@@ -1,6 +1,6 @@
 """What one answer of the exchange changed in the account, as the account view (account.py) lays it over the feed's
-snapshots until they show it: a fill, an order now resting, orders gone, an order resized; read from the order, cancel
-and batchModify answers (pure)."""
+snapshots until they show it: a fill, an order now resting, orders gone, an order resized, a leverage set; read from
+the order, cancel, batchModify and updateLeverage answers (pure)."""
 
 from __future__ import annotations
 
@@ -78,3 +78,64 @@ def order_change(wire: Mapping[str, Any], status: Any, coins: Mapping[int, str],
         }
         return Change(now, frozenset({oid, cloid} - {None}), coin, placed=placed)
     return None
+
+
+def named_orders(channel: str, data: Any) -> list[tuple[Any, Any]]:
+    """The orders an orderUpdates or userFills push names, each with the exchange's time it gives (a fill is its own
+    order entry: it carries oid, cloid and startPosition)."""
+    if channel == "orderUpdates":
+        items = [u for u in data if isinstance(u, dict)] if isinstance(data, list) else []
+        return [(u.get("order"), u.get("statusTimestamp")) for u in items]
+    fills = data.get("fills", []) if isinstance(data, dict) else []  # userFills: {"isSnapshot"?, "user", "fills"}
+    return [(f, f.get("time")) for f in fills if isinstance(f, dict)]
+
+
+def answer_changes(
+    action: Mapping[str, Any], result: Mapping[str, Any], coins: Mapping[int, str], now: float
+) -> tuple[list[Change], tuple[str, tuple[str, int]] | None]:
+    """What the exchange's answer `result` to `action` (order, cancel, batchModify, updateLeverage), sent at `now`,
+    changed on the coins of `coins` (asset index -> name): its order changes, and a coin's leverage set (or None)."""
+    if result.get("status") != "ok":
+        return [], None
+    statuses = ((result.get("response") or {}).get("data") or {}).get("statuses") or []
+    kind = action.get("type")
+    changes = []
+    if kind == "order":
+        for wire, status in zip(action.get("orders", []), statuses, strict=False):
+            change = order_change(wire, status, coins, now)
+            if change is not None:
+                changes.append(change)
+    elif kind == "cancel":
+        for cancel, status in zip(action.get("cancels", []), statuses, strict=False):
+            if status == "success" and cancel.get("a") in coins:
+                ident = cancel.get("o")
+                changes.append(Change(now, frozenset({ident}), coins[cancel["a"]], gone=frozenset({ident})))
+    elif kind == "batchModify":
+        for modify, status in zip(action.get("modifies", []), statuses, strict=False):
+            change = order_change(modify.get("order", {}), status, coins, now)
+            if change is not None:  # the modified order replaces the one it was (by oid or cloid)
+                ident = cloid_of(modify.get("oid")) if isinstance(modify.get("oid"), str) else modify.get("oid")
+                change.gone = frozenset({ident})
+                change.resized = True
+                changes.append(change)
+    elif kind == "updateLeverage" and action.get("asset") in coins:
+        leverage = ("cross" if action.get("isCross") else "isolated", int(action.get("leverage", 0)))
+        return [], (coins[action["asset"]], leverage)
+    return changes, None
+
+
+def note_starts(starts: dict[int, tuple[int, Decimal]], fills: list) -> None:
+    """Keep in `starts` (oid -> (time, startPosition)) each order's earliest fill that userFills reported: the
+    position before that order (a buy's fills start from the least position, a sell's from the most)."""
+    for fill in fills:
+        oid = fill.get("oid")
+        when = fill.get("time")
+        try:
+            start = Decimal(str(fill["startPosition"]))
+        except (KeyError, ArithmeticError):
+            continue
+        if isinstance(oid, int) and isinstance(when, int) and not isinstance(when, bool):
+            known = starts.get(oid)
+            buy = fill.get("side") == "B"
+            if known is None or (start < known[1] if buy else start > known[1]):
+                starts[oid] = (min(when, known[0]) if known else when, start)
