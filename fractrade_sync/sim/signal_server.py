@@ -12,7 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 from urllib.parse import urlsplit
 
-from fractrade_sync.sim.wsserver import WebSocketConnection, accept, broadcast, frame_header, reject
+from fractrade_sync.sim.ws_frames import frame_header
+from fractrade_sync.sim.wsserver import WebSocketConnection, accept, broadcast, reject
 
 if TYPE_CHECKING:
     from typing import Self  # annotations only: runtime stays 3.10-compatible

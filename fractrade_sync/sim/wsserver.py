@@ -1,9 +1,8 @@
-"""A minimal, synchronous RFC 6455 WebSocket server side for http.server handlers."""
+"""A minimal, synchronous RFC 6455 WebSocket server side for http.server handlers: the handshake, one connection's
+sends and reads (its framing: ws_frames.py), a broadcast."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.server
 import math
 import select
@@ -14,26 +13,21 @@ import time
 from email.message import Message
 from typing import Iterable
 
-# https://datatracker.ietf.org/doc/html/rfc6455#section-1.3
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-MAX_MESSAGE = 16 * 1024 * 1024
-_OP_CONT = 0
-_OP_TEXT = 1
-_OP_BINARY = 2
-_OP_CLOSE = 8
-_OP_PING = 9
-_OP_PONG = 10
+from fractrade_sync.sim.ws_frames import (
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Fragments,
+    ProtocolError,
+    accept_key,
+    close_payload,
+    frame,
+    take_frame,
+)
+
 _CONTINUE = object()  # a frame was handled but no message is complete yet
 _POLL_SLICE = 0.25  # seconds; a blocked recv re-checks close state this often
-
-
-class _ProtocolError(Exception):
-    """The peer broke RFC 6455; carries the close code to send."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 def shut_down(socks) -> None:
@@ -43,37 +37,6 @@ def shut_down(socks) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # already closed by its handler
-
-
-def frame_header(opcode: int, length: int, fin: bool = True) -> bytes:
-    """The header of one unmasked server frame announcing `length` payload bytes (whether they follow or not)."""
-    b0 = (0x80 if fin else 0) | opcode
-    if length < 126:
-        return struct.pack("!BB", b0, length)
-    if length < 65536:
-        return struct.pack("!BBH", b0, 126, length)
-    return struct.pack("!BBQ", b0, 127, length)
-
-
-def _frame(opcode: int, payload: bytes) -> bytes:
-    """Encode one unmasked, final server frame."""
-    return frame_header(opcode, len(payload)) + payload
-
-
-def _unmask(data: bytes, mask: bytes) -> bytes:
-    """XOR data with the repeating 4-byte client mask."""
-    n = len(data)
-    if n == 0:
-        return b""
-    key = (mask * (n // 4 + 1))[:n]
-    value = int.from_bytes(data, "big") ^ int.from_bytes(key, "big")
-    return value.to_bytes(n, "big")
-
-
-def _close_payload(code: int, reason: str) -> bytes:
-    """Status code plus a UTF-8 reason cut to the 123 bytes a control frame allows."""
-    raw = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
-    return struct.pack("!H", code) + raw
 
 
 class WebSocketConnection:
@@ -94,9 +57,7 @@ class WebSocketConnection:
         self._buf = bytearray(pending)
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
-        self._frags: list[bytes] = []
-        self._frag_opcode: int | None = None
-        self._frag_size = 0
+        self._fragments = Fragments()
         self._close_sent = False
         self._close_deadline = 0.0
         self._eof = False
@@ -109,7 +70,7 @@ class WebSocketConnection:
     def send_text(self, text: str | bytes) -> None:
         """Send one text message; raises ConnectionError if closed. Bytes go as they are, even when they are not
         UTF-8: what a broken server could send."""
-        self._send(_OP_TEXT, text if isinstance(text, bytes) else text.encode("utf-8"))
+        self._send(OP_TEXT, text if isinstance(text, bytes) else text.encode("utf-8"))
 
     def send_raw(self, chunks: Iterable[bytes]) -> None:
         """Write bytes as they are, in one go under the send lock: what a broken or hostile server sends (a header
@@ -130,7 +91,7 @@ class WebSocketConnection:
             if self.closed:
                 raise ConnectionError("WebSocket connection is closed")
             try:
-                self._sock.sendall(_frame(opcode, payload))
+                self._sock.sendall(frame(opcode, payload))
             except OSError as exc:
                 # A partial frame leaves the stream unusable: drop it.
                 self._shutdown()
@@ -142,12 +103,12 @@ class WebSocketConnection:
         with self._recv_lock:
             while not self._eof:
                 try:
-                    frame = self._parse()
-                    if frame is None:
+                    taken = take_frame(self._buf)
+                    if taken is None:
                         self._fill(deadline)
                         continue
-                    msg = self._handle(*frame)
-                except _ProtocolError as exc:
+                    msg = self._handle(*taken)
+                except ProtocolError as exc:
                     self._fail(exc.code, exc.reason)
                     return None
                 if msg is None or isinstance(msg, str):
@@ -160,7 +121,7 @@ class WebSocketConnection:
             if self.closed:
                 return
             try:
-                self._sock.sendall(_frame(_OP_CLOSE, _close_payload(code, reason)))
+                self._sock.sendall(frame(OP_CLOSE, close_payload(code, reason)))
             except OSError:
                 self._shutdown()
                 return
@@ -192,13 +153,13 @@ class WebSocketConnection:
 
     def _fail(self, code: int, reason: str) -> None:
         """Answer a protocol violation with a close frame and drop the connection."""
-        self._close_and_drop(_close_payload(code, reason))
+        self._close_and_drop(close_payload(code, reason))
 
     def _close_and_drop(self, payload: bytes) -> None:
         """Send a close frame unless one went already, then shut the socket."""
         if not self.closed:
             try:
-                self._send(_OP_CLOSE, payload)
+                self._send(OP_CLOSE, payload)
             except ConnectionError:
                 pass  # the peer is gone already; dropping is all that is left
         self._shutdown()
@@ -229,89 +190,27 @@ class WebSocketConnection:
             self._buf += data
             return
 
-    def _parse(self) -> tuple[int, int, int, bytes] | None:
-        """Take one complete client frame off the buffer: (fin, rsv, opcode, payload)."""
-        buf = self._buf
-        if len(buf) < 2:
-            return None
-        b0 = buf[0]
-        b1 = buf[1]
-        n = b1 & 0x7F
-        pos = 2
-        if n == 126:
-            if len(buf) < 4:
-                return None
-            (n,) = struct.unpack_from("!H", buf, 2)
-            pos = 4
-        elif n == 127:
-            if len(buf) < 10:
-                return None
-            (n,) = struct.unpack_from("!Q", buf, 2)
-            pos = 10
-        if n > MAX_MESSAGE:
-            raise _ProtocolError(1009, "frame too large")
-        if not b1 & 0x80:
-            raise _ProtocolError(1002, "client frames must be masked")
-        if len(buf) < pos + 4 + n:
-            return None
-        mask = bytes(buf[pos : pos + 4])
-        payload = _unmask(bytes(buf[pos + 4 : pos + 4 + n]), mask)
-        del buf[: pos + 4 + n]
-        return b0 & 0x80, b0 & 0x70, b0 & 0x0F, payload
-
     def _handle(self, fin: int, rsv: int, opcode: int, payload: bytes) -> object:
         """Apply one frame; return a complete message, None on close, else _CONTINUE."""
         if rsv:
-            raise _ProtocolError(1002, "reserved bits set without an extension")
-        if opcode >= _OP_CLOSE:
+            raise ProtocolError(1002, "reserved bits set without an extension")
+        if opcode >= OP_CLOSE:
             if not fin or len(payload) > 125:
-                raise _ProtocolError(1002, "invalid control frame")
-            if opcode == _OP_CLOSE:
+                raise ProtocolError(1002, "invalid control frame")
+            if opcode == OP_CLOSE:
                 self._close_and_drop(payload[:2])  # echo the peer's status code
                 return None
-            if opcode == _OP_PING:
+            if opcode == OP_PING:
                 try:
-                    self._send(_OP_PONG, payload)
+                    self._send(OP_PONG, payload)
                 except ConnectionError:
                     pass  # closing: a pong is no longer owed
                 return _CONTINUE
-            if opcode == _OP_PONG:
+            if opcode == OP_PONG:
                 return _CONTINUE
-            raise _ProtocolError(1002, f"unknown opcode {opcode}")
-        if opcode == _OP_CONT:
-            if self._frag_opcode is None:
-                raise _ProtocolError(1002, "continuation without a started message")
-        elif opcode in (_OP_TEXT, _OP_BINARY):
-            if self._frag_opcode is not None:
-                raise _ProtocolError(1002, "new message before the last one finished")
-            self._frag_opcode = opcode
-        else:
-            raise _ProtocolError(1002, f"unknown opcode {opcode}")
-        self._frags.append(payload)
-        self._frag_size += len(payload)
-        if self._frag_size > MAX_MESSAGE:
-            raise _ProtocolError(1009, "message too large")
-        if not fin:
-            return _CONTINUE
-        data = b"".join(self._frags)
-        kind = self._frag_opcode
-        self._frags = []
-        self._frag_opcode = None
-        self._frag_size = 0
-        if kind == _OP_BINARY:
-            return data.decode("utf-8", "replace")
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _ProtocolError(1007, "text message is not valid UTF-8") from None
-
-
-def _valid_key(key: str) -> bool:
-    """A Sec-WebSocket-Key must be base64 of 16 bytes."""
-    try:
-        return len(base64.b64decode(key, validate=True)) == 16
-    except ValueError:
-        return False
+            raise ProtocolError(1002, f"unknown opcode {opcode}")
+        message = self._fragments.add(fin, opcode, payload)
+        return _CONTINUE if message is None else message
 
 
 def _take_buffered(handler: http.server.BaseHTTPRequestHandler) -> bytes:
@@ -338,17 +237,16 @@ def accept(handler: http.server.BaseHTTPRequestHandler) -> WebSocketConnection |
         or headers.get("Upgrade", "").strip().lower() != "websocket"
         or "upgrade" not in tokens
         or headers.get("Sec-WebSocket-Version", "").strip() != "13"
-        or not _valid_key(key)
+        or accept_key(key) is None
     ):
         reject(handler, 400, "expected a WebSocket upgrade (RFC 6455, version 13)")
         return None
-    digest = hashlib.sha1(key.encode("ascii") + _GUID).digest()
     handler.protocol_version = "HTTP/1.1"
     handler.close_connection = True  # the socket now speaks WebSocket, not HTTP
     handler.send_response(101, "Switching Protocols")
     handler.send_header("Upgrade", "websocket")
     handler.send_header("Connection", "Upgrade")
-    handler.send_header("Sec-WebSocket-Accept", base64.b64encode(digest).decode("ascii"))
+    handler.send_header("Sec-WebSocket-Accept", accept_key(key))
     handler.end_headers()
     return WebSocketConnection(handler, _take_buffered(handler))
 
