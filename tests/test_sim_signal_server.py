@@ -17,6 +17,7 @@ import websocket
 from websocket import ABNF
 
 from fractrade_sync.sim.signal_server import SignalServer
+from fractrade_sync.sim.ws_frames import accept_key
 
 TOKEN = "test-token-123"
 PATH = "/ws/executor/"
@@ -217,6 +218,35 @@ def test_oversized_frame_is_refused(server):
     with _raw_handshake(server) as sock:
         sock.sendall(b"\x82\xff" + struct.pack("!Q", 16 * 1024 * 1024 + 1) + b"mask")
         assert _read_close_code(sock) == 1009
+
+
+def _masked(first: int, payload: bytes) -> bytes:
+    """A client frame: the first byte (FIN and opcode) given, masked with a zero key (the payload unchanged)."""
+    return bytes([first, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+@pytest.mark.parametrize(
+    "frames, code",
+    [
+        ([_masked(0x80, b"x")], 1002),  # a continuation with no message started
+        ([_masked(0x01, b"a"), _masked(0x81, b"b")], 1002),  # a new message before the last one finished
+        ([_masked(0x81, b"\xff")], 1007),  # a text message that is not UTF-8
+        ([_masked(0x83, b"x")], 1002),  # a reserved data opcode
+        ([_masked(0x09, b"x")], 1002),  # a fragmented control frame
+    ],
+)
+def test_a_broken_message_is_closed_with_its_code(server, frames, code):
+    with _raw_handshake(server) as sock:
+        sock.sendall(b"".join(frames))
+        assert _read_close_code(sock) == code
+    assert server.received == []
+
+
+def test_the_handshake_answers_the_rfc_example_key():
+    """RFC 6455 section 1.3's own example."""
+    assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert accept_key("c2hvcnQ=") is None  # not 16 bytes
+    assert accept_key("not base64!") is None
 
 
 def test_stop_closes_clients_and_is_idempotent(server, connect):
