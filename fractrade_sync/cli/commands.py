@@ -12,7 +12,8 @@ from pathlib import Path
 
 from fractrade_sync.channels.heartbeat import health_problem, read_heartbeat
 from fractrade_sync.cli.running import live_service_pid
-from fractrade_sync.config.settings import EXIT_FAILURE, EXIT_OK, default_state_dir, load_settings, merged_env
+from fractrade_sync.config.settings import EXIT_FAILURE, EXIT_OK, default_state_dir, load_settings
+from fractrade_sync.config.sources import merged_env
 from fractrade_sync.errors import ConfigError
 from fractrade_sync.logs import setup_logging
 from fractrade_sync.storage.state_dir import StatePaths, ensure_private_dir, recorded_pid

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +36,7 @@ from fractrade_sync.config.secrets import (
     url_credentials,
     url_secrets,
 )
+from fractrade_sync.config.sources import merged_env
 from fractrade_sync.errors import ConfigError
 from fractrade_sync.storage.state_dir import StatePaths
 
@@ -137,33 +137,6 @@ class Settings:
     def paths(self) -> StatePaths:
         """Where the journal, heartbeat, lock and kill switch live."""
         return StatePaths(self.state_dir)
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Variables from a .env file (python-dotenv), empty when the file does not exist. A file other users may read
-    or change (it holds the key) is warned about, by name only, each time it is read."""
-    if not path.is_file():
-        return {}
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        logger.warning(
-            "%s is open to other users (mode %03o) and may hold your key and token: run `chmod 600 %s`",
-            path,
-            mode,
-            path,
-        )
-    from dotenv import dotenv_values
-
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
-
-
-def merged_env(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> dict[str, str]:
-    """The `.env` file's values under the process environment (the environment wins)."""
-    environ = os.environ if environ is None else environ
-    path = env_file if env_file is not None else Path.cwd() / ".env"
-    merged = read_env_file(path)
-    merged.update(environ)
-    return merged
 
 
 def load_settings(
