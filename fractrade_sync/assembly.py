@@ -12,7 +12,8 @@ from typing import Any, Callable, Mapping
 from fractrade_sync.channels.hub import Channels
 from fractrade_sync.channels.probe import ServiceProbe
 from fractrade_sync.config.settings import Settings
-from fractrade_sync.exchange.client import HyperliquidClient
+from fractrade_sync.exchange.client import HyperliquidClient, expiry_window
+from fractrade_sync.exchange.signing import ActionSigner
 from fractrade_sync.execution.admission import Admission, guard
 from fractrade_sync.execution.hooks import Hook
 from fractrade_sync.execution.orders import Execution
@@ -70,12 +71,14 @@ def assemble(
         user=settings.account_address,
         on_fills=lambda fills: ledger and ledger.pushed(fills),
     )
-    client = HyperliquidClient(settings, feed, on_request=channels.request_listener)
-    journal, resumed = Journal.open(settings.paths.journal, client.expiry_window, clock=clock)
+    window = expiry_window(settings.http_timeout)
+    signing = ActionSigner(settings.private_key.reveal(), settings.is_mainnet, window)
+    client = HyperliquidClient(settings, feed, on_request=channels.request_listener, signing=signing)
+    journal, resumed = Journal.open(settings.paths.journal, window, clock=clock)
     ledger = Ledger(journal, client, feed, clock)
     listeners = [*channels.listeners, ledger.outcome]
     execution, pipeline = _execution(
-        settings, client, journal, hooks, listeners, on_storage, clock, stopping, unclean_since
+        settings, client, signing, journal, hooks, listeners, on_storage, clock, stopping, unclean_since
     )
     worker = Worker(
         actions,
@@ -105,6 +108,7 @@ def assemble(
 def _execution(
     settings: Settings,
     client: HyperliquidClient,
+    signing: ActionSigner,
     journal: Journal,
     hooks: Mapping[str, Hook],
     listeners: list[Callable[[Any, Any], None]],
@@ -115,7 +119,7 @@ def _execution(
 ) -> tuple[Execution, Pipeline]:
     """The worker's pipeline and what it uses: sending, planning, protection, admission, waves and requests."""
     logger = logging.getLogger("fractrade_sync")
-    sender = Sender(settings, client, journal, logger, clock, stopping)
+    sender = Sender(settings, client, signing, journal, logger, clock, stopping)
     execution = Execution(settings, client, logger, sender.expired, functools.partial(guard, settings), stopping)
     protection = Protection(client, journal, logger, settings.dry_run, execution.with_retries)
     admission = Admission(settings, journal, sender, execution.with_retries, clock, unclean_since)

@@ -46,7 +46,7 @@ def test_a_sub_account_is_traded_with_vault_address(make_service, sim, signals, 
     assert sim.positions(sub) == {"BTC": "0.01"}
     assert sim.positions(wallet.address) == {}, "the master's own money was traded"
     assert len(sim.open_orders(sub)) == 2 and sim.open_orders(wallet.address) == []
-    assert service.client.vault == sub.lower()
+    assert service.client.signing.vault == sub.lower()
 
 
 def test_a_vault_the_key_leads_is_traded_with_vault_address(make_service, sim, signals, wallet):

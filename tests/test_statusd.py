@@ -417,7 +417,7 @@ def test_every_exchange_request_is_told_to_the_hook_and_a_failing_hook_changes_n
     client = HyperliquidClient(settings_from_mapping(env), on_request=lambda *request: seen.append(request))
     try:
         client.load_meta()
-        client.post(client.noop(client.nonces.next()))
+        client.post(client.signing.noop(client.signing.nonces.next()))
         assert seen == [("/info", "meta", "200"), ("/exchange", "noop", "200")]
         client.on_request = lambda *request: 1 / 0
         assert client.load_meta()

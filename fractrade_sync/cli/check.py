@@ -163,7 +163,7 @@ def signing_problem(client: HyperliquidClient) -> str | None:
     """Whether the exchange takes what this key signs, for this network: a noop with a fresh nonce (it spends the
     nonce and nothing else). A key signing for the other network is not recognised there."""
     try:
-        result = client.post(client.noop(client.nonces.next()))
+        result = client.post(client.signing.noop(client.signing.nonces.next()))
     except TransientError as exc:
         return f"the signed noop got no answer ({exc})"
     if result.get("status") == "ok":

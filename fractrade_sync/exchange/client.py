@@ -23,7 +23,7 @@ from fractrade_sync.exchange.accounts import Relation, resolve
 from fractrade_sync.exchange.budget import WeightBudget
 from fractrade_sync.exchange.dexes import Dexes, dex_of
 from fractrade_sync.exchange.rules import Asset
-from fractrade_sync.exchange.signing import FastSigner, NonceSource
+from fractrade_sync.exchange.signing import ActionSigner
 from fractrade_sync.exchange.transport import KeptAliveChannel, ProxyChannel
 from fractrade_sync.logs import RestNotices
 
@@ -45,6 +45,13 @@ def asset_of(entry: dict, index: int) -> Asset:
     return Asset(entry["name"], index, int(entry["szDecimals"]), max_leverage, wire.only_isolated(entry))
 
 
+def expiry_window(http_timeout: float) -> float:
+    """Seconds an L1 action stays valid: long enough for every identical resend of the retry schedule (one nonce:
+    applied once at most); the action's own deadline caps it (ActionSigner.payload)."""
+    retries = exchange_retries()
+    return http_timeout * (retries.tries + 1) + 1.25 * sum(retries.delays()) + 1.0
+
+
 def _tell(hook: Callable[[str, str, str], None], path: str, payload: dict, status: str) -> None:
     """Tell on_request of a request: its type (the info type, or the signed action's); never raises."""
     try:
@@ -64,15 +71,17 @@ class HyperliquidClient(AccountReads):
         feed: ExchangeFeed | None = None,
         logger: logging.Logger | None = None,
         on_request: Callable[[str, str, str], None] | None = None,
+        signing: ActionSigner | None = None,
     ):
         self.settings = settings
         self.feed = feed  # the live mids, started and stopped by the service (None: every mid over REST)
         self.logger = logger or logging.getLogger("fractrade_sync.exchange")
         self.address = settings.account_address
-        self.nonces = NonceSource()
-        self.vault: str | None = None  # the vaultAddress every action is signed with (relation(): a sub-account)
         self.dexes = Dexes(self._info)  # HIP-3 dexes, loaded when a symbol of one first arrives
-        self.signer = FastSigner(settings.private_key.reveal())
+        # the account's actions signed (its vault and the clock offset told by relation() and the reads)
+        self.signing = signing or ActionSigner(
+            settings.private_key.reveal(), settings.is_mainnet, expiry_window(settings.http_timeout)
+        )
         self.account: AccountView | None = feed.account if feed is not None else None  # live positions, orders
         self._notice = RestNotices(self.logger, STALE_NOTICE_EVERY)
         self._coins: dict[int, str] = {}  # asset index -> name, for the account view
@@ -81,7 +90,6 @@ class HyperliquidClient(AccountReads):
         self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read or set)
         self._watched: set[str] = set()  # coins whose leverage the feed was asked to keep subscribed
         self.weights = WeightBudget()  # the request weight spent, as the exchange counts it per IP
-        self.clock_offset: float | None = None  # seconds the exchange's clock is ahead of ours (None: not measured)
         # told of every request (path, its type, the HTTP status or 'network' / 'not_sent'): metrics; must be cheap
         self.on_request = on_request  # each request told (path, type, status): the metrics
         self._clock_warned_at = float("-inf")
@@ -228,7 +236,7 @@ class HyperliquidClient(AccountReads):
         """Remember the offset to the exchange's clock; warn (at most every CLOCK_WARN_EVERY) when over CLOCK_WARN.
         https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint/perpetuals (the answer's
         "time"; which instant it is, the request's or the last block's, is not documented: a block lags < 1 s)."""
-        self.clock_offset = offset
+        self.signing.clock_offset = offset
         now = time.monotonic()
         if abs(offset) > CLOCK_WARN and now - self._clock_warned_at >= CLOCK_WARN_EVERY:
             self._clock_warned_at = now
@@ -239,6 +247,11 @@ class HyperliquidClient(AccountReads):
                 "behind" if offset > 0 else "ahead of",
             )
 
+    @property
+    def clock_offset(self) -> float | None:
+        """Seconds the exchange's clock is ahead of ours, as last measured (None: not yet)."""
+        return self.signing.clock_offset
+
     def relation(self) -> Relation:
         """How the key may trade the account (accounts.py): its own, as its API wallet, or a sub-account or vault of
         either (then every action is signed with vaultAddress). Remembered for signing; TransientError when an
@@ -247,40 +260,14 @@ class HyperliquidClient(AccountReads):
             found = resolve(self._info, self.settings.account_address, self.settings.signer_address)
         except ValueError as exc:
             raise TransientError(f"unreadable account role: {exc}") from None
-        self.vault = found.vault
+        self.signing.vault = found.vault
         return found
 
-    # ---- writes ------------------------------------------------------------------------------
-    @property
-    def expiry_window(self) -> float:
-        """Seconds an L1 action stays valid: long enough for every identical resend of the retry schedule (one
-        nonce: applied once at most); the action's own deadline caps it (signed_payload)."""
-        retries = exchange_retries()
-        return self.settings.http_timeout * (retries.tries + 1) + 1.25 * sum(retries.delays()) + 1.0
-
-    def signed_payload(self, action: dict, deadline: float | None = None) -> dict:
-        """Sign an L1 action with a fresh nonce and an expiresAfter (never past `deadline`, a wall-clock time: the
-        exchange applies nothing of a stale action); the payload as it would be posted. expiresAfter is judged by
-        the exchange's clock: the measured offset is added."""
-        nonce = self.nonces.next()
-        offset_ms = int((self.clock_offset or 0.0) * 1000)
-        expires = nonce + offset_ms + int(self.expiry_window * 1000)
-        if deadline is not None:
-            expires = max(nonce + offset_ms + 1, min(expires, int(deadline * 1000) + offset_ms))
-        signature = self.signer.sign_l1(action, self.vault, nonce, expires, self.settings.is_mainnet)
-        payload = {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": self.vault}
-        return {**payload, "expiresAfter": expires}
-
-    def noop(self, nonce: int) -> dict:
-        """The signed noop that spends `nonce` (taken: nothing else signed with it can apply; a used nonce is refused
-        "Invalid nonce: duplicate nonce"). No expiresAfter: a late noop is harmless. Resend it as is."""
-        signature = self.signer.sign_l1({"type": "noop"}, self.vault, nonce, None, self.settings.is_mainnet)
-        return {"action": {"type": "noop"}, "nonce": nonce, "signature": signature, "vaultAddress": self.vault}
-
+    # ---- writes (signed by self.signing) -------------------------------------------------------------
     def update_leverage(self, asset: Asset, leverage: int, is_cross: bool) -> dict:
         """Set a coin's leverage; remembers it when the exchange accepts."""
         action = {"type": "updateLeverage", "asset": asset.index, "isCross": is_cross, "leverage": leverage}
-        result = self.post(self.signed_payload(action))
+        result = self.post(self.signing.payload(action))
         if result.get("status") == "ok":
             self._leverage[asset.name] = ("cross" if is_cross else "isolated", leverage, time.monotonic())
         return result
@@ -289,12 +276,12 @@ class HyperliquidClient(AccountReads):
         """Modify open orders in place (batchModify: (oid or cloid, the new order wire) each), as the SDK's
         bulk_modify_orders_new sends it."""
         action = {"type": "batchModify", "modifies": [{"oid": ident, "order": wire} for ident, wire in modifies]}
-        return self.post(self.signed_payload(action))
+        return self.post(self.signing.payload(action))
 
     def cancel(self, orders: list[tuple[Asset, int]]) -> dict:
         """Cancel open orders by oid, on any coins, in one request."""
         action = {"type": "cancel", "cancels": [{"a": asset.index, "o": oid} for asset, oid in orders]}
-        return self.post(self.signed_payload(action))
+        return self.post(self.signing.payload(action))
 
     # ---- readiness -----------------------------------------------------------------------------------
     def prepare(self) -> None:

@@ -1,4 +1,5 @@
-"""L1 signing that gives the SDK's `sign_l1_action` byte for byte, and the nonces that go with it."""
+"""L1 signing that gives the SDK's `sign_l1_action` byte for byte, the nonces that go with it, and the account's
+actions signed as the payloads /exchange takes (ActionSigner)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import coincurve
 from eth_utils import keccak
 from hyperliquid.utils.signing import action_hash
 
-__all__ = ["AGENT_TYPE_HASH", "DOMAIN_SEPARATOR", "FastSigner", "NonceSource", "action_hash", "l1_digest"]
+__all__ = [
+    "AGENT_TYPE_HASH",
+    "DOMAIN_SEPARATOR",
+    "ActionSigner",
+    "FastSigner",
+    "NonceSource",
+    "action_hash",
+    "l1_digest",
+]
 
 
 def _word(value: int) -> bytes:
@@ -78,3 +87,40 @@ class NonceSource:
         with self._lock:
             self._last = max(int(self.clock() * 1000), self._last + 1)
             return self._last
+
+
+class ActionSigner:
+    """The account's L1 actions signed as /exchange takes them: a fresh nonce each, the vaultAddress of a sub-account
+    or vault, an expiresAfter on the exchange's clock. The client tells it the vault (once it knows how the key may
+    trade the account) and the clock offset (each time it measures it)."""
+
+    def __init__(self, private_key_hex: str, is_mainnet: bool, expiry_window: float):
+        self.signer = FastSigner(private_key_hex)
+        self.nonces = NonceSource()
+        self.is_mainnet = is_mainnet
+        # seconds an action stays valid: long enough for every identical resend (one nonce: applied once at most)
+        self.expiry_window = expiry_window
+        self.vault: str | None = None  # the vaultAddress every action is signed with (a sub-account or vault)
+        self.clock_offset: float | None = None  # seconds the exchange's clock is ahead of ours (None: not measured)
+
+    def __repr__(self) -> str:
+        return f"ActionSigner({self.signer!r}, vault={self.vault!r})"
+
+    def payload(self, action: dict, deadline: float | None = None) -> dict:
+        """Sign an L1 action with a fresh nonce and an expiresAfter (never past `deadline`, a wall-clock time: the
+        exchange applies nothing of a stale action); the payload as it would be posted. expiresAfter is judged by
+        the exchange's clock: the measured offset is added."""
+        nonce = self.nonces.next()
+        offset_ms = int((self.clock_offset or 0.0) * 1000)
+        expires = nonce + offset_ms + int(self.expiry_window * 1000)
+        if deadline is not None:
+            expires = max(nonce + offset_ms + 1, min(expires, int(deadline * 1000) + offset_ms))
+        signature = self.signer.sign_l1(action, self.vault, nonce, expires, self.is_mainnet)
+        payload = {"action": action, "nonce": nonce, "signature": signature, "vaultAddress": self.vault}
+        return {**payload, "expiresAfter": expires}
+
+    def noop(self, nonce: int) -> dict:
+        """The signed noop that spends `nonce` (taken: nothing else signed with it can apply; a used nonce is refused
+        "Invalid nonce: duplicate nonce"). No expiresAfter: a late noop is harmless. Resend it as is."""
+        signature = self.signer.sign_l1({"type": "noop"}, self.vault, nonce, None, self.is_mainnet)
+        return {"action": {"type": "noop"}, "nonce": nonce, "signature": signature, "vaultAddress": self.vault}

@@ -24,6 +24,7 @@ from fractrade_sync.exchange.answers import error_text, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.delivery import HttpRefused, NonceSpent, NotTaken, Took, deliver, deliver_noop
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
+from fractrade_sync.exchange.signing import ActionSigner
 from fractrade_sync.execution.records import by_cloid, lookup
 from fractrade_sync.outcome import (
     EXPIRED,
@@ -68,6 +69,7 @@ class Sender:
         self,
         settings: Settings,
         client: HyperliquidClient,
+        signing: ActionSigner,
         journal: Journal,
         logger: logging.Logger,
         clock: Callable[[], float],
@@ -75,6 +77,7 @@ class Sender:
     ):
         self.settings = settings
         self.client = client
+        self.signing = signing
         self.journal = journal
         self.logger = logger
         self.clock = clock
@@ -107,7 +110,7 @@ class Sender:
             actions = [pairs[i][0] for i in pending]
             orders = [pairs[i][1] for i in pending]
             body = order_wires_to_order_action([wires[i] for i in pending], None, grouping(orders))
-            payload = self.client.signed_payload(body, min(self.deadline(a) for a in actions))
+            payload = self.signing.payload(body, min(self.deadline(a) for a in actions))
             try:
                 results = self._send(actions, orders, payload)
             except Unwritable as exc:  # nothing of this round was sent; what earlier rounds settled stands
@@ -251,7 +254,7 @@ class Sender:
         if nonce in self._invalidated:  # our own noop spent it already (another action of the same request)
             return [None] * len(actions)
         named = _named(actions)
-        ending = deliver_noop(self.client.noop(nonce), self.client.post, self.stopping, named, self.logger)
+        ending = deliver_noop(self.signing.noop(nonce), self.client.post, self.stopping, named, self.logger)
         if isinstance(ending, NonceSpent):
             return self._by_cloid(actions)
         self._invalidated.add(nonce)
@@ -285,7 +288,7 @@ class Sender:
         # no nonce (a note torn by a power loss, or a lookup that failed before anything was sent): no order of the
         # action can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no",
         # and the worker does not wait for it: the action stays open and is asked again (recheck)
-        settle_at = min(since + self.client.expiry_window, self.deadline(item_action)) + SETTLE_MARGIN
+        settle_at = min(since + self.signing.expiry_window, self.deadline(item_action)) + SETTLE_MARGIN
         if self.clock() < settle_at:
             raise TransientError(
                 f"not seen by cloid yet; an order of it could still land until "
