@@ -39,6 +39,7 @@ class Action:
     agent_id: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     frame: str = field(default="", compare=False, repr=False)  # the frame's text, as journaled
+    arrival_mid: Decimal | None = field(default=None, compare=False, repr=False)  # its coin's mid as it arrived
 
     @cached_property  # the frozen dataclass has a __dict__; cached_property writes to it directly
     def key(self) -> str:

@@ -90,7 +90,7 @@ def assemble(
         fatal=fatal,
         stopping=stopping,
     )
-    intake = Intake(journal, actions, worker.idle_now, clock, on_storage, on_queued=ledger.arrived)
+    intake = Intake(journal, actions, worker.idle_now, clock, on_storage, mid_of=feed.get)
     receiver = Receiver(settings, intake, on_connection)
     watchdog = Watchdog(
         settings,
@@ -141,5 +141,4 @@ def probe_of(service: Any) -> ServiceProbe:
         threads=lambda: None if service.watchdog is None else service.watchdog.threads(),
         live_status=lambda: None if service.watchdog is None else service.watchdog.status(),
         recent_actions=lambda n: [] if service.journal is None else service.journal.recent(n),
-        arrival_mid=lambda key: None if service.ledger is None else service.ledger.arrival_mid(key),
     )

@@ -10,7 +10,7 @@ import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping, Union
+from typing import Any, Callable, Mapping, Union
 
 from fractrade_sync.actions import ACTION_IDS, TRADE, Action
 
@@ -50,15 +50,18 @@ class _Invalid(Exception):
     """Raised inside the parser; becomes a Rejection."""
 
 
-def parse_frame(frame: str | bytes, received_at: float) -> Parsed:
-    """Turn one WebSocket frame into an Action, a Rejection with its reason, or Ignored. Never raises."""
+def parse_frame(
+    frame: str | bytes, received_at: float, mid_of: Callable[[str], Decimal | None] = lambda symbol: None
+) -> Parsed:
+    """Turn one WebSocket frame into an Action, a Rejection with its reason, or Ignored. Never raises. `mid_of`: a
+    coin's mid now (the live feed's; None: not known), kept on the Action as its arrival mid."""
     raw = frame if isinstance(frame, bytes) else frame.encode("utf-8", "surrogatepass")
     context: dict[str, str | None] = {}
     try:
         if len(raw) > MAX_FRAME_BYTES:
             raise _Invalid(f"frame too large ({len(raw)} bytes; the limit is {MAX_FRAME_BYTES})")
         message, text = _decode(raw)
-        return _parse_message(message, text, received_at, context)
+        return _parse_message(message, text, received_at, context, mid_of)
     except _Invalid as exc:
         reason = str(exc)
     except Exception as exc:  # a parser bug must never stop the receiver
@@ -101,7 +104,9 @@ def _refuse_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)  # stateless: shared, built once
 
 
-def _parse_message(message: Any, text: str, received_at: float, context: dict) -> Parsed:
+def _parse_message(
+    message: Any, text: str, received_at: float, context: dict, mid_of: Callable[[str], Decimal | None]
+) -> Parsed:
     if not isinstance(message, dict):
         raise _Invalid(f"message is {_type_name(message)}, not an object")
     kind = message.get("type")
@@ -150,6 +155,7 @@ def _parse_message(message: Any, text: str, received_at: float, context: dict) -
         agent_id=_short_str(metadata.get("agent_id")),
         config=config,
         frame=text,
+        arrival_mid=mid_of(symbol),
     )
 
 

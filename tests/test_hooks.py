@@ -4,6 +4,7 @@ hook (one catching every Exception, one calling its parent twice) neither swallo
 from __future__ import annotations
 
 import copy
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 
 from fractrade_sync.config.settings import settings_from_mapping
 from fractrade_sync.errors import ConfigError
-from fractrade_sync.execution.hooks import HOOKS
+from fractrade_sync.execution.hooks import HOOKS, with_identity
+from fractrade_sync.frames import parse_frame
 from fractrade_sync.outcome import FAILED, FILLED, REJECTED, RESTING
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for
@@ -316,3 +318,13 @@ def test_a_hook_calling_its_parent_twice_sends_one_order(make_service, sim, sign
     assert row["state"] == "resting", row  # the first call's outcome, told again to the second
     assert len(sim.open_orders(wallet.address)) == 1
     assert sim.request_count("/exchange", "order") == 2  # the trade and one stop loss
+
+
+def test_a_changed_action_keeps_the_identity_and_the_arrival_of_the_one_handled():
+    """A hook's changed config is the same action: its key, cloid, times and the mid its coin had as it arrived."""
+    frame = json.dumps(trade_frame())
+    original = parse_frame(frame, 1.0, mid_of=lambda coin: Decimal("50000") if coin == "BTC" else None)
+    changed = parse_frame(json.dumps(trade_frame(size="0.02")), 2.0)
+    same = with_identity(changed, original)
+    assert (same.key, same.cloid, same.received_at, same.frame) == (original.key, original.cloid, 1.0, frame)
+    assert (same.size, same.arrival_mid, changed.arrival_mid) == (Decimal("0.02"), Decimal("50000"), None)

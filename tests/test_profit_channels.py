@@ -61,3 +61,8 @@ def test_metrics_show_pnl_fees_funding_slippage_and_latency_by_coin(make_service
         return slippage[("fractrade_slippage_bps_bucket", (("against", "signal"), *coin, ("le", bound)))]
 
     assert (below("1.0"), below("2.0"), below("5.0"), below("+Inf")) == (0, 1, 2, 2)  # 2.0 and 1.96 bps worse
+    # against the mid at arrival (the action's, from the live feed): the BTC trades filled at their mid, 0 bps
+    at_mid = [
+        slippage[("fractrade_slippage_bps_bucket", (("against", "mid"), *coin, ("le", b)))] for b in ("-1.0", "0.0")
+    ]
+    assert at_mid == [0, 2]

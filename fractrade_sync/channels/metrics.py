@@ -62,10 +62,11 @@ class Metrics:
     """The service's metrics. `outcome` (a pipeline listener) and `request` (HyperliquidClient.on_request) run on
     the worker thread: a dict update each. Readings (keyword arguments) are callables called at scrape time from the
     HTTP thread: reconnects, queue_depth, clock_offset, connected, heartbeat_age (each None: absent), threads (name
-    -> 'ok' / 'dead' / 'stuck'), money_by_coin; and arrival_mid(key), called for a trade's outcome."""
+    -> 'ok' / 'dead' / 'stuck'), money_by_coin. A trade's slippage is against its signal's price and its arrival mid
+    (the Action's)."""
 
     def __init__(self, **readings: Callable[..., object]):
-        unknown = set(readings) - set(READINGS) - {"threads", "money_by_coin", "arrival_mid"}
+        unknown = set(readings) - set(READINGS) - {"threads", "money_by_coin"}
         if unknown:
             raise TypeError(f"unknown readings: {', '.join(sorted(unknown))}")
         self.registry = CollectorRegistry(auto_describe=False)
@@ -102,9 +103,7 @@ class Metrics:
 
     def _slippage(self, action: Action, avg_px: Decimal) -> None:
         """A trade's slippage against the signal's price and the mid at its arrival (the caller holds the lock)."""
-        arrival = self.readings.get("arrival_mid")
-        mid = arrival(action.key) if arrival is not None else None
-        for against, reference in (("signal", action.ref_price), ("mid", None if mid is None else Decimal(mid))):
+        for against, reference in (("signal", action.ref_price), ("mid", action.arrival_mid)):
             if reference:
                 moved = (avg_px - reference) if action.is_buy else (reference - avg_px)
                 self._observe("slippage", action.symbol, against, float(moved / reference * 10_000), SLIPPAGE_BUCKETS)

@@ -29,4 +29,3 @@ class ServiceProbe:
     threads: Callable[[], Mapping[str, str] | None] = _not_built  # thread name -> 'ok', 'dead' or 'stuck'
     live_status: Callable[[], Mapping[str, Any] | None] = _not_built  # the watchdog's status() (the heartbeat's)
     recent_actions: Callable[[int], Sequence[Mapping[str, Any]]] = _no_rows  # the journal's last n, newest first
-    arrival_mid: Callable[[str], str | None] = _not_built  # the mid when the action with this key arrived

@@ -95,7 +95,6 @@ def status_endpoint(
         threads=probe.threads,
         heartbeat_age=lambda: heartbeat_age(paths.heartbeat),
         money_by_coin=lambda: money_by_coin(paths.journal),
-        arrival_mid=probe.arrival_mid,
     )
     health = service_health(probe.live_status, paths.heartbeat, probe.clock_offset)
     report = lambda: build_from(paths.journal)  # (report.py reads the journal on its own connection)

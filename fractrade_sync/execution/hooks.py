@@ -116,6 +116,7 @@ def with_identity(action: Action, original: Action) -> Action:
         timestamp=original.timestamp,
         received_at=original.received_at,
         frame=original.frame,
+        arrival_mid=original.arrival_mid,
     )
     vars(same)["key"] = original.key  # Action.key is a cached_property: the key is its identity, the cloid its prefix
     if same.key != original.key or same.cloid != original.cloid:

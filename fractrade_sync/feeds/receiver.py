@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 import time
+from decimal import Decimal
 from typing import Callable
 
 import websocket
@@ -196,9 +197,10 @@ def _safe_error(error: Exception) -> str:
 
 
 class Intake:
-    """Frame -> Action -> journal -> queue: parse; a new action is noted (its write-ahead record) and queued; then,
-    unless the worker takes it at once (its first commit creates the row: as the order leaves, or with the
-    outcome), its 'received' row is committed so the journal shows it while it waits."""
+    """Frame -> Action -> journal -> queue: parse (the action keeps its coin's mid from the live feed: its arrival
+    mid, which its journal row and the metrics' slippage read); a new action is noted (its write-ahead record) and
+    queued; then, unless the worker takes it at once (its first commit creates the row: as the order leaves, or with
+    the outcome), its 'received' row is committed so the journal shows it while it waits."""
 
     def __init__(
         self,
@@ -207,20 +209,20 @@ class Intake:
         worker_idle: Callable[[], bool],
         clock: Callable[[], float] = time.time,
         on_storage: Callable[[str | None], None] = lambda problem: None,
-        on_queued: Callable[[Action], None] = lambda action: None,
+        mid_of: Callable[[str], Decimal | None] = lambda symbol: None,
     ):
         self.journal = journal
         self.queue = actions
         self.worker_idle = worker_idle
         self.clock = clock
         self.on_storage = on_storage  # the journal cannot be written (a reason), or can again (None)
-        self.on_queued = on_queued  # an action queued (the ledger notes its coin's mid as it arrives)
+        self.mid_of = mid_of  # a coin's mid now, from the live feed: kept on the action (its arrival mid)
         self._unwritable = False
         self.logger = logging.getLogger("fractrade_sync.receiver")
 
     def __call__(self, frame: str | bytes) -> Action | None:
         """The queued Action; None when rejected (journaled with its reason), ignored or a duplicate."""
-        parsed = parse_frame(frame, self.clock())
+        parsed = parse_frame(frame, self.clock(), self.mid_of)
         if isinstance(parsed, Ignored):
             self.logger.debug("ignored: %s", parsed.reason)
             return None
@@ -253,5 +255,4 @@ class Intake:
                 self.journal.enqueued(parsed)
             except Exception:  # the note stands in for the row: recorded at the next start at the latest
                 self.logger.exception("could not commit the 'received' row of %s", parsed.describe())
-        self.on_queued(parsed)
         return parsed

@@ -238,12 +238,6 @@ class Journal(Reads):
         returns the new ones."""
         return self._record_once("funding", FUNDING_COLUMNS, rows)
 
-    def record_arrivals(self, mids: dict[str, str]) -> None:
-        """Each action's coin mid when it arrived ({action key: mid}), kept on its row (the first one stays)."""
-        sql = "UPDATE actions SET arrival_mid=? WHERE key=? AND arrival_mid IS NULL"
-        with _writing("the mids at arrival"), self._conn() as conn:
-            conn.executemany(sql, [(mid, key) for key, mid in mids.items()])
-
     def _record_once(self, table: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sql = f"INSERT OR IGNORE INTO {table} ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})"
         new = []

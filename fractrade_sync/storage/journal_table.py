@@ -180,6 +180,7 @@ def action_columns(action: Action, updated_at: float) -> dict[str, Any]:
         "action_ts": action.timestamp,
         "received_at": action.received_at,
         "updated_at": updated_at,
+        "arrival_mid": None if action.arrival_mid is None else str(action.arrival_mid),
     }
 
 

@@ -5,9 +5,8 @@ and the account's funding settlements go into the journal's `fills` and `funding
 exchange's own identity (a fill by tid and oid, a settlement by time and coin), so a fill seen twice (the userFills
 feed and a REST read, a reconnect's snapshot, a restart) is one fill. Reads over REST are few and light: the account's
 fills after an action filled, its funding at start and once an hour (funding settles hourly), and both when asked;
-all on the worker's idle step, through the client's request-weight budget. The coin's mid when each action arrived is
-noted on the receiver's thread (in memory) and kept on its journal row at the next idle step: slippage against it is
-in report.py."""
+all on the worker's idle step, through the client's request-weight budget. (The coin's mid when each action arrived
+is the action's own, kept on its journal row: slippage against it is in report.py.)"""
 
 from __future__ import annotations
 
@@ -32,7 +31,6 @@ FUNDING_EVERY = 3600.0  # seconds between two reads of the account's funding: it
 FUNDING_LAG = 60.0  # seconds past the hour before reading it (the settlement's record is there by then)
 PUSHED_KEPT = 256  # fills held for the worker's idle step at most; past it the feed's thread journals them at once
 FEED_GRACE = 10.0  # seconds the userFills feed has to report an action's fill before the account's fills are read
-ARRIVALS_KEPT = 1000  # mids at arrival held in memory before the next idle step writes them
 HOUR_MS = 3_600_000
 
 
@@ -111,7 +109,6 @@ class Ledger:
         self.feed = feed
         self.clock = clock
         self.monotonic = monotonic
-        self._arrivals: dict[str, str] = {}  # action key -> its coin's mid when it arrived (not journaled yet)
         self._lock = threading.Lock()
         self._fills_due = True  # read the account's fills at the next idle step (at start; a fill the feed missed)
         self._awaiting: dict[str, float] = {}  # action key -> until when its fill is awaited from the feed
@@ -155,17 +152,6 @@ class Ledger:
         rows = [row for row in map(funding_row, records) if row is not None]
         return len(self.journal.record_funding(rows))
 
-    def arrived(self, action: Action) -> None:
-        """The receiver queued an action: its coin's mid as it arrives (the live feed's, when it is current; a dict
-        write after the action is queued, nothing more on the receiver's path)."""
-        if self.feed is None:
-            return
-        mid = self.feed.get(action.symbol)
-        if mid is not None:
-            with self._lock:  # (the idle step swaps the dict)
-                if len(self._arrivals) < ARRIVALS_KEPT:
-                    self._arrivals[action.key] = str(mid)
-
     def outcome(self, action: Action, outcome: Outcome) -> None:
         """A pipeline listener: an order that filled is awaited from the userFills feed (no request); the account's
         fills are read at an idle step only when the feed has not reported it within FEED_GRACE (or there is no
@@ -177,26 +163,19 @@ class Ledger:
                 with self._lock:
                     self._awaiting[action.key] = self.monotonic() + FEED_GRACE
 
-    def arrival_mid(self, key: str) -> str | None:
-        """The mid noted when an action arrived, while it is not journaled yet."""
-        return self._arrivals.get(key)
-
     def ask(self) -> None:
         """Read the account's fills and funding at the next idle step (a test, a report that wants them now)."""
         self._fills_due = self._funding_due = True
 
     # ---- the worker's idle step ---------------------------------------------------------------------------
     def idle(self) -> None:
-        """Worker, when idle: keep the noted mids; read the account's fills when due; its funding when due."""
+        """Worker, when idle: journal the fills the feed pushed; read the account's fills when due; its funding when
+        due."""
         with self._lock:
-            arrivals = self._arrivals
-            self._arrivals = {}
             pushed = self._pushed
             self._pushed = []
         if pushed:
             self.fills(pushed)
-        if arrivals:
-            self.journal.record_arrivals(arrivals)
         with self._lock:
             late = [key for key, until in self._awaiting.items() if until <= self.monotonic()]
             for key in late:
