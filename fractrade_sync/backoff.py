@@ -31,10 +31,20 @@ class Backoff:
         self.rand = rand
         self.attempts = 0
 
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait before retry number `attempt` (0 = the first retry): jitter only shortens it."""
+        return min(self.cap, self.base * self.factor ** min(attempt, 64))
+
     def delay(self, attempt: int) -> float:
         """The wait before retry number `attempt` (0 = the first retry)."""
-        ceiling = min(self.cap, self.base * self.factor ** min(attempt, 64))
+        ceiling = self.ceiling(attempt)
         return ceiling if not self.jitter else self.rand(ceiling * (1 - self.jitter), ceiling)
+
+    def longest(self) -> float:
+        """The most one bounded schedule (`delays()`) can wait in all: every wait at its ceiling."""
+        if self.tries is None:
+            raise ValueError("an endless schedule has no longest wait")
+        return sum(self.ceiling(attempt) for attempt in range(self.tries))
 
     def delays(self) -> Iterator[float]:
         """The schedule of one retry loop: `tries` waits, then it ends."""

@@ -104,6 +104,14 @@ def _refuse_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)  # stateless: shared, built once
 
 
+def _arrival_mid(mid_of: Callable[[str], Decimal | None], symbol: str) -> Decimal | None:
+    """The coin's mid now, or None: a feed that fails never costs the action (the mid is a figure, not a check)."""
+    try:
+        return mid_of(symbol)
+    except Exception:
+        return None
+
+
 def _parse_message(
     message: Any, text: str, received_at: float, context: dict, mid_of: Callable[[str], Decimal | None]
 ) -> Parsed:
@@ -155,7 +163,7 @@ def _parse_message(
         agent_id=_short_str(metadata.get("agent_id")),
         config=config,
         frame=text,
-        arrival_mid=mid_of(symbol),
+        arrival_mid=_arrival_mid(mid_of, symbol),
     )
 
 

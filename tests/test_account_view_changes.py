@@ -176,10 +176,11 @@ def test_the_position_before_an_order_is_its_earliest_fills_start():
     buy = [{"oid": 9, "time": 2, "side": "B", "startPosition": "0.01"}]
     first = [{"oid": 9, "time": 1, "side": "B", "startPosition": "0.0"}]
     sell = [{"oid": 5, "time": 3, "side": "A", "startPosition": "0.02"}, {"oid": 5, "time": 4, "side": "A"}]
+    later = {"oid": 5, "time": 5, "side": "A", "startPosition": "0.01"}  # (reported after the earliest: not taken)
     view.on_events("userFills", {"fills": buy})
     view.on_events("userFills", {"fills": first})
     view.on_events("userFills", {"fills": buy})  # (a snapshot repeats a piece)
-    view.on_events("userFills", {"fills": [{**sell[0], "time": 5, "startPosition": "0.01"}, *sell]})
+    view.on_events("userFills", {"fills": [*sell, later]})
     assert view.position_before(9) == Decimal("0.0")
     assert view.position_before(5) == Decimal("0.02")
     assert view.position_before(6) is None

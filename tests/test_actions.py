@@ -119,6 +119,18 @@ def test_trade_example_fields():
     assert got.config["position"]["symbol"] == "BTC"
 
 
+def test_an_action_keeps_its_coins_mid_as_it_arrived_and_a_failing_feed_costs_nothing():
+    frame = json.dumps(trade())
+    assert parse_frame(frame, NOW).arrival_mid is None  # (no feed: not known)
+    assert parse_frame(frame, NOW, lambda coin: {"BTC": Decimal("50010")}.get(coin)).arrival_mid == Decimal("50010")
+
+    def broken(coin: str) -> Decimal | None:
+        raise RuntimeError("the feed is broken")
+
+    got = parse_frame(frame, NOW, broken)
+    assert isinstance(got, Action) and got.arrival_mid is None and got.key == action(trade()).key
+
+
 def test_stop_loss_example_fields():
     got = action(protect())
     assert got.action_id == STOP_LOSS and got.kind == "stop_loss"

@@ -10,8 +10,9 @@ import logging
 import pytest
 from hyperliquid.utils.signing import get_timestamp_ms, sign_l1_action
 
+from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.settings import settings_from_mapping
-from fractrade_sync.exchange.client import HyperliquidClient
+from fractrade_sync.exchange.client import HyperliquidClient, expiry_window
 from tests.conftest import key_of, push, trade_frame, wait_for, wait_state
 
 RESENDS = 5  # exchange_retries(): 5 retries after the first send
@@ -196,3 +197,15 @@ def test_check_shows_the_clock_offset(env, sim):
     out = io.StringIO()
     assert run_check(settings_from_mapping(env), out) == 0
     assert "clock       ok (" in out.getvalue()
+
+
+def test_the_expiry_window_is_one_value_that_outlasts_every_resend():
+    """The journal's recovery, the signer and the sender's settling reckon with the same window (a window drawn
+    afresh at each use let a settle check fall before the order's expiresAfter), and it outlasts the whole resend
+    schedule: every attempt its HTTP timeout, every wait its longest."""
+    windows = {expiry_window(5.0) for _ in range(50)}
+    assert len(windows) == 1
+    retries = exchange_retries()
+    longest = sum(retries.ceiling(attempt) for attempt in range(retries.tries))
+    assert windows.pop() >= 5.0 * (retries.tries + 1) + longest
+    assert max(sum(exchange_retries().delays()) for _ in range(200)) <= longest == retries.longest()

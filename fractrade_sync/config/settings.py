@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -39,8 +38,6 @@ from fractrade_sync.config.secrets import (
 from fractrade_sync.config.sources import merged_env
 from fractrade_sync.errors import ConfigError
 from fractrade_sync.storage.state_dir import StatePaths
-
-logger = logging.getLogger("fractrade_sync.config")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -47,9 +47,11 @@ def asset_of(entry: dict, index: int) -> Asset:
 
 def expiry_window(http_timeout: float) -> float:
     """Seconds an L1 action stays valid: long enough for every identical resend of the retry schedule (one nonce:
-    applied once at most); the action's own deadline caps it (ActionSigner.payload)."""
+    applied once at most), each attempt its whole HTTP timeout and each wait its longest (with a quarter more); the
+    action's own deadline caps it (ActionSigner.payload). The same on every call: the journal's recovery, the
+    signer and the sender's settling all reckon with one window."""
     retries = exchange_retries()
-    return http_timeout * (retries.tries + 1) + 1.25 * sum(retries.delays()) + 1.0
+    return http_timeout * (retries.tries + 1) + 1.25 * retries.longest() + 1.0
 
 
 def _tell(hook: Callable[[str, str, str], None], path: str, payload: dict, status: str) -> None:

@@ -1,4 +1,4 @@
-"""RFC 6455 framing, pure: a server frame's bytes, a client frame taken off a buffer, a message put together from its
+"""RFC 6455 framing, no I/O: a server frame's bytes, a client frame taken off a buffer, a message put together from its
 fragments, the handshake's accept key (https://datatracker.ietf.org/doc/html/rfc6455). The connection that speaks it
 is wsserver.py."""
 

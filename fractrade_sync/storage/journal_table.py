@@ -44,7 +44,8 @@ def create(conn: sqlite3.Connection) -> None:
     """The tables and their indexes (the arrival_mid column added to a journal 0.1.0 wrote)."""
     conn.executescript(SCHEMA + LEDGER_SCHEMA)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(actions)")}
-    if "arrival_mid" not in columns:  # the coin's mid when the action arrived (ledger.py: slippage against it)
+    # the coin's mid when the action arrived (the Action's own, written with its row): the report's slippage against it
+    if "arrival_mid" not in columns:
         conn.execute("ALTER TABLE actions ADD COLUMN arrival_mid TEXT")
 
 
