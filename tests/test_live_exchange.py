@@ -365,14 +365,11 @@ def test_a_leverage_pushed_on_a_lost_connection_is_not_trusted_on_the_next_one()
 
 
 def test_a_fill_learnt_by_cloid_is_not_counted_again_over_a_snapshot_that_shows_it():
-    """A fill found by cloid (sending.Sender._shown_in_account) is laid over the view as of when its order was sent,
+    """A fill found by cloid (records.shown_in_account) is laid over the view as of when its order was sent,
     not when it was found: a positions snapshot that came in between and already shows it is not added to again (the
     position reads as the snapshot's, or "don't know"; never twice the fill)."""
-    from types import SimpleNamespace
-
     from fractrade_sync.exchange.rules import Asset, Order
-    from fractrade_sync.execution.sending import Sender
-    from fractrade_sync.feeds.account import AccountView
+    from fractrade_sync.execution.records import shown_in_account
     from fractrade_sync.outcome import Outcome
 
     now = [0.0]
@@ -382,11 +379,9 @@ def test_a_fill_learnt_by_cloid_is_not_counted_again_over_a_snapshot_that_shows_
     sent_at = now[0] = 1.0  # the order leaves; its answer is lost, its userFills report too (an unreadable push)
     now[0] = 3.0
     view.on_positions({}, {"BTC": Decimal("0.01")}, 3_000, 1)  # a later snapshot shows the fill
-    now[0] = 6.0  # resend refused "duplicate nonce", found filled by cloid: _shown_in_account lays it over the view
-    sender = Sender.__new__(Sender)  # (only its client's account view is used)
-    sender.client = SimpleNamespace(account=view)
+    now[0] = 6.0  # resend refused "duplicate nonce", found filled by cloid: shown_in_account lays it over the view
     order = Order(Asset("BTC", 0, 5, 50), True, Decimal("0.01"), Decimal("50500"), False, "0x" + "ab" * 16)
-    sender._shown_in_account([order], [Outcome(FILLED, "found", 7, "0.01")], sent_at)
+    shown_in_account(view, [order], [Outcome(FILLED, "found", 7, "0.01")], sent_at)
     assert sent_at < now[0]
     assert view.position("BTC") in (None, Decimal("0.01")), view.position("BTC")
 

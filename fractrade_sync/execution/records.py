@@ -1,13 +1,14 @@
 """An order's fate asked of the exchange by its cloid: its order record (`orderStatus`), and where that record is gone
 (the exchange keeps about the account's last 2000 orders, EXCHANGE.md §4), its fills and the open orders. Once a
-request's nonce is spent, `by_cloid` asks over INFO_LAG before "never seen" counts (Unfinished when stopping)."""
+request's nonce is spent, `by_cloid` asks over INFO_LAG before "never seen" counts (Unfinished when stopping); what it
+finds is laid over the live account view as an answer's would be (`shown_in_account`)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from hyperliquid.utils.error import ClientError
 
@@ -16,8 +17,11 @@ from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.errors import TransientError, Unfinished
 from fractrade_sync.exchange.answers import filled_by, status_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
-from fractrade_sync.exchange.rules import to_wire
-from fractrade_sync.outcome import FILLED, RESTING, Outcome
+from fractrade_sync.exchange.rules import Order, to_wire
+from fractrade_sync.outcome import FILLED, PARTIALLY_FILLED, RESTING, Outcome
+
+if TYPE_CHECKING:  # (the view is handed in)
+    from fractrade_sync.feeds.account import AccountView
 
 FOUND_BEYOND = "found on the exchange by cloid in its fills and open orders (its order record is gone)"
 # seconds an order the exchange applied may take to show by cloid on /info (an assumption: RELIABILITY.md)
@@ -102,3 +106,28 @@ def by_cloid(
             logger.warning("%s: cloid check failed: %s; asking again", named, unreadable)
         if stopping.wait(min(next(delays, 2.0), max(0.05, INFO_LAG - elapsed))):
             raise Unfinished("stopped while asking the exchange by cloid; settled at the next start")
+
+
+def shown_in_account(
+    account: AccountView | None, orders: list[Order], seen: list[Outcome | None], sent_at: float
+) -> list[Outcome | None]:
+    """Outcomes found by cloid after a lost answer, laid over the live account view as an answer's would be (a stop
+    loss right after must see the fill its trade made), as of `sent_at`: when the request was first sent (a snapshot
+    that came since may show it already). Returns `seen`."""
+    wires = []
+    statuses = []
+    for order, outcome in zip(orders, seen, strict=True):
+        if account is None or outcome is None or outcome.oid is None:
+            continue
+        if outcome.state in (FILLED, PARTIALLY_FILLED) and outcome.filled_sz:
+            statuses.append({"filled": {"totalSz": outcome.filled_sz, "oid": outcome.oid}})
+        elif outcome.state == RESTING:
+            statuses.append({"resting": {"oid": outcome.oid}})
+        else:
+            continue
+        wires.append(order.wire())
+    if account is not None and wires:
+        coins = {o.asset.index: o.asset.name for o in orders}
+        answer = {"status": "ok", "response": {"data": {"statuses": statuses}}}
+        account.applied({"type": "order", "orders": wires}, answer, coins, sent_at)
+    return seen

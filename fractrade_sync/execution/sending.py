@@ -25,14 +25,11 @@ from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.delivery import HttpRefused, NonceSpent, NotTaken, Took, deliver, deliver_noop
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
 from fractrade_sync.exchange.signing import ActionSigner
-from fractrade_sync.execution.records import by_cloid, lookup
+from fractrade_sync.execution.records import by_cloid, lookup, shown_in_account
 from fractrade_sync.outcome import (
     EXPIRED,
     FAILED,
-    FILLED,
-    PARTIALLY_FILLED,
     REJECTED,
-    RESTING,
     SKIPPED,
     UNKNOWN,
     Outcome,
@@ -172,7 +169,9 @@ class Sender:
         if isinstance(ending, NonceSpent):
             spent = error_text(ending.result)
             self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"], spent)
-            return _or_not_applied(self._shown_in_account(orders, self._by_cloid(actions), sent_at), NOT_FOUND)
+            return _or_not_applied(
+                shown_in_account(self.client.account, orders, self._by_cloid(actions), sent_at), NOT_FOUND
+            )
         if isinstance(ending, HttpRefused):
             refused = f"not executed: HTTP {ending.status} from the exchange: {ending.text}"
             return [Outcome(FAILED, refused) for _ in actions]
@@ -181,7 +180,7 @@ class Sender:
                 raise Unfinished("not sent; the action is resumed at the next start")
             unsent = f"not executed: exchange unreachable after {ending.attempts} attempts: {ending.state.why}"
             return [self.expired(a, unsent) or Outcome(FAILED, unsent) for a in actions]
-        seen = self._shown_in_account(orders, self.invalidate(payload["nonce"], actions), sent_at)
+        seen = shown_in_account(self.client.account, orders, self.invalidate(payload["nonce"], actions), sent_at)
         return _or_not_applied(seen, f"not executed ({ending.state.why}; its nonce invalidated by a noop)")
 
     def _answered(
@@ -206,8 +205,8 @@ class Sender:
             str(result)[:160],
         )
         try:
-            found = self._shown_in_account(
-                [orders[i] for i in unread], self._by_cloid([actions[i] for i in unread]), sent_at
+            found = shown_in_account(
+                self.client.account, [orders[i] for i in unread], self._by_cloid([actions[i] for i in unread]), sent_at
             )
         except TransientError as exc:
             found = [
@@ -220,31 +219,6 @@ class Sender:
         for i, seen in zip(unread, found, strict=True):
             outcomes[i] = seen
         return outcomes
-
-    def _shown_in_account(
-        self, orders: list[Order], seen: list[Outcome | None], sent_at: float
-    ) -> list[Outcome | None]:
-        """Outcomes found by cloid after a lost answer, laid over the live account view as an answer's would be
-        (a stop loss right after must see the fill its trade made), as of `sent_at`: when the request was first
-        sent (a snapshot that came since may show it already). Returns `seen`."""
-        account = self.client.account
-        wires = []
-        statuses = []
-        for order, outcome in zip(orders, seen, strict=True):
-            if account is None or outcome is None or outcome.oid is None:
-                continue
-            if outcome.state in (FILLED, PARTIALLY_FILLED) and outcome.filled_sz:
-                statuses.append({"filled": {"totalSz": outcome.filled_sz, "oid": outcome.oid}})
-            elif outcome.state == RESTING:
-                statuses.append({"resting": {"oid": outcome.oid}})
-            else:
-                continue
-            wires.append(order.wire())
-        if account is not None and wires:
-            coins = {o.asset.index: o.asset.name for o in orders}
-            answer = {"status": "ok", "response": {"data": {"statuses": statuses}}}
-            account.applied({"type": "order", "orders": wires}, answer, coins, sent_at)
-        return seen
 
     def invalidate(self, nonce: int, actions: list[Action]) -> list[Outcome | None]:
         """Settle a request that may be in flight (these actions' orders) with a noop of its nonce (deliver_noop).
