@@ -119,7 +119,7 @@ def _execution(
 ) -> tuple[Execution, Pipeline]:
     """The worker's pipeline and what it uses: sending, planning, protection, admission, waves and requests."""
     logger = logging.getLogger("fractrade_sync")
-    sender = Sender(settings, client, signing, journal, logger, clock, stopping)
+    sender = Sender(settings, client, signing, client.endpoint, journal, logger, clock, stopping)
     execution = Execution(settings, client, logger, sender.expired, functools.partial(guard, settings), stopping)
     protection = Protection(client, journal, logger, settings.dry_run, execution.with_retries)
     admission = Admission(settings, journal, sender, execution.with_retries, clock, unclean_since)

@@ -185,7 +185,7 @@ def test_weights_as_the_exchange_counts_them():
 def test_reads_leave_room_for_orders(make_service, sim, signals, wallet):
     service = make_service()
     client = service.client
-    client.weights = WeightBudget(limit=100)  # reads may use 75 of it
+    client.endpoint.weights = WeightBudget(limit=100)  # reads may use 75 of it
     for _ in range(3):
         client.rest_open_orders()  # 20 each
     with pytest.raises(TransientError, match="reads wait so that orders keep room"):
@@ -198,11 +198,11 @@ def test_idle_reads_no_leverage_and_stays_light(make_service, sim, signals, wall
     run_frame(service, signals, trade_frame(size="0.01", leverage=10))
     wait_for(lambda: service.client.account.leverage("BTC") is not None, what="the activeAssetData push")
     before = sim.request_count("/info", "activeAssetData")
-    spent = service.client.weights.total
+    spent = service.client.endpoint.weights.total
     for _ in range(5):
         service.client.keep_warm(idle=0)
     assert sim.request_count("/info", "activeAssetData") == before  # leverage comes from the subscription
-    assert service.client.weights.total - spent == 5 * wire.INFO_WEIGHTS["clearinghouseState"]
+    assert service.client.endpoint.weights.total - spent == 5 * wire.INFO_WEIGHTS["clearinghouseState"]
 
 
 def test_a_leverage_change_pushed_by_the_exchange_is_used(make_service, sim, signals, wallet):

@@ -417,9 +417,9 @@ def test_every_exchange_request_is_told_to_the_hook_and_a_failing_hook_changes_n
     client = HyperliquidClient(settings_from_mapping(env), on_request=lambda *request: seen.append(request))
     try:
         client.load_meta()
-        client.post(client.signing.noop(client.signing.nonces.next()))
+        client.endpoint.post(client.signing.noop(client.signing.nonces.next()))
         assert seen == [("/info", "meta", "200"), ("/exchange", "noop", "200")]
-        client.on_request = lambda *request: 1 / 0
+        client.endpoint.on_request = lambda *request: 1 / 0
         assert client.load_meta()
     finally:
         client.close()
@@ -438,7 +438,7 @@ def test_a_running_service_shows_a_filled_trade_and_its_health(make_service, sig
     service = make_service()
     # the wiring service.py gets (FRAC_STATUS_ADDR is not set here)
     metrics, server = status_endpoint(service.settings, service.channels.probe, LOCAL)
-    service.client.on_request = metrics.request
+    service.client.endpoint.on_request = metrics.request
     pipeline = service.worker.handle
     pipeline.on_outcome = (*pipeline.on_outcome, metrics.outcome)
     server.start()

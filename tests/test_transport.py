@@ -72,7 +72,7 @@ def test_client_maps_a_refused_connection_to_nothing_applied(env, sim):
     client = HyperliquidClient(settings)
     sim.stop()  # nothing listens any more
     with pytest.raises(NothingApplied):
-        client.post({"action": {}, "nonce": 1, "signature": {}})
+        client.endpoint.post({"action": {}, "nonce": 1, "signature": {}})
 
 
 def test_keep_warm_uses_the_order_connection_only_when_idle(env, sim):
@@ -90,7 +90,7 @@ def test_behind_a_proxy_orders_stay_on_requests(env, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "")
     client = HyperliquidClient(settings_from_mapping({**env, "HYPERLIQUID_API_URL": "http://localhost:1"}))
-    assert isinstance(client.http, ProxyChannel)
+    assert isinstance(client.endpoint.http, ProxyChannel)
     client.close()
 
 
@@ -111,14 +111,14 @@ def test_exchange_faults_on_the_order_channel_are_mapped(env, sim):
     client.prepare()
     payload = {"action": {"type": "noop"}, "nonce": 1, "signature": {}}
     sim.inject("429")
-    assert post_once(client.post, payload) == NotTaken("HTTP 429: rate limited by the exchange")
+    assert post_once(client.endpoint.post, payload) == NotTaken("HTTP 429: rate limited by the exchange")
     sim.inject("500")
-    assert post_once(client.post, payload) == NoAnswer("HTTP 500 from the exchange")  # it may have landed
+    assert post_once(client.endpoint.post, payload) == NoAnswer("HTTP 500 from the exchange")  # it may have landed
     sim.inject("drop")
-    dropped = post_once(client.post, payload)
+    dropped = post_once(client.endpoint.post, payload)
     assert isinstance(dropped, NoAnswer) and dropped.why.startswith("network"), dropped
     sim.inject("403")
-    refused = post_once(client.post, payload)
+    refused = post_once(client.endpoint.post, payload)
     assert isinstance(refused, HttpRefused) and refused.status == 403, refused
     client.close()
 

@@ -145,7 +145,7 @@ def approval_line(
     if approver is None:
         return "the key is the account's own: no approval to expire", False
     try:
-        agents = client.request("/info", {"type": "extraAgents", "user": approver})
+        agents = client.extra_agents(approver)
     except Exception as exc:  # (a 4xx too: check reports, never a traceback)
         return f"unknown: extraAgents could not be read ({type(exc).__name__}: {str(exc)[:80]})", False
     mine = [a for a in agents if isinstance(a, dict) and str(a.get("address", "")).lower() == settings.signer_address]
@@ -163,7 +163,7 @@ def signing_problem(client: HyperliquidClient) -> str | None:
     """Whether the exchange takes what this key signs, for this network: a noop with a fresh nonce (it spends the
     nonce and nothing else). A key signing for the other network is not recognised there."""
     try:
-        result = client.post(client.signing.noop(client.signing.nonces.next()))
+        result = client.endpoint.post(client.signing.noop(client.signing.nonces.next()))
     except TransientError as exc:
         return f"the signed noop got no answer ({exc})"
     if result.get("status") == "ok":

@@ -127,3 +127,12 @@ class AccountReads:
     def order_status(self, cloid: str) -> dict:
         """What the exchange knows of an order by its cloid ({'status': 'unknownOid'} when nothing); may raise."""
         return self._info({"type": "orderStatus", "user": self.address, "oid": cloid})
+
+    def funding(self, start_ms: int) -> Any:
+        """The account's funding payments from `start_ms` on (userFunding: at most 500 an answer; read by the
+        ledger)."""
+        return self._info({"type": "userFunding", "user": self.address, "startTime": start_ms})
+
+    def extra_agents(self, user: str) -> Any:
+        """The API wallets `user` approved (extraAgents), as the exchange answers."""
+        return self._info({"type": "extraAgents", "user": user})

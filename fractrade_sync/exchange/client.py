@@ -1,30 +1,26 @@
-"""The Hyperliquid adapter: meta, mids, account state and signed requests, over one post path."""
+"""The Hyperliquid adapter: meta, mids, account state, and the signed writes of leverage and protection, over one
+connection to the exchange (endpoint.py, where the orders' requests go too)."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
-import os
 import time
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Callable
 
-import requests
 from hyperliquid.utils.error import ClientError
 
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.secrets import redact_url
 from fractrade_sync.config.settings import Settings
-from fractrade_sync.errors import ConfigError, NothingApplied, NotSent, TransientError, UnknownSymbol, UnreadableAnswer
+from fractrade_sync.errors import ConfigError, TransientError, UnknownSymbol, UnreadableAnswer
 from fractrade_sync.exchange import wire
 from fractrade_sync.exchange.account_reads import AccountReads
 from fractrade_sync.exchange.accounts import Relation, resolve
-from fractrade_sync.exchange.budget import WeightBudget
 from fractrade_sync.exchange.dexes import Dexes, dex_of
+from fractrade_sync.exchange.endpoint import Endpoint
 from fractrade_sync.exchange.rules import Asset
 from fractrade_sync.exchange.signing import ActionSigner
-from fractrade_sync.exchange.transport import KeptAliveChannel, ProxyChannel
 from fractrade_sync.logs import RestNotices
 
 if TYPE_CHECKING:  # (the feed is handed in: the client serves reads from its live caches)
@@ -54,18 +50,8 @@ def expiry_window(http_timeout: float) -> float:
     return http_timeout * (retries.tries + 1) + 1.25 * retries.longest() + 1.0
 
 
-def _tell(hook: Callable[[str, str, str], None], path: str, payload: dict, status: str) -> None:
-    """Tell on_request of a request: its type (the info type, or the signed action's); never raises."""
-    try:
-        action = payload.get("action")
-        kind = action.get("type") if isinstance(action, dict) else payload.get("type")
-        hook(path, kind if isinstance(kind, str) else "other", status)
-    except Exception:
-        logging.getLogger("fractrade_sync.exchange").debug("on_request failed", exc_info=True)
-
-
 class HyperliquidClient(AccountReads):
-    """Reads and signed writes; used by one thread at a time (the worker; `check` before any)."""
+    """Reads (live views first) and signed writes; used by one thread at a time (the worker; `check` before any)."""
 
     def __init__(
         self,
@@ -86,96 +72,26 @@ class HyperliquidClient(AccountReads):
         )
         self.account: AccountView | None = feed.account if feed is not None else None  # live positions, orders
         self._notice = RestNotices(self.logger, STALE_NOTICE_EVERY)
-        self._coins: dict[int, str] = {}  # asset index -> name, for the account view
+        # asset index -> name of the main dex, as meta last said: the endpoint names a write's orders by it for the
+        # account view (one dict, updated in place by load_meta)
+        self._coins: dict[int, str] = {}
         self._assets: dict[str, Asset] = {}
         self._meta_at = float("-inf")  # monotonic time meta was last loaded
         self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read or set)
         self._watched: set[str] = set()  # coins whose leverage the feed was asked to keep subscribed
-        self.weights = WeightBudget()  # the request weight spent, as the exchange counts it per IP
-        # told of every request (path, its type, the HTTP status or 'network' / 'not_sent'): metrics; must be cheap
-        self.on_request = on_request  # each request told (path, type, status): the metrics
         self._clock_warned_at = float("-inf")
-        timeouts = (min(3.05, settings.http_timeout), settings.http_timeout)
-        # requests re-reads proxy and CA-bundle variables on every request: read them once, now
-        proxies = requests.utils.get_environ_proxies(settings.api_url)
-        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        # one kept-alive connection written in one sendall; behind a proxy, requests, which knows how to speak to it
-        self.http: KeptAliveChannel | ProxyChannel = (
-            ProxyChannel(settings.api_url, *timeouts, proxies=proxies, verify=verify)
-            if proxies
-            else KeptAliveChannel(settings.api_url, *timeouts, verify=verify)
-        )
+        # the connection: every read and write (each write's answer laid over the account view)
+        self.endpoint = Endpoint(settings, self.account, self._coins, on_request)
 
     def close(self) -> None:
         """Close the HTTP connection (idempotent)."""
-        self.http.close()
+        self.endpoint.close()
 
     def __repr__(self) -> str:
         return f"HyperliquidClient(api={redact_url(self.settings.api_url)!r}, account={self.address!r})"
 
-    # ---- the one post path ---------------------------------------------------------------------------
-    def request(self, path: str, payload: dict, on_sent: Callable[[], None] | None = None) -> Any:
-        """POST JSON to /info or /exchange; the exchange's JSON answer, or TransientError (NothingApplied when nothing
-        of it can have been applied) / ClientError (a 4xx). on_sent (which must not raise) runs as the request leaves.
-        A read that would leave orders no room in this minute's request weight is not sent (NothingApplied)."""
-        action = payload.get("action")
-        if path == "/info":
-            weight = wire.info_weight(payload)
-            if not self.weights.room(weight):
-                raise NothingApplied(
-                    f"request weight: {self.weights.used()} of {self.weights.limit} spent in the "
-                    "last minute; reads wait so that orders keep room"
-                )
-        else:
-            weight = wire.exchange_weight(action) if isinstance(action, dict) else 1
-        try:
-            status, body = self.http.post(path, payload, on_sent)
-        except NotSent as exc:  # the connection could not even be opened: nothing left this process
-            if self.on_request is not None:
-                _tell(self.on_request, path, payload, "not_sent")
-            raise NothingApplied(f"network: {exc}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            self.weights.spend(weight, path)
-            if self.on_request is not None:
-                _tell(self.on_request, path, payload, "network")
-            raise TransientError(f"network: {type(exc).__name__}") from None
-        self.weights.spend(weight, path)
-        if self.on_request is not None:
-            _tell(self.on_request, path, payload, str(status))
-        text = body.decode("utf-8", "replace")
-        if status == 429:  # refused at the door: nothing was applied
-            raise NothingApplied("HTTP 429: rate limited by the exchange")
-        if status >= 500:
-            raise TransientError(f"HTTP {status} from the exchange")
-        if status in (408, 425, 499):  # a gateway gave up waiting: the request may have reached the exchange
-            raise TransientError(f"HTTP {status} from a gateway")
-        if status >= 400:
-            raise ClientError(status, None, text, None, None)
-        try:
-            return json.loads(text)
-        except ValueError:  # a gateway's HTML page, a truncated body: not the exchange's answer
-            raise TransientError(f"unreadable answer from the exchange (HTTP {status}): {text[:200]!r}") from None
-
     def _info(self, payload: dict) -> Any:
-        return self.request("/info", payload)
-
-    def post(self, payload: dict, on_sent: Callable[[], None] | None = None) -> dict:
-        """POST a signed payload to /exchange; an answer without a status is uncertain."""
-        account = self.account
-        sent_at = account.clock() if account is not None else 0.0
-        try:
-            result = self.request("/exchange", payload, on_sent)
-            if not isinstance(result, dict) or "status" not in result:
-                raise TransientError(f"unreadable answer from the exchange: {str(result)[:200]}")
-        except NothingApplied:
-            raise
-        except TransientError:
-            if account is not None:
-                account.doubt()  # it may have changed the account: only a later snapshot tells
-            raise
-        if account is not None:
-            account.applied(payload["action"], result, self._coins, sent_at)  # shown at once, before the feed does
-        return result
+        return self.endpoint.info(payload)
 
     # ---- reads -----------------------------------------------------------------------------------
     def load_meta(self) -> dict[str, Asset]:
@@ -187,7 +103,8 @@ class HyperliquidClient(AccountReads):
             raise TransientError(f"unreadable meta from the exchange: {str(meta)[:120]}") from None
         self._meta_at = time.monotonic()
         self._assets = assets
-        self._coins = {a.index: a.name for a in self._assets.values()}
+        self._coins.clear()
+        self._coins.update({a.index: a.name for a in self._assets.values()})
         return self._assets
 
     def asset(self, symbol: str) -> Asset:
@@ -269,7 +186,7 @@ class HyperliquidClient(AccountReads):
     def update_leverage(self, asset: Asset, leverage: int, is_cross: bool) -> dict:
         """Set a coin's leverage; remembers it when the exchange accepts."""
         action = {"type": "updateLeverage", "asset": asset.index, "isCross": is_cross, "leverage": leverage}
-        result = self.post(self.signing.payload(action))
+        result = self.endpoint.post(self.signing.payload(action))
         if result.get("status") == "ok":
             self._leverage[asset.name] = ("cross" if is_cross else "isolated", leverage, time.monotonic())
         return result
@@ -278,12 +195,12 @@ class HyperliquidClient(AccountReads):
         """Modify open orders in place (batchModify: (oid or cloid, the new order wire) each), as the SDK's
         bulk_modify_orders_new sends it."""
         action = {"type": "batchModify", "modifies": [{"oid": ident, "order": wire} for ident, wire in modifies]}
-        return self.post(self.signing.payload(action))
+        return self.endpoint.post(self.signing.payload(action))
 
     def cancel(self, orders: list[tuple[Asset, int]]) -> dict:
         """Cancel open orders by oid, on any coins, in one request."""
         action = {"type": "cancel", "cancels": [{"a": asset.index, "o": oid} for asset, oid in orders]}
-        return self.post(self.signing.payload(action))
+        return self.endpoint.post(self.signing.payload(action))
 
     # ---- readiness -----------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -309,7 +226,7 @@ class HyperliquidClient(AccountReads):
         """Worker thread, when idle: on a connection unused for `idle` seconds, send one light request (a
         clearinghouseState, weight 2, which also measures the clock), so the server never closes it and the next
         order pays no new handshake. Leverage and positions come from the subscriptions: nothing is re-read."""
-        if time.monotonic() - self.http.last_used < idle:
+        if self.endpoint.idle_for(time.monotonic()) < idle:
             return
         try:
             self.account_state()

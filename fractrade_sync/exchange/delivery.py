@@ -24,8 +24,8 @@ from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.errors import NothingApplied, TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, nonce_refusal
 
-# the client's signed POST (HyperliquidClient.post): the payload, and what runs once its bytes are written
-ClientPost = Callable[[dict, Callable[[], None] | None], dict]
+# the signed POST to /exchange (Endpoint.post): the payload, and what runs once its bytes are written
+SignedPost = Callable[[dict, Callable[[], None] | None], dict]
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class HttpRefused:
 Posted = Union[Took, NotTaken, NoAnswer, HttpRefused]
 
 
-def post_once(post: ClientPost, payload: dict, on_sent: Callable[[], None] | None = None) -> Posted:
-    """One POST of `payload` with the client's `post` (HyperliquidClient.post), as what it came to."""
+def post_once(post: SignedPost, payload: dict, on_sent: Callable[[], None] | None = None) -> Posted:
+    """One POST of `payload` with the endpoint's `post` (Endpoint.post), as what it came to."""
     try:
         return Took(post(payload, on_sent))
     except NothingApplied as exc:
@@ -96,7 +96,7 @@ Ending = Union[Took, NonceSpent, HttpRefused, Undecided]
 def deliver(
     payload: dict,
     note: Callable[[], Callable[[], None] | None],
-    post: ClientPost,
+    post: SignedPost,
     stopping: threading.Event,
     stale: Callable[[], bool],
     named: Callable[[], str],
@@ -143,7 +143,7 @@ class Invalidated:
 
 
 def deliver_noop(
-    payload: dict, post: ClientPost, stopping: threading.Event, named: str, logger: logging.Logger
+    payload: dict, post: SignedPost, stopping: threading.Event, named: str, logger: logging.Logger
 ) -> Invalidated | NonceSpent:
     """Send the signed noop of a request's nonce (`payload`) until the exchange answers it: Invalidated, or NonceSpent
     (refused as used or too low: the request's fate is frozen). No answer, or a gateway's 4xx, is no answer: asked

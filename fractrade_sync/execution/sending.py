@@ -23,6 +23,7 @@ from fractrade_sync.errors import TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.delivery import HttpRefused, NonceSpent, NotTaken, Took, deliver, deliver_noop
+from fractrade_sync.exchange.endpoint import Endpoint
 from fractrade_sync.exchange.rules import Order, grouping, to_wire
 from fractrade_sync.exchange.signing import ActionSigner
 from fractrade_sync.execution.records import by_cloid, lookup, shown_in_account
@@ -67,6 +68,7 @@ class Sender:
         settings: Settings,
         client: HyperliquidClient,
         signing: ActionSigner,
+        endpoint: Endpoint,
         journal: Journal,
         logger: logging.Logger,
         clock: Callable[[], float],
@@ -75,6 +77,7 @@ class Sender:
         self.settings = settings
         self.client = client
         self.signing = signing
+        self.endpoint = endpoint  # where each signed request goes (its answer laid over the account view there)
         self.journal = journal
         self.logger = logger
         self.clock = clock
@@ -158,7 +161,7 @@ class Sender:
         ending = deliver(
             payload,
             note=functools.partial(self.journal.sending, actions, payload["expiresAfter"], payload["nonce"]),
-            post=self.client.post,
+            post=self.endpoint.post,
             stopping=self.stopping,
             stale=lambda: any(self.expired(a, "") for a in actions),
             named=lambda: _named(actions),
@@ -228,7 +231,7 @@ class Sender:
         if nonce in self._invalidated:  # our own noop spent it already (another action of the same request)
             return [None] * len(actions)
         named = _named(actions)
-        ending = deliver_noop(self.signing.noop(nonce), self.client.post, self.stopping, named, self.logger)
+        ending = deliver_noop(self.signing.noop(nonce), self.endpoint.post, self.stopping, named, self.logger)
         if isinstance(ending, NonceSpent):
             return self._by_cloid(actions)
         self._invalidated.add(nonce)

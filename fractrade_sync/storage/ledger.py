@@ -208,9 +208,7 @@ class Ledger:
         start = max(0, last - HOUR_MS)
         try:
             for _page in range(10):  # at most 10 requests a read (each 20 weight or more)
-                records = self.client.request(
-                    "/info", {"type": "userFunding", "user": self.client.address, "startTime": start}
-                )
+                records = self.client.funding(start)
                 if not isinstance(records, list):
                     log.warning("ledger: a userFunding answer that is not a list: %s", str(records)[:120])
                     return
