@@ -81,6 +81,13 @@ class Action:
         return text
 
 
+def named(actions: list[Action]) -> str:
+    """How log lines name the actions of one request: the first, and how many more."""
+    if len(actions) == 1:
+        return actions[0].describe()
+    return f"{actions[0].describe()} (and {len(actions) - 1} more in the same request)"
+
+
 def _canon(value: Decimal | None) -> str:
     """Exact canonical text ('0.010' and '0.01' agree; no rounding to the decimal context)."""
     return "" if value is None else canonical(value)

@@ -19,8 +19,7 @@ from fractrade_sync.execution.hooks import Hook
 from fractrade_sync.execution.orders import Execution
 from fractrade_sync.execution.pipeline import Pipeline
 from fractrade_sync.execution.protection import Protection
-from fractrade_sync.execution.requests import Requests
-from fractrade_sync.execution.sending import Sender
+from fractrade_sync.execution.sending import Requests, Sender
 from fractrade_sync.execution.waves import Waves
 from fractrade_sync.execution.worker import Worker
 from fractrade_sync.feeds.exchange_feed import ExchangeFeed
@@ -122,7 +121,9 @@ def _execution(
     sender = Sender(settings, client, signing, client.endpoint, journal, logger, clock, stopping)
     execution = Execution(settings, client, logger, sender.expired, functools.partial(guard, settings), stopping)
     protection = Protection(client, journal, logger, settings.dry_run, execution.with_retries)
-    admission = Admission(settings, journal, sender, execution.with_retries, clock, unclean_since)
+    admission = Admission(
+        settings, journal, sender, execution.with_retries, signing.expiry_window, clock, unclean_since
+    )
     requests = Requests(sender)
     waves = Waves()
     pipeline = Pipeline(journal, admission, execution, waves, requests, protection, hooks, listeners, on_storage, clock)

@@ -53,6 +53,11 @@ class Outcome:
     latency_ms: float | None = None
 
 
+def unknown_outcome(why: str, action: Action) -> Outcome:
+    """The outcome of an action the exchange has not told about yet: open, settled by cloid later."""
+    return Outcome(UNKNOWN, f"{why}; settled by cloid {action.cloid} as soon as the exchange answers")
+
+
 def outcome_fields(action: Action, outcome: Outcome) -> dict[str, Any]:
     """OUTCOME_FIELDS of one action's outcome (numbers as exact text, latency in ms)."""
     return {

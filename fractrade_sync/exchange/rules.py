@@ -145,6 +145,12 @@ class Order:
                 raise ValueError(f"{name} {to_wire(value)} cannot be sent exactly (the SDK's wire would round it)")
         return wire
 
+    def describe(self) -> str:
+        """How a log line names it: 'BUY 0.01 BTC @ 60000' (and its trigger)."""
+        side = "BUY" if self.is_buy else "SELL"
+        extra = f" trigger {to_wire(self.trigger_px)} {self.tpsl}" if self.trigger_px is not None else ""
+        return f"{side} {to_wire(self.size)} {self.asset.name} @ {to_wire(self.limit_px)}{extra}"
+
     @property
     def value(self) -> Decimal:
         """Notional at the limit (or trigger) price, as the exchange measures its $10 minimum."""

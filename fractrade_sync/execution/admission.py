@@ -13,11 +13,13 @@ from fractrade_sync.actions import Action
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import TransientError
 from fractrade_sync.execution.sending import Sender
-from fractrade_sync.outcome import EXPIRED, RECEIVED, REJECTED, SKIPPED, UNKNOWN, Outcome
+from fractrade_sync.outcome import EXPIRED, RECEIVED, REJECTED, SKIPPED, Outcome, unknown_outcome
 from fractrade_sync.storage.journal import Journal
 from fractrade_sync.storage.journal_table import Resumed
 
 FUTURE_TOLERANCE = 5.0  # seconds a signal's timestamp may be ahead of this machine's clock (NTP keeps both close)
+# an in-flight note without a nonce (torn by a power loss): seconds past its expiresAfter before a cloid check counts
+SETTLE_MARGIN = 1.0
 # after an unclean stop, actions created up to this long after the start are looked up too (the agent's clock may be
 # a little ahead of ours; a restart takes longer than that anyway)
 UNCLEAN_MARGIN = 2.0
@@ -41,12 +43,14 @@ class Admission:
         journal: Journal,
         sender: Sender,
         retried: Callable[..., Any],
+        expiry_window: float,
         clock: Callable[[], float] = time.time,
         unclean_since: float | None = None,
     ):
         self.settings = settings
         self.journal = journal
         self.sender = sender
+        self.expiry_window = expiry_window  # how long a signed order of the last run could still land (signing.py)
         self.clock = clock
         self.retried = retried  # a read an action depends on, retried like its order (Execution.with_retries)
         # the start of a run after an unclean stop: what the last run sent may be missing from the journal
@@ -91,10 +95,30 @@ class Admission:
             if item.state == RECEIVED:
                 seen = self._looked_up(action)
             else:
-                seen = self.sender.settle(action, item.nonce, item.since)
+                seen = self._settle(action, item.nonce, item.since)
         except TransientError as exc:
-            return unknown(f"outcome unknown ({exc})", action)
+            return unknown_outcome(f"outcome unknown ({exc})", action)
         return None if seen is None else FoundLate(seen)
+
+    def _settle(self, item_action: Action, nonce: int | None, since: float) -> Outcome | None:
+        """What became of an order left in flight (by a crash, or an unknown outcome): asked by cloid, then settled
+        by its nonce when known (a noop); without one, conclusive only once no order of it can land any more. None:
+        never applied. Raises TransientError."""
+        seen = self.sender.lookup(item_action)
+        if seen is not None:
+            return seen
+        if nonce is not None:
+            return self.sender.invalidate(nonce, [item_action])[0]
+        # no nonce (a note torn by a power loss, or a lookup that failed before anything was sent): no order of the
+        # action can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no",
+        # and the worker does not wait for it: the action stays open and is asked again (recheck)
+        settle_at = min(since + self.expiry_window, self.sender.deadline(item_action)) + SETTLE_MARGIN
+        if self.clock() < settle_at:
+            raise TransientError(
+                f"not seen by cloid yet; an order of it could still land until "
+                f"{time.strftime('%H:%M:%S', time.localtime(settle_at))}"
+            )
+        return None  # the lookup above came after settle_at: no order of it can land any more
 
     def _looked_up(self, action: Action) -> Outcome | None:
         """The action's cloid asked of the exchange, again on an unreadable answer, like any read an order depends
@@ -113,7 +137,7 @@ class Admission:
         try:
             seen = self._looked_up(action)
         except TransientError as exc:
-            return unknown(f"sent before an unclean stop? the cloid check failed ({exc})", action)
+            return unknown_outcome(f"sent before an unclean stop? the cloid check failed ({exc})", action)
         if seen is None:
             return None
         self.logger.warning(
@@ -131,11 +155,6 @@ def guard(settings: Settings, action: Action, kill_switch: str | None = None) ->
     if opening and os.path.exists(kill_switch or settings.paths.kill_switch):
         return f"kill switch is on ({settings.paths.kill_switch}): opening trades are refused"
     return None
-
-
-def unknown(why: str, action: Action) -> Outcome:
-    """The outcome of an action the exchange has not told about yet: open, settled by cloid later."""
-    return Outcome(UNKNOWN, f"{why}; settled by cloid {action.cloid} as soon as the exchange answers")
 
 
 def symbol_allowed(symbol: str, allowed: frozenset[str]) -> bool:

@@ -27,8 +27,7 @@ from fractrade_sync.execution.hooks import (
 )
 from fractrade_sync.execution.orders import Execution
 from fractrade_sync.execution.protection import Protection
-from fractrade_sync.execution.requests import Requests
-from fractrade_sync.execution.sending import Sent
+from fractrade_sync.execution.sending import Requests, Sent
 from fractrade_sync.execution.waves import MORE_UP_TO, Waves
 from fractrade_sync.outcome import (
     FAILED,

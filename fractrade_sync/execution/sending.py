@@ -1,4 +1,5 @@
-"""Sending one order exactly once, by the exchange's own guarantees and never by this machine's clock.
+"""A wave's orders sent as the requests the exchange takes (`Requests`: which ones, requests.py), each exactly once, by
+the exchange's own guarantees and never by this machine's clock (`Sender`).
 
 Hyperliquid applies a nonce once per signer: an uncertain failure (a timeout, a lost answer, a 5xx) resends the
 identical signed order, and the exchange's answer to it is the truth. When resending cannot decide (the order
@@ -11,22 +12,23 @@ import functools
 import json
 import logging
 import threading
-import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from hyperliquid.utils.signing import order_wires_to_order_action
 
-from fractrade_sync.actions import Action
+from fractrade_sync.actions import Action, named
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import TransientError, Unfinished, Unwritable
 from fractrade_sync.exchange.answers import error_text, order_outcome
 from fractrade_sync.exchange.client import HyperliquidClient
 from fractrade_sync.exchange.delivery import HttpRefused, NonceSpent, NotTaken, Took, deliver, deliver_noop
 from fractrade_sync.exchange.endpoint import Endpoint
-from fractrade_sync.exchange.rules import Order, grouping, to_wire
+from fractrade_sync.exchange.rules import Order, grouping
 from fractrade_sync.exchange.signing import ActionSigner
+from fractrade_sync.execution.hooks import Handling
 from fractrade_sync.execution.records import by_cloid, lookup, shown_in_account
+from fractrade_sync.execution.requests import refused_together, requests_of
 from fractrade_sync.outcome import (
     EXPIRED,
     FAILED,
@@ -34,12 +36,12 @@ from fractrade_sync.outcome import (
     SKIPPED,
     UNKNOWN,
     Outcome,
+    unknown_outcome,
 )
 from fractrade_sync.storage.journal import Journal
 
+log = logging.getLogger("fractrade_sync")
 FRESH_ORDERS = 2  # orders signed for one action at most: a second only once the first is certainly not applied
-# an in-flight note without a nonce (torn by a power loss): seconds past its expiresAfter before a cloid check counts
-SETTLE_MARGIN = 1.0
 NOT_FOUND = "not executed: the exchange shows no order with its cloid"
 
 
@@ -149,7 +151,7 @@ class Sender:
         if self.settings.dry_run and wires:
             body = order_wires_to_order_action(list(wires.values()), None, grouping([p[1] for p in pairs]))
             self.logger.info("dry run: would send %s", json.dumps(body, separators=(",", ":")))
-            outcomes.update({i: Outcome(SKIPPED, f"dry run: {_describe(pairs[i][1])} not sent") for i in wires})
+            outcomes.update({i: Outcome(SKIPPED, f"dry run: {pairs[i][1].describe()} not sent") for i in wires})
             return {}
         return wires
 
@@ -164,14 +166,14 @@ class Sender:
             post=self.endpoint.post,
             stopping=self.stopping,
             stale=lambda: any(self.expired(a, "") for a in actions),
-            named=lambda: _named(actions),
+            named=lambda: named(actions),
             logger=self.logger,
         )
         if isinstance(ending, Took):
             return _or_not_applied(self._answered(actions, orders, ending.result, sent_at), NOT_FOUND)
         if isinstance(ending, NonceSpent):
             spent = error_text(ending.result)
-            self.logger.info("%s: a resend found nonce %d spent: %s", _named(actions), payload["nonce"], spent)
+            self.logger.info("%s: a resend found nonce %d spent: %s", named(actions), payload["nonce"], spent)
             return _or_not_applied(
                 shown_in_account(self.client.account, orders, self._by_cloid(actions), sent_at), NOT_FOUND
             )
@@ -203,7 +205,7 @@ class Sender:
         self.logger.warning(
             "%s: the exchange took the request but its answer says nothing readable of %d order(s): "
             "%s; asking by cloid",
-            _named(actions),
+            named(actions),
             len(unread),
             str(result)[:160],
         )
@@ -230,8 +232,7 @@ class Sender:
         gives no usable answer."""
         if nonce in self._invalidated:  # our own noop spent it already (another action of the same request)
             return [None] * len(actions)
-        named = _named(actions)
-        ending = deliver_noop(self.signing.noop(nonce), self.endpoint.post, self.stopping, named, self.logger)
+        ending = deliver_noop(self.signing.noop(nonce), self.endpoint.post, self.stopping, named(actions), self.logger)
         if isinstance(ending, NonceSpent):
             return self._by_cloid(actions)
         self._invalidated.add(nonce)
@@ -239,7 +240,7 @@ class Sender:
 
     def _by_cloid(self, actions: list[Action]) -> list[Outcome | None]:
         """The request's nonce is spent: each order asked by cloid (records.py)."""
-        return by_cloid(self.client, actions, self.stopping, _named(actions), self.logger, self.lookup)
+        return by_cloid(self.client, actions, self.stopping, named(actions), self.logger, self.lookup)
 
     def deadline(self, action: Action) -> float:
         """The wall-clock time after which the action is stale: no order of it may be applied after that."""
@@ -253,45 +254,48 @@ class Sender:
             return None
         return Outcome(EXPIRED, f"{what}: {age:.0f}s old, over FRAC_MAX_ACTION_AGE={self.settings.max_action_age:g}s")
 
-    def settle(self, item_action: Action, nonce: int | None, since: float) -> Outcome | None:
-        """What became of an order left in flight (by a crash, or an unknown outcome): asked by cloid, then settled
-        by its nonce when known (a noop); without one, conclusive only once no order of it can land any more. None:
-        never applied. Raises TransientError."""
-        seen = self.lookup(item_action)
-        if seen is not None:
-            return seen
-        if nonce is not None:
-            return self.invalidate(nonce, [item_action])[0]
-        # no nonce (a note torn by a power loss, or a lookup that failed before anything was sent): no order of the
-        # action can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no",
-        # and the worker does not wait for it: the action stays open and is asked again (recheck)
-        settle_at = min(since + self.signing.expiry_window, self.deadline(item_action)) + SETTLE_MARGIN
-        if self.clock() < settle_at:
-            raise TransientError(
-                f"not seen by cloid yet; an order of it could still land until "
-                f"{time.strftime('%H:%M:%S', time.localtime(settle_at))}"
-            )
-        return None  # the lookup above came after settle_at: no order of it can land any more
-
     def lookup(self, action: Action) -> Outcome | None:
         """What the exchange did with this action's cloid; None when it never saw it (records.py)."""
         return lookup(self.client, action)
+
+
+class Requests:
+    """Sends a wave's plans, request by request; `together`: a trade and its position TP/SL may share a request."""
+
+    def __init__(self, sender: Sender):
+        self.sender = sender
+        self.together = True  # (False once the exchange refused them together)
+
+    def send(self, planned: list[Handling]) -> Iterator[tuple[list[Handling], Sent]]:
+        """Each request's handlings and what became of their orders, one request after the other (the caller
+        concludes each before the next is sent)."""
+        for request in requests_of(planned):
+            yield from self._send(request)
+
+    def _send(self, request: list[Handling]) -> Iterator[tuple[list[Handling], Sent]]:
+        if not self.together and len(request) > 1 and not request[0].order.position and request[-1].order.position:
+            for part in ([request[0]], request[1:]):
+                yield from self._send(part)
+            return
+        try:
+            sent = self.sender.submit_batch([(h.action, h.order) for h in request])
+        except Exception as exc:  # a bug: the request may have left, so the exchange decides (by cloid, later)
+            log.exception("sending %d order(s) failed", len(request))
+            why = f"outcome unknown ({type(exc).__name__}: {str(exc)[:200]})"
+            sent = Sent([unknown_outcome(why, h.action) for h in request])
+        if self.together and refused_together(request, sent.outcomes):
+            self.together = False
+            log.warning(
+                "the exchange refused a trade and its position TP/SL in one request (%s); from now on the "
+                "trade goes first and its protection right after its answer",
+                sent.outcomes[0].reason[:160],
+            )
+            yield from self._send(request)
+            return
+        yield request, sent
 
 
 def _or_not_applied(seen: list[Outcome | None], why: str) -> list[Outcome | NotApplied]:
     """Each order's outcome; NotApplied (`why`) for one certainly not applied (None: not found, or its nonce spent by
     our noop)."""
     return [NotApplied(why) if outcome is None else outcome for outcome in seen]
-
-
-def _named(actions: list[Action]) -> str:
-    """How log lines name the actions of one request."""
-    if len(actions) == 1:
-        return actions[0].describe()
-    return f"{actions[0].describe()} (and {len(actions) - 1} more in the same request)"
-
-
-def _describe(order: Order) -> str:
-    side = "BUY" if order.is_buy else "SELL"
-    extra = f" trigger {to_wire(order.trigger_px)} {order.tpsl}" if order.trigger_px is not None else ""
-    return f"{side} {to_wire(order.size)} {order.asset.name} @ {to_wire(order.limit_px)}{extra}"
