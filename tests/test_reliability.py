@@ -125,7 +125,7 @@ def test_retries_never_send_a_stale_action(make_service, sim, signals, wallet):
 
 def test_reads_before_the_order_are_retried_like_the_order(make_service, sim, signals, wallet):
     service = make_service()
-    service.client.account = None  # positions over REST (no live account view): its retries are what this tests
+    service.client.account = service.client.endpoint.account = None  # positions over REST (no live account view)
     run_frame(service, signals, trade_frame(size="0.02"))
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
     reads = sim.request_count("/info")
@@ -138,7 +138,7 @@ def test_reads_before_the_order_are_retried_like_the_order(make_service, sim, si
 
 def test_an_action_that_aged_out_while_reads_were_retried_is_not_sent(make_service, sim, signals, wallet):
     service = make_service(FRAC_MAX_ACTION_AGE="3")
-    service.client.account = None  # positions over REST (no live account view): its retries are what this tests
+    service.client.account = service.client.endpoint.account = None  # positions over REST (no live account view)
     run_frame(service, signals, trade_frame(size="0.02"))
     orders = sim.request_count("/exchange", "order")
     sim.inject("500", count=4, path="/info")  # 0.2 + 0.5 + 1.0 + 2.0 s of retries
@@ -151,7 +151,7 @@ def test_an_action_that_aged_out_while_reads_were_retried_is_not_sent(make_servi
 def test_a_stop_while_reads_are_retried_leaves_the_action_for_the_next_start(env, sim, signals, wallet):
     settings = settings_from_mapping(env)
     first = start_ready(settings)
-    first.client.account = None  # positions over REST (no live account view): its retries are what this tests
+    first.client.account = first.client.endpoint.account = None  # positions over REST (no live account view)
     wait_state(first, key_of(push(signals, trade_frame(size="0.02"))))
     sim.inject("500", count=100, path="/info")
     reads = sim.request_count("/info")

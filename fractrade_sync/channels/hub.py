@@ -55,8 +55,8 @@ class Channels:
 
     @property
     def request_listener(self) -> Callable[[str, str, str], None] | None:
-        """What hears each exchange request (path, type, status): the exchange client's on_request; None when no
-        one listens (the status endpoint is off)."""
+        """What hears each exchange request (path, type, status): the exchange endpoint's on_request
+        (exchange/endpoint.py); None when no one listens (the status endpoint is off)."""
         return None if self.metrics is None else self.metrics.request
 
     def limited(self, action: Any, outcome: Any) -> None:

@@ -59,7 +59,7 @@ SLIPPAGE_HELP = (
 
 
 class Metrics:
-    """The service's metrics. `outcome` (a pipeline listener) and `request` (HyperliquidClient.on_request) run on
+    """The service's metrics. `outcome` (a pipeline listener) and `request` (the exchange endpoint's on_request) run on
     the worker thread: a dict update each. Readings (keyword arguments) are callables called at scrape time from the
     HTTP thread: reconnects, queue_depth, clock_offset, connected, heartbeat_age (each None: absent), threads (name
     -> 'ok' / 'dead' / 'stuck'), money_by_coin. A trade's slippage is against its signal's price and its arrival mid

@@ -1,7 +1,8 @@
-"""The account's reads (positions, open orders, leverage, fills, order status) for the exchange adapter
-(client.py): from the live account view when it can say, else over REST, read strictly (wire.py): an answer that
-does not say what it should is TransientError, never "flat", "no orders" or "no leverage". A HIP-3 dex's
-(dexes.py) always over REST with its `dex`: the live view holds the main dex."""
+"""The account's reads (positions, open orders, leverage, fills, order status, funding; and the API wallets an
+approver gave, for `check`) for the exchange adapter (client.py): from the live account view when it can say, else
+over REST, read strictly (wire.py): an answer that does not say what it should is TransientError, never "flat", "no
+orders" or "no leverage". A HIP-3 dex's (dexes.py) always over REST with its `dex`: the live view holds the main
+dex."""
 
 from __future__ import annotations
 

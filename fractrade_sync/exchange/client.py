@@ -70,7 +70,6 @@ class HyperliquidClient(AccountReads):
         self.signing = signing or ActionSigner(
             settings.private_key.reveal(), settings.is_mainnet, expiry_window(settings.http_timeout)
         )
-        self.account: AccountView | None = feed.account if feed is not None else None  # live positions, orders
         self._notice = RestNotices(self.logger, STALE_NOTICE_EVERY)
         # asset index -> name of the main dex, as meta last said: the endpoint names a write's orders by it for the
         # account view (one dict, updated in place by load_meta)
@@ -81,6 +80,9 @@ class HyperliquidClient(AccountReads):
         self._watched: set[str] = set()  # coins whose leverage the feed was asked to keep subscribed
         self._clock_warned_at = float("-inf")
         # the connection: every read and write (each write's answer laid over the account view)
+        # live positions and orders (None: every read over REST); the endpoint lays each write's answer over the same
+        # view (neither reassigns it)
+        self.account: AccountView | None = feed.account if feed is not None else None
         self.endpoint = Endpoint(settings, self.account, self._coins, on_request)
 
     def close(self) -> None:

@@ -5,8 +5,8 @@ and the account's funding settlements go into the journal's `fills` and `funding
 exchange's own identity (a fill by tid and oid, a settlement by time and coin), so a fill seen twice (the userFills
 feed and a REST read, a reconnect's snapshot, a restart) is one fill. Reads over REST are few and light: the account's
 fills after an action filled, its funding at start and once an hour (funding settles hourly), and both when asked;
-all on the worker's idle step, through the client's request-weight budget. (The coin's mid when each action arrived
-is the action's own, kept on its journal row: slippage against it is in report.py.)"""
+all on the worker's idle step, through the exchange endpoint's request-weight budget. (The coin's mid when each
+action arrived is the action's own, kept on its journal row: slippage against it is in report.py.)"""
 
 from __future__ import annotations
 
