@@ -143,14 +143,17 @@ def make_formatter(fmt: str) -> logging.Formatter:
     return TextFormatter(TEXT_FORMAT)
 
 
+class ServiceHandler(logging.StreamHandler):
+    """The handler setup_logging installs on the root logger (a second setup replaces it, never a script's own)."""
+
+
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> logging.Handler:
     """Install one handler on the root logger (replacing any we installed before); return it."""
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "_fractrade", False):
+        if isinstance(handler, ServiceHandler):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler._fractrade = True  # type: ignore[attr-defined]
+    handler = ServiceHandler(stream or sys.stderr)
     handler.setFormatter(make_formatter(fmt))
     handler.addFilter(RedactingFilter(secrets))
     root.addHandler(handler)

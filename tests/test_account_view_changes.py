@@ -1,7 +1,7 @@
 """The account view's own changes against the feed's snapshots: resizes superseded or fired before a snapshot showed
 them never stall a healthy feed; a cancel is not taken as shown by a snapshot older than its order; a push of a
-stalled socket is never trusted; a view distrusted by age asks for a new socket (each of these failed on a version
-before it); the position before an order of ours is its earliest fill's start."""
+stalled socket is never trusted; a view distrusted by age asks for a new socket; the position before an order of ours
+is its earliest fill's start."""
 
 from __future__ import annotations
 

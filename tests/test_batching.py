@@ -182,18 +182,18 @@ def test_waves_keep_each_coins_order_and_hold_a_trades_followers():
     def action(frame):
         return parse_frame(json.dumps(frame), time.time())
 
-    t_btc, sl_btc, tp_btc = action(trade_frame()), action(protect_frame()), action(protect_frame("take_profit"))
+    t_btc, stop_btc, profit_btc = action(trade_frame()), action(protect_frame()), action(protect_frame("take_profit"))
     t_eth, t_eth2 = action(trade_frame(symbol="ETH")), action(trade_frame(symbol="ETH", side="SELL"))
     # a stop loss / take profit without a size is a position TP/SL: it joins the trade on its coin (one request)
-    wave, rest = next_wave([t_btc, sl_btc, t_eth, tp_btc, t_eth2])
-    assert wave == [t_btc, sl_btc, t_eth, tp_btc] and rest == [t_eth2]
-    assert next_wave([sl_btc, tp_btc]) == ([sl_btc, tp_btc], [])  # no trade ahead: together
+    wave, rest = next_wave([t_btc, stop_btc, t_eth, profit_btc, t_eth2])
+    assert wave == [t_btc, stop_btc, t_eth, profit_btc] and rest == [t_eth2]
+    assert next_wave([stop_btc, profit_btc]) == ([stop_btc, profit_btc], [])  # no trade ahead: together
     sl_again = action(protect_frame(trigger="48600"))
-    assert next_wave([sl_btc, sl_again, tp_btc]) == ([sl_btc], [sl_again, tp_btc])  # one of each kind
+    assert next_wave([stop_btc, sl_again, profit_btc]) == ([stop_btc], [sl_again, profit_btc])  # one of each kind
     sized = action(protect_frame(size="0.01"))
     assert next_wave([t_btc, sized, t_eth]) == ([t_btc, t_eth], [sized])  # needs the trade's answer
     # the exchange refused a trade with its position TP/SL together: they wait for the trade's answer
-    assert next_wave([t_btc, sl_btc, t_eth], together=False) == ([t_btc, t_eth], [sl_btc])
+    assert next_wave([t_btc, stop_btc, t_eth], together=False) == ([t_btc, t_eth], [stop_btc])
 
 
 def test_an_events_last_frame_arriving_during_its_request_goes_in_the_next_one(make_service, sim, signals, wallet):

@@ -1,6 +1,6 @@
 """Batched orders, the live account view and the deferred protection together: each coin's order, the cleanups of a
 wave, a fill learnt by cloid, 4xx answers to cleanups, a disk that fills between two rounds, a silently dead
-subscription (each test failed on a version before it; its finding in a comment)."""
+subscription; the comments say what each must never come to."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_a_fill_learnt_by_cloid_after_a_lost_answer_is_seen_by_the_stop_loss(mak
     rows = _queued_together(service, sim, signals, [trade, stop], before_release=lambda: sim.inject("drop"))
     assert rows[0]["state"] == "filled", rows[0]
     assert sim.positions(wallet.address) == {"BTC": "0.01"}
-    # finding: rejected, "no open BTC position to protect"
+    # never rejected with "no open BTC position to protect": the trade's answer shows the position
     assert rows[1]["state"] == "resting", (rows[1]["state"], rows[1]["reason"])
 
 
@@ -102,7 +102,7 @@ def test_a_stop_loss_queued_before_a_closing_trade_is_canceled_with_the_position
     _queued_together(service, sim, signals, [protect_frame("stop_loss", trigger="48500"), closing])
     wait_drained(service, "the cleanups")
     assert sim.positions(wallet.address) == {}
-    assert sim.open_orders(wallet.address) == []  # finding: the new stop stays live on the flat coin
+    assert sim.open_orders(wallet.address) == []  # no new stop left live on the flat coin
 
 
 # ---- a cleanup's 4xx ---------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_a_cleanups_4xx_never_turns_a_hooks_fill_into_a_failure(make_service, si
     _403_on_modify(service, sim)
     row = run_frame(service, signals, trade_frame(size="0.01"))
     assert sim.positions(wallet.address) == {"BTC": "0.03"}
-    assert row["state"] == "filled", (row["state"], row["reason"])  # finding: failed, "ClientError: ..."
+    assert row["state"] == "filled", (row["state"], row["reason"])  # never failed with "ClientError: ..."
 
 
 def test_a_cleanups_4xx_never_strands_the_rest_of_a_batch(make_service, sim, signals, wallet):
@@ -141,8 +141,8 @@ def test_a_cleanups_4xx_never_strands_the_rest_of_a_batch(make_service, sim, sig
     _queued_together(service, sim, signals, [first, second])
     wait_drained(service, "the batch handled")
     row = service.journal.get(key_of(second))
-    # finding: the flush before the second trade's wave raised ClientError out of Batches; the second trade stays
-    # 'received' for the rest of the run, and the worker does not count it as left
+    # a cleanup's ClientError before the second trade's wave never leaves that trade 'received' for the rest of the
+    # run, uncounted by the worker
     assert row["state"] == "filled", (row["state"], service.worker.left_behind)
 
 
@@ -162,7 +162,7 @@ def test_an_unwritable_second_round_never_records_an_applied_order_as_not_execut
     service.journal.sending = sending
     rows = _queued_together(service, sim, signals, [eth, btc], before_release=lambda: sim.inject("drop"))
     assert sim.positions(wallet.address) == {"BTC": "0.001"}  # applied by the first request
-    # finding: failed, "not executed: the journal cannot be written"
+    # never failed with "not executed: the journal cannot be written": it went out before the disk filled
     assert rows[1]["state"] == "filled", (rows[1]["state"], rows[1]["reason"])
 
 

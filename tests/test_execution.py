@@ -121,7 +121,7 @@ def test_protection_on_the_wrong_side_is_refused(make_service, sim, signals, wal
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.01"))
     row = run_frame(service, signals, protect_frame("stop_loss", side="BUY"))
-    assert row["reason"] == "a BUY SL would increase the long BTC position"
+    assert row["reason"] == "a BUY stop loss would increase the long BTC position"
 
 
 def test_reduce_only_without_a_position_is_refused_locally(make_service, sim, signals, wallet):

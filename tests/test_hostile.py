@@ -85,8 +85,8 @@ def test_a_frame_cannot_forge_a_log_line(make_service, sim, signals):
 
 
 def test_an_unreadable_mids_answer_is_retried_never_taken_for_an_unknown_coin(make_service, sim, signals, wallet):
-    """Found by chaos: a gateway's `null` (or an error object) for allMids made a known coin "no mid price":
-    `rejected`. The coin is in meta: an answer without its mid says nothing of it."""
+    """A gateway's `null` (or an error object) for allMids never makes a known coin "no mid price" (`rejected`):
+    the coin is in meta, and an answer without its mid says nothing of it."""
     service = make_service()
     service.client.feed = None  # mids over REST
     for garbage in ("null", '{"status":"maintenance"}'):

@@ -21,6 +21,7 @@ from fractrade_sync.logs import (
     LOGGER_NAME,
     SECRET_CARRIERS,
     RedactingFilter,
+    ServiceHandler,
     setup_logging,
     setup_logging_unless_configured,
 )
@@ -311,7 +312,7 @@ def test_setup_replaces_its_own_handler_only(install, log):
     try:
         first = install("text")
         second = install("json")
-        ours = [h for h in root.handlers if getattr(h, "_fractrade", False)]
+        ours = [h for h in root.handlers if isinstance(h, ServiceHandler)]
         assert len(ours) == 1
         assert other in root.handlers
         log.info("once")

@@ -205,8 +205,8 @@ def test_what_an_agents_events_carry_is_counted_as_the_recent_events_say():
 
 
 def test_a_stop_loss_replaced_since_is_found_as_executed_after_a_crash(env, sim, signals, wallet):
-    """Found by chaos: a stop loss placed, then canceled by its replacement, then looked up by cloid after a kill -9
-    (its outcome not journaled) was recorded "rejected: canceled" although it had rested."""
+    """A stop loss placed, then canceled by its replacement, then looked up by cloid after a kill -9 (its outcome not
+    journaled) is recorded as having rested, never "rejected: canceled"."""
     from fractrade_sync.exchange.answers import status_outcome
 
     order = {"coin": "BTC", "oid": 7, "origSz": "0.0", "sz": "0.0", "isTrigger": True, "orderType": "Stop Market"}

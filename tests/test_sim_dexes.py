@@ -23,11 +23,11 @@ def statuses(resp):
     return resp["response"]["data"]["statuses"]
 
 
-def sl(px):
+def stop_loss(px):
     return {"trigger": {"triggerPx": px, "isMarket": True, "tpsl": "sl"}}
 
 
-def tp(px):
+def take_profit(px):
     return {"trigger": {"triggerPx": px, "isMarket": True, "tpsl": "tp"}}
 
 
@@ -173,10 +173,10 @@ def test_open_orders_and_order_status_per_dex(sim, funded, ex, info):
 
 def test_a_trade_and_its_stop_loss_and_take_profit_on_the_dex(sim, funded, ex, info):
     ex.market_open(NVDA, True, 2)
-    stop = statuses(ex.order(NVDA, False, 2, 150, sl(160), reduce_only=True))[0]["resting"]["oid"]
-    take_profit = statuses(ex.order(NVDA, False, 2, 190, tp(200), reduce_only=True))[0]["resting"]["oid"]
+    stop = statuses(ex.order(NVDA, False, 2, 150, stop_loss(160), reduce_only=True))[0]["resting"]["oid"]
+    profit = statuses(ex.order(NVDA, False, 2, 190, take_profit(200), reduce_only=True))[0]["resting"]["oid"]
     rows = info.frontend_open_orders(funded.address, "xyz")
-    assert {(o["oid"], o["orderType"]) for o in rows} == {(stop, "Stop Market"), (take_profit, "Take Profit Market")}
+    assert {(o["oid"], o["orderType"]) for o in rows} == {(stop, "Stop Market"), (profit, "Take Profit Market")}
     sim.set_mid(NVDA, 159)
     assert sim.positions(funded.address, "xyz") == {}
     assert info.query_order_by_oid(funded.address, stop)["order"]["status"] == "filled"

@@ -23,11 +23,11 @@ IOC = {"limit": {"tif": "Ioc"}}
 ALO = {"limit": {"tif": "Alo"}}
 
 
-def sl(px):
+def stop_loss(px):
     return {"trigger": {"triggerPx": px, "isMarket": True, "tpsl": "sl"}}
 
 
-def tp(px):
+def take_profit(px):
     return {"trigger": {"triggerPx": px, "isMarket": True, "tpsl": "tp"}}
 
 
@@ -288,7 +288,7 @@ def test_nonces_duplicate_stale_and_below_the_kept_100(sim, wallet):
 def test_stop_loss_rests_then_fires_when_the_mid_crosses(sim, wallet, ex, info):
     ex.market_open("BTC", True, 0.02)
     cloid = Cloid.from_int(42)
-    resp = ex.order("BTC", False, 0.02, 47000, sl(48500), reduce_only=True, cloid=cloid)
+    resp = ex.order("BTC", False, 0.02, 47000, stop_loss(48500), reduce_only=True, cloid=cloid)
     [resting] = statuses(resp)
     oid = resting["resting"]["oid"]
     [shown] = info.frontend_open_orders(wallet.address)
@@ -310,8 +310,8 @@ def test_stop_loss_rests_then_fires_when_the_mid_crosses(sim, wallet, ex, info):
 
 def test_take_profit_on_a_short_and_a_trigger_whose_position_is_gone(sim, wallet, ex):
     ex.market_open("ETH", False, 1)
-    ex.order("ETH", True, 1, 2900, tp(2850), reduce_only=True)
-    ex.order("ETH", True, 1, 3200, sl(3150), reduce_only=True)
+    ex.order("ETH", True, 1, 2900, take_profit(2850), reduce_only=True)
+    ex.order("ETH", True, 1, 3200, stop_loss(3150), reduce_only=True)
     sim.set_mid("ETH", 2840)  # the take profit buys back the short
     assert sim.positions(wallet.address) == {}
     sim.set_mid("ETH", 3160)  # the stop has nothing left to protect

@@ -24,7 +24,7 @@ ADDRESS_LIMITED = re.compile(
 )
 
 
-def sl(px):
+def stop_loss(px):
     return {"trigger": {"triggerPx": px, "isMarket": True, "tpsl": "sl"}}
 
 
@@ -214,7 +214,7 @@ def test_a_resting_reduce_only_order_follows_the_position_down_then_is_canceled(
 
 def test_a_reduce_only_stop_larger_than_the_position_fills_only_the_position(sim, wallet, ex, info):
     ex.market_open("BTC", True, 0.02)
-    oid = statuses(ex.order("BTC", False, 0.05, 47000, sl(48500), reduce_only=True))[0]["resting"]["oid"]
+    oid = statuses(ex.order("BTC", False, 0.05, 47000, stop_loss(48500), reduce_only=True))[0]["resting"]["oid"]
     sim.set_mid("BTC", 48400)
     assert sim.positions(wallet.address) == {}
     order = info.query_order_by_oid(wallet.address, oid)["order"]
@@ -225,7 +225,7 @@ def test_a_reduce_only_stop_larger_than_the_position_fills_only_the_position(sim
 # ---- 6: triggers on the mark ------------------------------------------------------------------------------------
 def test_triggers_fire_on_the_mark_not_the_mid(sim, wallet, ex, info):
     ex.market_open("BTC", True, 0.02)
-    oid = statuses(ex.order("BTC", False, 0.02, 47000, sl(48500), reduce_only=True))[0]["resting"]["oid"]
+    oid = statuses(ex.order("BTC", False, 0.02, 47000, stop_loss(48500), reduce_only=True))[0]["resting"]["oid"]
     sim.set_mark("BTC", 48600)
     assert sim.positions(wallet.address) == {"BTC": "0.02"}
     meta, ctxs = info.meta_and_asset_ctxs()

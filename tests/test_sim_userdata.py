@@ -38,7 +38,7 @@ FILL_KEYS = {
 ACCOUNT = ("clearinghouseState", "openOrders")
 
 
-def sl(px):
+def stop_loss(px):
     return {"trigger": {"triggerPx": px, "isMarket": True, "tpsl": "sl"}}
 
 
@@ -165,7 +165,7 @@ def test_a_resting_trigger_then_its_cancel(sim, wallet, feed, ex):
     ex.market_open("BTC", True, 0.02)
     f = feed()
     f.subscribe_all(wallet.address)
-    resp = ex.order("BTC", False, 0.02, 47000, sl(48500), reduce_only=True, cloid=Cloid.from_int(42))
+    resp = ex.order("BTC", False, 0.02, 47000, stop_loss(48500), reduce_only=True, cloid=Cloid.from_int(42))
     oid = resp["response"]["data"]["statuses"][0]["resting"]["oid"]
     updates, state, orders = take(f, 3)
     assert [m["channel"] for m in (updates, state, orders)] == ["orderUpdates", *ACCOUNT]  # no fill, no userFills
@@ -189,7 +189,7 @@ def test_a_resting_trigger_then_its_cancel(sim, wallet, feed, ex):
 
 def test_a_trigger_fired_by_set_mid(sim, wallet, feed, ex):
     ex.market_open("BTC", True, 0.02)
-    oid = ex.order("BTC", False, 0.02, 47000, sl(48500), reduce_only=True)["response"]["data"]["statuses"][0]
+    oid = ex.order("BTC", False, 0.02, 47000, stop_loss(48500), reduce_only=True)["response"]["data"]["statuses"][0]
     oid = oid["resting"]["oid"]
     f = feed()
     f.subscribe_all(wallet.address)

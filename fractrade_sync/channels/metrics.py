@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fractrade_sync.actions import Action
     from fractrade_sync.outcome import Outcome
 
-# frame received -> the exchange's answer, in seconds: 1 ms to 30 s (a healthy order takes tens of ms)
+# frame received -> the exchange's answer, in seconds: 1 ms to 30 s (what a healthy order takes: BENCHMARKS.md)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 KINDS = tuple(KIND_OF.values())  # trade, stop_loss, take_profit
 # what the live service is read through at scrape time (each a callable; a missing or failing one leaves its metric

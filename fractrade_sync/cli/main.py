@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(send)
     _service_flags(send)
     send.add_argument("file", type=Path, help="a JSON object, a JSON array of messages, or one message per line")
-    kill = _sub(sub, "kill-switch", "refuse every new opening trade (reduce-only, SL and TP still run)")
+    kill = _sub(
+        sub,
+        "kill-switch",
+        "refuse every new opening trade (reduce-only trades, stop losses and take profits still run)",
+    )
     _common(kill)
     kill.add_argument("state", nargs="?", choices=("on", "off", "status"), default="status")
     demo = _sub(sub, "demo", "everything local, no credentials: simulator + signal server + service")

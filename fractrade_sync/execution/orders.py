@@ -158,7 +158,9 @@ class Execution:
             raise Refused(f"no open {asset.name} position to protect")
         if (position > 0) == action.is_buy:
             held = "long" if position > 0 else "short"
-            raise Refused(f"a {action.side} {tpsl.upper()} would increase the {held} {asset.name} position")
+            raise Refused(
+                f"a {action.side} {action.kind.replace('_', ' ')} would increase the {held} {asset.name} position"
+            )
         return position
 
     # ---- checks ------------------------------------------------------------------------------

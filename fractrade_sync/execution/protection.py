@@ -146,7 +146,7 @@ class Protection:
             triggers = self._ours([o for o in listed if o.get("coin") == asset.name])
         for kind, cloid in keep.items():
             cancels.extend(
-                (asset, t["oid"], f"replaced {TPSL[kind]} on {asset.name}")
+                (asset, t["oid"], f"replaced {kind.replace('_', ' ')} on {asset.name}")
                 for t, _ in triggers
                 if _kind(t) == kind and _cloid(t) != cloid
             )

@@ -49,7 +49,7 @@ class Report:
 
 class AccountView:
     """The account as the user-data feeds show it, plus own changes not shown yet. The feed thread writes snapshots
-    and events; the worker reads and records changes; one lock, held for microseconds."""
+    and events; the worker reads and records changes; one lock, never held across I/O."""
 
     def __init__(
         self,

@@ -246,7 +246,7 @@ def _tunnel(sock: socket.socket, host: str, port: int, proxy: SplitResult) -> No
 
 def _tls() -> ssl.SSLContext:
     """certifi's roots (requests' too: both paths trust the same), hostnames checked; our socket class. Made at each
-    connect (a few ms): WEBSOCKET_CLIENT_CA_BUNDLE is read then, as websocket-client read it."""
+    connect: WEBSOCKET_CLIENT_CA_BUNDLE is read then, as websocket-client read it."""
     bundle = os.environ.get("WEBSOCKET_CLIENT_CA_BUNDLE", "")
     if os.path.isdir(bundle):
         context = ssl.create_default_context(capath=bundle)

@@ -52,8 +52,6 @@ MARKETS = {
 def script(market: str = "main") -> list[Step]:
     """Open a long with leverage, protect it, move the stop, close."""
     trade = TRADE
-    sl = STOP_LOSS
-    tp = TAKE_PROFIT
     coin, size, lev, stop, profit, risen, moved = MARKETS[market]
     shown = {px: f"{int(px):,}" for px in (stop, profit, risen, moved)}  # 48500 -> "48,500"
     return [
@@ -61,11 +59,17 @@ def script(market: str = "main") -> list[Step]:
             f"open long {size} {coin} at {lev}x",
             _frame(trade, {"symbol": coin, "size": size, "side": "BUY"}, leverage=lev),
         ),
-        Step(f"stop loss at {shown[stop]}", _frame(sl, {"symbol": coin, "side": "SELL", "trigger_price": stop})),
-        Step(f"take profit at {shown[profit]}", _frame(tp, {"symbol": coin, "side": "SELL", "trigger_price": profit})),
+        Step(
+            f"stop loss at {shown[stop]}",
+            _frame(STOP_LOSS, {"symbol": coin, "side": "SELL", "trigger_price": stop}),
+        ),
+        Step(
+            f"take profit at {shown[profit]}",
+            _frame(TAKE_PROFIT, {"symbol": coin, "side": "SELL", "trigger_price": profit}),
+        ),
         Step(
             f"{coin} rises to {shown[risen]}; move the stop loss to {shown[moved]}",
-            _frame(sl, {"symbol": coin, "side": "SELL", "trigger_price": moved}),
+            _frame(STOP_LOSS, {"symbol": coin, "side": "SELL", "trigger_price": moved}),
             before=lambda sim: sim.set_mid(coin, risen),
         ),
         Step("the same signal delivered again (ignored)", {}),

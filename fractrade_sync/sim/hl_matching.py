@@ -120,9 +120,9 @@ class MatchingMixin:
         mid = self.mids[order.coin]
         mark = self.marks[order.coin]
         tpx = order.trigger["triggerPx"]
-        tp = order.trigger["tpsl"] == "tp"
+        take_profit = order.trigger["tpsl"] == "tp"
         # A sell stop protects a long: fires as the price falls to it; on the mark price (hl_state's __init__)
-        up = tp != order.is_buy
+        up = take_profit != order.is_buy
         if not ((mark >= tpx) if up else (mark <= tpx)):
             return
         # orderUpdates reports the order "triggered", then how it ended (this order keeps its oid)

@@ -64,9 +64,9 @@ def frontend(o: Order, children: Iterable[Order] = ()) -> dict:
     tif = o.tif
     if o.trigger:
         tpx = o.trigger["triggerPx"]
-        tp = o.trigger["tpsl"] == "tp"
-        up = tp != o.is_buy
-        order_type = ("Take Profit" if tp else "Stop") + (" Market" if o.trigger["isMarket"] else " Limit")
+        take_profit = o.trigger["tpsl"] == "tp"
+        up = take_profit != o.is_buy
+        order_type = ("Take Profit" if take_profit else "Stop") + (" Market" if o.trigger["isMarket"] else " Limit")
         cond = f"Price {'above' if up else 'below'} {fmt(tpx)}"  # text unconfirmed
         shape = {"triggerCondition": cond, "isTrigger": True, "triggerPx": fmt(tpx)}
         tif = None
