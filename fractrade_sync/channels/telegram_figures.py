@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import requests
 
+from fractrade_sync.exchange.wire import trigger_kind
 from fractrade_sync.report.summary import build_from
 
 
@@ -57,8 +58,9 @@ def _info(api_url: str, payload: dict) -> Any:
 
 
 def _covers(orders: list[dict], coin: str, size: Decimal, kind: str) -> str:
-    """Whether reduce-only triggers of a kind ("Stop" or "Take Profit") cover a position: whole, partly, or not."""
-    mine = [o for o in orders if o.get("coin") == coin and str(o.get("orderType", "")).startswith(kind)]
+    """Whether reduce-only triggers of a kind ("stop_loss" or "take_profit") cover a position: whole, partly, or
+    not."""
+    mine = [o for o in orders if o.get("coin") == coin and trigger_kind(o) == kind]
     if any(o.get("isPositionTpsl") for o in mine):
         return "whole"
     covered = sum((Decimal(str(o.get("sz", "0"))) for o in mine), Decimal(0))
@@ -75,8 +77,8 @@ def positions_text(api_url: str, user: str, read: Callable[[str, dict], Any] = _
         lines = []
         for p in positions:
             size = Decimal(str(p["szi"]))
-            stop = _covers(orders, p["coin"], size, "Stop")
-            take = _covers(orders, p["coin"], size, "Take Profit")
+            stop = _covers(orders, p["coin"], size, "stop_loss")
+            take = _covers(orders, p["coin"], size, "take_profit")
             lines.append(
                 f"{p['coin']} {'long' if size > 0 else 'short'} {abs(size)} @ {p['entryPx']}; unrealized "
                 f"{p['unrealizedPnl']} USDC; stop loss: {stop}; take profit: {take}"

@@ -28,6 +28,20 @@ INFO_WEIGHT = 20  # every other info request (meta, frontendOpenOrders, activeAs
 ADDRESS_LIMIT = "Too many cumulative requests sent"
 
 
+# a FrontendOpenOrder's `orderType` of a trigger: "Stop Market", "Stop Limit", "Take Profit Market", "Take Profit
+# Limit" (EXCHANGE.md, openOrders); ours are all market triggers, by the wire's `tpsl`
+TRIGGER_ORDER_TYPES = {"sl": "Stop Market", "tp": "Take Profit Market"}
+
+
+def trigger_kind(order: dict) -> str | None:
+    """A trigger order's kind as actions name it ("stop_loss", "take_profit") from its orderType; None for another
+    order type."""
+    order_type = str(order.get("orderType", ""))
+    if order_type.startswith("Take Profit"):
+        return "take_profit"
+    return "stop_loss" if order_type.startswith("Stop") else None
+
+
 def info_weight(payload: dict) -> int:
     """The weight the exchange counts for one /info request."""
     return INFO_WEIGHTS.get(str(payload.get("type")), INFO_WEIGHT)

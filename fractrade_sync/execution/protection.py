@@ -224,9 +224,9 @@ def _cloid(order: dict) -> str:
 
 
 def _kind(order: dict) -> str:
-    """A trigger order's kind, as actions name it, from its frontendOpenOrders orderType ("Take Profit Market",
-    "Stop Market", ...)."""
-    return "take_profit" if str(order.get("orderType", "")).startswith("Take Profit") else "stop_loss"
+    """One of our trigger orders' kind, as actions name it (wire.trigger_kind): a stop loss unless its orderType says
+    take profit, as our triggers are only these two."""
+    return wire.trigger_kind(order) or "stop_loss"
 
 
 def _void_reason(action: Action, outcome: Outcome, position: Decimal) -> str | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-ORDER_TYPES = {"sl": "Stop Market", "tp": "Take Profit Market"}  # frontendOpenOrders' orderType of our triggers
+from fractrade_sync.exchange.wire import TRIGGER_ORDER_TYPES
 
 
 @dataclass
@@ -73,7 +73,7 @@ def order_change(wire: Mapping[str, Any], status: Any, coins: Mapping[int, str],
             "reduceOnly": bool(wire.get("r")),
             "isTrigger": trigger is not None,
             "triggerPx": trigger.get("triggerPx") if trigger else "0.0",
-            "orderType": ORDER_TYPES.get(trigger.get("tpsl"), "Stop Market") if trigger else "Limit",
+            "orderType": TRIGGER_ORDER_TYPES.get(trigger.get("tpsl"), "Stop Market") if trigger else "Limit",
             "isPositionTpsl": trigger is not None and str(wire.get("s")) == "0",
         }
         return Change(now, frozenset({oid, cloid} - {None}), coin, placed=placed)
