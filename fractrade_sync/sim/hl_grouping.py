@@ -78,26 +78,26 @@ def place(st: HyperliquidState, action: dict, user: str, signer: str, nonce: int
     """Apply a grouped action that passed `refusal`, in order: the entry (it fills or rests as any order), then each
     leg, checked against what the entry left; one status per order, as for "na"."""
     wires = action["orders"]
-    coin = st._coin(wires[0]["a"])
+    coin = st.asset_name(wires[0]["a"])
     statuses: list = []
     parent: Order | None = None
     legs = wires
     if not _is_trigger(wires[0]):
         legs = wires[1:]
         entered = []
-        statuses.append(st._answer(wires[0], partial(_entry, st, user, signer, nonce, coin, wires[0], entered)))
+        statuses.append(st.answer_one(wires[0], partial(_entry, st, user, signer, nonce, coin, wires[0], entered)))
         parent = entered[0] if entered and "error" not in statuses[0] else None  # refused: it is no order
     leg = _position_leg if action["grouping"] == "positionTpsl" else partial(_child, parent=parent)
     for wire in legs:
-        statuses.append(st._answer(wire, partial(leg, st, user, signer, nonce, coin, wire)))
+        statuses.append(st.answer_one(wire, partial(leg, st, user, signer, nonce, coin, wire)))
     return statuses
 
 
 def _entry(st: HyperliquidState, user: str, signer: str, nonce: int, coin: str, wire: dict, entered: list) -> dict:
     """The group's entry (normalTpsl's parent): an ordinary order; `entered` gets it once parsed."""
-    order = st._parse(user, signer, nonce, coin, wire)
+    order = st.parse_wire(user, signer, nonce, coin, wire)
     entered.append(order)
-    return st._enter(order)
+    return st.enter(order)
 
 
 def _position_leg(st: HyperliquidState, user: str, signer: str, nonce: int, coin: str, wire: dict) -> str:
@@ -106,9 +106,9 @@ def _position_leg(st: HyperliquidState, user: str, signer: str, nonce: int, coin
     an opposite position (flat, or the same side) it is refused like any reduce-only order, "Reduce only order would
     increase position. asset=N" (§8: no recorded answer for a leg; unconfirmed). Accepted: the bare
     "waitingForTrigger", no oid (§8, confirmed), though the order has one (frontendOpenOrders shows it)."""
-    order = st._parse(user, signer, nonce, coin, wire, whole_ok=True)
+    order = st.parse_wire(user, signer, nonce, coin, wire, whole_ok=True)
     order.position_tpsl = True
-    st._enter(order)  # a trigger rests: it is checked against the position when it fires
+    st.enter(order)  # a trigger rests: it is checked against the position when it fires
     return WAITING_FOR_TRIGGER
 
 
@@ -119,18 +119,18 @@ def _child(
     (TW-RO P5b; confirmed), and its reduce-only check waits too; after a parent filled at once it is an ordinary
     trigger, "waitingForTrigger" (§8: NKT's live test, indirect; unconfirmed); a parent that neither rested nor
     filled takes it along (unconfirmed, PARENT_DID_NOT_FILL)."""
-    order = st._parse(user, signer, nonce, coin, wire)
+    order = st.parse_wire(user, signer, nonce, coin, wire)
     if parent is not None and parent.status == "open":
         order.parent = parent.oid
-        st._enter(order, waiting=True)
+        st.enter(order, waiting=True)
         st.waiting.setdefault(parent.oid, []).append(order)
         return WAITING_FOR_FILL
     if parent is not None and parent.filled_sz > 0:
-        st._enter(order)
+        st.enter(order)
         return WAITING_FOR_TRIGGER
     st.next_oid += 1
     st.orders.append(order)
-    st._set_status(order, "canceled")
+    st.set_status(order, "canceled")
     raise ValueError(PARENT_DID_NOT_FILL)
 
 
@@ -146,7 +146,7 @@ def parent_ended(st: HyperliquidState, parent: Order) -> None:
         if not parent.filled_sz:
             child.status = parent.status
             child.status_ts = parent.status_ts
-            st._note_order(child)
+            st.note_order(child)
 
 
 def carry_over(st: HyperliquidState, old: Order, new: Order) -> None:

@@ -45,10 +45,10 @@ class MatchingMixin:
             if o.user != user or o.coin != coin or o.status != "open" or not o.reduce_only or o.trigger:
                 continue
             if pos is None or (pos.szi > 0) == o.is_buy:
-                self._set_status(o, "reduceOnlyCanceled")
+                self.set_status(o, "reduceOnlyCanceled")
             elif o.remaining > abs(pos.szi):
                 self._shrink(o)
-                self._note_order(o)
+                self.note_order(o)
 
     def _execute(self, order: Order, px: Decimal, crossed: bool = True) -> None:
         acct = self.accounts[order.user]
@@ -56,7 +56,7 @@ class MatchingMixin:
         qty = self._fill_qty(order)
         if qty == 0:
             if order.reduce_only:
-                self._set_status(order, "reduceOnlyCanceled")
+                self.set_status(order, "reduceOnlyCanceled")
             return
         pos = acct.positions.get(order.coin)
         usdc = acct.usdc
@@ -66,9 +66,9 @@ class MatchingMixin:
         order.filled_sz += qty
         order.filled_ntl += qty * px
         if order.remaining == 0:
-            self._set_status(order, "filled")
+            self.set_status(order, "filled")
         elif order.reduce_only and order.coin not in acct.positions:
-            self._set_status(order, "reduceOnlyCanceled")  # nothing left to reduce
+            self.set_status(order, "reduceOnlyCanceled")  # nothing left to reduce
         self._follow_position(order.user, order.coin)
 
     def _record_fill(self, o: Order, px: Decimal, qty: Decimal, start: Decimal, pnl: Decimal, crossed: bool) -> None:
@@ -113,7 +113,7 @@ class MatchingMixin:
                 filled = order.filled_sz
                 self._execute(order, order.limit_px, crossed=False)  # a resting order is the maker
                 if order.status == "open" and order.filled_sz != filled:
-                    self._note_order(order)  # partly filled, still resting
+                    self.note_order(order)  # partly filled, still resting
 
     def _fire_if_crossed(self, order: Order) -> None:
         """Fire a trigger order whose price the mark has reached."""
@@ -126,7 +126,7 @@ class MatchingMixin:
         if not ((mark >= tpx) if up else (mark <= tpx)):
             return
         # orderUpdates reports the order "triggered", then how it ended (this order keeps its oid)
-        self._note_order(replace(order, status="triggered", status_ts=self.now_ms()))
+        self.note_order(replace(order, status="triggered", status_ts=self.now_ms()))
         # a triggered market order fills only within its limit price, its slippage bound ("TP/SL market
         # orders have a slippage tolerance of 10%": Hyperliquid's docs, "Take profit and stop loss
         # orders"); past it, nothing fills and the order is done
@@ -138,7 +138,7 @@ class MatchingMixin:
         elif within:
             self._execute(order, mid)
         if order.status == "open":
-            self._set_status(order, "canceled")
+            self.set_status(order, "canceled")
 
     def tick(self) -> None:
         """Run scheduled cancels whose time has come (the dead man's switch)."""
@@ -148,15 +148,15 @@ class MatchingMixin:
                 acct.scheduled_cancel = None
                 for order in self.orders:
                     if hl_dexes.owner(order.user) == user and order.status == "open":
-                        self._set_status(order, "scheduledCancel")
+                        self.set_status(order, "scheduledCancel")
 
-    def _set_status(self, order: Order, status: str) -> None:
+    def set_status(self, order: Order, status: str) -> None:
         order.status = status
         order.status_ts = self.now_ms()
-        self._note_order(order)
+        self.note_order(order)
         if order.oid in self.waiting and status != "open":
             hl_grouping.parent_ended(self, order)  # its normalTpsl children go live, or end with it
 
-    def _note_order(self, order: Order) -> None:
+    def note_order(self, order: Order) -> None:
         """Journal the order as it is now (a copy: later changes must not rewrite what was reported)."""
         self.journal.append(("order", order.user, replace(order)))

@@ -31,14 +31,14 @@ class OrderEntryMixin:
     """Needs the state's orders, rejected, next_oid, mids and clock, the margin rules (hl_margin) and matching
     (hl_matching): hl_state.HyperliquidState."""
 
-    def _coin(self, asset) -> str:
+    def asset_name(self, asset) -> str:
         return asset_coin(asset)
 
     def _orders(self, action, user, signer, nonce) -> dict:
-        coins = [self._coin(wire["a"]) for wire in action["orders"]]  # all or nothing
+        coins = [self.asset_name(wire["a"]) for wire in action["orders"]]  # all or nothing
         if action.get("grouping", "na") == "na":
             statuses = [
-                self._answer(wire, partial(self._place, user, signer, nonce, coin, wire))
+                self.answer_one(wire, partial(self._place, user, signer, nonce, coin, wire))
                 for coin, wire in zip(coins, action["orders"], strict=True)
             ]
         else:
@@ -47,7 +47,7 @@ class OrderEntryMixin:
         return {"type": "order", "data": {"statuses": statuses}}
 
     @staticmethod
-    def _answer(wire: dict, step) -> dict | str:
+    def answer_one(wire: dict, step) -> dict | str:
         """One order's status: what step() answers, or its refusal; a refused order does not stop the batch."""
         try:
             return step()
@@ -58,9 +58,9 @@ class OrderEntryMixin:
 
     def _place(self, user, signer, nonce, coin, wire) -> dict:
         """Check one order wire against the rules, then rest or fill it."""
-        return self._enter(self._parse(user, signer, nonce, coin, wire))
+        return self.enter(self.parse_wire(user, signer, nonce, coin, wire))
 
-    def _enter(self, order: Order, waiting: bool = False) -> dict:
+    def enter(self, order: Order, waiting: bool = False) -> dict:
         """Check a parsed order against the rules (the reduce-only one not while `waiting` for a parent's fill), then
         rest or fill it; refused: ValueError, and the order's record is kept."""
         mid = self.mids[order.coin]
@@ -81,13 +81,13 @@ class OrderEntryMixin:
         if order.trigger or order.tif == "Alo" or not crosses:
             if not order.trigger:
                 self._shrink(order)  # rests at most the position's size (tickwright, see _shrink)
-            self._note_order(order)
+            self.note_order(order)
             return {"resting": ident}
         self._execute(order, mid)
         if order.tif == "Ioc" and order.status == "open":
-            self._set_status(order, "canceled")  # the unfilled part of an IOC
+            self.set_status(order, "canceled")  # the unfilled part of an IOC
         if order.status == "open":
-            self._note_order(order)
+            self.note_order(order)
             return {"resting": ident}  # a GTC partly filled; the rest rests
         return {"filled": {"totalSz": fmt(order.filled_sz), "avgPx": fmt(order.avg_px), **ident}}
 
@@ -100,7 +100,7 @@ class OrderEntryMixin:
         self.rejected.append(replace(order, status=status, status_ts=self.now_ms()))
         self.next_oid += 1
 
-    def _parse(self, user, signer, nonce, coin, wire, whole_ok: bool = False) -> Order:
+    def parse_wire(self, user, signer, nonce, coin, wire, whole_ok: bool = False) -> Order:
         """Wire -> Order under the next oid, for the user's account on the coin's dex (hl_parse.parse_order)."""
         account = hl_dexes.account_key(user, hl_dexes.dex_of(coin))  # on a HIP-3 dex: the user's clearinghouse there
         return parse_order(wire, coin, self.next_oid, account, signer, nonce, self.now_ms, whole_ok)
@@ -108,7 +108,7 @@ class OrderEntryMixin:
     def _cancels(self, user, cancels, asset_key, id_key) -> dict:
         statuses = []
         for item in cancels:
-            coin = self._coin(item[asset_key])
+            coin = self.asset_name(item[asset_key])
             found = [
                 o
                 for o in self.orders
@@ -118,7 +118,7 @@ class OrderEntryMixin:
                 and (o.oid if id_key == "o" else o.cloid) == item[id_key]
             ]
             for order in found:
-                self._set_status(order, "canceled")
+                self.set_status(order, "canceled")
             if found:
                 statuses.append("success")
             else:
@@ -141,7 +141,9 @@ class OrderEntryMixin:
                 continue
             try:
                 # a position leg stays one, size 0 allowed (unconfirmed, EXCHANGE.md §8 "Modifying a position TP/SL")
-                new = self._parse(user, signer, nonce, self._coin(wire["a"]), wire, whole_ok=found.position_tpsl)
+                new = self.parse_wire(
+                    user, signer, nonce, self.asset_name(wire["a"]), wire, whole_ok=found.position_tpsl
+                )
                 new.position_tpsl = found.position_tpsl
                 new.parent = found.parent
                 found.status = "canceled"  # its margin is free for the new order's check
@@ -151,11 +153,11 @@ class OrderEntryMixin:
                 statuses.append({"error": f"{exc} asset={wire['a']}"})
                 continue
             hl_grouping.carry_over(self, found, new)  # before the cancel: a parent's children go to the new oid
-            self._set_status(found, "canceled")
+            self.set_status(found, "canceled")
             new.cloid = new.cloid or found.cloid
             self.next_oid += 1
             self.orders.append(new)
-            self._note_order(new)
+            self.note_order(new)
             statuses.append({"resting": {"oid": new.oid, **({"cloid": new.cloid} if new.cloid else {})}})
         self._match_resting(None)
         return {"type": "order", "data": {"statuses": statuses}}
