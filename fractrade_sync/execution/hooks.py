@@ -57,7 +57,7 @@ class Handling:
     order: Order | None = None
     note: str = ""
     concluded: bool = False  # journaled and reported
-    # sends what its wave planned before it now (and, given, this handling's order too): set by the pipeline
+    # sends what its wave planned before it now (and, given, this handling's order too): its wave's, given at creation
     send_planned: Callable[[Handling | None], None] = _nowhere
     stage: str = "new"  # HOOKING (its hook runs), PLANNED (it returned), WAITING (its order waits), SENDING
     sent: Outcome | None = None  # what became of its order, once it was sent

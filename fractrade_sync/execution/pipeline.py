@@ -125,7 +125,7 @@ class Pipeline:
             wave, pending = self.waves.next(pending, fresh, more, taken, self.requests.together)
             fresh = []
             taken += len(wave)
-            unfinished, stopped = self._wave([Handling(item) for item in wave])
+            unfinished, stopped = self._wave(wave)
             left += unfinished
             if stopped:
                 left += len(pending)
@@ -136,13 +136,15 @@ class Pipeline:
         return left
 
     # ---- one wave: plan each action, send its requests, conclude each ----------------------------
-    def _wave(self, wave: list[Handling], settling: bool = False) -> tuple[int, bool]:
+    def _wave(self, items: list[Any], settling: bool = False) -> tuple[int, bool]:
         """One wave: how many of it are left for the next start, and whether a stop left them. A bug: what was not
         concluded is settled from its journal row (once: `settling` is that settling)."""
+        run = _Wave(self, items)
+        wave = run.handlings
         if self.protection.deferred:  # (nothing waits, nothing to run first: protection is not entered)
             self.protection.before_wave({h.original.symbol for h in wave if h.original.kind == "trade"})
         try:
-            _Wave(self, wave).run()
+            run.run()
         except Unfinished as exc:  # stopping: the rest stays in the journal, resumed at the next start
             log.warning("%s", exc)
             return sum(not h.concluded for h in wave), True
@@ -230,7 +232,7 @@ class Pipeline:
             if row is None or row["state"] in TERMINAL_STATES:
                 continue
             resumed = Resumed(action, row["state"], row["updated_at"], row["nonce"])
-            left += self._wave([Handling(resumed)], settling=True)[0]  # (the same bug again: left, the others go on)
+            left += self._wave([resumed], settling=True)[0]  # (the same bug again: left, the others go on)
         return left
 
     # ---- journal and report ---------------------------------------------------------------------
@@ -269,15 +271,14 @@ class _Wave:
     """One wave's plans, its own: sent together once every action is planned, or earlier when a hook needs an answer
     (its order's outcome, or the position a trade planned before it leaves)."""
 
-    def __init__(self, pipeline: Pipeline, handlings: list[Handling]):
+    def __init__(self, pipeline: Pipeline, items: list[Any]):
         self.pipeline = pipeline
-        self.handlings = handlings
+        self.handlings = [Handling(item, send_planned=self.send) for item in items]  # each action's own
         self.planned: list[Handling] = []
         self.traded: set[str] = set()  # coins with a trade planned and not sent yet: its position TP/SL go right behind
 
     def run(self) -> None:
         for h in self.handlings:
-            h.send_planned = self.send
             h.after_trade = self.pipeline.requests.together and h.original.symbol.lower() in self.traded
             if self.pipeline._plan(h):
                 self._add(h)
