@@ -5,6 +5,7 @@ one). The stock hooks and a user's run the same way: the pipeline sends every pl
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 from typing import Any, Callable
 
@@ -21,10 +22,18 @@ HOOKS = {
     "stop_loss": "handle_set_hyperliquid_perp_stop_loss",
     "take_profit": "handle_set_hyperliquid_perp_take_profit",
 }
-HOOKING = "hooking"  # a Handling's stages
-PLANNED = "planned"
-WAITING = "waiting"
-SENDING = "sending"
+
+
+class Stage(enum.Enum):
+    """Where a Handling stands in its wave."""
+
+    NEW = "new"  # not planned yet
+    HOOKING = "hooking"  # its hook runs
+    PLANNED = "planned"  # its hook returned
+    WAITING = "waiting"  # its order waits for the wave's request
+    SENDING = "sending"  # its order is being sent
+
+
 COROUTINE_RETURNED = (
     "the hook returned a coroutine (nothing was executed); for async hooks use "
     "`from fractrade_sync.aio import FractradeExecutor`"
@@ -59,7 +68,7 @@ class Handling:
     concluded: bool = False  # journaled and reported
     # sends what its wave planned before it now (and, given, this handling's order too): its wave's, given at creation
     send_planned: Callable[[Handling | None], None] = _nowhere
-    stage: str = "new"  # HOOKING (its hook runs), PLANNED (it returned), WAITING (its order waits), SENDING
+    stage: Stage = Stage.NEW
     sent: Outcome | None = None  # what became of its order, once it was sent
     planned_order: PlannedOrder | None = None  # what the stock hook returned for it
 
@@ -83,9 +92,9 @@ class PlannedOrder:
         if name.startswith("_"):
             raise AttributeError(name)
         handling = self._handling
-        if handling.sent is None and handling.stage == HOOKING:  # its own hook asks: its order goes now
+        if handling.sent is None and handling.stage == Stage.HOOKING:  # its own hook asks: its order goes now
             handling.send_planned(handling)
-        elif handling.sent is None and handling.stage == WAITING:  # another action's hook asks: the wave goes now
+        elif handling.sent is None and handling.stage == Stage.WAITING:  # another action's hook asks: the wave goes now
             handling.send_planned(None)
         if handling.sent is None:
             raise RuntimeError(f"{handling.action.describe()}: its order was not sent (its hook did not return it)")

@@ -17,13 +17,10 @@ from fractrade_sync.errors import Refused, TransientError, Unfinished, Unwritabl
 from fractrade_sync.execution.admission import Admission, FoundLate
 from fractrade_sync.execution.hooks import (
     COROUTINE_RETURNED,
-    HOOKING,
-    PLANNED,
-    SENDING,
-    WAITING,
     ActionConfig,
     Handling,
     Hook,
+    Stage,
 )
 from fractrade_sync.execution.orders import Execution
 from fractrade_sync.execution.protection import Protection
@@ -183,7 +180,7 @@ class Pipeline:
     def _hooked(self, h: Handling) -> Outcome | None:
         """Run the action's hook: None when it planned an order (it goes out with the wave), else its outcome."""
         self.execution.current = h  # (what the stock hooks plan on: Execution.plan)
-        h.stage = HOOKING
+        h.stage = Stage.HOOKING
         try:
             result = self.hooks[h.original.kind](ActionConfig(h.original))
             if inspect.isawaitable(result):  # an async hook on the synchronous class: it never ran
@@ -196,7 +193,7 @@ class Pipeline:
             return h.sent or _failed(h.original, exc)
         finally:
             self.execution.current = None
-            h.stage = PLANNED
+            h.stage = Stage.PLANNED
         if h.sent is not None:  # its order went out while the hook ran (it read what its parent did)
             return result if isinstance(result, Outcome) else h.sent
         if h.order is not None and isinstance(result, Outcome):  # its parent's order, and an outcome of its own
@@ -291,7 +288,7 @@ class _Wave:
                 self.send()
             if h.action.kind == "trade" and self.pipeline.protection.deferred:
                 self.pipeline.protection.before_wave({h.action.symbol})
-        h.stage = WAITING
+        h.stage = Stage.WAITING
         self.planned.append(h)
         if h.action.kind == "trade":
             self.traded.add(coin)
@@ -302,7 +299,7 @@ class _Wave:
         self.planned.clear()
         self.traded.clear()
         for h in ready:
-            h.stage = SENDING
+            h.stage = Stage.SENDING
         try:
             for request, sent in self.pipeline.requests.send(ready):
                 self.pipeline._concluded(request, sent, this)
