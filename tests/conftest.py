@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -270,3 +271,26 @@ def info(sim):
     from hyperliquid.info import Info
 
     return Info(sim.url, skip_ws=True)
+
+
+def queued_together(service, sim, signals, frames: list[dict], before_release=lambda: None, waited=None) -> list[dict]:
+    """Push `frames` while the worker is held (on a frame refused locally: it sends nothing), so that they wait in the
+    queue together; then release it. Returns the journal rows of the `waited` ones (all by default), once
+    terminal."""
+    gate, real, calls = threading.Event(), service.worker.handle, []
+
+    def held(items, *more):
+        if not calls:
+            calls.append(items)
+            gate.wait(10)
+        return real(items, *more)
+
+    service.worker.handle = held
+    push(signals, trade_frame(symbol="NOPE"))
+    wait_for(lambda: calls, what="the worker held")
+    for frame in frames:
+        signals.push(frame)
+    wait_for(lambda: service.queue.qsize() >= len(frames), what="the frames queued together")
+    before_release()
+    gate.set()
+    return [wait_state(service, key_of(frame), timeout=30) for frame in (frames if waited is None else waited)]

@@ -5,25 +5,11 @@ is its earliest fill's start."""
 
 from __future__ import annotations
 
-import itertools
 from decimal import Decimal
 
-from fractrade_sync.exchange import wire
 from fractrade_sync.feeds.account import AccountView
+from tests.account_snapshots import CLOID, STOP_ORDER, push_snapshot, snapshot
 
-CLOID = "0x" + "ab" * 16
-SL = {
-    "coin": "BTC",
-    "side": "A",
-    "limitPx": "43200.0",
-    "sz": "0.01",
-    "oid": 7,
-    "cloid": CLOID,
-    "isTrigger": True,
-    "reduceOnly": True,
-    "orderType": "Stop Market",
-    "triggerPx": "48000.0",
-}
 OK = lambda statuses: {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}  # noqa: E731
 
 
@@ -35,27 +21,12 @@ class Clock:
         return self.t
 
 
-def _snapshot(positions=None, orders=()):
-    assets = [{"position": {"coin": c, "szi": s}} for c, s in (positions or {}).items()]
-    return {"clearinghouseState": {"assetPositions": assets}, "openOrders": list(orders)}
-
-
-_TIMES = itertools.count(1_700_000_000_000, 1000)  # clearinghouseState.time of each pushed snapshot (ms, rising)
-
-
-def _push(view, snapshot: dict, generation: int, subscribed_at=None) -> None:
-    """A clearinghouseState and an openOrders push, as the feed hands them to the view."""
-    state = dict(snapshot["clearinghouseState"], time=next(_TIMES))
-    view.on_positions(state, wire.positions(state), state["time"], generation, subscribed_at)
-    view.on_orders(wire.open_orders(snapshot["openOrders"]), generation, subscribed_at)
-
-
 def _view(clock):
     stalls = []
     view = AccountView(live=lambda: True, clock=clock, on_stall=lambda: stalls.append(clock()))
-    _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1, subscribed_at=clock() - 1)
+    push_snapshot(view, snapshot({"BTC": "0.01"}, [STOP_ORDER]), 1, subscribed_at=clock() - 1)
     view.on_events("orderUpdates", [{"order": {"oid": 7, "cloid": CLOID, "coin": "BTC"}, "status": "open"}])
-    _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1)
+    push_snapshot(view, snapshot({"BTC": "0.01"}, [STOP_ORDER]), 1)
     return view, stalls
 
 
@@ -85,7 +56,7 @@ def test_a_resize_superseded_by_a_second_resize_never_stalls_a_healthy_feed():
     _resize(view, "0.03")
     for _ in range(7):  # healthy feed: a snapshot every second, showing the stop at its final size
         clock.t += 1
-        _push(view, _snapshot({"BTC": "0.03"}, [dict(SL, sz="0.03")]), 1)
+        push_snapshot(view, snapshot({"BTC": "0.03"}, [dict(STOP_ORDER, sz="0.03")]), 1)
     assert view.position("BTC") == Decimal("0.03"), "a healthy feed showing everything is distrusted"
     assert stalls == [], "a healthy subscription was cut as silently dead"
 
@@ -98,7 +69,7 @@ def test_a_resized_stop_that_fires_never_stalls_a_healthy_feed():
     _resize(view, "0.02")
     for _ in range(7):  # the stop fired: the position is flat and the order is gone
         clock.t += 1
-        _push(view, _snapshot({}, []), 1)
+        push_snapshot(view, snapshot({}, []), 1)
     assert view.position("BTC") == Decimal("0"), "a healthy feed showing everything is distrusted"
     assert stalls == []
 
@@ -109,7 +80,7 @@ def test_a_cancel_is_not_shown_by_a_snapshot_that_predates_its_order():
     canceled stop as open."""
     clock = Clock()
     view = AccountView(live=lambda: True, clock=clock)
-    _push(view, _snapshot({"BTC": "0.01"}), 1)
+    push_snapshot(view, snapshot({"BTC": "0.01"}), 1)
     wire = {
         "a": 0,
         "b": False,
@@ -128,7 +99,7 @@ def test_a_cancel_is_not_shown_by_a_snapshot_that_predates_its_order():
     )
     assert view.open_orders() == []
     clock.t += 0.1
-    _push(view, _snapshot({"BTC": "0.01"}), 1)  # computed before the stop was placed (feed lag)
+    push_snapshot(view, snapshot({"BTC": "0.01"}), 1)  # computed before the stop was placed (feed lag)
     assert view.open_orders() == [], "the canceled stop shows as open"
 
 
@@ -154,7 +125,7 @@ def test_a_push_of_the_stalled_socket_is_never_trusted():
     again on the subscription just declared dead, without the own fill it had laid over."""
     clock = Clock()
     view = AccountView(live=lambda: True, clock=clock)
-    _push(view, _snapshot({}), 1)
+    push_snapshot(view, snapshot({}), 1)
     order = {"a": 0, "b": True, "p": "51000", "s": "0.01", "r": False, "t": {"limit": {"tif": "Ioc"}}, "c": CLOID}
     view.applied({"type": "order", "orders": [order]}, OK([{"filled": {"totalSz": "0.01", "oid": 9}}]), {0: "BTC"})
     clock.t += 6  # the feed never showed the fill
@@ -165,7 +136,7 @@ def test_a_push_of_the_stalled_socket_is_never_trusted():
                 assert view.position("BTC") is None  # the worker's read: stall, generation 1 is now dead
             return dict.__getitem__(self, key)
 
-    _push(view, Push(_snapshot({})), 1)  # a late push of the stalled socket, without the fill
+    push_snapshot(view, Push(snapshot({})), 1)  # a late push of the stalled socket, without the fill
     assert view.position("BTC") is None, "trusted on the stalled socket, without the own fill: 0 instead of 0.01"
 
 

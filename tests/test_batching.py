@@ -13,7 +13,7 @@ from tests.conftest import (
     info_reads,
     key_of,
     protect_frame,
-    push,
+    queued_together,
     run_frame,
     trade_frame,
     wait_drained,
@@ -30,36 +30,13 @@ def _orders_in(entry: dict) -> int:
     return len(((entry["response"] or {}).get("response") or {}).get("data", {}).get("statuses", []))
 
 
-def _queued_together(service, sim, signals, frames: list[dict], before_release=lambda: None, waited=None) -> list[dict]:
-    """Push `frames` while the worker is held (on a frame refused locally: it sends nothing), so that they wait in the
-    queue together; then release it. Returns the journal rows of the `waited` ones (all by default), once
-    terminal."""
-    gate, real, calls = threading.Event(), service.worker.handle, []
-
-    def held(items, *more):
-        if not calls:
-            calls.append(items)
-            gate.wait(10)
-        return real(items, *more)
-
-    service.worker.handle = held
-    push(signals, trade_frame(symbol="NOPE"))
-    wait_for(lambda: calls, what="the worker held")
-    for frame in frames:
-        signals.push(frame)
-    wait_for(lambda: service.queue.qsize() >= len(frames), what="the frames queued together")
-    before_release()
-    gate.set()
-    return [wait_state(service, key_of(frame), timeout=30) for frame in (frames if waited is None else waited)]
-
-
 def test_one_request_with_one_order_refused_and_one_filled_gives_each_its_own_outcome(
     make_service, sim, signals, wallet
 ):
     service = make_service()
     sim.set_liquidity("ETH", 0)  # the book is empty: an IOC on ETH cannot fill
     eth, btc = trade_frame(symbol="ETH", size="0.01"), trade_frame(symbol="BTC", size="0.001")
-    rows = _queued_together(service, sim, signals, [eth, btc])
+    rows = queued_together(service, sim, signals, [eth, btc])
     assert rows[0]["state"] == "rejected" and "could not immediately match" in rows[0]["reason"], rows[0]
     assert rows[1]["state"] == "filled" and rows[1]["filled_sz"] == "0.001", rows[1]
     (batch,) = _order_requests(sim)  # both in one signed request
@@ -71,7 +48,7 @@ def test_a_burst_on_several_coins_keeps_each_coins_order_in_fewer_requests(make_
     coins = (("BTC", "0.001"), ("ETH", "0.01"), ("SOL", "0.1"))
     frames = [trade_frame(symbol=coin, size=size, side=side) for side in ("BUY", "SELL") for coin, size in coins]
     before = len(_order_requests(sim))
-    rows = _queued_together(service, sim, signals, frames)
+    rows = queued_together(service, sim, signals, frames)
     assert [r["state"] for r in rows] == ["filled"] * 6, rows
     requests = _order_requests(sim)[before:]
     assert [_orders_in(e) for e in requests] == [3, 3]  # the buys together, then the sells: one coin's order kept
@@ -117,7 +94,7 @@ def test_with_a_lagging_feed_the_stop_loss_covers_the_position_the_trades_answer
     sim.set_userdata_delay(1.0)  # the feed shows what happens a second late
     reads, states = info_reads(sim), sim.request_count("/info", "clearinghouseState")
     trade, stop = trade_frame(size="0.01"), protect_frame("stop_loss", trigger="48000", size="0.05")
-    rows = _queued_together(service, sim, signals, [trade, stop])
+    rows = queued_together(service, sim, signals, [trade, stop])
     assert [r["state"] for r in rows] == ["filled", "resting"], rows
     # a sized stop covers at most the position: the feed still says 0.02, the stop covers the 0.03 the trade's own
     # answer made, and nothing was read
@@ -131,7 +108,7 @@ def test_an_ambiguous_batch_is_settled_order_by_order_by_cloid(make_service, sim
     sim.set_liquidity("ETH", 0)
     eth, btc = trade_frame(symbol="ETH", size="0.01"), trade_frame(symbol="BTC", size="0.001")
     # applied, and its answer lost; every identical resend is then refused as a duplicate nonce: settled by cloid
-    rows = _queued_together(service, sim, signals, [eth, btc], before_release=lambda: sim.inject("drop"))
+    rows = queued_together(service, sim, signals, [eth, btc], before_release=lambda: sim.inject("drop"))
     assert rows[1]["state"] == "filled" and rows[1]["reason"].startswith("found on the exchange by cloid"), rows[1]
     # the refused ETH order is found under its cloid too: the exchange keeps a record of a rejected order
     assert rows[0]["state"] == "rejected" and rows[0]["reason"].startswith("found on the exchange by cloid: "), rows[0]
@@ -211,7 +188,7 @@ def test_an_events_last_frame_arriving_during_its_request_goes_in_the_next_one(m
         sim.latency_s = 0.3
         threading.Timer(0.05, lambda: signals.push(profit)).start()  # the trade's request is in flight by then
 
-    rows = _queued_together(service, sim, signals, [trade, stop], before_release=late_take_profit)
+    rows = queued_together(service, sim, signals, [trade, stop], before_release=late_take_profit)
     rows.append(wait_state(service, key_of(profit)))
     sim.latency_s = 0.0
     assert sim.request_count("/exchange", "order") - orders == 2  # the trade with its stop loss, then the take profit

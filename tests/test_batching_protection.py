@@ -9,17 +9,16 @@ from decimal import Decimal
 from fractrade_sync.errors import Unwritable
 from fractrade_sync.feeds.account import AccountView
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, run_frame, trade_frame, wait_drained, wait_for
-from tests.test_account_view_changes import CLOID, SL, _push, _snapshot
-from tests.test_batching import _queued_together
+from tests.account_snapshots import CLOID, STOP_ORDER, push_snapshot, snapshot
+from tests.conftest import key_of, protect_frame, queued_together, run_frame, trade_frame, wait_drained, wait_for
 
 
 def _view_with_an_old_stop() -> AccountView:
     """A trusted view whose stop loss (oid 7) was placed, reported and shown by a snapshot long ago."""
     view = AccountView(live=lambda: True)
-    _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1)
+    push_snapshot(view, snapshot({"BTC": "0.01"}, [STOP_ORDER]), 1)
     view.on_events("orderUpdates", [{"order": {"oid": 7, "cloid": CLOID, "coin": "BTC"}, "status": "open"}])
-    _push(view, _snapshot({"BTC": "0.01"}, [SL]), 1)
+    push_snapshot(view, snapshot({"BTC": "0.01"}, [STOP_ORDER]), 1)
     return view
 
 
@@ -50,14 +49,14 @@ def test_a_resize_answered_is_laid_over_the_snapshot_until_the_feed_shows_it():
 
 def test_after_a_reconnect_an_own_fill_is_not_counted_twice():
     view = AccountView(live=lambda: True)
-    _push(view, _snapshot(), 1)
+    push_snapshot(view, snapshot(), 1)
     order = {"a": 0, "b": True, "p": "51000", "s": "0.01", "r": False, "t": {"limit": {"tif": "Ioc"}}, "c": CLOID}
     filled = {"filled": {"totalSz": "0.01", "avgPx": "50000", "oid": 9}}
     ok = {"status": "ok", "response": {"type": "order", "data": {"statuses": [filled]}}}
     view.applied({"type": "order", "orders": [order]}, ok, {0: "BTC"})
     assert view.position("BTC") == Decimal("0.01")
     view.lost()  # the socket drops before the fill's pushes arrive; the new connection's snapshot shows the fill
-    _push(view, _snapshot({"BTC": "0.01"}), 2)
+    push_snapshot(view, snapshot({"BTC": "0.01"}), 2)
     view.on_events("userFills", {"isSnapshot": True, "user": "0x0", "fills": [{"oid": 9, "coin": "BTC"}]})
     assert view.position("BTC") == Decimal("0.01"), f"counted twice: {view.position('BTC')}"
 
@@ -74,7 +73,7 @@ def test_a_fill_learnt_by_cloid_after_a_lost_answer_is_seen_by_the_stop_loss(mak
     trade, stop = trade_frame(size="0.01"), protect_frame("stop_loss", trigger="48000")
     # the trade is applied, its answer lost: the resend finds the nonce spent, the fill is found by cloid; a
     # snapshot made before the fill but delivered after the doubt makes the view trusted again without it
-    rows = _queued_together(service, sim, signals, [trade, stop], before_release=lambda: sim.inject("drop"))
+    rows = queued_together(service, sim, signals, [trade, stop], before_release=lambda: sim.inject("drop"))
     assert rows[0]["state"] == "filled", rows[0]
     assert sim.positions(wallet.address) == {"BTC": "0.01"}
     # never rejected with "no open BTC position to protect": the trade's answer shows the position
@@ -86,11 +85,11 @@ def test_a_stop_loss_queued_before_a_trade_on_its_coin_covers_the_position_after
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.02"))
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
-    _queued_together(service, sim, signals, [protect_frame("stop_loss", trigger="48500"), trade_frame(size="0.01")])
+    queued_together(service, sim, signals, [protect_frame("stop_loss", trigger="48500"), trade_frame(size="0.01")])
     wait_drained(service, "the cleanups")
     assert sim.positions(wallet.address) == {"BTC": "0.03"}
     triggers = [(o["orderType"], o["triggerPx"], o["sz"]) for o in sim.open_orders(wallet.address)]
-    # the new stop is a position TP/SL (size 0: the whole 0.03); finding: a sized one kept 0.02
+    # the new stop is a position TP/STOP_ORDER (size 0: the whole 0.03), never a sized one left at 0.02
     assert triggers == [("Stop Market", "48500.0", "0.0")], triggers
 
 
@@ -99,7 +98,7 @@ def test_a_stop_loss_queued_before_a_closing_trade_is_canceled_with_the_position
     run_frame(service, signals, trade_frame(size="0.02"))
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
     closing = trade_frame(size="0.02", side="SELL", reduce_only=True)
-    _queued_together(service, sim, signals, [protect_frame("stop_loss", trigger="48500"), closing])
+    queued_together(service, sim, signals, [protect_frame("stop_loss", trigger="48500"), closing])
     wait_drained(service, "the cleanups")
     assert sim.positions(wallet.address) == {}
     assert sim.open_orders(wallet.address) == []  # no new stop left live on the flat coin
@@ -138,7 +137,7 @@ def test_a_cleanups_4xx_never_strands_the_rest_of_a_batch(make_service, sim, sig
     run_frame(service, signals, protect_frame("stop_loss", trigger="48000"))
     _403_on_modify(service, sim)
     first, second = trade_frame(size="0.01"), trade_frame(size="0.01")
-    _queued_together(service, sim, signals, [first, second])
+    queued_together(service, sim, signals, [first, second])
     wait_drained(service, "the batch handled")
     row = service.journal.get(key_of(second))
     # a cleanup's ClientError before the second trade's wave never leaves that trade 'received' for the rest of the
@@ -160,7 +159,7 @@ def test_an_unwritable_second_round_never_records_an_applied_order_as_not_execut
         return real(actions, expires_after_ms, nonce)
 
     service.journal.sending = sending
-    rows = _queued_together(service, sim, signals, [eth, btc], before_release=lambda: sim.inject("drop"))
+    rows = queued_together(service, sim, signals, [eth, btc], before_release=lambda: sim.inject("drop"))
     assert sim.positions(wallet.address) == {"BTC": "0.001"}  # applied by the first request
     # never failed with "not executed: the journal cannot be written": it went out before the disk filled
     assert rows[1]["state"] == "filled", (rows[1]["state"], rows[1]["reason"])

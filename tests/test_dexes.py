@@ -8,25 +8,24 @@ from decimal import Decimal
 
 from fractrade_sync.execution.admission import symbol_allowed
 from fractrade_sync.outcome import FILLED, REJECTED, RESTING
-from tests.conftest import protect_frame, run_frame, trade_frame, wait_for
-from tests.test_batching import _queued_together
+from tests.conftest import protect_frame, queued_together, run_frame, trade_frame, wait_for
 
 NVDA = "xyz:NVDA"
 
 
-def _event(symbol: str, size: str, sl: str, tp: str) -> list[dict]:
+def _event(symbol: str, size: str, stop: str, profit: str) -> list[dict]:
     event = f"dex-{symbol}-{size}"
     return [
         trade_frame(symbol=symbol, size=size, event_id=event, leverage=3),
-        protect_frame("stop_loss", symbol=symbol, trigger=sl, event_id=event),
-        protect_frame("take_profit", symbol=symbol, trigger=tp, event_id=event),
+        protect_frame("stop_loss", symbol=symbol, trigger=stop, event_id=event),
+        protect_frame("take_profit", symbol=symbol, trigger=profit, event_id=event),
     ]
 
 
 def test_a_hip3_coin_is_traded_and_protected_on_its_dex(make_service, sim, signals, wallet):
     sim.fund_dex(wallet.address, "xyz", 5_000)
     service = make_service()
-    rows = _queued_together(service, sim, signals, _event("XYZ:nvda", "1", sl="160", tp="200"))
+    rows = queued_together(service, sim, signals, _event("XYZ:nvda", "1", stop="160", profit="200"))
     assert [r["state"] for r in rows] == [FILLED, RESTING, RESTING], rows
     assert sim.positions(wallet.address, dex="xyz") == {NVDA: "1.0"}
     assert sim.positions(wallet.address) == {}  # nothing on the main dex

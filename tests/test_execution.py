@@ -78,9 +78,9 @@ def test_second_stop_loss_replaces_the_first(make_service, sim, signals, wallet)
     service = make_service()
     run_frame(service, signals, trade_frame(size="0.02"))
     first = run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
-    tp = run_frame(service, signals, protect_frame("take_profit", trigger="55000"))
+    profit = run_frame(service, signals, protect_frame("take_profit", trigger="55000"))
     second = run_frame(service, signals, protect_frame("stop_loss", trigger="49000"))
-    assert first["state"] == second["state"] == tp["state"] == "resting"
+    assert first["state"] == second["state"] == profit["state"] == "resting"
     wait_drained(service, "the cleanup")
     orders = sim.open_orders(wallet.address)
     stops = [o for o in orders if o["orderType"] == "Stop Market"]

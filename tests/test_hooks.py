@@ -16,7 +16,7 @@ from fractrade_sync.execution.hooks import HOOKS, with_identity
 from fractrade_sync.frames import parse_frame
 from fractrade_sync.outcome import FAILED, FILLED, REJECTED, RESTING
 from fractrade_sync.service import FractradeExecutor
-from tests.conftest import key_of, protect_frame, push, run_frame, trade_frame, wait_for
+from tests.conftest import key_of, protect_frame, push, queued_together, run_frame, trade_frame, wait_for
 
 KINDS = ("trade", "stop_loss", "take_profit")
 MODES = ("in_place", "copy", "unchanged")
@@ -184,12 +184,11 @@ class SizingStops(FractradeExecutor):
 def test_a_hook_sizing_an_events_stop_loss_gets_it_placed_after_its_trade(make_service, sim, signals, wallet):
     """The trade and its stop loss (no size) wait together and join one wave; the hook gives the stop loss a size:
     it needs the trade's position, so the trade is sent first and the stop loss right after, sized against it."""
-    from tests.test_batching import _queued_together
 
     service = make_service(SizingStops)
     event = "ev-" + key_of(trade_frame())[:8]
     trade, stop = trade_frame(size="0.02", event_id=event), protect_frame("stop_loss", event_id=event)
-    rows = _queued_together(service, sim, signals, [trade, stop])
+    rows = queued_together(service, sim, signals, [trade, stop])
     assert [r["state"] for r in rows] == [FILLED, RESTING], rows
     (order,) = orders_of(sim, wallet, key_of(stop))
     assert order["sz"] == "0.01"
@@ -198,7 +197,6 @@ def test_a_hook_sizing_an_events_stop_loss_gets_it_placed_after_its_trade(make_s
 def test_a_bug_on_one_action_leaves_the_others_of_its_hand_over_executed(make_service, sim, signals, wallet, caplog):
     """An unexpected error before one action's hook: that action is settled from its journal row (once, no loop), and
     the actions queued with it still execute."""
-    from tests.test_batching import _queued_together
 
     service = make_service()
     admission, calls = service.pipeline.admission, []
@@ -212,7 +210,7 @@ def test_a_bug_on_one_action_leaves_the_others_of_its_hand_over_executed(make_se
 
     service.pipeline.admission = failing
     frames = [trade_frame(symbol="SOL"), trade_frame(symbol="ETH"), trade_frame(symbol="ETH", side="SELL")]
-    rows = _queued_together(service, sim, signals, frames, waited=frames[1:])
+    rows = queued_together(service, sim, signals, frames, waited=frames[1:])
     assert [r["state"] for r in rows] == [FILLED, FILLED], rows
     assert service.journal.get(key_of(frames[0]))["state"] == "received"  # left for the next start, as it says
     mine = [c for c in calls if (c.action if hasattr(c, "action") else c).symbol != "NOPE"]  # (the holding frame)
@@ -244,12 +242,11 @@ def test_a_planned_order_read_after_it_went_out_is_never_sent_again(make_service
 
 
 def test_a_planned_order_of_the_same_wave_read_by_another_hook_goes_out_once(make_service, sim, signals, wallet):
-    from tests.test_batching import _queued_together
 
     service = make_service(Remembering)
     event = "ev-" + key_of(trade_frame())[:8]
     trade, stop = trade_frame(size="0.02", event_id=event), protect_frame("stop_loss", event_id=event)
-    rows = _queued_together(service, sim, signals, [trade, stop])
+    rows = queued_together(service, sim, signals, [trade, stop])
     assert [r["state"] for r in rows] == [FILLED, RESTING], rows
     assert service.seen_filled == "0.02"
     assert len(orders_of(sim, wallet, key_of(trade))) == 1
@@ -258,7 +255,6 @@ def test_a_planned_order_of_the_same_wave_read_by_another_hook_goes_out_once(mak
 def test_a_failure_while_a_hook_sends_early_fails_the_wave_not_the_hooks_action(make_service, sim, signals, wallet):
     """Sending a wave's orders early (a hook reads its order's outcome) and failing on a bug: not the hook's failure;
     the wave's actions are settled from their journal rows, by what the exchange did."""
-    from tests.test_batching import _queued_together
 
     service = make_service(Reading)
     protection, real, failed = service.pipeline.protection, service.pipeline.protection.after_outcome, []
@@ -271,7 +267,7 @@ def test_a_failure_while_a_hook_sends_early_fails_the_wave_not_the_hooks_action(
 
     protection.after_outcome = failing
     frames = [trade_frame(symbol="ETH"), trade_frame(symbol="BTC")]
-    rows = _queued_together(service, sim, signals, frames)
+    rows = queued_together(service, sim, signals, frames)
     assert [r["state"] for r in rows] == [FILLED, FILLED], rows
     for frame in frames:
         assert len(orders_of(sim, wallet, key_of(frame))) == 1

@@ -23,6 +23,7 @@ from tests.conftest import (
     key_of,
     protect_frame,
     push,
+    queued_together,
     run_frame,
     start_ready,
     trade_frame,
@@ -30,19 +31,18 @@ from tests.conftest import (
     wait_for,
     wait_state,
 )
-from tests.test_batching import _queued_together
 
 
 def _order_requests(sim) -> list[dict]:
     return [e for e in sim.exchange_log() if e["action_type"] == "order"]
 
 
-def _event(size="0.01", sl="48000", tp="56000", event_id=None):
+def _event(size="0.01", stop="48000", profit="56000", event_id=None):
     event_id = event_id or f"ev-{time.monotonic_ns()}"
     return [
         trade_frame(size=size, event_id=event_id),
-        protect_frame("stop_loss", trigger=sl, event_id=event_id),
-        protect_frame("take_profit", trigger=tp, event_id=event_id),
+        protect_frame("stop_loss", trigger=stop, event_id=event_id),
+        protect_frame("take_profit", trigger=profit, event_id=event_id),
     ]
 
 
@@ -53,7 +53,7 @@ def _triggers(sim, wallet) -> list[tuple]:
 def test_an_event_goes_in_one_request_its_protection_kept_by_the_exchange(make_service, sim, signals, wallet):
     service = make_service()
     before, reads = len(_order_requests(sim)), info_reads(sim)
-    rows = _queued_together(service, sim, signals, _event())
+    rows = queued_together(service, sim, signals, _event())
     assert [r["state"] for r in rows] == [FILLED, RESTING, RESTING], rows
     sent = _order_requests(sim)[before:]
     assert len(sent) == 1 and sent[0]["grouping"] == "positionTpsl", sent  # trade, stop loss, take profit together
@@ -63,7 +63,7 @@ def test_an_event_goes_in_one_request_its_protection_kept_by_the_exchange(make_s
 
 def test_a_later_trade_needs_no_resize_and_the_stop_closes_the_whole_position(make_service, sim, signals, wallet):
     service = make_service()
-    _queued_together(service, sim, signals, _event())
+    queued_together(service, sim, signals, _event())
     wait_drained(service, "the cleanups")
     orders, reads = sim.request_count("/exchange"), info_reads(sim)
     run_frame(service, signals, trade_frame(size="0.02"))  # adds to the protected position
@@ -79,7 +79,7 @@ def test_a_new_stop_loss_replaces_ours_only_once_it_rests_and_never_a_hand_place
     make_service, sim, signals, wallet
 ):
     service = make_service()
-    _queued_together(service, sim, signals, _event())
+    queued_together(service, sim, signals, _event())
     hand = {"trigger": {"triggerPx": 47000, "isMarket": True, "tpsl": "sl"}}
     Exchange(wallet, sim.url).order("BTC", False, 0.01, 42300, hand, reduce_only=True)  # the trader's own stop
     row = run_frame(service, signals, protect_frame("stop_loss", trigger="48500"))
@@ -95,7 +95,7 @@ def test_a_new_stop_loss_replaces_ours_only_once_it_rests_and_never_a_hand_place
 
 def test_a_closing_trade_leaves_no_trigger_of_ours(make_service, sim, signals, wallet):
     service = make_service()
-    _queued_together(service, sim, signals, _event())
+    queued_together(service, sim, signals, _event())
     run_frame(service, signals, trade_frame(side="SELL", size="0.01", reduce_only=True))
     wait_for(lambda: not sim.open_orders(wallet.address), what="the protection of the closed position canceled")
 
@@ -113,12 +113,12 @@ def test_when_the_exchange_refuses_them_together_the_trade_goes_first_then_its_p
 ):
     service = make_service()
     sim.refuse_entry_in_position_tpsl(True)
-    rows = _queued_together(service, sim, signals, _event())
+    rows = queued_together(service, sim, signals, _event())
     assert [r["state"] for r in rows] == [FILLED, RESTING, RESTING], rows
     assert caplog.text.count("refused a trade and its position TP/SL in one request") == 1
     assert _triggers(sim, wallet) == [("Stop Market", "0.0", True), ("Take Profit Market", "0.0", True)]
     before = len(_order_requests(sim))
-    rows = _queued_together(service, sim, signals, _event(size="0.01", sl="48100", tp="55000"))
+    rows = queued_together(service, sim, signals, _event(size="0.01", stop="48100", profit="55000"))
     assert [r["state"] for r in rows] == [FILLED, RESTING, RESTING], rows
     assert len(_order_requests(sim)) - before == 2  # from then on: the trade, then its protection; none refused
     assert sim.positions(wallet.address) == {"BTC": "0.02"}
@@ -126,7 +126,7 @@ def test_when_the_exchange_refuses_them_together_the_trade_goes_first_then_its_p
 
 def test_an_ambiguous_grouped_request_is_settled_order_by_order_by_cloid(make_service, sim, signals, wallet):
     service = make_service(FRAC_HTTP_TIMEOUT="0.5")
-    rows = _queued_together(service, sim, signals, _event(), before_release=lambda: sim.inject("drop"))
+    rows = queued_together(service, sim, signals, _event(), before_release=lambda: sim.inject("drop"))
     assert [r["state"] for r in rows] == [FILLED, RESTING, RESTING], rows
     assert all(r["reason"].startswith("found on the exchange by cloid") for r in rows), rows
     assert sim.positions(wallet.address) == {"BTC": "0.01"} and len(sim.open_orders(wallet.address)) == 2
@@ -236,7 +236,7 @@ def test_a_whole_request_refused_with_one_status_still_sends_the_trade(make_serv
     def refused_with_one_status():
         sim.inject("answer", answer=one_status)
 
-    rows = _queued_together(service, sim, signals, _event(), before_release=refused_with_one_status)
+    rows = queued_together(service, sim, signals, _event(), before_release=refused_with_one_status)
     assert sim.positions(wallet.address) == {"BTC": "0.01"}, [(r["state"], r["reason"]) for r in rows]
     assert [r["state"] for r in rows] == [FILLED, RESTING, RESTING], rows
 
@@ -253,7 +253,7 @@ def test_a_stop_loss_replacing_one_not_yet_shown_by_the_feed_cancels_it(make_ser
     sim.set_userdata_delay(0.6)  # a lagging feed, still in order (trusted: well inside 5 s)
     first = protect_frame("stop_loss", trigger="48000")
     second = protect_frame("stop_loss", trigger="47000")
-    rows = _queued_together(service, sim, signals, [first, second])
+    rows = queued_together(service, sim, signals, [first, second])
     assert [r["state"] for r in rows] == [RESTING, RESTING], rows
     wait_for(lambda: any(e["action_type"] == "cancel" for e in sim.exchange_log()), what="the replace's cancel")
     wait_drained(service, "the cleanups")

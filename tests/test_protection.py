@@ -69,8 +69,8 @@ def test_the_size_multiplier_scales_opens_closes_and_explicit_protection(make_se
     service = make_service(FRAC_SIZE_MULTIPLIER="0.5")
     assert run_frame(service, signals, trade_frame(size="0.03"))["filled_sz"] == "0.015"
     run_frame(service, signals, protect_frame("take_profit", trigger="60000", size="0.02"))
-    (tp,) = [o for o in sim.open_orders(wallet.address) if o["orderType"] == "Take Profit Market"]
-    assert tp["sz"] == "0.01"
+    (profit,) = [o for o in sim.open_orders(wallet.address) if o["orderType"] == "Take Profit Market"]
+    assert profit["sz"] == "0.01"
     row = run_frame(service, signals, trade_frame(side="SELL", size="0.03", reduce_only=True))
     assert row["state"] == "filled" and sim.positions(wallet.address) == {}  # the agent's close still closes
 
