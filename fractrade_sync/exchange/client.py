@@ -79,9 +79,8 @@ class HyperliquidClient(AccountReads):
         self._leverage: dict[str, tuple[str, int, float]] = {}  # coin -> (type, value, monotonic time read or set)
         self._watched: set[str] = set()  # coins whose leverage the feed was asked to keep subscribed
         self._clock_warned_at = float("-inf")
-        # the connection: every read and write (each write's answer laid over the account view)
-        # live positions and orders (None: every read over REST); the endpoint lays each write's answer over the same
-        # view (neither reassigns it)
+        # live positions and orders (None: every read over REST); the endpoint (the connection for every read and
+        # write) lays each write's answer over the same view (neither reassigns it)
         self.account: AccountView | None = feed.account if feed is not None else None
         self.endpoint = Endpoint(settings, self.account, self._coins, on_request)
 

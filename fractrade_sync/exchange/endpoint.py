@@ -25,16 +25,6 @@ if TYPE_CHECKING:  # (the account view is handed in: a write's answer is laid ov
 log = logging.getLogger("fractrade_sync.exchange")
 
 
-def _tell(hook: Callable[[str, str, str], None], path: str, payload: dict, status: str) -> None:
-    """Tell on_request of a request: its type (the info type, or the signed action's); never raises."""
-    try:
-        action = payload.get("action")
-        kind = action.get("type") if isinstance(action, dict) else payload.get("type")
-        hook(path, kind if isinstance(kind, str) else "other", status)
-    except Exception:
-        log.debug("on_request failed", exc_info=True)
-
-
 class Endpoint:
     """One connection to the exchange, used by one thread at a time (the worker; `check` before any). `coins`: the
     main dex's asset index -> name, as meta last said (the client's, kept current by it; the account view names a
@@ -135,5 +125,12 @@ class Endpoint:
         return result
 
     def _told(self, path: str, payload: dict, status: str) -> None:
-        if self.on_request is not None:
-            _tell(self.on_request, path, payload, status)
+        """Tell on_request of a request: its type (the info type, or the signed action's); never raises."""
+        if self.on_request is None:
+            return
+        try:
+            action = payload.get("action")
+            kind = action.get("type") if isinstance(action, dict) else payload.get("type")
+            self.on_request(path, kind if isinstance(kind, str) else "other", status)
+        except Exception:
+            log.debug("on_request failed", exc_info=True)

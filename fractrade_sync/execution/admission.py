@@ -100,19 +100,19 @@ class Admission:
             return unknown_outcome(f"outcome unknown ({exc})", action)
         return None if seen is None else FoundLate(seen)
 
-    def _settle(self, item_action: Action, nonce: int | None, since: float) -> Outcome | None:
+    def _settle(self, action: Action, nonce: int | None, since: float) -> Outcome | None:
         """What became of an order left in flight (by a crash, or an unknown outcome): asked by cloid, then settled
         by its nonce when known (a noop); without one, conclusive only once no order of it can land any more. None:
         never applied. Raises TransientError."""
-        seen = self.sender.lookup(item_action)
+        seen = self.sender.lookup(action)
         if seen is not None:
             return seen
         if nonce is not None:
-            return self.sender.invalidate(nonce, [item_action])[0]
+            return self.sender.invalidate(nonce, [action])[0]
         # no nonce (a note torn by a power loss, or a lookup that failed before anything was sent): no order of the
         # action can land past its deadline (expiresAfter never reaches past it); until then, "not seen" is not "no",
         # and the worker does not wait for it: the action stays open and is asked again (recheck)
-        settle_at = min(since + self.expiry_window, self.sender.deadline(item_action)) + SETTLE_MARGIN
+        settle_at = min(since + self.expiry_window, self.sender.deadline(action)) + SETTLE_MARGIN
         if self.clock() < settle_at:
             raise TransientError(
                 f"not seen by cloid yet; an order of it could still land until "

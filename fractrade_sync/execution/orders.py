@@ -134,7 +134,7 @@ class Execution:
         the same request (`after_trade`: the exchange checks it against the position that trade leaves). With a
         size: a trigger of that size, at most the position."""
         asset = self._asset(action)
-        position = None if after_trade and action.size is None else self._protected(action, asset, tpsl)
+        position = None if after_trade and action.size is None else self._protected(action, asset)
         trigger = round_price(action.trigger_price, asset.sz_decimals, "nearest")
         # the worst price the triggered market order may fill at: the trigger +/- FRAC_TRIGGER_SLIPPAGE (10%, as
         # Hyperliquid's own interface): a stop must still fill when the market gaps through its trigger
@@ -150,7 +150,7 @@ class Execution:
         self._check_value(order, trigger, closes_all=size >= abs(position))  # type: ignore[arg-type]
         return order
 
-    def _protected(self, action: Action, asset: Asset, tpsl: str) -> Decimal:
+    def _protected(self, action: Action, asset: Asset) -> Decimal:
         """The position a stop loss or take profit protects (live, or read); Refused when there is none, or when
         it is on the side the order would increase."""
         position = self.with_retries(lambda: self.client.position(asset.name), reading_for=action)

@@ -214,13 +214,7 @@ class Sender:
                 self.client.account, [orders[i] for i in unread], self._by_cloid([actions[i] for i in unread]), sent_at
             )
         except TransientError as exc:
-            found = [
-                Outcome(
-                    UNKNOWN,
-                    f"outcome unknown ({exc}); settled by cloid {orders[i].cloid} as soon as the exchange answers",
-                )
-                for i in unread
-            ]
+            found = [unknown_outcome(f"outcome unknown ({exc})", actions[i]) for i in unread]
         for i, seen in zip(unread, found, strict=True):
             outcomes[i] = seen
         return outcomes
