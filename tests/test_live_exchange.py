@@ -421,6 +421,25 @@ def test_an_applied_order_whose_record_aged_out_is_found_in_its_fills(make_servi
     assert "its order record is gone" in found.reason
 
 
+def test_an_ok_answer_silent_on_its_order_whose_cloid_check_fails_is_unknown_never_failed(
+    make_service, sim, signals, wallet
+):
+    """The exchange took the request (`ok`) but its answer says nothing of the order, and the cloid check that follows
+    gets no readable answer: the outcome is unknown, settled by cloid later; never a failure, never "not executed"."""
+    service = make_service()
+    run_frame(service, signals, trade_frame(size="0.01"))  # warm: the next trade's reads come from the live views
+    sim.inject("answer", answer='{"status":"ok","response":{"type":"order","data":{}}}')
+    sim.inject("answer", count=50, path="/info", answer="null")  # every read garbled meanwhile
+    with patched_info_lag(0.0):
+        row = run_frame(service, signals, trade_frame(size="0.01"))
+    assert row["state"] == "unknown", (row["state"], row["reason"])
+    assert row["reason"].startswith("outcome unknown (") and row["reason"].endswith(
+        f"settled by cloid {row['cloid']} as soon as the exchange answers"
+    ), row["reason"]
+    assert sim.positions(wallet.address) == {"BTC": "0.02"}  # it was applied
+    sim.reset_faults()
+
+
 def patched_info_lag(seconds: float):
     import contextlib
 
