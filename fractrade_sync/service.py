@@ -1,4 +1,5 @@
-"""FractradeExecutor: builds the parts and wires the threads; signals, start/stop/run; the hooks users override."""
+"""FractradeExecutor: builds the parts and wires the threads; signals, start/stop/run; the hooks users override
+(their stock bodies: execution/orders.py StockHooks)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
+from fractrade_sync.actions import Action
 from fractrade_sync.assembly import assemble, probe_of
 from fractrade_sync.channels.heartbeat import remove_heartbeat
 from fractrade_sync.channels.hub import Channels
 from fractrade_sync.config.settings import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Settings, load_settings
 from fractrade_sync.errors import ConfigError, ThreadFailure
 from fractrade_sync.execution.hooks import hooks_of, refuse_coroutine_hooks
+from fractrade_sync.execution.orders import StockHooks
 from fractrade_sync.execution.pipeline import Pipeline
 from fractrade_sync.logs import setup_logging_unless_configured
 from fractrade_sync.storage.journal import Journal
@@ -24,8 +26,9 @@ from fractrade_sync.storage.ledger import Ledger
 from fractrade_sync.storage.state_dir import RunLocks
 
 
-class FractradeExecutor:
-    """The service. Override the three handle_* hooks to change what an action does (worker thread)."""
+class FractradeExecutor(StockHooks):
+    """The service. Override the three handle_* hooks (orders.StockHooks) to change what an action does (worker
+    thread)."""
 
     fatal_errors: tuple[type[Exception], ...] = (ConfigError,)
     async_hooks = False  # `async def` hooks are refused at start (fractrade_sync.aio runs them)
@@ -232,15 +235,3 @@ class FractradeExecutor:
     def _hooks(self) -> dict[str, Callable[[Any], Any]]:
         """The pipeline's hooks: kind -> this object's handle_* method."""
         return hooks_of(self)
-
-    def handle_hyperliquid_perp_trade(self, config: Mapping[str, Any]) -> Any:
-        """Execute a trade: a marketable IOC order (planned here, sent with its wave)."""
-        return self.execution.plan(config, TRADE)
-
-    def handle_set_hyperliquid_perp_stop_loss(self, config: Mapping[str, Any]) -> Any:
-        """Set (replace) the stop loss of a position."""
-        return self.execution.plan(config, STOP_LOSS)
-
-    def handle_set_hyperliquid_perp_take_profit(self, config: Mapping[str, Any]) -> Any:
-        """Set (replace) the take profit of a position."""
-        return self.execution.plan(config, TAKE_PROFIT)

@@ -1,5 +1,5 @@
-"""Action -> order: what each action means on Hyperliquid (its checks, its order); sending.py sends it exactly
-once."""
+"""Action -> order: what each action means on Hyperliquid (its checks, its order), planned by the stock hooks;
+sending.py sends it exactly once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-from fractrade_sync.actions import Action
+from fractrade_sync.actions import STOP_LOSS, TAKE_PROFIT, TRADE, Action
 from fractrade_sync.backoff import exchange_retries
 from fractrade_sync.config.settings import Settings
 from fractrade_sync.errors import Refused, TransientError, Unfinished, UnknownSymbol
@@ -277,3 +277,22 @@ class Execution:
                         ) from None
                     raise
         raise AssertionError("unreachable")
+
+
+class StockHooks:
+    """The seed's three hooks, which the service class carries: each plans its action's order (Execution.plan), sent
+    with its wave. A user's subclass overrides them (worker thread); super() is these."""
+
+    execution: Execution | None
+
+    def handle_hyperliquid_perp_trade(self, config: Mapping[str, Any]) -> Any:
+        """Execute a trade: a marketable IOC order (planned here, sent with its wave)."""
+        return self.execution.plan(config, TRADE)
+
+    def handle_set_hyperliquid_perp_stop_loss(self, config: Mapping[str, Any]) -> Any:
+        """Set (replace) the stop loss of a position."""
+        return self.execution.plan(config, STOP_LOSS)
+
+    def handle_set_hyperliquid_perp_take_profit(self, config: Mapping[str, Any]) -> Any:
+        """Set (replace) the take profit of a position."""
+        return self.execution.plan(config, TAKE_PROFIT)
