@@ -15,6 +15,38 @@ STOP = object()  # the sentinel that ends the loop
 MAX_BATCH = 32  # items taken from the queue at once for a batch handler
 
 
+class ActionQueue(queue.Queue):
+    """The actions' queue (the receiver puts, the worker takes), whose `wait_done` is Queue.join with a timeout: it
+    keeps its own count of the items put and not yet marked done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open = 0  # items put and not marked done yet
+        self._settled = threading.Condition()
+
+    def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+        with self._settled:
+            self._open += 1
+        super().put(item, block, timeout)  # (unbounded: it never blocks, never raises Full)
+
+    def task_done(self) -> None:
+        super().task_done()
+        with self._settled:
+            self._open -= 1
+            self._settled.notify_all()
+
+    def wait_done(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """True once every item put so far is marked done; False at the timeout or once `give_up()` says so."""
+        deadline = time.monotonic() + timeout
+        with self._settled:
+            while self._open:
+                left = deadline - time.monotonic()
+                if left <= 0 or give_up():
+                    return False
+                self._settled.wait(min(0.05, left))
+        return True
+
+
 class Worker:
     """One thread, one queue: prepare once, then dequeue -> handle; one failing hand-over never stops the loop.
 
@@ -26,7 +58,7 @@ class Worker:
 
     def __init__(
         self,
-        actions: queue.Queue,
+        actions: ActionQueue,
         handle: Callable[[list, Callable[[float], list], Callable[[], bool]], int],
         *,
         prepare: Callable[[], None],
@@ -115,16 +147,8 @@ class Worker:
 
     def wait_done(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
         """Wait until everything queued so far is handled, its cleanups too: True; False at the timeout or once
-        `give_up()` says so. (Queue.join, in a thread of its own: join takes no timeout.)"""
-        joined = threading.Thread(target=self.queue.join, name="wait-done", daemon=True)
-        joined.start()
-        deadline = time.monotonic() + timeout
-        while joined.is_alive() and not give_up():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            joined.join(min(0.05, left))
-        return not joined.is_alive()
+        `give_up()` says so."""
+        return self.queue.wait_done(timeout, give_up)
 
     def take_more(self, wait: float = 0.0) -> list:
         """For the batch handler, between two requests: what was queued since (up to MAX_BATCH), never STOP (it
