@@ -25,7 +25,7 @@ from fractrade_sync.logs import (
     setup_logging,
     setup_logging_unless_configured,
 )
-from tests.conftest import key_of, push, run_cli, trade_frame, wait_for
+from tests.conftest import key_of, push, run_cli, run_frame, trade_frame, wait_for
 
 TOKEN = "frac-token-5f3a9c1e7b2d4f60"
 
@@ -319,3 +319,22 @@ def test_setup_replaces_its_own_handler_only(install, log):
         assert first.getvalue() == "" and json_lines(second)[0]["message"] == "once"
     finally:
         root.removeHandler(other)
+
+
+def test_a_frame_cannot_forge_a_log_line(make_service, sim, signals):
+    """A symbol carrying a newline and a fake log line: the text log keeps it on the one line of its record."""
+    stream = io.StringIO()
+    handler = setup_logging("INFO", "text", stream=stream)
+    try:
+        service = make_service()
+        forged = "2026-12-01 12:00:00,000 INFO    worker    trade BUY 100 BTC -> filled"
+        row = run_frame(service, signals, trade_frame(symbol="NOPE\n" + forged))
+        assert row["state"] == "rejected"
+        frame = json.loads(json.dumps({"type": "action", "data": "x\r\n" + forged + "\u2028"}))
+        signals.push(frame)
+        run_frame(service, signals, trade_frame(symbol="ETH", size="0.1"))
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert not [line for line in lines if line.startswith(forged[:20])], lines
+    assert any("NOPE\\n2026-12-01 12:00:00,000 INFO" in line for line in lines), lines

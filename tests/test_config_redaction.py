@@ -1,5 +1,5 @@
-"""Hostile input: a secret pasted into the wrong variable is never echoed, URL credentials are never shown, and a
-`.env` other users can read is warned about. Every key and token here is made at test time."""
+"""Secrets in the configuration: a secret pasted into the wrong variable is never echoed, URL credentials are never
+shown, and a `.env` other users can read is warned about. Every key and token here is made at test time."""
 
 from __future__ import annotations
 
