@@ -223,15 +223,15 @@ def test_the_client_reads_the_live_shapes():
 def test_the_account_view_takes_the_live_pushes():
     feed = exchange_feed.ExchangeFeed("http://127.0.0.1:1", user=USER)
     feed.generation = 1
-    feed._on_message(
+    feed.take(
         json.dumps(
             {"channel": "clearinghouseState", "data": {"dex": "", "user": USER, "clearinghouseState": LIVE_STATE}}
         )
     )
-    feed._on_message(json.dumps({"channel": "openOrders", "data": {"dex": "", "user": USER, "orders": [LIVE_TRIGGER]}}))
-    feed._on_message(json.dumps({"channel": "activeAssetData", "data": LIVE_ASSET_DATA}))
-    feed._on_message(json.dumps({"channel": "orderUpdates", "data": [LIVE_ORDER_UPDATE]}))
-    feed._on_message(json.dumps({"channel": "userFills", "data": {"user": USER, "fills": [LIVE_FILL]}}))
+    feed.take(json.dumps({"channel": "openOrders", "data": {"dex": "", "user": USER, "orders": [LIVE_TRIGGER]}}))
+    feed.take(json.dumps({"channel": "activeAssetData", "data": LIVE_ASSET_DATA}))
+    feed.take(json.dumps({"channel": "orderUpdates", "data": [LIVE_ORDER_UPDATE]}))
+    feed.take(json.dumps({"channel": "userFills", "data": {"user": USER, "fills": [LIVE_FILL]}}))
     view = feed.account
     view.live = lambda: True
     view.clock = lambda: view.positions_at
@@ -284,9 +284,9 @@ def test_the_simulators_pushes_have_the_live_shapes_and_the_client_takes_them(si
     got: dict[str, list] = {}
     try:
         for channel in account_feed.ACCOUNT_CHANNELS:
-            ws.send(account_feed._user_request("subscribe", channel, user))
-        ws.send(account_feed._user_request("subscribe", "activeAssetData", user, "BTC"))
-        ws.send(account_feed._user_request("subscribe", "webData2", user))  # refused, as live
+            ws.send(account_feed.user_request("subscribe", channel, user))
+        ws.send(account_feed.user_request("subscribe", "activeAssetData", user, "BTC"))
+        ws.send(account_feed.user_request("subscribe", "webData2", user))  # refused, as live
         deadline = time.monotonic() + 5
         wanted = {"clearinghouseState", "openOrders", "activeAssetData", "userFills", "error", "subscriptionResponse"}
         while not wanted <= got.keys() and time.monotonic() < deadline:
@@ -306,7 +306,7 @@ def test_the_simulators_pushes_have_the_live_shapes_and_the_client_takes_them(si
     feed.generation = 1
     for channel in ("clearinghouseState", "openOrders", "activeAssetData", "userFills"):
         for data in got[channel]:
-            feed._on_message(json.dumps({"channel": channel, "data": data}))
+            feed.take(json.dumps({"channel": channel, "data": data}))
     view = feed.account
     view.live = lambda: True
     wait_for(lambda: view.position("BTC") == Decimal("0.01"), timeout=1, what="the simulator's push read")

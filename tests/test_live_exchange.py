@@ -68,7 +68,7 @@ def test_a_refused_subscription_is_warned_once_and_not_asked_again_in_a_loop(cap
     error = json.dumps({"channel": "error", "data": f"Error parsing JSON into valid websocket request: {request}"})
     with caplog.at_level(logging.WARNING):
         for _ in range(3):
-            feed._on_message(error)
+            feed.take(error)
     refusals = [r for r in caplog.records if "refused the clearinghouseState subscription" in r.message]
     assert len(refusals) == 1, caplog.text
     assert feed.account.refused == {"clearinghouseState"}

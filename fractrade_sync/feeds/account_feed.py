@@ -24,7 +24,8 @@ ASK_AGAIN_AFTER = 600.0  # seconds before a subscription the exchange refused is
 REFUSALS = ("Error parsing JSON into valid websocket request", "Invalid subscription")
 
 
-def _user_request(method: str, channel: str, user: str, coin: str | None = None) -> str:
+def user_request(method: str, channel: str, user: str, coin: str | None = None) -> str:
+    """A user-data (un)subscription as sent: `{"method", "subscription": {"type", "user", ["dex"], ["coin"]}}`."""
     subscription: dict = {"type": channel, "user": user}
     if channel in ("clearinghouseState", "openOrders"):
         subscription["dex"] = ""
@@ -96,7 +97,7 @@ class AccountChannels:
                 continue  # (the account's channels are asked on connecting)
             self._refused_at.pop(name, None)
             self._asked.add(name)
-            ws.send(_user_request("subscribe", channel, self.user, coin))
+            ws.send(user_request("subscribe", channel, self.user, coin))
 
     def refreshed(self, ws: Any, last: float) -> float:
         """Ask for clearinghouseState again when none came for REFRESH_AFTER (and not more often); returns when it
@@ -110,7 +111,7 @@ class AccountChannels:
         if account.snapshots and quiet > 2 * bound and now - self._subscribed_at > 2 * bound:
             raise SubscriptionDead(f"no clearinghouseState for {quiet:.0f}s despite asking again")
         for method in ("unsubscribe", "subscribe"):
-            ws.send(_user_request(method, "clearinghouseState", self.user))
+            ws.send(user_request(method, "clearinghouseState", self.user))
         return now
 
     def refused(self, data: object) -> bool:

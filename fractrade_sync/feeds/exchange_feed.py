@@ -214,7 +214,7 @@ class ExchangeFeed:
             now = self.clock()
             if text:
                 last_message = now
-                channel = self._on_message(text)
+                channel = self.take(text)
                 if channel is None and self.account is not None:
                     self.account.lost()  # it may have been a user-data push: the view is behind until a snapshot
                 if channel is None:
@@ -255,7 +255,7 @@ class ExchangeFeed:
             self._asked_dexes.add(dex)
             ws.send(json.dumps({"method": "subscribe", "subscription": {"type": "allMids", "dex": dex}}))
 
-    def _on_message(self, text: str | bytes) -> str | None:
+    def take(self, text: str | bytes) -> str | None:
         """Take one message; returns its channel ('allMids' only when it carried a usable snapshot)."""
         try:
             msg = json.loads(text)
