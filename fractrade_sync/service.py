@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -19,7 +20,6 @@ from fractrade_sync.errors import ConfigError, ThreadFailure
 from fractrade_sync.execution.hooks import hooks_of, refuse_coroutine_hooks
 from fractrade_sync.execution.orders import StockHooks
 from fractrade_sync.execution.pipeline import Pipeline
-from fractrade_sync.execution.worker import ActionQueue
 from fractrade_sync.logs import setup_logging_unless_configured
 from fractrade_sync.storage.journal import Journal
 from fractrade_sync.storage.ledger import Ledger
@@ -37,7 +37,7 @@ class FractradeExecutor(StockHooks):
         self.settings = settings if settings is not None else load_settings()  # no argument: the environment
         self.clock = clock
         self.logger = logging.getLogger("fractrade_sync")
-        self.queue = ActionQueue()
+        self.queue: queue.Queue = queue.Queue()
         self.stopping = threading.Event()  # set when a stop cuts the drain short: retry waits end, nothing new is sent
         self.channels = Channels(self.settings, probe_of(self))  # webhook, Telegram, status endpoint: when configured
         self.notifier = self.channels.notifier

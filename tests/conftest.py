@@ -203,7 +203,7 @@ def wait_state(service: FractradeExecutor, key: str, timeout: float = 40.0) -> d
 
 
 def wait_drained(service: FractradeExecutor, what: str = "the queue drained", timeout: float = 10.0) -> None:
-    """Wait until everything queued so far is handled, its cleanups too (Worker.wait_done: ActionQueue.wait_done)."""
+    """Wait until everything queued so far is handled, its cleanups too (Worker.wait_done)."""
     if not service.worker.wait_done(timeout):
         raise AssertionError(f"timed out waiting for {what}")
 

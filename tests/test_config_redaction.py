@@ -223,7 +223,7 @@ def test_url_credentials_are_redacted_from_the_logs(env, no_file):
     }
     s = load_settings(environ=environ, env_file=no_file)
     assert api_pw in s.secrets and proxy_pw in s.secrets
-    with redacted_log(s.secrets, "test_config_hostile.redaction") as (log, stream):
+    with redacted_log(s.secrets, "test_config_redaction") as (log, stream):
         log.warning("connecting to %s via %s", s.api_url, environ["HTTPS_PROXY"])
     assert api_pw not in stream.getvalue() and proxy_pw not in stream.getvalue()
     assert "gateway.example.com" in stream.getvalue()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ import pytest
 
 from fractrade_sync.channels.heartbeat import health_problem
 from fractrade_sync.config.settings import settings_from_mapping
-from fractrade_sync.execution.worker import ActionQueue
+from fractrade_sync.execution.worker import wait_done
 from fractrade_sync.service import FractradeExecutor
 from tests.conftest import key_of, run_cli, trade_frame, wait_for, wait_state
 from tests.test_notify import webhook  # noqa: F401 - the fixture
@@ -166,19 +167,19 @@ def test_an_aio_script_with_a_stuck_worker_ends_non_zero_instead_of_hanging(env,
 def test_waiting_for_the_queue_to_be_done_ends_at_its_timeout_and_leaves_no_thread_behind():
     """wait_done is Queue.join with a timeout: False while an item is not done (at the timeout, or when told to give
     up), True once every item put is marked done, and no thread of it is left waiting after a timeout."""
-    actions = ActionQueue()
-    assert actions.wait_done(0.0)  # nothing put: done
+    actions: queue.Queue = queue.Queue()
+    assert wait_done(actions, 0.0)  # nothing put: done
     actions.put("a")
     actions.put("b")
-    threads = threading.active_count()
-    assert not actions.wait_done(0.05)
-    assert not actions.wait_done(30, give_up=lambda: True)
-    assert threading.active_count() == threads
+    before = set(threading.enumerate())
+    assert not wait_done(actions, 0.05)
+    assert not wait_done(actions, 30, give_up=lambda: True)
+    assert set(threading.enumerate()) - before == set()  # (no thread of its own, waiting on)
     actions.get_nowait()
     actions.task_done()
-    assert not actions.wait_done(0.01)  # one of two done
+    assert not wait_done(actions, 0.01)  # one of two done
     actions.get_nowait()
     done = threading.Timer(0.05, actions.task_done)  # the last one, marked done while waited for
     done.start()
-    assert actions.wait_done(5)
+    assert wait_done(actions, 5)
     done.join()

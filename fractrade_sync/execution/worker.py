@@ -15,36 +15,21 @@ STOP = object()  # the sentinel that ends the loop
 MAX_BATCH = 32  # items taken from the queue at once for a batch handler
 
 
-class ActionQueue(queue.Queue):
-    """The actions' queue (the receiver puts, the worker takes), whose `wait_done` is Queue.join with a timeout: it
-    keeps its own count of the items put and not yet marked done."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._open = 0  # items put and not marked done yet
-        self._settled = threading.Condition()
-
-    def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
-        with self._settled:
-            self._open += 1
-        super().put(item, block, timeout)  # (unbounded: it never blocks, never raises Full)
-
-    def task_done(self) -> None:
-        super().task_done()
-        with self._settled:
-            self._open -= 1
-            self._settled.notify_all()
-
-    def wait_done(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
-        """True once every item put so far is marked done; False at the timeout or once `give_up()` says so."""
-        deadline = time.monotonic() + timeout
-        with self._settled:
-            while self._open:
-                left = deadline - time.monotonic()
-                if left <= 0 or give_up():
-                    return False
-                self._settled.wait(min(0.05, left))
-        return True
+def wait_done(actions: queue.Queue, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+    """Queue.join with a timeout: True once every item put so far is marked done; False at the timeout or once
+    `give_up()` says so (on the queue's own `all_tasks_done` condition and `unfinished_tasks` count, as
+    sentry-python's BackgroundWorker.flush; `give_up` is asked outside the queue's lock)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with actions.all_tasks_done:
+            if not actions.unfinished_tasks:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            actions.all_tasks_done.wait(min(0.05, left))
+        if give_up():
+            return False
 
 
 class Worker:
@@ -58,7 +43,7 @@ class Worker:
 
     def __init__(
         self,
-        actions: ActionQueue,
+        actions: queue.Queue,
         handle: Callable[[list, Callable[[float], list], Callable[[], bool]], int],
         *,
         prepare: Callable[[], None],
@@ -148,7 +133,7 @@ class Worker:
     def wait_done(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
         """Wait until everything queued so far is handled, its cleanups too: True; False at the timeout or once
         `give_up()` says so."""
-        return self.queue.wait_done(timeout, give_up)
+        return wait_done(self.queue, timeout, give_up)
 
     def take_more(self, wait: float = 0.0) -> list:
         """For the batch handler, between two requests: what was queued since (up to MAX_BATCH), never STOP (it
