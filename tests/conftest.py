@@ -98,6 +98,22 @@ def key(account) -> str:
     return hex_key(account)
 
 
+def config_env(account, key: str, token: str) -> dict[str, str]:
+    """A complete, valid environment for configuration tests (the key signs for its own account)."""
+    return {
+        "FRAC_WS_URL": "wss://app.fractrade.xyz/ws/executor/",
+        "FRAC_USER_TOKEN": token,
+        "HYPERLIQUID_PRIVATE_KEY": key,
+        "HYPERLIQUID_PUBLIC_ADDRESS": account.address,
+    }
+
+
+@pytest.fixture
+def no_file(tmp_path) -> Path:
+    """A .env path that does not exist (the environment alone is read)."""
+    return tmp_path / "absent.env"
+
+
 @contextlib.contextmanager
 def redacted_log(secrets: Iterable[str], name: str):
     """A logger whose one handler redacts `secrets` (RedactingFilter), writing to the StringIO it yields with it."""

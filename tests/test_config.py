@@ -15,25 +15,14 @@ from fractrade_sync.config.parsing import normalize_ws_url
 from fractrade_sync.config.secrets import Secret
 from fractrade_sync.config.settings import Settings, load_settings, settings_from_mapping
 from fractrade_sync.errors import ConfigError
-from tests.conftest import hex_key
+from tests.conftest import config_env, hex_key
 
 TOKEN = "frac-token-5f3a9c1e7b2d4f60"
 
 
 @pytest.fixture
 def env(account, key) -> dict[str, str]:
-    """A complete, valid environment (the key signs for its own account)."""
-    return {
-        "FRAC_WS_URL": "wss://app.fractrade.xyz/ws/executor/",
-        "FRAC_USER_TOKEN": TOKEN,
-        "HYPERLIQUID_PRIVATE_KEY": key,
-        "HYPERLIQUID_PUBLIC_ADDRESS": account.address,
-    }
-
-
-@pytest.fixture
-def no_file(tmp_path: Path) -> Path:
-    return tmp_path / "absent.env"
+    return config_env(account, key, TOKEN)
 
 
 def write_env(path: Path, values: dict[str, str]) -> Path:

@@ -14,7 +14,7 @@ from fractrade_sync.config import parsing
 from fractrade_sync.config.secrets import redact_url, show_value
 from fractrade_sync.config.settings import load_settings, settings_from_mapping
 from fractrade_sync.errors import ConfigError
-from tests.conftest import redacted_log
+from tests.conftest import config_env, redacted_log
 
 
 @pytest.fixture
@@ -24,17 +24,7 @@ def token() -> str:
 
 @pytest.fixture
 def env(account, key, token) -> dict[str, str]:
-    return {
-        "FRAC_WS_URL": "wss://app.fractrade.xyz/ws/executor/",
-        "FRAC_USER_TOKEN": token,
-        "HYPERLIQUID_PRIVATE_KEY": key,
-        "HYPERLIQUID_PUBLIC_ADDRESS": account.address,
-    }
-
-
-@pytest.fixture
-def no_file(tmp_path: Path) -> Path:
-    return tmp_path / "absent.env"
+    return config_env(account, key, token)
 
 
 def leaks(text: str, secret: str, window: int = 8) -> bool:
