@@ -183,3 +183,4 @@ def test_waiting_for_the_queue_to_be_done_ends_at_its_timeout_and_leaves_no_thre
     done.start()
     assert wait_done(actions, 5)
     done.join()
+    assert wait_done(actions, 0.0, give_up=lambda: True)  # done is done, whatever the time or the caller's patience

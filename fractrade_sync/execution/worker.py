@@ -22,13 +22,12 @@ def wait_done(actions: queue.Queue, timeout: float, give_up: Callable[[], bool] 
     deadline = time.monotonic() + timeout
     while True:
         with actions.all_tasks_done:
-            if not actions.unfinished_tasks:
-                return True
             left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            actions.all_tasks_done.wait(min(0.05, left))
-        if give_up():
+            if actions.unfinished_tasks and left > 0:
+                actions.all_tasks_done.wait(min(0.05, left))
+            if not actions.unfinished_tasks:
+                return True  # (done, even as the time or the caller's patience ran out)
+        if time.monotonic() >= deadline or give_up():
             return False
 
 
